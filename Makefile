@@ -1,0 +1,49 @@
+# Set-up and day-to-day commands. Needs only python3 and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+export HOST PORT
+
+.PHONY: run serve install install-dev migrate test test-fast bench clean browser
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+
+# Creates .venv, installs, migrates, creates the first administrator (its password is printed
+# once) and serves on http://$(HOST):$(PORT) with gunicorn.
+run: migrate
+	$(BIN)/python manage.py bootstrap
+	$(BIN)/gunicorn -c gunicorn.conf.py stalwart_site.wsgi
+
+# Debian's Chromium for the browser tests (no browser download; installed when missing).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: apt-get install chromium (as root)" >&2; exit 1; fi; }
+
+test: install-dev browser
+	$(BIN)/python -m pytest
+
+bench: install-dev
+	$(BIN)/python bench/logins.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,149 @@
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.models import Group
+
+from registry import services as registry
+from registry.admin import DeclaredAdmin, apply_set_error, form_values, register_declared
+from registry.errors import SetError
+
+from . import objects  # noqa: F401  (declarations)
+from . import services
+from .models import Account, Credential, Domain
+from .policy import PolicyViolation
+
+# Django's own groups are not ours: accounts of kind "group" are.
+if admin.site.is_registered(Group):
+    admin.site.unregister(Group)
+
+
+class AccountForm(forms.ModelForm):
+    new_password = forms.CharField(
+        label="New password", required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the current password. The password policy of "
+        "Settings › Authentication applies; a recognised hash ($argon2id$…, {SSHA}…) is stored as given.",
+    )
+    new_password_confirm = forms.CharField(
+        label="Confirm new password", required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    password_expires_at = forms.SplitDateTimeField(
+        label="Password expires at", required=False, widget=admin.widgets.AdminSplitDateTime,
+        help_text="Empty: the default expiry of the settings applies to a new password; an expired password "
+        "still logs in but may only be changed.",
+    )
+
+    class Meta:
+        model = Account
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cred = self.instance.credentials.filter(kind=Credential.Kind.PASSWORD).first() if self.instance.pk else None
+        if cred is not None:
+            self.fields["password_expires_at"].initial = cred.expires_at
+
+    def clean(self):
+        data = super().clean()
+        pw, confirm = data.get("new_password"), data.get("new_password_confirm")
+        if pw or confirm:
+            if pw != confirm:
+                self.add_error("new_password_confirm", "The two passwords differ.")
+            elif data.get("kind") == Account.Kind.GROUP:
+                self.add_error("new_password", "Groups cannot log in and have no password.")
+            else:
+                probe = Account(pk=self.instance.pk, name=data.get("name") or "", description=data.get("description") or "")
+                domain = data.get("domain")
+                if isinstance(domain, Domain):
+                    probe.email_address = f"{probe.name}@{domain.name}"
+                from . import hashing
+
+                if not hashing.is_password_hash(pw):
+                    try:
+                        services.validate_new_password(probe, pw)
+                    except PolicyViolation as exc:
+                        self.add_error("new_password", exc.message)
+        return data
+
+
+class SecondaryCredentialInline(admin.TabularInline):
+    """App passwords and API keys: listed and revocable here; created by their owner."""
+
+    model = Credential
+    verbose_name = "app password or API key"
+    verbose_name_plural = "App passwords and API keys (tick “Delete” to revoke)"
+    fields = ("kind", "credential_id", "description", "created_at", "expires_at", "permissions_mode", "last_used_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = True
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).exclude(kind=Credential.Kind.PASSWORD)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountUpdate")
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountUpdate")
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountGet")
+
+
+@admin.register(Account)
+class AccountAdmin(DeclaredAdmin):
+    form = AccountForm
+    inlines = [SecondaryCredentialInline]
+    list_display = ("email_address", "kind", "description", "roles_mode", "is_active", "last_login")
+    list_filter = ("kind", "roles_mode", "is_active", "domain")
+    search_fields = ("email_address", "name", "description")
+
+    def get_fieldsets(self, request, obj=None):
+        sets = [(title, {"fields": names}) for title, names in self.decl.groups]
+        sets.insert(1, ("Password", {"fields": ["new_password", "new_password_confirm", "password_expires_at"]}))
+        return sets
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj)) + ["last_login"]
+        if obj is not None:
+            fields.append("kind")  # a user does not turn into a group
+        return fields
+
+    def save_related(self, request, form, formsets, change):
+        decl = self.decl
+        pw = form.cleaned_data.get("new_password") or None
+        expiry_changed = "password_expires_at" in form.changed_data
+        expires = form.cleaned_data.get("password_expires_at")
+        if change:
+            account = registry.update(decl, form.instance.pk, form_values(decl, form, only_changed=True), request.user)
+            if pw:
+                kwargs = {"expires_at": expires} if expiry_changed else {}
+                services.set_password(account, pw, request.user, **kwargs)
+            elif expiry_changed:
+                services.set_password_expiry(account, expires, request.user)
+        else:
+            account = services.create_account(form_values(decl, form, only_changed=False), request.user, password=pw)
+            form.instance.pk = account.pk
+            if expiry_changed and pw:
+                services.set_password_expiry(account, expires, request.user)
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Credential:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)
+        for cred in formset.deleted_objects:
+            services.revoke_credential(cred.account, cred.credential_id, request.user)
+            messages.info(request, f"Revoked {cred.get_kind_display().lower()} “{cred.description}”.")
+
+    def response_add(self, request, obj, post_url_continue=None):
+        obj = Account.objects.get(pk=obj.pk)
+        return super().response_add(request, obj, post_url_continue)
+
+
+register_declared("accounts")

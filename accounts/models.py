@@ -1,0 +1,468 @@
+"""Principals (accounts and groups), roles, domains, tenants, credentials and the
+Authentication and SystemSettings singletons."""
+from __future__ import annotations
+
+import hmac
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.crypto import salted_hmac
+
+from registry.fields import NameSetField
+from registry.models import SingletonModel
+
+from . import permissions as catalogue
+
+
+def _permission_names():
+    return catalogue.all_permissions()
+
+
+class PermissionSetField(NameSetField):
+    def __init__(self, *args, **kwargs):
+        kwargs["allowed"] = _permission_names
+        kwargs["schema_type"] = "Set<Permission>"
+        super().__init__(*args, **kwargs)
+
+
+domain_name_validator = RegexValidator(
+    r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    "Enter a valid domain name in lower case.",
+    code="invalid",
+)
+local_part_validator = RegexValidator(
+    r"^[a-z0-9!#$&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$&'*+/=?^_`{|}~-]+)*$",
+    "Enter a valid e-mail local part in lower case (no spaces, no '@', no '%').",
+    code="invalid",
+)
+
+
+class PermissionsMode(models.TextChoices):
+    INHERIT = "inherit", "Inherit from roles"
+    MERGE = "merge", "Merge with roles"
+    REPLACE = "replace", "Replace roles"
+
+
+class Role(models.Model):
+    name = models.CharField(
+        max_length=100, blank=True, help_text="Short identifier of the role (optional; the description is its label)."
+    )
+    description = models.CharField(max_length=255, help_text="Label of the role shown wherever roles are chosen.")
+    tenant = models.ForeignKey(
+        "Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="roles_owned",
+        help_text="Tenant that owns this role, if any.",
+    )
+    parents = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="children",
+        help_text="Roles whose permissions this role inherits.",
+    )
+    enabled_permissions = PermissionSetField(help_text="Permissions granted by this role.")
+    disabled_permissions = PermissionSetField(
+        help_text="Permissions denied by this role; a denial wins over any grant."
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.description or self.name or f"Role {self.pk}"
+
+
+class Tenant(models.Model):
+    class RolesMode(models.TextChoices):
+        DEFAULT = "default", "Default tenant roles"
+        CUSTOM = "custom", "Custom roles"
+
+    name = models.CharField(max_length=255, unique=True)
+    description = models.CharField(max_length=255, blank=True)
+    roles_mode = models.CharField(max_length=16, choices=RolesMode.choices, default=RolesMode.DEFAULT)
+    roles = models.ManyToManyField(Role, blank=True, related_name="tenants")
+    permissions_mode = models.CharField(max_length=16, choices=PermissionsMode.choices, default=PermissionsMode.INHERIT)
+    enabled_permissions = PermissionSetField()
+    disabled_permissions = PermissionSetField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Directory(models.Model):
+    """An external directory. Only its identity exists so far; the backends come later."""
+
+    class Kind(models.TextChoices):
+        LDAP = "ldap", "LDAP"
+        SQL = "sql", "SQL"
+        OIDC = "oidc", "OpenID Connect"
+
+    description = models.CharField(max_length=255)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.LDAP)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="directories")
+
+    class Meta:
+        verbose_name_plural = "directories"
+
+    def __str__(self):
+        return self.description
+
+
+class Domain(models.Model):
+    name = models.CharField(
+        max_length=253, unique=True, validators=[domain_name_validator], help_text="Domain name, e.g. example.org."
+    )
+    description = models.CharField(max_length=255, blank=True)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="domains")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def save(self, *args, **kwargs):
+        self.name = (self.name or "").strip().lower()
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return self.name
+
+
+class AccountManager(BaseUserManager):
+    def get_by_natural_key(self, username):
+        return self.get(email_address=username)
+
+
+class Account(AbstractBaseUser):
+    """A user or a group. Users log in; groups share data and receive mail."""
+
+    # Credentials live in Credential rows (one password, app passwords, API keys).
+    password = None
+
+    class Kind(models.TextChoices):
+        USER = "user", "User"
+        GROUP = "group", "Group"
+
+    class RolesMode(models.TextChoices):
+        USER = "user", "User (default user roles)"
+        ADMIN = "admin", "Administrator (default admin roles)"
+        DEFAULT = "default", "Default (default group roles)"
+        CUSTOM = "custom", "Custom roles"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.USER)
+    name = models.CharField(
+        max_length=64, validators=[local_part_validator], help_text="Login name: the local part of the address."
+    )
+    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="accounts")
+    email_address = models.CharField(max_length=320, unique=True, editable=False)
+    description = models.CharField(max_length=255, blank=True, help_text="Display name.")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts",
+        help_text="Tenant this account belongs to (enterprise).",
+    )
+    roles_mode = models.CharField(
+        max_length=16, choices=RolesMode.choices, default=RolesMode.USER,
+        help_text="Users take the default user or admin roles, groups the default group roles, "
+        "unless custom roles are chosen. Default roles are resolved at every login.",
+    )
+    roles = models.ManyToManyField(Role, blank=True, related_name="accounts", help_text="Custom roles.")
+    permissions_mode = models.CharField(
+        max_length=16, choices=PermissionsMode.choices, default=PermissionsMode.INHERIT
+    )
+    enabled_permissions = PermissionSetField(help_text="Permissions added to those of the roles.")
+    disabled_permissions = PermissionSetField(help_text="Permissions removed from those of the roles.")
+    member_groups = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="members", limit_choices_to={"kind": "group"},
+        help_text="Groups this account is a member of.",
+    )
+    max_app_passwords = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Overrides the default maximum number of app passwords (empty: use the default).",
+    )
+    max_api_keys = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Overrides the default maximum number of API keys (empty: use the default).",
+    )
+    locale = models.CharField(max_length=16, default="en_US")
+    is_active = models.BooleanField(default=True, help_text="Inactive accounts cannot log in.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AccountManager()
+
+    USERNAME_FIELD = "email_address"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email_address"]
+        constraints = [models.UniqueConstraint(fields=["name", "domain"], name="account_name_domain_unique")]
+
+    def __str__(self):
+        return self.email_address or self.name
+
+    def save(self, *args, **kwargs):
+        self.name = (self.name or "").strip().lower()
+        if self.domain_id:
+            self.email_address = f"{self.name}@{self.domain.name}"
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        errors = {}
+        if self.kind == self.Kind.GROUP and self.roles_mode in (self.RolesMode.USER, self.RolesMode.ADMIN):
+            errors["roles_mode"] = ValidationError("A group takes its default roles or custom roles.", code="group_roles")
+        if self.kind == self.Kind.USER and self.roles_mode == self.RolesMode.DEFAULT:
+            errors["roles_mode"] = ValidationError(
+                "A user takes the user or administrator roles, or custom roles.", code="user_roles"
+            )
+        if self.name and self.domain_id:
+            address = f"{self.name.lower()}@{self.domain.name}"
+            if Alias.objects.filter(name=self.name.lower(), domain_id=self.domain_id).exclude(account_id=self.pk).exists():
+                errors["name"] = ValidationError(f"{address} is already an alias of another account.", code="alias_taken")
+        if errors:
+            raise ValidationError(errors)
+
+    # --- what Django's auth and admin ask of a user ----------------------------------
+    @property
+    def audit_name(self) -> str:
+        return self.email_address
+
+    @property
+    def is_recovery_admin(self) -> bool:
+        return getattr(self, "_recovery", False)
+
+    @property
+    def permission_set(self) -> frozenset[str]:
+        """The permissions of this session (memoised for the request)."""
+        cached = getattr(self, "_permission_set", None)
+        if cached is None:
+            from .authz import session_permissions
+
+            cached = self._permission_set = session_permissions(self)
+        return cached
+
+    def has_stalwart_perm(self, name: str) -> bool:
+        return self.is_active and name in self.permission_set
+
+    @property
+    def is_staff(self) -> bool:
+        """May use the administration pages: holds any management read permission."""
+        return self.is_active and any(
+            p.startswith("sys") and p.endswith("Get") and not p.startswith(("sysAccountPassword", "sysAccountSettings", "sysApiKey", "sysAppPassword"))
+            for p in self.permission_set
+        )
+
+    @property
+    def is_superuser(self) -> bool:
+        return False
+
+    def has_perm(self, perm, obj=None) -> bool:
+        return self.has_stalwart_perm(perm)
+
+    def has_module_perms(self, app_label) -> bool:
+        return self.is_staff
+
+    def get_session_auth_hash(self):
+        """Sessions end when the password changes (the hash covers the stored hash)."""
+        from .authz import recovery_secret
+
+        secret = recovery_secret() if self.is_recovery_admin else self.password_hash_for_session()
+        return salted_hmac("stalwart.session", secret or "", algorithm="sha256").hexdigest()
+
+    def password_hash_for_session(self) -> str:
+        cred = self.credentials.filter(kind=Credential.Kind.PASSWORD).only("secret_hash").first()
+        return cred.secret_hash if cred else ""
+
+    def set_password(self, raw_password):  # pragma: no cover - guard
+        raise NotImplementedError("Use accounts.services.set_password so that the policy applies.")
+
+    def check_password(self, raw_password):  # pragma: no cover - guard
+        raise NotImplementedError("Use accounts.services.authenticate.")
+
+    def set_unusable_password(self):
+        pass
+
+    def has_usable_password(self):
+        return self.credentials.filter(kind=Credential.Kind.PASSWORD).exists()
+
+
+class Alias(models.Model):
+    """Another address delivering to an account."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(max_length=64, validators=[local_part_validator])
+    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="aliases")
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        verbose_name_plural = "aliases"
+        constraints = [models.UniqueConstraint(fields=["name", "domain"], name="alias_name_domain_unique")]
+
+    def __str__(self):
+        return f"{self.name}@{self.domain.name}" if self.domain_id else self.name
+
+    def clean(self):
+        if self.name and self.domain_id and Account.objects.filter(name=self.name.lower(), domain_id=self.domain_id).exists():
+            raise ValidationError({"name": ValidationError("This address belongs to an account.", code="address_taken")})
+
+    def save(self, *args, **kwargs):
+        self.name = (self.name or "").strip().lower()
+        super().save(*args, **kwargs)
+
+
+class Credential(models.Model):
+    """A password, app password or API key of an account. Secrets are stored hashed only."""
+
+    class Kind(models.TextChoices):
+        PASSWORD = "password", "Password"
+        APP_PASSWORD = "app_password", "App password"
+        API_KEY = "api_key", "API key"
+
+    class Scope(models.TextChoices):
+        INHERIT = "inherit", "All permissions of the account"
+        DISABLE = "disable", "The account's permissions except those listed"
+        REPLACE = "replace", "Only the listed permissions (within the account's)"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="credentials")
+    credential_id = models.PositiveIntegerField(help_text="Number of the credential within its account.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    secret_hash = models.CharField(max_length=512)
+    otp_url = models.CharField(max_length=512, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    permissions_mode = models.CharField(max_length=16, choices=Scope.choices, default=Scope.INHERIT)
+    permissions = PermissionSetField()
+    allowed_ips = models.JSONField(default=list, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["account_id", "credential_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "credential_id"], name="credential_id_unique"),
+            models.UniqueConstraint(fields=["account"], condition=Q(kind="password"), name="one_password_per_account"),
+        ]
+
+    def __str__(self):
+        label = self.description or self.get_kind_display()
+        return f"{label} ({self.account})"
+
+    def is_expired(self, now) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+class HashAlgorithm(models.TextChoices):
+    ARGON2ID = "argon2id", "Argon2id"
+    BCRYPT = "bcrypt", "Bcrypt"
+    SCRYPT = "scrypt", "Scrypt"
+    PBKDF2 = "pbkdf2", "Pbkdf2"
+
+
+class PasswordStrength(models.TextChoices):
+    ZERO = "zero", "Too guessable: risky password. (guesses < 10^3)"
+    ONE = "one", "Very guessable: protection from throttled online attacks. (guesses < 10^6)"
+    TWO = "two", "Somewhat guessable: protection from unthrottled online attacks. (guesses < 10^8)"
+    THREE = "three", "Safely unguessable: moderate protection from offline slow-hash scenario. (guesses < 10^10)"
+    FOUR = "four", "Very unguessable: strong protection from offline slow-hash scenario. (guesses >= 10^10)"
+
+
+STRENGTH_SCORE = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4}
+
+
+class Authentication(SingletonModel):
+    """Authentication settings: password policy and default roles."""
+
+    directory = models.ForeignKey(
+        Directory, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="External directory used for authentication, or empty to use the internal directory.",
+    )
+    default_user_roles = models.ManyToManyField(
+        Role, blank=True, related_name="+", help_text="Default roles to assign for accounts."
+    )
+    default_group_roles = models.ManyToManyField(
+        Role, blank=True, related_name="+", help_text="Default roles to assign for groups."
+    )
+    default_tenant_roles = models.ManyToManyField(
+        Role, blank=True, related_name="+",
+        help_text="Default roles to assign for tenants in multi-tenant environments (enterprise).",
+    )
+    default_admin_roles = models.ManyToManyField(
+        Role, blank=True, related_name="+", help_text="Default roles to assign for administrators."
+    )
+    password_hash_algorithm = models.CharField(
+        max_length=16, choices=HashAlgorithm.choices, default=HashAlgorithm.ARGON2ID,
+        help_text="Password hashing algorithm to use for storing user passwords in the internal directory.",
+    )
+    password_min_length = models.PositiveIntegerField(
+        default=8, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Minimum length for user passwords in the internal directory.",
+    )
+    password_max_length = models.PositiveIntegerField(
+        default=128, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Maximum length for user passwords in the internal directory.",
+    )
+    password_min_strength = models.CharField(
+        max_length=8, choices=PasswordStrength.choices, default=PasswordStrength.THREE,
+        help_text="Minimum strength for user passwords in the internal directory, calculated using the zxcvbn algorithm.",
+    )
+    password_default_expiry = models.DurationField(
+        null=True, blank=True,
+        help_text="Default expiration time for user passwords in the internal directory, after which the user "
+        "will be required to change their password.",
+    )
+    max_app_passwords = models.PositiveIntegerField(
+        null=True, blank=True, default=5, validators=[MinValueValidator(1)],
+        help_text="The default maximum number of app passwords a user can create (empty: unlimited).",
+    )
+    max_api_keys = models.PositiveIntegerField(
+        null=True, blank=True, default=5, validators=[MinValueValidator(1)],
+        help_text="The default maximum number of API keys a user can create (empty: unlimited).",
+    )
+
+    class Meta:
+        verbose_name = "authentication"
+        verbose_name_plural = "authentication"
+
+    def __str__(self):
+        return "Authentication settings"
+
+    def clean(self):
+        if (
+            self.password_min_length is not None
+            and self.password_max_length is not None
+            and self.password_min_length > self.password_max_length
+        ):
+            message = (
+                f"The minimum password length ({self.password_min_length}) may not exceed "
+                f"the maximum password length ({self.password_max_length})."
+            )
+            raise ValidationError(
+                {"password_min_length": ValidationError(
+                    message, code="min_exceeds_max",
+                    params={"properties": ["passwordMinLength", "passwordMaxLength"]},
+                )}
+            )
+
+
+class SystemSettings(SingletonModel):
+    """Server-wide identity: host name, public URL and the default domain."""
+
+    hostname = models.CharField(max_length=253, default="localhost", validators=[domain_name_validator],
+                                help_text="Host name of this server.")
+    public_url = models.CharField(max_length=255, blank=True, help_text="URL clients use to reach this server.")
+    default_domain = models.ForeignKey(
+        Domain, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Domain appended to login names given without one.",
+    )
+
+    class Meta:
+        verbose_name = "system settings"
+        verbose_name_plural = "system settings"
+
+    def __str__(self):
+        return "System settings"
+
+
+def constant_time_equals(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

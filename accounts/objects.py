@@ -1,0 +1,78 @@
+"""Declarations of the management objects this app owns (see registry.declaration)."""
+from registry.declaration import ObjectType, register
+
+from . import models
+
+
+def _drop_permission_caches(_obj):
+    # Cached permission sets are keyed by the states of their inputs; nothing else to drop.
+    pass
+
+
+AUTHENTICATION = register(ObjectType(
+    model=models.Authentication, name="Authentication", singleton=True,
+    section="Settings › Authentication › General",
+    description="Configures authentication settings including password policies and default roles.",
+    groups=[
+        ("Directory", ["directory"]),
+        ("Default roles", ["default_user_roles", "default_group_roles", "default_tenant_roles", "default_admin_roles"]),
+        ("Password policy", ["password_hash_algorithm", "password_min_length", "password_max_length",
+                             "password_min_strength", "password_default_expiry"]),
+        ("Credentials", ["max_app_passwords", "max_api_keys"]),
+    ],
+    on_change=_drop_permission_caches,
+))
+for _f, _enum in (("password_hash_algorithm", "PasswordHashAlgorithm"), ("password_min_strength", "PasswordStrength")):
+    models.Authentication._meta.get_field(_f).enum_name = _enum
+
+SYSTEM_SETTINGS = register(ObjectType(
+    model=models.SystemSettings, name="SystemSettings", singleton=True, section="Settings › System › General",
+    description="Host name, public URL and default domain of the server.",
+    groups=[("Server", ["hostname", "public_url", "default_domain"])],
+))
+
+ROLE = register(ObjectType(
+    model=models.Role, name="Role", section="Management › Roles",
+    description="A named set of permissions that accounts, groups and tenants take.",
+    groups=[("Role", ["name", "description", "tenant", "parents"]),
+            ("Permissions", ["enabled_permissions", "disabled_permissions"])],
+    property_names={"tenant": "memberTenantId", "parents": "roleIds"},
+))
+
+TENANT = register(ObjectType(
+    model=models.Tenant, name="Tenant", section="Management › Tenants",
+    description="An organisation whose accounts and domains are administered apart (enterprise).",
+    groups=[("Tenant", ["name", "description", "created_at"]),
+            ("Roles and permissions", ["roles_mode", "roles", "permissions_mode", "enabled_permissions",
+                                       "disabled_permissions"])],
+    server_set=("created_at",),
+))
+
+DOMAIN = register(ObjectType(
+    model=models.Domain, name="Domain", section="Management › Domains",
+    description="A mail domain served by this server.",
+    groups=[("Domain", ["name", "description", "tenant", "created_at"])],
+    property_names={"tenant": "memberTenantId"},
+    server_set=("created_at",),
+))
+
+DIRECTORY = register(ObjectType(
+    model=models.Directory, name="Directory", section="Settings › Authentication › Directories",
+    description="An external directory (LDAP, SQL, OpenID Connect).",
+    groups=[("Directory", ["description", "kind", "tenant"])],
+    property_names={"tenant": "memberTenantId", "kind": "@type"},
+))
+
+ACCOUNT = register(ObjectType(
+    model=models.Account, name="Account", section="Management › Accounts",
+    description="A user or a group.",
+    groups=[
+        ("Account", ["kind", "name", "domain", "email_address", "description", "is_active", "tenant", "member_groups",
+                     "locale", "created_at"]),
+        ("Roles and permissions", ["roles_mode", "roles", "permissions_mode", "enabled_permissions",
+                                   "disabled_permissions"]),
+        ("Credential limits", ["max_app_passwords", "max_api_keys"]),
+    ],
+    property_names={"kind": "@type", "tenant": "memberTenantId", "is_active": "enabled"},
+    server_set=("email_address", "created_at"),
+))

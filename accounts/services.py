@@ -1,0 +1,433 @@
+"""Every change to accounts and credentials, and every login, goes through here.
+
+Views, admin pages, JMAP handlers and commands call these functions and nothing else, so the
+password policy, quotas, audit events, fail-to-ban and cache invalidation apply whoever asks.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from registry import errors
+from registry import services as registry
+from security import services as security
+
+from . import hashing, tokens
+from .authz import RECOVERY_ID, credential_permissions, recovery_credentials
+from .models import Account, Authentication, Credential, Domain, SystemSettings
+from .policy import PolicyViolation, check_password
+
+log = logging.getLogger(__name__)
+UNSET = object()
+
+
+# --- helpers --------------------------------------------------------------------------------
+def user_inputs(account: Account) -> list[str]:
+    """What zxcvbn should treat as guessable for this account."""
+    items = [account.name, account.email_address, account.description]
+    if account.pk:
+        items += [str(alias) for alias in account.aliases.select_related("domain")]
+    return [i for i in items if i]
+
+
+def default_domain_name() -> str:
+    from django.conf import settings
+
+    system = SystemSettings.load()
+    if system.default_domain_id:
+        return system.default_domain.name
+    return settings.STALWART_DEFAULT_DOMAIN
+
+
+def policy_error(exc: PolicyViolation) -> errors.InvalidProperties:
+    return errors.InvalidProperties(exc.message, properties=["secret"], rule=exc.rule)
+
+
+# --- passwords ------------------------------------------------------------------------------
+def validate_new_password(account: Account, raw: str, settings: Authentication | None = None) -> None:
+    """Raise PolicyViolation if `raw` may not become the password of `account`."""
+    check_password(raw, settings, user_inputs(account))
+
+
+def set_password(account: Account, raw: str, actor, *, expires_at=UNSET, allow_prehashed: bool = True,
+                 self_service: bool = False, skip_policy: bool = False) -> Credential:
+    """Set the password of `account`: policy (or a recognised pre-hashed value), hash, expiry.
+
+    Raises PolicyViolation; writes nothing then.
+    """
+    if account.kind != Account.Kind.USER:
+        raise errors.Forbidden("Groups cannot log in and have no password.", properties=["secret"])
+    settings = Authentication.load()
+    if allow_prehashed and not self_service and hashing.is_password_hash(raw):
+        stored = raw
+    else:
+        if not skip_policy:
+            validate_new_password(account, raw, settings)
+        stored = hashing.hash_secret(raw, settings.password_hash_algorithm)
+    now = timezone.now()
+    default_expiry = now + settings.password_default_expiry if settings.password_default_expiry else None
+    with transaction.atomic():
+        Account.objects.select_for_update().filter(pk=account.pk).first()
+        cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
+        if expires_at is UNSET:
+            expires_at = _new_expiry(cred, default_expiry, now, self_service)
+        if cred is None:
+            cred = Credential(account=account, credential_id=_next_credential_id(account), kind=Credential.Kind.PASSWORD)
+        cred.secret_hash = stored
+        cred.expires_at = expires_at
+        cred.save()
+        registry.audit_event(actor, "Account", account.pk, "update", "password",
+                             "****", {"secret": "****", "expiresAt": _iso(expires_at)})
+        registry.bump_state("Account")
+    return cred
+
+
+def _new_expiry(cred, default_expiry, now, self_service):
+    """The expiry of a newly set password (reference rules, auth spec §2.5)."""
+    if cred is None:
+        return default_expiry
+    old = cred.expires_at
+    lapsed = old is not None and old <= now
+    if self_service:
+        if default_expiry is not None:
+            return default_expiry
+        return None if lapsed else old
+    # An administrator's explicit expiry stands unless it has already passed.
+    return default_expiry if (lapsed and default_expiry is not None) else old
+
+
+def _iso(value: datetime | None):
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def _next_credential_id(account: Account) -> int:
+    last = account.credentials.order_by("-credential_id").values_list("credential_id", flat=True).first()
+    return 0 if last is None else last + 1
+
+
+def create_account(values: dict, actor, *, password: str | None = None) -> Account:
+    """Create an account through the registry, with its password in the same transaction."""
+    decl = Account._declaration
+    if password is not None:
+        probe = Account(name=values.get("name", ""), description=values.get("description", ""))
+        domain = values.get("domain")
+        if domain is not None:
+            domain_name = Domain.objects.filter(pk=getattr(domain, "pk", domain)).values_list("name", flat=True).first()
+            probe.email_address = f"{probe.name}@{domain_name}"
+        if not hashing.is_password_hash(password):
+            try:
+                validate_new_password(probe, password)
+            except PolicyViolation as exc:
+                raise policy_error(exc) from None
+
+    def with_password(account):
+        if password is not None:
+            set_password(account, password, actor)
+
+    return registry.create(decl, values, actor, extra_save=with_password)
+
+
+# --- app passwords and API keys -------------------------------------------------------------
+_KINDS = {
+    Credential.Kind.APP_PASSWORD: ("max_app_passwords", "app passwords"),
+    Credential.Kind.API_KEY: ("max_api_keys", "API keys"),
+}
+
+
+def credential_limit(account: Account, kind: str) -> int | None:
+    field, _ = _KINDS[kind]
+    override = getattr(account, field)
+    if override is not None:
+        return override
+    return getattr(Authentication.load(), field)
+
+
+def _validate_ips(allowed_ips) -> list[str]:
+    out = []
+    for item in allowed_ips or []:
+        try:
+            out.append(str(ipaddress.ip_network(str(item), strict=False)))
+        except ValueError:
+            raise errors.InvalidProperties(f"{item!r} is not an IP address or network.", properties=["allowedIps"]) from None
+    return out
+
+
+def create_secondary_credential(account: Account, kind: str, actor, *, description: str, expires_at=None,
+                                permissions_mode: str = "inherit", permissions=(), allowed_ips=(),
+                                grantor_permissions: frozenset[str] | None = None) -> tuple[Credential, str]:
+    """Create an app password or API key; return it with its secret, shown this once."""
+    if kind not in _KINDS:
+        raise ValueError(kind)
+    description = (description or "").strip()
+    if not description:
+        raise errors.ValidationFailed("A description is required.",
+                                      validation_errors=[{"type": "Required", "property": "description"}])
+    if permissions_mode not in Credential.Scope.values:
+        raise errors.InvalidProperties("Unknown permissions mode.", properties=["permissions"])
+    ips = _validate_ips(allowed_ips)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise errors.InvalidProperties("The expiry must be in the future.", properties=["expiresAt"])
+    _, label = _KINDS[kind]
+    with transaction.atomic():
+        # The row lock serialises concurrent creations, so the quota cannot be overrun.
+        account = Account.objects.select_for_update().get(pk=account.pk)
+        limit = credential_limit(account, kind)
+        count = account.credentials.filter(kind=kind).count()
+        if limit is not None and count >= limit:
+            raise errors.OverQuota(f"You have exceeded your quota of {limit} {label}.")
+        cred = Credential(account=account, kind=kind, credential_id=_next_credential_id(account),
+                          description=description, expires_at=expires_at, permissions_mode=permissions_mode,
+                          permissions=sorted(set(permissions)), allowed_ips=ips)
+        try:
+            cred.full_clean(exclude=["secret_hash", "account", "credential_id"], validate_unique=False,
+                            validate_constraints=False)
+        except Exception as exc:  # noqa: BLE001 - re-shaped as a SetError
+            raise errors.from_validation_error(exc, lambda f: {"permissions": "permissions"}.get(f, f)) from None
+        if grantor_permissions is not None:
+            wanted = credential_permissions(account, cred)
+            excess = sorted(wanted - grantor_permissions)
+            if excess:
+                raise errors.Forbidden(grant_message(excess))
+        if kind == Credential.Kind.APP_PASSWORD:
+            token, secret = tokens.new_app_password(cred.credential_id)
+        else:
+            token, secret = tokens.new_api_key(account.pk, cred.credential_id)
+        cred.secret_hash = hashing.hash_secret(secret, Authentication.load().password_hash_algorithm)
+        cred.save()
+        registry.audit_event(actor, "AppPassword" if kind == Credential.Kind.APP_PASSWORD else "ApiKey",
+                             f"{account.pk}/{cred.credential_id}", "create", "description", None, description)
+    return cred, token
+
+
+def grant_message(names: list[str]) -> str:
+    shown = ", ".join(names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return f"You are not authorized to grant permissions: {shown}{more}"
+
+
+def revoke_credential(account: Account, credential_id: int, actor, *, kinds=tuple(_KINDS)) -> None:
+    with transaction.atomic():
+        cred = account.credentials.select_for_update().filter(credential_id=credential_id).first()
+        if cred is None or cred.kind not in kinds:
+            raise errors.NotFound(f"Credential {credential_id} not found.")
+        cred.delete()
+        registry.audit_event(actor, "AppPassword" if cred.kind == Credential.Kind.APP_PASSWORD else "ApiKey",
+                             f"{account.pk}/{credential_id}", "destroy", "description", cred.description, None)
+
+
+# --- logins ---------------------------------------------------------------------------------
+class AuthError(Exception):
+    status = 401
+    reason = "failed"
+    counts_towards_ban = True
+
+    def __init__(self, message: str = "Authentication failed."):
+        super().__init__(message)
+
+
+class AuthFailed(AuthError):
+    pass
+
+
+class CredentialExpired(AuthError):
+    reason = "expired"
+    counts_towards_ban = False
+
+
+class Unauthorized(AuthError):
+    status = 403
+    reason = "unauthorized"
+    counts_towards_ban = False
+
+
+class IpUnauthorized(AuthError):
+    status = 403
+    reason = "ipUnauthorized"
+
+
+class Banned(AuthError):
+    status = 429
+    reason = "banned"
+    counts_towards_ban = False
+
+    def __init__(self, message: str = "Too Many Authentication Attempts"):
+        super().__init__(message)
+
+
+@dataclass
+class AuthResult:
+    account: Account
+    credential: Credential | None
+    permissions: frozenset[str]
+
+    @property
+    def password_expired(self) -> bool:
+        c = self.credential
+        return bool(c and c.kind == Credential.Kind.PASSWORD and c.expires_at and c.expires_at <= timezone.now())
+
+
+def recovery_admin(name: str) -> Account:
+    """The administrator of STALWART_RECOVERY_ADMIN: not stored, holds every permission."""
+    account = Account(id=RECOVERY_ID, name=name, kind=Account.Kind.USER, description="Recovery administrator",
+                      roles_mode=Account.RolesMode.ADMIN)
+    account.email_address = name
+    account._recovery = True
+    return account
+
+
+def _ip_allowed(cred: Credential, remote_ip: str | None) -> bool:
+    if not cred.allowed_ips:
+        return True
+    try:
+        ip = ipaddress.ip_address(remote_ip or "")
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in cred.allowed_ips)
+
+
+def authenticate(login: str, secret: str, remote_ip: str | None) -> AuthResult:
+    """Verify a login name and a password or app password. Raises AuthError."""
+    login = (login or "").strip().lower()
+    if security.is_blocked(remote_ip):
+        raise Banned()
+    try:
+        return _authenticate(login, secret or "", remote_ip)
+    except AuthError as exc:
+        if exc.counts_towards_ban and security.record_auth_failure(remote_ip, login):
+            log.warning("banned %s after repeated authentication failures", remote_ip)
+            raise Banned() from None
+        raise
+
+
+def _authenticate(login: str, secret: str, remote_ip: str | None) -> AuthResult:
+    recovery = recovery_credentials()
+    if recovery and login == recovery[0]:
+        if _verify_plain_or_hash(secret, recovery[1]):
+            account = recovery_admin(login)
+            return AuthResult(account, None, credential_permissions(account, None))
+        raise AuthFailed()
+    if not login or not secret:
+        raise AuthFailed()
+    if "@" not in login:
+        login = f"{login}@{default_domain_name()}"
+    algorithm = Authentication.load().password_hash_algorithm
+    account = _find_account(login)
+    if account is None:
+        hashing.dummy_verify(secret, algorithm)
+        raise AuthFailed()
+    app = tokens.parse_app_password(secret)
+    if app is not None:
+        credential_id, raw = app
+        cred = account.credentials.filter(kind=Credential.Kind.APP_PASSWORD, credential_id=credential_id).first()
+        if cred is None or not hashing.verify_secret(raw, cred.secret_hash):
+            raise AuthFailed()
+        return _finish(account, cred, remote_ip)
+    cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
+    if cred is None:
+        hashing.dummy_verify(secret, algorithm)
+        raise AuthFailed()
+    try:
+        ok = hashing.verify_secret(secret, cred.secret_hash)
+    except hashing.UnknownHashFormat:
+        log.error("account %s has a password hash of an unknown format", account.pk)
+        raise AuthError("Authentication error.") from None
+    if not ok:
+        raise AuthFailed()
+    if hashing.needs_rehash(cred.secret_hash, algorithm):
+        # Upgrade to the configured algorithm while the plain text is at hand.
+        new_hash = hashing.hash_secret(secret, algorithm)
+        Credential.objects.filter(pk=cred.pk, secret_hash=cred.secret_hash).update(secret_hash=new_hash)
+        cred.secret_hash = new_hash
+    return _finish(account, cred, remote_ip)
+
+
+def _verify_plain_or_hash(secret: str, expected: str) -> bool:
+    if expected.startswith(("$", "{")):
+        try:
+            return hashing.verify_secret(secret, expected)
+        except hashing.UnknownHashFormat:
+            return False
+    return hashing.verify_secret(secret, expected) if expected else False
+
+
+def _find_account(address: str) -> Account | None:
+    account = Account.objects.filter(email_address=address, kind=Account.Kind.USER).first()
+    if account is None and "@" in address:
+        local, domain = address.rsplit("@", 1)
+        account = Account.objects.filter(
+            aliases__name=local, aliases__domain__name=domain, aliases__enabled=True, kind=Account.Kind.USER
+        ).first()
+        if account is not None:
+            account._via_alias = True
+    return account
+
+
+def _finish(account: Account, cred: Credential, remote_ip: str | None) -> AuthResult:
+    if not account.is_active:
+        raise AuthFailed()
+    if cred.kind != Credential.Kind.PASSWORD and cred.is_expired(timezone.now()):
+        raise CredentialExpired("The credential has expired.")
+    if not _ip_allowed(cred, remote_ip):
+        raise IpUnauthorized("This credential may not be used from this address.")
+    perms = credential_permissions(account, cred)
+    if "authenticate" not in perms:
+        raise Unauthorized("This account may not log in.")
+    if getattr(account, "_via_alias", False) and "authenticateWithAlias" not in perms:
+        raise Unauthorized("This account may not log in with an alias.")
+    return AuthResult(account, cred, perms)
+
+
+def authenticate_bearer(token: str, remote_ip: str | None) -> AuthResult:
+    """Verify an API key presented as a Bearer token. Raises AuthError."""
+    if security.is_blocked(remote_ip):
+        raise Banned()
+    try:
+        parsed = tokens.parse_api_key(token or "")
+        if parsed is None:
+            raise AuthFailed()
+        account_id, credential_id, raw = parsed
+        cred = (Credential.objects.select_related("account")
+                .filter(account_id=account_id, credential_id=credential_id, kind=Credential.Kind.API_KEY).first())
+        if cred is None or not hashing.verify_secret(raw, cred.secret_hash):
+            raise AuthFailed()
+        return _finish(cred.account, cred, remote_ip)
+    except AuthError as exc:
+        if exc.counts_towards_ban and security.record_auth_failure(remote_ip, None):
+            raise Banned() from None
+        raise
+
+
+def set_password_expiry(account: Account, expires_at, actor) -> None:
+    with transaction.atomic():
+        updated = Credential.objects.filter(account=account, kind=Credential.Kind.PASSWORD).update(expires_at=expires_at)
+        if updated:
+            registry.audit_event(actor, "Account", account.pk, "update", "passwordExpiresAt", None, _iso(expires_at))
+            registry.bump_state("Account")
+
+
+def password_is_expired(account: Account) -> bool:
+    cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
+    return bool(cred and cred.expires_at and cred.expires_at <= timezone.now())
+
+
+def change_own_password(account: Account, current: str, new: str, remote_ip: str | None) -> Credential:
+    """Self-service change: the current password must be given; failures count towards bans."""
+    cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
+    if cred is None:
+        raise errors.Forbidden("Your account does not support password changes.")
+    if security.is_blocked(remote_ip):
+        raise Banned()
+    try:
+        ok = hashing.verify_secret(current or "", cred.secret_hash)
+    except hashing.UnknownHashFormat:
+        ok = False
+    if not ok:
+        if security.record_auth_failure(remote_ip, account.email_address):
+            raise Banned()
+        raise AuthFailed("Current secret is incorrect.")
+    return set_password(account, new, account, self_service=True)

@@ -1,0 +1,70 @@
+"""Fixtures shared by every app's tests."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls made from the same
+# tests are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+STRONG_PASSWORD = "Tr0ubador-Quartz-Lantern-91"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Database rows roll back between tests; what was cached under their states must go too."""
+    from django.core.cache import cache
+
+    from security.services import drop_lists
+
+    cache.clear()
+    drop_lists()
+    yield
+    cache.clear()
+    drop_lists()
+
+
+@pytest.fixture
+def domain(db):
+    from accounts.models import Domain, SystemSettings
+
+    dom, _ = Domain.objects.get_or_create(name="example.org")
+    system = SystemSettings.load()
+    system.default_domain = dom
+    system.save()
+    return dom
+
+
+@pytest.fixture
+def make_account(db, domain):
+    """make_account(name, password=None, roles_mode="user", **fields) -> Account (via the services)."""
+    from accounts import services
+    from accounts.models import Account
+
+    def make(name="alice", password=STRONG_PASSWORD, roles_mode=Account.RolesMode.USER, kind="user", **fields):
+        values = {"name": name, "domain": domain.pk, "roles_mode": roles_mode, "kind": kind, **fields}
+        return services.create_account(values, "test", password=password if kind == "user" else None)
+
+    return make
+
+
+@pytest.fixture
+def admin_account(make_account):
+    from accounts.models import Account
+
+    return make_account("admin", roles_mode=Account.RolesMode.ADMIN, description="System administrator")
+
+
+@pytest.fixture
+def admin_client(client, admin_account):
+    assert client.login(username="admin@example.org", password=STRONG_PASSWORD)
+    return client
+
+
+@pytest.fixture
+def user_client(client, make_account):
+    make_account("bob", description="Bob Example")
+    assert client.login(username="bob@example.org", password=STRONG_PASSWORD)
+    return client

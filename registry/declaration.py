@@ -1,0 +1,291 @@
+"""One declaration per management object.
+
+A declaration names a Django model and says how it appears to the outside: its JMAP name
+(`x:<name>`), whether it is a singleton, its permission names, how its fields group on the
+settings page. Everything else (types, defaults, bounds, enum labels, help texts) is read from
+the model's fields, so that a field is described exactly once. The JMAP methods, manage.py
+verbs, admin pages and /api/schema are all built from these declarations.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from django.core import validators as dj_validators
+from django.db import models
+
+from .errors import InvalidPatch
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+@dataclass
+class Prop:
+    """A public property of a declared object, derived from one model field."""
+
+    name: str
+    field: models.Field
+    server_set: bool = False
+    secret: bool = False
+
+    @property
+    def attname(self) -> str:
+        return self.field.name
+
+    @property
+    def is_m2m(self) -> bool:
+        return isinstance(self.field, models.ManyToManyField)
+
+    @property
+    def is_fk(self) -> bool:
+        return isinstance(self.field, models.ForeignKey)
+
+    @property
+    def nullable(self) -> bool:
+        return bool(getattr(self.field, "null", False)) and not self.is_m2m
+
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        return [(str(v), str(label)) for v, label in (self.field.choices or [])]
+
+    def bound(self, validator_cls) -> Any:
+        for v in self.field.validators:
+            if isinstance(v, validator_cls):
+                return v.limit_value
+        return None
+
+    @property
+    def minimum(self):
+        return self.bound(dj_validators.MinValueValidator)
+
+    @property
+    def maximum(self):
+        return self.bound(dj_validators.MaxValueValidator)
+
+    @property
+    def default(self):
+        if self.is_m2m or not self.field.has_default():
+            return None
+        return self.to_json(self.field.get_default())
+
+    @property
+    def type_name(self) -> str:
+        f = self.field
+        if self.is_m2m:
+            base = f"Set<Id<{f.related_model.__name__}>>"
+        elif self.is_fk:
+            base = f"Id<{f.related_model.__name__}>"
+        elif f.choices:
+            base = getattr(f, "enum_name", None) or "Enum"
+        elif isinstance(f, models.DurationField):
+            base = "Duration"
+        elif isinstance(f, models.DateTimeField):
+            base = "UTCDateTime"
+        elif isinstance(f, models.BooleanField):
+            base = "Boolean"
+        elif isinstance(f, (models.PositiveIntegerField, models.PositiveBigIntegerField, models.PositiveSmallIntegerField)):
+            base = "UnsignedInt"
+        elif isinstance(f, models.IntegerField):
+            base = "Integer"
+        elif isinstance(f, models.JSONField):
+            base = getattr(f, "schema_type", "Object")
+        elif isinstance(f, models.EmailField):
+            base = "EmailAddress"
+        else:
+            base = "String"
+        return base + ("?" if self.nullable else "")
+
+    # --- JSON encoding (the reference's value encodings) ------------------------------
+    def to_json(self, value):
+        if self.secret and value:
+            return "****"
+        if value is None:
+            return None
+        f = self.field
+        if hasattr(f, "jmap_encode"):
+            return f.jmap_encode(value)
+        if self.is_m2m:
+            return {str(pk): True for pk in value}
+        if isinstance(f, models.DurationField):
+            return int(value.total_seconds() * 1000)
+        if isinstance(f, models.DateTimeField):
+            return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self.is_fk:
+            return str(value)
+        return value
+
+    def from_json(self, value):
+        """Decode a JSON value for this property; raises InvalidPatch on a wrong shape."""
+        f = self.field
+
+        def bad():
+            return InvalidPatch("Invalid value for object property", properties=[self.name])
+
+        if value is None:
+            if self.nullable:
+                return None
+            raise bad()
+        if hasattr(f, "jmap_decode"):
+            try:
+                return f.jmap_decode(value)
+            except (TypeError, ValueError):
+                raise bad() from None
+        if self.is_m2m:
+            if not isinstance(value, dict) or not all(v is True for v in value.values()):
+                raise bad()
+            return [self._id(k, bad) for k in value]
+        if self.is_fk:
+            if not isinstance(value, str):
+                raise bad()
+            return self._id(value, bad)
+        if isinstance(f, models.DurationField):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise bad()
+            return dt.timedelta(milliseconds=value)
+        if isinstance(f, models.DateTimeField):
+            if not isinstance(value, str):
+                raise bad()
+            try:
+                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise bad() from None
+            if parsed.tzinfo is None:
+                raise bad()
+            return parsed
+        if isinstance(f, models.BooleanField):
+            if not isinstance(value, bool):
+                raise bad()
+            return value
+        if isinstance(f, models.IntegerField):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise bad()
+            return value
+        if isinstance(f, (models.CharField, models.TextField)):
+            if not isinstance(value, str):
+                raise bad()
+            return value
+        return value
+
+    @staticmethod
+    def _id(value, bad):
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,18}", value):
+            raise bad()
+        return int(value)
+
+
+@dataclass
+class ObjectType:
+    """The declaration of one management object."""
+
+    model: type[models.Model]
+    name: str
+    singleton: bool = False
+    description: str = ""
+    # Breadcrumb of the settings page, as the reference's WebUI shows it.
+    section: str = ""
+    # (title, [model field names]) in display order; fields not listed are not public.
+    groups: list[tuple[str, list[str]]] = field(default_factory=list)
+    # Model field name -> public property name, where the convention does not fit.
+    property_names: dict[str, str] = field(default_factory=dict)
+    server_set: tuple[str, ...] = ()
+    secret: tuple[str, ...] = ()
+    # Extra validation over the whole object after the fields pass: fn(instance, m2m values).
+    validate: Callable | None = None
+    # Called after every committed change, to drop what depends on this object.
+    on_change: Callable | None = None
+
+    def __post_init__(self):
+        self.props: list[Prop] = []
+        by_name = {f.name: f for f in self.model._meta.get_fields() if getattr(f, "concrete", False) or f.many_to_many}
+        for _title, names in self.groups:
+            for attname in names:
+                f = by_name[attname]
+                self.props.append(
+                    Prop(self.property_name(f), f, server_set=attname in self.server_set, secret=attname in self.secret)
+                )
+        self._by_prop = {p.name: p for p in self.props}
+        self._by_attname = {p.attname: p for p in self.props}
+
+    def property_name(self, f: models.Field) -> str:
+        if f.name in self.property_names:
+            return self.property_names[f.name]
+        if isinstance(f, models.ManyToManyField):
+            stem = f.name[:-1] if f.name.endswith("s") else f.name
+            return camel(stem) + "Ids"
+        if isinstance(f, models.ForeignKey):
+            return camel(f.name) + "Id"
+        return camel(f.name)
+
+    # --- lookups ----------------------------------------------------------------------
+    @property
+    def jmap_name(self) -> str:
+        return f"x:{self.name}"
+
+    @property
+    def section_parts(self) -> list[str]:
+        return [part.strip() for part in self.section.split("›") if part.strip()]
+
+    def perm(self, op: str) -> str:
+        return f"sys{self.name}{op}"
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        return ("Get", "Update") if self.singleton else ("Get", "Create", "Update", "Destroy", "Query")
+
+    def prop(self, name: str) -> Prop | None:
+        return self._by_prop.get(name)
+
+    def prop_for_field(self, attname: str) -> Prop | None:
+        return self._by_attname.get(attname)
+
+    def public_name(self, attname: str) -> str:
+        p = self._by_attname.get(attname)
+        return p.name if p else camel(attname)
+
+    @property
+    def editable_props(self) -> list[Prop]:
+        return [p for p in self.props if not p.server_set]
+
+    def to_json(self, obj) -> dict:
+        out = {"id": "singleton" if self.singleton else str(obj.pk)}
+        for p in self.props:
+            out[p.name] = p.to_json(read_value(obj, p))
+        return out
+
+
+def read_value(obj, prop: Prop):
+    if prop.is_m2m:
+        if obj.pk is None:
+            return []
+        return sorted(getattr(obj, prop.attname).values_list("pk", flat=True))
+    if prop.is_fk:
+        return getattr(obj, prop.field.attname)
+    return getattr(obj, prop.attname)
+
+
+_REGISTRY: dict[str, ObjectType] = {}
+
+
+def register(decl: ObjectType) -> ObjectType:
+    if decl.name in _REGISTRY:
+        raise ValueError(f"object type {decl.name} declared twice")
+    _REGISTRY[decl.name] = decl
+    decl.model._declaration = decl
+    return decl
+
+
+def declarations() -> dict[str, ObjectType]:
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> ObjectType | None:
+    return _REGISTRY.get(name)
+
+
+def for_model(model) -> ObjectType | None:
+    return getattr(model, "_declaration", None)

@@ -1,0 +1,247 @@
+"""The one place where declared objects change.
+
+Every face (admin pages, JMAP, manage.py) calls these functions, which validate, write in one
+transaction, record an audit event per changed property, bump the type's state and let the
+declaration drop what it cached.
+"""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
+
+from . import declaration as decl_mod
+from .errors import (
+    InvalidForeignKey,
+    NotFound,
+    ObjectIsLinked,
+    PrimaryKeyViolation,
+    SingletonError,
+    from_validation_error,
+)
+from .models import AuditEvent, ObjectState
+
+
+def actor_label(actor) -> str:
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    return getattr(actor, "audit_name", None) or str(actor)
+
+
+# --- states ---------------------------------------------------------------------------------
+def bump_state(*names: str) -> None:
+    for name in names:
+        updated = ObjectState.objects.filter(name=name).update(state=F("state") + 1)
+        if not updated:
+            try:
+                with transaction.atomic():
+                    ObjectState.objects.create(name=name, state=1)
+            except IntegrityError:
+                ObjectState.objects.filter(name=name).update(state=F("state") + 1)
+
+
+def states(*names: str) -> dict[str, int]:
+    found = dict(ObjectState.objects.filter(name__in=names).values_list("name", "state"))
+    return {name: found.get(name, 0) for name in names}
+
+
+def state_token(*names: str) -> str:
+    s = states(*names)
+    return ".".join(str(s[n]) for n in names)
+
+
+# --- snapshots and audit --------------------------------------------------------------------
+def snapshot(decl: decl_mod.ObjectType, obj) -> dict:
+    return {p.name: p.to_json(decl_mod.read_value(obj, p)) for p in decl.props}
+
+
+def _audit(actor, decl, obj_id, action, before: dict, after: dict) -> None:
+    label = actor_label(actor)
+    rows = []
+    for prop in decl.props:
+        old, new = before.get(prop.name), after.get(prop.name)
+        if action == "update" and old == new:
+            continue
+        if action != "update" and (old if action == "destroy" else new) in (None, [], {}, ""):
+            continue
+        rows.append(
+            AuditEvent(
+                actor=label, object_type=decl.name, object_id=str(obj_id), action=action,
+                field=prop.name, old_value=old, new_value=new,
+            )
+        )
+    if not rows:
+        rows.append(AuditEvent(actor=label, object_type=decl.name, object_id=str(obj_id), action=action))
+    AuditEvent.objects.bulk_create(rows)
+
+
+def record(actor, decl, obj, action: str, before: dict, after: dict) -> None:
+    """Audit + state bump + cache hooks for a change made by a specialised service."""
+    _audit(actor, decl, "singleton" if decl.singleton else obj.pk, action, before, after)
+    bump_state(decl.name)
+    if decl.on_change:
+        transaction.on_commit(lambda: decl.on_change(obj))
+
+
+# --- validation -----------------------------------------------------------------------------
+def _check_foreign_keys(decl, obj, m2m: dict) -> None:
+    for attname, ids in m2m.items():
+        prop = decl.prop_for_field(attname)
+        model = prop.field.related_model
+        found = set(model.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise InvalidForeignKey(
+                f"{model.__name__} {missing[0]} does not exist", properties=[prop.name],
+                objectId={"object": model.__name__, "id": str(missing[0])},
+            )
+    for prop in decl.props:
+        if prop.is_fk:
+            value = getattr(obj, prop.field.attname)
+            model = prop.field.related_model
+            if value is not None and not model.objects.filter(pk=value).exists():
+                raise InvalidForeignKey(
+                    f"{model.__name__} {value} does not exist", properties=[prop.name],
+                    objectId={"object": model.__name__, "id": str(value)},
+                )
+
+
+def validate(decl, obj, m2m: dict) -> None:
+    """Run field validators, model.clean() and the declaration's own checks; raise SetError."""
+    _check_foreign_keys(decl, obj, m2m)
+    exclude = [f.name for f in obj._meta.get_fields() if f.many_to_many]
+    try:
+        obj.full_clean(exclude=exclude, validate_unique=False)
+        if decl.validate:
+            decl.validate(obj, m2m)
+    except ValidationError as exc:
+        raise from_validation_error(exc, decl.public_name, obj) from None
+    _check_unique(decl, obj)
+
+
+def _check_unique(decl, obj) -> None:
+    try:
+        obj.validate_unique()
+        obj.validate_constraints()
+    except ValidationError as exc:
+        existing = None
+        fields = list(getattr(exc, "error_dict", {}).keys())
+        props = [decl.public_name(f) for f in fields if f != "__all__"] or [p.name for p in decl.props[:1]]
+        unique_sets = [f for f in fields if f != "__all__"]
+        if unique_sets:
+            existing = type(obj).objects.exclude(pk=obj.pk).filter(
+                **{f: getattr(obj, obj._meta.get_field(f).attname) for f in unique_sets}
+            ).first()
+        raise PrimaryKeyViolation(
+            " ".join(exc.messages), properties=props,
+            objectId={"object": decl.name, "id": str(existing.pk)} if existing else None,
+        ) from None
+
+
+def _split(decl, values: dict) -> tuple[dict, dict]:
+    scalars, m2m = {}, {}
+    for attname, value in values.items():
+        prop = decl.prop_for_field(attname)
+        if prop is None:
+            raise ValueError(f"{decl.name} has no public field {attname}")
+        (m2m if prop.is_m2m else scalars)[attname] = value
+    return scalars, m2m
+
+
+# --- mutations ------------------------------------------------------------------------------
+def load(decl, pk=None, *, lock=False):
+    model = decl.model
+    qs = model.objects.select_for_update() if lock else model.objects
+    if decl.singleton:
+        model.load()
+        return qs.get(pk=model.SINGLETON_PK)
+    try:
+        return qs.get(pk=pk)
+    except (model.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"{decl.name} {pk} not found") from None
+
+
+def update(decl, pk, values: dict, actor, *, extra_save=None):
+    """Apply `values` (model field name -> Python value) to one object."""
+    scalars, m2m = _split(decl, values)
+    with transaction.atomic():
+        obj = load(decl, pk, lock=True)
+        before = snapshot(decl, obj)
+        for attname, value in scalars.items():
+            prop = decl.prop_for_field(attname)
+            setattr(obj, prop.field.attname if prop.is_fk else attname, value)
+        validate(decl, obj, m2m)
+        obj.save()
+        for attname, ids in m2m.items():
+            getattr(obj, attname).set(ids)
+        if extra_save:
+            extra_save(obj)
+        record(actor, decl, obj, "update", before, snapshot(decl, obj))
+    return obj
+
+
+def create(decl, values: dict, actor, *, instance=None, extra_save=None):
+    if decl.singleton:
+        raise SingletonError("Singletons cannot be created or destroyed.")
+    scalars, m2m = _split(decl, values)
+    with transaction.atomic():
+        obj = instance if instance is not None else decl.model()
+        for attname, value in scalars.items():
+            prop = decl.prop_for_field(attname)
+            setattr(obj, prop.field.attname if prop.is_fk else attname, value)
+        validate(decl, obj, m2m)
+        obj.save()
+        for attname, ids in m2m.items():
+            getattr(obj, attname).set(ids)
+        if extra_save:
+            extra_save(obj)
+        record(actor, decl, obj, "create", {}, snapshot(decl, obj))
+    return obj
+
+
+def linked_objects(obj, limit: int = 10) -> list[dict]:
+    """Objects that refer to obj through a foreign key or many-to-many relation."""
+    out = []
+    for rel in obj._meta.related_objects:
+        if rel.remote_field.model is not type(obj) and not issubclass(type(obj), rel.remote_field.model):
+            continue
+        if rel.on_delete is models.CASCADE and not rel.many_to_many:
+            continue  # owned parts (credentials, aliases) go with their owner
+        accessor = rel.get_accessor_name()
+        if rel.one_to_one:
+            continue
+        related = getattr(obj, accessor).all()[:limit]
+        for item in related:
+            item_decl = decl_mod.for_model(type(item))
+            name = item_decl.name if item_decl else type(item).__name__
+            out.append({"object": name, "id": "singleton" if item_decl and item_decl.singleton else str(item.pk)})
+    return out[:limit]
+
+
+def destroy(decl, pk, actor):
+    if decl.singleton:
+        raise SingletonError("Singletons cannot be created or destroyed.")
+    with transaction.atomic():
+        obj = load(decl, pk, lock=True)
+        linked = linked_objects(obj)
+        if linked:
+            raise ObjectIsLinked(
+                f"{decl.name} {pk} is still referenced", objectId={"object": decl.name, "id": str(pk)},
+                linkedObjects=linked,
+            )
+        before = snapshot(decl, obj)
+        obj_id = obj.pk
+        obj.delete()
+        obj.pk = obj_id
+        record(actor, decl, obj, "destroy", before, {})
+    return obj
+
+
+def audit_event(actor, object_type: str, object_id, action: str, field: str = "", old=None, new=None) -> None:
+    """Record a change made outside the generic mutations (credentials, bans)."""
+    AuditEvent.objects.create(
+        actor=actor_label(actor), object_type=object_type, object_id=str(object_id), action=action,
+        field=field, old_value=old, new_value=new,
+    )

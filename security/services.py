@@ -1,0 +1,117 @@
+"""Fail-to-ban: counting failures and banning addresses.
+
+Counters live in the cache (shared across workers and nodes when REDIS_URL is set) in fixed
+windows, as in the reference: one counter per IP address and one per login name. Passing the
+threshold on either bans the IP address: a BlockedIp row is written, so that every worker and
+node refuses it.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from datetime import timedelta
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from registry import services as registry_services
+
+from .models import AllowedIp, BlockedIp, Security
+
+_LIST_TTL = 300
+_lists_memo: dict = {}
+
+
+def drop_lists() -> None:
+    _lists_memo.clear()
+
+
+def _networks(model) -> list:
+    now = timezone.now()
+    nets = []
+    for address, expires in model.objects.values_list("address", "expires_at"):
+        if expires is None or expires > now:
+            try:
+                nets.append(ipaddress.ip_network(address, strict=False))
+            except ValueError:
+                continue
+    return nets
+
+
+def _lists():
+    """Allowed and blocked networks, re-read whenever either list's state changes."""
+    token = registry_services.state_token("BlockedIp", "AllowedIp")
+    memo = _lists_memo.get("lists")
+    if memo is None or memo[0] != token or memo[1] < time.monotonic():
+        memo = (token, time.monotonic() + _LIST_TTL, _networks(AllowedIp), _networks(BlockedIp))
+        _lists_memo["lists"] = memo
+    return memo[2], memo[3]
+
+
+def _ip(address: str | None):
+    try:
+        return ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return None
+
+
+def is_allowed(address: str | None) -> bool:
+    ip = _ip(address)
+    if ip is None:
+        return False
+    if ip.is_loopback:
+        return True
+    allowed, _ = _lists()
+    return any(ip in net for net in allowed)
+
+
+def is_blocked(address: str | None) -> bool:
+    ip = _ip(address)
+    if ip is None or is_allowed(address):
+        return False
+    _, blocked = _lists()
+    return any(ip in net for net in blocked)
+
+
+def _hit(key: str, period_s: int) -> int:
+    window = int(time.time() // period_s)
+    full = f"ftb:{key}:{window}"
+    # The counter lives until the end of its window.
+    ttl = max(1, period_s - int(time.time() % period_s))
+    if cache.add(full, 1, ttl):
+        return 1
+    try:
+        return cache.incr(full)
+    except ValueError:
+        cache.add(full, 1, ttl)
+        return 1
+
+
+def record_auth_failure(address: str | None, login: str | None) -> bool:
+    """Count one authentication failure; return True when the address is now banned."""
+    if address is None or is_allowed(address):
+        return False
+    settings = Security.load()
+    if not settings.auth_ban_rate_count:
+        return False
+    period = max(1, int(settings.auth_ban_rate_period.total_seconds()))
+    over = _hit(f"ip:{address}", period) > settings.auth_ban_rate_count
+    if login:
+        over = _hit(f"login:{login.lower()}", period) > settings.auth_ban_rate_count or over
+    if over:
+        ban(address, BlockedIp.Reason.AUTH_FAILURE, settings.auth_ban_period)
+    return over
+
+
+def ban(address: str, reason: str, period: timedelta | None, actor="fail-to-ban") -> None:
+    expires = timezone.now() + period if period else None
+    decl = BlockedIp._declaration
+    try:
+        with transaction.atomic():
+            obj = BlockedIp.objects.create(address=address, reason=reason, expires_at=expires)
+            registry_services.record(actor, decl, obj, "create", {}, registry_services.snapshot(decl, obj))
+    except IntegrityError:
+        BlockedIp.objects.filter(address=address).update(expires_at=expires, reason=reason)
+        registry_services.bump_state("BlockedIp")
+    drop_lists()

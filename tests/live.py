@@ -1,0 +1,105 @@
+"""A real server for end-to-end tests: gunicorn as production runs it, on its own database.
+
+On SQLite the database is a file in a temporary directory; with DATABASE_URL set, a database of
+its own is created on the same PostgreSQL server and dropped afterwards. The server process and
+the test process share no memory, so the tests see exactly what a client would.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, url: str, env: dict, var_dir: Path):
+        self.url = url
+        self.env = env
+        self.var_dir = var_dir
+
+    def manage(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        """Run manage.py against the server's database."""
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args], env=self.env, cwd=ROOT, capture_output=True,
+            text=True, check=check, input=input, timeout=300,
+        )
+
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code).stdout
+
+
+@contextmanager
+def _database(env: dict):
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        yield env
+        return
+    import dj_database_url
+    import psycopg
+
+    cfg = dj_database_url.parse(url)
+    name = f"stalwart_live_{secrets.token_hex(4)}"
+    admin_dsn = dict(host=cfg["HOST"] or None, port=cfg["PORT"] or None, user=cfg["USER"] or None,
+                     password=cfg["PASSWORD"] or None, dbname="postgres", autocommit=True)
+    with psycopg.connect(**{k: v for k, v in admin_dsn.items() if v is not None or k == "autocommit"}) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = url.rsplit("/", 1)[0]
+    try:
+        yield {**env, "DATABASE_URL": f"{base}/{name}"}
+    finally:
+        with psycopg.connect(**{k: v for k, v in admin_dsn.items() if v is not None or k == "autocommit"}) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def live_server(workers: int = 2, extra_env: dict | None = None):
+    with tempfile.TemporaryDirectory(prefix="stalwart-live-") as tmp:
+        port = free_port()
+        env = {
+            **os.environ, "STALWART_VAR_DIR": tmp, "DEBUG": "false", "PORT": str(port), "HOST": "127.0.0.1",
+            "PUBLIC_URL": f"http://127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "ACCESS_LOG": "",
+            "CACHE_KEY_PREFIX": f"live{secrets.token_hex(3)}", **(extra_env or {}),
+        }
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        with _database(env) as env:
+            server = LiveServer(f"http://127.0.0.1:{port}", env, Path(tmp))
+            server.manage("migrate", "--noinput", "-v0")
+            server.manage("collectstatic", "--noinput", "-v0")
+            log = open(Path(tmp) / "gunicorn.log", "w")
+            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "stalwart_site.wsgi"],
+                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        requests.get(server.url + "/admin/login/", timeout=2)
+                        break
+                    except requests.ConnectionError:
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            raise RuntimeError((Path(tmp) / "gunicorn.log").read_text()) from None
+                        time.sleep(0.2)
+                yield server
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                log.close()
