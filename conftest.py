@@ -13,6 +13,15 @@ STRONG_PASSWORD = "Tr0ubador-Quartz-Lantern-91"
 
 
 @pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    """Unit tests run without collectstatic; the live-server tests use the real manifest."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
 def _fresh_caches():
     """Database rows roll back between tests; what was cached under their states must go too."""
     from django.core.cache import cache

@@ -202,18 +202,21 @@ def create(decl, values: dict, actor, *, instance=None, extra_save=None):
 
 
 def linked_objects(obj, limit: int = 10) -> list[dict]:
-    """Objects that refer to obj through a foreign key or many-to-many relation."""
+    """Objects that refer to obj through a foreign key or many-to-many relation.
+
+    Owned parts (credentials, aliases: foreign keys with CASCADE) are not links; they go with
+    their owner. Hidden relations (related_name="+") count too.
+    """
     out = []
-    for rel in obj._meta.related_objects:
-        if rel.remote_field.model is not type(obj) and not issubclass(type(obj), rel.remote_field.model):
+    for rel in obj._meta.get_fields(include_hidden=True):
+        if not (rel.auto_created and not rel.concrete and (rel.one_to_many or rel.many_to_many)):
             continue
-        if rel.on_delete is models.CASCADE and not rel.many_to_many:
-            continue  # owned parts (credentials, aliases) go with their owner
-        accessor = rel.get_accessor_name()
-        if rel.one_to_one:
+        if rel.one_to_many and rel.on_delete is models.CASCADE:
             continue
-        related = getattr(obj, accessor).all()[:limit]
-        for item in related:
+        related = rel.related_model._default_manager.filter(**{rel.field.name: obj})
+        if rel.related_model is type(obj):
+            related = related.exclude(pk=obj.pk)
+        for item in related[:limit]:
             item_decl = decl_mod.for_model(type(item))
             name = item_decl.name if item_decl else type(item).__name__
             out.append({"object": name, "id": "singleton" if item_decl and item_decl.singleton else str(item.pk)})

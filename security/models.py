@@ -1,6 +1,7 @@
 """Automatic banning: thresholds (Security), banned addresses (BlockedIp), and addresses
 that are never banned (AllowedIp)."""
 import ipaddress
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -26,7 +27,7 @@ class Security(SingletonModel):
         "before the IP address is banned (0 disables banning on authentication failures).",
     )
     auth_ban_rate_period = models.DurationField(
-        default="1 00:00:00", help_text="Length of the window in which authentication failures are counted.",
+        default=timedelta(days=1), help_text="Length of the window in which authentication failures are counted.",
     )
     auth_ban_period = models.DurationField(
         null=True, blank=True, help_text="How long a ban lasts; empty bans until the address is removed.",
