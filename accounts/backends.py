@@ -6,6 +6,22 @@ from .authz import RECOVERY_ID, recovery_credentials
 from .models import Account
 
 
+# The session remembers which app password opened it, so that its scope, expiry, address
+# restrictions and revocation keep applying after the login request (see the middleware).
+SESSION_CREDENTIAL_KEY = "_stalwart_credential"
+
+
+def remember_session_credential(sender, request, user, **kwargs):
+    """user_logged_in receiver: note the secondary credential a web session was opened with."""
+    if request is None or not hasattr(request, "session"):
+        return
+    cred = getattr(user, "_session_credential", None)
+    if cred is not None and cred.kind != cred.Kind.PASSWORD:
+        request.session[SESSION_CREDENTIAL_KEY] = cred.pk
+    else:
+        request.session.pop(SESSION_CREDENTIAL_KEY, None)
+
+
 def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") if request is not None else None
 

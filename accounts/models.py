@@ -130,6 +130,14 @@ class Domain(models.Model):
         return self.name
 
 
+# Families every user holds for their own data (the built-in User role): reading them is not
+# administering the server.
+SELF_SERVICE_PREFIXES = (
+    "sysAccountPassword", "sysAccountSettings", "sysApiKey", "sysAppPassword",
+    "sysMaskedEmail", "sysArchivedItem", "sysPublicKey", "sysSpamTrainingSample",
+)
+
+
 class AccountManager(BaseUserManager):
     def get_by_natural_key(self, username):
         return self.get(email_address=username)
@@ -248,7 +256,7 @@ class Account(AbstractBaseUser):
     def is_staff(self) -> bool:
         """May use the administration pages: holds any management read permission."""
         return self.is_active and any(
-            p.startswith("sys") and p.endswith("Get") and not p.startswith(("sysAccountPassword", "sysAccountSettings", "sysApiKey", "sysAppPassword"))
+            p.startswith("sys") and p.endswith("Get") and not p.startswith(SELF_SERVICE_PREFIXES)
             for p in self.permission_set
         )
 
@@ -334,7 +342,7 @@ class Credential(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     permissions_mode = models.CharField(max_length=16, choices=Scope.choices, default=Scope.INHERIT)
     permissions = PermissionSetField()
-    allowed_ips = models.JSONField(default=list, blank=True)
+    allowed_ips = NameSetField(schema_type="Set<IpMask>", help_text="Addresses or networks it may be used from.")
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -466,3 +474,18 @@ class SystemSettings(SingletonModel):
 
 def constant_time_equals(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+class AppPassword(Credential):
+    """The app passwords of an account, as their own JMAP object type (a view over Credential)."""
+
+    class Meta:
+        proxy = True
+
+
+class ApiKey(Credential):
+    """The API keys of an account, as their own JMAP object type (a view over Credential)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "API key"

@@ -1,4 +1,5 @@
 """Declarations of the management objects this app owns (see registry.declaration)."""
+from registry.composites import PermissionsChoice, QuotaMap, RolesChoice, ScopeChoice
 from registry.declaration import ObjectType, register
 
 from . import models
@@ -46,6 +47,10 @@ TENANT = register(ObjectType(
             ("Roles and permissions", ["roles_mode", "roles", "permissions_mode", "enabled_permissions",
                                        "disabled_permissions"])],
     server_set=("created_at",),
+    composites=[
+        RolesChoice("roles", "roles_mode", "roles", {"default": "Default", "custom": "Custom"}),
+        PermissionsChoice("permissions", "permissions_mode", "enabled_permissions", "disabled_permissions"),
+    ],
 ))
 
 DOMAIN = register(ObjectType(
@@ -62,6 +67,7 @@ DIRECTORY = register(ObjectType(
     groups=[("Directory", ["description", "kind", "tenant"])],
     property_names={"tenant": "memberTenantId", "kind": "@type"},
 ))
+models.Directory._meta.get_field("kind").json_values = {"ldap": "Ldap", "sql": "Sql", "oidc": "Oidc"}
 
 ACCOUNT = register(ObjectType(
     model=models.Account, name="Account", section="Management › Accounts",
@@ -75,4 +81,27 @@ ACCOUNT = register(ObjectType(
     ],
     property_names={"kind": "@type", "tenant": "memberTenantId", "is_active": "enabled"},
     server_set=("email_address", "created_at"),
+    composites=[
+        RolesChoice("roles", "roles_mode", "roles",
+                    {"user": "User", "admin": "Admin", "default": "Default", "custom": "Custom"}),
+        PermissionsChoice("permissions", "permissions_mode", "enabled_permissions", "disabled_permissions"),
+        QuotaMap("quotas", {"maxAppPasswords": "max_app_passwords", "maxApiKeys": "max_api_keys"}),
+    ],
 ))
+models.Account._meta.get_field("kind").json_values = {"user": "User", "group": "Group"}
+
+
+def _credential_view(model, name, label):
+    return register(ObjectType(
+        model=model, name=name, section=f"Account › {label}", admin=False, id_field="credential_id",
+        description=f"The caller's own {label.lower()}; the secret is returned once, when it is created.",
+        groups=[(label, ["description", "secret_hash", "created_at", "expires_at", "permissions_mode", "permissions",
+                         "allowed_ips"])],
+        property_names={"secret_hash": "secret"},
+        server_set=("secret_hash", "created_at"), secret=("secret_hash",),
+        composites=[ScopeChoice("permissions", "permissions_mode", "permissions")],
+    ))
+
+
+APP_PASSWORD = _credential_view(models.AppPassword, "AppPassword", "App passwords")
+API_KEY = _credential_view(models.ApiKey, "ApiKey", "API keys")

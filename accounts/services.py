@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from registry import errors
+from registry import errors, ids
 from registry import services as registry
 from security import services as security
 
@@ -81,9 +81,10 @@ def set_password(account: Account, raw: str, actor, *, expires_at=UNSET, allow_p
         cred.secret_hash = stored
         cred.expires_at = expires_at
         cred.save()
-        registry.audit_event(actor, "Account", account.pk, "update", "password",
+        registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "password",
                              "****", {"secret": "****", "expiresAt": _iso(expires_at)})
-        registry.bump_state("Account")
+        registry.bump_state("Credential")
+        registry.touch("Account", ids.encode(account.pk))
     return cred
 
 
@@ -199,6 +200,7 @@ def create_secondary_credential(account: Account, kind: str, actor, *, descripti
             token, secret = tokens.new_api_key(account.pk, cred.credential_id)
         cred.secret_hash = hashing.hash_secret(secret, Authentication.load().password_hash_algorithm)
         cred.save()
+        registry.bump_state("Credential")
         registry.audit_event(actor, "AppPassword" if kind == Credential.Kind.APP_PASSWORD else "ApiKey",
                              f"{account.pk}/{cred.credential_id}", "create", "description", None, description)
     return cred, token
@@ -216,6 +218,7 @@ def revoke_credential(account: Account, credential_id: int, actor, *, kinds=tupl
         if cred is None or cred.kind not in kinds:
             raise errors.NotFound(f"Credential {credential_id} not found.")
         cred.delete()
+        registry.bump_state("Credential")
         registry.audit_event(actor, "AppPassword" if cred.kind == Credential.Kind.APP_PASSWORD else "ApiKey",
                              f"{account.pk}/{credential_id}", "destroy", "description", cred.description, None)
 
@@ -406,8 +409,10 @@ def set_password_expiry(account: Account, expires_at, actor) -> None:
     with transaction.atomic():
         updated = Credential.objects.filter(account=account, kind=Credential.Kind.PASSWORD).update(expires_at=expires_at)
         if updated:
-            registry.audit_event(actor, "Account", account.pk, "update", "passwordExpiresAt", None, _iso(expires_at))
-            registry.bump_state("Account")
+            registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "passwordExpiresAt", None,
+                                 _iso(expires_at))
+            registry.bump_state("Credential")
+            registry.touch("Account", ids.encode(account.pk))
 
 
 def password_is_expired(account: Account) -> bool:
@@ -431,3 +436,68 @@ def change_own_password(account: Account, current: str, new: str, remote_ip: str
             raise Banned()
         raise AuthFailed("Current secret is incorrect.")
     return set_password(account, new, account, self_service=True)
+
+
+def update_secondary_credential(account: Account, credential_id: int, kind: str, values: dict, actor, *,
+                                grantor_permissions: frozenset[str] | None = None) -> Credential:
+    """Change the description, expiry, scope or addresses of an app password or API key."""
+    allowed = {"description", "expires_at", "permissions_mode", "permissions", "allowed_ips"}
+    unknown = set(values) - allowed
+    if unknown:
+        raise errors.Forbidden("The secret of a credential cannot be changed; create a new one.", properties=["secret"])
+    with transaction.atomic():
+        cred = account.credentials.select_for_update().filter(credential_id=credential_id, kind=kind).first()
+        if cred is None:
+            raise errors.NotFound(f"Credential {credential_id} not found.")
+        before = {k: getattr(cred, k) for k in values}
+        if "description" in values:
+            values["description"] = (values["description"] or "").strip()
+            if not values["description"]:
+                raise errors.ValidationFailed("A description is required.",
+                                              validation_errors=[{"type": "Required", "property": "description"}])
+        if "allowed_ips" in values:
+            values["allowed_ips"] = _validate_ips(values["allowed_ips"])
+        for key, value in values.items():
+            setattr(cred, key, value)
+        if cred.permissions_mode not in Credential.Scope.values:
+            raise errors.InvalidProperties("Unknown permissions mode.", properties=["permissions"])
+        if grantor_permissions is not None and {"permissions_mode", "permissions"} & set(values):
+            excess = sorted(credential_permissions(account, cred) - grantor_permissions)
+            if excess:
+                raise errors.Forbidden(grant_message(excess))
+        cred.save()
+        registry.bump_state("Credential")
+        label = "AppPassword" if kind == Credential.Kind.APP_PASSWORD else "ApiKey"
+        for key, value in values.items():
+            old = before[key]
+            registry.audit_event(actor, label, f"{ids.encode(account.pk)}/{ids.encode(credential_id)}", "update", key,
+                                 _iso(old) if hasattr(old, "strftime") else old,
+                                 _iso(value) if hasattr(value, "strftime") else value)
+    return cred
+
+
+def set_aliases(account: Account, aliases: list[dict], actor) -> None:
+    """Replace the aliases of `account` with `aliases` ({name, domain_id, enabled, description})."""
+    from .models import Alias
+
+    seen = set()
+    for item in aliases:
+        key = (item["name"].strip().lower(), item["domain_id"])
+        if key in seen:
+            raise errors.InvalidProperties("The same alias is listed twice.", properties=["aliases"])
+        seen.add(key)
+    with transaction.atomic():
+        account.aliases.all().delete()
+        for item in aliases:
+            alias = Alias(account=account, name=item["name"], domain_id=item["domain_id"],
+                          enabled=item.get("enabled", True), description=item.get("description") or "")
+            try:
+                alias.full_clean(validate_constraints=False)
+            except Exception as exc:  # noqa: BLE001
+                message = " ".join(getattr(exc, "messages", [str(exc)]))
+                raise errors.InvalidProperties(message or "Invalid alias.", properties=["aliases"]) from None
+            if Alias.objects.filter(name=alias.name.lower(), domain_id=alias.domain_id).exists():
+                raise errors.PrimaryKeyViolation("This alias belongs to another account.", properties=["aliases"])
+            alias.save()
+        registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "aliases", None,
+                             [f"{a['name']}@{a['domain_id']}" for a in aliases])

@@ -219,5 +219,5 @@ def register_declared(app_label: str, site=None) -> None:
     """Give every declared model of `app_label` that has no admin of its own the generic one."""
     site = site or admin.site
     for decl in decl_mod.declarations().values():
-        if decl.model._meta.app_label == app_label and not site.is_registered(decl.model):
+        if decl.admin and decl.model._meta.app_label == app_label and not site.is_registered(decl.model):
             site.register(decl.model, admin_class_for(decl))

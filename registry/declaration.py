@@ -9,13 +9,13 @@ verbs, admin pages and /api/schema are all built from these declarations.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from django.core import validators as dj_validators
 from django.db import models
 
+from . import ids
 from .errors import InvalidPatch
 
 
@@ -50,8 +50,25 @@ class Prop:
         return bool(getattr(self.field, "null", False)) and not self.is_m2m
 
     @property
+    def value_map(self) -> dict:
+        """Model value -> JSON value, where they differ (e.g. "user" -> "User")."""
+        return getattr(self.field, "json_values", None) or {}
+
+    @property
     def choices(self) -> list[tuple[str, str]]:
-        return [(str(v), str(label)) for v, label in (self.field.choices or [])]
+        vm = self.value_map
+        return [(str(vm.get(v, v)), str(label)) for v, label in (self.field.choices or [])]
+
+    # The interface shared with composites: whole-object encode, decode to field values.
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.attname,)
+
+    def encode_obj(self, obj):
+        return self.to_json(read_value(obj, self))
+
+    def decode(self, value) -> dict:
+        return {self.attname: self.from_json(value)}
 
     def bound(self, validator_cls) -> Any:
         for v in self.field.validators:
@@ -109,14 +126,16 @@ class Prop:
         f = self.field
         if hasattr(f, "jmap_encode"):
             return f.jmap_encode(value)
+        if self.value_map:
+            return self.value_map.get(value, value)
         if self.is_m2m:
-            return {str(pk): True for pk in value}
+            return {ids.encode(pk): True for pk in value}
         if isinstance(f, models.DurationField):
             return int(value.total_seconds() * 1000)
         if isinstance(f, models.DateTimeField):
             return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         if self.is_fk:
-            return str(value)
+            return ids.encode(value)
         return value
 
     def from_json(self, value):
@@ -135,6 +154,11 @@ class Prop:
                 return f.jmap_decode(value)
             except (TypeError, ValueError):
                 raise bad() from None
+        if self.value_map:
+            back = {v: k for k, v in self.value_map.items()}
+            if value not in back:
+                raise bad()
+            return back[value]
         if self.is_m2m:
             if not isinstance(value, dict) or not all(v is True for v in value.values()):
                 raise bad()
@@ -173,9 +197,10 @@ class Prop:
 
     @staticmethod
     def _id(value, bad):
-        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,18}", value):
+        number = ids.decode(value)
+        if number is None:
             raise bad()
-        return int(value)
+        return number
 
 
 @dataclass
@@ -198,6 +223,12 @@ class ObjectType:
     validate: Callable | None = None
     # Called after every committed change, to drop what depends on this object.
     on_change: Callable | None = None
+    # Public properties over several fields (registry.composites), replacing those fields in JSON.
+    composites: list = field(default_factory=list)
+    # The model field whose value is the object's JMAP id (credentials number within an account).
+    id_field: str = "pk"
+    # Whether the generic admin page is built for it (views over other objects have none).
+    admin: bool = True
 
     def __post_init__(self):
         self.props: list[Prop] = []
@@ -210,6 +241,17 @@ class ObjectType:
                 )
         self._by_prop = {p.name: p for p in self.props}
         self._by_attname = {p.attname: p for p in self.props}
+        owner = {f: c for c in self.composites for f in c.fields}
+        # The properties of the JSON faces (JMAP, manage.py, schema), in display order: a
+        # composite stands where its first field would.
+        self.json_props = []
+        for p in self.props:
+            comp = owner.get(p.attname)
+            if comp is None:
+                self.json_props.append(p)
+            elif comp not in self.json_props:
+                self.json_props.append(comp)
+        self._json_by_name = {p.name: p for p in self.json_props}
 
     def property_name(self, f: models.Field) -> str:
         if f.name in self.property_names:
@@ -251,10 +293,19 @@ class ObjectType:
     def editable_props(self) -> list[Prop]:
         return [p for p in self.props if not p.server_set]
 
+    def object_id(self, obj) -> str:
+        return ids.SINGLETON if self.singleton else ids.encode(getattr(obj, self.id_field))
+
+    def json_prop(self, name: str):
+        return self._json_by_name.get(name)
+
     def to_json(self, obj) -> dict:
-        out = {"id": "singleton" if self.singleton else str(obj.pk)}
-        for p in self.props:
-            out[p.name] = p.to_json(read_value(obj, p))
+        out = {"id": self.object_id(obj)}
+        for p in self.json_props:
+            if isinstance(p, Prop):
+                out[p.name] = p.encode_obj(obj)
+            else:
+                out[p.name] = p.encode({f: read_value(obj, self._by_attname[f]) for f in p.fields})
         return out
 
 

@@ -117,6 +117,7 @@ def from_validation_error(exc: ValidationError, prop_name, obj=None) -> SetError
             else:
                 props = (err.params or {}).get("properties") or ([prop] if prop else [])
                 semantic_props.extend(p for p in props if p not in semantic_props)
-    if schema and not semantic_props:
-        return ValidationFailed("; ".join(messages), validation_errors=schema)
-    return InvalidProperties("; ".join(messages), properties=semantic_props + [i["property"] for i in schema])
+    if schema:
+        # Schema errors first: cross-field checks over values that are out of range only add noise.
+        return ValidationFailed("; ".join(i["message"] for i in schema), validation_errors=schema)
+    return InvalidProperties("; ".join(messages), properties=semantic_props)

@@ -54,3 +54,18 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.object_type} {self.object_id} {self.field}"
+
+
+class ChangeLog(models.Model):
+    """One created, updated or destroyed object, stamped with its type's new state.
+
+    It lets JMAP clients ask x:T/changes since the state they cached.
+    """
+
+    object_type = models.CharField(max_length=64)
+    state = models.BigIntegerField()
+    object_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=9)  # created | updated | destroyed
+
+    class Meta:
+        indexes = [models.Index(fields=["object_type", "state"])]

@@ -11,6 +11,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F
 
 from . import declaration as decl_mod
+from . import ids
 from .errors import (
     InvalidForeignKey,
     NotFound,
@@ -19,7 +20,7 @@ from .errors import (
     SingletonError,
     from_validation_error,
 )
-from .models import AuditEvent, ObjectState
+from .models import AuditEvent, ChangeLog, ObjectState
 
 
 def actor_label(actor) -> str:
@@ -31,7 +32,13 @@ def actor_label(actor) -> str:
 
 
 # --- states ---------------------------------------------------------------------------------
-def bump_state(*names: str) -> None:
+def bump_state(*names: str) -> int:
+    """Advance the states of `names`; return the new state of the last one.
+
+    Call it inside the transaction of the change: the row stays locked until the commit, so
+    states are handed out in commit order.
+    """
+    state = 0
     for name in names:
         updated = ObjectState.objects.filter(name=name).update(state=F("state") + 1)
         if not updated:
@@ -40,6 +47,15 @@ def bump_state(*names: str) -> None:
                     ObjectState.objects.create(name=name, state=1)
             except IntegrityError:
                 ObjectState.objects.filter(name=name).update(state=F("state") + 1)
+        state = ObjectState.objects.filter(name=name).values_list("state", flat=True).first()
+    return state
+
+
+def touch(decl_name: str, object_id: str) -> int:
+    """Record that an object changed outside the generic mutations (its state and change log)."""
+    state = bump_state(decl_name)
+    ChangeLog.objects.create(object_type=decl_name, state=state, object_id=object_id, kind="updated")
+    return state
 
 
 def states(*names: str) -> dict[str, int]:
@@ -79,23 +95,26 @@ def _audit(actor, decl, obj_id, action, before: dict, after: dict) -> None:
 
 def record(actor, decl, obj, action: str, before: dict, after: dict) -> None:
     """Audit + state bump + cache hooks for a change made by a specialised service."""
-    _audit(actor, decl, "singleton" if decl.singleton else obj.pk, action, before, after)
-    bump_state(decl.name)
+    object_id = decl.object_id(obj)
+    _audit(actor, decl, object_id, action, before, after)
+    state = bump_state(decl.name)
+    kind = {"create": "created", "update": "updated", "destroy": "destroyed"}[action]
+    ChangeLog.objects.create(object_type=decl.name, state=state, object_id=object_id, kind=kind)
     if decl.on_change:
         transaction.on_commit(lambda: decl.on_change(obj))
 
 
 # --- validation -----------------------------------------------------------------------------
 def _check_foreign_keys(decl, obj, m2m: dict) -> None:
-    for attname, ids in m2m.items():
+    for attname, pks in m2m.items():
         prop = decl.prop_for_field(attname)
         model = prop.field.related_model
-        found = set(model.objects.filter(pk__in=ids).values_list("pk", flat=True))
-        missing = [i for i in ids if i not in found]
+        found = set(model.objects.filter(pk__in=pks).values_list("pk", flat=True))
+        missing = [i for i in pks if i not in found]
         if missing:
             raise InvalidForeignKey(
-                f"{model.__name__} {missing[0]} does not exist", properties=[prop.name],
-                objectId={"object": model.__name__, "id": str(missing[0])},
+                f"{model.__name__} {ids.encode(missing[0])} does not exist", properties=[prop.name],
+                objectId={"object": _type_name(model), "id": ids.encode(missing[0])},
             )
     for prop in decl.props:
         if prop.is_fk:
@@ -103,9 +122,14 @@ def _check_foreign_keys(decl, obj, m2m: dict) -> None:
             model = prop.field.related_model
             if value is not None and not model.objects.filter(pk=value).exists():
                 raise InvalidForeignKey(
-                    f"{model.__name__} {value} does not exist", properties=[prop.name],
-                    objectId={"object": model.__name__, "id": str(value)},
+                    f"{model.__name__} {ids.encode(value)} does not exist", properties=[prop.name],
+                    objectId={"object": _type_name(model), "id": ids.encode(value)},
                 )
+
+
+def _type_name(model) -> str:
+    d = decl_mod.for_model(model)
+    return d.name if d else model.__name__
 
 
 def validate(decl, obj, m2m: dict) -> None:
@@ -136,7 +160,7 @@ def _check_unique(decl, obj) -> None:
             ).first()
         raise PrimaryKeyViolation(
             " ".join(exc.messages), properties=props,
-            objectId={"object": decl.name, "id": str(existing.pk)} if existing else None,
+            objectId={"object": decl.name, "id": ids.encode(existing.pk)} if existing else None,
         ) from None
 
 
@@ -174,8 +198,8 @@ def update(decl, pk, values: dict, actor, *, extra_save=None):
             setattr(obj, prop.field.attname if prop.is_fk else attname, value)
         validate(decl, obj, m2m)
         obj.save()
-        for attname, ids in m2m.items():
-            getattr(obj, attname).set(ids)
+        for attname, pks in m2m.items():
+            getattr(obj, attname).set(pks)
         if extra_save:
             extra_save(obj)
         record(actor, decl, obj, "update", before, snapshot(decl, obj))
@@ -193,8 +217,8 @@ def create(decl, values: dict, actor, *, instance=None, extra_save=None):
             setattr(obj, prop.field.attname if prop.is_fk else attname, value)
         validate(decl, obj, m2m)
         obj.save()
-        for attname, ids in m2m.items():
-            getattr(obj, attname).set(ids)
+        for attname, pks in m2m.items():
+            getattr(obj, attname).set(pks)
         if extra_save:
             extra_save(obj)
         record(actor, decl, obj, "create", {}, snapshot(decl, obj))
@@ -219,7 +243,7 @@ def linked_objects(obj, limit: int = 10) -> list[dict]:
         for item in related[:limit]:
             item_decl = decl_mod.for_model(type(item))
             name = item_decl.name if item_decl else type(item).__name__
-            out.append({"object": name, "id": "singleton" if item_decl and item_decl.singleton else str(item.pk)})
+            out.append({"object": name, "id": item_decl.object_id(item) if item_decl else ids.encode(item.pk)})
     return out[:limit]
 
 
@@ -231,7 +255,8 @@ def destroy(decl, pk, actor):
         linked = linked_objects(obj)
         if linked:
             raise ObjectIsLinked(
-                f"{decl.name} {pk} is still referenced", objectId={"object": decl.name, "id": str(pk)},
+                f"{decl.name} {ids.encode(pk)} is still referenced",
+                objectId={"object": decl.name, "id": ids.encode(pk)},
                 linkedObjects=linked,
             )
         before = snapshot(decl, obj)

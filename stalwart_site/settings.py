@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "registry",
     "security",
     "accounts",
+    "jmapapi",
 ]
 
 MIDDLEWARE = [

@@ -6,6 +6,7 @@ import pytest
 
 from accounts.models import Account, Authentication, Role
 from conftest import STRONG_PASSWORD
+from registry import ids
 from registry import services as registry
 from registry.models import AuditEvent
 
@@ -192,7 +193,7 @@ def test_admin_creates_a_group_and_a_user_through_the_pages(admin_client, domain
     assert resp.status_code == 302
     dave = Account.objects.get(email_address="dave@example.org")
     assert list(dave.member_groups.all()) == [group]
-    assert AuditEvent.objects.filter(object_type="Account", object_id=str(dave.pk), action="create").exists()
+    assert AuditEvent.objects.filter(object_type="Account", object_id=ids.encode(dave.pk), action="create").exists()
     from django.test import Client
 
     assert Client().login(username="dave", password=STRONG_PASSWORD)

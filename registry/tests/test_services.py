@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 
 from accounts.models import Account, Authentication, Domain, Role
-from registry import services
+from registry import ids, services
 from registry.errors import (
     InvalidForeignKey,
     InvalidProperties,
@@ -38,7 +38,7 @@ def test_singleton_defaults_match_the_seed_page():
     assert doc["passwordDefaultExpiry"] is None
     assert doc["maxAppPasswords"] == 5
     assert doc["maxApiKeys"] == 5
-    roles = {r.description: str(r.pk) for r in Role.objects.all()}
+    roles = {r.description: ids.encode(r.pk) for r in Role.objects.all()}
     assert doc["defaultUserRoleIds"] == {roles["User"]: True}
     assert doc["defaultAdminRoleIds"] == {roles["System Administrator"]: True, roles["User"]: True}
 
@@ -99,7 +99,7 @@ def test_default_roles_must_exist_and_nothing_is_written_otherwise():
     with pytest.raises(InvalidForeignKey) as info:
         services.update(AUTH, None, {"default_user_roles": [999999], "password_min_length": 10}, "tester")
     assert info.value.to_json()["properties"] == ["defaultUserRoleIds"]
-    assert info.value.to_json()["objectId"] == {"object": "Role", "id": "999999"}
+    assert info.value.to_json()["objectId"] == {"object": "Role", "id": ids.encode(999999)}
     assert AUTH.to_json(current()) == before
 
 
@@ -130,7 +130,7 @@ def test_unreferenced_role_is_destroyed_and_audited():
     role = services.create(ROLE, {"description": "Helpdesk", "enabled_permissions": ["sysAccountGet"]}, "tester")
     services.destroy(ROLE, role.pk, "tester")
     assert not Role.objects.filter(pk=role.pk).exists()
-    assert AuditEvent.objects.filter(object_type="Role", object_id=str(role.pk), action="destroy").exists()
+    assert AuditEvent.objects.filter(object_type="Role", object_id=ids.encode(role.pk), action="destroy").exists()
 
 
 def test_unknown_permission_names_are_refused():
@@ -146,7 +146,7 @@ def test_duplicate_domain_is_a_primary_key_violation():
         services.create(DOMAIN, {"name": "dup.example"}, "tester")
     body = info.value.to_json()
     assert body["properties"] == ["name"]
-    assert body["objectId"] == {"object": "Domain", "id": str(first.pk)}
+    assert body["objectId"] == {"object": "Domain", "id": ids.encode(first.pk)}
 
 
 def test_missing_object_is_not_found():

@@ -1,0 +1,137 @@
+"""Authentication of API requests (JMAP, /api/*): Basic and Bearer.
+
+The methods are a list; OAuth access tokens join it as one more entry. A successful
+verification is cached under a digest of the Authorization header together with the states of
+everything that could change its outcome (credentials, accounts, roles, tenants, settings), so a
+Basic-auth client costs one password hash per cache period, not one per request, and any change
+to a credential or a permission is seen by every worker on its next request.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.core.cache import cache
+from django.utils import timezone
+
+from registry.services import state_token
+
+from . import services
+from .authz import DEPENDENCIES
+
+VERDICT_TTL = 3600
+STATE_TYPES = (*DEPENDENCIES, "Credential")
+
+
+@dataclass
+class Principal:
+    """Who is calling, as far as an API request needs to know."""
+
+    account_id: int
+    name: str
+    permissions: frozenset[str]
+    credential_kind: str | None = None
+    expires_at: datetime | None = None
+    tenant_id: int | None = None
+    recovery: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def has(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    @property
+    def audit_name(self) -> str:
+        return self.name
+
+    @property
+    def account(self):
+        from .models import Account
+
+        if self.recovery:
+            return services.recovery_admin(self.name)
+        cached = self.extra.get("account")
+        if cached is None:
+            cached = self.extra["account"] = Account.objects.select_related("domain").get(pk=self.account_id)
+        return cached
+
+
+class NoCredentials(services.AuthError):
+    message = "You have to authenticate first."
+
+
+class UnsupportedScheme(services.AuthError):
+    pass
+
+
+def _principal(result: services.AuthResult) -> Principal:
+    account, cred = result.account, result.credential
+    return Principal(
+        account_id=account.pk, name=account.email_address, permissions=result.permissions,
+        credential_kind=cred.kind if cred else None,
+        # A cached verdict is recomputed when its credential expires: an app password or API key
+        # then fails, a password session is narrowed to changing the password.
+        expires_at=cred.expires_at if cred is not None and cred.expires_at and cred.expires_at > timezone.now() else None,
+        tenant_id=account.tenant_id, recovery=account.is_recovery_admin,
+        extra={"account": account},
+    )
+
+
+def basic(value: str, remote_ip: str | None) -> Principal:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise services.AuthFailed("Malformed Basic credentials.") from None
+    if ":" not in decoded:
+        raise services.AuthFailed("Malformed Basic credentials.")
+    user, secret = decoded.split(":", 1)
+    return _principal(services.authenticate(user.strip().lower(), secret, remote_ip))
+
+
+def bearer_api_key(value: str, remote_ip: str | None) -> Principal | None:
+    token = value.strip()
+    if not token.startswith("API_"):
+        return None
+    return _principal(services.authenticate_bearer(token, remote_ip))
+
+
+# Bearer methods are tried in order until one recognises the token (returns non-None).
+BEARER_METHODS = [bearer_api_key]
+
+
+def bearer(value: str, remote_ip: str | None) -> Principal:
+    for method in BEARER_METHODS:
+        principal = method(value, remote_ip)
+        if principal is not None:
+            return principal
+    if services.security.record_auth_failure(remote_ip, None):
+        raise services.Banned()
+    raise services.AuthFailed("Invalid or expired token.")
+
+
+SCHEMES = {"basic": basic, "bearer": bearer}
+
+
+def authenticate_header(header: str | None, remote_ip: str | None) -> Principal:
+    """Verify an Authorization header. Raises services.AuthError (NoCredentials when absent)."""
+    if not header:
+        raise NoCredentials("You have to authenticate first.")
+    scheme, _, value = header.partition(" ")
+    method = SCHEMES.get(scheme.lower())
+    if method is None:
+        raise UnsupportedScheme("Unsupported authentication scheme.")
+    if services.security.is_blocked(remote_ip):
+        raise services.Banned()
+    digest = hashlib.sha256(header.encode("utf-8", "surrogatepass")).hexdigest()
+    key = f"httpauth:{digest}:{state_token(*STATE_TYPES)}"
+    principal = cache.get(key)
+    if principal is not None:
+        if principal.expires_at is None or principal.expires_at > timezone.now():
+            return principal
+        cache.delete(key)
+    principal = method(value, remote_ip)
+    cached = Principal(**{**principal.__dict__, "extra": {}})
+    cache.set(key, cached, VERDICT_TTL)
+    return principal

@@ -1,0 +1,307 @@
+"""The management objects whose JMAP face differs from the generic one.
+
+Account carries its credentials and aliases as lists in the reference's encoding; passwords
+go through the password policy. AppPassword and ApiKey are the caller's own credentials, with
+ids that are credential numbers and secrets returned only by the create that made them.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+from accounts import services
+from accounts.models import Account, Alias, Credential
+from accounts.policy import PolicyViolation
+from registry import ids
+from registry import services as registry
+from registry.errors import Forbidden, InvalidPatch, InvalidProperties, NotFound
+
+from .engine import Context
+from .methods import HANDLERS
+from .registry_methods import RegistryMethods
+
+MASK = "****"
+
+
+def _iso(value):
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def _parse_time(value, path):
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidPatch("Invalid value for object property", properties=[path])
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidPatch("Invalid value for object property", properties=[path]) from None
+    if parsed.tzinfo is None:
+        raise InvalidPatch("Invalid value for object property", properties=[path])
+    return parsed
+
+
+def _ip_set(value, path):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and v is True for k, v in value.items()):
+        raise InvalidPatch("Invalid value for object property", properties=[path])
+    return sorted(value)
+
+
+KIND_TYPES = {"password": "Password", "app_password": "AppPassword", "api_key": "ApiKey"}
+SCOPE_TYPES = {"inherit": "Inherit", "disable": "Disable", "replace": "Replace"}
+
+
+def encode_credential(cred: Credential) -> dict:
+    out = {"@type": KIND_TYPES[cred.kind], "credentialId": ids.encode(cred.credential_id), "secret": MASK}
+    if cred.kind == Credential.Kind.PASSWORD:
+        if cred.otp_url:
+            out["otpAuth"] = MASK
+    else:
+        out["description"] = cred.description
+        out["createdAt"] = _iso(cred.created_at)
+        scope = {"@type": SCOPE_TYPES[cred.permissions_mode]}
+        if cred.permissions_mode != "inherit":
+            scope["permissions"] = {p: True for p in cred.permissions}
+        out["permissions"] = scope
+    out["expiresAt"] = _iso(cred.expires_at)
+    out["allowedIps"] = {ip: True for ip in cred.allowed_ips}
+    return out
+
+
+class AccountMethods(RegistryMethods):
+    def queryset(self, ctx):
+        return Account.objects.select_related("domain")
+
+    def public_props(self):
+        return [*super().public_props(), "credentials", "aliases"]
+
+    def encode(self, ctx, obj):
+        doc = super().encode(ctx, obj)
+        if obj.kind == Account.Kind.USER:
+            doc["credentials"] = {str(i): encode_credential(c) for i, c in enumerate(obj.credentials.all())}
+        doc["aliases"] = {
+            str(i): {"name": a.name, "domainId": ids.encode(a.domain_id), "enabled": a.enabled,
+                     "description": a.description or None}
+            for i, a in enumerate(obj.aliases.order_by("pk"))
+        }
+        return doc
+
+    # --- create ---------------------------------------------------------------------------
+    def decode_create(self, body):
+        body = dict(body)
+        body.pop("credentials", None)
+        body.pop("aliases", None)
+        return super().decode_create(body)
+
+    def do_create(self, ctx, values, body):
+        password = expires = None
+        creds = body.get("credentials")
+        if creds is not None:
+            if not isinstance(creds, dict):
+                raise InvalidPatch("Invalid value for object property", properties=["credentials"])
+            for index, cred in creds.items():
+                if not isinstance(cred, dict):
+                    raise InvalidPatch("Invalid value for object property", properties=[f"credentials/{index}"])
+                if cred.get("@type") in ("AppPassword", "ApiKey"):
+                    raise InvalidProperties("Secondary credentials cannot be set directly.", properties=["credentials"])
+                if cred.get("@type") != "Password" or index != "0":
+                    raise InvalidProperties("Only one password credential is allowed.", properties=["credentials"])
+                if not isinstance(cred.get("secret"), str) or not cred["secret"]:
+                    raise InvalidProperties("The password is required.", properties=["secret"])
+                password = cred["secret"]
+                expires = _parse_time(cred.get("expiresAt"), f"credentials/{index}/expiresAt")
+        aliases = self._decode_aliases(body.get("aliases")) if "aliases" in body else None
+        try:
+            account = services.create_account(values, ctx.principal, password=password)
+        except PolicyViolation as exc:
+            raise services.policy_error(exc) from None
+        if expires is not None:
+            services.set_password_expiry(account, expires, ctx.principal)
+        if aliases is not None:
+            services.set_aliases(account, aliases, ctx.principal)
+        return account
+
+    # --- update ---------------------------------------------------------------------------
+    def decode_patch(self, ctx, obj, patch):
+        plain, special = {}, {}
+        for path, value in patch.items():
+            head = path.split("/", 1)[0] if isinstance(path, str) else path
+            (special if head in ("credentials", "aliases") else plain)[path] = value
+        values = super().decode_patch(ctx, obj, plain)
+        if special:
+            values["__special__"] = special
+        return values
+
+    def do_update(self, ctx, obj, values, patch):
+        special = values.pop("__special__", {})
+        account = super().do_update(ctx, obj, values, patch) if values or not special else obj
+        if special:
+            current = self.encode(ctx, account)
+            doc = {"credentials": copy.deepcopy(current.get("credentials", {})),
+                   "aliases": copy.deepcopy(current["aliases"])}
+            for path, value in special.items():
+                _apply_pointer(doc, path, value)
+            if doc["aliases"] != current["aliases"]:
+                services.set_aliases(account, self._decode_aliases(doc["aliases"]), ctx.principal)
+            if account.kind == Account.Kind.USER and doc["credentials"] != current.get("credentials", {}):
+                self._apply_credentials(ctx, account, current.get("credentials", {}), doc["credentials"])
+        return account
+
+    def _apply_credentials(self, ctx, account, old: dict, new: dict):
+        by_id = {c.credential_id: c for c in account.credentials.all()}
+        old_by_cid = {ids.decode(v["credentialId"]): v for v in old.values()}
+        new_by_cid = {}
+        for index, cred in new.items():
+            if not isinstance(cred, dict):
+                raise InvalidPatch("Invalid value for object property", properties=[f"credentials/{index}"])
+            cid = ids.decode(cred.get("credentialId")) if isinstance(cred.get("credentialId"), str) else None
+            if cid is None or cid not in by_id:
+                if cred.get("@type") == "Password" and not any(c.kind == "password" for c in by_id.values()):
+                    new_by_cid[None] = cred
+                    continue
+                if cred.get("@type") in ("AppPassword", "ApiKey"):
+                    raise InvalidProperties("Secondary credentials cannot be set directly.", properties=["credentials"])
+                raise InvalidProperties("Only one password credential is allowed.", properties=["credentials"])
+            new_by_cid[cid] = cred
+        for cid, stored in by_id.items():
+            if cid not in new_by_cid:
+                if stored.kind == Credential.Kind.PASSWORD:
+                    raise InvalidProperties("The password credential cannot be removed.", properties=["credentials"])
+                services.revoke_credential(account, cid, ctx.principal)
+        for cid, cred in new_by_cid.items():
+            before = old_by_cid.get(cid, {})
+            if cid is not None and cred.get("@type") != before.get("@type"):
+                raise InvalidProperties("The type of a credential cannot change.", properties=["credentials"])
+            if cred.get("@type") == "Password":
+                self._apply_password(ctx, account, before, cred)
+            elif cred != before:
+                changes = {}
+                for key, value in cred.items():
+                    if before.get(key) == value:
+                        continue
+                    if key == "secret":
+                        raise Forbidden("The secret of an app password or API key cannot be changed.",
+                                        properties=["secret"])
+                    if key == "description":
+                        changes["description"] = value if isinstance(value, str) else ""
+                    elif key == "expiresAt":
+                        changes["expires_at"] = _parse_time(value, "credentials/expiresAt")
+                    elif key == "allowedIps":
+                        changes["allowed_ips"] = _ip_set(value, "credentials/allowedIps")
+                    elif key == "permissions":
+                        scope = self._scope(value)
+                        changes.update(scope)
+                    else:
+                        raise InvalidPatch("Cannot modify server set property.", properties=[f"credentials/{key}"])
+                kind = "app_password" if cred["@type"] == "AppPassword" else "api_key"
+                services.update_secondary_credential(account, cid, kind, changes, ctx.principal,
+                                                     grantor_permissions=ctx.principal.permissions)
+
+    def _apply_password(self, ctx, account, before, cred):
+        secret = cred.get("secret")
+        expires_changed = cred.get("expiresAt") != before.get("expiresAt")
+        expires = _parse_time(cred.get("expiresAt"), "credentials/expiresAt") if expires_changed else None
+        if secret not in (None, MASK):
+            if not isinstance(secret, str) or not secret:
+                raise InvalidProperties("The password is required.", properties=["secret"])
+            try:
+                kwargs = {"expires_at": expires} if expires_changed else {}
+                services.set_password(account, secret, ctx.principal, **kwargs)
+            except PolicyViolation as exc:
+                raise services.policy_error(exc) from None
+        elif expires_changed:
+            services.set_password_expiry(account, expires, ctx.principal)
+        for key in set(cred) - {"@type", "credentialId", "secret", "expiresAt", "allowedIps", "otpAuth"}:
+            raise InvalidPatch("Invalid property", properties=[f"credentials/{key}"])
+
+    @staticmethod
+    def _scope(value):
+        if not isinstance(value, dict) or value.get("@type") not in ("Inherit", "Disable", "Replace"):
+            raise InvalidPatch("Invalid value for object property", properties=["credentials/permissions"])
+        mode = value["@type"].lower()
+        names = _ip_set(value.get("permissions", {}), "credentials/permissions") if mode != "inherit" else []
+        return {"permissions_mode": mode, "permissions": names}
+
+    @staticmethod
+    def _decode_aliases(value) -> list[dict]:
+        if not isinstance(value, dict):
+            raise InvalidPatch("Invalid value for object property", properties=["aliases"])
+        out = []
+        for index, item in value.items():
+            path = f"aliases/{index}"
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidPatch("Invalid value for object property", properties=[path])
+            domain = ids.decode(item.get("domainId")) if isinstance(item.get("domainId"), str) else None
+            if domain is None:
+                raise InvalidPatch("Invalid value for object property", properties=[f"{path}/domainId"])
+            enabled = item.get("enabled", True)
+            if not isinstance(enabled, bool):
+                raise InvalidPatch("Invalid value for object property", properties=[f"{path}/enabled"])
+            out.append({"name": item["name"], "domain_id": domain, "enabled": enabled,
+                        "description": item.get("description") or ""})
+        return out
+
+
+def _apply_pointer(doc: dict, path: str, value):
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")]
+    if len(parts) == 1:
+        doc[parts[0]] = value
+        return
+    target = doc
+    for part in parts[:-1]:
+        target = target.get(part) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            raise InvalidPatch("Invalid JSON pointer path.", properties=[path])
+    if value is None:
+        target.pop(parts[-1], None)
+    else:
+        target[parts[-1]] = value
+
+
+class CredentialMethods(RegistryMethods):
+    """The caller's own app passwords or API keys."""
+
+    kind: str
+
+    def _account(self, ctx):
+        if ctx.principal.recovery:
+            raise NotFound("The recovery administrator has no account of its own.")
+        return ctx.principal.account
+
+    def queryset(self, ctx):
+        if ctx.principal.recovery:
+            return Credential.objects.none()
+        return self.decl.model.objects.filter(account_id=ctx.principal.account_id, kind=self.kind)
+
+    def do_create(self, ctx, values, body):
+        account = self._account(ctx)
+        cred, token = services.create_secondary_credential(
+            account, self.kind, ctx.principal, description=values.get("description", ""),
+            expires_at=values.get("expires_at"), permissions_mode=values.get("permissions_mode", "inherit"),
+            permissions=values.get("permissions", []), allowed_ips=values.get("allowed_ips", []),
+            grantor_permissions=ctx.principal.permissions,
+        )
+        cred._token = token
+        return cred
+
+    def created_extra(self, ctx, obj, body):
+        return {"secret": obj._token, "createdAt": _iso(obj.created_at)}
+
+    def do_update(self, ctx, obj, values, patch):
+        return services.update_secondary_credential(
+            self._account(ctx), obj.credential_id, self.kind, values, ctx.principal,
+            grantor_permissions=ctx.principal.permissions)
+
+    def do_destroy(self, ctx, obj):
+        services.revoke_credential(self._account(ctx), obj.credential_id, ctx.principal, kinds=(self.kind,))
+
+
+class AppPasswordMethods(CredentialMethods):
+    kind = Credential.Kind.APP_PASSWORD
+
+
+class ApiKeyMethods(CredentialMethods):
+    kind = Credential.Kind.API_KEY
+
+
+HANDLERS.update({"Account": AccountMethods, "AppPassword": AppPasswordMethods, "ApiKey": ApiKeyMethods})

@@ -1,0 +1,243 @@
+"""The JMAP protocol engine (RFC 8620 §3): envelope, dispatch, result references, errors.
+
+Methods register themselves in METHODS with the capability they belong to; the engine knows
+nothing of what they do. Every data type added later (mail, calendars, contacts) plugs in the
+same way.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from django.db import transaction
+
+from registry import ids
+
+log = logging.getLogger(__name__)
+
+CORE = "urn:ietf:params:jmap:core"
+STALWART = "urn:stalwart:jmap"
+# Every capability the reference knows; a request may name any of them in `using`.
+KNOWN_CAPABILITIES = (
+    CORE, "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:calendars", "urn:ietf:params:jmap:calendars:parse",
+    "urn:ietf:params:jmap:contacts", "urn:ietf:params:jmap:contacts:parse", "urn:ietf:params:jmap:filenode",
+    "urn:ietf:params:jmap:principals", "urn:ietf:params:jmap:principals:availability",
+    "urn:ietf:params:jmap:principals:owner", "urn:ietf:params:jmap:submission",
+    "urn:ietf:params:jmap:vacationresponse", "urn:ietf:params:jmap:sieve", "urn:ietf:params:jmap:blob",
+    "urn:ietf:params:jmap:quota", "urn:ietf:params:jmap:emailpush", "urn:ietf:params:jmap:websocket",
+    "urn:ietf:params:jmap:mail:share", "urn:ietf:params:jmap:webpush-vapid", STALWART,
+)
+MAX_REFERENCE_DEPTH = 5
+
+
+class RequestError(Exception):
+    """A request-level error (RFC 8620 §3.6.1), answered as problem+json."""
+
+    def __init__(self, type: str, detail: str, status: int = 400, **extra):
+        super().__init__(detail)
+        self.type, self.detail, self.status, self.extra = type, detail, status, extra
+
+
+class MethodError(Exception):
+    """A method-level error (RFC 8620 §3.6.2): the call's response is ["error", {...}, id]."""
+
+    def __init__(self, type: str, description: str = ""):
+        super().__init__(description)
+        self.type, self.description = type, description
+
+    def to_json(self) -> dict:
+        out = {"type": self.type}
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+def invalid_arguments(description: str) -> MethodError:
+    return MethodError("invalidArguments", description)
+
+
+@dataclass
+class Method:
+    name: str
+    fn: Callable
+    capability: str
+    # Methods that always act on the caller's own data may omit accountId.
+    account_optional: bool = True
+
+
+METHODS: dict[str, Method] = {}
+
+
+def method(name: str, capability: str = CORE, account_optional: bool = True):
+    def register(fn):
+        METHODS[name] = Method(name, fn, capability, account_optional)
+        return fn
+
+    return register
+
+
+@dataclass
+class Context:
+    """What a method may know about the request it serves."""
+
+    principal: object
+    limits: object
+    using: list[str]
+    created_ids: dict[str, str] = field(default_factory=dict)
+    account_id: str = ""
+
+    def require(self, permission: str) -> None:
+        if not self.principal.has(permission):
+            raise MethodError("forbidden", "You are not authorized to perform this action")
+
+    def resolve_creation_id(self, value: str) -> str | None:
+        """'#cid' -> the id created for cid in this request (or given in createdIds)."""
+        return self.created_ids.get(value[1:]) if value.startswith("#") else value
+
+
+# --- parsing --------------------------------------------------------------------------------
+def parse(body: bytes, limits) -> dict:
+    if len(body) > limits.max_request_size:
+        raise RequestError("urn:ietf:params:jmap:error:limit", "The request is larger than the server accepts.",
+                           limit="maxSizeRequest")
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError("urn:ietf:params:jmap:error:notJSON", f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError("urn:ietf:params:jmap:error:notRequest", "The request must be a JSON object.")
+    using, calls = request.get("using"), request.get("methodCalls")
+    if not isinstance(using, list) or not all(isinstance(u, str) for u in using):
+        raise RequestError("urn:ietf:params:jmap:error:notRequest", '"using" must be an array of strings.')
+    if not isinstance(calls, list):
+        raise RequestError("urn:ietf:params:jmap:error:notRequest", '"methodCalls" must be an array.')
+    unknown = [u for u in using if u not in KNOWN_CAPABILITIES]
+    if unknown:
+        raise RequestError("urn:ietf:params:jmap:error:unknownCapability",
+                           f"Unknown capability: {unknown[0]}.")
+    if len(calls) > limits.max_method_calls:
+        raise RequestError("urn:ietf:params:jmap:error:limit",
+                           f"The request exceeds the maximum of {limits.max_method_calls} method calls.",
+                           limit="maxCallsInRequest")
+    for i, call in enumerate(calls):
+        if not (isinstance(call, list) and len(call) == 3 and isinstance(call[0], str)
+                and isinstance(call[1], dict) and isinstance(call[2], str)):
+            raise RequestError("urn:ietf:params:jmap:error:notRequest",
+                               f"methodCalls[{i}] must be [name, arguments object, call id].")
+    created = request.get("createdIds")
+    if created is not None and not (isinstance(created, dict)
+                                    and all(isinstance(k, str) and isinstance(v, str) for k, v in created.items())):
+        raise RequestError("urn:ietf:params:jmap:error:notRequest", '"createdIds" must map strings to ids.')
+    return request
+
+
+# --- result references (RFC 8620 §3.7) ------------------------------------------------------
+def _pointer(value, path: str):
+    if path == "":
+        return value
+    if not path.startswith("/"):
+        raise MethodError("invalidResultReference", f"Invalid JSON pointer {path!r}.")
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+    return _walk(value, parts, path)
+
+
+def _walk(value, parts, path):
+    if not parts:
+        return value
+    head, rest = parts[0], parts[1:]
+    if head == "*" and isinstance(value, list):
+        out = []
+        for item in value:
+            got = _walk(item, rest, path)
+            out.extend(got) if isinstance(got, list) else out.append(got)
+        return out
+    if isinstance(value, dict) and head in value:
+        return _walk(value[head], rest, path)
+    if isinstance(value, list) and head.isdigit() and int(head) < len(value):
+        return _walk(value[int(head)], rest, path)
+    raise MethodError("invalidResultReference", f"Path {path} does not exist in the referenced result.")
+
+
+def resolve_references(args: dict, responses: list) -> dict:
+    out = {}
+    for key, value in args.items():
+        if not key.startswith("#"):
+            continue
+        name = key[1:]
+        if name in args:
+            raise invalid_arguments(f"Both {name} and #{name} are given.")
+        if not (isinstance(value, dict) and isinstance(value.get("resultOf"), str)
+                and isinstance(value.get("name"), str) and isinstance(value.get("path"), str)):
+            raise MethodError("invalidResultReference", f"#{name} must be a ResultReference object.")
+        for resp_name, resp_args, resp_id in responses:
+            if resp_id == value["resultOf"] and resp_name == value["name"]:
+                out[name] = _pointer(resp_args, value["path"])
+                break
+        else:
+            raise MethodError("invalidResultReference",
+                              f"Result reference to {value['resultOf']}#{value['name']} not found.")
+    if not out:
+        return args
+    return {**{k: v for k, v in args.items() if not k.startswith("#")}, **out}
+
+
+# --- dispatch -------------------------------------------------------------------------------
+def run(request: dict, principal, limits) -> dict:
+    from .methods import install
+
+    install()
+    using = request["using"]
+    ctx = Context(principal=principal, limits=limits, using=using,
+                  created_ids=dict(request.get("createdIds") or {}), account_id=ids.encode(principal.account_id))
+    responses: list = []
+    for name, args, call_id in request["methodCalls"]:
+        for item in _call(ctx, name, args, call_id, responses):
+            responses.append(item)
+    out = {"methodResponses": responses, "sessionState": session_state(principal)}
+    if "createdIds" in request:
+        out["createdIds"] = ctx.created_ids
+    return out
+
+
+def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list) -> list:
+    entry = METHODS.get(name.replace("\\/", "/"))
+    if entry is None:
+        return [["error", {"type": "unknownMethod", "description": f"Unknown method {name}."}, call_id]]
+    if entry.capability != STALWART and entry.capability not in ctx.using:
+        return [["error", {"type": "unknownMethod", "description":
+                           f"Method {name} requires capability {entry.capability} which is not present in the "
+                           '"using" property.'}, call_id]]
+    try:
+        args = resolve_references(args, responses)
+        account_id = args.get("accountId")
+        if account_id is None:
+            if not entry.account_optional:
+                raise invalid_arguments('The "accountId" property is required.')
+        elif not isinstance(account_id, str) or ids.decode(account_id) is None:
+            raise MethodError("accountNotFound", "The account id is not valid.")
+        elif account_id != ctx.account_id and not ctx.principal.has("impersonate"):
+            raise MethodError("accountNotFound", f"Account {account_id} does not exist or is not yours.")
+        with transaction.atomic():
+            result = entry.fn(ctx, args)
+    except MethodError as exc:
+        return [["error", exc.to_json(), call_id]]
+    except Exception:  # noqa: BLE001 - a bug must cost one call, not the request
+        log.exception("JMAP method %s failed", name)
+        return [["error", {"type": "serverFail", "description": "The server failed to process this call."}, call_id]]
+    return [[entry.name, result, call_id]]
+
+
+def session_state(principal) -> str:
+    """Changes when what the session document shows changes (the account and its permissions)."""
+    import zlib
+
+    basis = f"{principal.account_id}:{principal.name}:{','.join(sorted(principal.permissions))}"
+    return f"{zlib.crc32(basis.encode()):08x}"
+
+
+@method("Core/echo")
+def core_echo(ctx: Context, args: dict) -> dict:
+    ctx.require("jmapCoreEcho")
+    return args

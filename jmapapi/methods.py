@@ -1,0 +1,29 @@
+"""The method table: Core/echo (engine) and x:T/get|set|query|changes for every declaration."""
+from registry.declaration import declarations
+
+from .engine import METHODS, STALWART, Method
+from .registry_methods import RegistryMethods
+
+# Object types whose methods are specialised (Account, AppPassword, …) register a subclass here.
+HANDLERS: dict[str, type[RegistryMethods]] = {}
+
+
+_installed = False
+
+
+def install() -> None:
+    """Build the x:* methods from the declarations (once all apps have declared theirs)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    from . import account_methods  # noqa: F401  (registers its handlers)
+
+    for decl in declarations().values():
+        handler = HANDLERS.get(decl.name, RegistryMethods)(decl)
+        ops = {"get": handler.get, "set": handler.set, "changes": handler.changes}
+        if not decl.singleton:
+            ops["query"] = handler.query
+        for op, fn in ops.items():
+            name = f"{decl.jmap_name}/{op}"
+            METHODS[name] = Method(name, (lambda f: lambda ctx, args: f(ctx, args))(fn), STALWART)

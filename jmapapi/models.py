@@ -1,0 +1,38 @@
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from registry.models import SingletonModel
+
+
+class Jmap(SingletonModel):
+    """JMAP protocol limits (the reference's Jmap object, limit fields)."""
+
+    max_request_size = models.PositiveIntegerField(
+        default=10_000_000, validators=[MinValueValidator(1024)],
+        help_text="Maximum size of a JMAP request body, in bytes.")
+    max_method_calls = models.PositiveIntegerField(
+        default=16, validators=[MinValueValidator(1)], help_text="Maximum number of method calls in one request.")
+    max_concurrent_requests = models.PositiveIntegerField(
+        null=True, blank=True, default=4, validators=[MinValueValidator(1)],
+        help_text="Maximum number of requests one account may have in flight (empty: unlimited).")
+    get_max_results = models.PositiveIntegerField(
+        default=500, validators=[MinValueValidator(1)], help_text="Maximum number of objects one /get may return.")
+    set_max_objects = models.PositiveIntegerField(
+        default=500, validators=[MinValueValidator(1)],
+        help_text="Maximum number of objects one /set may create, update and destroy.")
+    query_max_results = models.PositiveIntegerField(
+        default=5000, validators=[MinValueValidator(1)], help_text="Maximum number of ids one /query returns.")
+    changes_max_results = models.PositiveIntegerField(
+        default=5000, validators=[MinValueValidator(1)], help_text="Maximum number of changes one /changes returns.")
+    max_upload_size = models.PositiveIntegerField(
+        default=50_000_000, validators=[MinValueValidator(1)], help_text="Maximum size of an uploaded blob, in bytes.")
+    max_concurrent_uploads = models.PositiveIntegerField(
+        null=True, blank=True, default=4, validators=[MinValueValidator(1)],
+        help_text="Maximum number of uploads one account may have in flight (empty: unlimited).")
+
+    class Meta:
+        verbose_name = "JMAP"
+        verbose_name_plural = "JMAP"
+
+    def __str__(self):
+        return "JMAP settings"

@@ -1,0 +1,431 @@
+"""x:T/get, /set, /query and /changes for every declared management object.
+
+Nothing here names an object type: the declaration says what the properties are, how they
+encode, which are server-set, and which permission each operation needs. State changes go
+through registry.services, like the admin's and manage.py's.
+"""
+from __future__ import annotations
+
+import copy
+
+from django.db import transaction
+from django.db.models import Q
+
+from registry import ids
+from registry import services as registry
+from registry.declaration import ObjectType
+from registry.errors import InvalidPatch, InvalidProperties, NotFound, SetError, SingletonError
+from registry.models import ChangeLog
+
+from .engine import Context, MethodError, invalid_arguments
+
+_OPS = {"Create", "Update", "Destroy"}
+
+
+class WillDestroy(SetError):
+    type = "willDestroy"
+
+
+def _state(decl) -> str:
+    return str(registry.states(decl.name)[decl.name])
+
+
+def _string_list(args, name, allow_null=True):
+    value = args.get(name)
+    if value is None:
+        if not allow_null:
+            raise invalid_arguments(f'"{name}" is required.')
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid_arguments(f'"{name}" must be an array of strings.')
+    return value
+
+
+class RegistryMethods:
+    """The four methods of one declaration; subclass to specialise one object type."""
+
+    def __init__(self, decl: ObjectType):
+        self.decl = decl
+
+    # --- overridable hooks --------------------------------------------------------------
+    def queryset(self, ctx: Context):
+        return self.decl.model.objects.all()
+
+    def encode(self, ctx: Context, obj) -> dict:
+        return self.decl.to_json(obj)
+
+    def public_props(self) -> list[str]:
+        return ["id", *(p.name for p in self.decl.json_props)]
+
+    def do_create(self, ctx: Context, values: dict, body: dict):
+        return registry.create(self.decl, values, ctx.principal)
+
+    def do_update(self, ctx: Context, obj, values: dict, patch: dict):
+        return registry.update(self.decl, obj.pk, values, ctx.principal)
+
+    def do_destroy(self, ctx: Context, obj):
+        registry.destroy(self.decl, obj.pk, ctx.principal)
+
+    def created_extra(self, ctx: Context, obj, body: dict) -> dict:
+        """Server-set values returned with a created object (RFC 8620 §5.3)."""
+        full = self.encode(ctx, obj)
+        return {p.name: full[p.name] for p in self.decl.json_props if p.server_set and p.name in full}
+
+    # --- lookups ------------------------------------------------------------------------
+    def find(self, ctx: Context, object_id: str):
+        if self.decl.singleton:
+            if object_id != ids.SINGLETON:
+                return None
+            self.decl.model.load()
+            return self.queryset(ctx).get(pk=self.decl.model.SINGLETON_PK)
+        pk = ids.decode(object_id)
+        if pk is None:
+            return None
+        return self.queryset(ctx).filter(**{self.decl.id_field: pk}).first()
+
+    # --- /get ---------------------------------------------------------------------------
+    def get(self, ctx: Context, args: dict) -> dict:
+        ctx.require(self.decl.perm("Get"))
+        wanted = _string_list(args, "ids")
+        props = _string_list(args, "properties")
+        if props is not None:
+            unknown = [p for p in props if p not in self.public_props()]
+            if unknown:
+                raise invalid_arguments(f"Unknown properties: {', '.join(unknown[:10])}.")
+        limit = ctx.limits.get_max_results
+        if wanted is not None and len(wanted) > limit:
+            raise MethodError("requestTooLarge", f"At most {limit} ids may be fetched at once.")
+        found, not_found = [], []
+        if wanted is None:
+            if self.decl.singleton:
+                found = [self.find(ctx, ids.SINGLETON)]
+            else:
+                found = list(self.queryset(ctx).order_by(self.decl.id_field)[:limit])
+        else:
+            for object_id in dict.fromkeys(wanted):
+                obj = self.find(ctx, ctx.resolve_creation_id(object_id) or object_id)
+                (found.append(obj) if obj is not None else not_found.append(object_id))
+        listed = []
+        for obj in found:
+            doc = self.encode(ctx, obj)
+            if props is not None:
+                doc = {k: v for k, v in doc.items() if k == "id" or k in props}
+            listed.append(doc)
+        return {"accountId": ctx.account_id, "state": _state(self.decl), "list": listed, "notFound": not_found}
+
+    # --- /set ---------------------------------------------------------------------------
+    def _check_set_permissions(self, ctx, create, update, destroy):
+        if self.decl.singleton:
+            ctx.require(self.decl.perm("Update"))
+            return
+        held = {op for op in _OPS if ctx.principal.has(self.decl.perm(op))}
+        if not held:
+            raise MethodError("forbidden", "You are not authorized to create, update or destroy objects of this type")
+        for op, branch in (("Create", create), ("Update", update), ("Destroy", destroy)):
+            if branch and op not in held:
+                raise MethodError("forbidden", f"You are not authorized to {op.lower()} objects of this type")
+
+    def set(self, ctx: Context, args: dict) -> dict:
+        create, update, destroy = args.get("create"), args.get("update"), args.get("destroy")
+        if create is not None and not isinstance(create, dict):
+            raise invalid_arguments('"create" must be an object.')
+        if update is not None and not isinstance(update, dict):
+            raise invalid_arguments('"update" must be an object.')
+        if destroy is not None and not (isinstance(destroy, list) and all(isinstance(d, str) for d in destroy)):
+            raise invalid_arguments('"destroy" must be an array of ids.')
+        create, update, destroy = create or {}, update or {}, destroy or []
+        self._check_set_permissions(ctx, create, update, destroy)
+        if_in_state = args.get("ifInState")
+        old_state = _state(self.decl)
+        if if_in_state is not None:
+            if not isinstance(if_in_state, str):
+                raise invalid_arguments('"ifInState" must be a string.')
+            if if_in_state != old_state:
+                raise MethodError("stateMismatch", "The state does not match ifInState.")
+        if len(create) + len(update) + len(destroy) > ctx.limits.set_max_objects:
+            raise MethodError("requestTooLarge", f"At most {ctx.limits.set_max_objects} objects may be set at once.")
+        out = {"accountId": ctx.account_id, "oldState": old_state, "newState": None,
+               "created": {}, "updated": {}, "destroyed": [], "notCreated": {}, "notUpdated": {}, "notDestroyed": {}}
+
+        for cid, body in create.items():
+            try:
+                with transaction.atomic():
+                    if self.decl.singleton:
+                        raise SingletonError("Singletons cannot be created or destroyed.")
+                    if not isinstance(body, dict):
+                        raise InvalidProperties("The object must be a JSON object.")
+                    body = self._resolve_refs(ctx, body)
+                    obj = self.do_create(ctx, self.decode_create(body), body)
+                new_id = self.decl.object_id(obj)
+                ctx.created_ids[cid] = new_id
+                out["created"][cid] = {"id": new_id, **self.created_extra(ctx, obj, body)}
+            except SetError as exc:
+                out["notCreated"][cid] = exc.to_json()
+
+        destroying = set(destroy)
+        for object_id, patch in update.items():
+            try:
+                if object_id in destroying:
+                    raise WillDestroy("The object is destroyed in this request.")
+                obj = self.find(ctx, object_id)
+                if obj is None:
+                    raise NotFound(f"{self.decl.name} {object_id} not found.")
+                if not isinstance(patch, dict):
+                    raise InvalidPatch("The patch must be a JSON object.")
+                patch = self._resolve_refs(ctx, patch)
+                with transaction.atomic():
+                    values = self.decode_patch(ctx, obj, patch)
+                    obj = self.do_update(ctx, obj, values, patch)
+                out["updated"][object_id] = None
+            except SetError as exc:
+                out["notUpdated"][object_id] = exc.to_json()
+
+        for object_id in destroy:
+            try:
+                if self.decl.singleton:
+                    raise SingletonError("Singletons cannot be created or destroyed.")
+                obj = self.find(ctx, ctx.resolve_creation_id(object_id) or object_id)
+                if obj is None:
+                    raise NotFound(f"{self.decl.name} {object_id} not found.")
+                with transaction.atomic():
+                    self.do_destroy(ctx, obj)
+                out["destroyed"].append(object_id)
+            except SetError as exc:
+                out["notDestroyed"][object_id] = exc.to_json()
+
+        out["newState"] = _state(self.decl)
+        for key in ("created", "updated", "notCreated", "notUpdated", "notDestroyed"):
+            out[key] = out[key] or None
+        out["destroyed"] = out["destroyed"] or None
+        return out
+
+    def _resolve_refs(self, ctx: Context, value, depth: int = 0):
+        """'#creationId' strings and keys inside a body become the ids created in this request."""
+        if depth > 5:
+            return value
+        if isinstance(value, str) and value.startswith("#") and len(value) > 1:
+            resolved = ctx.created_ids.get(value[1:])
+            if resolved is None:
+                raise NotFound(f'Id reference "{value[1:]}" not found.')
+            return resolved
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                if k.startswith("#") and len(k) > 1 and depth > 0:
+                    k = self._resolve_refs(ctx, k, depth + 1)
+                out[k] = self._resolve_refs(ctx, v, depth + 1)
+            return out
+        if isinstance(value, list):
+            return [self._resolve_refs(ctx, v, depth + 1) for v in value]
+        return value
+
+    def _prop(self, name: str):
+        prop = self.decl.json_prop(name)
+        if prop is None:
+            raise InvalidProperties(f"Unknown property {name}.", properties=[name])
+        return prop
+
+    def decode_create(self, body: dict) -> dict:
+        values = {}
+        for name, value in body.items():
+            if name == "id":
+                raise InvalidProperties("The id is set by the server.", properties=["id"])
+            prop = self._prop(name)
+            if prop.server_set:
+                raise InvalidProperties(f"{name} is set by the server.", properties=[name])
+            values.update(prop.decode(value))
+        return values
+
+    def decode_patch(self, ctx: Context, obj, patch: dict) -> dict:
+        """Apply an RFC 8620 PatchObject to the object's JSON and decode what changed."""
+        current = self.encode(ctx, obj)
+        doc = copy.deepcopy(current)
+        for path, value in patch.items():
+            if not isinstance(path, str) or not path:
+                raise InvalidPatch("Invalid property path.")
+            parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")]
+            name = parts[0]
+            if name == "id":
+                if value == current["id"] and len(parts) == 1:
+                    continue
+                raise InvalidPatch("The id cannot be changed.", properties=["id"])
+            prop = self._prop(name)
+            if prop.server_set:
+                raise InvalidPatch("Cannot modify server set property.", properties=[path])
+            if len(parts) == 1:
+                doc[name] = value
+                continue
+            target = doc.get(name)
+            if not isinstance(target, dict):
+                raise InvalidPatch("Invalid JSON pointer path.", properties=[path])
+            for part in parts[1:-1]:
+                target = target.get(part)
+                if not isinstance(target, dict):
+                    raise InvalidPatch("Invalid JSON pointer path.", properties=[path])
+            if value is None:
+                target.pop(parts[-1], None)
+            else:
+                target[parts[-1]] = value
+        values = {}
+        for prop in self.decl.json_props:
+            if prop.name in doc and doc[prop.name] != current.get(prop.name):
+                values.update(prop.decode(doc[prop.name]))
+        return values
+
+    # --- /query -------------------------------------------------------------------------
+    COMPARATORS = {"IsGreaterThan": "gt", "IsGreaterThanOrEqual": "gte", "IsLessThan": "lt",
+                   "IsLessThanOrEqual": "lte"}
+
+    def _condition(self, filt) -> Q:
+        if not isinstance(filt, dict):
+            raise MethodError("unsupportedFilter", "A filter must be an object.")
+        if "operator" in filt:
+            op, conditions = filt.get("operator"), filt.get("conditions")
+            if op not in ("AND", "OR", "NOT") or not isinstance(conditions, list):
+                raise MethodError("unsupportedFilter", "Invalid filter operator.")
+            parts = [self._condition(c) for c in conditions]
+            if op == "AND":
+                q = Q()
+                for part in parts:
+                    q &= part
+                return q
+            q = Q(pk__in=[])
+            for part in parts:
+                q |= part
+            return ~q if op == "NOT" else q
+        q = Q()
+        for key, value in filt.items():
+            q &= self._one_condition(key, value)
+        return q
+
+    def _one_condition(self, key: str, value) -> Q:
+        if key == "text":
+            if not isinstance(value, str):
+                raise MethodError("unsupportedFilter", "Filter on property text is not supported or invalid")
+            q = Q(pk__in=[])
+            for prop in self.decl.props:
+                if prop.field.get_internal_type() in ("CharField", "TextField") and not prop.field.choices:
+                    q |= Q(**{f"{prop.attname}__icontains": value})
+            return q
+        lookup = "exact"
+        name = key
+        for suffix, django_lookup in self.COMPARATORS.items():
+            if key.endswith(suffix):
+                name, lookup = key[: -len(suffix)], django_lookup
+        prop = self.decl.prop(name)
+        if prop is None or prop.secret:
+            raise MethodError("unsupportedFilter", f"Filter on property {key} is not supported or invalid")
+        try:
+            if prop.is_m2m:
+                pk = ids.decode(value) if isinstance(value, str) else None
+                if pk is None:
+                    raise InvalidPatch("bad id")
+                return Q(**{prop.attname: pk})
+            decoded = prop.from_json(value)
+        except SetError:
+            raise MethodError("unsupportedFilter", f"Filter on property {key} is not supported or invalid") from None
+        if prop.is_fk:
+            return Q(**{f"{prop.field.attname}__{lookup}" if decoded is not None else f"{prop.field.attname}__isnull":
+                        decoded if decoded is not None else True})
+        if decoded is None:
+            return Q(**{f"{prop.attname}__isnull": True})
+        if isinstance(decoded, list):
+            raise MethodError("unsupportedFilter", f"Filter on property {key} is not supported or invalid")
+        if lookup == "exact" and prop.field.get_internal_type() in ("CharField", "TextField") and not prop.field.choices:
+            return Q(**{f"{prop.attname}__iexact": decoded})
+        return Q(**{f"{prop.attname}__{lookup}": decoded})
+
+    def query(self, ctx: Context, args: dict) -> dict:
+        ctx.require(self.decl.perm("Query"))
+        qs = self.queryset(ctx)
+        filt = args.get("filter")
+        if filt is not None:
+            qs = qs.filter(self._condition(filt))
+        sort = args.get("sort")
+        order = []
+        if sort is not None:
+            if not isinstance(sort, list):
+                raise invalid_arguments('"sort" must be an array.')
+            for comparator in sort:
+                if not isinstance(comparator, dict) or not isinstance(comparator.get("property"), str):
+                    raise invalid_arguments("Each sort comparator needs a property.")
+                name = comparator["property"]
+                prop = self.decl.prop(name) if name != "id" else None
+                if name != "id" and (prop is None or prop.is_m2m or prop.secret
+                                     or prop.field.get_internal_type() == "JSONField"):
+                    raise MethodError("unsupportedSort", f"Property {name} is not supported for sorting")
+                asc = comparator.get("isAscending", True)
+                if not isinstance(asc, bool):
+                    raise invalid_arguments('"isAscending" must be a boolean.')
+                column = self.decl.id_field if name == "id" else (prop.field.attname if prop.is_fk else prop.attname)
+                order.append(column if asc else f"-{column}")
+        qs = qs.order_by(*order, self.decl.id_field)
+        all_ids = [ids.encode(pk) for pk in qs.values_list(self.decl.id_field, flat=True)]
+        position = args.get("position", 0)
+        anchor, anchor_offset = args.get("anchor"), args.get("anchorOffset", 0)
+        limit = args.get("limit")
+        for name, value in (("position", position), ("anchorOffset", anchor_offset)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise invalid_arguments(f'"{name}" must be an integer.')
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise invalid_arguments('"limit" must be a non-negative integer.')
+        calculate_total = args.get("calculateTotal", False)
+        if not isinstance(calculate_total, bool):
+            raise invalid_arguments('"calculateTotal" must be a boolean.')
+        if anchor is not None:
+            if not isinstance(anchor, str):
+                raise invalid_arguments('"anchor" must be an id.')
+            if anchor not in all_ids:
+                raise MethodError("anchorNotFound", "The anchor is not in the results.")
+            position = max(0, all_ids.index(anchor) + anchor_offset)
+        elif position < 0:
+            position = max(0, len(all_ids) + position)
+        cap = ctx.limits.query_max_results
+        effective = cap if limit is None else min(limit, cap)
+        page = all_ids[position:position + effective]
+        out = {"accountId": ctx.account_id, "queryState": _state(self.decl), "canCalculateChanges": False,
+               "position": position, "ids": page}
+        if calculate_total:
+            out["total"] = len(all_ids)
+        if limit is not None and limit > cap:
+            out["limit"] = cap
+        return out
+
+    # --- /changes -----------------------------------------------------------------------
+    def changes(self, ctx: Context, args: dict) -> dict:
+        ctx.require(self.decl.perm("Get"))
+        since = args.get("sinceState")
+        if not isinstance(since, str):
+            raise invalid_arguments('"sinceState" is required.')
+        max_changes = args.get("maxChanges")
+        if max_changes is not None and (not isinstance(max_changes, int) or isinstance(max_changes, bool)
+                                        or max_changes < 1):
+            raise invalid_arguments('"maxChanges" must be a positive integer.')
+        current = int(_state(self.decl))
+        if not since.isdigit() or int(since) > current:
+            raise MethodError("cannotCalculateChanges", "The state is unknown.")
+        since_n = int(since)
+        cap = min(max_changes or ctx.limits.changes_max_results, ctx.limits.changes_max_results)
+        rows = list(ChangeLog.objects.filter(object_type=self.decl.name, state__gt=since_n)
+                    .order_by("state").values_list("state", "object_id", "kind"))
+        if since_n < current and not rows:
+            raise MethodError("cannotCalculateChanges", "The changes since that state are no longer known.")
+        has_more = False
+        new_state = current
+        touched: dict[str, list[str]] = {}
+        for state, object_id, kind in rows:
+            if object_id not in touched and len(touched) >= cap:
+                has_more, new_state = True, state - 1
+                break
+            touched.setdefault(object_id, []).append(kind)
+        created, updated, destroyed = [], [], []
+        for object_id, kinds in touched.items():
+            if kinds[0] == "created":
+                if kinds[-1] != "destroyed":
+                    created.append(object_id)
+            elif kinds[-1] == "destroyed":
+                destroyed.append(object_id)
+            else:
+                updated.append(object_id)
+        return {"accountId": ctx.account_id, "oldState": since, "newState": str(new_state),
+                "hasMoreChanges": has_more, "created": created, "updated": updated, "destroyed": destroyed}

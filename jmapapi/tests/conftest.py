@@ -1,0 +1,51 @@
+import base64
+import json
+
+import pytest
+
+from conftest import STRONG_PASSWORD
+
+USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
+
+
+def basic(name, password=STRONG_PASSWORD):
+    return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
+
+
+class Jmap:
+    """Speaks JMAP to the app over HTTP (Django's test client)."""
+
+    def __init__(self, client, auth):
+        self.client, self.auth = client, auth
+
+    def post(self, body, path="/jmap/", content_type="application/json", **extra):
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return self.client.post(path, data=data, content_type=content_type, HTTP_AUTHORIZATION=self.auth, **extra)
+
+    def call(self, name, args, using=USING, **request):
+        resp = self.post({"using": using, "methodCalls": [[name, args, "c0"]], **request})
+        assert resp.status_code == 200, resp.content
+        responses = resp.json()["methodResponses"]
+        assert len(responses) == 1
+        return responses[0]
+
+    def ok(self, name, args, **kw):
+        got = self.call(name, args, **kw)
+        assert got[0] == name, got
+        return got[1]
+
+    def error(self, name, args, **kw):
+        got = self.call(name, args, **kw)
+        assert got[0] == "error", got
+        return got[1]
+
+
+@pytest.fixture
+def jmap(client, admin_account):
+    return Jmap(client, basic("admin@example.org"))
+
+
+@pytest.fixture
+def user_jmap(client, make_account):
+    make_account("bob")
+    return Jmap(client, basic("bob@example.org"))
