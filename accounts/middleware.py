@@ -10,7 +10,7 @@ from .backends import SESSION_CREDENTIAL_KEY, client_ip
 class ExpiredPasswordMiddleware:
     """A session opened with an expired password may only change the password."""
 
-    ALLOWED = ("/account/password/", "/admin/logout/", "/account/logout/", "/static/")
+    ALLOWED = ("/account/password/", "/admin/logout/", "/static/")
 
     def __init__(self, get_response):
         self.get_response = get_response

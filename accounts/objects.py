@@ -3,11 +3,78 @@ from registry.composites import PermissionsChoice, QuotaMap, RolesChoice, ScopeC
 from registry.declaration import ObjectType, register
 
 from . import models
+from . import permissions as permissions_catalogue
 
 
 def _drop_permission_caches(_obj):
     # Cached permission sets are keyed by the states of their inputs; nothing else to drop.
     pass
+
+
+def actor_permissions(actor):
+    """What the actor of a change may grant, or None for the system itself (bootstrap, tests)."""
+    if getattr(actor, "is_recovery_admin", False) or getattr(actor, "recovery", False):
+        return None
+    if hasattr(actor, "permission_set"):
+        return actor.permission_set
+    if hasattr(actor, "permissions") and isinstance(actor.permissions, frozenset):
+        return actor.permissions
+    return None
+
+
+def _refuse_excess(actor, wanted) -> None:
+    from registry.errors import Forbidden
+
+    from .services import grant_message
+
+    held = actor_permissions(actor)
+    if held is None:
+        return
+    excess = [p for p in permissions_catalogue.ordered(set(wanted) - held)]
+    if excess:
+        raise Forbidden(grant_message(excess))
+
+
+def _role_closure_permissions(role_ids) -> set[str]:
+    from .authz import _closure, _role_graph
+
+    enabled, disabled = _closure(_role_graph(), role_ids)
+    return enabled - disabled
+
+
+GRANTING = {"roles_mode", "roles", "permissions_mode", "enabled_permissions", "disabled_permissions", "tenant",
+            "parents", "default_user_roles", "default_group_roles", "default_tenant_roles", "default_admin_roles"}
+
+
+def _authorize_role(actor, role, changed):
+    # The whole closure counts: a role inheriting an administrator role grants what that one does.
+    if changed is None or changed & GRANTING:
+        _refuse_excess(actor, _role_closure_permissions([role.pk]))
+
+
+def _authorize_account(actor, account, changed):
+    if changed is None or changed & GRANTING:
+        from .authz import compute_account_permissions
+
+        _refuse_excess(actor, compute_account_permissions(account))
+
+
+def _authorize_tenant(actor, tenant, changed):
+    if changed is None or changed & GRANTING:
+        from .authz import _own, _role_graph
+
+        role_ids = list(tenant.roles.values_list("pk", flat=True))
+        enabled, disabled = _own(tenant, role_ids, _role_graph())
+        _refuse_excess(actor, enabled - disabled)
+
+
+def _authorize_authentication(actor, auth, changed):
+    if changed is None or changed & GRANTING:
+        wanted = set()
+        for name in ("default_user_roles", "default_group_roles", "default_tenant_roles", "default_admin_roles"):
+            if changed is None or name in changed:
+                wanted |= _role_closure_permissions(list(getattr(auth, name).values_list("pk", flat=True)))
+        _refuse_excess(actor, wanted)
 
 
 AUTHENTICATION = register(ObjectType(
@@ -22,6 +89,7 @@ AUTHENTICATION = register(ObjectType(
         ("Credentials", ["max_app_passwords", "max_api_keys"]),
     ],
     on_change=_drop_permission_caches,
+    authorize=_authorize_authentication,
 ))
 for _f, _enum in (("password_hash_algorithm", "PasswordHashAlgorithm"), ("password_min_strength", "PasswordStrength")):
     models.Authentication._meta.get_field(_f).enum_name = _enum
@@ -38,6 +106,7 @@ ROLE = register(ObjectType(
     groups=[("Role", ["name", "description", "tenant", "parents"]),
             ("Permissions", ["enabled_permissions", "disabled_permissions"])],
     property_names={"tenant": "memberTenantId", "parents": "roleIds"},
+    authorize=_authorize_role,
 ))
 
 TENANT = register(ObjectType(
@@ -47,6 +116,7 @@ TENANT = register(ObjectType(
             ("Roles and permissions", ["roles_mode", "roles", "permissions_mode", "enabled_permissions",
                                        "disabled_permissions"])],
     server_set=("created_at",),
+    authorize=_authorize_tenant,
     composites=[
         RolesChoice("roles", "roles_mode", "roles", {"default": "Default", "custom": "Custom"}),
         PermissionsChoice("permissions", "permissions_mode", "enabled_permissions", "disabled_permissions"),
@@ -81,6 +151,7 @@ ACCOUNT = register(ObjectType(
     ],
     property_names={"kind": "@type", "tenant": "memberTenantId", "is_active": "enabled"},
     server_set=("email_address", "created_at"),
+    authorize=_authorize_account,
     composites=[
         RolesChoice("roles", "roles_mode", "roles",
                     {"user": "User", "admin": "Admin", "default": "Default", "custom": "Custom"}),

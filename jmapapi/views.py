@@ -47,7 +47,10 @@ def authenticate(request):
 
 
 def base_url() -> str:
-    return settings.PUBLIC_URL
+    """SystemSettings.publicUrl when an administrator set one, else the PUBLIC_URL variable."""
+    from accounts.models import SystemSettings
+
+    return (SystemSettings.load().public_url or settings.PUBLIC_URL).rstrip("/")
 
 
 @csrf_exempt
@@ -165,4 +168,22 @@ def well_known(request):
     response = HttpResponseRedirect("/jmap/session")
     response.status_code = 307
     response["Cache-Control"] = "no-cache, no-store, must-revalidate"
+    return response
+
+
+def schema(request, digest: str | None = None):
+    """GET /api/schema redirects to /api/schema/<sha256>, which is immutable and cacheable."""
+    from registry.schema import document
+
+    principal, error = authenticate(request)
+    if error is not None:
+        return error
+    body, current = document()
+    if digest != current:
+        response = HttpResponseRedirect(f"/api/schema/{current}")
+        response["Cache-Control"] = "no-cache"
+        return response
+    response = HttpResponse(body, content_type="application/json")
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["ETag"] = f'"{current}"'
     return response

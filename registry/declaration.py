@@ -223,6 +223,10 @@ class ObjectType:
     validate: Callable | None = None
     # Called after every committed change, to drop what depends on this object.
     on_change: Callable | None = None
+    # Called inside the transaction after a create or update has been written:
+    # fn(actor, obj, changed field names). Raising a SetError undoes the change. It is where
+    # "you may not grant more than you hold" lives.
+    authorize: Callable | None = None
     # Public properties over several fields (registry.composites), replacing those fields in JSON.
     composites: list = field(default_factory=list)
     # The model field whose value is the object's JMAP id (credentials number within an account).

@@ -202,6 +202,8 @@ def update(decl, pk, values: dict, actor, *, extra_save=None):
             getattr(obj, attname).set(pks)
         if extra_save:
             extra_save(obj)
+        if decl.authorize:
+            decl.authorize(actor, obj, set(values))
         record(actor, decl, obj, "update", before, snapshot(decl, obj))
     return obj
 
@@ -221,6 +223,8 @@ def create(decl, values: dict, actor, *, instance=None, extra_save=None):
             getattr(obj, attname).set(pks)
         if extra_save:
             extra_save(obj)
+        if decl.authorize:
+            decl.authorize(actor, obj, None)
         record(actor, decl, obj, "create", {}, snapshot(decl, obj))
     return obj
 

@@ -63,6 +63,7 @@ class BlockedIp(models.Model):
 
     class Meta:
         verbose_name = "blocked IP address"
+        verbose_name_plural = "blocked IP addresses"
         ordering = ["-created_at"]
 
     def __str__(self):
@@ -78,6 +79,7 @@ class AllowedIp(models.Model):
 
     class Meta:
         verbose_name = "allowed IP address"
+        verbose_name_plural = "allowed IP addresses"
         ordering = ["address"]
 
     def __str__(self):

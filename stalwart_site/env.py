@@ -63,7 +63,16 @@ def persistent_secret(name: str, path: Path) -> str:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(50)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written under a temporary name and linked into place: of several processes starting at
+    # once, exactly one wins and the others read a complete file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        value = path.read_text().strip()
+    finally:
+        tmp.unlink(missing_ok=True)
     return value

@@ -13,6 +13,8 @@ urlpatterns = [
     path("jmap/session", jmap.session),
     # The reference's documentation posts JMAP to /api: accept it too.
     path("api", jmap.api),
+    path("api/schema", jmap.schema),
+    path("api/schema/<str:digest>", jmap.schema),
     # Web UI
     path("", account_views.home, name="home"),
     path("account/", include("accounts.urls")),

@@ -387,3 +387,37 @@ def test_over_quota_is_reported(client, make_account):
     assert set(got["created"]) == {"a"}
     assert got["notCreated"]["b"] == {"type": "overQuota", "description": "You have exceeded your quota of 1 API keys."}
     assert Credential.objects.filter(kind="api_key").count() == 1
+
+
+# --- privilege escalation -------------------------------------------------------------------
+def test_nobody_grants_more_than_they_hold(client, make_account):
+    held = ["authenticate", "sysRoleGet", "sysRoleCreate", "sysRoleUpdate", "sysAccountGet", "sysAccountUpdate"]
+    role = _role("Role manager", held)
+    me = make_account("manager", roles_mode="custom", roles=[role.pk])
+    j = Jmap(client, basic("manager@example.org"))
+    admin_role = ids.encode(Role.objects.get(description="System Administrator").pk)
+    got = j.ok("x:Role/set", {"create": {
+        "ok": {"description": "Subset", "enabledPermissions": {"sysRoleGet": True}},
+        "more": {"description": "More", "enabledPermissions": {"sysAuthenticationUpdate": True}},
+        "inherit": {"description": "Inherits admin", "roleIds": {admin_role: True}},
+    }})
+    assert set(got["created"]) == {"ok"}
+    assert got["notCreated"]["more"]["type"] == "forbidden"
+    assert "sysAuthenticationUpdate" in got["notCreated"]["more"]["description"]
+    assert got["notCreated"]["inherit"]["type"] == "forbidden"  # the closure counts, not just the role's own list
+    assert not Role.objects.filter(description__in=["More", "Inherits admin"]).exists()
+    # nor through an existing role, nor by promoting oneself
+    own = ids.encode(role.pk)
+    got = j.ok("x:Role/set", {"update": {own: {"enabledPermissions/impersonate": True}}})
+    assert got["notUpdated"][own]["type"] == "forbidden"
+    got = j.ok("x:Account/set", {"update": {ids.encode(me.pk): {"roles": {"@type": "Admin"}}}})
+    assert got["notUpdated"][ids.encode(me.pk)]["type"] == "forbidden"
+    me.refresh_from_db()
+    assert me.roles_mode == "custom"
+    assert "impersonate" not in Role.objects.get(pk=role.pk).enabled_permissions
+
+
+def test_administrator_may_grant(jmap):
+    admin_role = ids.encode(Role.objects.get(description="System Administrator").pk)
+    got = jmap.ok("x:Role/set", {"create": {"r": {"description": "Deputy", "roleIds": {admin_role: True}}}})
+    assert got["created"]

@@ -36,6 +36,12 @@ class Command(BaseCommand):
                 self.stdout.write("An administrator exists already; nothing to do.")
                 return
             dom = SystemSettings.load().default_domain
+            if Account.objects.filter(name=name, domain=dom).exists():
+                self.stderr.write(
+                    f"warning: {name}@{dom.name} exists but is not an administrator; no administrator was created. "
+                    "Give an account administrator roles, or run `manage.py bootstrap --name <other>`."
+                )
+                return
             password = "".join(secrets.choice(ALPHABET) for _ in range(16))
             account = registry.create(Account._declaration, {
                 "name": name, "domain": dom.pk, "description": "System administrator",

@@ -1,0 +1,116 @@
+"""The schema document of every declared object (served at /api/schema, read by manage.py).
+
+Its sections follow the reference's: objects, schemas, fields, forms, lists and enums. It is
+built from the declarations alone, so it cannot drift from what the server does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+
+from django.db import models
+
+from . import declaration as decl_mod
+from .composites import Composite
+
+
+def _type(prop) -> dict:
+    if isinstance(prop, Composite):
+        return {"type": "object", "objectName": prop.type_name}
+    f = prop.field
+    out: dict = {}
+    if prop.is_m2m:
+        out = {"type": "set", "class": {"type": "objectId", "objectName": f"x:{_name(f.related_model)}"}}
+    elif prop.is_fk:
+        out = {"type": "objectId", "objectName": f"x:{_name(f.related_model)}"}
+    elif f.choices:
+        out = {"type": "enum", "enumName": _enum_name(prop)}
+    elif isinstance(f, models.DurationField):
+        out = {"type": "number", "format": "duration"}
+    elif isinstance(f, models.DateTimeField):
+        out = {"type": "utcDateTime"}
+    elif isinstance(f, models.BooleanField):
+        out = {"type": "boolean"}
+    elif isinstance(f, models.IntegerField):
+        unsigned = isinstance(f, (models.PositiveIntegerField, models.PositiveBigIntegerField))
+        out = {"type": "number", "format": "unsignedInteger" if unsigned else "integer"}
+    elif isinstance(f, models.JSONField):
+        out = {"type": "set", "class": getattr(f, "schema_type", "String")}
+    else:
+        out = {"type": "string", "format": "secret" if prop.secret else "string"}
+        if getattr(f, "max_length", None):
+            out["maxLength"] = f.max_length
+    if prop.nullable:
+        out["nullable"] = True
+    if prop.minimum is not None:
+        out["min"] = prop.minimum
+    if prop.maximum is not None:
+        out["max"] = prop.maximum
+    return out
+
+
+def _name(model) -> str:
+    d = decl_mod.for_model(model)
+    return d.name if d else model.__name__
+
+
+def _enum_name(prop) -> str:
+    return getattr(prop.field, "enum_name", None) or f"{prop.field.model.__name__}{prop.name[:1].upper()}{prop.name[1:]}"
+
+
+def _label(prop) -> str:
+    if isinstance(prop, Composite):
+        return prop.name[:1].upper() + prop.name[1:]
+    return str(prop.field.verbose_name)[:1].upper() + str(prop.field.verbose_name)[1:]
+
+
+def _description(prop) -> str:
+    return "" if isinstance(prop, Composite) else str(prop.field.help_text or "")
+
+
+def build() -> dict:
+    objects, schemas, fields, forms, lists, enums = {}, {}, {}, {}, {}, {}
+    for decl in sorted(decl_mod.declarations().values(), key=lambda d: d.name):
+        key = decl.jmap_name
+        objects[key] = {"type": "singleton" if decl.singleton else "object", "description": decl.description,
+                        "permissionPrefix": f"sys{decl.name}", "operations": list(decl.operations),
+                        "section": decl.section}
+        schemas[key] = {"type": "single", "schemaName": key}
+        props, defaults = {}, {}
+        for prop in decl.json_props:
+            props[prop.name] = {
+                "description": _description(prop), "type": _type(prop),
+                "update": "serverSet" if prop.server_set else "mutable",
+            }
+            if not isinstance(prop, Composite):
+                if prop.choices:
+                    enums[_enum_name(prop)] = [{"name": v, "label": label} for v, label in prop.choices]
+                if prop.default is not None or (prop.nullable and prop.field.has_default()):
+                    defaults[prop.name] = prop.default
+        fields[key] = {"properties": props, "defaults": defaults}
+        json_names = {p.name for p in decl.json_props}
+        sections = []
+        for title, names in decl.groups:
+            shown = []
+            for attname in names:
+                p = decl.prop_for_field(attname)
+                comp = next((c for c in decl.composites if attname in c.fields), None)
+                name = comp.name if comp else p.name
+                if name in json_names and name not in [s["name"] for s in shown]:
+                    shown.append({"name": name, "label": _label(comp or p)})
+            sections.append({"title": title, "fields": shown})
+        forms[key] = {"sections": sections}
+        if not decl.singleton:
+            label_prop = next((p.name for p in decl.json_props if p.name in ("name", "description")), "id")
+            lists[key] = {"title": decl.name, "labelProperty": label_prop,
+                          "columns": [{"name": p.name, "label": _label(p)} for p in decl.json_props[:4]]}
+    return {"objects": objects, "schemas": schemas, "fields": fields, "forms": forms, "lists": lists,
+            "enums": enums}
+
+
+@lru_cache(maxsize=1)
+def document() -> tuple[bytes, str]:
+    """The schema as canonical JSON bytes and the hex SHA-256 that names it."""
+    body = json.dumps(build(), sort_keys=True, separators=(",", ":")).encode()
+    return body, hashlib.sha256(body).hexdigest()
