@@ -124,7 +124,8 @@ def authenticate_header(header: str | None, remote_ip: str | None) -> Principal:
         raise UnsupportedScheme("Unsupported authentication scheme.")
     if services.security.is_blocked(remote_ip):
         raise services.Banned()
-    digest = hashlib.sha256(header.encode("utf-8", "surrogatepass")).hexdigest()
+    # The address is part of the key: a credential's allowedIps must be checked for each client.
+    digest = hashlib.sha256(f"{remote_ip or ''}\n{header}".encode("utf-8", "surrogatepass")).hexdigest()
     key = f"httpauth:{digest}:{state_token(*STATE_TYPES)}"
     principal = cache.get(key)
     if principal is not None:

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from registry.fields import NameSetField
@@ -278,8 +279,8 @@ class Account(AbstractBaseUser):
         return salted_hmac("stalwart.session", secret or "", algorithm="sha256").hexdigest()
 
     def password_hash_for_session(self) -> str:
-        cred = self.credentials.filter(kind=Credential.Kind.PASSWORD).only("secret_hash").first()
-        return cred.secret_hash if cred else ""
+        cred = self.credentials.filter(kind=Credential.Kind.PASSWORD).only("pk", "secret_changed_at").first()
+        return f"{cred.pk}:{cred.secret_changed_at.isoformat()}" if cred else ""
 
     def set_password(self, raw_password):  # pragma: no cover - guard
         raise NotImplementedError("Use accounts.services.set_password so that the policy applies.")
@@ -336,6 +337,8 @@ class Credential(models.Model):
     credential_id = models.PositiveIntegerField(help_text="Number of the credential within its account.")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     secret_hash = models.CharField(max_length=512)
+    # When the secret was last chosen (not when its hash was upgraded): web sessions end when it moves.
+    secret_changed_at = models.DateTimeField(default=timezone.now)
     otp_url = models.CharField(max_length=512, blank=True, default="")
     description = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -79,6 +79,7 @@ def set_password(account: Account, raw: str, actor, *, expires_at=UNSET, allow_p
         if cred is None:
             cred = Credential(account=account, credential_id=_next_credential_id(account), kind=Credential.Kind.PASSWORD)
         cred.secret_hash = stored
+        cred.secret_changed_at = now
         cred.expires_at = expires_at
         cred.save()
         registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "password",
@@ -242,6 +243,13 @@ class CredentialExpired(AuthError):
     counts_towards_ban = False
 
 
+class AuthInternalError(AuthError):
+    """A stored secret that cannot be verified (the reference's AuthEvent Error): not a guess."""
+
+    reason = "error"
+    counts_towards_ban = False
+
+
 class Unauthorized(AuthError):
     status = 403
     reason = "unauthorized"
@@ -327,7 +335,7 @@ def _authenticate(login: str, secret: str, remote_ip: str | None) -> AuthResult:
     if app is not None:
         credential_id, raw = app
         cred = account.credentials.filter(kind=Credential.Kind.APP_PASSWORD, credential_id=credential_id).first()
-        if cred is None or not hashing.verify_secret(raw, cred.secret_hash):
+        if cred is None or not _verify_stored(raw, cred):
             raise AuthFailed()
         return _finish(account, cred, remote_ip)
     cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
@@ -338,7 +346,7 @@ def _authenticate(login: str, secret: str, remote_ip: str | None) -> AuthResult:
         ok = hashing.verify_secret(secret, cred.secret_hash)
     except hashing.UnknownHashFormat:
         log.error("account %s has a password hash of an unknown format", account.pk)
-        raise AuthError("Authentication error.") from None
+        raise AuthInternalError("Authentication error.") from None
     if not ok:
         raise AuthFailed()
     if hashing.needs_rehash(cred.secret_hash, algorithm):
@@ -347,6 +355,14 @@ def _authenticate(login: str, secret: str, remote_ip: str | None) -> AuthResult:
         Credential.objects.filter(pk=cred.pk, secret_hash=cred.secret_hash).update(secret_hash=new_hash)
         cred.secret_hash = new_hash
     return _finish(account, cred, remote_ip)
+
+
+def _verify_stored(secret, cred: Credential) -> bool:
+    try:
+        return hashing.verify_secret(secret, cred.secret_hash)
+    except hashing.UnknownHashFormat:
+        log.error("credential %s of account %s has a hash of an unknown format", cred.credential_id, cred.account_id)
+        raise AuthInternalError("Authentication error.") from None
 
 
 def _verify_plain_or_hash(secret: str, expected: str) -> bool:
@@ -396,7 +412,7 @@ def authenticate_bearer(token: str, remote_ip: str | None) -> AuthResult:
         account_id, credential_id, raw = parsed
         cred = (Credential.objects.select_related("account")
                 .filter(account_id=account_id, credential_id=credential_id, kind=Credential.Kind.API_KEY).first())
-        if cred is None or not hashing.verify_secret(raw, cred.secret_hash):
+        if cred is None or not _verify_stored(raw, cred):
             raise AuthFailed()
         return _finish(cred.account, cred, remote_ip)
     except AuthError as exc:
