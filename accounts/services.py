@@ -412,7 +412,11 @@ def authenticate_bearer(token: str, remote_ip: str | None) -> AuthResult:
         account_id, credential_id, raw = parsed
         cred = (Credential.objects.select_related("account")
                 .filter(account_id=account_id, credential_id=credential_id, kind=Credential.Kind.API_KEY).first())
-        if cred is None or not _verify_stored(raw, cred):
+        if cred is None:
+            # Cost what a real key costs, so that timing does not tell which keys exist.
+            hashing.dummy_verify(raw, Authentication.load().password_hash_algorithm)
+            raise AuthFailed()
+        if not _verify_stored(raw, cred):
             raise AuthFailed()
         return _finish(cred.account, cred, remote_ip)
     except AuthError as exc:

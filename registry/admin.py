@@ -82,7 +82,8 @@ class DeclaredAdmin(admin.ModelAdmin):
         return self._can(request, "Get")
 
     def has_change_permission(self, request, obj=None):
-        return self._can(request, "Update")
+        # Changing needs seeing: without Get the page would show what Update alone may not read.
+        return self._can(request, "Get") and self._can(request, "Update")
 
     def has_add_permission(self, request):
         return not self.decl.singleton and self._can(request, "Create")

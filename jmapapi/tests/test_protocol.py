@@ -203,15 +203,29 @@ def test_echo_needs_its_permission(client, make_account):
     assert err["type"] == "forbidden"
 
 
-def test_concurrency_limit_is_enforced(jmap, admin_account):
-    from django.core.cache import cache
-
-    registry.update(JmapSettings._declaration, None, {"max_concurrent_requests": 1}, "t")
-    # admin holds unlimitedRequests; a plain user does not
-    assert admin_account.has_stalwart_perm("unlimitedRequests")
 
 
 def test_json_body_is_compact_utf8(jmap):
     resp = jmap.post({"using": USING, "methodCalls": [["Core/echo", {"ü": "✓"}, "a"]]})
     assert resp["Content-Type"] == "application/json; charset=utf-8"
     assert json.loads(resp.content)["methodResponses"][0][1] == {"ü": "✓"}
+
+
+def test_a_failing_method_costs_one_call_and_rolls_back(jmap):
+    """A bug in a method gives serverFail for that call only, and its writes are undone."""
+    from accounts.models import Role
+    from jmapapi import engine
+
+    def broken(ctx, args):
+        Role.objects.create(description="half-written")
+        raise RuntimeError("boom")
+
+    engine.METHODS["Test/broken"] = engine.Method("Test/broken", broken, engine.CORE)
+    try:
+        resp = jmap.post({"using": USING, "methodCalls": [["Test/broken", {}, "a"], ["Core/echo", {"ok": 1}, "b"]]})
+    finally:
+        del engine.METHODS["Test/broken"]
+    out = resp.json()["methodResponses"]
+    assert out[0] == ["error", {"type": "serverFail", "description": "The server failed to process this call."}, "a"]
+    assert out[1] == ["Core/echo", {"ok": 1}, "b"]
+    assert not Role.objects.filter(description="half-written").exists()
