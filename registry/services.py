@@ -187,46 +187,37 @@ def load(decl, pk=None, *, lock=False):
         raise NotFound(f"{decl.name} {pk} not found") from None
 
 
+def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save=None):
+    """Apply, validate, save, authorise and record one change, inside the caller's transaction."""
+    scalars, m2m = _split(decl, values)
+    for attname, value in scalars.items():
+        prop = decl.prop_for_field(attname)
+        setattr(obj, prop.field.attname if prop.is_fk else attname, value)
+    validate(decl, obj, m2m)
+    obj.save()
+    for attname, pks in m2m.items():
+        getattr(obj, attname).set(pks)
+    if extra_save:
+        extra_save(obj)
+    if decl.authorize:
+        decl.authorize(actor, obj, set(values) if action == "update" else None)
+    record(actor, decl, obj, action, before, snapshot(decl, obj))
+    return obj
+
+
 def update(decl, pk, values: dict, actor, *, extra_save=None):
     """Apply `values` (model field name -> Python value) to one object."""
-    scalars, m2m = _split(decl, values)
     with transaction.atomic():
         obj = load(decl, pk, lock=True)
-        before = snapshot(decl, obj)
-        for attname, value in scalars.items():
-            prop = decl.prop_for_field(attname)
-            setattr(obj, prop.field.attname if prop.is_fk else attname, value)
-        validate(decl, obj, m2m)
-        obj.save()
-        for attname, pks in m2m.items():
-            getattr(obj, attname).set(pks)
-        if extra_save:
-            extra_save(obj)
-        if decl.authorize:
-            decl.authorize(actor, obj, set(values))
-        record(actor, decl, obj, "update", before, snapshot(decl, obj))
-    return obj
+        return _write(decl, obj, values, actor, "update", snapshot(decl, obj), extra_save)
 
 
 def create(decl, values: dict, actor, *, instance=None, extra_save=None):
     if decl.singleton:
         raise SingletonError("Singletons cannot be created or destroyed.")
-    scalars, m2m = _split(decl, values)
     with transaction.atomic():
         obj = instance if instance is not None else decl.model()
-        for attname, value in scalars.items():
-            prop = decl.prop_for_field(attname)
-            setattr(obj, prop.field.attname if prop.is_fk else attname, value)
-        validate(decl, obj, m2m)
-        obj.save()
-        for attname, pks in m2m.items():
-            getattr(obj, attname).set(pks)
-        if extra_save:
-            extra_save(obj)
-        if decl.authorize:
-            decl.authorize(actor, obj, None)
-        record(actor, decl, obj, "create", {}, snapshot(decl, obj))
-    return obj
+        return _write(decl, obj, values, actor, "create", {}, extra_save)
 
 
 def linked_objects(obj, limit: int = 10) -> list[dict]:
