@@ -168,7 +168,8 @@ class Prop:
                 raise bad()
             return self._id(value, bad)
         if isinstance(f, models.DurationField):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            # Stored as microseconds in a signed 64-bit column: larger values cannot be kept.
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= (2**63 - 1) // 1000:
                 raise bad()
             return dt.timedelta(milliseconds=value)
         if isinstance(f, models.DateTimeField):
@@ -233,6 +234,8 @@ class ObjectType:
     id_field: str = "pk"
     # Whether the generic admin page is built for it (views over other objects have none).
     admin: bool = True
+    # The property that names an object for people (lists, references); default name/description.
+    label_property: str = ""
 
     def __post_init__(self):
         self.props: list[Prop] = []

@@ -102,7 +102,8 @@ def build() -> dict:
             sections.append({"title": title, "fields": shown})
         forms[key] = {"sections": sections}
         if not decl.singleton:
-            label_prop = next((p.name for p in decl.json_props if p.name in ("name", "description")), "id")
+            label_prop = decl.label_property or next(
+                (p.name for p in decl.json_props if p.name in ("name", "description")), "id")
             lists[key] = {"title": decl.name, "labelProperty": label_prop,
                           "columns": [{"name": p.name, "label": _label(p)} for p in decl.json_props[:4]]}
     return {"objects": objects, "schemas": schemas, "fields": fields, "forms": forms, "lists": lists,
