@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench clean browser
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,15 @@ browser:
 test: install-dev browser
 	$(BIN)/python -m pytest
 
+# Logins per second per password hash algorithm (docs/performance.md); needs wrk (apt-get install wrk).
+# Options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--duration 5 --workers 3".
 bench: install-dev
-	$(BIN)/python bench/logins.py
+	$(BIN)/python bench/logins.py $(BENCH_ARGS)
+
+# JMAP requests per second with Basic auth (Core/echo, session, x:Authentication/get) against bare
+# WSGI (docs/performance.md); needs wrk. Options through BENCH_ARGS, e.g. BENCH_ARGS="--duration 5".
+bench-jmap: install-dev
+	$(BIN)/python bench/jmap.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,13 +18,18 @@ from datetime import datetime
 from django.core.cache import cache
 from django.utils import timezone
 
-from registry.services import state_token
+from registry.services import state_token, states as registry_states
 
 from . import services
 from .authz import DEPENDENCIES
 
 VERDICT_TTL = 3600
 STATE_TYPES = (*DEPENDENCIES, "Credential")
+
+
+def current_states(*names: str) -> dict[str, int]:
+    """The states of `names`, read in one query."""
+    return registry_states(*names)
 
 
 @dataclass
@@ -56,6 +62,21 @@ class Principal:
         if cached is None:
             cached = self.extra["account"] = Account.objects.select_related("domain").get(pk=self.account_id)
         return cached
+
+    # Cached verdicts hold the permissions as one string: unpickling hundreds of strings into a
+    # new set on every request cost more than the rest of the verdict; the set is shared instead.
+    def __getstate__(self):
+        return {**self.__dict__, "permissions": " ".join(sorted(self.permissions))}
+
+    def __setstate__(self, state):
+        permissions = state["permissions"]
+        self.__dict__.update(state, permissions=_permission_set(permissions) if isinstance(permissions, str)
+                             else permissions)
+
+
+@functools.lru_cache(maxsize=256)
+def _permission_set(names: str) -> frozenset[str]:
+    return frozenset(names.split())
 
 
 class NoCredentials(services.AuthError):
@@ -114,8 +135,12 @@ def bearer(value: str, remote_ip: str | None) -> Principal:
 SCHEMES = {"basic": basic, "bearer": bearer}
 
 
-def authenticate_header(header: str | None, remote_ip: str | None) -> Principal:
-    """Verify an Authorization header. Raises services.AuthError (NoCredentials when absent)."""
+def authenticate_header(header: str | None, remote_ip: str | None, states: dict[str, int] | None = None) -> Principal:
+    """Verify an Authorization header. Raises services.AuthError (NoCredentials when absent).
+
+    `states` may hold the current states of STATE_TYPES (and more), read by the caller in the
+    same query as others it needs; they are read here otherwise.
+    """
     if not header:
         raise NoCredentials("You have to authenticate first.")
     scheme, _, value = header.partition(" ")
@@ -126,7 +151,8 @@ def authenticate_header(header: str | None, remote_ip: str | None) -> Principal:
         raise services.Banned()
     # The address is part of the key: a credential's allowedIps must be checked for each client.
     digest = hashlib.sha256(f"{remote_ip or ''}\n{header}".encode("utf-8", "surrogatepass")).hexdigest()
-    key = f"httpauth:{digest}:{state_token(*STATE_TYPES)}"
+    token = ".".join(str(states[name]) for name in STATE_TYPES) if states is not None else state_token(*STATE_TYPES)
+    key = f"httpauth:{digest}:{token}"
     principal = cache.get(key)
     if principal is not None:
         if principal.expires_at is None or principal.expires_at > timezone.now():

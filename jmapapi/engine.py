@@ -6,8 +6,12 @@ same way.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import math
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -65,14 +69,17 @@ class Method:
     capability: str
     # Methods that always act on the caller's own data may omit accountId.
     account_optional: bool = True
+    # Whether the call runs in a transaction of its own. Only methods that touch no data may
+    # go without: on SQLite every transaction takes the database's write lock.
+    transactional: bool = True
 
 
 METHODS: dict[str, Method] = {}
 
 
-def method(name: str, capability: str = CORE, account_optional: bool = True):
+def method(name: str, capability: str = CORE, account_optional: bool = True, transactional: bool = True):
     def register(fn):
-        METHODS[name] = Method(name, fn, capability, account_optional)
+        METHODS[name] = Method(name, fn, capability, account_optional, transactional)
         return fn
 
     return register
@@ -98,14 +105,58 @@ class Context:
 
 
 # --- parsing --------------------------------------------------------------------------------
+# The reference's JSON parser refuses documents nested deeper than this (serde_json's limit).
+# Without a limit, Python's parser raises RecursionError near 1 000 levels (a 500), and the
+# response to Core/echo would have to be nested as deep again.
+MAX_NESTING = 128
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _nested_deeper_than(value, limit: int) -> bool:
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+# NaN and Infinity are not JSON, and numbers beyond a double's range cannot be echoed back as
+# JSON: both are refused like any other invalid body.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse(body: bytes, limits) -> dict:
     if len(body) > limits.max_request_size:
         raise RequestError("urn:ietf:params:jmap:error:limit", "The request is larger than the server accepts.",
                            limit="maxSizeRequest")
     try:
-        request = json.loads(body)
+        text = body.decode(json.detect_encoding(body), "surrogatepass") if isinstance(body, bytes) else body
+        request = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError("urn:ietf:params:jmap:error:notJSON", f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        too_deep = True
+    else:
+        # Counting brackets (quoted ones included) bounds the depth: most bodies skip the walk.
+        brackets = body.count(b"[") + body.count(b"{") if isinstance(body, bytes) else MAX_NESTING + 1
+        too_deep = brackets > MAX_NESTING and _nested_deeper_than(request, MAX_NESTING)
+    if too_deep:
+        raise RequestError("urn:ietf:params:jmap:error:notJSON",
+                           f"The request body is nested more than {MAX_NESTING} levels deep.")
     if not isinstance(request, dict):
         raise RequestError("urn:ietf:params:jmap:error:notRequest", "The request must be a JSON object.")
     using, calls = request.get("using"), request.get("methodCalls")
@@ -217,9 +268,10 @@ def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list) ->
                 raise invalid_arguments('The "accountId" property is required.')
         elif not isinstance(account_id, str) or ids.decode(account_id) is None:
             raise MethodError("accountNotFound", "The account id is not valid.")
-        elif account_id != ctx.account_id and not ctx.principal.has("impersonate"):
+        elif account_id != ctx.account_id and not (ctx.principal.has("impersonate")
+                                                   and _account_exists(ids.decode(account_id))):
             raise MethodError("accountNotFound", f"Account {account_id} does not exist or is not yours.")
-        with transaction.atomic():
+        with transaction.atomic() if entry.transactional else contextlib.nullcontext():
             result = entry.fn(ctx, args)
     except MethodError as exc:
         return [["error", exc.to_json(), call_id]]
@@ -229,15 +281,28 @@ def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list) ->
     return [[entry.name, result, call_id]]
 
 
+def _account_exists(pk: int) -> bool:
+    from accounts.models import Account
+
+    return Account.objects.filter(pk=pk).exists()
+
+
 def session_state(principal) -> str:
     """Changes when what the session document shows changes (the account and its permissions)."""
-    import zlib
+    permissions = principal.permissions
+    if not isinstance(permissions, frozenset):
+        permissions = frozenset(permissions)
+    return _session_state(principal.account_id, principal.name, permissions)
 
-    basis = f"{principal.account_id}:{principal.name}:{','.join(sorted(principal.permissions))}"
+
+@functools.lru_cache(maxsize=1024)
+def _session_state(account_id: int, name: str, permissions: frozenset[str]) -> str:
+    # Sorting an administrator's ~660 permissions is most of the cost: done once per verdict.
+    basis = f"{account_id}:{name}:{','.join(sorted(permissions))}"
     return f"{zlib.crc32(basis.encode()):08x}"
 
 
-@method("Core/echo")
+@method("Core/echo", transactional=False)
 def core_echo(ctx: Context, args: dict) -> dict:
     ctx.require("jmapCoreEcho")
     return args

@@ -26,4 +26,5 @@ def install() -> None:
             ops["query"] = handler.query
         for op, fn in ops.items():
             name = f"{decl.jmap_name}/{op}"
-            METHODS[name] = Method(name, (lambda f: lambda ctx, args: f(ctx, args))(fn), STALWART)
+            # Reads need no transaction of their own; /set writes each object in its own.
+            METHODS[name] = Method(name, fn, STALWART, transactional=op == "set")

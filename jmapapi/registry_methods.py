@@ -7,6 +7,8 @@ through registry.services, like the admin's and manage.py's.
 from __future__ import annotations
 
 import copy
+import json
+import re
 
 from django.db import transaction
 from django.db.models import Q
@@ -28,6 +30,10 @@ class WillDestroy(SetError):
 
 def _state(decl) -> str:
     return str(registry.states(decl.name)[decl.name])
+
+
+def _as_json(value) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def _string_list(args, name, allow_null=True):
@@ -268,7 +274,9 @@ class RegistryMethods:
                 target[parts[-1]] = value
         values = {}
         for prop in self.decl.json_props:
-            if prop.name in doc and doc[prop.name] != current.get(prop.name):
+            # Compared as JSON: Python's == takes 1 for true and 8.0 for 8, which would let a
+            # wrongly typed value pass as "unchanged" instead of being refused.
+            if prop.name in doc and _as_json(doc[prop.name]) != _as_json(current.get(prop.name)):
                 values.update(prop.decode(doc[prop.name]))
         return values
 
@@ -276,14 +284,18 @@ class RegistryMethods:
     COMPARATORS = {"IsGreaterThan": "gt", "IsGreaterThanOrEqual": "gte", "IsLessThan": "lt",
                    "IsLessThanOrEqual": "lte"}
 
-    def _condition(self, filt) -> Q:
+    MAX_FILTER_DEPTH = 16
+
+    def _condition(self, filt, depth: int = 0) -> Q:
         if not isinstance(filt, dict):
             raise MethodError("unsupportedFilter", "A filter must be an object.")
+        if depth > self.MAX_FILTER_DEPTH:
+            raise MethodError("unsupportedFilter", f"Filters may nest at most {self.MAX_FILTER_DEPTH} levels.")
         if "operator" in filt:
             op, conditions = filt.get("operator"), filt.get("conditions")
             if op not in ("AND", "OR", "NOT") or not isinstance(conditions, list):
                 raise MethodError("unsupportedFilter", "Invalid filter operator.")
-            parts = [self._condition(c) for c in conditions]
+            parts = [self._condition(c, depth + 1) for c in conditions]
             if op == "AND":
                 q = Q()
                 for part in parts:
@@ -402,7 +414,7 @@ class RegistryMethods:
                                         or max_changes < 1):
             raise invalid_arguments('"maxChanges" must be a positive integer.')
         current = int(_state(self.decl))
-        if not since.isdigit() or int(since) > current:
+        if not re.fullmatch(r"[0-9]{1,18}", since) or int(since) > current:
             raise MethodError("cannotCalculateChanges", "The state is unknown.")
         since_n = int(since)
         cap = min(max_changes or ctx.limits.changes_max_results, ctx.limits.changes_max_results)

@@ -9,7 +9,7 @@ from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import services
-from accounts.http_auth import NoCredentials, authenticate_header
+from accounts.http_auth import STATE_TYPES, NoCredentials, authenticate_header, current_states
 from registry import ids
 from stalwart_site.problem import problem
 
@@ -38,19 +38,49 @@ def auth_problem(exc: services.AuthError) -> HttpResponse:
     return response
 
 
+# The settings objects requests read, besides what the verification of credentials depends on.
+SETTINGS_TYPES = ("Jmap", "SystemSettings")
+SETTINGS_TTL = 3600
+
+
 def authenticate(request):
-    """The caller's Principal, or the error response to send."""
+    """The caller's Principal, or the error response to send.
+
+    The states of the types the request depends on are read in one query and kept on the
+    request: the verdict cache and the settings below are keyed on them.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION")
     try:
-        return authenticate_header(request.META.get("HTTP_AUTHORIZATION"), client_ip(request)), None
+        request.stalwart_states = current_states(*STATE_TYPES, *SETTINGS_TYPES) if header else None
+        return authenticate_header(header, client_ip(request), states=request.stalwart_states), None
     except services.AuthError as exc:
         return None, auth_problem(exc)
 
 
-def base_url() -> str:
+def _singleton(model, request):
+    """A settings singleton, from the cache under its current state (one read per change)."""
+    name = model._declaration.name
+    states = getattr(request, "stalwart_states", None)
+    if states is None:
+        return model.load()
+    key = f"singleton:{name}:{states[name]}"
+    obj = cache.get(key)
+    if obj is None:
+        obj = model.load()
+        cache.set(key, obj, SETTINGS_TTL)
+    return obj
+
+
+def jmap_limits(request) -> Jmap:
+    return _singleton(Jmap, request)
+
+
+def base_url(request=None) -> str:
     """SystemSettings.publicUrl when an administrator set one, else the PUBLIC_URL variable."""
     from accounts.models import SystemSettings
 
-    return (SystemSettings.load().public_url or settings.PUBLIC_URL).rstrip("/")
+    system = _singleton(SystemSettings, request) if request is not None else SystemSettings.load()
+    return (system.public_url or settings.PUBLIC_URL).rstrip("/")
 
 
 @csrf_exempt
@@ -66,7 +96,7 @@ def api(request):
     if content_type and content_type.split(";")[0].strip().lower() != "application/json":
         return problem(400, "The Content-Type header must be application/json.",
                        type="urn:ietf:params:jmap:error:notJSON")
-    limits = Jmap.load()
+    limits = jmap_limits(request)
     slot = _acquire(principal, limits)
     if slot is False:
         return problem(400, "Too many concurrent requests.", type="urn:ietf:params:jmap:error:limit",
@@ -123,12 +153,12 @@ def session(request):
     principal, error = authenticate(request)
     if error is not None:
         return error
-    return JsonResponse(session_document(principal), json_dumps_params={"separators": (",", ":")})
+    return JsonResponse(session_document(principal, request), json_dumps_params={"separators": (",", ":")})
 
 
-def session_document(principal) -> dict:
-    limits = Jmap.load()
-    base = base_url()
+def session_document(principal, request=None) -> dict:
+    limits = jmap_limits(request) if request is not None else Jmap.load()
+    base = base_url(request)
     unlimited = 4294967295
     account_id = ids.encode(principal.account_id)
     return {

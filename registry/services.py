@@ -201,7 +201,10 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
         extra_save(obj)
     if decl.authorize:
         decl.authorize(actor, obj, set(values) if action == "update" else None)
-    record(actor, decl, obj, action, before, snapshot(decl, obj))
+    after = snapshot(decl, obj)
+    if action == "create" or after != before:
+        # An update that changes nothing leaves no audit event and keeps the state.
+        record(actor, decl, obj, action, before, after)
     return obj
 
 

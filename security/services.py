@@ -56,6 +56,10 @@ def _ip(address: str | None):
         return None
 
 
+def _in(ip, networks) -> bool:
+    return any(ip in net for net in networks)
+
+
 def is_allowed(address: str | None) -> bool:
     ip = _ip(address)
     if ip is None:
@@ -63,15 +67,15 @@ def is_allowed(address: str | None) -> bool:
     if ip.is_loopback:
         return True
     allowed, _ = _lists()
-    return any(ip in net for net in allowed)
+    return _in(ip, allowed)
 
 
 def is_blocked(address: str | None) -> bool:
     ip = _ip(address)
-    if ip is None or is_allowed(address):
+    if ip is None or ip.is_loopback:
         return False
-    _, blocked = _lists()
-    return any(ip in net for net in blocked)
+    allowed, blocked = _lists()
+    return _in(ip, blocked) and not _in(ip, allowed)
 
 
 def _hit(key: str, period_s: int) -> int:

@@ -72,6 +72,10 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "stalwart.sqlite3",
+            # Keep each worker's connection: opening SQLite (and its PRAGMAs) per request costs
+            # more than an authenticated API request with a cached verdict does otherwise.
+            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # WAL lets gunicorn's workers read while one writes; IMMEDIATE takes the write
                 # lock at BEGIN so that concurrent writers queue instead of failing mid-way.

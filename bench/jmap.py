@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""JMAP requests per second with Basic authentication, against gunicorn as production runs it.
+
+    .venv/bin/python bench/jmap.py [--duration 10] [--workers N] [--connections 8]
+
+What it does, in one run and under the same gunicorn settings (gunicorn.conf.py, sync workers,
+2 x cores + 1 of them unless --workers or WEB_CONCURRENCY says otherwise):
+
+1. bare WSGI             bench/bare_wsgi.py (hello world): what gunicorn alone costs per request;
+2. Django floor          GET /.well-known/jmap of the project: a 307 redirect, no authentication,
+                         no database; what Django and the project's middleware cost at the least;
+3. Core/echo             POST /jmap/ with one Core/echo call;
+4. GET /jmap/session     the session document;
+5. x:Authentication/get  POST /jmap/ reading the Authentication singleton from the database.
+
+Scenarios 2-5 run against the project on a fresh temporary SQLite database (tests/live.py),
+as the first administrator that `manage.py bootstrap` creates, with Basic authentication
+(the administrator's password, hashed with the default argon2id: once verified, the verdict is
+cached, so the figures show the steady state of a client that re-sends its credentials). Every
+response must have the expected status (307 for the floor, 200 otherwise); anything else is
+counted in the non-2xx column.
+
+wrk (Debian's /usr/bin/wrk) drives each scenario for --duration seconds after a short warm-up,
+with bench/jmap.lua, whose done() prints the figures this script parses. Only 127.0.0.1 is ever
+contacted. The ratio column compares each scenario's rate with the bare WSGI application's.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+LUA = BENCH / "jmap.lua"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+from logins import Result, bare_server, ms  # noqa: E402  (bench/logins.py: the same gunicorn set-up)
+from tests.live import live_server  # noqa: E402
+
+CORE = "urn:ietf:params:jmap:core"
+ECHO = {"using": [CORE], "methodCalls": [["Core/echo", {"hello": True, "n": [1, 2, 3]}, "c0"]]}
+AUTH_GET = {"using": [CORE, "urn:stalwart:jmap"],
+            "methodCalls": [["x:Authentication/get", {"ids": ["singleton"]}, "c0"]]}
+
+
+def bootstrap(server) -> tuple[str, str]:
+    out = server.manage("bootstrap").stdout
+    login = re.search(r"^\s*login:\s+(\S+)\s*$", out, re.M)
+    password = re.search(r"^\s*password:\s+(\S+)\s*$", out, re.M)
+    if not (login and password):
+        raise RuntimeError(f"bootstrap printed no credentials:\n{out}")
+    return login.group(1), password.group(1)
+
+
+def check(method: str, url: str, authorization: str, body: dict | None, expect_name: str | None) -> None:
+    """One request by hand before wrk, so that a set-up mistake fails with a clear message."""
+    headers = {"Authorization": authorization}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    resp = requests.request(method, url, headers=headers, data=json.dumps(body) if body is not None else None,
+                            timeout=30)
+    if resp.status_code != 200:
+        raise RuntimeError(f"{method} {url} answered {resp.status_code}: {resp.text[:300]}")
+    if expect_name is not None:
+        name = resp.json()["methodResponses"][0][0]
+        if name != expect_name:
+            raise RuntimeError(f"{method} {url} answered {name} instead of {expect_name}: {resp.text[:300]}")
+
+
+def run_wrk(scenario: str, url: str, args, *, method="GET", body="", authorization="", expect=200,
+            duration: int | None = None) -> Result:
+    duration = args.duration if duration is None else duration
+    env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": body, "BENCH_AUTH": authorization,
+           "BENCH_EXPECT": str(expect)}
+    cmd = [args.wrk, "-t", str(min(args.threads, args.connections)), "-c", str(args.connections),
+           "-d", f"{duration}s", "--timeout", f"{args.timeout}s", "-s", str(LUA), url]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + args.timeout + 60)
+    if args.verbose:
+        print(proc.stdout, proc.stderr, sep="", file=sys.stderr)
+    m = re.search(r"^BENCH (.*)$", proc.stdout, re.M)
+    if proc.returncode != 0 or not m:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    v = {k: int(n) for k, n in re.findall(r"(\w+)=(-?\d+)", m.group(1))}
+    return Result(
+        scenario=scenario, requests=v["requests"], seconds=v["duration_us"] / 1e6,
+        p50_us=v["p50_us"], p90_us=v["p90_us"], p99_us=v["p99_us"],
+        unexpected=v["unexpected"], bad_status=v["bad_status"],
+        socket_errors={k: v[k] for k in ("connect", "read", "write", "timeout")},
+    )
+
+
+def measure(scenario: str, url: str, args, **kw) -> Result:
+    if args.warmup:
+        run_wrk(scenario, url, args, duration=args.warmup, **kw)  # first requests per worker, not reported
+    result = run_wrk(scenario, url, args, **kw)
+    print(f"  {scenario:<32} {result.rate:9.1f} req/s  p50 {ms(result.p50_us)}"
+          + (f"  ERRORS: {result.error_detail()}" if result.errors else ""), file=sys.stderr, flush=True)
+    return result
+
+
+def table(results: list[Result], baseline: Result) -> str:
+    rows = [("scenario", "req/s", "vs bare", "p50", "p90", "p99", "non-2xx*", "socket errors")]
+    for r in results:
+        ratio = f"{r.rate / baseline.rate * 100:.0f} %" if baseline.rate else "-"
+        rows.append((r.scenario, f"{r.rate:.1f}", ratio, ms(r.p50_us), ms(r.p90_us), ms(r.p99_us),
+                     str(r.unexpected), str(sum(r.socket_errors.values()))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def line(row):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        return "| " + " | ".join(cells) + " |"
+
+    sep = "|" + "|".join(["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]]) + "|"
+    return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])
+
+
+def main() -> int:
+    cores = multiprocessing.cpu_count()
+    default_workers = int(os.environ.get("WEB_CONCURRENCY", cores * 2 + 1))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=int, default=10, help="seconds measured per scenario (default 10)")
+    p.add_argument("--warmup", type=int, default=1, help="unreported seconds before each scenario (default 1, 0: none)")
+    p.add_argument("--workers", type=int, default=default_workers,
+                   help=f"gunicorn sync workers (default: WEB_CONCURRENCY or 2 x cores + 1 = {default_workers})")
+    p.add_argument("--connections", type=int, default=8, help="concurrent wrk connections (default 8)")
+    p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2, at most --connections)")
+    p.add_argument("--timeout", type=int, default=10, help="wrk's per-request timeout in seconds (default 10)")
+    p.add_argument("--target", type=float, default=1500, help="Core/echo req/s to reach (default 1500)")
+    p.add_argument("--target-ratio", type=float, default=0.5, help="Core/echo share of bare WSGI to reach (default 0.5)")
+    p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="the wrk binary")
+    p.add_argument("-v", "--verbose", action="store_true", help="show wrk's own output")
+    args = p.parse_args()
+    if not Path(args.wrk).exists():
+        p.error(f"wrk not found at {args.wrk} (apt-get install wrk)")
+    if args.duration < 1 or args.connections < 1 or args.threads < 1 or args.workers < 1:
+        p.error("--duration, --connections, --threads and --workers must be at least 1")
+
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    print(f"{cores} cores, {args.workers} gunicorn sync workers, wrk {min(args.threads, args.connections)} threads / "
+          f"{args.connections} connections, {args.duration} s per scenario", file=sys.stderr, flush=True)
+
+    with bare_server(args.workers) as url:
+        bare = measure("bare WSGI (hello)", url + "/", args)
+
+    results = [bare]
+    # A fresh SQLite database and no REDIS_URL, whatever this shell exports: each worker caches
+    # in its own memory, as `make run` does.
+    os.environ.pop("DATABASE_URL", None)
+    with live_server(workers=args.workers, extra_env={"REDIS_URL": ""}) as server:
+        login, password = bootstrap(server)
+        authorization = "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+        api = server.url + "/jmap/"
+        echo, auth_get = json.dumps(ECHO), json.dumps(AUTH_GET)
+        check("POST", api, authorization, ECHO, "Core/echo")
+        check("GET", server.url + "/jmap/session", authorization, None, None)
+        check("POST", api, authorization, AUTH_GET, "x:Authentication/get")
+        floor = requests.get(server.url + "/.well-known/jmap", allow_redirects=False, timeout=30)
+        if floor.status_code != 307:
+            raise RuntimeError(f"GET /.well-known/jmap answered {floor.status_code}")
+        results.append(measure("Django floor: /.well-known/jmap", server.url + "/.well-known/jmap", args,
+                               expect=307))
+        results.append(measure("Core/echo (Basic)", api, args, method="POST", body=echo, authorization=authorization))
+        results.append(measure("GET /jmap/session (Basic)", server.url + "/jmap/session", args,
+                               authorization=authorization))
+        results.append(measure("x:Authentication/get (Basic)", api, args, method="POST", body=auth_get,
+                               authorization=authorization))
+        log = (server.var_dir / "gunicorn.log").read_text(errors="replace")
+
+    print()
+    print(table(results, bare))
+    print("* responses with another status than expected: 307 for the floor, 200 for the others")
+    print(f"\n{args.workers} sync workers, {args.connections} connections, {args.duration} s each, "
+          f"{cores} cores; load average {load_before:.2f} before the run; total {time.monotonic() - started:.0f} s")
+    if load_before > cores / 2:
+        print(f"WARNING: the machine was busy before the run (load average {load_before:.2f} on {cores} cores); "
+              "the figures understate what an idle machine does.")
+    echo_result = next(r for r in results if r.scenario.startswith("Core/echo"))
+    ratio = echo_result.rate / bare.rate if bare.rate else 0.0
+    met = echo_result.rate >= args.target and ratio >= args.target_ratio
+    print(f"Core/echo: {echo_result.rate:.0f} req/s, {ratio * 100:.0f} % of bare WSGI "
+          f"(target {args.target:.0f} req/s and {args.target_ratio * 100:.0f} %): {'met' if met else 'NOT met'}")
+    failed = [r for r in results if r.errors]
+    for r in failed:
+        print(f"ERRORS in {r.scenario}: {r.error_detail()}")
+    if failed:
+        tail = "\n".join(log.splitlines()[-30:])
+        print(f"\nThe run had errors; these figures are not valid. Last lines of gunicorn's log:\n{tail}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
