@@ -21,7 +21,7 @@ response must have the expected status (307 for the floor, 200 otherwise); anyth
 counted in the non-2xx column.
 
 wrk (Debian's /usr/bin/wrk) drives each scenario for --duration seconds after a short warm-up,
-with bench/jmap.lua, whose done() prints the figures this script parses. Only 127.0.0.1 is ever
+with bench/request.lua, whose done() prints the figures this script parses. Only 127.0.0.1 is ever
 contacted. The ratio column compares each scenario's rate with the bare WSGI application's.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-LUA = BENCH / "jmap.lua"
+LUA = BENCH / "request.lua"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 

@@ -15,7 +15,7 @@ What it does, in one run and under the same gunicorn settings (gunicorn.conf.py,
                    pair obtained beforehand. Every response must be a 302 (successful login).
 
 wrk (Debian's /usr/bin/wrk) drives each scenario for --duration seconds after a short warm-up,
-with bench/login.lua, whose done() prints the figures this script parses. Responses other than
+with bench/request.lua, whose done() prints the figures this script parses. Responses other than
 the expected status, and socket errors or timeouts, are reported in the "errors" column; a run
 with errors says so and exits with status 1. Only 127.0.0.1 is ever contacted.
 """
@@ -39,7 +39,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-LUA = BENCH / "login.lua"
+LUA = BENCH / "request.lua"
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
@@ -208,6 +208,7 @@ def run_wrk(scenario: str, url: str, args, *, method="GET", body="", cookie="", 
             duration: int | None = None) -> Result:
     duration = args.duration if duration is None else duration
     env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": body, "BENCH_COOKIE": cookie,
+           "BENCH_CONTENT_TYPE": "application/x-www-form-urlencoded",
            "BENCH_EXPECT": str(expect)}
     cmd = [args.wrk, "-t", str(min(args.threads, args.connections)), "-c", str(args.connections),
            "-d", f"{duration}s", "--timeout", f"{args.timeout}s", "-s", str(LUA), url]

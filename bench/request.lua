@@ -1,24 +1,30 @@
--- wrk script for bench/logins.py.
+-- wrk script for bench/logins.py and bench/jmap.py: one request, repeated.
 --
--- Environment (set by logins.py):
+-- Environment (set by the bench scripts):
 --   BENCH_METHOD  GET or POST (default GET)
---   BENCH_BODY    the urlencoded form body of a POST
---   BENCH_COOKIE  the Cookie header (the csrftoken of the CSRF pair)
---   BENCH_EXPECT  the status every response must have (302 for a successful login)
+--   BENCH_BODY    the body of a POST
+--   BENCH_CONTENT_TYPE  its Content-Type (default application/json)
+--   BENCH_AUTH    the Authorization header ("Basic ..." or "Bearer ..."); none when empty
+--   BENCH_COOKIE  the Cookie header; none when empty
+--   BENCH_EXPECT  the status every response must have (default 200)
 --
--- done() prints one line starting with "BENCH " of key=value pairs that logins.py parses;
--- latencies are in microseconds. "unexpected" counts responses whose status differs from
--- BENCH_EXPECT, "bad_status" is the first such status seen.
+-- done() prints one line starting with "BENCH " of key=value pairs that the scripts parse;
+-- latencies are in microseconds. "unexpected" counts responses whose
+-- status differs from BENCH_EXPECT, "bad_status" is the first such status seen.
 
 local method = os.getenv("BENCH_METHOD") or "GET"
 wrk.method = method
 if method == "POST" then
    wrk.body = os.getenv("BENCH_BODY") or ""
-   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+   wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
 end
 local cookie = os.getenv("BENCH_COOKIE")
 if cookie and cookie ~= "" then
    wrk.headers["Cookie"] = cookie
+end
+local auth = os.getenv("BENCH_AUTH")
+if auth and auth ~= "" then
+   wrk.headers["Authorization"] = auth
 end
 local expect = tonumber(os.getenv("BENCH_EXPECT") or "200")
 
