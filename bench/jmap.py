@@ -46,7 +46,8 @@ LUA = BENCH / "request.lua"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from logins import Result, bare_server, ms  # noqa: E402  (bench/logins.py: the same gunicorn set-up)
+from logins import Result, bare_server, ms  # noqa: E402
+from logins import measure as logins_measure  # noqa: E402  (bench/logins.py: the same gunicorn set-up)
 from tests.live import live_server  # noqa: E402
 
 CORE = "urn:ietf:params:jmap:core"
@@ -79,35 +80,8 @@ def check(method: str, url: str, authorization: str, body: dict | None, expect_n
             raise RuntimeError(f"{method} {url} answered {name} instead of {expect_name}: {resp.text[:300]}")
 
 
-def run_wrk(scenario: str, url: str, args, *, method="GET", body="", authorization="", expect=200,
-            duration: int | None = None) -> Result:
-    duration = args.duration if duration is None else duration
-    env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": body, "BENCH_AUTH": authorization,
-           "BENCH_EXPECT": str(expect)}
-    cmd = [args.wrk, "-t", str(min(args.threads, args.connections)), "-c", str(args.connections),
-           "-d", f"{duration}s", "--timeout", f"{args.timeout}s", "-s", str(LUA), url]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + args.timeout + 60)
-    if args.verbose:
-        print(proc.stdout, proc.stderr, sep="", file=sys.stderr)
-    m = re.search(r"^BENCH (.*)$", proc.stdout, re.M)
-    if proc.returncode != 0 or not m:
-        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    v = {k: int(n) for k, n in re.findall(r"(\w+)=(-?\d+)", m.group(1))}
-    return Result(
-        scenario=scenario, requests=v["requests"], seconds=v["duration_us"] / 1e6,
-        p50_us=v["p50_us"], p90_us=v["p90_us"], p99_us=v["p99_us"],
-        unexpected=v["unexpected"], bad_status=v["bad_status"],
-        socket_errors={k: v[k] for k in ("connect", "read", "write", "timeout")},
-    )
-
-
 def measure(scenario: str, url: str, args, **kw) -> Result:
-    if args.warmup:
-        run_wrk(scenario, url, args, duration=args.warmup, **kw)  # first requests per worker, not reported
-    result = run_wrk(scenario, url, args, **kw)
-    print(f"  {scenario:<32} {result.rate:9.1f} req/s  p50 {ms(result.p50_us)}"
-          + (f"  ERRORS: {result.error_detail()}" if result.errors else ""), file=sys.stderr, flush=True)
-    return result
+    return logins_measure(scenario, url, args, width=32, content_type="application/json", **kw)
 
 
 def table(results: list[Result], baseline: Result) -> str:

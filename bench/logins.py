@@ -204,12 +204,12 @@ class Result:
         return ", ".join(parts)
 
 
-def run_wrk(scenario: str, url: str, args, *, method="GET", body="", cookie="", expect=200,
-            duration: int | None = None) -> Result:
+def run_wrk(scenario: str, url: str, args, *, method="GET", body="", cookie="", authorization="",
+            content_type="application/x-www-form-urlencoded", expect=200, duration: int | None = None) -> Result:
+    """Drive one scenario with wrk and bench/request.lua (shared with bench/jmap.py)."""
     duration = args.duration if duration is None else duration
     env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": body, "BENCH_COOKIE": cookie,
-           "BENCH_CONTENT_TYPE": "application/x-www-form-urlencoded",
-           "BENCH_EXPECT": str(expect)}
+           "BENCH_AUTH": authorization, "BENCH_CONTENT_TYPE": content_type, "BENCH_EXPECT": str(expect)}
     cmd = [args.wrk, "-t", str(min(args.threads, args.connections)), "-c", str(args.connections),
            "-d", f"{duration}s", "--timeout", f"{args.timeout}s", "-s", str(LUA), url]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + args.timeout + 60)
@@ -227,11 +227,11 @@ def run_wrk(scenario: str, url: str, args, *, method="GET", body="", cookie="", 
     )
 
 
-def measure(scenario: str, url: str, args, **kw) -> Result:
+def measure(scenario: str, url: str, args, width: int = 22, **kw) -> Result:
     if args.warmup:
         run_wrk(scenario, url, args, duration=args.warmup, **kw)  # first requests per worker, not reported
     result = run_wrk(scenario, url, args, **kw)
-    print(f"  {scenario:<22} {result.rate:9.1f} req/s  p50 {ms(result.p50_us)}"
+    print(f"  {scenario:<{width}} {result.rate:9.1f} req/s  p50 {ms(result.p50_us)}"
           + (f"  ERRORS: {result.error_detail()}" if result.errors else ""), file=sys.stderr, flush=True)
     return result
 
