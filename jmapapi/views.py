@@ -29,6 +29,9 @@ def auth_problem(exc: services.AuthError) -> HttpResponse:
                        title="Too Many Authentication Attempts", headers={"Retry-After": "60"})
     if exc.status == 403:
         return problem(403, str(exc))
+    if exc.status == 402:
+        # A Basic login cannot carry a one-time code: use an app password or OAuth.
+        return problem(402, "MFA code required", title="MFA code required")
     detail = "You have to authenticate first." if isinstance(exc, NoCredentials) else str(exc)
     response = problem(401, detail)
     # Two challenges, one header each: Bearer (OAuth, API keys) and Basic.

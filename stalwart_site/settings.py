@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "security",
     "accounts",
     "jmapapi",
+    "oauth2_provider",
+    "oauth",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +116,15 @@ LOGIN_REDIRECT_URL = "/"
 STALWART_RECOVERY_ADMIN = env_str("STALWART_RECOVERY_ADMIN")
 # The domain of the first administrator and of bare login names when none is configured.
 STALWART_DEFAULT_DOMAIN = env_str("STALWART_DEFAULT_DOMAIN", "example.org").lower()
+
+# OAuth on django-oauth-toolkit: its models with our client model; tokens are kept hashed.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.OAuthClient"
+OAUTH2_PROVIDER_DEVICE_GRANT_MODEL = "oauth.DeviceAuthorization"
+OAUTH2_PROVIDER = {
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "PKCE_REQUIRED": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+}
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from accounts import views as account_views
 from jmapapi import views as jmap
+from oauth import views as oauth
 
 urlpatterns = [
     # JMAP
@@ -15,6 +16,19 @@ urlpatterns = [
     path("api", jmap.api),
     path("api/schema", jmap.schema),
     path("api/schema/<str:digest>", jmap.schema),
+    # OAuth 2.0 and OpenID Connect
+    path("auth/token", oauth.token),
+    path("auth/device", oauth.device),
+    path("auth/introspect", oauth.introspect),
+    path("auth/userinfo", oauth.userinfo),
+    path("auth/jwks.json", oauth.jwks),
+    path("api/auth", oauth.api_auth),
+    path("login", oauth.login_page),
+    path("device", oauth.device_page),
+    path("device/", oauth.device_page),
+    path(".well-known/oauth-authorization-server", oauth.oauth_metadata),
+    path(".well-known/openid-configuration", oauth.openid_configuration),
+    path(".well-known/oauth-protected-resource", oauth.protected_resource),
     # Web UI
     path("", account_views.home, name="home"),
     path("account/", include("accounts.urls")),

@@ -1,0 +1,18 @@
+from django.apps import AppConfig
+
+
+class OAuthConfig(AppConfig):
+    name = "oauth"
+    verbose_name = "OAuth and OpenID Connect"
+
+    def ready(self):
+        from accounts import http_auth
+        from accounts.signals import password_changed
+
+        from . import objects  # noqa: F401  (declarations)
+        from . import services
+
+        # OAuth access tokens are one more way to present a Bearer credential.
+        if services.bearer_access_token not in http_auth.BEARER_METHODS:
+            http_auth.BEARER_METHODS.append(services.bearer_access_token)
+        password_changed.connect(services.revoke_account_tokens, dispatch_uid="oauth-revoke-on-password")

@@ -1,0 +1,285 @@
+"""The OAuth 2.0 / OpenID Connect endpoints: thin views over oauth.services."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from urllib.parse import unquote
+
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+
+from accounts import services as account_services
+from jmapapi.views import authenticate as api_authenticate
+from jmapapi.views import client_ip
+from stalwart_site.problem import problem
+
+from . import services
+from .services import SCOPES, OAuthError
+
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Accept, X-Requested-With",
+    "Access-Control-Allow-Methods": "POST, GET, PATCH, PUT, DELETE, HEAD, OPTIONS",
+}
+
+
+def _json(data, status=200, *, no_store=False, cors=False) -> JsonResponse:
+    response = JsonResponse(data, status=status, json_dumps_params={"separators": (",", ":")})
+    if no_store:
+        # RFC 6749 §5.1: responses carrying tokens or codes are not cached.
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+    if cors:
+        for name, value in CORS.items():
+            response[name] = value
+    return response
+
+
+def oauth_error(exc: OAuthError) -> JsonResponse:
+    body = {"error": exc.error}
+    if exc.description:
+        body["error_description"] = exc.description
+    response = _json(body, exc.status, no_store=True)
+    if exc.status == 401:
+        response["WWW-Authenticate"] = 'Basic realm="Stalwart Server"'
+    return response
+
+
+def _form(request, limit: int = 4096) -> dict:
+    ctype = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if ctype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise OAuthError("invalid_request", "The body must be application/x-www-form-urlencoded.")
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+        raise OAuthError("invalid_request", "The request body is too large.")
+    return {k: v for k, v in request.POST.items()}
+
+
+def _client_credentials(request, form) -> tuple[str | None, str | None]:
+    client_id, secret = form.get("client_id"), form.get("client_secret")
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header[:6].lower() == "basic ":
+        try:
+            user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise OAuthError("invalid_client", "Malformed Basic credentials.", 401) from None
+        client_id, secret = client_id or unquote(user), secret or unquote(password)
+    return client_id, secret
+
+
+# --- token endpoint -------------------------------------------------------------------------
+GRANT_DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@csrf_exempt
+def token(request):
+    if request.method != "POST":
+        return problem(405, "The token endpoint takes POST requests.", headers={"Allow": "POST"})
+    try:
+        form = _form(request)
+        grant = (form.get("grant_type") or "").strip()
+        client_id, secret = _client_credentials(request, form)
+        if grant == "authorization_code":
+            body = services.exchange_code(form.get("code"), client_id, form.get("redirect_uri"),
+                                          form.get("code_verifier"), secret)
+        elif grant == "refresh_token":
+            body = services.refresh_tokens(form.get("refresh_token"), client_id, secret)
+        elif grant == GRANT_DEVICE:
+            body = services.poll_device(form.get("device_code"), client_id)
+        elif not grant:
+            raise OAuthError("invalid_request", "grant_type is required.")
+        else:
+            raise OAuthError("unsupported_grant_type", f"The grant type {grant[:100]} is not supported.")
+    except OAuthError as exc:
+        return oauth_error(exc)
+    return _json(body, no_store=True)
+
+
+@csrf_exempt
+def device(request):
+    if request.method != "POST":
+        return problem(405, "The device authorization endpoint takes POST requests.", headers={"Allow": "POST"})
+    try:
+        form = _form(request)
+        start = services.start_device_flow(form.get("client_id", ""), form.get("scope", ""), form.get("nonce", ""))
+    except OAuthError as exc:
+        return oauth_error(exc)
+    base = services.issuer()
+    return _json({
+        "device_code": start.device_code, "user_code": start.user_code,
+        "verification_uri": f"{base}/device",
+        "verification_uri_complete": f"{base}/device/?code={start.user_code}",
+        "expires_in": start.expires_in, "interval": services.DEVICE_INTERVAL,
+    }, no_store=True)
+
+
+# --- /api/auth: the login and device pages post here ----------------------------------------
+@csrf_exempt
+def api_auth(request):
+    if request.method != "POST":
+        return problem(405, "This endpoint takes POST requests.", headers={"Allow": "POST"})
+    try:
+        body = json.loads(request.body or b"{}")
+        if not isinstance(body, dict) or body.get("type") not in ("authCode", "authDevice", "denyDevice"):
+            raise ValueError("type must be authCode, authDevice or denyDevice")
+        for key in ("accountName", "accountSecret", "clientId", "redirectUri", "code", "scope", "nonce",
+                    "codeChallenge", "codeChallengeMethod", "mfaToken", "state"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise ValueError(f"{key} must be a string")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return problem(400, str(exc), title="Invalid parameters")
+    kind = body["type"]
+    if kind == "authCode":
+        try:
+            _check_code_request(body)
+        except OAuthError as exc:
+            return problem(400, exc.description or exc.error, title="Invalid parameters")
+    try:
+        result = account_services.authenticate(body.get("accountName") or "", body.get("accountSecret") or "",
+                                               client_ip(request), otp=body.get("mfaToken"))
+    except account_services.MfaRequired:
+        return _json({"type": "mfaRequired"}, no_store=True)
+    except account_services.AuthError:
+        return _json({"type": "failure"}, no_store=True)
+    account = result.account
+    account._permission_set = result.permissions
+    if kind in ("authDevice", "denyDevice"):
+        ok = services.decide_device(body.get("code") or "", account, approve=kind == "authDevice")
+        return _json({"type": ("verified" if kind == "authDevice" else "denied") if ok else "failure"}, no_store=True)
+    try:
+        client = services.client_for_flow(body["clientId"], body["redirectUri"], account)
+        if client.client_type == client.CLIENT_PUBLIC and not body.get("codeChallenge"):
+            raise OAuthError("invalid_request", "Public clients must use PKCE (S256).")
+        code = services.create_code(account, client, body["redirectUri"], services.valid_scope(body.get("scope")),
+                                    body.get("nonce") or "", body.get("codeChallenge") or "",
+                                    body.get("codeChallengeMethod") or "")
+    except OAuthError as exc:
+        return problem(400, exc.description or exc.error, title="Invalid parameters")
+    return _json({"type": "authenticated", "client_code": code, "iss": services.issuer()}, no_store=True)
+
+
+def _check_code_request(body: dict) -> None:
+    redirect = body.get("redirectUri") or ""
+    if not body.get("clientId") or len(body["clientId"]) > 2048:
+        raise OAuthError("invalid_request", "clientId is missing or too long.")
+    if not redirect:
+        raise OAuthError("invalid_request", "redirectUri is required.")
+    if "#" in redirect:
+        raise OAuthError("invalid_request", "The redirect URI may not have a fragment.")
+    if redirect.startswith("http://") and not (services.is_loopback(redirect) or body.get("codeChallenge")):
+        raise OAuthError("invalid_request", "The redirect URI must use HTTPS.")
+    method = body.get("codeChallengeMethod") or ("plain" if body.get("codeChallenge") else "")
+    if body.get("codeChallenge"):
+        if method != "S256":
+            raise OAuthError("invalid_request", "Only the S256 code challenge method is accepted.")
+        body["codeChallengeMethod"] = "S256"
+
+
+# --- introspection and userinfo -------------------------------------------------------------
+@csrf_exempt
+def introspect(request):
+    if request.method != "POST":
+        return problem(405, "Introspection takes POST requests.", headers={"Allow": "POST"})
+    principal, error = api_authenticate(request)
+    if error is not None:
+        return error
+    if not principal.has("sysOAuthClientGet") and not principal.has("oAuthClientOverride"):
+        # RFC 7662 §4: only authorised callers may learn about tokens.
+        return problem(403, "Introspection needs the sysOAuthClientGet permission.")
+    try:
+        form = _form(request)
+    except OAuthError as exc:
+        return oauth_error(exc)
+    owner = services.token_owner(form.get("token", ""))
+    if owner is None:
+        return _json({"active": False}, no_store=True)
+    kind, account, expires, issued, client, scope = owner
+    body = {"active": True, "token_type": "bearer" if kind == "access_token" else "refresh_token",
+            "username": account.email_address, "sub": str(account.pk), "client_id": client.client_id,
+            "exp": int(expires.timestamp()), "iat": int(issued.timestamp()), "iss": services.issuer()}
+    if scope:
+        body["scope"] = scope
+    return _json(body, no_store=True)
+
+
+def userinfo(request):
+    if request.method not in ("GET", "POST"):
+        return problem(405, "UserInfo takes GET requests.", headers={"Allow": "GET, POST"})
+    principal, error = api_authenticate(request)
+    if error is not None:
+        return error
+    account = principal.account
+    body = {"sub": str(account.pk), "preferred_username": account.email_address, "email": account.email_address,
+            "email_verified": True}
+    if account.description:
+        body["name"] = account.description
+    response = _json(body)
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@require_GET
+def jwks(request):
+    return _json(services.jwks(), cors=True)
+
+
+# --- discovery ------------------------------------------------------------------------------
+def _metadata() -> dict:
+    base = services.issuer()
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/login",
+        "token_endpoint": f"{base}/auth/token",
+        "device_authorization_endpoint": f"{base}/auth/device",
+        "introspection_endpoint": f"{base}/auth/introspect",
+        "userinfo_endpoint": f"{base}/auth/userinfo",
+        "jwks_uri": f"{base}/auth/jwks.json",
+        "grant_types_supported": ["authorization_code", "refresh_token", GRANT_DEVICE],
+        "response_types_supported": ["code"],
+        "scopes_supported": SCOPES,
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+    }
+
+
+@require_GET
+def oauth_metadata(request):
+    return _json(_metadata(), cors=True)
+
+
+@require_GET
+def openid_configuration(request):
+    doc = _metadata()
+    doc.update({
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [services.provider().signature_algorithm.upper()],
+        "claims_supported": ["sub", "name", "preferred_username", "email", "email_verified"],
+    })
+    return _json(doc, cors=True)
+
+
+@require_GET
+def protected_resource(request):
+    base = services.issuer()
+    return _json({"resource": base, "authorization_servers": [base], "scopes_supported": SCOPES,
+                  "bearer_methods_supported": ["header"]}, cors=True)
+
+
+# --- browser pages --------------------------------------------------------------------------
+def login_page(request, rest=""):
+    return render(request, "oauth/login.html", {"mode": "code"})
+
+
+def device_page(request, rest=""):
+    return render(request, "oauth/login.html", {"mode": "device", "code": request.GET.get("code", "")})
+
+
+def _options(request):
+    response = HttpResponse(status=204)
+    for name, value in CORS.items():
+        response[name] = value
+    return response
