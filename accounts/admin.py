@@ -72,7 +72,7 @@ class SecondaryCredentialInline(admin.TabularInline):
     model = Credential
     verbose_name = "app password or API key"
     verbose_name_plural = "App passwords and API keys (tick “Delete” to revoke)"
-    fields = ("kind", "credential_id", "description", "created_at", "expires_at", "permissions_mode", "last_used_at")
+    fields = ("kind", "credential_id", "description", "created_at", "expires_at", "permissions_mode")
     readonly_fields = fields
     extra = 0
     can_delete = True

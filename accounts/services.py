@@ -205,7 +205,7 @@ def create_secondary_credential(account: Account, kind: str, actor, *, descripti
         cred.save()
         registry.bump_state("Credential")
         registry.audit_event(actor, "AppPassword" if kind == Credential.Kind.APP_PASSWORD else "ApiKey",
-                             f"{account.pk}/{cred.credential_id}", "create", "description", None, description)
+                             f"{ids.encode(account.pk)}/{ids.encode(cred.credential_id)}", "create", "description", None, description)
     return cred, token
 
 
@@ -223,7 +223,7 @@ def revoke_credential(account: Account, credential_id: int, actor, *, kinds=tupl
         cred.delete()
         registry.bump_state("Credential")
         registry.audit_event(actor, "AppPassword" if cred.kind == Credential.Kind.APP_PASSWORD else "ApiKey",
-                             f"{account.pk}/{credential_id}", "destroy", "description", cred.description, None)
+                             f"{ids.encode(account.pk)}/{ids.encode(credential_id)}", "destroy", "description", cred.description, None)
 
 
 # --- logins ---------------------------------------------------------------------------------
