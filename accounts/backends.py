@@ -27,11 +27,12 @@ def client_ip(request) -> str | None:
 
 
 class StalwartBackend:
-    def authenticate(self, request, username=None, password=None, **kwargs):
+    def authenticate(self, request, username=None, password=None, otp=None, **kwargs):
+        """`otp` is the one-time code of accounts with two-factor login (None when not given)."""
         if username is None or password is None:
             return None
         try:
-            result = services.authenticate(username, password, client_ip(request))
+            result = services.authenticate(username, password, client_ip(request), otp=otp or None)
         except services.AuthError as exc:
             if request is not None:
                 request.auth_error = exc

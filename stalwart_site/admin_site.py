@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm
 from django.urls import reverse
 
@@ -7,20 +8,46 @@ from registry import declaration as decl_mod
 
 
 class LoginForm(AuthenticationForm):
-    """Anyone with a login may sign in; refusals say why when it helps (bans, disabled logins)."""
+    """Anyone with a login may sign in; refusals say why when it helps (bans, disabled logins).
+
+    Accounts with two-factor login also give the code of their authenticator: without one, the
+    form asks for it (the password was right); a wrong one fails like a wrong password, and
+    counts towards fail-to-ban the same way.
+    """
+
+    otp = forms.CharField(
+        label="One-time code", required=False, max_length=16,
+        help_text="Only if two-factor login is on for your account.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
+                                      "pattern": "[0-9 ]{6,10}", "spellcheck": "false"}),
+    )
 
     def clean(self):
-        try:
-            return super().clean()
-        except forms.ValidationError:
-            exc = getattr(self.request, "auth_error", None)
-            if exc is not None and exc.status in (403, 429):
-                raise forms.ValidationError(str(exc), code=exc.reason) from None
-            raise
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        otp = "".join((self.cleaned_data.get("otp") or "").split()) or None
+        if username is not None and password:
+            if self.request is not None:
+                self.request.auth_error = None
+            self.user_cache = authenticate(self.request, username=username, password=password, otp=otp)
+            if self.user_cache is None:
+                exc = getattr(self.request, "auth_error", None)
+                if exc is not None and exc.status == 402:
+                    raise forms.ValidationError("Enter the one-time code from your authenticator.",
+                                                code="mfa_required")
+                if exc is not None and exc.status in (403, 429):
+                    raise forms.ValidationError(str(exc), code=exc.reason)
+                if otp:
+                    raise forms.ValidationError(
+                        "Please enter a correct login, password and one-time code.", code="invalid_login")
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
 
 
 class StalwartAdminSite(admin.AdminSite):
     login_form = LoginForm
+    login_template = "accounts/admin_login.html"
     site_header = "Stalwart administration"
     site_title = "Stalwart"
     index_title = "Server administration"
@@ -50,6 +77,13 @@ class StalwartAdminSite(admin.AdminSite):
                 "has_module_perms": True, "models": models,
             })
         return out
+
+    def get_urls(self):
+        from django.urls import path
+
+        # Django's admin_view refuses its own logout to those without admin access (it redirects
+        # them to the index, logged in still); everyone logs in here, so everyone may log out.
+        return [path("logout/", self.logout, name="logout"), *super().get_urls()]
 
     def login(self, request, extra_context=None):
         response = super().login(request, extra_context)

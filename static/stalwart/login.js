@@ -16,13 +16,21 @@
     return;
   }
 
+  var busy = false;
+  var submit = document.getElementById("submit");
+
+  function otp() { return form.mfaToken.value.replace(/\s+/g, ""); }
+
   function send(type) {
+    if (busy) { return; }
+    busy = true;
+    submit.disabled = true;
     error.hidden = true;
     var body = {
       type: type,
       accountName: form.accountName.value,
       accountSecret: form.accountSecret.value,
-      mfaToken: form.mfaToken.value || null
+      mfaToken: otp() || null
     };
     if (mode === "device") {
       body.code = form.code.value;
@@ -37,6 +45,8 @@
     fetch("/api/auth", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)})
       .then(function (r) { return r.json().then(function (j) { return {ok: r.ok, body: j}; }); })
       .then(function (res) {
+        busy = false;
+        submit.disabled = false;
         var r = res.body;
         if (!res.ok) { show(error, r.detail || "The request was refused."); return; }
         if (r.type === "mfaRequired") {
@@ -57,12 +67,23 @@
           form.hidden = true;
           show(done, "The request was denied. The device will not get access.");
         } else {
+          if (!document.getElementById("mfa").hidden) { form.mfaToken.value = ""; form.mfaToken.focus(); }
           show(error, "The login, password, code or one-time code is wrong, or the code has expired.");
         }
       })
-      .catch(function () { show(error, "A temporary failure occurred; please try again."); });
+      .catch(function () {
+        busy = false;
+        submit.disabled = false;
+        show(error, "A temporary failure occurred; please try again.");
+      });
   }
 
+  // Six digits typed (or pasted) into the one-time code field send the form at once.
+  form.mfaToken.addEventListener("input", function () {
+    if (/^[0-9]{6}$/.test(otp()) && !busy) {
+      if (form.requestSubmit) { form.requestSubmit(); } else { send(mode === "device" ? "authDevice" : "authCode"); }
+    }
+  });
   form.addEventListener("submit", function (ev) { ev.preventDefault(); send(mode === "device" ? "authDevice" : "authCode"); });
   var deny = document.getElementById("deny");
   if (deny) { deny.addEventListener("click", function () { send("denyDevice"); }); }
