@@ -18,6 +18,11 @@ wrk (Debian's /usr/bin/wrk) drives each scenario for --duration seconds after a 
 with bench/request.lua, whose done() prints the figures this script parses. Responses other than
 the expected status, and socket errors or timeouts, are reported in the "errors" column; a run
 with errors says so and exits with status 1. Only 127.0.0.1 is ever contacted.
+
+"server CPU/req" is the CPU time of the gunicorn processes per request served (read from /proc
+around each run). Unlike req/s and latencies it hardly depends on other load on the machine;
+cores / CPU per request estimates an idle machine's rate. A run that starts while the load
+average exceeds half the cores says so.
 """
 from __future__ import annotations
 
@@ -82,7 +87,7 @@ def wait_until_up(url: str, proc: subprocess.Popen, log_path: Path) -> None:
         try:
             requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(log_path.read_text()) from None
             time.sleep(0.2)
@@ -187,6 +192,13 @@ class Result:
     unexpected: int
     bad_status: int
     socket_errors: dict
+    cpu_seconds: float  # used by the server's processes for the run, in-flight requests included
+    in_flight: int  # requests still open when wrk stopped (one per connection), served all the same
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        served = self.requests + self.in_flight
+        return self.cpu_seconds * 1000 / served if self.requests else 0.0
 
     @property
     def rate(self) -> float:
@@ -204,6 +216,46 @@ class Result:
         return ", ".join(parts)
 
 
+def server_cpu_seconds() -> float:
+    """CPU time (user + system) used so far by the processes this script started and that still run.
+
+    Outside a wrk run those are the gunicorn master and its workers only (the manage.py calls
+    and wrk have ended), so the difference around a run is the server's CPU time for it, a
+    figure that other load on the machine hardly changes, unlike req/s and latencies.
+    """
+    children: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        times[int(entry)] = int(fields[11]) + int(fields[12])  # utime, stime
+    total, todo = 0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0)
+        todo += children.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def settled_cpu_seconds(limit: float) -> float:
+    """server_cpu_seconds() once the workers have finished the requests wrk left in flight."""
+    deadline = time.monotonic() + limit
+    last = server_cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = server_cpu_seconds()
+        if now - last < 0.02:
+            return now
+        last = now
+    return last
+
+
 def run_wrk(scenario: str, url: str, args, *, method="GET", body="", cookie="", authorization="",
             content_type="application/x-www-form-urlencoded", expect=200, duration: int | None = None) -> Result:
     """Drive one scenario with wrk and bench/request.lua (shared with bench/jmap.py)."""
@@ -212,7 +264,9 @@ def run_wrk(scenario: str, url: str, args, *, method="GET", body="", cookie="", 
            "BENCH_AUTH": authorization, "BENCH_CONTENT_TYPE": content_type, "BENCH_EXPECT": str(expect)}
     cmd = [args.wrk, "-t", str(min(args.threads, args.connections)), "-c", str(args.connections),
            "-d", f"{duration}s", "--timeout", f"{args.timeout}s", "-s", str(LUA), url]
+    cpu_before = server_cpu_seconds()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + args.timeout + 60)
+    cpu = settled_cpu_seconds(args.timeout) - cpu_before
     if args.verbose:
         print(proc.stdout, proc.stderr, sep="", file=sys.stderr)
     m = re.search(r"^BENCH (.*)$", proc.stdout, re.M)
@@ -223,7 +277,8 @@ def run_wrk(scenario: str, url: str, args, *, method="GET", body="", cookie="", 
         scenario=scenario, requests=v["requests"], seconds=v["duration_us"] / 1e6,
         p50_us=v["p50_us"], p90_us=v["p90_us"], p99_us=v["p99_us"],
         unexpected=v["unexpected"], bad_status=v["bad_status"],
-        socket_errors={k: v[k] for k in ("connect", "read", "write", "timeout")},
+        socket_errors={k: v[k] for k in ("connect", "read", "write", "timeout")}, cpu_seconds=cpu,
+        in_flight=args.connections,
     )
 
 
@@ -243,9 +298,10 @@ def ms(us: int) -> str:
 
 
 def table(results: list[Result]) -> str:
-    rows = [("scenario", "req/s", "p50", "p90", "p99", "errors")]
+    rows = [("scenario", "req/s", "p50", "p90", "p99", "errors", "server CPU/req")]
     for r in results:
-        rows.append((r.scenario, f"{r.rate:.1f}", ms(r.p50_us), ms(r.p90_us), ms(r.p99_us), str(r.errors)))
+        rows.append((r.scenario, f"{r.rate:.1f}", ms(r.p50_us), ms(r.p90_us), ms(r.p99_us), str(r.errors),
+                     ms(r.cpu_ms_per_request * 1000)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
 
     def line(row):

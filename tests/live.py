@@ -91,7 +91,7 @@ def live_server(workers: int = 2, extra_env: dict | None = None):
                     try:
                         requests.get(server.url + "/admin/login/", timeout=2)
                         break
-                    except requests.ConnectionError:
+                    except (requests.ConnectionError, requests.Timeout):  # a loaded machine starts slowly
                         if proc.poll() is not None or time.monotonic() > deadline:
                             raise RuntimeError((Path(tmp) / "gunicorn.log").read_text()) from None
                         time.sleep(0.2)
