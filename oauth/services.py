@@ -35,6 +35,11 @@ SCOPES = ["openid", "offline_access", "urn:ietf:params:oauth:scope:mail",
 TOKEN_PREFIX = "sw1."
 USER_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 DEVICE_INTERVAL = 5
+# What the storage holds: OAuthClient.client_id and Grant.nonce are 255 characters long,
+# the device grant's client_id 100. Longer values are refused (invalid_request), not cut.
+MAX_CLIENT_ID = 255
+MAX_DEVICE_CLIENT_ID = 100
+MAX_NONCE = 255
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -91,14 +96,13 @@ def signing_key() -> jwk.JWK:
         return memo[1]
     pem = prov.signature_key
     if not pem:
-        with transaction.atomic():
-            locked = OidcProvider.objects.select_for_update().get(pk=prov.pk)
-            if not locked.signature_key:
-                key = (jwk.JWK.generate(kty="EC", crv="P-256") if locked.signature_algorithm == "es256"
-                       else jwk.JWK.generate(kty="RSA", size=2048))
-                locked.signature_key = key.export_to_pem(private_key=True, password=None).decode()
-                OidcProvider.objects.filter(pk=locked.pk).update(signature_key=locked.signature_key)
-            pem = locked.signature_key
+        key = (jwk.JWK.generate(kty="EC", crv="P-256") if prov.signature_algorithm == "es256"
+               else jwk.JWK.generate(kty="RSA", size=2048))
+        candidate = key.export_to_pem(private_key=True, password=None).decode()
+        # The first writer wins, on any database (SQLite ignores select_for_update): two workers
+        # generating at once must not end up signing with a key other than the one published.
+        OidcProvider.objects.filter(pk=prov.pk, signature_key="").update(signature_key=candidate)
+        pem = OidcProvider.objects.values_list("signature_key", flat=True).get(pk=prov.pk)
         _memo.pop("provider", None)
         prov = provider()
     key = jwk.JWK.from_pem(pem.encode())
@@ -151,7 +155,7 @@ def find_client(client_id: str) -> OAuthClient | None:
 
 def client_for_flow(client_id: str, redirect_uri: str | None, account: Account | None) -> OAuthClient:
     """The client of a flow, or OAuthError. Unknown ids are accepted unless the settings say no."""
-    if not client_id or len(client_id) > 2048:
+    if not client_id or len(client_id) > MAX_CLIENT_ID:
         raise OAuthError("invalid_request", "client_id is missing or too long.")
     client = find_client(client_id)
     if client is not None and not client.ephemeral:
@@ -175,9 +179,16 @@ def client_for_flow(client_id: str, redirect_uri: str | None, account: Account |
     return client
 
 
+def client_expired(client: OAuthClient | None) -> bool:
+    """expiresAt has passed: the client stops working, at the token endpoint too."""
+    return bool(client is not None and client.expires_at and client.expires_at <= timezone.now())
+
+
 def authenticate_client(client_id: str | None, client_secret: str | None) -> OAuthClient | None:
     """Check the secret of a confidential client; public and unknown clients pass (PKCE protects them)."""
     client = find_client(client_id) if client_id else None
+    if client_expired(client):
+        raise OAuthError("invalid_client", "The client has expired.", 401)
     if client is None or client.client_type != OAuthClient.CLIENT_CONFIDENTIAL:
         return client
     if not client_secret:
@@ -223,19 +234,23 @@ def exchange_code(code: str, client_id: str | None, redirect_uri: str | None, ve
     if not code or not redirect_uri or not client_id:
         raise OAuthError("invalid_request", "code, redirect_uri and client_id are required.")
     client = authenticate_client(client_id, client_secret)
+    error = None
     with transaction.atomic():
         grant = Grant.objects.select_for_update().select_related("application", "user").filter(code=digest(code)).first()
         if grant is None or grant.expires <= timezone.now():
             raise OAuthError("invalid_grant", "The authorization code is unknown, used or expired.")
-        # A code is single-use: whatever happens next, it is gone.
+        # A code is single-use: whatever happens next, it is gone. The errors below are raised
+        # after the block, which would otherwise roll the deletion back with them.
         grant.delete()
         if grant.application.client_id != client_id or grant.redirect_uri != redirect_uri:
-            raise OAuthError("invalid_grant", "The code was issued to another client or redirect URI.")
-        if not check_pkce(grant, verifier):
-            raise OAuthError("invalid_grant", "The PKCE code verifier does not match.")
-        if client is None and grant.application.client_type == OAuthClient.CLIENT_CONFIDENTIAL:
-            raise OAuthError("invalid_client", "Client authentication failed.", 401)
-        return issue_tokens(grant.user, grant.application, grant.scope, nonce=grant.nonce, id_token_too=True)
+            error = OAuthError("invalid_grant", "The code was issued to another client or redirect URI.")
+        elif not check_pkce(grant, verifier):
+            error = OAuthError("invalid_grant", "The PKCE code verifier does not match.")
+        elif client is None and grant.application.client_type == OAuthClient.CLIENT_CONFIDENTIAL:
+            error = OAuthError("invalid_client", "Client authentication failed.", 401)
+        else:
+            return issue_tokens(grant.user, grant.application, grant.scope, nonce=grant.nonce, id_token_too=True)
+    raise error
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -271,11 +286,20 @@ def refresh_tokens(raw: str | None, client_id: str | None, client_secret: str | 
               .filter(token_checksum=digest(raw), revoked__isnull=True).first())
         if rt is None or rt.created + prov.refresh_token_expiry <= timezone.now():
             raise OAuthError("invalid_grant", "The refresh token is unknown, revoked or expired.")
+        if client_expired(rt.application):
+            raise OAuthError("invalid_client", "The client has expired.", 401)
+        if client is None and rt.application.client_type == OAuthClient.CLIENT_CONFIDENTIAL:
+            # RFC 6749 §6: a confidential client authenticates to refresh (a stolen refresh token
+            # alone is not enough).
+            raise OAuthError("invalid_client", "Client authentication failed.", 401)
         if client is not None and rt.application_id != client.pk:
             raise OAuthError("invalid_grant", "The refresh token was issued to another client.")
         remaining = rt.created + prov.refresh_token_expiry - timezone.now()
         renew = remaining <= prov.refresh_token_renewal
-        out = issue_tokens(rt.user, rt.application, "", refresh=renew)
+        # RFC 6749 §6: the new access token has the scope of the original grant.
+        # (Read apart: PostgreSQL refuses FOR UPDATE across the nullable access_token join.)
+        scope = AccessToken.objects.filter(pk=rt.access_token_id).values_list("scope", flat=True).first() or ""
+        out = issue_tokens(rt.user, rt.application, scope, refresh=renew)
         if renew:
             rt.revoked = timezone.now()
             rt.save(update_fields=["revoked"])
@@ -335,12 +359,16 @@ class DeviceStart:
 
 
 def start_device_flow(client_id: str, scope: str, nonce: str) -> DeviceStart:
-    if not client_id or len(client_id) > 2048:
+    if not client_id:
         raise OAuthError("invalid_request", "client_id is required.")
+    if len(client_id) > MAX_DEVICE_CLIENT_ID:
+        raise OAuthError("invalid_request", f"client_id may have at most {MAX_DEVICE_CLIENT_ID} characters.")
+    if len(nonce or "") > MAX_NONCE:
+        raise OAuthError("invalid_request", f"nonce may have at most {MAX_NONCE} characters.")
     prov = provider()
     device_code, user_code = random_code(), new_user_code()
     DeviceGrant.objects.create(device_code=digest(device_code), user_code=digest(user_code), scope=valid_scope(scope),
-                               client_id=client_id, interval=DEVICE_INTERVAL, nonce=(nonce or "")[:255],
+                               client_id=client_id, interval=DEVICE_INTERVAL, nonce=nonce or "",
                                expires=timezone.now() + prov.user_code_expiry)
     return DeviceStart(device_code, user_code, int(prov.user_code_expiry.total_seconds()))
 
@@ -382,9 +410,12 @@ def poll_device(device_code: str | None, client_id: str | None) -> dict:
             grant.polled_at = now
             grant.save()
             error = OAuthError("slow_down" if too_soon else "authorization_pending")
-        else:
+        elif grant.status == DeviceGrant.AUTHORIZED and grant.user is not None:
             account = grant.user
             grant.delete()
+        else:  # django-oauth-toolkit's "expired", or a grant without its user
+            grant.delete()
+            error = OAuthError("expired_token", "The device code is unknown or has expired.")
     # Raised after the block, so that the poll time and the deletions above are kept.
     if error is not None:
         raise error

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import re
 from urllib.parse import unquote
 
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
 
 from accounts import services as account_services
 from jmapapi.views import authenticate as api_authenticate
@@ -48,13 +51,53 @@ def oauth_error(exc: OAuthError) -> JsonResponse:
     return response
 
 
+def endpoint(*methods: str, cors: bool = False):
+    """The method rules of an OAuth endpoint: others get 405 problem+json with Allow (not
+    Django's empty 405, nor the CSRF middleware's HTML 403: these endpoints use no cookies);
+    with `cors`, OPTIONS is a CORS preflight answered 204 (the reference does so under /auth/
+    and /.well-known/)."""
+    allowed = ", ".join(methods)
+
+    def wrap(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        def inner(request, *args, **kwargs):
+            if request.method in methods:
+                return view(request, *args, **kwargs)
+            if cors and request.method == "OPTIONS":
+                return _options(request)
+            return problem(405, f"This endpoint takes {allowed} requests.", headers={"Allow": allowed})
+        return inner
+
+    return wrap
+
+
 def _form(request, limit: int = 4096) -> dict:
+    """The form parameters of an OAuth request (RFC 6749 §3.2, §4.1.3): urlencoded (or
+    multipart), each at most once, within `limit` bytes; anything else is invalid_request."""
     ctype = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if ctype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise OAuthError("invalid_request", "The body must be application/x-www-form-urlencoded.")
-    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise OAuthError("invalid_request", "The Content-Length header is malformed.") from None
+    if length > limit:
         raise OAuthError("invalid_request", "The request body is too large.")
-    return {k: v for k, v in request.POST.items()}
+    try:
+        # Django refuses a charset other than UTF-8 (BadRequest), a multipart body without or
+        # with a broken boundary, and too many fields (SuspiciousOperation).
+        items = list(request.POST.lists())
+    except (BadRequest, SuspiciousOperation, MultiPartParserError, UnicodeDecodeError, ValueError):
+        raise OAuthError("invalid_request", "The request body is not a valid form.") from None
+    form = {}
+    for key, values in items:
+        if len(values) > 1:
+            raise OAuthError("invalid_request", f"The parameter {key[:100]} is repeated.")
+        if "\x00" in key or "\x00" in values[0]:
+            raise OAuthError("invalid_request", "Parameters may not contain NUL characters.")
+        form[key] = values[0]
+    return form
 
 
 def _client_credentials(request, form) -> tuple[str | None, str | None]:
@@ -65,7 +108,10 @@ def _client_credentials(request, form) -> tuple[str | None, str | None]:
             user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise OAuthError("invalid_client", "Malformed Basic credentials.", 401) from None
-        client_id, secret = client_id or unquote(user), secret or unquote(password)
+        user, password = unquote(user), unquote(password)
+        if "\x00" in user or "\x00" in password:
+            raise OAuthError("invalid_client", "Malformed Basic credentials.", 401)
+        client_id, secret = client_id or user, secret or password
     return client_id, secret
 
 
@@ -73,10 +119,8 @@ def _client_credentials(request, form) -> tuple[str | None, str | None]:
 GRANT_DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-@csrf_exempt
+@endpoint("POST", cors=True)
 def token(request):
-    if request.method != "POST":
-        return problem(405, "The token endpoint takes POST requests.", headers={"Allow": "POST"})
     try:
         form = _form(request)
         grant = (form.get("grant_type") or "").strip()
@@ -87,6 +131,8 @@ def token(request):
         elif grant == "refresh_token":
             body = services.refresh_tokens(form.get("refresh_token"), client_id, secret)
         elif grant == GRANT_DEVICE:
+            # RFC 8628 §3.4: a confidential client authenticates as at any token request.
+            services.authenticate_client(client_id, secret)
             body = services.poll_device(form.get("device_code"), client_id)
         elif not grant:
             raise OAuthError("invalid_request", "grant_type is required.")
@@ -97,13 +143,14 @@ def token(request):
     return _json(body, no_store=True)
 
 
-@csrf_exempt
+@endpoint("POST", cors=True)
 def device(request):
-    if request.method != "POST":
-        return problem(405, "The device authorization endpoint takes POST requests.", headers={"Allow": "POST"})
     try:
         form = _form(request)
-        start = services.start_device_flow(form.get("client_id", ""), form.get("scope", ""), form.get("nonce", ""))
+        client_id, secret = _client_credentials(request, form)
+        # RFC 8628 §3.1: a confidential client authenticates (public and unknown ones pass).
+        services.authenticate_client(client_id, secret)
+        start = services.start_device_flow(client_id or "", form.get("scope", ""), form.get("nonce", ""))
     except OAuthError as exc:
         return oauth_error(exc)
     base = services.issuer()
@@ -116,20 +163,41 @@ def device(request):
 
 
 # --- /api/auth: the login and device pages post here ----------------------------------------
-@csrf_exempt
+API_AUTH_MAX_BODY = 1024 * 1024  # the reference's limit
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+@endpoint("POST")
 def api_auth(request):
-    if request.method != "POST":
-        return problem(405, "This endpoint takes POST requests.", headers={"Allow": "POST"})
     try:
-        body = json.loads(request.body or b"{}")
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return problem(400, "The Content-Length header is malformed.", title="Invalid parameters")
+    if length > API_AUTH_MAX_BODY:
+        return problem(400, "The request body is too large.", title="Invalid parameters")
+    try:
+        body = json.loads(request.body or b"{}", parse_constant=_no_constants)
         if not isinstance(body, dict) or body.get("type") not in ("authCode", "authDevice", "denyDevice"):
             raise ValueError("type must be authCode, authDevice or denyDevice")
         for key in ("accountName", "accountSecret", "clientId", "redirectUri", "code", "scope", "nonce",
                     "codeChallenge", "codeChallengeMethod", "mfaToken", "state"):
-            if body.get(key) is not None and not isinstance(body[key], str):
+            value = body.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
                 raise ValueError(f"{key} must be a string")
-    except (ValueError, UnicodeDecodeError) as exc:
-        return problem(400, str(exc), title="Invalid parameters")
+            # Lone surrogates ("\ud800") cannot be stored nor hashed; NUL cannot be stored.
+            value.encode("utf-8")
+            if "\x00" in value:
+                raise ValueError(f"{key} may not contain NUL characters")
+    except SuspiciousOperation:  # a body larger than Django accepts, sent without its length
+        return problem(400, "The request body is too large.", title="Invalid parameters")
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        detail = "The JSON nests too deeply." if isinstance(exc, RecursionError) else str(exc)[:200]
+        return problem(400, detail, title="Invalid parameters")
     kind = body["type"]
     if kind == "authCode":
         try:
@@ -162,8 +230,10 @@ def api_auth(request):
 
 def _check_code_request(body: dict) -> None:
     redirect = body.get("redirectUri") or ""
-    if not body.get("clientId") or len(body["clientId"]) > 2048:
+    if not body.get("clientId") or len(body["clientId"]) > services.MAX_CLIENT_ID:
         raise OAuthError("invalid_request", "clientId is missing or too long.")
+    if len(body.get("nonce") or "") > services.MAX_NONCE:
+        raise OAuthError("invalid_request", f"nonce may have at most {services.MAX_NONCE} characters.")
     if not redirect:
         raise OAuthError("invalid_request", "redirectUri is required.")
     if "#" in redirect:
@@ -174,18 +244,19 @@ def _check_code_request(body: dict) -> None:
     if body.get("codeChallenge"):
         if method != "S256":
             raise OAuthError("invalid_request", "Only the S256 code challenge method is accepted.")
+        # RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters of the unreserved set.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{43}", body["codeChallenge"]):
+            raise OAuthError("invalid_request", "The code challenge is not an S256 challenge.")
         body["codeChallengeMethod"] = "S256"
 
 
 # --- introspection and userinfo -------------------------------------------------------------
-@csrf_exempt
+@endpoint("POST", cors=True)
 def introspect(request):
-    if request.method != "POST":
-        return problem(405, "Introspection takes POST requests.", headers={"Allow": "POST"})
     principal, error = api_authenticate(request)
     if error is not None:
         return error
-    if not principal.has("sysOAuthClientGet") and not principal.has("oAuthClientOverride"):
+    if not principal.has("sysOAuthClientGet"):
         # RFC 7662 §4: only authorised callers may learn about tokens.
         return problem(403, "Introspection needs the sysOAuthClientGet permission.")
     try:
@@ -204,9 +275,8 @@ def introspect(request):
     return _json(body, no_store=True)
 
 
+@endpoint("GET", "HEAD", "POST", cors=True)  # OpenID Connect Core §5.3.1: GET and POST
 def userinfo(request):
-    if request.method not in ("GET", "POST"):
-        return problem(405, "UserInfo takes GET requests.", headers={"Allow": "GET, POST"})
     principal, error = api_authenticate(request)
     if error is not None:
         return error
@@ -220,7 +290,7 @@ def userinfo(request):
     return response
 
 
-@require_GET
+@endpoint("GET", "HEAD", cors=True)
 def jwks(request):
     return _json(services.jwks(), cors=True)
 
@@ -233,6 +303,7 @@ def _metadata() -> dict:
         "authorization_endpoint": f"{base}/login",
         "token_endpoint": f"{base}/auth/token",
         "device_authorization_endpoint": f"{base}/auth/device",
+        "registration_endpoint": f"{base}/auth/register",
         "introspection_endpoint": f"{base}/auth/introspect",
         "userinfo_endpoint": f"{base}/auth/userinfo",
         "jwks_uri": f"{base}/auth/jwks.json",
@@ -240,18 +311,20 @@ def _metadata() -> dict:
         "response_types_supported": ["code"],
         "scopes_supported": SCOPES,
         "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
+        # Introspection takes the caller's own credentials (an access token, or an account's
+        # Basic login or API key), never a client secret: RFC 8414 lists access token types here.
+        "introspection_endpoint_auth_methods_supported": ["Bearer"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
     }
 
 
-@require_GET
+@endpoint("GET", "HEAD", cors=True)
 def oauth_metadata(request):
     return _json(_metadata(), cors=True)
 
 
-@require_GET
+@endpoint("GET", "HEAD", cors=True)
 def openid_configuration(request):
     doc = _metadata()
     doc.update({
@@ -262,7 +335,7 @@ def openid_configuration(request):
     return _json(doc, cors=True)
 
 
-@require_GET
+@endpoint("GET", "HEAD", cors=True)
 def protected_resource(request):
     base = services.issuer()
     return _json({"resource": base, "authorization_servers": [base], "scopes_supported": SCOPES,
