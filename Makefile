@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap clean browser
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: install-dev
 # WSGI (docs/performance.md); needs wrk. Options through BENCH_ARGS, e.g. BENCH_ARGS="--duration 5".
 bench-jmap: install-dev
 	$(BIN)/python bench/jmap.py $(BENCH_ARGS)
+
+# OAuth requests per second (introspection with Basic, Core/echo with a Bearer access token got
+# through dynamic registration and the code flow) against bare WSGI (docs/performance.md); needs wrk.
+bench-oauth: install-dev
+	$(BIN)/python bench/oauth.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

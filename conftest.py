@@ -26,13 +26,17 @@ def _fresh_caches():
     """Database rows roll back between tests; what was cached under their states must go too."""
     from django.core.cache import cache
 
+    from oauth import services as oauth_services
     from security.services import drop_lists
 
-    cache.clear()
-    drop_lists()
+    def clear():
+        cache.clear()
+        drop_lists()
+        oauth_services._memo.clear()
+
+    clear()
     yield
-    cache.clear()
-    drop_lists()
+    clear()
 
 
 @pytest.fixture

@@ -316,7 +316,8 @@ class RegistryMethods:
                 raise MethodError("unsupportedFilter", "Filter on property text is not supported or invalid")
             q = Q(pk__in=[])
             for prop in self.decl.props:
-                if prop.field.get_internal_type() in ("CharField", "TextField") and not prop.field.choices:
+                if (prop.field.get_internal_type() in ("CharField", "TextField") and not prop.field.choices
+                        and not prop.secret):
                     q |= Q(**{f"{prop.attname}__icontains": value})
             return q
         lookup = "exact"

@@ -9,6 +9,7 @@ class OAuthConfig(AppConfig):
         from accounts import http_auth
         from accounts.signals import password_changed
 
+        from . import client_methods  # noqa: F401  (the JMAP face of x:OAuthClient)
         from . import objects  # noqa: F401  (declarations)
         from . import services
 

@@ -3,23 +3,48 @@ and the OpenID Connect provider settings."""
 from datetime import timedelta
 
 from django.db import models
-from oauth2_provider.models import AbstractApplication, AbstractDeviceGrant
+from oauth2_provider.models import AbstractApplication, AbstractDeviceGrant, ClientSecretField
 
 from registry.fields import NameSetField
 from registry.models import SingletonModel
 
 
-class OAuthClient(AbstractApplication):
-    """A registered OAuth client. Unknown client ids get an ephemeral one when settings allow."""
+class SecretHashField(ClientSecretField):
+    """django-oauth-toolkit's secret field, except that no secret stays empty (it would store
+    the hash of the empty string, which reads as a secret)."""
 
-    description = models.CharField(max_length=255, blank=True)
-    contacts = NameSetField(schema_type="Set<EmailAddress>")
-    logo = models.CharField(max_length=2048, blank=True)
+    def pre_save(self, model_instance, add):
+        if not getattr(model_instance, self.attname):
+            return ""
+        return super().pre_save(model_instance, add)
+
+
+class OAuthClient(AbstractApplication):
+    """A registered OAuth client. Unknown client ids get an ephemeral one when settings allow.
+
+    The rules of oauth.clients apply whoever writes one (clean/save): the reference's redirect-URI
+    rules instead of django-oauth-toolkit's, a secret stored as an argon2id hash, and a client
+    with a secret is confidential, one without public.
+    """
+
+    # No generated defaults (django-oauth-toolkit generates both): a generated id would make the
+    # schema document differ between processes, and a generated secret would turn every client
+    # created in the admin confidential with a secret nobody saw.
+    client_id = models.CharField(max_length=255, unique=True, db_index=True, default="",
+                                 verbose_name="client ID", help_text="Unique identifier of the OAuth client.")
+    client_secret = SecretHashField(max_length=255, blank=True, default="", db_index=True, verbose_name="secret",
+                                    help_text="Secret of a confidential client, stored hashed; "
+                                              "empty for a public client.")
+    description = models.CharField(max_length=255, blank=True, help_text="Description of the OAuth client.")
+    contacts = NameSetField(schema_type="Set<EmailAddress>", help_text="Contact email addresses.")
+    logo = models.CharField(max_length=2048, blank=True,
+                            help_text="URL or base64-encoded image representing the client.")
     expires_at = models.DateTimeField(null=True, blank=True, help_text="The client stops working after this time.")
     tenant = models.ForeignKey("accounts.Tenant", null=True, blank=True, on_delete=models.PROTECT,
-                               related_name="oauth_clients")
+                               related_name="oauth_clients", help_text="The tenant this client belongs to.")
     # Created on the fly for an unregistered client id (when registration is not required).
-    ephemeral = models.BooleanField(default=False)
+    ephemeral = models.BooleanField(default=False, help_text="Created on first use of an unregistered client id; "
+                                                             "saving it registers it.")
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
@@ -27,6 +52,24 @@ class OAuthClient(AbstractApplication):
 
     def __str__(self):
         return self.description or self.client_id
+
+    def clean_fields(self, exclude=None):
+        from .clients import derive_type
+
+        derive_type(self)
+        super().clean_fields(exclude)
+
+    def clean(self):
+        # Not django-oauth-toolkit's rules: see oauth.clients.
+        from .clients import check_client
+
+        check_client(self)
+
+    def save(self, *args, **kwargs):
+        from .clients import prepare_for_save
+
+        prepare_for_save(self)
+        super().save(*args, **kwargs)
 
 
 class SignatureAlgorithm(models.TextChoices):

@@ -4,6 +4,8 @@ from django.urls import include, path
 
 from accounts import views as account_views
 from jmapapi import views as jmap
+from oauth import api_views as oauth_api
+from oauth import registration as oauth_registration
 from oauth import views as oauth
 
 urlpatterns = [
@@ -22,7 +24,12 @@ urlpatterns = [
     path("auth/introspect", oauth.introspect),
     path("auth/userinfo", oauth.userinfo),
     path("auth/jwks.json", oauth.jwks),
+    path("auth/register", oauth_registration.register),
     path("api/auth", oauth.api_auth),
+    path("api/discover", oauth_api.discover),
+    path("api/discover/", oauth_api.discover),
+    path("api/discover/<path:email>", oauth_api.discover),
+    path("api/account", oauth_api.account),
     path("login", oauth.login_page),
     path("device", oauth.device_page),
     path("device/", oauth.device_page),

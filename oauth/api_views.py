@@ -1,0 +1,83 @@
+"""The /api helpers of the OAuth slice: /api/discover/{email} and /api/account.
+
+/api/discover/{email} (oauth.md §6.12, http.md §8.2): the OpenID Connect discovery document of
+the identity provider of the address's domain. No external OIDC directory is bound to a domain
+yet, so it is always this server's own document, the one /.well-known/openid-configuration
+serves, with absolute URLs: the reference makes them relative (and the issuer "") when the
+request did not come over TLS, which breaks issuer validation in clients; our issuer is the
+configured public URL whatever the transport. Any method; no email → 404.
+
+/api/account (auth.md §8.7, http.md §8.3): what the web UI may show the caller: the permissions
+of the current credential, minus those the reference hides from the UI, the edition and the
+account's locale. Any method; authenticated like the JMAP API.
+"""
+from __future__ import annotations
+
+import inspect
+
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts import permissions as catalogue
+from jmapapi.views import authenticate
+from stalwart_site.problem import problem
+
+from . import views as oauth_views
+
+EDITION = "oss"
+
+
+@csrf_exempt
+def discover(request, email: str = ""):
+    if request.method == "OPTIONS":
+        return _options()
+    address = (email or "").strip().lower()
+    if not address:
+        return problem(404, "The address is missing: /api/discover/{email}.")
+    # The document of /.well-known/openid-configuration, whatever the method: the view itself
+    # is called without its decorators, which only answer GET and HEAD.
+    response = inspect.unwrap(oauth_views.openid_configuration)(request)
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+def _options() -> HttpResponse:
+    response = HttpResponse(status=204)
+    for name, value in oauth_views.CORS.items():
+        response[name] = value
+    return response
+
+
+# What the reference's /api/account leaves out: permissions the web UI has no use for.
+_HIDDEN_OPS = {
+    "Create": ("sysDmarcInternalReport", "sysDmarcExternalReport", "sysTlsInternalReport", "sysTlsExternalReport",
+               "sysArfExternalReport", "sysQueuedMessage", "sysLog", "sysClusterNode"),
+    "Update": ("sysDmarcInternalReport", "sysDmarcExternalReport", "sysTlsInternalReport", "sysTlsExternalReport",
+               "sysArfExternalReport", "sysLog", "sysClusterNode", "sysBootstrap"),
+    "Destroy": ("sysLog", "sysClusterNode"),
+    "Get": ("sysBootstrap",),
+}
+HIDDEN = frozenset(prefix + op for op, prefixes in _HIDDEN_OPS.items() for prefix in prefixes)
+# The recovery administrator has no account of its own: no password, settings or credentials.
+RECOVERY_PREFIXES = ("sysAccountPassword", "sysAccountSettings", "sysApiKey", "sysAppPassword")
+
+
+def visible_permissions(principal) -> list[str]:
+    names = set(principal.permissions) - HIDDEN
+    if principal.recovery:
+        names = {n for n in names if not n.startswith(RECOVERY_PREFIXES)}
+    return catalogue.ordered(names)
+
+
+@csrf_exempt
+def account(request):
+    if request.method == "OPTIONS":
+        return HttpResponse(status=204)
+    principal, error = authenticate(request)
+    if error is not None:
+        return error
+    locale = getattr(principal.account, "locale", None) or "en_US"
+    response = JsonResponse({"permissions": visible_permissions(principal), "edition": EDITION, "locale": locale},
+                            json_dumps_params={"separators": (",", ":")})
+    response["Cache-Control"] = "no-store"
+    return response

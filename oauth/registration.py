@@ -1,0 +1,107 @@
+"""POST /auth/register: dynamic client registration (RFC 7591), with the reference's rules.
+
+- The body is a JSON object (whatever the Content-Type), at most 20 KiB. A body that is not a
+  JSON object is a 400 problem+json; metadata that breaks a rule is a 400
+  {"error", "error_description"} with invalid_redirect_uri or invalid_client_metadata, checked in
+  the reference's order (oauth.clients.parse_registration).
+- Public clients (token_endpoint_auth_method "none" or absent) may register anonymously while
+  OidcProvider.anonymousClientRegistration is on (the default); otherwise, and always for
+  confidential clients, the caller must authenticate (Basic, Bearer, API key: 401 if not) and
+  hold oAuthClientRegistration (403 if not).
+- Every accepted client is stored (oauth.clients explains why, where the reference gives public
+  clients a stateless `swc1.` id), and a confidential client's secret is returned once, here.
+- Anonymous registrations are capped per client address, because each one writes a row.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from django.core.cache import cache
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from jmapapi.views import authenticate, client_ip
+from registry.errors import SetError
+from security import services as security
+from stalwart_site.problem import problem
+
+from . import clients, services
+
+MAX_BODY = 20 * 1024
+# Anonymous registrations per client address and window (oauth.clients stores every client).
+ANONYMOUS_LIMIT = 20
+ANONYMOUS_WINDOW = 3600
+
+
+def _json(body: dict, status: int) -> JsonResponse:
+    response = JsonResponse(body, status=status, json_dumps_params={"separators": (",", ":")})
+    # RFC 7591 §3.2: the response may carry a secret.
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+def _error(exc: clients.RegistrationError) -> JsonResponse:
+    return _json({"error": exc.error, "error_description": exc.description}, 400)
+
+
+def _anonymous_allowed(address: str | None) -> bool:
+    """Count one anonymous registration from `address`; False once over the limit."""
+    window = int(time.time() // ANONYMOUS_WINDOW)
+    key = f"dcr-anonymous:{address or '-'}:{window}"
+    if cache.add(key, 1, ANONYMOUS_WINDOW):
+        return ANONYMOUS_LIMIT >= 1
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        cache.add(key, 1, ANONYMOUS_WINDOW)
+        count = 1
+    return count <= ANONYMOUS_LIMIT
+
+
+@csrf_exempt
+def register(request):
+    if request.method == "OPTIONS":
+        return HttpResponse(status=204)
+    if request.method != "POST":
+        return problem(405, "Client registration takes POST requests.", headers={"Allow": "POST"})
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY or len(request.body) > MAX_BODY:
+        return problem(400, f"The registration request is larger than {MAX_BODY} bytes.", title="Invalid parameters")
+    try:
+        body = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return problem(400, "The body is not JSON.", title="Invalid parameters")
+    if not isinstance(body, dict):
+        return problem(400, "The body must be a JSON object of client metadata.", title="Invalid parameters")
+    try:
+        reg = clients.parse_registration(body)
+    except clients.RegistrationError as exc:
+        return _error(exc)
+
+    address = client_ip(request)
+    principal = None
+    if reg.confidential or not services.provider().anonymous_client_registration:
+        principal, error = authenticate(request)
+        if error is not None:
+            return error
+        if not principal.has("oAuthClientRegistration"):
+            return problem(403, "Registering OAuth clients needs the oAuthClientRegistration permission.")
+    else:
+        if security.is_blocked(address):
+            return problem(429, "Too many requests from this address.", headers={"Retry-After": "60"})
+        if not _anonymous_allowed(address):
+            return problem(429, "Too many client registrations from this address; try again later.",
+                           headers={"Retry-After": str(ANONYMOUS_WINDOW)})
+    try:
+        client, secret = clients.register_client(reg, principal, actor=f"anonymous registration from {address}")
+    except SetError as exc:
+        # Checked above already; a refusal here is a rule of the model the parser does not know.
+        props = exc.messages_by_property()
+        error = "invalid_redirect_uri" if "redirectUris" in props else "invalid_client_metadata"
+        return _error(clients.RegistrationError(error, exc.description or exc.type))
+    return _json(clients.registration_response(reg, client, secret), 201)
