@@ -312,29 +312,42 @@ def table(results: list[Result]) -> str:
     return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])
 
 
-def main() -> int:
+def parser(doc: str, connections: int) -> argparse.ArgumentParser:
+    """The options every bench script takes (bench/jmap.py and bench/oauth.py add their own)."""
     cores = multiprocessing.cpu_count()
     default_workers = int(os.environ.get("WEB_CONCURRENCY", cores * 2 + 1))
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--duration", type=int, default=10, help="seconds measured per scenario (default 10)")
     p.add_argument("--warmup", type=int, default=1, help="unreported seconds before each scenario (default 1, 0: none)")
     p.add_argument("--workers", type=int, default=default_workers,
                    help=f"gunicorn sync workers (default: WEB_CONCURRENCY or 2 x cores + 1 = {default_workers})")
-    p.add_argument("--connections", type=int, default=4, help="concurrent wrk connections (default 4)")
+    p.add_argument("--connections", type=int, default=connections,
+                   help=f"concurrent wrk connections (default {connections})")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2, at most --connections)")
     p.add_argument("--timeout", type=int, default=10, help="wrk's per-request timeout in seconds (default 10)")
-    p.add_argument("--algorithms", default=",".join(ALGORITHMS),
-                   help="comma-separated subset of " + ",".join(ALGORITHMS))
     p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="the wrk binary")
     p.add_argument("-v", "--verbose", action="store_true", help="show wrk's own output")
+    return p
+
+
+def parse(p: argparse.ArgumentParser):
     args = p.parse_args()
-    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    if unknown := set(algorithms) - set(ALGORITHMS):
-        p.error(f"unknown algorithms: {', '.join(sorted(unknown))}")
     if not Path(args.wrk).exists():
         p.error(f"wrk not found at {args.wrk} (apt-get install wrk)")
     if args.duration < 1 or args.connections < 1 or args.threads < 1 or args.workers < 1:
         p.error("--duration, --connections, --threads and --workers must be at least 1")
+    return args
+
+
+def main() -> int:
+    cores = multiprocessing.cpu_count()
+    p = parser(__doc__, connections=4)
+    p.add_argument("--algorithms", default=",".join(ALGORITHMS),
+                   help="comma-separated subset of " + ",".join(ALGORITHMS))
+    args = parse(p)
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    if unknown := set(algorithms) - set(ALGORITHMS):
+        p.error(f"unknown algorithms: {', '.join(sorted(unknown))}")
 
     started = time.monotonic()
     load_before = os.getloadavg()[0]

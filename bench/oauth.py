@@ -51,7 +51,9 @@ sys.path.insert(0, str(BENCH))
 
 from jmap import ECHO, bootstrap, check  # noqa: E402  (bench/jmap.py)
 from logins import Result, bare_server, ms  # noqa: E402
-from logins import measure as logins_measure  # noqa: E402  (bench/logins.py: the same gunicorn set-up)
+from logins import measure as logins_measure  # noqa: E402
+from logins import parse as logins_parse  # noqa: E402
+from logins import parser as logins_parser  # noqa: E402  (bench/logins.py: the same gunicorn set-up)
 from tests.live import live_server  # noqa: E402
 
 REDIRECT = "http://127.0.0.1/callback"
@@ -114,22 +116,8 @@ def check_introspection(url: str, authorization: str, body: str, login: str) -> 
 
 def main() -> int:
     cores = multiprocessing.cpu_count()
-    default_workers = int(os.environ.get("WEB_CONCURRENCY", cores * 2 + 1))
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=int, default=10, help="seconds measured per scenario (default 10)")
-    p.add_argument("--warmup", type=int, default=1, help="unreported seconds before each scenario (default 1, 0: none)")
-    p.add_argument("--workers", type=int, default=default_workers,
-                   help=f"gunicorn sync workers (default: WEB_CONCURRENCY or 2 x cores + 1 = {default_workers})")
-    p.add_argument("--connections", type=int, default=8, help="concurrent wrk connections (default 8)")
-    p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2, at most --connections)")
-    p.add_argument("--timeout", type=int, default=10, help="wrk's per-request timeout in seconds (default 10)")
-    p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="the wrk binary")
-    p.add_argument("-v", "--verbose", action="store_true", help="show wrk's own output")
-    args = p.parse_args()
-    if not Path(args.wrk).exists():
-        p.error(f"wrk not found at {args.wrk} (apt-get install wrk)")
-    if args.duration < 1 or args.connections < 1 or args.threads < 1 or args.workers < 1:
-        p.error("--duration, --connections, --threads and --workers must be at least 1")
+    p = logins_parser(__doc__, connections=8)
+    args = logins_parse(p)
 
     started = time.monotonic()
     load_before = os.getloadavg()[0]
