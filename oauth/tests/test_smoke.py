@@ -61,3 +61,27 @@ def test_device_flow(client, make_account):
     tokens = client.post("/auth/token", poll)
     assert tokens.status_code == 200 and "id_token" in tokens.json()
     assert client.post("/auth/token", poll).json()["error"] == "expired_token"
+
+
+def test_rs256_by_setting_signs_and_publishes_an_rsa_key(client, make_account):
+    """ES256 is the default; choosing RS256 generates and keeps an RSA key, published in the JWKS."""
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    from oauth.models import OidcProvider
+    from registry import services as registry
+
+    assert client.get("/auth/jwks.json").json()["keys"][0]["alg"] == "ES256"
+    registry.update(OidcProvider._declaration, None, {"signature_algorithm": "rs256", "signature_key": ""}, "test")
+    jwks = client.get("/auth/jwks.json").json()
+    assert jwks["keys"][0]["kty"] == "RSA" and jwks["keys"][0]["alg"] == "RS256" and jwks["keys"][0]["kid"] == "default"
+    assert OidcProvider.load().signature_key.startswith("-----BEGIN PRIVATE KEY-----")
+    make_account("carol")
+    start = client.post("/auth/device", {"client_id": "tv", "nonce": "n-rs"}).json()
+    assert client.post("/api/auth", json.dumps({"type": "authDevice", "accountName": "carol",
+                                                "accountSecret": STRONG_PASSWORD, "code": start["user_code"]}),
+                       content_type="application/json").json() == {"type": "verified"}
+    tokens = client.post("/auth/token", {"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                                         "device_code": start["device_code"], "client_id": "tv"}).json()
+    decoded = jose_jwt.decode(tokens["id_token"], KeySet.import_key_set(jwks), algorithms=["RS256"])
+    assert decoded.header["alg"] == "RS256" and decoded.claims["nonce"] == "n-rs" and decoded.claims["aud"] == "tv"
