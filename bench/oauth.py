@@ -29,55 +29,21 @@ machine hardly changes.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
-import multiprocessing
-import os
 import secrets
-import shutil
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlencode
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(BENCH))
-
-from jmap import ECHO, bootstrap, check  # noqa: E402  (bench/jmap.py)
-from logins import Result, bare_server, ms  # noqa: E402
-from logins import measure as logins_measure  # noqa: E402
-from logins import parse as logins_parse  # noqa: E402
-from logins import parser as logins_parser  # noqa: E402  (bench/logins.py: the same gunicorn set-up)
-from tests.live import live_server  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import FORM, Run, basic, bootstrap, check, measure, parse, parser  # noqa: E402
+from jmap import ECHO  # noqa: E402
 
 REDIRECT = "http://127.0.0.1/callback"
-FORM = "application/x-www-form-urlencoded"
-
-
-def measure(scenario: str, url: str, args, content_type: str = "application/json", **kw) -> Result:
-    return logins_measure(scenario, url, args, width=32, content_type=content_type, **kw)
-
-
-def table(results: list[Result], baseline: Result) -> str:
-    rows = [("scenario", "req/s", "vs bare", "p50", "p90", "p99", "non-2xx*", "socket errors", "server CPU/req")]
-    for r in results:
-        ratio = f"{r.rate / baseline.rate * 100:.0f} %" if baseline.rate else "-"
-        rows.append((r.scenario, f"{r.rate:.1f}", ratio, ms(r.p50_us), ms(r.p90_us), ms(r.p99_us),
-                     str(r.unexpected), str(sum(r.socket_errors.values())), ms(r.cpu_ms_per_request * 1000)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-
-    def line(row):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        return "| " + " | ".join(cells) + " |"
-
-    sep = "|" + "|".join(["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]]) + "|"
-    return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])
 
 
 def access_token(base: str, login: str, password: str) -> tuple[str, str]:
@@ -115,60 +81,31 @@ def check_introspection(url: str, authorization: str, body: str, login: str) -> 
 
 
 def main() -> int:
-    cores = multiprocessing.cpu_count()
-    p = logins_parser(__doc__, connections=8)
-    args = logins_parse(p)
-
-    started = time.monotonic()
-    load_before = os.getloadavg()[0]
-    print(f"{cores} cores, {args.workers} gunicorn sync workers, wrk {min(args.threads, args.connections)} threads / "
-          f"{args.connections} connections, {args.duration} s per scenario", file=sys.stderr, flush=True)
-
-    with bare_server(args.workers) as url:
-        bare = measure("bare WSGI (hello)", url + "/", args)
-
+    args = parse(parser(__doc__, connections=8))
+    run = Run(args)
+    bare = run.bare()
     results = [bare]
-    # A fresh SQLite database and no REDIS_URL, whatever this shell exports: each worker caches
-    # in its own memory, as `make run` does.
-    os.environ.pop("DATABASE_URL", None)
-    with live_server(workers=args.workers, extra_env={"REDIS_URL": ""}) as server:
+    with run.project() as server:
         login, password = bootstrap(server)
-        basic = "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+        basic_auth = basic(login, password)
         client_id, token = access_token(server.url, login, password)
         bearer = f"Bearer {token}"
         api, discovery = server.url + "/jmap/", server.url + "/.well-known/openid-configuration"
         introspect = server.url + "/auth/introspect"
         echo, form = json.dumps(ECHO), urlencode({"token": token})
-        check("POST", api, basic, ECHO, "Core/echo")
+        check("POST", api, basic_auth, ECHO, "Core/echo")
         check("POST", api, bearer, ECHO, "Core/echo")
-        check_introspection(introspect, basic, form, login)
+        check_introspection(introspect, basic_auth, form, login)
         doc = requests.get(discovery, timeout=30)
         if doc.status_code != 200 or "registration_endpoint" not in doc.json():
             raise RuntimeError(f"GET /.well-known/openid-configuration answered {doc.status_code}")
         print(f"  client {client_id}, access token {token[:12]}…", file=sys.stderr, flush=True)
         results.append(measure("OIDC discovery (anonymous)", discovery, args))
-        results.append(measure("Core/echo (Basic)", api, args, method="POST", body=echo, authorization=basic))
+        results.append(measure("Core/echo (Basic)", api, args, method="POST", body=echo, authorization=basic_auth))
         results.append(measure("Core/echo (Bearer)", api, args, method="POST", body=echo, authorization=bearer))
         results.append(measure("introspect (Basic)", introspect, args, method="POST", body=form,
-                               authorization=basic, content_type=FORM))
-        log = (server.var_dir / "gunicorn.log").read_text(errors="replace")
-
-    print()
-    print(table(results, bare))
-    print("* responses with another status than 200")
-    print(f"\n{args.workers} sync workers, {args.connections} connections, {args.duration} s each, "
-          f"{cores} cores; load average {load_before:.2f} before the run; total {time.monotonic() - started:.0f} s")
-    if load_before > cores / 2:
-        print(f"WARNING: the machine was busy before the run (load average {load_before:.2f} on {cores} cores); "
-              "the figures understate what an idle machine does.")
-    failed = [r for r in results if r.errors]
-    for r in failed:
-        print(f"ERRORS in {r.scenario}: {r.error_detail()}")
-    if failed:
-        tail = "\n".join(log.splitlines()[-30:])
-        print(f"\nThe run had errors; these figures are not valid. Last lines of gunicorn's log:\n{tail}")
-        return 1
-    return 0
+                               authorization=basic_auth, content_type=FORM))
+    return run.report(results, bare)
 
 
 if __name__ == "__main__":
