@@ -9,7 +9,11 @@ import pytest
 # tests are still synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-STRONG_PASSWORD = "Tr0ubador-Quartz-Lantern-91"
+# Session-wide resources live here, not in a test folder's conftest: a fixture imported into
+# another module would be a second instance (a second browser, a second server).
+from tests.browser import chromium, page  # noqa: E402,F401  (one browser for the whole session)
+
+from tests.clients import STRONG_PASSWORD  # noqa: E402,F401  (one strong password for every test)
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +85,29 @@ def user_client(client, make_account):
     make_account("bob", description="Bob Example")
     assert client.login(username="bob@example.org", password=STRONG_PASSWORD)
     return client
+
+
+@pytest.fixture(scope="session")
+def live():
+    """One gunicorn server (2 workers, its own database) for the session's end-to-end tests."""
+    from tests.live import live_server
+
+    with live_server(workers=2) as server:
+        yield server
+
+
+@pytest.fixture
+def jmap(client, admin_account):
+    """A JMAP client over the test client, as the administrator (tests/clients.py)."""
+    from tests.clients import Jmap, basic
+
+    return Jmap(client, basic("admin@example.org"))
+
+
+@pytest.fixture
+def user_jmap(client, make_account):
+    """A JMAP client as an ordinary user."""
+    from tests.clients import Jmap, basic
+
+    make_account("bob")
+    return Jmap(client, basic("bob@example.org"))

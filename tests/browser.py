@@ -1,8 +1,9 @@
 """A real browser for end-to-end tests: Debian's Chromium driven by Playwright.
 
-Import the fixtures into a test module (`from .browser import browser, page  # noqa: F401`).
-No browser is ever downloaded, and the pages may only reach 127.0.0.1: any other request is
-aborted before it leaves the machine.
+The fixtures are made available to every test directory by the root conftest.py, so there is
+exactly one browser per test session (a second sync Playwright cannot start in the thread of
+the first). No browser is ever downloaded, and pages may only reach 127.0.0.1: any other
+request is aborted before it leaves the machine.
 """
 from __future__ import annotations
 
@@ -19,24 +20,43 @@ CHROMIUM_ARGS = [
 NOT_LOCAL = re.compile(r"^(?!(http://127\.0\.0\.1[:/]|data:|about:|blob:))")
 
 
+class Chromium:
+    """The session's browser; each page lives in a context of its own (no shared cookies)."""
+
+    def __init__(self, browser):
+        self.browser = browser
+
+    def new_context(self):
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+        context.set_default_timeout(10_000)
+        context.route(NOT_LOCAL, lambda route: route.abort())
+        return context
+
+    def run(self, fn):
+        """fn(page) on a fresh page, as a new visitor; returns what fn returns."""
+        context = self.new_context()
+        try:
+            return fn(context.new_page())
+        finally:
+            context.close()
+
+
 @pytest.fixture(scope="session")
-def browser():
+def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield b
+            yield Chromium(browser)
         finally:
-            b.close()
+            browser.close()
 
 
 @pytest.fixture
-def page(browser):
-    """A fresh page in a context of its own (no cookies shared between tests)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.set_default_timeout(10_000)
-    context.route(NOT_LOCAL, lambda route: route.abort())
+def page(chromium):
+    """A fresh page in a context of its own."""
+    context = chromium.new_context()
     try:
         yield context.new_page()
     finally:

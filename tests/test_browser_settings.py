@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import expect
 
-from .browser import browser, page  # noqa: F401  (fixtures)
 from .live import LiveServer, live_server
 
 STRONG_PASSWORD = "Tr0ubador-Quartz-Lantern-91"

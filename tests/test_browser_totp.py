@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 import secrets
-import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,46 +21,11 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, NOT_LOCAL
 from .live import LiveServer
 
 STRONG_PASSWORD = "Tr0ubador-Quartz-Lantern-91"
 DOMAIN = "totp.example"
 MARK = "@@JSON@@"
-
-
-def in_browser(body) -> None:
-    """Run `body(page)` in Debian's Chromium (tests/browser.py's launch: no download, and only
-    127.0.0.1 reachable), in a thread of its own.
-
-    tests/browser.py's session-scoped `browser` fixture gets one instance per module that imports
-    it, and a second sync Playwright cannot start in a thread whose first one still runs (the
-    settings module's stays up for the session); a thread of our own has its own event loop.
-    """
-    failures: list[BaseException] = []
-
-    def run():
-        from playwright.sync_api import sync_playwright
-
-        try:
-            with sync_playwright() as p:
-                b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                try:
-                    context = b.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-                    context.set_default_timeout(10_000)
-                    context.route(NOT_LOCAL, lambda route: route.abort())
-                    body(context.new_page())
-                finally:
-                    b.close()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            failures.append(exc)
-
-    thread = threading.Thread(target=run, name="browser")
-    thread.start()
-    thread.join(300)
-    assert not thread.is_alive(), "the browser thread did not finish"
-    if failures:
-        raise failures[0]
 
 
 def shell_json(server: LiveServer, code: str):
@@ -169,7 +133,7 @@ def user(live):
     return make_user(live)
 
 
-def test_enrol_then_oauth_login_asks_for_the_code_and_redirects_with_code_and_iss(live, user):
+def test_enrol_then_oauth_login_asks_for_the_code_and_redirects_with_code_and_iss(live, user, chromium):
     def body(page):
         secret = enrol_on_account_page(page, live.url, user)
         stored = otp_url_of(live, user)
@@ -219,10 +183,10 @@ def test_enrol_then_oauth_login_asks_for_the_code_and_redirects_with_code_and_is
         assert basic.status_code == 402 and basic.headers["Content-Type"] == "application/problem+json"
         assert basic.json()["title"] == "MFA code required"
 
-    in_browser(body)
+    chromium.run(body)
 
 
-def test_admin_login_page_asks_for_the_code_and_removal_restores_password_logins(live, user):
+def test_admin_login_page_asks_for_the_code_and_removal_restores_password_logins(live, user, chromium):
     def body(page):
         secret = enrol_on_account_page(page, live.url, user)
         log_out(page)
@@ -260,10 +224,10 @@ def test_admin_login_page_asks_for_the_code_and_removal_restores_password_logins
         expect(page).to_have_url(live.url + "/account/")
         assert requests.get(live.url + "/jmap/session", auth=(user, STRONG_PASSWORD), timeout=10).status_code == 200
 
-    in_browser(body)
+    chromium.run(body)
 
 
-def test_device_page_asks_for_the_code(live, user):
+def test_device_page_asks_for_the_code(live, user, chromium):
     def body(page):
         secret = enrol_on_account_page(page, live.url, user)
         log_out(page)
@@ -281,4 +245,4 @@ def test_device_page_asks_for_the_code(live, user):
             "client_id": "tv"}, timeout=10)
         assert tokens.status_code == 200, tokens.text
 
-    in_browser(body)
+    chromium.run(body)

@@ -6,7 +6,7 @@ from conftest import STRONG_PASSWORD
 from registry import ids
 from registry.models import AuditEvent
 
-from .conftest import USING, Jmap, basic
+from tests.clients import USING, Jmap, basic
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 from jmapapi.models import Jmap as JmapSettings
 from registry import services as registry
 
-from .conftest import USING, basic
+from tests.clients import USING, basic
 
 pytestmark = pytest.mark.django_db
 
@@ -197,7 +197,7 @@ def test_echo_needs_its_permission(client, make_account):
     role = services.create(Role._declaration, {"description": "Login only", "enabled_permissions": ["authenticate"]},
                            "t")
     make_account("limited", roles_mode="custom", roles=[role.pk])
-    from .conftest import Jmap
+    from tests.clients import Jmap
 
     err = Jmap(client, basic("limited@example.org")).error("Core/echo", {})
     assert err["type"] == "forbidden"

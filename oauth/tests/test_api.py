@@ -9,7 +9,7 @@ from oauth2_provider.models import AccessToken
 
 from accounts import hashing
 from conftest import STRONG_PASSWORD
-from jmapapi.tests.conftest import Jmap, basic
+from tests.clients import Jmap, basic
 from oauth import services
 from oauth.models import OAuthClient
 
@@ -17,19 +17,6 @@ pytestmark = pytest.mark.django_db
 
 VERIFIER = "w" * 60
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).decode().rstrip("=")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_provider_memo():
-    """oauth.services memoises the provider row by its state; rows roll back between tests."""
-    services._memo.clear()
-    yield
-    services._memo.clear()
-
-
-@pytest.fixture
-def jmap(client, admin_account):
-    return Jmap(client, basic("admin@example.org"))
 
 
 def create(jmap, body, cid="c1"):

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
 import re
 import secrets
 import socket
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,8 +39,6 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 from playwright.sync_api import expect
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, NOT_LOCAL
-from tests.conftest import live  # noqa: F401  (the session's gunicorn server)
 from tests.live import LiveServer, free_port
 
 STRONG = "Tr0ubador-Quartz-Lantern-91"
@@ -242,67 +238,6 @@ def raw_http(url: str, head: bytes, body: bytes = b"", timeout: float = 30) -> t
     return int(m.group(1)), data.split(b"\r\n\r\n", 1)[-1]
 
 
-class BrowserThread:
-    """Debian's Chromium (tests/browser.py's launch: no download, only 127.0.0.1 reachable),
-    driven from a thread of its own.
-
-    tests/browser.py's session-scoped `browser` fixture gets one instance per module that
-    imports it, and a second sync Playwright cannot start in a thread whose first one still
-    runs. So the browser lives in this thread, with its own event loop, and `run(fn)` calls
-    fn(page) there, on a fresh page in a context of its own; between two calls the test's
-    thread talks to the server as the client would.
-    """
-
-    def __init__(self):
-        self._jobs: queue.Queue = queue.Queue()
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="oauth-browser", daemon=True)
-        self._thread.start()
-        assert self._ready.wait(120), "Chromium did not start"
-        if self._failure is not None:
-            raise self._failure
-
-    def _main(self):
-        from playwright.sync_api import sync_playwright
-
-        try:
-            with sync_playwright() as p:
-                chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                self._ready.set()
-                try:
-                    while (job := self._jobs.get()) is not None:
-                        fn, box, done = job
-                        context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-                        try:
-                            context.set_default_timeout(10_000)
-                            context.route(NOT_LOCAL, lambda route: route.abort())
-                            box["value"] = fn(context.new_page())
-                        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-                            box["error"] = exc
-                        finally:
-                            context.close()
-                            done.set()
-                finally:
-                    chromium.close()
-        except BaseException as exc:  # noqa: BLE001
-            self._failure = exc
-            self._ready.set()
-
-    def run(self, fn, timeout: float = 120):
-        box: dict = {}
-        done = threading.Event()
-        self._jobs.put((fn, box, done))
-        assert done.wait(timeout), "the browser did not finish"
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
-
-    def close(self):
-        self._jobs.put(None)
-        self._thread.join(60)
-
-
 def capture_callback(page, redirect_uri: str) -> list[str]:
     """Answer the client's loopback redirect URI in the browser (nothing listens there) and
     record the URLs it was sent to."""
@@ -324,7 +259,7 @@ def log_in_on_page(page, user: User) -> None:
 
 # --- fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def site(live):  # noqa: F811
+def site(live):
     live.manage("bootstrap")  # the default domain (and a first administrator, if none yet)
     admin = make_account(live, "oadmin", admin=True, description="OAuth test administrator")
     log = live.var_dir / "gunicorn.log"
@@ -333,13 +268,6 @@ def site(live):  # noqa: F811
     set_provider(live, **DEFAULT_PROVIDER)
     yield s
     set_provider(live, **DEFAULT_PROVIDER)  # leave the shared server as the other modules expect it
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    b = BrowserThread()
-    yield b
-    b.close()
 
 
 @dataclass

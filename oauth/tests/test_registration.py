@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.hashers import check_password
 
 from conftest import STRONG_PASSWORD
+from tests.clients import basic
 from oauth import registration
 from oauth.models import OAuthClient, OidcProvider
 from registry.models import AuditEvent
@@ -21,20 +22,6 @@ pytestmark = pytest.mark.django_db
 
 VERIFIER = "v" * 50
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).decode().rstrip("=")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_provider_memo():
-    """oauth.services memoises the provider row by its state; rows roll back between tests."""
-    from oauth import services
-
-    services._memo.clear()
-    yield
-    services._memo.clear()
-
-
-def basic(name, password=STRONG_PASSWORD):
-    return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
 
 
 def register(client, body, **extra):

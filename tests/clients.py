@@ -1,10 +1,8 @@
+"""A JMAP client over Django's test client, for the HTTP tests of every app."""
 import base64
 import json
 
-import pytest
-
-from conftest import STRONG_PASSWORD
-
+STRONG_PASSWORD = "Tr0ubador-Quartz-Lantern-91"
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
 
 
@@ -38,14 +36,3 @@ class Jmap:
         got = self.call(name, args, **kw)
         assert got[0] == "error", got
         return got[1]
-
-
-@pytest.fixture
-def jmap(client, admin_account):
-    return Jmap(client, basic("admin@example.org"))
-
-
-@pytest.fixture
-def user_jmap(client, make_account):
-    make_account("bob")
-    return Jmap(client, basic("bob@example.org"))
