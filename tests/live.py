@@ -6,6 +6,7 @@ the test process share no memory, so the tests see exactly what a client would.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import requests
 
+_MARK = "@@JSON@@"
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -43,6 +45,13 @@ class LiveServer:
 
     def shell(self, code: str) -> str:
         return self.manage("shell", "-c", code).stdout
+
+    def shell_json(self, code: str):
+        """Run `code` against the server's database; it must assign `result` (JSON-serialisable)."""
+        out = self.shell(code + f"\nimport json as _j\nprint({_MARK!r} + _j.dumps(result))\n")
+        lines = [line for line in out.splitlines() if line.startswith(_MARK)]
+        assert len(lines) == 1, out
+        return json.loads(lines[0][len(_MARK):])
 
 
 @contextmanager

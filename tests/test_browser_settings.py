@@ -6,7 +6,6 @@ with `manage.py shell` in a separate process, never through this process's ORM.
 """
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from contextlib import ExitStack
@@ -17,18 +16,11 @@ from playwright.sync_api import expect
 
 from .live import LiveServer, live_server
 
-STRONG_PASSWORD = "Tr0ubador-Quartz-Lantern-91"
+from tests.clients import STRONG_PASSWORD
 AUTH_PATH = "/admin/accounts/authentication/1/change/"
 DEFAULTS = {"password_min_length": 8, "password_max_length": 128, "password_hash_algorithm": "argon2id"}
-MARK = "@@JSON@@"
 
 
-def shell_json(server: LiveServer, code: str):
-    """Run `code` in the server's database; it must assign `result` (JSON-serialisable)."""
-    out = server.shell(code + f"\nimport json as _j\nprint({MARK!r} + _j.dumps(result))\n")
-    lines = [line for line in out.splitlines() if line.startswith(MARK)]
-    assert len(lines) == 1, out
-    return json.loads(lines[0][len(MARK):])
 
 
 READ_STATE = """
@@ -45,7 +37,7 @@ def reset_authentication(server: LiveServer) -> dict:
     """Put the settings this module changes back to their defaults (through the services, so the
     server's caches see the change); returns the state read back, with the last audit event id."""
     values = ", ".join(f"{k!r}: {v!r}" for k, v in DEFAULTS.items())
-    state = shell_json(server, f"""
+    state = server.shell_json(f"""
 from accounts.models import Authentication
 from registry import services
 a = Authentication.load()
@@ -174,7 +166,7 @@ def test_admin_changes_the_password_policy_and_it_is_kept_and_audited(site, page
     expect(hash_select(page)).to_have_value("bcrypt")
 
     # The database holds the new values, and one audit event per changed field.
-    state = shell_json(site.server, READ_STATE + f"""
+    state = site.server.shell_json(READ_STATE + f"""
 result["events"] = sorted(
     [e.actor, e.action, e.object_type, e.object_id, e.field, e.old_value, e.new_value]
     for e in AuditEvent.objects.filter(pk__gt={before["last_audit_id"]}))
@@ -233,7 +225,7 @@ def test_invalid_values_are_refused_inline_and_nothing_is_saved(site, page):
     expect(page.locator("ul.messagelist li.success")).to_have_count(0)
 
     # Nothing reached the database or the audit log, and a fresh page shows the old values.
-    after = shell_json(site.server, READ_STATE)
+    after = site.server.shell_json(READ_STATE)
     assert after == before
     page.goto(site.url + AUTH_PATH)
     expect(min_length_input(page)).to_have_value("8")
@@ -246,7 +238,7 @@ def test_invalid_values_are_refused_inline_and_nothing_is_saved(site, page):
 def test_ordinary_user_lands_on_own_account_and_is_refused_the_settings(site, page):
     reset_authentication(site.server)
     name = f"reader{secrets.token_hex(3)}"
-    before = shell_json(site.server, f"""
+    before = site.server.shell_json(f"""
 from accounts import services
 from accounts.models import Domain
 dom = Domain.objects.get(name="example.org")
@@ -291,7 +283,7 @@ result["is_staff"] = acct.is_staff
         "password_hash_algorithm": "pbkdf2", "password_min_strength": "3",
     }, max_redirects=0)
     assert posted.status == 302 and posted.headers["location"].startswith("/admin/login/"), posted.status
-    after = shell_json(site.server, READ_STATE)
+    after = site.server.shell_json(READ_STATE)
     assert after == before
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import secrets
 import time
@@ -23,22 +22,16 @@ from playwright.sync_api import expect
 
 from .live import LiveServer
 
-STRONG_PASSWORD = "Tr0ubador-Quartz-Lantern-91"
+from tests.clients import STRONG_PASSWORD
 DOMAIN = "totp.example"
-MARK = "@@JSON@@"
 
 
-def shell_json(server: LiveServer, code: str):
-    out = server.shell(code + f"\nimport json as _j\nprint({MARK!r} + _j.dumps(result))\n")
-    lines = [line for line in out.splitlines() if line.startswith(MARK)]
-    assert len(lines) == 1, out
-    return json.loads(lines[0][len(MARK):])
 
 
 def make_user(server: LiveServer) -> str:
     """A fresh ordinary user of its own domain; returns its login."""
     name = f"tina{secrets.token_hex(3)}"
-    return shell_json(server, f"""
+    return server.shell_json(f"""
 from accounts import services
 from accounts.models import Domain
 from registry import services as registry
@@ -51,7 +44,7 @@ result = acct.email_address
 
 
 def otp_url_of(server: LiveServer, login: str) -> str:
-    return shell_json(server, f"""
+    return server.shell_json(f"""
 from accounts.models import Credential
 result = Credential.objects.get(account__email_address={login!r}, kind="password").otp_url
 """)

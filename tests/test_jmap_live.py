@@ -42,7 +42,6 @@ CORE = "urn:ietf:params:jmap:core"
 STALWART = "urn:stalwart:jmap"
 USING = [CORE, STALWART]
 STRONG = "Tr0ubador-Quartz-Lantern-91"
-MARK = "@@JSON@@"
 # What a client may see in a 200 response to a bad request (RFC 8620 §3.6.2, §5.3; the
 # registry's SetErrors). serverFail and friends are excluded: bad input is the client's fault.
 METHOD_ERRORS = {
@@ -142,12 +141,6 @@ class Jmap:
         return self.post({"using": [CORE], "methodCalls": [["Core/echo", {"ping": 1}, "e"]]})
 
 
-def shell_json(server: LiveServer, code: str):
-    """Run `code` against the server's database; it must assign `result` (JSON-serialisable)."""
-    out = server.shell(code + f"\nimport json as _j\nprint({MARK!r} + _j.dumps(result))\n")
-    lines = [line for line in out.splitlines() if line.startswith(MARK)]
-    assert len(lines) == 1, out
-    return json.loads(lines[0][len(MARK):])
 
 
 READ_AUTHENTICATION = """
@@ -309,31 +302,31 @@ def test_seed_set_example_stores_the_directory_and_refuses_an_unknown_one(site, 
                             "from registry import ids; print(ids.encode(d.pk))")
     directory_id = out.strip().splitlines()[-1]
     assert re.fullmatch(r"[a-z792013]+", directory_id), out
-    before = shell_json(site.server, READ_AUTHENTICATION)
+    before = site.server.shell_json(READ_AUTHENTICATION)
 
     body = run_seed_curl(SEED_SET, site.url, api_key, directory_id)
     [(name, got, call_id)] = body["methodResponses"]
     assert (name, call_id) == ("x:Authentication/set", "c1"), body
     assert got["updated"] == {"singleton": None} and not got["notUpdated"], got
-    stored = shell_json(site.server, READ_AUTHENTICATION)
+    stored = site.server.shell_json(READ_AUTHENTICATION)
     assert stored["directory"] is not None
-    assert shell_json(site.server, f"from registry import ids\nresult = ids.encode({stored['directory']})") == directory_id
+    assert site.server.shell_json(f"from registry import ids\nresult = ids.encode({stored['directory']})") == directory_id
     assert stored["audit"] == before["audit"] + 1  # one changed property, one audit event
     fetched = run_seed_curl(SEED_GET, site.url, api_key)["methodResponses"][0][1]["list"][0]
     assert fetched["directoryId"] == directory_id
 
-    missing = shell_json(site.server, "from accounts.models import Directory\nfrom registry import ids\n"
+    missing = site.server.shell_json("from accounts.models import Directory\nfrom registry import ids\n"
                                       "result = ids.encode((Directory.objects.order_by('-pk').first().pk) + 1000)")
     body = run_seed_curl(SEED_SET, site.url, api_key, missing)
     [(name, got, _)] = body["methodResponses"]
     assert name == "x:Authentication/set"
     assert got["updated"] is None
     assert got["notUpdated"]["singleton"]["type"] == "invalidForeignKey", got
-    after = shell_json(site.server, READ_AUTHENTICATION)
+    after = site.server.shell_json(READ_AUTHENTICATION)
     assert after == stored  # nothing written, not even an audit event
 
     site.admin.ok("x:Authentication/set", {"update": {"singleton": {"directoryId": None}}})
-    assert shell_json(site.server, READ_AUTHENTICATION)["directory"] is None
+    assert site.server.shell_json(READ_AUTHENTICATION)["directory"] is None
 
 
 # --- 2. jmapc ---------------------------------------------------------------------------------
@@ -394,7 +387,7 @@ def test_basic_credentials_are_verified_once_and_a_changed_password_is_refused_e
     admin.ok("x:Authentication/set", {"update": {"singleton": {"passwordHashAlgorithm": "scrypt"}}})
     try:
         user_id, login = site.create_user("carol")
-        stored = shell_json(site.server, "from accounts.models import Credential\nfrom accounts import hashing\n"
+        stored = site.server.shell_json("from accounts.models import Credential\nfrom accounts import hashing\n"
                                          f"c = Credential.objects.get(account__email_address={login!r}, kind='password')\n"
                                          "result = hashing.algorithm_of(c.secret_hash)")
         assert stored == "scrypt"
@@ -698,7 +691,7 @@ def check_response(label: str, resp: requests.Response) -> None:
 
 def test_bad_input_never_yields_a_500_nor_a_write(site):
     admin = site.admin
-    before = shell_json(site.server, READ_AUTHENTICATION)
+    before = site.server.shell_json(READ_AUTHENTICATION)
     get_calls = [["x:Authentication/get", {"ids": ["singleton"]}, "g"]]
     baseline = admin.request(get_calls)[0][1]["list"][0]
     log_path = site.server.var_dir / "gunicorn.log"
@@ -731,9 +724,9 @@ def test_bad_input_never_yields_a_500_nor_a_write(site):
                              b"Authorization: " + authorization + b"\r\nContent-Length: 2\r\n\r\n", b"{}")
         assert status in (400, 401, 431), authorization[:40]  # 431: gunicorn's header size limit
 
-    after = shell_json(site.server, READ_AUTHENTICATION)
-    assert after == before, shell_json(  # the same values, roles and number of audit events
-        site.server, "from registry.models import AuditEvent\nresult = [[e.actor, e.field, e.old_value, e.new_value] "
+    after = site.server.shell_json(READ_AUTHENTICATION)
+    assert after == before, site.server.shell_json(  # the same values, roles and number of audit events
+        "from registry.models import AuditEvent\nresult = [[e.actor, e.field, e.old_value, e.new_value] "
                      "for e in AuditEvent.objects.filter(object_type='Authentication').order_by('-id')[:3]]")
     assert admin.request(get_calls)[0][1]["list"][0] == baseline
     with open(log_path, "rb") as f:

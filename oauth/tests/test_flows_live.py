@@ -43,7 +43,6 @@ from tests.live import LiveServer, free_port
 
 STRONG = "Tr0ubador-Quartz-Lantern-91"
 NEW_PASSWORD = "Granite-Walrus-Harmonica-77"
-MARK = "@@JSON@@"
 GRANT_DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 SCOPE = "openid offline_access urn:ietf:params:oauth:scope:mail"
 CORE = "urn:ietf:params:jmap:core"
@@ -60,17 +59,11 @@ DEFAULT_PROVIDER = {**DEFAULT_LIFETIMES, "require_client_registration": False}
 
 
 # --- the server's database, from another process -------------------------------------------
-def shell_json(server: LiveServer, code: str):
-    """Run `code` against the server's database; it must assign `result` (JSON-serialisable)."""
-    out = server.shell(code + f"\nimport json as _j\nprint({MARK!r} + _j.dumps(result))\n")
-    lines = [line for line in out.splitlines() if line.startswith(MARK)]
-    assert len(lines) == 1, out
-    return json.loads(lines[0][len(MARK):])
 
 
 def make_account(server: LiveServer, prefix: str, *, admin: bool = False, description: str = "") -> "User":
     name = f"{prefix}{secrets.token_hex(3)}"
-    got = shell_json(server, f"""
+    got = server.shell_json(f"""
 from accounts import services
 from accounts.models import Account, SystemSettings
 dom = SystemSettings.load().default_domain
@@ -83,7 +76,7 @@ result = {{"id": a.pk, "login": a.email_address}}
 
 def set_provider(server: LiveServer, **values) -> dict:
     """Update the OidcProvider singleton (durations in seconds) as an administrator would."""
-    got = shell_json(server, f"""
+    got = server.shell_json(f"""
 from datetime import timedelta
 from oauth.models import OidcProvider
 from registry import services
@@ -110,7 +103,7 @@ def create_client(server: LiveServer, prefix: str, redirect_uris: str, secret: s
     """A registered OAuthClient row; confidential with a secret (stored hashed), else public."""
     client_id = f"{prefix}-{secrets.token_hex(4)}"
     kind = "confidential" if secret else "public"
-    got = shell_json(server, f"""
+    got = server.shell_json(f"""
 from oauth.models import OAuthClient
 c = OAuthClient(client_id={client_id!r}, name={prefix!r}, client_type={kind!r}, client_secret={secret!r},
                 authorization_grant_type=OAuthClient.GRANT_AUTHORIZATION_CODE, redirect_uris={redirect_uris!r})
@@ -630,7 +623,7 @@ from registry.models import AuditEvent
 result = [[e.actor, e.action, e.old_value, e.new_value] for e in
           AuditEvent.objects.filter(object_type="OidcProvider", field="userCodeExpiry").order_by("id")]
 """
-    before = shell_json(site.server, audit)
+    before = site.server.shell_json(audit)
     with provider_settings(site.server, user_code_expiry=1):
         start = start_device(site, "tv-app")
         assert start["expires_in"] == 1
@@ -640,7 +633,7 @@ result = [[e.actor, e.action, e.old_value, e.new_value] for e in
                               "code": start["user_code"]})
         assert late.json() == {"type": "failure"}
     # The change and its undoing went through the registry: audited like an administrator's.
-    assert shell_json(site.server, audit)[len(before):] == [["test-oauth", "update", 1_800_000, 1_000],
+    assert site.server.shell_json(audit)[len(before):] == [["test-oauth", "update", 1_800_000, 1_000],
                                                             ["test-oauth", "update", 1_000, 1_800_000]]
     # Missing parameters are invalid_request (the reference says expired_token).
     assert oauth_error(site.token({"grant_type": GRANT_DEVICE, "client_id": "tv-app"})) == "invalid_request"
@@ -662,7 +655,7 @@ def test_lifetimes_come_from_the_oidc_provider_settings(site):
     assert provider["signatureAlgorithm"] == "es256"
     # A code lives authCodeExpiry (read back from its row).
     site.code(user, "life-app", "http://127.0.0.1:1/cb", generate_token(50))
-    code_ttl = shell_json(site.server, f"""
+    code_ttl = site.server.shell_json(f"""
 from oauth2_provider.models import Grant
 g = Grant.objects.filter(user_id={user.id}).order_by("-id").first()
 result = round((g.expires - g.created).total_seconds())
@@ -774,7 +767,7 @@ def test_confidential_client_authenticates_with_its_secret(site):
                                   auth=(client_id, secret))) == "authorization_pending"
     # Past its expiresAt the client stops working: no code, no refresh, with or without its secret.
     live_refresh = session.token["refresh_token"]
-    shell_json(site.server, f"""
+    site.server.shell_json(f"""
 from datetime import timedelta
 from django.utils import timezone
 from oauth.models import OAuthClient
@@ -803,7 +796,7 @@ def test_password_change_revokes_tokens(site):
                             timeout=30).status_code == 200
     assert site.introspect(token["access_token"]).json()["active"] is True
 
-    shell_json(site.server, f"""
+    site.server.shell_json(f"""
 from accounts import services
 from accounts.models import Account
 services.set_password(Account.objects.get(pk={user.id}), {NEW_PASSWORD!r}, "test-oauth")
