@@ -3,8 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.models import Group
 
 from registry import services as registry
-from registry.admin import DeclaredAdmin, apply_set_error, form_values, register_declared
-from registry.errors import SetError
+from registry.admin import DeclaredAdmin, form_values, register_declared
 
 from . import objects  # noqa: F401  (declarations)
 from . import services

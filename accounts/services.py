@@ -36,6 +36,13 @@ def user_inputs(account: Account) -> list[str]:
     return [i for i in items if i]
 
 
+def public_url(states: dict[str, int] | None = None) -> str:
+    """The URL clients reach this server at: SystemSettings.publicUrl if set, else PUBLIC_URL."""
+    from django.conf import settings
+
+    return (registry.current(SystemSettings, states).public_url or settings.PUBLIC_URL).rstrip("/")
+
+
 def default_domain_name() -> str:
     from django.conf import settings
 

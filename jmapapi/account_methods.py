@@ -10,15 +10,13 @@ import copy
 import datetime as dt
 
 from accounts import services
-from accounts.models import Account, Alias, Credential
+from accounts.models import Account, Credential
 from accounts.policy import PolicyViolation
 from registry import ids
-from registry import services as registry
 from registry.errors import Forbidden, InvalidPatch, InvalidProperties, NotFound
 
-from .engine import Context
 from .methods import HANDLERS
-from .registry_methods import RegistryMethods
+from .registry_methods import RegistryMethods, apply_pointer
 
 MASK = "****"
 
@@ -140,7 +138,7 @@ class AccountMethods(RegistryMethods):
             doc = {"credentials": copy.deepcopy(current.get("credentials", {})),
                    "aliases": copy.deepcopy(current["aliases"])}
             for path, value in special.items():
-                _apply_pointer(doc, path, value)
+                apply_pointer(doc, path, value)
             if doc["aliases"] != current["aliases"]:
                 services.set_aliases(account, self._decode_aliases(doc["aliases"]), ctx.principal)
             if account.kind == Account.Kind.USER and doc["credentials"] != current.get("credentials", {}):
@@ -240,22 +238,6 @@ class AccountMethods(RegistryMethods):
             out.append({"name": item["name"], "domain_id": domain, "enabled": enabled,
                         "description": item.get("description") or ""})
         return out
-
-
-def _apply_pointer(doc: dict, path: str, value):
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")]
-    if len(parts) == 1:
-        doc[parts[0]] = value
-        return
-    target = doc
-    for part in parts[:-1]:
-        target = target.get(part) if isinstance(target, dict) else None
-        if not isinstance(target, dict):
-            raise InvalidPatch("Invalid JSON pointer path.", properties=[path])
-    if value is None:
-        target.pop(parts[-1], None)
-    else:
-        target[parts[-1]] = value
 
 
 class CredentialMethods(RegistryMethods):

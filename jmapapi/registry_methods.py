@@ -36,6 +36,24 @@ def _as_json(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def pointer_parts(path: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")]
+
+
+def apply_pointer(doc: dict, path: str, value) -> None:
+    """Apply one PatchObject entry (RFC 8620 §5.3): set, or with null remove, the value at path."""
+    parts = pointer_parts(path)
+    target = doc
+    for part in parts[:-1]:
+        target = target.get(part) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            raise InvalidPatch("Invalid JSON pointer path.", properties=[path])
+    if value is None and len(parts) > 1:
+        target.pop(parts[-1], None)
+    else:
+        target[parts[-1]] = value
+
+
 def _string_list(args, name, allow_null=True):
     value = args.get(name)
     if value is None:
@@ -249,7 +267,7 @@ class RegistryMethods:
         for path, value in patch.items():
             if not isinstance(path, str) or not path:
                 raise InvalidPatch("Invalid property path.")
-            parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")]
+            parts = pointer_parts(path)
             name = parts[0]
             if name == "id":
                 if value == current["id"] and len(parts) == 1:
@@ -258,20 +276,7 @@ class RegistryMethods:
             prop = self._prop(name)
             if prop.server_set:
                 raise InvalidPatch("Cannot modify server set property.", properties=[path])
-            if len(parts) == 1:
-                doc[name] = value
-                continue
-            target = doc.get(name)
-            if not isinstance(target, dict):
-                raise InvalidPatch("Invalid JSON pointer path.", properties=[path])
-            for part in parts[1:-1]:
-                target = target.get(part)
-                if not isinstance(target, dict):
-                    raise InvalidPatch("Invalid JSON pointer path.", properties=[path])
-            if value is None:
-                target.pop(parts[-1], None)
-            else:
-                target[parts[-1]] = value
+            apply_pointer(doc, path, value)
         values = {}
         for prop in self.decl.json_props:
             # Compared as JSON: Python's == takes 1 for true and 8.0 for 8, which would let a

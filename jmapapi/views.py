@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -11,6 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts import services
 from accounts.http_auth import STATE_TYPES, NoCredentials, authenticate_header, current_states
 from registry import ids
+from registry import services as registry_services
 from stalwart_site.problem import problem
 
 from . import engine
@@ -43,7 +43,6 @@ def auth_problem(exc: services.AuthError) -> HttpResponse:
 
 # The settings objects requests read, besides what the verification of credentials depends on.
 SETTINGS_TYPES = ("Jmap", "SystemSettings")
-SETTINGS_TTL = 3600
 
 
 def authenticate(request):
@@ -61,17 +60,7 @@ def authenticate(request):
 
 
 def _singleton(model, request):
-    """A settings singleton, from the cache under its current state (one read per change)."""
-    name = model._declaration.name
-    states = getattr(request, "stalwart_states", None)
-    if states is None:
-        return model.load()
-    key = f"singleton:{name}:{states[name]}"
-    obj = cache.get(key)
-    if obj is None:
-        obj = model.load()
-        cache.set(key, obj, SETTINGS_TTL)
-    return obj
+    return registry_services.current(model, getattr(request, "stalwart_states", None))
 
 
 def jmap_limits(request) -> Jmap:
@@ -79,11 +68,7 @@ def jmap_limits(request) -> Jmap:
 
 
 def base_url(request=None) -> str:
-    """SystemSettings.publicUrl when an administrator set one, else the PUBLIC_URL variable."""
-    from accounts.models import SystemSettings
-
-    system = _singleton(SystemSettings, request) if request is not None else SystemSettings.load()
-    return (system.public_url or settings.PUBLIC_URL).rstrip("/")
+    return services.public_url(getattr(request, "stalwart_states", None))
 
 
 @csrf_exempt

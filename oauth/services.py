@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from jwcrypto import jwk, jwt
@@ -25,7 +24,7 @@ from oauth2_provider.models import AccessToken, Grant, RefreshToken, set_token_v
 from accounts import services as account_services
 from accounts.authz import credential_permissions
 from accounts.models import Account, Credential
-from registry.services import state_token
+from registry import services as registry_services
 
 from .models import DeviceAuthorization as DeviceGrant
 from .models import OAuthClient, OidcProvider
@@ -75,17 +74,11 @@ _memo: dict = {}
 
 
 def provider() -> OidcProvider:
-    token = state_token("OidcProvider")
-    memo = _memo.get("provider")
-    if memo is None or memo[0] != token:
-        memo = _memo["provider"] = (token, OidcProvider.load())
-    return memo[1]
+    return registry_services.current(OidcProvider)
 
 
 def issuer() -> str:
-    from accounts.models import SystemSettings
-
-    return (SystemSettings.load().public_url or settings.PUBLIC_URL).rstrip("/")
+    return account_services.public_url()
 
 
 def signing_key() -> jwk.JWK:
@@ -101,9 +94,14 @@ def signing_key() -> jwk.JWK:
         candidate = key.export_to_pem(private_key=True, password=None).decode()
         # The first writer wins, on any database (SQLite ignores select_for_update): two workers
         # generating at once must not end up signing with a key other than the one published.
-        OidcProvider.objects.filter(pk=prov.pk, signature_key="").update(signature_key=candidate)
+        with transaction.atomic():
+            if OidcProvider.objects.filter(pk=prov.pk, signature_key="").update(signature_key=candidate):
+                # A change of the settings object like any other: audited, and its state moves
+                # so that every worker's cached copy is replaced.
+                registry_services.audit_event("oauth", "OidcProvider", "singleton", "update", "signatureKey",
+                                              None, "****")
+                registry_services.touch("OidcProvider", "singleton")
         pem = OidcProvider.objects.values_list("signature_key", flat=True).get(pk=prov.pk)
-        _memo.pop("provider", None)
         prov = provider()
     key = jwk.JWK.from_pem(pem.encode())
     expected = "EC" if prov.signature_algorithm == "es256" else "RSA"

@@ -29,19 +29,6 @@ def form_values(decl, form, *, only_changed: bool) -> dict:
     return values
 
 
-def apply_set_error(form, decl, exc: SetError) -> None:
-    """Show a refusal from the service layer on the form, field by field where possible."""
-    placed = False
-    for prop_name, msgs in exc.messages_by_property().items():
-        prop = decl.prop(prop_name)
-        if prop is not None and prop.attname in form.fields:
-            for msg in msgs:
-                form.add_error(prop.attname, msg)
-            placed = True
-    if not placed:
-        form.add_error(None, exc.description or exc.type)
-
-
 class DeclaredAdmin(admin.ModelAdmin):
     """Admin for a declared object: fieldsets, permissions and saves come from its declaration."""
 

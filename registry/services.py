@@ -51,6 +51,28 @@ def bump_state(*names: str) -> int:
     return state
 
 
+SINGLETON_CACHE_TTL = 3600
+
+
+def current(model, known: dict[str, int] | None = None):
+    """A settings singleton as it is now, from the cache under its state (one read per change).
+
+    `known` may carry the states already read for this request; otherwise the state is read here.
+    """
+    from django.core.cache import cache
+
+    name = model._declaration.name
+    state = (known or {}).get(name)
+    if state is None:
+        state = states(name)[name]
+    key = f"singleton:{name}:{state}"
+    obj = cache.get(key)
+    if obj is None:
+        obj = model.load()
+        cache.set(key, obj, SINGLETON_CACHE_TTL)
+    return obj
+
+
 def touch(decl_name: str, object_id: str) -> int:
     """Record that an object changed outside the generic mutations (its state and change log)."""
     state = bump_state(decl_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -112,3 +114,27 @@ def live_server(workers: int = 2, extra_env: dict | None = None):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                 log.close()
+
+
+# --- speaking HTTP byte by byte, for what clients would never send --------------------------
+def host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
+
+
+def raw_http(url: str, head: bytes, body: bytes = b"", timeout: float = 30) -> tuple[int, bytes]:
+    """Send bytes as they are; return the status and the body of the response."""
+    with socket.create_connection(host_port(url), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        data = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    assert m, data[:200]
+    return int(m.group(1)), data.split(b"\r\n\r\n", 1)[-1]

@@ -36,7 +36,7 @@ import pytest
 import requests
 import requests.adapters
 
-from .live import LiveServer, live_server
+from .live import LiveServer, host_port, live_server, raw_http
 
 CORE = "urn:ietf:params:jmap:core"
 STALWART = "urn:stalwart:jmap"
@@ -216,9 +216,6 @@ def site(live):
             "directoryId": None, "passwordHashAlgorithm": "argon2id"}}})
 
 
-def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname, parts.port
 
 
 @contextmanager
@@ -244,22 +241,6 @@ def on_each_worker(url: str, check) -> list:
     return results
 
 
-def raw_http(url: str, head: bytes, body: bytes = b"", timeout: float = 30) -> tuple[int, bytes]:
-    """Send bytes as they are; return the status and the body of the response."""
-    with socket.create_connection(host_port(url), timeout=timeout) as sock:
-        sock.sendall(head + body)
-        data = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-    assert m, data[:200]
-    return int(m.group(1)), data.split(b"\r\n\r\n", 1)[-1]
 
 
 def run_seed_curl(command: str, url: str, token: str, directory_id: str | None = None) -> dict:

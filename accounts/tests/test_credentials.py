@@ -36,10 +36,10 @@ def _create(account, kind=APP, **kwargs):
 
 
 def _credential_object_id(account, credential_id) -> set[str]:
-    """How an audit event names a credential: "<account>/<credential>" (plain or JMAP-id numbers)."""
+    """How an audit event names a credential: "<account id>/<credential id>", both JMAP ids."""
     from registry import ids
 
-    return {f"{account.pk}/{credential_id}", f"{ids.encode(account.pk)}/{ids.encode(credential_id)}"}
+    return {f"{ids.encode(account.pk)}/{ids.encode(credential_id)}"}
 
 
 def _reference_app_encoding(raw: bytes) -> str:

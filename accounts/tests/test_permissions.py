@@ -6,7 +6,7 @@ import pytest
 
 from accounts import permissions as catalogue
 from accounts import services
-from accounts.authz import account_permissions, compute_account_permissions
+from accounts.authz import account_permissions
 from accounts.models import Account, Authentication, Role, Tenant
 from conftest import STRONG_PASSWORD
 from registry import errors

@@ -22,15 +22,7 @@ def read_sources(fields: list[str], json_text: str | None, file: str | None, std
     if json_text is not None:
         return parse_json_object(json_text)
     if file is not None:
-        try:
-            raw = open(file, "rb").read()
-        except OSError as exc:
-            raise CliError(f"{file}: {exc.strerror or exc}") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CliError(f"{file}: invalid UTF-8: {exc}") from None
-        return parse_json_object(text)
+        return parse_json_object(read_text_file(file))
     if stdin:
         return parse_json_object(stdin_stream.read())
     return None
@@ -173,3 +165,15 @@ def parse_ids(raw: str) -> list[str]:
             raise CliError("ids array must contain only strings")
         return value
     return [part for part in text.replace(",", " ").split() if part]
+
+
+def read_text_file(file: str) -> str:
+    """The UTF-8 text of `file`, or CliError naming what is wrong with it."""
+    try:
+        raw = open(file, "rb").read()
+    except OSError as exc:
+        raise CliError(f"{file}: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{file}: invalid UTF-8: {exc}") from None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .base import Ctx
 from .errors import CliError, unknown_field
+from .inputs import read_text_file
 from .render import Ansi, compact, render_set_error
 from .schema import Schema, display_name, is_secret, kind, ref_target
 from .transport import check_response
@@ -533,14 +534,7 @@ def apply(ctx: Ctx, file: str | None, stdin: bool, dry_run: bool, continue_on_er
     if file is not None and stdin:
         raise CliError("--file and --stdin are mutually exclusive")
     if file is not None:
-        try:
-            raw = open(file, "rb").read()
-        except OSError as exc:
-            raise CliError(f"{file}: {exc.strerror or exc}") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CliError(f"{file}: invalid UTF-8: {exc}") from None
+        text = read_text_file(file)
     elif stdin:
         text = ctx.stdin.read()
     else:

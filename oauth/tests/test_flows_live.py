@@ -20,7 +20,6 @@ import base64
 import json
 import re
 import secrets
-import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 from playwright.sync_api import expect
 
-from tests.live import LiveServer, free_port
+from tests.live import LiveServer, free_port, raw_http
 
 STRONG = "Tr0ubador-Quartz-Lantern-91"
 NEW_PASSWORD = "Granite-Walrus-Harmonica-77"
@@ -208,27 +207,8 @@ def poll(site: Site, device_code: str, client_id: str) -> requests.Response:
     return site.token({"grant_type": GRANT_DEVICE, "device_code": device_code, "client_id": client_id})
 
 
-def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname, parts.port
 
 
-def raw_http(url: str, head: bytes, body: bytes = b"", timeout: float = 30) -> tuple[int, bytes]:
-    """Send bytes as they are; return the status and the body of the response."""
-    with socket.create_connection(host_port(url), timeout=timeout) as sock:
-        sock.sendall(head + body)
-        data = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-    assert m, data[:200]
-    return int(m.group(1)), data.split(b"\r\n\r\n", 1)[-1]
 
 
 def capture_callback(page, redirect_uri: str) -> list[str]:
