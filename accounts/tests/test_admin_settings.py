@@ -167,7 +167,8 @@ def test_update_permission_needs_get_to_see_the_page(client, make_account):
     role = make_role("Writer", ["authenticate", "sysAuthenticationUpdate"])
     make_account("writer", roles_mode="custom", roles=[role.pk])
     assert client.login(username="writer", password=STRONG_PASSWORD)
-    assert client.get(URL).status_code in (302, 403)
+    resp = client.get(URL)
+    assert resp.status_code == 302 and resp["Location"].startswith("/admin/login/")
 
 
 def test_pages_for_accounts_groups_roles_domains_tenants(admin_client):
@@ -217,3 +218,15 @@ def test_deleting_a_linked_role_is_refused_on_the_page(admin_client):
     assert "Authentication singleton refers to User" in resp.content.decode()
     admin_client.post(f"/admin/accounts/role/{role.pk}/delete/", {"post": "yes"})
     assert Role.objects.filter(pk=role.pk).exists()
+
+
+def test_administrator_without_the_settings_permissions_gets_403(client, make_account):
+    """Someone who administers roles, but not the Authentication settings, is refused with 403."""
+    role = make_role("Role admin", ["authenticate", "sysRoleGet", "sysRoleQuery"])
+    make_account("roleadmin", roles_mode="custom", roles=[role.pk])
+    assert client.login(username="roleadmin", password=STRONG_PASSWORD)
+    assert client.get("/admin/accounts/role/").status_code == 200
+    assert client.get(URL).status_code == 403
+    assert client.post(URL, {"password_min_length": "20"}).status_code == 403
+    assert client.get("/admin/").content.decode().count("accounts/authentication/") == 0
+    assert settings_now().password_min_length == 8
