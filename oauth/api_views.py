@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts import permissions as catalogue
 from jmapapi.views import authenticate
+from stalwart_site.http import preflight
 from stalwart_site.problem import problem
 
 from . import views as oauth_views
@@ -30,7 +31,7 @@ EDITION = "oss"
 @csrf_exempt
 def discover(request, email: str = ""):
     if request.method == "OPTIONS":
-        return _options()
+        return preflight()
     address = (email or "").strip().lower()
     if not address:
         return problem(404, "The address is missing: /api/discover/{email}.")
@@ -41,11 +42,6 @@ def discover(request, email: str = ""):
     return response
 
 
-def _options() -> HttpResponse:
-    response = HttpResponse(status=204)
-    for name, value in oauth_views.CORS.items():
-        response[name] = value
-    return response
 
 
 # What the reference's /api/account leaves out: permissions the web UI has no use for.

@@ -3,30 +3,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import re
 from urllib.parse import unquote
 
 from django.core.exceptions import BadRequest, SuspiciousOperation
-from django.http import HttpResponse, JsonResponse
+from django.http import JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
 
 from accounts import services as account_services
 from jmapapi.views import authenticate as api_authenticate
 from jmapapi.views import client_ip
+from stalwart_site.http import CORS, endpoint
 from stalwart_site.problem import problem
 
 from . import services
 from .services import SCOPES, OAuthError
 
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, Accept, X-Requested-With",
-    "Access-Control-Allow-Methods": "POST, GET, PATCH, PUT, DELETE, HEAD, OPTIONS",
-}
 
 
 def _json(data, status=200, *, no_store=False, cors=False) -> JsonResponse:
@@ -49,27 +43,6 @@ def oauth_error(exc: OAuthError) -> JsonResponse:
     if exc.status == 401:
         response["WWW-Authenticate"] = 'Basic realm="Stalwart Server"'
     return response
-
-
-def endpoint(*methods: str, cors: bool = False):
-    """The method rules of an OAuth endpoint: others get 405 problem+json with Allow (not
-    Django's empty 405, nor the CSRF middleware's HTML 403: these endpoints use no cookies);
-    with `cors`, OPTIONS is a CORS preflight answered 204 (the reference does so under /auth/
-    and /.well-known/)."""
-    allowed = ", ".join(methods)
-
-    def wrap(view):
-        @csrf_exempt
-        @functools.wraps(view)
-        def inner(request, *args, **kwargs):
-            if request.method in methods:
-                return view(request, *args, **kwargs)
-            if cors and request.method == "OPTIONS":
-                return _options(request)
-            return problem(405, f"This endpoint takes {allowed} requests.", headers={"Allow": allowed})
-        return inner
-
-    return wrap
 
 
 def _form(request, limit: int = 4096) -> dict:
@@ -351,8 +324,3 @@ def device_page(request, rest=""):
     return render(request, "oauth/login.html", {"mode": "device", "code": request.GET.get("code", "")})
 
 
-def _options(request):
-    response = HttpResponse(status=204)
-    for name, value in CORS.items():
-        response[name] = value
-    return response

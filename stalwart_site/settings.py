@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "jmapapi",
     "oauth2_provider",
     "oauth",
+    "wellknown",
+    "telemetry",
 ]
 
 MIDDLEWARE = [

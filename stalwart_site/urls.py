@@ -36,6 +36,9 @@ urlpatterns = [
     path(".well-known/oauth-authorization-server", oauth.oauth_metadata),
     path(".well-known/openid-configuration", oauth.openid_configuration),
     path(".well-known/oauth-protected-resource", oauth.protected_resource),
+    # Client discovery, MTA-STS, health, robots (wellknown/urls.py); Prometheus (telemetry/urls.py)
+    path("", include("wellknown.urls")),
+    path("", include("telemetry.urls")),
     # Web UI
     path("", account_views.home, name="home"),
     path("account/", include("accounts.urls")),

@@ -1,0 +1,2 @@
+"""telemetry models"""
+from django.db import models  # noqa: F401

@@ -1,0 +1,2 @@
+"""URLs of the telemetry app (included at the root)."""
+urlpatterns = []

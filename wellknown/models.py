@@ -1,0 +1,2 @@
+"""wellknown models"""
+from django.db import models  # noqa: F401

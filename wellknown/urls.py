@@ -1,0 +1,2 @@
+"""URLs of the wellknown app (included at the root)."""
+urlpatterns = []
