@@ -61,3 +61,13 @@ def page(chromium):
         yield context.new_page()
     finally:
         context.close()
+
+
+def log_in_admin_form(page, base_url: str, username: str, password: str, otp: str | None = None) -> None:
+    page.goto(base_url + "/admin/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    if otp is not None:
+        page.fill("input[name=otp]", otp)
+    with page.expect_navigation():
+        page.click("#login-form [type=submit]")

@@ -20,12 +20,11 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from .live import LiveServer
-
+from tests.browser import log_in_admin_form
 from tests.clients import STRONG_PASSWORD
+from tests.live import LiveServer
+
 DOMAIN = "totp.example"
-
-
 
 
 def make_user(server: LiveServer) -> str:
@@ -63,16 +62,6 @@ def wrong_code(secret: str) -> str:
     totp = pyotp.TOTP(secret)
     valid = {totp.at(time.time() + d) for d in (-60, -30, 0, 30, 60)}
     return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
-
-
-def log_in_admin_form(page, base_url: str, username: str, password: str, otp: str | None = None) -> None:
-    page.goto(base_url + "/admin/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    if otp is not None:
-        page.fill("input[name=otp]", otp)
-    with page.expect_navigation():
-        page.click("#login-form [type=submit]")
 
 
 def enrol_on_account_page(page, base_url: str, login: str) -> str:
