@@ -11,12 +11,12 @@ import ipaddress
 import time
 from datetime import timedelta
 
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from registry import services as registry_services
 
+from . import ratelimit
 from .models import AllowedIp, BlockedIp, Security
 
 _LIST_TTL = 300
@@ -79,17 +79,8 @@ def is_blocked(address: str | None) -> bool:
 
 
 def _hit(key: str, period_s: int) -> int:
-    window = int(time.time() // period_s)
-    full = f"ftb:{key}:{window}"
-    # The counter lives until the end of its window.
-    ttl = max(1, period_s - int(time.time() % period_s))
-    if cache.add(full, 1, ttl):
-        return 1
-    try:
-        return cache.incr(full)
-    except ValueError:
-        cache.add(full, 1, ttl)
-        return 1
+    """The count of authentication failures of `key` in the current window, this one included."""
+    return ratelimit.hit(f"ftb:{key}", 0, period_s).count
 
 
 def record_auth_failure(address: str | None, login: str | None) -> bool:
