@@ -34,6 +34,9 @@ INSTALLED_APPS = [
     "oauth",
     "wellknown",
     "telemetry",
+    "network",
+    "contactform",
+    "certificates",
 ]
 
 MIDDLEWARE = [

@@ -37,7 +37,9 @@ urlpatterns = [
     path(".well-known/openid-configuration", oauth.openid_configuration),
     path(".well-known/oauth-protected-resource", oauth.protected_resource),
     # Client discovery, MTA-STS, health, robots (wellknown/urls.py); Prometheus (telemetry/urls.py)
+    path("", include("certificates.urls")),  # /.well-known/acme-challenge/ before the well-known catch-all
     path("", include("wellknown.urls")),
+    path("", include("contactform.urls")),
     path("", include("telemetry.urls")),
     # Web UI
     path("", account_views.home, name="home"),

@@ -1,0 +1,2 @@
+"""acme models"""
+from django.db import models  # noqa: F401

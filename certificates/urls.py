@@ -1,0 +1,2 @@
+"""URLs of the certificates app (included at the root)."""
+urlpatterns = []

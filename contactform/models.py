@@ -1,0 +1,2 @@
+"""contactform models"""
+from django.db import models  # noqa: F401

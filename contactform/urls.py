@@ -1,0 +1,2 @@
+"""URLs of the contactform app (included at the root)."""
+urlpatterns = []

@@ -1,0 +1,2 @@
+"""network models"""
+from django.db import models  # noqa: F401

@@ -1,0 +1,1 @@
+from registry.declaration import ObjectType, register  # noqa: F401

@@ -1,0 +1,2 @@
+"""URLs of the network app (included at the root)."""
+urlpatterns = []
