@@ -25,16 +25,26 @@ def _plain_static_storage(settings):
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_rate_counters(tmp_path_factory):
+    """Rate-limit counters in a file of this run's (another run on the machine resets its own)."""
+    from security import ratelimit
+
+    ratelimit._sqlite.use(tmp_path_factory.mktemp("ratelimit") / "ratelimit.sqlite3")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     """Database rows roll back between tests; what was cached under their states must go too."""
     from django.core.cache import cache
 
     from oauth import services as oauth_services
+    from security import ratelimit
     from security.services import drop_lists
 
     def clear():
         cache.clear()
+        ratelimit.reset()
         drop_lists()
         oauth_services._memo.clear()
 

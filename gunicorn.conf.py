@@ -12,3 +12,35 @@ keepalive = 5
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# --- Prometheus metrics across workers ----------------------------------------------------------
+# Each worker keeps its counters in files under PROMETHEUS_MULTIPROC_DIR, and a scrape adds up
+# every file, whichever worker answers (telemetry/metrics.py). The variable must be set before
+# any worker imports prometheus_client, hence here, in the master.
+_var_dir = os.environ.get("STALWART_VAR_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "var")
+PROMETHEUS_MULTIPROC_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_var_dir, "prometheus"))
+
+
+def on_starting(server):
+    # A new server starts from zero: files of a previous run would add their counts to ours.
+    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+    if os.environ.get("STALWART_METRICS_DIR_READY") == "1":
+        return  # manage.py serve emptied it for the servers it starts side by side
+    for name in os.listdir(PROMETHEUS_MULTIPROC_DIR):
+        if name.endswith(".db"):
+            os.remove(os.path.join(PROMETHEUS_MULTIPROC_DIR, name))
+
+
+def child_exit(server, worker):
+    # A worker's counters stay in the total after it exits; its live gauges go with it.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+# --- TLS: the ACME certificates (certificates/tls.py) -----------------------------------------
+# Called only when certfile and keyfile are set: gunicorn's context, with the stored ACME
+# certificates chosen by SNI and reloaded when renewed.
+def ssl_context(conf, default_ssl_context_factory):
+    from certificates.tls import server_context
+    return server_context(default_ssl_context_factory)

@@ -25,6 +25,9 @@ from .authz import DEPENDENCIES
 
 VERDICT_TTL = 3600
 STATE_TYPES = (*DEPENDENCIES, "Credential")
+# fn(principal, remote_ip, request) called after every successful verification; may raise
+# services.AuthError (the HTTP service's authenticated rate limit lives here: network/).
+AFTER_AUTH: list = []
 
 
 def current_states(*names: str) -> dict[str, int]:

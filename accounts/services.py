@@ -16,6 +16,7 @@ from django.utils import timezone
 from registry import errors, ids
 from registry import services as registry
 from security import services as security
+from telemetry.metrics import counts_logins
 
 from . import hashing, tokens
 from .authz import RECOVERY_ID, credential_permissions, recovery_credentials
@@ -290,6 +291,18 @@ class Banned(AuthError):
         super().__init__(message)
 
 
+class RateLimited(AuthError):
+    """The account made more requests than the authenticated rate limit allows (HTTP 429)."""
+
+    status = 429
+    reason = "rateLimited"
+    counts_towards_ban = False
+
+    def __init__(self, verdict):
+        super().__init__("Too Many Requests")
+        self.verdict = verdict
+
+
 @dataclass
 class AuthResult:
     account: Account
@@ -321,6 +334,7 @@ def _ip_allowed(cred: Credential, remote_ip: str | None) -> bool:
     return any(ip in ipaddress.ip_network(net, strict=False) for net in cred.allowed_ips)
 
 
+@counts_logins
 def authenticate(login: str, secret: str, remote_ip: str | None, *, otp: str | None = None) -> AuthResult:
     """Verify a login name and a password or app password (and a TOTP code where the account
     has enrolled one). Raises AuthError."""
@@ -428,6 +442,7 @@ def _finish(account: Account, cred: Credential, remote_ip: str | None) -> AuthRe
     return AuthResult(account, cred, perms)
 
 
+@counts_logins
 def authenticate_bearer(token: str, remote_ip: str | None) -> AuthResult:
     """Verify an API key presented as a Bearer token. Raises AuthError."""
     if security.is_blocked(remote_ip):

@@ -18,6 +18,7 @@ from typing import Callable
 from django.db import transaction
 
 from registry import ids
+from telemetry.metrics import jmap_call
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,7 @@ def run(request: dict, principal, limits) -> dict:
     for name, args, call_id in request["methodCalls"]:
         for item in _call(ctx, name, args, call_id, responses):
             responses.append(item)
+        jmap_call(name, responses[-1])
     out = {"methodResponses": responses, "sessionState": session_state(principal)}
     if "createdIds" in request:
         out["createdIds"] = ctx.created_ids

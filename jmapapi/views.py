@@ -8,7 +8,7 @@ from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import services
-from accounts.http_auth import STATE_TYPES, NoCredentials, authenticate_header, current_states
+from accounts.http_auth import AFTER_AUTH, STATE_TYPES, NoCredentials, authenticate_header, current_states
 from registry import ids
 from registry import services as registry_services
 from stalwart_site.problem import problem
@@ -24,6 +24,9 @@ def client_ip(request) -> str | None:
 
 
 def auth_problem(exc: services.AuthError) -> HttpResponse:
+    if isinstance(exc, services.RateLimited):
+        return problem(429, "You have made too many requests; try again in a few seconds.",
+                       title="Too Many Requests", headers=exc.verdict.headers())
     if exc.status == 429:
         return problem(429, "Too many authentication attempts; try again later.",
                        title="Too Many Authentication Attempts", headers={"Retry-After": "60"})
@@ -54,7 +57,10 @@ def authenticate(request):
     header = request.META.get("HTTP_AUTHORIZATION")
     try:
         request.stalwart_states = current_states(*STATE_TYPES, *SETTINGS_TYPES) if header else None
-        return authenticate_header(header, client_ip(request), states=request.stalwart_states), None
+        principal = authenticate_header(header, client_ip(request), states=request.stalwart_states)
+        for hook in AFTER_AUTH:
+            hook(principal, client_ip(request), request)
+        return principal, None
     except services.AuthError as exc:
         return None, auth_problem(exc)
 

@@ -1,1 +1,34 @@
-from registry.declaration import ObjectType, register  # noqa: F401
+from registry.composites import RateChoice
+from registry.declaration import ObjectType, register
+
+from . import models
+
+
+def _dropped(obj=None):
+    from .pipeline import drop_config
+
+    drop_config()
+
+
+HTTP = register(ObjectType(
+    model=models.Http, name="Http", singleton=True, section="Settings › Network › HTTP",
+    description="Access rule, response headers, CORS, HSTS, forwarded addresses and rate limits of the HTTP service.",
+    groups=[
+        ("Security", ["allowed_endpoints", "use_x_forwarded", "enable_hsts"]),
+        ("Response headers", ["response_headers", "use_permissive_cors"]),
+        ("Rate limits", ["rate_limit_anonymous_count", "rate_limit_anonymous_period",
+                         "rate_limit_authenticated_count", "rate_limit_authenticated_period"]),
+    ],
+    composites=[
+        RateChoice("rateLimitAnonymous", "rate_limit_anonymous_count", "rate_limit_anonymous_period"),
+        RateChoice("rateLimitAuthenticated", "rate_limit_authenticated_count", "rate_limit_authenticated_period"),
+    ],
+    on_change=_dropped,
+))
+
+NETWORK_LISTENER = register(ObjectType(
+    model=models.NetworkListener, name="NetworkListener", section="Settings › Network › Listeners",
+    description="Addresses the server listens on. `make run` serves HTTP on every enabled HTTP listener.",
+    groups=[("Listener", ["name", "protocol", "bind", "use_tls", "enabled"])],
+    on_change=_dropped,
+))

@@ -160,3 +160,36 @@ class ScopeChoice(Composite):
         mode = self._back[value["@type"]]
         names = [] if mode == "inherit" else _name_set(value.get("permissions", {}), self.bad(f"{self.name}/permissions"))
         return {self.mode_field: mode, self.list_field: names}
+
+
+class RateChoice(Composite):
+    """A rate limit, {"count": 100, "period": 60000} (milliseconds), or null for none, over a
+    nullable count field and a period field."""
+
+    type_name = "Rate?"
+
+    def __init__(self, name: str, count_field: str, period_field: str, *, max_count: int = 1_000_000):
+        self.name, self.count_field, self.period_field = name, count_field, period_field
+        self.fields = (count_field, period_field)
+        self.max_count = max_count
+
+    def encode(self, values):
+        count, period = values[self.count_field], values[self.period_field]
+        if count is None or period is None:
+            return None
+        return {"count": count, "period": int(period.total_seconds() * 1000)}
+
+    def decode(self, value):
+        import datetime as dt
+
+        if value is None:
+            return {self.count_field: None}
+        if not isinstance(value, dict) or set(value) - {"count", "period"}:
+            raise self.bad()
+        count, period = value.get("count"), value.get("period")
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= self.max_count:
+            raise self.bad(f"{self.name}/count")
+        # Whole seconds: the windows are counted in seconds, as the reference does.
+        if not isinstance(period, int) or isinstance(period, bool) or not 1000 <= period <= 366 * 86_400_000:
+            raise self.bad(f"{self.name}/period")
+        return {self.count_field: count, self.period_field: dt.timedelta(milliseconds=period)}

@@ -109,12 +109,12 @@ def snapshot(decl: decl_mod.ObjectType, obj) -> dict:
     return {p.name: p.to_json(decl_mod.read_value(obj, p)) for p in decl.props}
 
 
-def _audit(actor, decl, obj_id, action, before: dict, after: dict) -> None:
+def _audit(actor, decl, obj_id, action, before: dict, after: dict, changed_secrets=()) -> None:
     label = actor_label(actor)
     rows = []
     for prop in decl.props:
         old, new = before.get(prop.name), after.get(prop.name)
-        if action == "update" and old == new:
+        if action == "update" and old == new and prop.name not in changed_secrets:
             continue
         if action != "update" and (old if action == "destroy" else new) in (None, [], {}, ""):
             continue
@@ -129,10 +129,10 @@ def _audit(actor, decl, obj_id, action, before: dict, after: dict) -> None:
     AuditEvent.objects.bulk_create(rows)
 
 
-def record(actor, decl, obj, action: str, before: dict, after: dict) -> None:
+def record(actor, decl, obj, action: str, before: dict, after: dict, changed_secrets=()) -> None:
     """Audit + state bump + cache hooks for a change made by a specialised service."""
     object_id = decl.object_id(obj)
-    _audit(actor, decl, object_id, action, before, after)
+    _audit(actor, decl, object_id, action, before, after, changed_secrets)
     state = bump_state(decl.name)
     kind = {"create": "created", "update": "updated", "destroy": "destroyed"}[action]
     ChangeLog.objects.create(object_type=decl.name, state=state, object_id=object_id, kind=kind)
@@ -223,8 +223,14 @@ def load(decl, pk=None, *, lock=False):
         raise NotFound(f"{decl.name} {pk} not found") from None
 
 
+def _secret_values(decl, obj) -> dict:
+    return {p.name: decl_mod.read_value(obj, p) for p in decl.props if p.secret}
+
+
 def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save=None):
     """Apply, validate, save, authorise and record one change, inside the caller's transaction."""
+    # Secrets read "****" in snapshots: compare the stored values to see whether one changed.
+    secrets_before = _secret_values(decl, obj) if action == "update" else {}
     scalars, m2m = _split(decl, values)
     for attname, value in scalars.items():
         prop = decl.prop_for_field(attname)
@@ -238,9 +244,11 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
     if decl.authorize:
         decl.authorize(actor, obj, set(values) if action == "update" else None)
     after = snapshot(decl, obj)
-    if action == "create" or after != before:
+    secrets_after = _secret_values(decl, obj) if action == "update" else {}
+    changed_secrets = {name for name, value in secrets_after.items() if value != secrets_before.get(name)}
+    if action == "create" or after != before or changed_secrets:
         # An update that changes nothing leaves no audit event and keeps the state.
-        record(actor, decl, obj, action, before, after)
+        record(actor, decl, obj, action, before, after, changed_secrets)
     return obj
 
 

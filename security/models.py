@@ -7,7 +7,18 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from registry.fields import NameSetField
 from registry.models import SingletonModel
+
+# The reference's defaults: paths only scanners ask for on a mail server.
+DEFAULT_SCAN_PATHS = [
+    "*.php*", "*.cgi*", "*.asp*", "*/wp-*", "*/php*", "*/cgi-bin*", "*xmlrpc*", "*../*", "*/..*", "*joomla*",
+    "*wordpress*", "*drupal*",
+]
+
+
+def default_scan_paths():
+    return list(DEFAULT_SCAN_PATHS)
 
 
 def validate_ip_mask(value: str):
@@ -31,6 +42,15 @@ class Security(SingletonModel):
     )
     auth_ban_period = models.DurationField(
         null=True, blank=True, help_text="How long a ban lasts; empty bans until the address is removed.",
+    )
+
+    scan_ban_paths = NameSetField(
+        default=default_scan_paths, schema_type="Set<String>",
+        help_text="Glob patterns (* and ?, case-insensitive) of paths that ban the client at once when they "
+        "match a request for an unknown resource.",
+    )
+    scan_ban_period = models.DurationField(
+        null=True, blank=True, help_text="How long a scan ban lasts; empty bans until the address is removed.",
     )
 
     class Meta:

@@ -6,7 +6,8 @@ from .services import drop_lists
 register(ObjectType(
     model=models.Security, name="Security", singleton=True, section="Settings › Security › Auto-ban",
     description="Thresholds of automatic IP banning.",
-    groups=[("Authentication failures", ["auth_ban_rate_count", "auth_ban_rate_period", "auth_ban_period"])],
+    groups=[("Authentication failures", ["auth_ban_rate_count", "auth_ban_rate_period", "auth_ban_period"]),
+            ("Scanners", ["scan_ban_paths", "scan_ban_period"])],
     on_change=lambda obj: drop_lists(),
 ))
 register(ObjectType(

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from registry import services as registry_services
+from telemetry.metrics import ban as count_ban
 
 from . import ratelimit
 from .models import AllowedIp, BlockedIp, Security
@@ -39,9 +40,13 @@ def _networks(model) -> list:
     return nets
 
 
-def _lists():
-    """Allowed and blocked networks, re-read whenever either list's state changes."""
-    token = registry_services.state_token("BlockedIp", "AllowedIp")
+def _lists(known: dict | None = None):
+    """Allowed and blocked networks, re-read whenever either list's state changes (`known` may
+    carry the states already read for this request)."""
+    if known is not None:
+        token = f"{known['BlockedIp']}.{known['AllowedIp']}"
+    else:
+        token = registry_services.state_token("BlockedIp", "AllowedIp")
     memo = _lists_memo.get("lists")
     if memo is None or memo[0] != token or memo[1] < time.monotonic():
         memo = (token, time.monotonic() + _LIST_TTL, _networks(AllowedIp), _networks(BlockedIp))
@@ -60,21 +65,21 @@ def _in(ip, networks) -> bool:
     return any(ip in net for net in networks)
 
 
-def is_allowed(address: str | None) -> bool:
+def is_allowed(address: str | None, known: dict | None = None) -> bool:
     ip = _ip(address)
     if ip is None:
         return False
     if ip.is_loopback:
         return True
-    allowed, _ = _lists()
+    allowed, _ = _lists(known)
     return _in(ip, allowed)
 
 
-def is_blocked(address: str | None) -> bool:
+def is_blocked(address: str | None, known: dict | None = None) -> bool:
     ip = _ip(address)
     if ip is None or ip.is_loopback:
         return False
-    allowed, blocked = _lists()
+    allowed, blocked = _lists(known)
     return _in(ip, blocked) and not _in(ip, allowed)
 
 
@@ -110,3 +115,4 @@ def ban(address: str, reason: str, period: timedelta | None, actor="fail-to-ban"
         BlockedIp.objects.filter(address=address).update(expires_at=expires, reason=reason)
         registry_services.bump_state("BlockedIp")
     drop_lists()
+    count_ban(reason)

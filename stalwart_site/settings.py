@@ -39,16 +39,23 @@ INSTALLED_APPS = [
     "certificates",
 ]
 
+# django-prometheus's pair brackets the chain (its request, latency and response counters);
+# telemetry's counter comes next, so that it also sees what WhiteNoise answers.
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "telemetry.middleware.RequestMetricsMiddleware",
+    "network.middleware.EdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "network.middleware.RateLimitMiddleware",
     "accounts.middleware.ExpiredPasswordMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "stalwart_site.urls"
@@ -157,3 +164,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
+
+# --- Outgoing mail (the contact form's submissions) ------------------------------------------
+# An SMTP relay: by default the local mail server on port 25, as the reference delivers locally.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)  # STARTTLS
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS (usually port 465)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("Set at most one of EMAIL_USE_TLS and EMAIL_USE_SSL.")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # seconds, per SMTP operation
+SERVER_EMAIL = env_str("SERVER_EMAIL", "postmaster@localhost")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", SERVER_EMAIL)
+# DNS for the contact form's MX check: "host" or "host:port" entries ("[v6]:port"); empty uses
+# /etc/resolv.conf. DNS_TIMEOUT bounds the whole check, in seconds.
+DNS_SERVERS = env_list("DNS_SERVERS", [])
+DNS_TIMEOUT = env_int("DNS_TIMEOUT", 5)

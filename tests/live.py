@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -80,7 +80,12 @@ def _database(env: dict):
 
 
 @contextmanager
-def live_server(workers: int = 2, extra_env: dict | None = None):
+def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool = True, prepare=None,
+                command: list[str] | None = None, ready_url: str | None = None):
+    """extra_env may name its own DATABASE_URL (then used as it is); migrate=False serves a
+    database that is not (or cannot be) migrated, e.g. an unreachable one. prepare(server) runs
+    after the migrations, before the server starts; command replaces the gunicorn command line
+    (e.g. manage.py serve), and ready_url is then the URL that answers once it is up."""
     with tempfile.TemporaryDirectory(prefix="stalwart-live-") as tmp:
         port = free_port()
         env = {
@@ -89,18 +94,22 @@ def live_server(workers: int = 2, extra_env: dict | None = None):
             "CACHE_KEY_PREFIX": f"live{secrets.token_hex(3)}", **(extra_env or {}),
         }
         env.pop("DJANGO_SETTINGS_MODULE", None)
-        with _database(env) as env:
+        own_database = "DATABASE_URL" in (extra_env or {})
+        with (nullcontext(env) if own_database else _database(env)) as env:
             server = LiveServer(f"http://127.0.0.1:{port}", env, Path(tmp))
-            server.manage("migrate", "--noinput", "-v0")
+            if migrate:
+                server.manage("migrate", "--noinput", "-v0")
             server.manage("collectstatic", "--noinput", "-v0")
+            if prepare is not None:
+                prepare(server)
             log = open(Path(tmp) / "gunicorn.log", "w")
-            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "stalwart_site.wsgi"],
-                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            argv = command or [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "stalwart_site.wsgi"]
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
                 deadline = time.monotonic() + 30
                 while True:
                     try:
-                        requests.get(server.url + "/admin/login/", timeout=2)
+                        requests.get(ready_url or server.url + "/admin/login/", timeout=2, verify=False)
                         break
                     except (requests.ConnectionError, requests.Timeout):  # a loaded machine starts slowly
                         if proc.poll() is not None or time.monotonic() > deadline:

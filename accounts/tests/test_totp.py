@@ -327,10 +327,10 @@ class TestRemoval:
                                                                      "code": wrong_code(secret)})
         assert "Too Many Authentication Attempts" in response.content.decode()
         assert BlockedIp.objects.filter(address=IP).exists()
-        # Banned: even the right code is refused now.
+        # Banned: the address is refused before any page now (403), even with the right code.
         response = carol_client.post("/account/two-factor/remove/", {"current_password": STRONG_PASSWORD,
                                                                       "code": pyotp.TOTP(secret).now()})
-        assert "Too Many Authentication Attempts" in response.content.decode()
+        assert response.status_code == 403 and response["Content-Type"] == "application/problem+json"
         assert password_cred(carol).otp_url
 
 
@@ -408,7 +408,7 @@ class TestAdminLogin:
         assert "Too Many Authentication Attempts" in response.content.decode()
         assert BlockedIp.objects.filter(address=IP).exists()
         response = self.post(client, otp=pyotp.TOTP(secret).now())
-        assert response.status_code == 200 and not response.wsgi_request.user.is_authenticated
+        assert response.status_code == 403 and "_auth_user_id" not in client.session
 
 
 # --- /api/auth (the /login and /device pages) ---------------------------------------------------
@@ -462,9 +462,11 @@ class TestApiAuth:
                             mfaToken=wrong_code(secret)) == {"type": "failure"}
         blocked = BlockedIp.objects.get(address=IP)
         assert blocked.reason == BlockedIp.Reason.AUTH_FAILURE
-        # Banned: the right code no longer helps from this address.
-        assert api_auth(client, accountName="carol@example.org", accountSecret=STRONG_PASSWORD,
-                        mfaToken=pyotp.TOTP(secret).now()) == {"type": "failure"}
+        # Banned: the address is refused before the endpoint, the right code no longer helps.
+        response = client.post("/api/auth", {"type": "authCode", "accountName": "carol@example.org",
+                                             "accountSecret": STRONG_PASSWORD, "mfaToken": pyotp.TOTP(secret).now()},
+                               content_type="application/json", REMOTE_ADDR=IP)
+        assert response.status_code == 403
 
 
 class TestServices:

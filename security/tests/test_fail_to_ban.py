@@ -293,13 +293,12 @@ class TestLoginPage:
         assert response.status_code == 200
         assert "Too Many Authentication Attempts" in response.content.decode()
         assert blocked(ATTACKER).reason == "authFailure"
-        # The right password from the banned address: still refused, no session.
+        # The right password from the banned address: refused before the page (403), no session.
         response = client.post(url, {"username": "admin@example.org", "password": STRONG_PASSWORD},
                                REMOTE_ADDR=ATTACKER)
-        assert response.status_code == 200
-        assert "Too Many Authentication Attempts" in response.content.decode()
+        assert response.status_code == 403 and response["Content-Type"] == "application/problem+json"
         assert "_auth_user_id" not in client.session
-        assert client.get("/admin/", REMOTE_ADDR=ATTACKER).status_code == 302
+        assert client.get("/admin/", REMOTE_ADDR=ATTACKER).status_code == 403
         # From another address the administrator logs in.
         response = client.post(url, {"username": "admin@example.org", "password": STRONG_PASSWORD},
                                REMOTE_ADDR=OTHER)

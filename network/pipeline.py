@@ -1,0 +1,230 @@
+"""The front of the HTTP service, in the reference's order: client address (forwarded headers
+when configured) → blocked IP (403 before anything else) → access rule → rate limit → route →
+scan-path ban on unknown paths → global response headers.
+
+Everything a request needs is compiled once per change of the settings and kept per worker
+under the states of the objects it comes from; a request then costs one small query (the
+states) and, for rate limits, one cache operation.
+"""
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+import time
+from dataclasses import dataclass, field
+
+from registry import services as registry_services
+from security import ratelimit
+from security import services as security
+from stalwart_site.http import CORS
+from stalwart_site.problem import problem
+
+STATE_NAMES = ("Http", "NetworkListener", "BlockedIp", "AllowedIp", "Security")
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+_memo: dict = {}
+_MEMO_TTL = 300  # seconds: expired bans/allowances are seen within this time even without a change
+
+
+def drop_config() -> None:
+    _memo.clear()
+
+
+@dataclass
+class Config:
+    token: tuple
+    use_x_forwarded: bool
+    rule: object | None  # a compiled network.expr rule; None when everything is allowed
+    headers: list[tuple[str, str]]
+    hsts: bool
+    anonymous: tuple[int, float] | None
+    authenticated: tuple[int, float] | None
+    listeners_exact: dict[tuple[str, int], tuple[str, bool]] = field(default_factory=dict)
+    listeners_port: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    default_listener: tuple[str, bool] = ("http", False)
+    scan_paths: list[re.Pattern] = field(default_factory=list)
+    scan_ban_period: object = None
+    expires: float = 0.0
+
+    def listener(self, local_ip: str | None, local_port: int | None) -> tuple[str, bool]:
+        if local_port is not None:
+            hit = self.listeners_exact.get((local_ip, local_port)) or self.listeners_port.get(local_port)
+            if hit:
+                return hit
+        return self.default_listener
+
+
+def _rate(count, period) -> tuple[int, float] | None:
+    if count is None or period is None:
+        return None
+    return count, max(1.0, period.total_seconds())
+
+
+def _build(token: tuple) -> Config:
+    from security.models import Security
+
+    from .expr import compile_rule
+    from .models import DEFAULT_RULE, Http, NetworkListener
+
+    http = Http.load()
+    rule_source = http.allowed_endpoints or DEFAULT_RULE
+    rule = None
+    if rule_source != DEFAULT_RULE:
+        try:
+            rule = compile_rule(rule_source, Http._meta.get_field("allowed_endpoints").variables)
+        except Exception:  # refused at save; a rule written around the service layer fails open, as the reference's
+            rule = None
+    headers = [(name.strip(), value.strip()) for name, value in (http.response_headers or {}).items()]
+    if http.use_permissive_cors:
+        headers += list(CORS.items())
+    cfg = Config(
+        token=token, use_x_forwarded=http.use_x_forwarded, rule=rule, headers=headers, hsts=http.enable_hsts,
+        anonymous=_rate(http.rate_limit_anonymous_count, http.rate_limit_anonymous_period),
+        authenticated=_rate(http.rate_limit_authenticated_count, http.rate_limit_authenticated_period),
+        expires=time.monotonic() + _MEMO_TTL,
+    )
+    first = None
+    for listener in NetworkListener.objects.filter(enabled=True, protocol="http").order_by("name"):
+        entry = (listener.name, listener.use_tls)
+        first = first or entry
+        for bind in listener.bind:
+            host, _, port = bind.rpartition(":")
+            host = host.strip("[]")
+            if ipaddress.ip_address(host).is_unspecified:
+                cfg.listeners_port.setdefault(int(port), entry)
+            else:
+                cfg.listeners_exact[(str(ipaddress.ip_address(host)), int(port))] = entry
+    if first:
+        cfg.default_listener = first
+    sec = Security.load()
+    cfg.scan_paths = [re.compile(fnmatch.translate(glob.lower())) for glob in (sec.scan_ban_paths or [])]
+    cfg.scan_ban_period = sec.scan_ban_period
+    return cfg
+
+
+def config(states: dict[str, int]) -> Config:
+    token = tuple(states[name] for name in STATE_NAMES)
+    cfg = _memo.get("cfg")
+    if cfg is None or cfg.token != token or cfg.expires < time.monotonic():
+        cfg = _memo["cfg"] = _build(token)
+    return cfg
+
+
+# --- client address ---------------------------------------------------------------------
+_FORWARDED_FOR = re.compile(r'for=\s*"?\[?([0-9a-fA-F:.]+)', re.IGNORECASE)
+
+
+def normal_ip(text: str | None) -> str | None:
+    """The canonical text of an IP address (IPv4-mapped IPv6 unmapped), or None."""
+    try:
+        ip = ipaddress.ip_address((text or "").strip().split("%")[0])
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def forwarded_ip(meta) -> str | None:
+    """The client of a request that came through a proxy: RFC 7239 Forwarded, else the first
+    address of X-Forwarded-For (a port after an IPv4 address or a bracketed IPv6 is ignored)."""
+    forwarded = meta.get("HTTP_FORWARDED")
+    if forwarded:
+        match = _FORWARDED_FOR.search(forwarded)
+        if match:
+            text = match.group(1)
+            if text.count(":") == 1:  # 192.0.2.1:4711
+                text = text.split(":")[0]
+            ip = normal_ip(text)
+            if ip:
+                return ip
+    xff = meta.get("HTTP_X_FORWARDED_FOR")
+    if xff:
+        return normal_ip(xff.split(",")[0])
+    return None
+
+
+def local_address(meta) -> tuple[str | None, int | None]:
+    """The address and port the request came in on: the gunicorn socket's, else SERVER_PORT."""
+    sock = meta.get("gunicorn.socket")
+    if sock is not None:
+        try:
+            name = sock.getsockname()
+            return normal_ip(str(name[0])), int(name[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    try:
+        return None, int(meta.get("SERVER_PORT") or 0) or None
+    except ValueError:
+        return None, None
+
+
+# --- the rule's variables -----------------------------------------------------------------
+class RuleContext(dict):
+    """The variables of the access rule, each computed when the rule first reads it."""
+
+    def __init__(self, request, listener: str, local_ip, local_port, tls: bool):
+        super().__init__(listener=listener, remote_ip=request.META.get("REMOTE_ADDR") or "",
+                         local_ip=local_ip or "", local_port=local_port or 0, protocol="https" if tls else "http",
+                         is_tls=tls, method=request.method)
+        self.request = request
+
+    def __missing__(self, key):
+        meta = self.request.META
+        if key == "remote_port":
+            try:
+                value = int(meta.get("REMOTE_PORT") or 0)
+            except ValueError:
+                value = 0
+        elif key == "url":
+            value = meta.get("RAW_URI") or self.request.get_full_path()
+        elif key == "path":
+            value = (meta.get("RAW_URI") or self.request.get_full_path()).split("?", 1)[0]
+        elif key == "headers":
+            value = [f"{name[5:].replace('_', '-').lower()}: {text}" for name, text in meta.items()
+                     if name.startswith("HTTP_")]
+            for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                if meta.get(name):
+                    value.append(f"{name.replace('_', '-').lower()}: {meta[name]}")
+        else:
+            raise KeyError(key)
+        self[key] = value
+        return value
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key):
+        return key in ("remote_port", "url", "path", "headers") or dict.__contains__(self, key)
+
+
+def rule_status(cfg: Config, ctx) -> int:
+    """The status the rule gives this request; errors and non-numbers allow, as in the reference."""
+    from .expr import to_status
+
+    try:
+        status = to_status(cfg.rule.evaluate(ctx))
+    except Exception:
+        return 200
+    return status if status is not None and 100 <= status <= 999 else 200
+
+
+def rate_limited(verdict: ratelimit.Verdict):
+    return problem(429, "You have made too many requests; try again in a few seconds.",
+                   title="Too Many Requests", headers=verdict.headers())
+
+
+def scan_match(cfg: Config, path: str) -> bool:
+    low = path.lower()
+    return any(p.match(low) for p in cfg.scan_paths)
+
+
+def states_now() -> dict[str, int]:
+    return registry_services.states(*STATE_NAMES)
+
+
+__all__ = ["config", "drop_config", "forwarded_ip", "local_address", "normal_ip", "RuleContext", "rule_status",
+           "rate_limited", "scan_match", "states_now", "security", "HSTS"]

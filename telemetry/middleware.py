@@ -1,0 +1,27 @@
+"""Counts every answered request in stalwart_http_requests_total{endpoint, status}."""
+from django.conf import settings
+
+from .metrics import count_request
+
+
+class RequestMetricsMiddleware:
+    """The endpoint label is the URL route that matched ("/jmap/", "/api/schema/<str:digest>"),
+    "static" for files WhiteNoise serves, "unmatched" otherwise: never the raw path, which any
+    client could make unique. It sits near the top of MIDDLEWARE, so it sees what answers early
+    (static files, CSRF refusals) as well as the views."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.static_prefix = settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        if match is not None:
+            endpoint = "/" + match.route
+        elif request.path_info.startswith(self.static_prefix):
+            endpoint = "static"
+        else:
+            endpoint = "unmatched"
+        count_request(endpoint, response.status_code)
+        return response

@@ -1,0 +1,56 @@
+"""/metrics/prometheus (reference §4.10); everything else under /metrics/ answers 404."""
+from django.db.models import Q
+from django.http import HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from prometheus_client.core import GaugeMetricFamily
+
+from registry import services as registry
+from security.models import BlockedIp
+from stalwart_site.http import endpoint
+from stalwart_site.problem import problem
+
+from . import metrics as telemetry_metrics
+from .models import Metrics
+from .services import authorized
+
+NOT_FOUND = "The requested resource does not exist on this server."
+REALM = 'realm="Stalwart Server"'
+
+
+class BlockedIpsCollector:
+    """A gauge read from the database at scrape time: the same for every worker, so it needs
+    no multiprocess mode."""
+
+    def collect(self):
+        now = timezone.now()
+        count = BlockedIp.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).count()
+        yield GaugeMetricFamily("stalwart_blocked_ips", "IP addresses and networks blocked now "
+                                "(bans and manual blocks that have not expired).", value=count)
+
+
+def not_found(request, *args, **kwargs):
+    return problem(404, NOT_FOUND)
+
+
+@endpoint("GET", "HEAD")
+def prometheus(request):
+    state = registry.states("Metrics")["Metrics"]
+    settings = registry.current(Metrics, {"Metrics": state})
+    if not settings.prometheus_enabled:
+        return problem(404, NOT_FOUND)
+    if not authorized(settings, request.META.get("HTTP_AUTHORIZATION"), state):
+        response = problem(401, "You have to authenticate first.")
+        # The reference's two challenges (JMAP's 401), one header.
+        response["WWW-Authenticate"] = (
+            f'Bearer {REALM}, resource_metadata="/.well-known/oauth-protected-resource", Basic {REALM}')
+        return response
+    body = telemetry_metrics.exposition(BlockedIpsCollector())
+    response = HttpResponse(b"" if request.method == "HEAD" else body, content_type=telemetry_metrics.CONTENT_TYPE)
+    response["Cache-Control"] = "no-store"
+    if request.method == "HEAD":
+        response["Content-Length"] = str(len(body))
+    return response
+
+
+unknown = csrf_exempt(not_found)
