@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth clean browser
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth bench-ratelimit bench-discovery clean browser promtool pebble
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,11 @@ migrate: install
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # Creates .venv, installs, migrates, creates the first administrator (its password is printed
-# once) and serves on http://$(HOST):$(PORT) with gunicorn.
+# once) and serves with gunicorn on every enabled HTTP listener (manage.py serve; the first
+# listener, "http", is created on $(HOST):$(PORT) by the first migration).
 run: migrate
 	$(BIN)/python manage.py bootstrap
-	$(BIN)/gunicorn -c gunicorn.conf.py stalwart_site.wsgi
+	$(BIN)/python manage.py serve
 
 # Debian's Chromium for the browser tests (no browser download; installed when missing).
 browser:
@@ -39,7 +40,20 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: apt-get install chromium (as root)" >&2; exit 1; fi; }
 
-test: install-dev browser
+# Debian's prometheus package for promtool, which checks the scraped metrics in the tests.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool is missing: apt-get install prometheus (as root)" >&2; exit 1; fi; }
+
+# Debian's pebble package (a test ACME CA, with pebble-challtestsrv for its DNS) for the
+# certificates round trip (certificates/tests/test_pebble.py).
+pebble:
+	@command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends pebble >/dev/null; \
+	  else echo "pebble is missing: apt-get install pebble (as root)" >&2; exit 1; fi; }
+
+test: install-dev browser promtool pebble
 	$(BIN)/python -m pytest
 
 # Logins per second per password hash algorithm (docs/performance.md); needs wrk (apt-get install wrk).
@@ -56,6 +70,16 @@ bench-jmap: install-dev
 # through dynamic registration and the code flow) against bare WSGI (docs/performance.md); needs wrk.
 bench-oauth: install-dev
 	$(BIN)/python bench/oauth.py $(BENCH_ARGS)
+
+# The anonymous rate limit under load: a steady rate under it (no 429, no 5xx) and one over it
+# (only 307 and 429), beside bare WSGI (docs/performance.md); needs wrk and hey (apt-get install wrk hey).
+bench-ratelimit: install-dev
+	$(BIN)/python bench/ratelimit.py $(BENCH_ARGS)
+
+# Discovery endpoints (autoconfig GET, autodiscover POST, /healthz/live) beside bare WSGI
+# (docs/performance.md); needs wrk.
+bench-discovery: install-dev
+	$(BIN)/python bench/discovery.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
