@@ -1,2 +1,8 @@
 """URLs of the contactform app (included at the root)."""
-urlpatterns = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("form", views.form),
+]

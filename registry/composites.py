@@ -163,33 +163,38 @@ class ScopeChoice(Composite):
 
 
 class RateChoice(Composite):
-    """A rate limit, {"count": 100, "period": 60000} (milliseconds), or null for none, over a
-    nullable count field and a period field."""
+    """The reference's Rate over a nullable count field and a period field: {"count": 5,
+    "period": 3600000} (milliseconds), or null for no limit (the count is emptied, the period
+    kept). Only the shape is checked here; bounds are the model's (field validators, clean())."""
 
-    type_name = "Rate?"
+    type_name = "Rate"
+    # A DurationField holds microseconds in a signed 64-bit column.
+    MAX_PERIOD_MS = (2**63 - 1) // 1000
 
-    def __init__(self, name: str, count_field: str, period_field: str, *, max_count: int = 1_000_000):
+    def __init__(self, name: str, count_field: str, period_field: str):
         self.name, self.count_field, self.period_field = name, count_field, period_field
         self.fields = (count_field, period_field)
-        self.max_count = max_count
 
     def encode(self, values):
         count, period = values[self.count_field], values[self.period_field]
-        if count is None or period is None:
+        if count is None:
             return None
-        return {"count": count, "period": int(period.total_seconds() * 1000)}
+        return {"count": count, "period": int(period.total_seconds() * 1000) if period is not None else None}
 
     def decode(self, value):
         import datetime as dt
 
         if value is None:
             return {self.count_field: None}
-        if not isinstance(value, dict) or set(value) - {"count", "period"}:
+        if not isinstance(value, dict):
             raise self.bad()
-        count, period = value.get("count"), value.get("period")
-        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= self.max_count:
-            raise self.bad(f"{self.name}/count")
-        # Whole seconds: the windows are counted in seconds, as the reference does.
-        if not isinstance(period, int) or isinstance(period, bool) or not 1000 <= period <= 366 * 86_400_000:
-            raise self.bad(f"{self.name}/period")
-        return {self.count_field: count, self.period_field: dt.timedelta(milliseconds=period)}
+        extra = sorted(set(value) - {"count", "period"})
+        if extra:
+            raise self.bad(f"{self.name}/{extra[0]}")
+        out = {}
+        for key, field in (("count", self.count_field), ("period", self.period_field)):
+            number = value.get(key)
+            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= self.MAX_PERIOD_MS:
+                raise self.bad(f"{self.name}/{key}")
+            out[field] = dt.timedelta(milliseconds=number) if key == "period" else number
+        return out

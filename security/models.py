@@ -30,12 +30,12 @@ def validate_ip_mask(value: str):
 
 
 class Security(SingletonModel):
-    """Fail-to-ban thresholds. A rate of 0 disables the category."""
+    """Fail-to-ban thresholds. An empty rate disables the category."""
 
     auth_ban_rate_count = models.PositiveIntegerField(
-        default=100, validators=[MinValueValidator(0), MaxValueValidator(1_000_000)],
+        null=True, blank=True, default=100, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
         help_text="Authentication failures allowed per period, per IP address and per login name "
-        "before the IP address is banned (0 disables banning on authentication failures).",
+        "before the IP address is banned (empty: no banning on authentication failures).",
     )
     auth_ban_rate_period = models.DurationField(
         default=timedelta(days=1), help_text="Length of the window in which authentication failures are counted.",

@@ -1,3 +1,4 @@
+from registry.composites import RateChoice
 from registry.declaration import ObjectType, register
 
 from . import models
@@ -8,6 +9,7 @@ register(ObjectType(
     description="Thresholds of automatic IP banning.",
     groups=[("Authentication failures", ["auth_ban_rate_count", "auth_ban_rate_period", "auth_ban_period"]),
             ("Scanners", ["scan_ban_paths", "scan_ban_period"])],
+    composites=[RateChoice("authBanRate", "auth_ban_rate_count", "auth_ban_rate_period")],
     on_change=lambda obj: drop_lists(),
 ))
 register(ObjectType(

@@ -171,12 +171,19 @@ class TestRateLimits:
                                    HTTP_AUTHORIZATION=basic("dora@example.org"))
             assert response.status_code == 200
 
-    @pytest.mark.parametrize("value", [{"count": 0, "period": 60000}, {"count": 5, "period": 10},
-                                       {"count": "5", "period": 60000}, {"count": 5}, [5, 60000]])
-    def test_bad_rates_are_refused(self, jmap, value):
+    @pytest.mark.parametrize("value, kind", [
+        ({"count": 0, "period": 60000}, "validationFailed"), ({"count": 5, "period": 10}, "validationFailed"),
+        ({"count": "5", "period": 60000}, "invalidPatch"), ({"count": 5}, "invalidPatch"),
+        ([5, 60000], "invalidPatch"), ({"count": 5, "period": 1000, "burst": 2}, "invalidPatch"),
+    ])
+    def test_bad_rates_are_refused(self, jmap, value, kind):
         got = jmap.ok("x:Http/set", {"update": {"singleton": {"rateLimitAnonymous": value}}})
         error = got["notUpdated"]["singleton"]
-        assert error["type"] == "invalidPatch" and error["properties"][0].startswith("rateLimitAnonymous"), error
+        assert error["type"] == kind, error
+        named = error.get("properties") or [e["property"] for e in error["validationErrors"]]
+        assert named[0].startswith("rateLimitAnonymous") or named[0].startswith("rate_limit_anonymous"), error
+        assert jmap.ok("x:Http/get", {"ids": ["singleton"]})["list"][0]["rateLimitAnonymous"] == {
+            "count": 100, "period": 60000}
 
 
 # --- scan bans ----------------------------------------------------------------------------------

@@ -155,15 +155,15 @@ class TestCounting:
         fail(ip=OTHER)
         assert type(fail(ip=OTHER)) is services.Banned
 
-    def test_count_zero_disables(self, bob, thresholds):
-        thresholds(count=0)
+    def test_empty_rate_disables(self, bob, thresholds):
+        thresholds(count=None)
         for _ in range(25):
             assert type(fail()) is services.AuthFailed
         assert not BlockedIp.objects.exists()
         assert services.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER).account.pk == bob.pk
 
     def test_manual_block_is_enforced_even_when_counting_is_disabled(self, bob, thresholds):
-        thresholds(count=0)
+        thresholds(count=None)
         registry.create(BlockedIp._declaration, {"address": "203.0.113.0/24", "reason": "manual"}, "test")
         assert type(fail(secret=STRONG_PASSWORD)) is services.Banned
         with pytest.raises(services.Banned):
