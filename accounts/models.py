@@ -16,6 +16,7 @@ from registry.fields import NameSetField
 from registry.models import SingletonModel
 
 from . import permissions as catalogue
+from .discovery import MailExchangersField, ServicesField, default_mail_exchangers, default_services
 
 
 def _permission_names():
@@ -457,14 +458,27 @@ class Authentication(SingletonModel):
 
 
 class SystemSettings(SingletonModel):
-    """Server-wide identity: host name, public URL and the default domain."""
+    """Server-wide identity: host name, public URL, the default domain, and what the discovery
+    documents (autoconfig, autodiscover, PACC, MTA-STS) advertise."""
 
     hostname = models.CharField(max_length=253, default="localhost", validators=[domain_name_validator],
-                                help_text="Host name of this server.")
+                                help_text="Host name of this server, used for every service without a host name "
+                                "of its own.")
     public_url = models.CharField(max_length=255, blank=True, help_text="URL clients use to reach this server.")
     default_domain = models.ForeignKey(
         Domain, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="Domain appended to login names given without one.",
+    )
+    services = ServicesField(
+        default=default_services, blank=True, schema_type="Map<ServiceProtocol, Service>",
+        help_text="The services advertised to clients (autoconfig, autodiscover, PACC), by protocol, each with "
+        "its host name (null: the default host name) and whether its plain or STARTTLS port is advertised too. "
+        "A protocol that is missing is not advertised.",
+    )
+    mail_exchangers = MailExchangersField(
+        default=default_mail_exchangers, blank=True, schema_type="List<MailExchanger>",
+        help_text="The mail exchangers (MX) of the hosted domains, each with its host name (null: the default "
+        "host name) and priority; the MTA-STS policy lists their host names unless it names its own.",
     )
 
     class Meta:

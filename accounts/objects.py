@@ -96,8 +96,11 @@ for _f, _enum in (("password_hash_algorithm", "PasswordHashAlgorithm"), ("passwo
 
 SYSTEM_SETTINGS = register(ObjectType(
     model=models.SystemSettings, name="SystemSettings", singleton=True, section="Settings › System › General",
-    description="Host name, public URL and default domain of the server.",
-    groups=[("Server", ["hostname", "public_url", "default_domain"])],
+    description="Host name, public URL and default domain of the server, and the services and mail exchangers "
+    "the discovery documents advertise.",
+    groups=[("Server", ["hostname", "public_url", "default_domain"]),
+            ("Discovery", ["services", "mail_exchangers"])],
+    property_names={"hostname": "defaultHostname"},
 ))
 
 ROLE = register(ObjectType(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from django.db import DatabaseError
+
 from security import ratelimit
 from security import services as security
 from stalwart_site.problem import problem
@@ -30,8 +32,13 @@ class EdgeMiddleware:
 
     def __call__(self, request):
         meta = request.META
-        states = pipeline.states_now()
-        cfg = pipeline.config(states)
+        try:
+            states = pipeline.states_now()
+            cfg = pipeline.config(states)
+        except DatabaseError:
+            # The database is down: let the request through untouched, so that /healthz/ready
+            # can say so (503) and everything else fails the way it would anyway.
+            return self.get_response(request)
         request.stalwart_edge = (cfg, states)
         peer = pipeline.normal_ip(meta.get("REMOTE_ADDR")) or meta.get("REMOTE_ADDR")
         ip = (pipeline.forwarded_ip(meta) if cfg.use_x_forwarded else None) or peer

@@ -240,9 +240,12 @@ def introspect(request):
     if owner is None:
         return _json({"active": False}, no_store=True)
     kind, account, expires, issued, client, scope = owner
+    # The expiry is counted from the issue time (two clock readings apart): whole seconds of
+    # the lifetime, so that exp - iat is the configured lifetime exactly.
+    iat = int(issued.timestamp())
     body = {"active": True, "token_type": "bearer" if kind == "access_token" else "refresh_token",
             "username": account.email_address, "sub": str(account.pk), "client_id": client.client_id,
-            "exp": int(expires.timestamp()), "iat": int(issued.timestamp()), "iss": services.issuer()}
+            "exp": iat + round((expires - issued).total_seconds()), "iat": iat, "iss": services.issuer()}
     if scope:
         body["scope"] = scope
     return _json(body, no_store=True)

@@ -1,1 +1,10 @@
-from registry.declaration import ObjectType, register  # noqa: F401
+from registry.declaration import ObjectType, register
+
+from . import models
+
+MTA_STS = register(ObjectType(
+    model=models.MtaSts, name="MtaSts", singleton=True, section="Settings › MTA › MTA-STS",
+    description="The MTA-STS policy (RFC 8461) published at /.well-known/mta-sts.txt.",
+    groups=[("Policy", ["mode", "max_age", "mx_hosts"])],
+))
+models.MtaSts._meta.get_field("mode").enum_name = "MtaStsMode"
