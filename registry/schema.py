@@ -15,9 +15,60 @@ from . import declaration as decl_mod
 from .composites import Composite
 
 
+# Scalar names of the type strings that fields and composites declare (schema_type, type_name).
+_SCALARS = {
+    "String": {"type": "string", "format": "string"},
+    "UnsignedInt": {"type": "number", "format": "unsignedInteger"},
+    "Integer": {"type": "number", "format": "integer"},
+    "Boolean": {"type": "boolean"},
+    "EmailAddress": {"type": "string", "format": "emailAddress"},
+    "IpMask": {"type": "string", "format": "ipMask"},
+    "SocketAddr": {"type": "string", "format": "socketAddr"},
+    "Uri": {"type": "string", "format": "uri"},
+    "HostName": {"type": "string", "format": "hostName"},
+}
+
+
+def _split_args(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def parse_type(text: str) -> dict:
+    """A declared type string ("Set<EmailAddress>", "Map<ServiceProtocol, Service>", "Rate?")
+    as a schema type: sets, maps and lists with their element types, scalars by format, and
+    anything else as a named object."""
+    text = text.strip()
+    nullable = text.endswith("?")
+    text = text.rstrip("?")
+    head, _, rest = text.partition("<")
+    if rest.endswith(">"):
+        args = _split_args(rest[:-1])
+        if head == "Set" and len(args) == 1:
+            out = {"type": "set", "class": parse_type(args[0])}
+        elif head == "List" and len(args) == 1:
+            out = {"type": "list", "class": parse_type(args[0])}
+        elif head == "Map" and len(args) == 2:
+            out = {"type": "map", "keyClass": parse_type(args[0]), "valueClass": parse_type(args[1])}
+        else:
+            out = {"type": "object", "objectName": text}
+    else:
+        out = dict(_SCALARS.get(text) or {"type": "object", "objectName": text})
+    if nullable:
+        out["nullable"] = True
+    return out
+
+
 def _type(prop) -> dict:
     if isinstance(prop, Composite):
-        return {"type": "object", "objectName": prop.type_name}
+        return parse_type(prop.type_name)
     f = prop.field
     out: dict = {}
     if prop.is_m2m:
@@ -36,7 +87,7 @@ def _type(prop) -> dict:
         unsigned = isinstance(f, (models.PositiveIntegerField, models.PositiveBigIntegerField))
         out = {"type": "number", "format": "unsignedInteger" if unsigned else "integer"}
     elif isinstance(f, models.JSONField):
-        out = {"type": "set", "class": getattr(f, "schema_type", "String")}
+        out = parse_type(getattr(f, "schema_type", "Object"))
     else:
         out = {"type": "string", "format": "secret" if prop.secret else "string"}
         if getattr(f, "max_length", None):

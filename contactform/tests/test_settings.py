@@ -121,7 +121,7 @@ def test_schema(admin_client):
     assert obj["section"] == "Settings › Network › HTTP › Contact form"
     props = schema["fields"]["x:HttpForm"]["properties"]
     assert props["rateLimit"]["type"] == {"type": "object", "objectName": "Rate"}
-    assert props["deliverTo"]["type"] == {"type": "set", "class": "Set<EmailAddress>"}
+    assert props["deliverTo"]["type"] == {"type": "set", "class": {"type": "string", "format": "emailAddress"}}
     assert props["maxSize"]["type"]["min"] == 1024
     assert "rateLimitCount" not in props
 

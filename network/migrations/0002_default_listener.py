@@ -10,7 +10,7 @@ def create(apps, schema_editor):
     NetworkListener = apps.get_model("network", "NetworkListener")
     if NetworkListener.objects.exists():
         return
-    host = os.environ.get("HOST", "127.0.0.1")
+    host = os.environ.get("HOST", "127.0.0.1").strip("[]")
     port = os.environ.get("PORT", "8080")
     try:
         bind = f"[{host}]:{port}" if ipaddress.ip_address(host).version == 6 else f"{host}:{port}"

@@ -215,7 +215,7 @@ def test_schema_describes_the_client(jmap):
     props = doc["fields"]["x:OAuthClient"]["properties"]
     assert props["secret"]["type"]["format"] == "secret"
     assert props["createdAt"]["update"] == "serverSet" and props["ephemeral"]["update"] == "serverSet"
-    assert props["redirectUris"]["type"]["objectName"] == "Set<Uri>"
+    assert props["redirectUris"]["type"] == {"type": "set", "class": {"type": "string", "format": "uri"}}
     assert props["memberTenantId"]["type"]["objectName"] == "x:Tenant"
     assert doc["objects"]["x:OAuthClient"]["permissionPrefix"] == "sysOAuthClient"
     assert doc["fields"]["x:OAuthClient"]["defaults"].get("clientId", "") == ""

@@ -91,8 +91,9 @@ def test_schema(jmap):
     fields = jmap.client.get("/api/schema", HTTP_AUTHORIZATION=jmap.auth, follow=True).json()["fields"]
     props = fields["x:SystemSettings"]["properties"]
     assert "hostname" not in props and "defaultHostname" in props
-    assert props["services"]["type"]["class"] == "Map<ServiceProtocol, Service>"
-    assert props["mailExchangers"]["type"]["class"] == "List<MailExchanger>"
+    assert props["services"]["type"] == {"type": "map", "keyClass": {"type": "object", "objectName": "ServiceProtocol"},
+                                         "valueClass": {"type": "object", "objectName": "Service"}}
+    assert props["mailExchangers"]["type"] == {"type": "list", "class": {"type": "object", "objectName": "MailExchanger"}}
     assert fields["x:SystemSettings"]["defaults"]["mailExchangers"] == [{"hostname": None, "priority": 10}]
 
 
