@@ -26,9 +26,32 @@ def _is_loopback(ip: str | None) -> bool:
         return False
 
 
+# Machine endpoints: no session, no CSRF token, no messages, no user; they skip the page
+# middleware (sessions, CSRF, authentication, messages, WhiteNoise, …), which costs every
+# request, and keep only what they need. Paths for people (/, /admin/, /account/, /login,
+# /device, /static/) take the whole chain.
+MACHINE_PREFIXES = ("/jmap", "/api", "/auth/", "/.well-known/", "/healthz/", "/metrics/", "/robots.txt", "/mail/",
+                    "/autodiscover/", "/Autodiscover/", "/AutoDiscover/", "/form", "/dav/")
+
+
+def lean_chain():
+    """Django's view dispatch (URL resolution, the view, exception to response) behind the two
+    middlewares that machine endpoints need: security headers and the rate limit."""
+    from django.core.handlers.base import BaseHandler
+    from django.core.handlers.exception import convert_exception_to_response
+    from django.middleware.security import SecurityMiddleware
+
+    handler = BaseHandler()
+    handler._view_middleware, handler._template_response_middleware, handler._exception_middleware = [], [], []
+    chain = convert_exception_to_response(handler._get_response)
+    chain = convert_exception_to_response(RateLimitMiddleware(chain))
+    return convert_exception_to_response(SecurityMiddleware(chain))
+
+
 class EdgeMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
+        self.lean = lean_chain()
 
     def __call__(self, request):
         meta = request.META
@@ -60,7 +83,8 @@ class EdgeMiddleware:
             if status != 200:
                 return self.finish(cfg, tls, problem(status, pipeline_title(status)))
 
-        response = self.get_response(request)
+        path = request.path_info
+        response = (self.lean if path.startswith(MACHINE_PREFIXES) else self.get_response)(request)
 
         # 3. A request for an unknown resource whose path only scanners ask for bans its sender.
         if (response.status_code == 404 and getattr(request, "resolver_match", None) is None
@@ -73,6 +97,9 @@ class EdgeMiddleware:
 
     @staticmethod
     def finish(cfg, tls, response):
+        # What CommonMiddleware does on the page chain: a length, so gunicorn need not chunk.
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
         for name, value in cfg.headers:
             response[name] = value
         if cfg.hsts and tls:
