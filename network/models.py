@@ -53,7 +53,8 @@ class RuleField(models.JSONField):
         try:
             compile_rule(value, self.variables)
         except ExprError as exc:
-            raise ValidationError("%(error)s", code="invalid", params={"error": str(exc)}) from None
+            # Not code "invalid": a model form would show its form field's "Enter a valid JSON." instead.
+            raise ValidationError("%(error)s", code="invalid_rule", params={"error": str(exc)}) from None
 
 
 class HeaderMapField(models.JSONField):
@@ -74,23 +75,23 @@ class HeaderMapField(models.JSONField):
     def validate(self, value, model_instance):
         super().validate(value, model_instance)
         if not isinstance(value, dict):
-            raise ValidationError("Expected an object of header names and values.", code="invalid")
+            raise ValidationError("Expected an object of header names and values.", code="invalid_header")
         seen = set()
         for name, text in value.items():
             if not isinstance(name, str) or not HEADER_NAME.match(name.strip()):
-                raise ValidationError("%(name)r is not a valid header name.", code="invalid", params={"name": name})
+                raise ValidationError("%(name)r is not a valid header name.", code="invalid_header", params={"name": name})
             if not isinstance(text, str) or any(c in text for c in "\r\n\0") or len(text) > 4096:
                 raise ValidationError("The value of %(name)s must be one line of text (at most 4096 characters).",
-                                      code="invalid", params={"name": name})
+                                      code="invalid_header", params={"name": name})
             if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in text):
-                raise ValidationError("The value of %(name)s contains control characters.", code="invalid",
+                raise ValidationError("The value of %(name)s contains control characters.", code="invalid_header",
                                       params={"name": name})
             low = name.strip().lower()
             if low in RESERVED_HEADERS:
-                raise ValidationError("%(name)s is set by the server and cannot be configured.", code="invalid",
+                raise ValidationError("%(name)s is set by the server and cannot be configured.", code="invalid_header",
                                       params={"name": name})
             if low in seen:
-                raise ValidationError("%(name)s is given twice.", code="invalid", params={"name": name})
+                raise ValidationError("%(name)s is given twice.", code="invalid_header", params={"name": name})
             seen.add(low)
 
 
