@@ -15,7 +15,7 @@ from django.utils.http import parse_header_parameters
 from django.views.decorators.csrf import csrf_exempt
 
 from jmapapi.views import client_ip
-from stalwart_site.http import preflight, with_cors
+from stalwart_site.http import BodyError, preflight, read_body, with_cors
 from stalwart_site.problem import problem
 
 from . import services
@@ -27,22 +27,6 @@ ALLOW = "POST, OPTIONS"
 
 class BadForm(Exception):
     """A body that is not a form we can read (400 "Invalid parameters")."""
-
-
-def _body(request, limit: int) -> bytes:
-    raw = request.META.get("CONTENT_LENGTH") or ""
-    if raw:
-        try:
-            declared = int(raw)
-        except ValueError:
-            raise BadForm("Invalid Content-Length.") from None
-        if declared > limit:
-            raise BadForm(f"The form is larger than {limit} bytes.")
-    # Read at most one byte more than allowed, whatever Content-Length claimed.
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        raise BadForm(f"The form is larger than {limit} bytes.")
-    return body
 
 
 def read_fields(request, limit: int) -> list[tuple[str, str]]:
@@ -59,7 +43,10 @@ def read_fields(request, limit: int) -> list[tuple[str, str]]:
         raise BadForm(f"Content-Type {content_type!r} is not a media type.")
     if media not in (MULTIPART, URLENCODED):
         raise BadForm(f"The form must be sent as {URLENCODED} or {MULTIPART}, not {media}.")
-    body = _body(request, limit)
+    try:
+        body = read_body(request, limit, "form")
+    except BodyError as exc:
+        raise BadForm(str(exc)) from None
     if media == URLENCODED:
         try:
             text = body.decode(params.get("charset") or "utf-8")

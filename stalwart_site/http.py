@@ -46,3 +46,24 @@ def endpoint(*methods: str, cors: bool = False):
         return inner
 
     return wrap
+
+
+class BodyError(ValueError):
+    """A request body that cannot be read within its limit; the message says why, for a 400."""
+
+
+def read_body(request, limit: int, what: str = "request body") -> bytes:
+    """The body, at most `limit` bytes: refused early when Content-Length says more, and read
+    no further than one byte past the limit whatever it claimed (or when it is absent)."""
+    raw = request.META.get("CONTENT_LENGTH") or ""
+    if raw:
+        try:
+            declared = int(raw)
+        except ValueError:
+            raise BodyError("Invalid Content-Length.") from None
+        if declared > limit:
+            raise BodyError(f"The {what} is larger than {limit} bytes.")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise BodyError(f"The {what} is larger than {limit} bytes.")
+    return body

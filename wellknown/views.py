@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.services import public_url
-from stalwart_site.http import endpoint, preflight, with_cors
+from stalwart_site.http import BodyError, endpoint, preflight, read_body, with_cors
 from stalwart_site.problem import problem
 
 from . import services
@@ -68,19 +68,6 @@ class _BadRequest(Exception):
     pass
 
 
-def _read_limited(request, limit: int) -> bytes:
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise _BadRequest("Invalid Content-Length.") from None
-    if declared > limit:
-        raise _BadRequest(f"The request body is larger than {limit} bytes.")
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        raise _BadRequest(f"The request body is larger than {limit} bytes.")
-    return body
-
-
 def _parse_autodiscover(body: bytes) -> tuple[str, bool]:
     """(address, is ActiveSync) of an autodiscover request; elements matched by local name."""
     if not body.strip():
@@ -108,9 +95,9 @@ def _parse_autodiscover(body: bytes) -> tuple[str, bool]:
 @endpoint("POST")
 def autodiscover_xml(request):
     try:
-        raw, active_sync = _parse_autodiscover(_read_limited(request, services.MAX_AUTODISCOVER_BODY))
+        raw, active_sync = _parse_autodiscover(read_body(request, services.MAX_AUTODISCOVER_BODY))
         email, _domain = services.parse_address(raw)
-    except (_BadRequest, services.BadAddress) as exc:
+    except (_BadRequest, BodyError, services.BadAddress) as exc:
         return problem(400, f"Failed to parse autodiscover request: {exc}")
     if active_sync:
         return HttpResponse(services.mobilesync_error(), content_type=XML)
