@@ -30,5 +30,6 @@ NETWORK_LISTENER = register(ObjectType(
     model=models.NetworkListener, name="NetworkListener", section="Settings › Network › Listeners",
     description="Addresses the server listens on. `make run` serves HTTP on every enabled HTTP listener.",
     groups=[("Listener", ["name", "protocol", "bind", "use_tls", "enabled"])],
+    create_only=("name",),
     on_change=_dropped,
 ))

@@ -47,6 +47,8 @@ class DeclaredAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(self.readonly_fields) + [p.attname for p in self.decl.props if p.server_set]
+        if obj is not None:
+            fields += [name for name in self.decl.create_only if name not in fields]
         if obj is not None and not self.has_change_permission(request, obj):
             fields += [p.attname for p in self.decl.props]
         return fields

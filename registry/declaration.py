@@ -219,6 +219,9 @@ class ObjectType:
     # Model field name -> public property name, where the convention does not fit.
     property_names: dict[str, str] = field(default_factory=dict)
     server_set: tuple[str, ...] = ()
+    # Fields set when the object is created and never changed after (a listener's name, a
+    # blocked address): an update that changes one is refused.
+    create_only: tuple[str, ...] = ()
     secret: tuple[str, ...] = ()
     # Extra validation over the whole object after the fields pass: fn(instance, m2m values).
     validate: Callable | None = None

@@ -132,7 +132,8 @@ def build() -> dict:
         for prop in decl.json_props:
             props[prop.name] = {
                 "description": _description(prop), "type": _type(prop),
-                "update": "serverSet" if prop.server_set else "mutable",
+                "update": "serverSet" if prop.server_set else (
+                    "immutable" if set(getattr(prop, "fields", ())) & set(decl.create_only) else "mutable"),
             }
             if not isinstance(prop, Composite):
                 if prop.choices:

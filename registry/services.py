@@ -14,6 +14,7 @@ from . import declaration as decl_mod
 from . import ids
 from .errors import (
     InvalidForeignKey,
+    InvalidProperties,
     NotFound,
     ObjectIsLinked,
     PrimaryKeyViolation,
@@ -234,6 +235,8 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
     scalars, m2m = _split(decl, values)
     for attname, value in scalars.items():
         prop = decl.prop_for_field(attname)
+        if action == "update" and attname in decl.create_only and value != getattr(obj, attname):
+            raise InvalidProperties(f"{prop.name} cannot be changed once the object exists.", properties=[prop.name])
         setattr(obj, prop.field.attname if prop.is_fk else attname, value)
     validate(decl, obj, m2m)
     obj.save()

@@ -16,11 +16,13 @@ register(ObjectType(
     model=models.BlockedIp, name="BlockedIp", section="Settings › Security › Blocked IPs",
     description="Addresses refused before anything else.",
     groups=[("Blocked address", ["address", "reason", "expires_at", "created_at"])],
+    create_only=("address",),
     server_set=("created_at",), on_change=lambda obj: drop_lists(),
 ))
 register(ObjectType(
     model=models.AllowedIp, name="AllowedIp", section="Settings › Security › Allowed IPs",
     description="Addresses never banned nor rate-limited.",
     groups=[("Allowed address", ["address", "description", "expires_at", "created_at"])],
+    create_only=("address",),
     server_set=("created_at",), on_change=lambda obj: drop_lists(),
 ))

@@ -68,3 +68,24 @@ def test_bad_bind_addresses_are_refused(jmap, bind):
     got = jmap.ok("x:NetworkListener/set", {"create": {"l": {"name": "x", "bind": {bind: True}, "protocol": "http"}}})
     assert got["notCreated"]["l"]["type"] in ("validationFailed", "invalidProperties"), got
     assert not NetworkListener.objects.filter(name="x").exists()
+
+
+def test_names_and_addresses_are_fixed_once_created(jmap, admin_client):
+    listener = NetworkListener.objects.get(name="http")
+    lid = jmap.ok("x:NetworkListener/get", {})["list"][0]["id"]
+    got = jmap.ok("x:NetworkListener/set", {"update": {lid: {"name": "renamed"}}})
+    error = got["notUpdated"][lid]
+    assert error["type"] == "invalidProperties" and error["properties"] == ["name"], error
+    # Other properties still change, and the same name may be sent back unchanged.
+    got = jmap.ok("x:NetworkListener/set", {"update": {lid: {"name": "http", "enabled": False}}})
+    assert lid in got["updated"], got
+    assert NetworkListener.objects.get(pk=listener.pk).name == "http"
+    created = jmap.ok("x:BlockedIp/set", {"create": {"b": {"address": "198.51.100.0/24"}}})["created"]["b"]
+    got = jmap.ok("x:BlockedIp/set", {"update": {created["id"]: {"address": "198.51.100.0/25"}}})
+    assert got["notUpdated"][created["id"]]["properties"] == ["address"]
+    # The settings page shows the name without an input; the schema says it is immutable.
+    page = admin_client.get(f"/admin/network/networklistener/{listener.pk}/change/").content.decode()
+    assert 'name="name"' not in page and ">http<" in page
+    location = jmap.client.get("/api/schema", HTTP_AUTHORIZATION=jmap.auth)["Location"]
+    props = jmap.client.get(location, HTTP_AUTHORIZATION=jmap.auth).json()["fields"]["x:NetworkListener"]["properties"]
+    assert props["name"]["update"] == "immutable" and props["bind"]["update"] == "mutable"
