@@ -126,6 +126,20 @@ def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool =
 
 
 # --- speaking HTTP byte by byte, for what clients would never send --------------------------
+@contextmanager
+def stalled_connection(url: str):
+    """A connection whose request headers never end: the sync worker that accepts it waits
+    (to steer the next requests onto the other workers)."""
+    sock = socket.create_connection(host_port(url), timeout=10)
+    try:
+        sock.sendall(b"GET /jmap/session HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        time.sleep(0.4)  # let a worker accept it
+        yield sock
+    finally:
+        sock.close()
+
+
+
 def host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname, parts.port

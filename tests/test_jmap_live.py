@@ -36,7 +36,7 @@ import pytest
 import requests
 import requests.adapters
 
-from .live import LiveServer, host_port, live_server, raw_http
+from .live import LiveServer, host_port, live_server, raw_http, stalled_connection
 
 CORE = "urn:ietf:params:jmap:core"
 STALWART = "urn:stalwart:jmap"
@@ -216,18 +216,6 @@ def site(live):
             "directoryId": None, "passwordHashAlgorithm": "argon2id"}}})
 
 
-
-
-@contextmanager
-def stalled_connection(url: str):
-    """A connection whose request headers never end: the sync worker that accepts it waits."""
-    sock = socket.create_connection(host_port(url), timeout=10)
-    try:
-        sock.sendall(b"GET /jmap/session HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        time.sleep(0.3)  # let a worker accept it
-        yield sock
-    finally:
-        sock.close()
 
 
 def on_each_worker(url: str, check) -> list:

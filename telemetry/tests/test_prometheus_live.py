@@ -15,17 +15,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
-from contextlib import contextmanager
 
 import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.live import host_port, live_server
+from tests.live import live_server, stalled_connection
 
 WORKERS = 3
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
@@ -44,18 +42,6 @@ def site():
         password = re.search(r"^\s*password:\s+(\S+)\s*$", out, re.M).group(1)
         server.admin_auth = basic(login, password)
         yield server
-
-
-@contextmanager
-def stalled(url: str):
-    """A connection whose request headers never end: the sync worker that accepts it waits."""
-    sock = socket.create_connection(host_port(url), timeout=10)
-    try:
-        sock.sendall(b"GET /jmap/session HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        time.sleep(0.4)  # let a worker accept it
-        yield sock
-    finally:
-        sock.close()
 
 
 def jmap(site, calls, auth=None):
@@ -110,9 +96,9 @@ def test_whole_server_totals_across_workers(site):
 
     # Worker A is held; B and C serve the first batch. Then B and C are held, and A serves the
     # second: at least two different workers count.
-    with stalled(site.url) as a:
+    with stalled_connection(site.url) as a:
         workload(site, echo_batches=4, failed_logins=2)
-        with stalled(site.url), stalled(site.url):
+        with stalled_connection(site.url), stalled_connection(site.url):
             a.close()
             time.sleep(0.3)
             workload(site, echo_batches=3, failed_logins=1)
