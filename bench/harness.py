@@ -29,6 +29,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from tests.live import free_port, live_server  # noqa: E402  (needs ROOT on sys.path)
+from tests.live import stop_process as stop  # noqa: E402
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -66,15 +67,6 @@ def wait_until_up(url: str, proc: subprocess.Popen, log_path: Path) -> None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(log_path.read_text()) from None
             time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # --- wrk -------------------------------------------------------------------------------------

@@ -117,12 +117,18 @@ def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool =
                         time.sleep(0.2)
                 yield server
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop_process(proc)
                 log.close()
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL after ten seconds."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 # --- speaking HTTP byte by byte, for what clients would never send --------------------------

@@ -25,7 +25,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.live import BIN, ROOT, free_port, live_server
+from tests.live import BIN, ROOT, free_port, live_server, stop_process
 
 from . import pki
 
@@ -57,15 +57,6 @@ def _start(args, log: Path, env=None):
                             env=env, cwd=ROOT)
 
 
-def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _admin(server, login, password, *args):
     return server.manage(*args, "--url", server.url, "--user", login, "--password", password)
 
@@ -93,7 +84,7 @@ def pebble(tmp_path_factory):
         yield ns
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
 
 
 def _run_pebble(pb, http_port: int):
@@ -203,7 +194,7 @@ def tls_server(site):
         _wait(lambda: served(port, NAMES_A[0], site.pebble.root), "the TLS listener")
         yield SimpleNamespace(port=port)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def served(port: int, server_name: str, root_pem: str):
