@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from registry import services as registry_services
 from security import ratelimit
-from security import services as security
 from stalwart_site.http import CORS
 from stalwart_site.problem import problem
 
@@ -225,6 +224,3 @@ def scan_match(cfg: Config, path: str) -> bool:
 def states_now() -> dict[str, int]:
     return registry_services.states(*STATE_NAMES)
 
-
-__all__ = ["config", "drop_config", "forwarded_ip", "local_address", "normal_ip", "RuleContext", "rule_status",
-           "rate_limited", "scan_match", "states_now", "security", "HSTS"]
