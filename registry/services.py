@@ -86,14 +86,23 @@ def tenant_of(decl, obj) -> int | None:
     return getattr(obj, f"{last}_id", None)
 
 
-def _place_in_tenant(decl, actor, obj, action: str, values: dict) -> None:
-    """A tenant-confined actor's objects stay in its tenant; only the system moves them."""
+def _place_in_tenant(decl, actor, obj, action: str) -> None:
+    """What a tenant-confined actor creates is placed in its tenant."""
+    tenant = actor_tenant(actor)
+    if tenant is not None and decl.tenant_scope == "tenant" and action == "create" and obj.tenant_id is None:
+        obj.tenant_id = tenant
+
+
+def _keep_in_tenant(decl, actor, obj, action: str, values: dict) -> None:
+    """A tenant-confined actor's objects stay in its tenant; only the system moves them.
+
+    Runs after the references were checked, so another tenant's id has already answered
+    invalidForeignKey, like an id that does not exist; what is left is "no tenant".
+    """
     tenant = actor_tenant(actor)
     if tenant is None or decl.tenant_scope != "tenant":
         return
-    if action == "create" and obj.tenant_id is None:
-        obj.tenant_id = tenant
-    elif action == "update" and "tenant" not in values:
+    if action == "update" and "tenant" not in values:
         return
     if obj.tenant_id != tenant:
         raise Forbidden(f"{decl.public_name('tenant')} can only be changed by administrators outside any tenant.",
@@ -321,8 +330,9 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
         if action == "update" and attname in decl.create_only and value != getattr(obj, attname):
             raise InvalidProperties(f"{prop.name} cannot be changed once the object exists.", properties=[prop.name])
         setattr(obj, prop.field.attname if prop.is_fk else attname, value)
-    _place_in_tenant(decl, actor, obj, action, values)
+    _place_in_tenant(decl, actor, obj, action)
     validate(decl, obj, m2m, actor, set(values) if action == "update" else None)
+    _keep_in_tenant(decl, actor, obj, action, values)
     obj.save()
     for attname, pks in m2m.items():
         getattr(obj, attname).set(pks)
