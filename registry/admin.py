@@ -145,8 +145,9 @@ class DeclaredAdmin(admin.ModelAdmin):
                 services.authorize_destroy(self.decl, request.user, obj)
             except SetError as exc:
                 protected.append(exc.description or exc.type)
-            for link in services.linked_objects(obj):
-                protected.append(f"{link['object']} {link['id']} refers to {obj}")
+            for link in services.linked_objects(obj, actor=request.user):
+                named = f"{link['object']} {link['id']}" if link["id"] else f"An object ({link['object']}) of another tenant"
+                protected.append(f"{named} refers to {obj}")
         return deleted, counts, perms_needed, protected
 
     # The audit log replaces Django's LogEntry (which needs a stored user).

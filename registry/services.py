@@ -265,10 +265,10 @@ def validate(decl, obj, m2m: dict, actor=None, changed=None) -> None:
             decl.validate(obj, m2m)
     except ValidationError as exc:
         raise from_validation_error(exc, decl.public_name, obj) from None
-    _check_unique(decl, obj)
+    _check_unique(decl, obj, actor)
 
 
-def _check_unique(decl, obj) -> None:
+def _check_unique(decl, obj, actor=None) -> None:
     try:
         obj.validate_unique()
         obj.validate_constraints()
@@ -278,7 +278,9 @@ def _check_unique(decl, obj) -> None:
         props = [decl.public_name(f) for f in fields if f != "__all__"] or [p.name for p in decl.props[:1]]
         unique_sets = [f for f in fields if f != "__all__"]
         if unique_sets:
-            existing = type(obj).objects.exclude(pk=obj.pk).filter(
+            # The clash itself cannot be hidden (names are unique server-wide), but another
+            # tenant's object is not named by id.
+            existing = scope(decl, actor, type(obj).objects.all()).exclude(pk=obj.pk).filter(
                 **{f: getattr(obj, obj._meta.get_field(f).attname) for f in unique_sets}
             ).first()
         raise PrimaryKeyViolation(
@@ -364,8 +366,10 @@ def create(decl, values: dict, actor, *, instance=None, extra_save=None):
         return _write(decl, obj, values, actor, "create", {}, extra_save)
 
 
-def linked_objects(obj, limit: int = 10) -> list[dict]:
+def linked_objects(obj, limit: int = 10, actor=None) -> list[dict]:
     """Objects that refer to obj through a foreign key or many-to-many relation.
+
+    For a tenant-confined actor, other tenants' referring objects still count but are not named.
 
     Owned parts (credentials, aliases: foreign keys with CASCADE) are not links; they go with
     their owner. Hidden relations (related_name="+") count too.
@@ -379,9 +383,13 @@ def linked_objects(obj, limit: int = 10) -> list[dict]:
         related = rel.related_model._default_manager.filter(**{rel.field.name: obj})
         if rel.related_model is type(obj):
             related = related.exclude(pk=obj.pk)
+        tenant = actor_tenant(actor)
         for item in related[:limit]:
             item_decl = decl_mod.for_model(type(item))
             name = item_decl.name if item_decl else type(item).__name__
+            if tenant is not None and (item_decl is None or tenant_of(item_decl, item) != tenant):
+                out.append({"object": name, "id": None})
+                continue
             out.append({"object": name, "id": item_decl.object_id(item) if item_decl else ids.encode(item.pk)})
     return out[:limit]
 
@@ -399,7 +407,7 @@ def destroy(decl, pk, actor):
     with transaction.atomic():
         obj = load(decl, pk, lock=True, actor=actor)
         authorize_destroy(decl, actor, obj)
-        linked = linked_objects(obj)
+        linked = linked_objects(obj, actor=actor)
         if linked:
             raise ObjectIsLinked(
                 f"{decl.name} {ids.encode(pk)} is still referenced",

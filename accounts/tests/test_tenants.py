@@ -239,3 +239,20 @@ def test_admin_add_account_in_another_tenants_domain_is_refused(t1_pages, world)
 def test_admin_system_pages_are_out_of_reach(t1_pages, world):
     assert t1_pages.get("/admin/certificates/acmeprovider/").status_code == 403
     assert t1_pages.get("/admin/registry/auditevent/").status_code == 403
+
+
+def test_clashes_and_links_do_not_name_other_tenants_objects(t1, world, jmap):
+    own = eid(world.d1)
+    got = t1.ok("x:Domain/set", {"update": {own: {"name": "two.test"}}})
+    err = got["notUpdated"][own]
+    assert err["type"] == "primaryKeyViolation" and "objectId" not in err, err
+    # A system administrator may put a T2 account on T1's domain; T1 then learns only that
+    # something of another tenant refers to it.
+    got = jmap.ok("x:Account/set", {"update": {eid(world.t2user): {"domainId": own}}})
+    assert got["updated"], got
+    got = t1.ok("x:Domain/set", {"destroy": [own]})
+    err = got["notDestroyed"][own]
+    assert err["type"] == "objectIsLinked"
+    assert {"object": "Account", "id": None} in err["linkedObjects"]
+    assert {link["id"] for link in err["linkedObjects"]} == {eid(world.t1admin), eid(world.t1user), None}
+    assert {"object": "Account", "id": eid(world.t1user)} in err["linkedObjects"]
