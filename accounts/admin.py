@@ -98,7 +98,8 @@ class AccountAdmin(DeclaredAdmin):
     form = AccountForm
     inlines = [SecondaryCredentialInline]
     list_display = ("email_address", "kind", "description", "roles_mode", "is_active", "last_login")
-    list_filter = ("kind", "roles_mode", "is_active", "domain")
+    # Only the domains of the accounts listed: the full list would name other tenants' domains.
+    list_filter = ("kind", "roles_mode", "is_active", ("domain", admin.RelatedOnlyFieldListFilter))
     search_fields = ("email_address", "name", "description")
 
     def get_fieldsets(self, request, obj=None):

@@ -1,6 +1,6 @@
 """Declarations of the management objects this app owns (see registry.declaration)."""
 from registry.composites import PermissionsChoice, QuotaMap, RolesChoice, ScopeChoice
-from registry.declaration import ObjectType, register
+from registry.declaration import TENANT_SELF, ObjectType, register
 
 from . import models
 from . import permissions as permissions_catalogue
@@ -59,6 +59,12 @@ def _authorize_account(actor, account, changed):
         _refuse_excess(actor, compute_account_permissions(account))
 
 
+def _guard_account(actor, account, action, changed):
+    from .services import authorize_account_admin
+
+    authorize_account_admin(actor, account, {"destroy"} if action == "destroy" else changed)
+
+
 def _authorize_tenant(actor, tenant, changed):
     if changed is None or changed & GRANTING:
         from .authz import _own, _role_graph
@@ -110,6 +116,7 @@ ROLE = register(ObjectType(
             ("Permissions", ["enabled_permissions", "disabled_permissions"])],
     property_names={"tenant": "memberTenantId", "parents": "roleIds"},
     authorize=_authorize_role,
+    tenant_scope="tenant",
 ))
 
 TENANT = register(ObjectType(
@@ -120,6 +127,7 @@ TENANT = register(ObjectType(
                                        "disabled_permissions"])],
     server_set=("created_at",),
     authorize=_authorize_tenant,
+    tenant_scope=TENANT_SELF,
     composites=[
         RolesChoice("roles", "roles_mode", "roles", {"default": "Default", "custom": "Custom"}),
         PermissionsChoice("permissions", "permissions_mode", "enabled_permissions", "disabled_permissions"),
@@ -132,6 +140,7 @@ DOMAIN = register(ObjectType(
     groups=[("Domain", ["name", "description", "tenant", "created_at"])],
     property_names={"tenant": "memberTenantId"},
     server_set=("created_at",),
+    tenant_scope="tenant",
 ))
 
 DIRECTORY = register(ObjectType(
@@ -139,6 +148,7 @@ DIRECTORY = register(ObjectType(
     description="An external directory (LDAP, SQL, OpenID Connect).",
     groups=[("Directory", ["description", "kind", "tenant"])],
     property_names={"tenant": "memberTenantId", "kind": "@type"},
+    tenant_scope="tenant",
 ))
 models.Directory._meta.get_field("kind").json_values = {"ldap": "Ldap", "sql": "Sql", "oidc": "Oidc"}
 
@@ -155,6 +165,8 @@ ACCOUNT = register(ObjectType(
     property_names={"kind": "@type", "tenant": "memberTenantId", "is_active": "enabled"},
     server_set=("email_address", "created_at"),
     authorize=_authorize_account,
+    guard=_guard_account,
+    tenant_scope="tenant",
     composites=[
         RolesChoice("roles", "roles_mode", "roles",
                     {"user": "User", "admin": "Admin", "default": "Default", "custom": "Custom"}),
@@ -174,6 +186,7 @@ def _credential_view(model, name, label):
         property_names={"secret_hash": "secret"},
         server_set=("secret_hash", "created_at"), secret=("secret_hash",),
         composites=[ScopeChoice("permissions", "permissions_mode", "permissions")],
+        tenant_scope="account__tenant",
     ))
 
 

@@ -57,6 +57,57 @@ def policy_error(exc: PolicyViolation) -> errors.InvalidProperties:
     return errors.InvalidProperties(exc.message, properties=["secret"], rule=exc.rule)
 
 
+# --- who may administer whom ---------------------------------------------------------------
+# What makes an account usable by whoever changes it: changing any of these on an account that
+# holds more than the actor is a takeover (set its password and log in as it, or lock it out).
+PROTECTED_FIELDS = frozenset({
+    "credentials", "is_active", "roles_mode", "roles", "permissions_mode", "enabled_permissions",
+    "disabled_permissions", "tenant", "max_app_passwords", "max_api_keys", "destroy",
+})
+_WHAT = {"credentials": "credentials", "is_active": "enabled state", "tenant": "tenant", "destroy": "existence",
+         "max_app_passwords": "quotas", "max_api_keys": "quotas"}
+
+
+def _actor_account_id(actor):
+    if hasattr(actor, "account_id"):
+        return actor.account_id
+    return getattr(actor, "pk", None)
+
+
+def authorize_account_admin(actor, target: Account, changed) -> None:
+    """Refuse `actor` changing `changed` (field names, "credentials" or "destroy") of `target`.
+
+    An account's own changes are governed elsewhere (self-service, grant checks). Another
+    account's credentials, enabled state, roles, permissions, tenant and quotas may be changed,
+    and the account destroyed, only by an actor holding every permission the target holds now;
+    otherwise a limited administrator could set a system administrator's password and log in as
+    it. A tenant-confined actor does not see accounts of other tenants at all.
+    """
+    from .authz import compute_account_permissions
+    from .objects import actor_permissions
+
+    if target.pk is None:
+        return
+    tenant = registry.actor_tenant(actor)
+    if tenant is not None and target.tenant_id != tenant:
+        raise errors.NotFound(f"Account {ids.encode(target.pk)} not found.")
+    touched = set(changed) & PROTECTED_FIELDS
+    held = actor_permissions(actor)
+    if not touched or held is None or _actor_account_id(actor) == target.pk:
+        return
+    stored = Account.objects.filter(pk=target.pk).select_related("tenant").first()
+    if stored is None:
+        return
+    excess = sorted(compute_account_permissions(stored) - held)
+    if excess:
+        what = sorted({_WHAT.get(name, "roles and permissions") for name in touched})
+        shown = ", ".join(excess[:5]) + (f" and {len(excess) - 5} more" if len(excess) > 5 else "")
+        raise errors.Forbidden(
+            f"You may not change the {' or '.join(what)} of {stored.email_address or stored.name}: "
+            f"it holds permissions you do not hold ({shown})."
+        )
+
+
 # --- passwords ------------------------------------------------------------------------------
 def validate_new_password(account: Account, raw: str, settings: Authentication | None = None) -> None:
     """Raise PolicyViolation if `raw` may not become the password of `account`."""
@@ -64,11 +115,14 @@ def validate_new_password(account: Account, raw: str, settings: Authentication |
 
 
 def set_password(account: Account, raw: str, actor, *, expires_at=UNSET, allow_prehashed: bool = True,
-                 self_service: bool = False, skip_policy: bool = False) -> Credential:
+                 self_service: bool = False, skip_policy: bool = False, new_account: bool = False) -> Credential:
     """Set the password of `account`: policy (or a recognised pre-hashed value), hash, expiry.
 
     Raises PolicyViolation; writes nothing then.
     """
+    if not new_account:
+        # A new account's grant check (registry authorize) covers its creation with a password.
+        authorize_account_admin(actor, account, {"credentials"})
     if account.kind != Account.Kind.USER:
         raise errors.Forbidden("Groups cannot log in and have no password.", properties=["secret"])
     settings = Authentication.load()
@@ -94,7 +148,7 @@ def set_password(account: Account, raw: str, actor, *, expires_at=UNSET, allow_p
         registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "password",
                              "****", {"secret": "****", "expiresAt": _iso(expires_at)})
         registry.bump_state("Credential")
-        registry.touch("Account", ids.encode(account.pk))
+        registry.touch("Account", ids.encode(account.pk), account.tenant_id)
         password_changed.send(sender=Account, account=account)
     return cred
 
@@ -139,7 +193,7 @@ def create_account(values: dict, actor, *, password: str | None = None) -> Accou
 
     def with_password(account):
         if password is not None:
-            set_password(account, password, actor)
+            set_password(account, password, actor, new_account=True)
 
     return registry.create(decl, values, actor, extra_save=with_password)
 
@@ -185,6 +239,7 @@ def create_secondary_credential(account: Account, kind: str, actor, *, descripti
     if expires_at is not None and expires_at <= timezone.now():
         raise errors.InvalidProperties("The expiry must be in the future.", properties=["expiresAt"])
     _, label = _KINDS[kind]
+    authorize_account_admin(actor, account, {"credentials"})
     with transaction.atomic():
         # The row lock serialises concurrent creations, so the quota cannot be overrun.
         account = Account.objects.select_for_update().get(pk=account.pk)
@@ -224,6 +279,7 @@ def grant_message(names: list[str]) -> str:
 
 
 def revoke_credential(account: Account, credential_id: int, actor, *, kinds=tuple(_KINDS)) -> None:
+    authorize_account_admin(actor, account, {"credentials"})
     with transaction.atomic():
         cred = account.credentials.select_for_update().filter(credential_id=credential_id).first()
         if cred is None or cred.kind not in kinds:
@@ -468,13 +524,14 @@ def authenticate_bearer(token: str, remote_ip: str | None) -> AuthResult:
 
 
 def set_password_expiry(account: Account, expires_at, actor) -> None:
+    authorize_account_admin(actor, account, {"credentials"})
     with transaction.atomic():
         updated = Credential.objects.filter(account=account, kind=Credential.Kind.PASSWORD).update(expires_at=expires_at)
         if updated:
             registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "passwordExpiresAt", None,
                                  _iso(expires_at))
             registry.bump_state("Credential")
-            registry.touch("Account", ids.encode(account.pk))
+            registry.touch("Account", ids.encode(account.pk), account.tenant_id)
 
 
 def password_is_expired(account: Account) -> bool:
@@ -507,6 +564,7 @@ def update_secondary_credential(account: Account, credential_id: int, kind: str,
     unknown = set(values) - allowed
     if unknown:
         raise errors.Forbidden("The secret of a credential cannot be changed; create a new one.", properties=["secret"])
+    authorize_account_admin(actor, account, {"credentials"})
     with transaction.atomic():
         cred = account.credentials.select_for_update().filter(credential_id=credential_id, kind=kind).first()
         if cred is None:
@@ -542,6 +600,8 @@ def set_aliases(account: Account, aliases: list[dict], actor) -> None:
     """Replace the aliases of `account` with `aliases` ({name, domain_id, enabled, description})."""
     from .models import Alias
 
+    # Aliases are not a takeover path, but another tenant's account is not there to change.
+    authorize_account_admin(actor, account, set())
     seen = set()
     for item in aliases:
         key = (item["name"].strip().lower(), item["domain_id"])
@@ -586,6 +646,7 @@ def new_totp_url(account: Account) -> str:
 
 def enable_totp(account: Account, otp_url: str, code: str, actor) -> None:
     """Enrol TOTP once the user proves their authenticator works with a first valid code."""
+    authorize_account_admin(actor, account, {"credentials"})
     if not verify_totp(otp_url, code):
         raise errors.InvalidProperties("The code does not match; check the authenticator's clock.",
                                        properties=["otpAuth"])
@@ -598,6 +659,7 @@ def enable_totp(account: Account, otp_url: str, code: str, actor) -> None:
 
 
 def disable_totp(account: Account, actor) -> None:
+    authorize_account_admin(actor, account, {"credentials"})
     with transaction.atomic():
         Credential.objects.filter(account=account, kind=Credential.Kind.PASSWORD).update(otp_url="")
         registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "otpAuth", "****", None)

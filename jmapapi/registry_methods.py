@@ -96,20 +96,30 @@ class RegistryMethods:
         return {p.name: full[p.name] for p in self.decl.json_props if p.server_set and p.name in full}
 
     # --- lookups ------------------------------------------------------------------------
+    def visible(self, ctx: Context):
+        """The objects the caller may see: another tenant's are not there for it."""
+        return registry.scope(self.decl, ctx.principal, self.queryset(ctx))
+
+    def require_reach(self, ctx: Context, op: str) -> None:
+        error = registry.reach_error(self.decl, ctx.principal, op)
+        if error is not None:
+            raise MethodError("forbidden", error.description)
+
     def find(self, ctx: Context, object_id: str):
         if self.decl.singleton:
             if object_id != ids.SINGLETON:
                 return None
             self.decl.model.load()
-            return self.queryset(ctx).get(pk=self.decl.model.SINGLETON_PK)
+            return self.visible(ctx).filter(pk=self.decl.model.SINGLETON_PK).first()
         pk = ids.decode(object_id)
         if pk is None:
             return None
-        return self.queryset(ctx).filter(**{self.decl.id_field: pk}).first()
+        return self.visible(ctx).filter(**{self.decl.id_field: pk}).first()
 
     # --- /get ---------------------------------------------------------------------------
     def get(self, ctx: Context, args: dict) -> dict:
         ctx.require(self.decl.perm("Get"))
+        self.require_reach(ctx, "Get")
         wanted = _string_list(args, "ids")
         props = _string_list(args, "properties")
         if props is not None:
@@ -124,7 +134,7 @@ class RegistryMethods:
             if self.decl.singleton:
                 found = [self.find(ctx, ids.SINGLETON)]
             else:
-                found = list(self.queryset(ctx).order_by(self.decl.id_field)[:limit])
+                found = list(self.visible(ctx).order_by(self.decl.id_field)[:limit])
         else:
             for object_id in dict.fromkeys(wanted):
                 obj = self.find(ctx, ctx.resolve_creation_id(object_id) or object_id)
@@ -141,6 +151,7 @@ class RegistryMethods:
     def _check_set_permissions(self, ctx, create, update, destroy):
         if self.decl.singleton:
             ctx.require(self.decl.perm("Update"))
+            self.require_reach(ctx, "Update")
             return
         held = {op for op in _OPS if ctx.principal.has(self.decl.perm(op))}
         if not held:
@@ -148,6 +159,9 @@ class RegistryMethods:
         for op, branch in (("Create", create), ("Update", update), ("Destroy", destroy)):
             if branch and op not in held:
                 raise MethodError("forbidden", f"You are not authorized to {op.lower()} objects of this type")
+        for op, branch in (("Create", create), ("Update", update), ("Destroy", destroy)):
+            if branch:
+                self.require_reach(ctx, op)
 
     def set(self, ctx: Context, args: dict) -> dict:
         create, update, destroy = args.get("create"), args.get("update"), args.get("destroy")
@@ -355,7 +369,8 @@ class RegistryMethods:
 
     def query(self, ctx: Context, args: dict) -> dict:
         ctx.require(self.decl.perm("Query"))
-        qs = self.queryset(ctx)
+        self.require_reach(ctx, "Get")
+        qs = self.visible(ctx)
         filt = args.get("filter")
         if filt is not None:
             qs = qs.filter(self._condition(filt))
@@ -412,6 +427,7 @@ class RegistryMethods:
     # --- /changes -----------------------------------------------------------------------
     def changes(self, ctx: Context, args: dict) -> dict:
         ctx.require(self.decl.perm("Get"))
+        self.require_reach(ctx, "Get")
         since = args.get("sinceState")
         if not isinstance(since, str):
             raise invalid_arguments('"sinceState" is required.')
@@ -424,10 +440,14 @@ class RegistryMethods:
             raise MethodError("cannotCalculateChanges", "The state is unknown.")
         since_n = int(since)
         cap = min(max_changes or ctx.limits.changes_max_results, ctx.limits.changes_max_results)
-        rows = list(ChangeLog.objects.filter(object_type=self.decl.name, state__gt=since_n)
-                    .order_by("state").values_list("state", "object_id", "kind"))
-        if since_n < current and not rows:
+        logged = ChangeLog.objects.filter(object_type=self.decl.name, state__gt=since_n)
+        if since_n < current and not logged.exists():
             raise MethodError("cannotCalculateChanges", "The changes since that state are no longer known.")
+        tenant = registry.actor_tenant(ctx.principal)
+        if tenant is not None:
+            # States count every tenant's changes; the ids listed are only the caller's tenant's.
+            logged = logged.filter(tenant_id=tenant)
+        rows = list(logged.order_by("state").values_list("state", "object_id", "kind"))
         has_more = False
         new_state = current
         touched: dict[str, list[str]] = {}

@@ -73,4 +73,5 @@ OAUTH_CLIENT = register(ObjectType(
     validate=_register_on_save,
     on_change=_after_change,
     label_property="clientId",
+    tenant_scope="tenant",
 ))

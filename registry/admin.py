@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db import models
+from django.db import models, transaction
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 
@@ -56,7 +56,27 @@ class DeclaredAdmin(admin.ModelAdmin):
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if isinstance(db_field, models.ManyToManyField):
             kwargs.setdefault("widget", admin.widgets.FilteredSelectMultiple(db_field.verbose_name, False))
+        if isinstance(db_field, (models.ForeignKey, models.ManyToManyField)):
+            # Another tenant's objects are neither offered nor accepted.
+            kwargs.setdefault("queryset", services._reachable(db_field.related_model, request.user))
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_queryset(self, request):
+        return services.scope(self.decl, request.user, super().get_queryset(request))
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "_service_refusal", None)
+        if refusal is None:
+            return form
+
+        class Refused(form):
+            def clean(self):
+                data = super().clean()
+                self.add_error(None, refusal.description or refusal.type)
+                return data
+
+        return Refused
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "declaration": self.decl}
@@ -65,7 +85,8 @@ class DeclaredAdmin(admin.ModelAdmin):
     # --- permissions: the reference's names -------------------------------------------
     def _can(self, request, op) -> bool:
         user = request.user
-        return bool(getattr(user, "has_stalwart_perm", None)) and user.has_stalwart_perm(self.decl.perm(op))
+        return (bool(getattr(user, "has_stalwart_perm", None)) and user.has_stalwart_perm(self.decl.perm(op))
+                and services.reach_error(self.decl, user, op) is None)
 
     def has_view_permission(self, request, obj=None):
         return self._can(request, "Get")
@@ -98,11 +119,17 @@ class DeclaredAdmin(admin.ModelAdmin):
 
     def _changeform_view(self, request, object_id, form_url, extra_context):
         try:
-            return super()._changeform_view(request, object_id, form_url, extra_context)
+            # A savepoint: a refusal after part of the change was written undoes all of it.
+            with transaction.atomic():
+                return super()._changeform_view(request, object_id, form_url, extra_context)
         except SetError as exc:
-            # A refusal that only the service layer could see (a race, a linked object).
-            self.message_user(request, exc.description or exc.type, messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
+            if request.method != "POST" or getattr(request, "_service_refusal", None) is not None:
+                self.message_user(request, exc.description or exc.type, messages.ERROR)
+                return HttpResponseRedirect(request.get_full_path())
+            # A refusal that only the service layer could see (a grant, a takeover, a race): the
+            # form is shown again, as submitted, with the refusal as its error (get_form).
+            request._service_refusal = exc
+            return super()._changeform_view(request, object_id, form_url, extra_context)
 
     def delete_model(self, request, obj):
         services.destroy(self.decl, obj.pk, request.user)
@@ -114,8 +141,13 @@ class DeclaredAdmin(admin.ModelAdmin):
     def get_deleted_objects(self, objs, request):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         for obj in objs:
-            for link in services.linked_objects(obj):
-                protected.append(f"{link['object']} {link['id']} refers to {obj}")
+            try:
+                services.authorize_destroy(self.decl, request.user, obj)
+            except SetError as exc:
+                protected.append(exc.description or exc.type)
+            for link in services.linked_objects(obj, actor=request.user):
+                named = f"{link['object']} {link['id']}" if link["id"] else f"An object ({link['object']}) of another tenant"
+                protected.append(f"{named} refers to {obj}")
         return deleted, counts, perms_needed, protected
 
     # The audit log replaces Django's LogEntry (which needs a stored user).
@@ -179,7 +211,8 @@ class AuditEventAdmin(admin.ModelAdmin):
     def _visible_types(self, request) -> list[str]:
         user = request.user
         has = getattr(user, "has_stalwart_perm", None)
-        if not has:
+        if not has or services.actor_tenant(user) is not None:
+            # Audit rows carry no tenant: a tenant's administrators would read everyone's.
             return []
         names = [d.name for d in decl_mod.declarations().values() if has(d.perm("Get"))]
         if has("sysAccountGet"):

@@ -19,6 +19,11 @@ from . import ids
 from .errors import InvalidPatch
 
 
+# Values of ObjectType.tenant_scope other than a lookup path.
+SYSTEM = "system"
+TENANT_SELF = "self"
+
+
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
@@ -231,6 +236,16 @@ class ObjectType:
     # fn(actor, obj, changed field names). Raising a SetError undoes the change. It is where
     # "you may not grant more than you hold" lives.
     authorize: Callable | None = None
+    # Called before an update or a destroy touches the object, with the stored object as it is:
+    # fn(actor, obj, action, changed field names). Rules about who may change *this* object
+    # (rather than what it may become) live here: an administrator may not take over an account
+    # more privileged than itself.
+    guard: Callable | None = None
+    # How an object maps to a tenant, for the confinement of actors whose account has one
+    # (registry.services.scope): SYSTEM (a system-wide object, out of a tenant's reach), TENANT_SELF
+    # (the object is a tenant: its own is readable), or the lookup path of the tenant's id
+    # ("tenant" for the object's own field, "account__tenant" for the owning account's).
+    tenant_scope: str = "system"
     # Public properties over several fields (registry.composites), replacing those fields in JSON.
     composites: list = field(default_factory=list)
     # The model field whose value is the object's JMAP id (credentials number within an account).

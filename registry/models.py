@@ -66,6 +66,9 @@ class ChangeLog(models.Model):
     state = models.BigIntegerField()
     object_id = models.CharField(max_length=64)
     kind = models.CharField(max_length=9)  # created | updated | destroyed
+    # The tenant of the object when it changed (registry imports no other app: a plain id), so
+    # that a tenant's administrators are told only about their own tenant's objects.
+    tenant_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["object_type", "state"])]

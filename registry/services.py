@@ -13,6 +13,7 @@ from django.db.models import F
 from . import declaration as decl_mod
 from . import ids
 from .errors import (
+    Forbidden,
     InvalidForeignKey,
     InvalidProperties,
     NotFound,
@@ -30,6 +31,82 @@ def actor_label(actor) -> str:
     if isinstance(actor, str):
         return actor
     return getattr(actor, "audit_name", None) or str(actor)
+
+
+# --- tenant confinement ---------------------------------------------------------------------
+def actor_tenant(actor) -> int | None:
+    """The tenant an actor is confined to, or None for the system and administrators outside any tenant."""
+    if actor is None or isinstance(actor, str):
+        return None
+    if getattr(actor, "recovery", False) or getattr(actor, "is_recovery_admin", False):
+        return None
+    return getattr(actor, "tenant_id", None)
+
+
+def reach_error(decl, actor, op: str = "Get") -> Forbidden | None:
+    """Why a tenant-confined actor may not use `op` on this type at all, or None if it may."""
+    if actor_tenant(actor) is None:
+        return None
+    if decl.tenant_scope == decl_mod.SYSTEM:
+        return Forbidden(f"{decl.name} is a system-wide object, out of the reach of a tenant's administrators.")
+    if decl.tenant_scope == decl_mod.TENANT_SELF and op != "Get":
+        return Forbidden("Tenants are managed by administrators outside any tenant.")
+    return None
+
+
+def require_reach(decl, actor, op: str = "Get") -> None:
+    error = reach_error(decl, actor, op)
+    if error is not None:
+        raise error
+
+
+def scope(decl, actor, qs):
+    """`qs` narrowed to the objects `actor` may see: all of them, or those of its tenant."""
+    tenant = actor_tenant(actor)
+    if tenant is None:
+        return qs
+    if decl.tenant_scope == decl_mod.SYSTEM:
+        return qs.none()
+    if decl.tenant_scope == decl_mod.TENANT_SELF:
+        return qs.filter(pk=tenant)
+    return qs.filter(**{decl.tenant_scope: tenant})
+
+
+def tenant_of(decl, obj) -> int | None:
+    """The tenant an object belongs to (None: the system's)."""
+    if decl.tenant_scope == decl_mod.SYSTEM:
+        return None
+    if decl.tenant_scope == decl_mod.TENANT_SELF:
+        return obj.pk
+    *path, last = decl.tenant_scope.split("__")
+    for part in path:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return getattr(obj, f"{last}_id", None)
+
+
+def _place_in_tenant(decl, actor, obj, action: str) -> None:
+    """What a tenant-confined actor creates is placed in its tenant."""
+    tenant = actor_tenant(actor)
+    if tenant is not None and decl.tenant_scope == "tenant" and action == "create" and obj.tenant_id is None:
+        obj.tenant_id = tenant
+
+
+def _keep_in_tenant(decl, actor, obj, action: str, values: dict) -> None:
+    """A tenant-confined actor's objects stay in its tenant; only the system moves them.
+
+    Runs after the references were checked, so another tenant's id has already answered
+    invalidForeignKey, like an id that does not exist; what is left is "no tenant".
+    """
+    tenant = actor_tenant(actor)
+    if tenant is None or decl.tenant_scope != "tenant":
+        return
+    if action == "update" and "tenant" not in values:
+        return
+    if obj.tenant_id != tenant:
+        raise Forbidden(f"{decl.public_name('tenant')} can only be changed by administrators outside any tenant.",
+                        properties=[decl.public_name("tenant")])
 
 
 # --- states ---------------------------------------------------------------------------------
@@ -74,10 +151,11 @@ def current(model, known: dict[str, int] | None = None):
     return obj
 
 
-def touch(decl_name: str, object_id: str) -> int:
+def touch(decl_name: str, object_id: str, tenant_id: int | None = None) -> int:
     """Record that an object changed outside the generic mutations (its state and change log)."""
     state = bump_state(decl_name)
-    ChangeLog.objects.create(object_type=decl_name, state=state, object_id=object_id, kind="updated")
+    ChangeLog.objects.create(object_type=decl_name, state=state, object_id=object_id, kind="updated",
+                             tenant_id=tenant_id)
     return state
 
 
@@ -136,17 +214,24 @@ def record(actor, decl, obj, action: str, before: dict, after: dict, changed_sec
     _audit(actor, decl, object_id, action, before, after, changed_secrets)
     state = bump_state(decl.name)
     kind = {"create": "created", "update": "updated", "destroy": "destroyed"}[action]
-    ChangeLog.objects.create(object_type=decl.name, state=state, object_id=object_id, kind=kind)
+    ChangeLog.objects.create(object_type=decl.name, state=state, object_id=object_id, kind=kind,
+                             tenant_id=tenant_of(decl, obj))
     if decl.on_change:
         transaction.on_commit(lambda: decl.on_change(obj))
 
 
 # --- validation -----------------------------------------------------------------------------
-def _check_foreign_keys(decl, obj, m2m: dict) -> None:
+def _reachable(model, actor):
+    """The objects of `model` that `actor` may refer to: another tenant's do not exist for it."""
+    related = decl_mod.for_model(model)
+    return scope(related, actor, model.objects.all()) if related is not None else model.objects.all()
+
+
+def _check_foreign_keys(decl, obj, m2m: dict, actor=None, changed=None) -> None:
     for attname, pks in m2m.items():
         prop = decl.prop_for_field(attname)
         model = prop.field.related_model
-        found = set(model.objects.filter(pk__in=pks).values_list("pk", flat=True))
+        found = set(_reachable(model, actor).filter(pk__in=pks).values_list("pk", flat=True))
         missing = [i for i in pks if i not in found]
         if missing:
             raise InvalidForeignKey(
@@ -154,10 +239,11 @@ def _check_foreign_keys(decl, obj, m2m: dict) -> None:
                 objectId={"object": _type_name(model), "id": ids.encode(missing[0])},
             )
     for prop in decl.props:
-        if prop.is_fk:
+        # An update checks only what it changes: a reference set by the system stays valid.
+        if prop.is_fk and (changed is None or prop.attname in changed):
             value = getattr(obj, prop.field.attname)
             model = prop.field.related_model
-            if value is not None and not model.objects.filter(pk=value).exists():
+            if value is not None and not _reachable(model, actor).filter(pk=value).exists():
                 raise InvalidForeignKey(
                     f"{model.__name__} {ids.encode(value)} does not exist", properties=[prop.name],
                     objectId={"object": _type_name(model), "id": ids.encode(value)},
@@ -169,9 +255,9 @@ def _type_name(model) -> str:
     return d.name if d else model.__name__
 
 
-def validate(decl, obj, m2m: dict) -> None:
+def validate(decl, obj, m2m: dict, actor=None, changed=None) -> None:
     """Run field validators, model.clean() and the declaration's own checks; raise SetError."""
-    _check_foreign_keys(decl, obj, m2m)
+    _check_foreign_keys(decl, obj, m2m, actor, changed)
     exclude = [f.name for f in obj._meta.get_fields() if f.many_to_many]
     try:
         obj.full_clean(exclude=exclude, validate_unique=False)
@@ -179,10 +265,10 @@ def validate(decl, obj, m2m: dict) -> None:
             decl.validate(obj, m2m)
     except ValidationError as exc:
         raise from_validation_error(exc, decl.public_name, obj) from None
-    _check_unique(decl, obj)
+    _check_unique(decl, obj, actor)
 
 
-def _check_unique(decl, obj) -> None:
+def _check_unique(decl, obj, actor=None) -> None:
     try:
         obj.validate_unique()
         obj.validate_constraints()
@@ -192,7 +278,9 @@ def _check_unique(decl, obj) -> None:
         props = [decl.public_name(f) for f in fields if f != "__all__"] or [p.name for p in decl.props[:1]]
         unique_sets = [f for f in fields if f != "__all__"]
         if unique_sets:
-            existing = type(obj).objects.exclude(pk=obj.pk).filter(
+            # The clash itself cannot be hidden (names are unique server-wide), but another
+            # tenant's object is not named by id.
+            existing = scope(decl, actor, type(obj).objects.all()).exclude(pk=obj.pk).filter(
                 **{f: getattr(obj, obj._meta.get_field(f).attname) for f in unique_sets}
             ).first()
         raise PrimaryKeyViolation(
@@ -212,12 +300,15 @@ def _split(decl, values: dict) -> tuple[dict, dict]:
 
 
 # --- mutations ------------------------------------------------------------------------------
-def load(decl, pk=None, *, lock=False):
+def load(decl, pk=None, *, lock=False, actor=None):
     model = decl.model
-    qs = model.objects.select_for_update() if lock else model.objects
+    qs = scope(decl, actor, model.objects.select_for_update() if lock else model.objects.all())
     if decl.singleton:
         model.load()
-        return qs.get(pk=model.SINGLETON_PK)
+        try:
+            return qs.get(pk=model.SINGLETON_PK)
+        except model.DoesNotExist:
+            raise NotFound(f"{decl.name} not found") from None
     try:
         return qs.get(pk=pk)
     except (model.DoesNotExist, ValueError, TypeError):
@@ -231,6 +322,9 @@ def _secret_values(decl, obj) -> dict:
 def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save=None):
     """Apply, validate, save, authorise and record one change, inside the caller's transaction."""
     # Secrets read "****" in snapshots: compare the stored values to see whether one changed.
+    require_reach(decl, actor, "Create" if action == "create" else "Update")
+    if action == "update" and decl.guard:
+        decl.guard(actor, obj, action, set(values))
     secrets_before = _secret_values(decl, obj) if action == "update" else {}
     scalars, m2m = _split(decl, values)
     for attname, value in scalars.items():
@@ -238,7 +332,9 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
         if action == "update" and attname in decl.create_only and value != getattr(obj, attname):
             raise InvalidProperties(f"{prop.name} cannot be changed once the object exists.", properties=[prop.name])
         setattr(obj, prop.field.attname if prop.is_fk else attname, value)
-    validate(decl, obj, m2m)
+    _place_in_tenant(decl, actor, obj, action)
+    validate(decl, obj, m2m, actor, set(values) if action == "update" else None)
+    _keep_in_tenant(decl, actor, obj, action, values)
     obj.save()
     for attname, pks in m2m.items():
         getattr(obj, attname).set(pks)
@@ -258,7 +354,7 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
 def update(decl, pk, values: dict, actor, *, extra_save=None):
     """Apply `values` (model field name -> Python value) to one object."""
     with transaction.atomic():
-        obj = load(decl, pk, lock=True)
+        obj = load(decl, pk, lock=True, actor=actor)
         return _write(decl, obj, values, actor, "update", snapshot(decl, obj), extra_save)
 
 
@@ -270,8 +366,10 @@ def create(decl, values: dict, actor, *, instance=None, extra_save=None):
         return _write(decl, obj, values, actor, "create", {}, extra_save)
 
 
-def linked_objects(obj, limit: int = 10) -> list[dict]:
+def linked_objects(obj, limit: int = 10, actor=None) -> list[dict]:
     """Objects that refer to obj through a foreign key or many-to-many relation.
+
+    For a tenant-confined actor, other tenants' referring objects still count but are not named.
 
     Owned parts (credentials, aliases: foreign keys with CASCADE) are not links; they go with
     their owner. Hidden relations (related_name="+") count too.
@@ -285,19 +383,31 @@ def linked_objects(obj, limit: int = 10) -> list[dict]:
         related = rel.related_model._default_manager.filter(**{rel.field.name: obj})
         if rel.related_model is type(obj):
             related = related.exclude(pk=obj.pk)
+        tenant = actor_tenant(actor)
         for item in related[:limit]:
             item_decl = decl_mod.for_model(type(item))
             name = item_decl.name if item_decl else type(item).__name__
+            if tenant is not None and (item_decl is None or tenant_of(item_decl, item) != tenant):
+                out.append({"object": name, "id": None})
+                continue
             out.append({"object": name, "id": item_decl.object_id(item) if item_decl else ids.encode(item.pk)})
     return out[:limit]
+
+
+def authorize_destroy(decl, actor, obj) -> None:
+    """Raise the SetError that would refuse destroying `obj`, before anything is touched."""
+    require_reach(decl, actor, "Destroy")
+    if decl.guard:
+        decl.guard(actor, obj, "destroy", set())
 
 
 def destroy(decl, pk, actor):
     if decl.singleton:
         raise SingletonError("Singletons cannot be created or destroyed.")
     with transaction.atomic():
-        obj = load(decl, pk, lock=True)
-        linked = linked_objects(obj)
+        obj = load(decl, pk, lock=True, actor=actor)
+        authorize_destroy(decl, actor, obj)
+        linked = linked_objects(obj, actor=actor)
         if linked:
             raise ObjectIsLinked(
                 f"{decl.name} {ids.encode(pk)} is still referenced",
