@@ -2,6 +2,10 @@
 import multiprocessing
 import os
 
+# Files the master creates (the metrics directory) are the owner's alone, as everything under
+# var/ (stalwart_site/varfiles.py); the workers inherit it.
+os.umask(0o077)
+
 bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 worker_class = "sync"

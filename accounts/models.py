@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from registry.crypto import EncryptedTextField
 from registry.fields import NameSetField
 from registry.models import SingletonModel
 
@@ -340,7 +341,8 @@ class Credential(models.Model):
     secret_hash = models.CharField(max_length=512)
     # When the secret was last chosen (not when its hash was upgraded): web sessions end when it moves.
     secret_changed_at = models.DateTimeField(default=timezone.now)
-    otp_url = models.CharField(max_length=512, blank=True, default="")
+    # The TOTP seed is in the URL: encrypted at rest (registry.crypto).
+    otp_url = EncryptedTextField(max_length=512, blank=True, default="")
     description = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -4,12 +4,14 @@ import logging
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ImproperlyConfigured
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
 
+from registry import crypto
 from registry.errors import InvalidProperties, SetError
 
 from . import services
@@ -17,6 +19,29 @@ from .backends import client_ip
 from .forms import PasswordChangeForm, SecondaryCredentialForm, TotpConfirmForm, TotpRemoveForm
 from .models import Credential
 from .policy import PolicyViolation
+
+
+def _seal(secret: str) -> str:
+    """A once-shown secret as the session keeps it between two requests: encrypted, so that the
+    session table (a dump, a backup) never holds it in clear."""
+    return crypto.encrypt(secret)
+
+
+def _unseal(value) -> str | None:
+    if not crypto.is_encrypted(value):
+        return None  # not ours, or left in clear by an earlier version: not shown
+    try:
+        return crypto.decrypt(value)
+    except ImproperlyConfigured:
+        return None  # the key changed since: the user starts again
+
+
+def _new_secret(request) -> dict | None:
+    shown = request.session.pop("new_secret", None)
+    if not isinstance(shown, dict):
+        return None
+    secret = _unseal(shown.get("secret"))
+    return {"kind": shown.get("kind", ""), "secret": secret} if secret else None
 
 
 def _own_account(request):
@@ -49,7 +74,7 @@ def _account_page(request, *, totp_form=None):
         totp_form = TotpRemoveForm(auto_id="totp_%s") if totp_enabled else TotpConfirmForm(auto_id="totp_%s")
     return render(request, "accounts/account.html", {
         "me": me, "credentials": creds, "credential_form": SecondaryCredentialForm(),
-        "new_secret": request.session.pop("new_secret", None),
+        "new_secret": _new_secret(request),
         "can_create": bool(me) and (request.user.has_stalwart_perm("sysAppPasswordCreate")
                                     or request.user.has_stalwart_perm("sysApiKeyCreate")),
         "has_password": password is not None,
@@ -104,8 +129,8 @@ def create_credential(request):
     except SetError as exc:
         messages.error(request, exc.description or exc.type)
         return redirect("account")
-    # Shown once on the next page, never stored in clear anywhere else.
-    request.session["new_secret"] = {"kind": dict(Credential.Kind.choices)[kind], "secret": secret}
+    # Shown once on the next page; until then the session holds it encrypted only.
+    request.session["new_secret"] = {"kind": dict(Credential.Kind.choices)[kind], "secret": _seal(secret)}
     return redirect("account")
 
 
@@ -123,8 +148,8 @@ def revoke_credential(request, credential_id: int):
 
 
 # --- two-factor login (TOTP) ----------------------------------------------------------------
-# The otpauth URL of an enrolment in progress lives in the session (server-side) until a first
-# code confirms it. It is a secret: it is never logged, and pages showing it are not cached.
+# The otpauth URL of an enrolment in progress lives in the session (server-side, encrypted) until
+# a first code confirms it. It is a secret: it is never logged, and pages showing it are not cached.
 TOTP_SESSION_KEY = "_stalwart_totp_pending"
 log = logging.getLogger(__name__)
 
@@ -133,7 +158,7 @@ def _pending_totp(request, me) -> str | None:
     pending = request.session.get(TOTP_SESSION_KEY)
     if not me or not isinstance(pending, dict) or pending.get("account") != me.pk:
         return None
-    return pending.get("url") or None
+    return _unseal(pending.get("url"))
 
 
 @sensitive_variables("otp_url")
@@ -198,7 +223,7 @@ def totp_start(request):
     if _totp_on(me):
         messages.error(request, "Two-factor login is already on; remove it first to enrol a new authenticator.")
         return _two_factor_redirect()
-    request.session[TOTP_SESSION_KEY] = {"account": me.pk, "url": services.new_totp_url(me)}
+    request.session[TOTP_SESSION_KEY] = {"account": me.pk, "url": _seal(services.new_totp_url(me))}
     return _two_factor_redirect()
 
 

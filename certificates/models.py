@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.db import models
 
+from registry.crypto import EncryptedTextField
 from registry.fields import NameSetField
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -119,7 +120,7 @@ class AcmeProvider(models.Model):
         max_length=255, blank=True, default="", verbose_name="EAB key ID",
         help_text="The External Account Binding key ID, for CAs that require one.",
     )
-    eab_hmac_key = models.CharField(
+    eab_hmac_key = EncryptedTextField(
         max_length=512, blank=True, default="", verbose_name="EAB HMAC key",
         help_text="The External Account Binding HMAC key (base64url, as the CA gives it). Never shown again.",
     )
@@ -129,7 +130,7 @@ class AcmeProvider(models.Model):
     )
     # Server-side state, not public: the account key (PEM, ECDSA P-256), which directory the
     # account belongs to, and the renewal job's failure count.
-    account_key = models.TextField(blank=True, default="")
+    account_key = EncryptedTextField(blank=True, default="")
     account_directory = models.CharField(max_length=2048, blank=True, default="")
     failures = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
@@ -210,7 +211,7 @@ class Certificate(models.Model):
     not_after = models.DateTimeField(help_text="End of validity.")
     chain = models.TextField(verbose_name="certificate", help_text="The certificate and its intermediates (PEM).")
     # Never public: the private key of the certificate (PEM, ECDSA P-256, PKCS#8).
-    private_key = models.TextField()
+    private_key = EncryptedTextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.db import models
 from oauth2_provider.models import AbstractApplication, AbstractDeviceGrant, ClientSecretField
 
+from registry.crypto import EncryptedTextField
 from registry.fields import NameSetField
 from registry.models import SingletonModel
 
@@ -97,7 +98,7 @@ class OidcProvider(SingletonModel):
     signature_algorithm = models.CharField(max_length=8, choices=SignatureAlgorithm.choices,
                                            default=SignatureAlgorithm.ES256,
                                            help_text="Algorithm that signs ID tokens.")
-    signature_key = models.TextField(blank=True, help_text="PEM private key that signs ID tokens "
+    signature_key = EncryptedTextField(blank=True, help_text="PEM private key that signs ID tokens "
                                                            "(generated when empty).")
 
     class Meta:

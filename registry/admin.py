@@ -1,8 +1,10 @@
 """Admin pages built from the declarations: one ModelAdmin class serves every declared object."""
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import models, transaction
+from django.utils.functional import cached_property
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 
@@ -29,11 +31,82 @@ def form_values(decl, form, *, only_changed: bool) -> dict:
     return values
 
 
+# What JMAP answers for a stored secret; typed into a form it also means "keep the stored one".
+MASK = "****"
+# Suffixes of the names that stand for a secret field on a page: its read-only, masked display,
+# and the box that removes the stored value.
+MASKED = "__masked"
+CLEAR = "__clear"
+
+
+class DeclaredModelForm(forms.ModelForm):
+    """A declared object's form, in which no stored secret ever reaches the page.
+
+    A secret field (the declaration's `secret=`) is an empty input, whoever looks: its stored
+    value, hashed or not, is neither the input's value nor a hidden initial. Left empty (or
+    "****", as JMAP shows it), it keeps the stored value; a typed value replaces it; the
+    "remove" box next to it empties it where the field may be empty.
+    """
+
+    secret_fields: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Read before validation copies the form's values onto the instance.
+        self._stored = {name: getattr(self.instance, name, "") or "" for name in self.secret_fields}
+        for name in self.secret_fields:
+            field = self.fields.get(name)
+            if field is None:
+                continue
+            stored = bool(self._stored[name])
+            if isinstance(field.widget, forms.Textarea):
+                # A multi-line secret (a PEM key) cannot be typed into a one-line input.
+                field.widget = forms.Textarea(attrs={"rows": 6, "cols": 60, "autocomplete": "off",
+                                                     "spellcheck": "false"})
+            else:
+                field.widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+            field.required = False
+            field.show_hidden_initial = False
+            field.initial = ""
+            self.initial[name] = ""
+            state = ("A value is stored; it is never shown. Leave the field empty to keep it, or type a new "
+                     "value to replace it." if stored else "No value is stored.")
+            field.help_text = f"{field.help_text} {state}".strip()
+
+    def _clear_requested(self, name) -> bool:
+        return bool(self.cleaned_data.get(name + CLEAR)) and bool(self._stored.get(name))
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.secret_fields:
+            if name not in self.fields or name not in cleaned:
+                continue
+            if self.cleaned_data.get(name + CLEAR):
+                cleaned[name] = ""
+            elif cleaned[name] in ("", None, MASK):
+                # The model's own checks see the stored value, as the service layer will.
+                cleaned[name] = self._stored.get(name, "")
+        return cleaned
+
+    @cached_property
+    def changed_data(self):
+        names = []
+        for name, bound in self._bound_items():
+            if name in self.secret_fields:
+                raw = bound.data
+                if self._clear_requested(name) or (raw not in ("", None, MASK) and name in self.cleaned_data):
+                    names.append(name)
+            elif not name.endswith(CLEAR) and bound._has_changed():
+                names.append(name)
+        return names
+
+
 class DeclaredAdmin(admin.ModelAdmin):
     """Admin for a declared object: fieldsets, permissions and saves come from its declaration."""
 
     change_form_template = "admin/declared/change_form.html"
     save_on_top = False
+    form = DeclaredModelForm
 
     @property
     def decl(self) -> decl_mod.ObjectType:
@@ -43,9 +116,9 @@ class DeclaredAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if self.fieldsets:
             return self.fieldsets
-        return [(title, {"fields": names}) for title, names in self.decl.groups]
+        return self.mask_secrets(request, obj, [(title, {"fields": names}) for title, names in self.decl.groups])
 
-    def get_readonly_fields(self, request, obj=None):
+    def _plain_readonly(self, request, obj) -> list[str]:
         fields = list(self.readonly_fields) + [p.attname for p in self.decl.props if p.server_set]
         if obj is not None:
             fields += [name for name in self.decl.create_only if name not in fields]
@@ -53,19 +126,49 @@ class DeclaredAdmin(admin.ModelAdmin):
             fields += [p.attname for p in self.decl.props]
         return fields
 
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        if isinstance(db_field, models.ManyToManyField):
-            kwargs.setdefault("widget", admin.widgets.FilteredSelectMultiple(db_field.verbose_name, False))
-        if isinstance(db_field, (models.ForeignKey, models.ManyToManyField)):
-            # Another tenant's objects are neither offered nor accepted.
-            kwargs.setdefault("queryset", services._reachable(db_field.related_model, request.user))
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+    @property
+    def _secrets(self) -> dict:
+        return {p.attname: p for p in self.decl.props if p.secret}
 
-    def get_queryset(self, request):
-        return services.scope(self.decl, request.user, super().get_queryset(request))
+    def mask_secrets(self, request, obj, fieldsets):
+        """The fieldsets with every secret either masked (where it is read-only for this viewer:
+        Django would print the stored value) or paired with its "remove" box."""
+        secrets = self._secrets
+        if not secrets:
+            return fieldsets
+        readonly = set(self._plain_readonly(request, obj))
+        out = []
+        for title, options in fieldsets:
+            names = []
+            for name in options.get("fields", ()):
+                if name not in secrets:
+                    names.append(name)
+                elif name in readonly:
+                    names.append(name + MASKED)
+                elif secrets[name].field.blank and obj is not None:
+                    names.append((name, name + CLEAR))
+                else:
+                    names.append(name)
+            out.append((title, {**options, "fields": names}))
+        return out
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = self._plain_readonly(request, obj)
+        secrets = self._secrets
+        return [name + MASKED if name in secrets else name for name in fields]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
+        secrets = [p for p in self._secrets.values() if not p.server_set]
+        base = kwargs.pop("form", None) or self.form
+        if secrets:
+            attrs = {"secret_fields": tuple(p.attname for p in secrets)}
+            for p in secrets:
+                if p.field.blank:
+                    attrs[p.attname + CLEAR] = forms.BooleanField(
+                        required=False, label=f"Remove the stored {p.field.verbose_name}")
+            bases = (base,) if issubclass(base, DeclaredModelForm) else (DeclaredModelForm, base)
+            base = type(base.__name__, bases, attrs)
+        form = super().get_form(request, obj, change, form=base, **kwargs)
         refusal = getattr(request, "_service_refusal", None)
         if refusal is None:
             return form
@@ -77,6 +180,47 @@ class DeclaredAdmin(admin.ModelAdmin):
                 return data
 
         return Refused
+
+    def __getattr__(self, name):
+        # The read-only display of a secret: whether one is stored, never what.
+        if name.endswith(MASKED):
+            attname = name[: -len(MASKED)]
+            prop = self._secrets.get(attname)
+            if prop is not None:
+                def masked(obj):
+                    return MASK if getattr(obj, attname, "") else "-"
+
+                masked.short_description = prop.field.verbose_name
+                return masked
+        raise AttributeError(name)
+
+    # Query-string lookups on the list reach the database: on a secret (or a column that is not
+    # public) a prefix filter reads the value back one character at a time. Only the declared,
+    # non-secret fields may be filtered on; anything else is Django's 400 before any query runs.
+    def lookup_allowed(self, lookup, value, request=None):
+        first = lookup.split("__", 1)[0]
+        public = {p.attname for p in self.decl.props if not p.secret}
+        for item in [*(self.list_filter or ()), self.date_hierarchy]:
+            if isinstance(item, (tuple, list)):
+                item = item[0]
+            name = item if isinstance(item, str) else getattr(item, "parameter_name", None)
+            if name:
+                public.add(name.split("__", 1)[0])
+        public -= set(self._secrets)
+        if first not in public:
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if isinstance(db_field, models.ManyToManyField):
+            kwargs.setdefault("widget", admin.widgets.FilteredSelectMultiple(db_field.verbose_name, False))
+        if isinstance(db_field, (models.ForeignKey, models.ManyToManyField)):
+            # Another tenant's objects are neither offered nor accepted.
+            kwargs.setdefault("queryset", services._reachable(db_field.related_model, request.user))
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_queryset(self, request):
+        return services.scope(self.decl, request.user, super().get_queryset(request))
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "declaration": self.decl}

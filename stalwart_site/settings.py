@@ -7,12 +7,19 @@ from pathlib import Path
 
 import dj_database_url
 
+from . import varfiles
 from .env import env_bool, env_int, env_list, env_str, persistent_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("STALWART_VAR_DIR", str(BASE_DIR / "var")))
+# Before anything is written there: every file under var/ is owner-only.
+varfiles.secure(VAR_DIR)
 
 SECRET_KEY = persistent_secret("SECRET_KEY", VAR_DIR / "secret_key")
+# The key that encrypts the secrets stored in the database (registry/crypto.py), and the
+# previous ones, which still decrypt until `manage.py rotate_encryption_key` has run.
+ENCRYPTION_KEY = env_str("STALWART_ENCRYPTION_KEY")
+ENCRYPTION_KEYS_OLD = env_list("STALWART_ENCRYPTION_KEYS_OLD", [])
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # The URL clients use to reach this server; it appears in discovery documents and links.

@@ -19,6 +19,7 @@ from django.test import Client
 from accounts import services
 from accounts.models import Account, Credential
 from conftest import STRONG_PASSWORD
+from registry import crypto
 from registry import services as registry
 from registry.models import AuditEvent
 from security.models import BlockedIp, Security
@@ -111,11 +112,14 @@ class TestEnrolment:
         secret = page_secret(page)
         pending = carol_client.session[PENDING]
         assert pending["account"] == carol.pk
-        parsed = pyotp.parse_uri(pending["url"])
+        # Encrypted in the session (issue 10, item 17): the session table never holds the seed.
+        assert secret not in repr(pending) and pending["url"].startswith("fernet:")
+        url = crypto.decrypt(pending["url"])
+        parsed = pyotp.parse_uri(url)
         assert parsed.secret == secret and len(base64.b32decode(secret)) >= 16  # ≥128-bit secret
         assert parsed.digits == 6 and parsed.interval == 30
-        assert pending["url"].startswith("otpauth://totp/")
-        assert "carol%40example.org" in pending["url"] or "carol@example.org" in pending["url"]
+        assert url.startswith("otpauth://totp/")
+        assert "carol%40example.org" in url or "carol@example.org" in url
         assert 'id="totp-url"' in html and secret in html
         assert "<svg" in html and 'class="qr"' in html  # the QR code, inline
         assert 'action="/account/two-factor/confirm/"' in html
