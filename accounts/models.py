@@ -506,3 +506,15 @@ class ApiKey(Credential):
     class Meta:
         proxy = True
         verbose_name = "API key"
+
+
+class CredentialCounter(models.Model):
+    """The highest credential number an account has ever used.
+
+    App passwords and API keys are JMAP objects whose ids are these numbers, and clients cache
+    by id: numbering from the largest remaining one would give a destroyed key's id to the next
+    key. A row of its own, not a field of Account, so that a stale Account.save() cannot lower it.
+    """
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    last_id = models.PositiveIntegerField(default=0)
