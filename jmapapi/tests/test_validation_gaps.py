@@ -42,3 +42,32 @@ def test_response_headers_refuse_cookies_and_hop_by_hop(jmap, headers):
     got = jmap.ok("x:Http/set", {"update": {"singleton": {"responseHeaders": headers}}})
     error = got["notUpdated"]["singleton"]
     assert error["type"] == "invalidProperties" and error["properties"] == ["responseHeaders"], error
+
+
+@pytest.mark.parametrize("props", [{"logo": "javascript:alert(1)"}, {"logo": "vbscript:x"},
+                                   {"description": "evil\x07bell"}, {"logo": "https://x.example/\nlogo.png"}])
+def test_oauth_client_metadata_through_jmap(jmap, props):
+    got = jmap.ok("x:OAuthClient/set", {"create": {"c": {"clientId": "meta-test", **props}}})
+    error = (got.get("notCreated") or {}).get("c")
+    assert error is not None and error["type"] in ("invalidProperties", "validationFailed"), got
+
+
+@pytest.mark.parametrize("meta", [{"logo_uri": "javascript:alert(1)"}, {"client_uri": "data:text/html,x"},
+                                  {"policy_uri": "file:///etc/passwd"}, {"tos_uri": "not a url"},
+                                  {"client_name": "a\x00b"}, {"client_name": "line\nbreak"}])
+def test_oauth_client_metadata_at_registration(client, db, meta):
+    import json
+
+    body = {"redirect_uris": ["https://app.example/cb"], **meta}
+    resp = client.post("/auth/register", data=json.dumps(body), content_type="application/json")
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["error"] == "invalid_client_metadata"
+
+
+def test_oauth_registration_accepts_https_metadata(client, db):
+    import json
+
+    body = {"redirect_uris": ["https://app.example/cb"], "logo_uri": "https://app.example/logo.png",
+            "client_uri": "https://app.example/", "tos_uri": "https://app.example/tos"}
+    resp = client.post("/auth/register", data=json.dumps(body), content_type="application/json")
+    assert resp.status_code == 201, resp.content
