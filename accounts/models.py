@@ -6,7 +6,7 @@ import hmac
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -36,6 +36,12 @@ domain_name_validator = RegexValidator(
     "Enter a valid domain name in lower case.",
     code="invalid",
 )
+# Names and labels are shown on pages, in logs and in JMAP answers: no control characters
+# (a NUL also cannot be stored by PostgreSQL).
+printable_validator = RegexValidator(r"^[^\x00-\x1f\x7f]*\Z", "Control characters are not allowed.", code="invalid")
+# The session and the discovery documents advertise it: only an absolute http(s) URL.
+public_url_validator = URLValidator(schemes=["http", "https"], message="Enter an absolute http:// or https:// URL.")
+
 local_part_validator = RegexValidator(
     r"^[a-z0-9!#$&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$&'*+/=?^_`{|}~-]+)*$",
     "Enter a valid e-mail local part in lower case (no spaces, no '@', no '%').",
@@ -51,9 +57,11 @@ class PermissionsMode(models.TextChoices):
 
 class Role(models.Model):
     name = models.CharField(
-        max_length=100, blank=True, help_text="Short identifier of the role (optional; the description is its label)."
+        max_length=100, blank=True, validators=[printable_validator],
+        help_text="Short identifier of the role (optional; the description is its label).",
     )
-    description = models.CharField(max_length=255, help_text="Label of the role shown wherever roles are chosen.")
+    description = models.CharField(max_length=255, validators=[printable_validator],
+                                   help_text="Label of the role shown wherever roles are chosen.")
     tenant = models.ForeignKey(
         "Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="roles_owned",
         help_text="Tenant that owns this role, if any.",
@@ -466,7 +474,8 @@ class SystemSettings(SingletonModel):
     hostname = models.CharField(max_length=253, default="localhost", validators=[domain_name_validator],
                                 help_text="Host name of this server, used for every service without a host name "
                                 "of its own.")
-    public_url = models.CharField(max_length=255, blank=True, help_text="URL clients use to reach this server.")
+    public_url = models.CharField(max_length=255, blank=True, validators=[public_url_validator],
+                                  help_text="URL clients use to reach this server.")
     default_domain = models.ForeignKey(
         Domain, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="Domain appended to login names given without one.",
@@ -508,3 +517,15 @@ class ApiKey(Credential):
     class Meta:
         proxy = True
         verbose_name = "API key"
+
+
+class CredentialCounter(models.Model):
+    """The highest credential number an account has ever used.
+
+    App passwords and API keys are JMAP objects whose ids are these numbers, and clients cache
+    by id: numbering from the largest remaining one would give a destroyed key's id to the next
+    key. A row of its own, not a field of Account, so that a stale Account.save() cannot lower it.
+    """
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    last_id = models.PositiveIntegerField(default=0)

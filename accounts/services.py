@@ -148,7 +148,7 @@ def set_password(account: Account, raw: str, actor, *, expires_at=UNSET, allow_p
         registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "password",
                              "****", {"secret": "****", "expiresAt": _iso(expires_at)})
         registry.bump_state("Credential")
-        registry.touch("Account", ids.encode(account.pk), account.tenant_id)
+        registry.touch("Account", ids.encode(account.pk), tenant_id=account.tenant_id)
         password_changed.send(sender=Account, account=account)
     return cred
 
@@ -172,8 +172,35 @@ def _iso(value: datetime | None):
 
 
 def _next_credential_id(account: Account) -> int:
+    """A number no credential of `account` has had, destroyed ones included.
+
+    Call it with the account's row locked; the high-water mark moves in the caller's transaction.
+    """
+    from .models import CredentialCounter
+
     last = account.credentials.order_by("-credential_id").values_list("credential_id", flat=True).first()
-    return 0 if last is None else last + 1
+    mark = CredentialCounter.objects.filter(account_id=account.pk).values_list("last_id", flat=True).first()
+    highest = max(-1 if last is None else last, -1 if mark is None else mark)
+    CredentialCounter.objects.update_or_create(account_id=account.pk, defaults={"last_id": highest + 1})
+    return highest + 1
+
+
+def _credential_changed(account: Account, cred: Credential, kind: str) -> None:
+    """Move the states an app password or API key change shows in, and log it for /changes.
+
+    The owner's x:AppPassword or x:ApiKey (its change log keyed by account, since their ids are
+    numbers within the account), the account's credential list (x:Account), and the credential
+    verdicts cached under "Credential".
+    """
+    label = "AppPassword" if cred.kind == Credential.Kind.APP_PASSWORD else "ApiKey"
+    registry.bump_state("Credential")
+    registry.touch(label, credential_log_id(account.pk, cred.credential_id), kind, tenant_id=account.tenant_id)
+    registry.touch("Account", ids.encode(account.pk), tenant_id=account.tenant_id)
+
+
+def credential_log_id(account_pk: int, credential_id: int) -> str:
+    """The change-log id of an app password or API key (registry.ChangeLog.object_id)."""
+    return f"{ids.encode(account_pk)}/{ids.encode(credential_id)}"
 
 
 def create_account(values: dict, actor, *, password: str | None = None) -> Account:
@@ -266,7 +293,7 @@ def create_secondary_credential(account: Account, kind: str, actor, *, descripti
             token, secret = tokens.new_api_key(account.pk, cred.credential_id)
         cred.secret_hash = hashing.hash_secret(secret, Authentication.load().password_hash_algorithm)
         cred.save()
-        registry.bump_state("Credential")
+        _credential_changed(account, cred, "created")
         registry.audit_event(actor, "AppPassword" if kind == Credential.Kind.APP_PASSWORD else "ApiKey",
                              f"{ids.encode(account.pk)}/{ids.encode(cred.credential_id)}", "create", "description", None, description)
     return cred, token
@@ -285,7 +312,7 @@ def revoke_credential(account: Account, credential_id: int, actor, *, kinds=tupl
         if cred is None or cred.kind not in kinds:
             raise errors.NotFound(f"Credential {credential_id} not found.")
         cred.delete()
-        registry.bump_state("Credential")
+        _credential_changed(account, cred, "destroyed")
         registry.audit_event(actor, "AppPassword" if cred.kind == Credential.Kind.APP_PASSWORD else "ApiKey",
                              f"{ids.encode(account.pk)}/{ids.encode(credential_id)}", "destroy", "description", cred.description, None)
 
@@ -531,7 +558,7 @@ def set_password_expiry(account: Account, expires_at, actor) -> None:
             registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "passwordExpiresAt", None,
                                  _iso(expires_at))
             registry.bump_state("Credential")
-            registry.touch("Account", ids.encode(account.pk), account.tenant_id)
+            registry.touch("Account", ids.encode(account.pk), tenant_id=account.tenant_id)
 
 
 def password_is_expired(account: Account) -> bool:
@@ -586,7 +613,7 @@ def update_secondary_credential(account: Account, credential_id: int, kind: str,
             if excess:
                 raise errors.Forbidden(grant_message(excess))
         cred.save()
-        registry.bump_state("Credential")
+        _credential_changed(account, cred, "updated")
         label = "AppPassword" if kind == Credential.Kind.APP_PASSWORD else "ApiKey"
         for key, value in values.items():
             old = before[key]
@@ -623,6 +650,8 @@ def set_aliases(account: Account, aliases: list[dict], actor) -> None:
             alias.save()
         registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "aliases", None,
                              [f"{a['name']}@{a['domain_id']}" for a in aliases])
+        # The aliases are part of x:Account: its state moves like for any other property.
+        registry.touch("Account", ids.encode(account.pk), tenant_id=account.tenant_id)
 
 
 # --- two-factor login (TOTP) ----------------------------------------------------------------
@@ -656,6 +685,7 @@ def enable_totp(account: Account, otp_url: str, code: str, actor) -> None:
             raise errors.Forbidden("Your account does not support password changes.")
         registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "otpAuth", None, "****")
         registry.bump_state("Credential")
+        registry.touch("Account", ids.encode(account.pk), tenant_id=account.tenant_id)
 
 
 def disable_totp(account: Account, actor) -> None:
@@ -664,3 +694,4 @@ def disable_totp(account: Account, actor) -> None:
         Credential.objects.filter(account=account, kind=Credential.Kind.PASSWORD).update(otp_url="")
         registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "otpAuth", "****", None)
         registry.bump_state("Credential")
+        registry.touch("Account", ids.encode(account.pk), tenant_id=account.tenant_id)

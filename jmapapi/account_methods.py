@@ -9,11 +9,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 
+from django.db.models import Prefetch
+
 from accounts import services
-from accounts.models import Account, Credential
+from accounts.models import Account, Alias, Credential
 from accounts.policy import PolicyViolation
 from registry import ids
-from registry.errors import Forbidden, InvalidPatch, InvalidProperties, NotFound
+from registry.errors import Forbidden, InvalidPatch, InvalidProperties, NotFound, OverQuota
 
 from .methods import HANDLERS
 from .registry_methods import RegistryMethods, apply_pointer
@@ -70,6 +72,9 @@ class AccountMethods(RegistryMethods):
     def queryset(self, ctx):
         return Account.objects.select_related("domain")
 
+    def prefetch(self, qs):
+        return super().prefetch(qs).prefetch_related("credentials", Prefetch("aliases", Alias.objects.order_by("pk")))
+
     def public_props(self):
         return [*super().public_props(), "credentials", "aliases"]
 
@@ -77,10 +82,11 @@ class AccountMethods(RegistryMethods):
         doc = super().encode(ctx, obj)
         if obj.kind == Account.Kind.USER:
             doc["credentials"] = {str(i): encode_credential(c) for i, c in enumerate(obj.credentials.all())}
+        prefetched = "aliases" in getattr(obj, "_prefetched_objects_cache", {})
         doc["aliases"] = {
             str(i): {"name": a.name, "domainId": ids.encode(a.domain_id), "enabled": a.enabled,
                      "description": a.description or None}
-            for i, a in enumerate(obj.aliases.order_by("pk"))
+            for i, a in enumerate(obj.aliases.all() if prefetched else obj.aliases.order_by("pk"))
         }
         return doc
 
@@ -255,7 +261,36 @@ class CredentialMethods(RegistryMethods):
             return Credential.objects.none()
         return self.decl.model.objects.filter(account_id=ctx.principal.account_id, kind=self.kind)
 
+    def set(self, ctx, args):
+        # Creates come before destroys in a /set, so once one create is over quota every later
+        # one is too: answer them without the transaction, row lock and count each would cost.
+        ctx.quota_refusal = None
+        try:
+            return super().set(ctx, args)
+        finally:
+            del ctx.quota_refusal
+
+    def before_create(self, ctx):
+        if getattr(ctx, "quota_refusal", None) is not None:
+            raise OverQuota(ctx.quota_refusal)
+
     def do_create(self, ctx, values, body):
+        try:
+            return self._create(ctx, values)
+        except OverQuota as exc:
+            if hasattr(ctx, "quota_refusal"):
+                ctx.quota_refusal = exc.description
+            raise
+
+    def change_log(self, ctx, log):
+        if ctx.principal.recovery:
+            return log.none()
+        return log.filter(object_id__startswith=f"{ids.encode(ctx.principal.account_id)}/")
+
+    def change_id(self, log_id):
+        return log_id.rsplit("/", 1)[1]
+
+    def _create(self, ctx, values):
         account = self._account(ctx)
         cred, token = services.create_secondary_credential(
             account, self.kind, ctx.principal, description=values.get("description", ""),

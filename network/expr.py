@@ -28,6 +28,8 @@ import socket
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
 
+import re2
+
 __all__ = [
     "HTTP_VARIABLES", "FUNCTIONS", "ExprError", "EvalError", "Expr", "Rule",
     "compile_expression", "compile_rule", "to_integer", "to_status", "truthy",
@@ -1345,9 +1347,9 @@ class _Parser:
             raise ExprError(f"regular expression is too long ({len(pattern)} characters, at most "
                             f"{MAX_REGEX_LENGTH})", pattern_tok.pos)
         try:
-            regex = re.compile(pattern)
-        except (re.error, OverflowError, RecursionError, ValueError) as exc:
-            raise ExprError(f"invalid regular expression: {exc}", pattern_tok.pos) from None
+            regex = _compile_linear(pattern)
+        except (re2.error, OverflowError, RecursionError, ValueError, TypeError) as exc:
+            raise ExprError(f"invalid regular expression: {_re2_message(exc)}", pattern_tok.pos) from None
         t = self.tok
         if t.kind == PUNCT and t.value == ")":
             raise ExprError("function 'matches' takes 2 arguments, got 1", name_tok.pos)
@@ -1358,7 +1360,15 @@ class _Parser:
         if len(args) != 1:
             raise ExprError(f"function 'matches' takes 2 arguments, got {len(args) + 1}", name_tok.pos)
         value = args[0]
-        search = regex.search
+        re2_search = regex.search
+
+        def search(text):
+            try:
+                return re2_search(text)
+            except UnicodeEncodeError:
+                # RE2 works on UTF-8, which cannot carry a lone surrogate (from a JSON literal).
+                return re2_search(text.encode("utf-8", "replace").decode("utf-8"))
+
         if value.const:
             return _const(1 if search(_to_str(value.value)) else 0)
         f = value.fn
@@ -1367,6 +1377,24 @@ class _Parser:
             v = f(ctx)
             return 1 if search(v if v.__class__ is str else _to_str(v)) else 0
         return _Node(matches)
+
+
+# Rules run on every request, so a pattern such as '^/(a+)+$' must not backtrack (Python's re
+# took seconds on a 27-character path). RE2 matches in time linear in the input, like the
+# reference's Rust regex crate, and likewise refuses back-references and look-around.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+def _compile_linear(pattern: str):
+    return re2.compile(pattern, options=_RE2_OPTIONS)
+
+
+def _re2_message(exc) -> str:
+    detail = exc.args[0] if exc.args else exc
+    if isinstance(detail, bytes):
+        detail = detail.decode("utf-8", "replace")
+    return str(detail)
 
 
 # --- public API --------------------------------------------------------------------------------

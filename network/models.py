@@ -24,7 +24,12 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 RESERVED_HEADERS = {
     "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
     "proxy-connection", "host", "date", "server", "content-encoding",
+    # Sent on every response, a cookie would be set for every client: a session-fixation tool.
+    "set-cookie", "set-cookie2",
 }
+# Hop-by-hop headers of proxies (Proxy-Authenticate, Proxy-Authorization, …) mean nothing on a
+# response from the origin server.
+RESERVED_PREFIXES = ("proxy-",)
 
 
 class RuleField(models.JSONField):
@@ -78,7 +83,8 @@ class HeaderMapField(models.JSONField):
             raise ValidationError("Expected an object of header names and values.", code="invalid_header")
         seen = set()
         for name, text in value.items():
-            if not isinstance(name, str) or not HEADER_NAME.match(name.strip()):
+            # fullmatch, unstripped: "$" would let a trailing newline through into the stored name.
+            if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
                 raise ValidationError("%(name)r is not a valid header name.", code="invalid_header", params={"name": name})
             if not isinstance(text, str) or any(c in text for c in "\r\n\0") or len(text) > 4096:
                 raise ValidationError("The value of %(name)s must be one line of text (at most 4096 characters).",
@@ -87,7 +93,7 @@ class HeaderMapField(models.JSONField):
                 raise ValidationError("The value of %(name)s contains control characters.", code="invalid_header",
                                       params={"name": name})
             low = name.strip().lower()
-            if low in RESERVED_HEADERS:
+            if low in RESERVED_HEADERS or low.startswith(RESERVED_PREFIXES):
                 raise ValidationError("%(name)s is set by the server and cannot be configured.", code="invalid_header",
                                       params={"name": name})
             if low in seen:
@@ -160,6 +166,12 @@ def validate_bind(value: str):
 
 
 class BindSetField(NameSetField):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Not blank: Django skips the validation of a blank field's empty value, and a listener
+        # with no address ({}) was accepted.
+        self.blank = False
+
     def validate(self, value, model_instance):
         super().validate(value, model_instance)
         if not value:

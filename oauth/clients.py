@@ -156,8 +156,40 @@ def check_client(client) -> None:
         except ValidationError:
             errors.setdefault("contacts", []).append(
                 ValidationError(f"{str(address)[:200]} is not an email address.", code="invalid_contact"))
+    for field_name in ("description", "logo"):
+        if _has_control(getattr(client, field_name) or ""):
+            errors.setdefault(field_name, []).append(
+                ValidationError("Control characters are not allowed.", code="invalid"))
+    if client.logo and not logo_ok(client.logo):
+        errors.setdefault("logo", []).append(ValidationError(
+            "The logo must be an http(s) URL or a base64-encoded image.", code="invalid"))
     if errors:
         raise ValidationError(errors)
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+_DATA_IMAGE = re.compile(r"data:image/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=]+", re.I)
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def http_url_ok(value: str) -> bool:
+    """An absolute http(s) URL: pages show client URLs as links, so no javascript: or data:."""
+    from django.core.validators import URLValidator
+
+    if _has_control(value):
+        return False
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def logo_ok(value: str) -> bool:
+    return http_url_ok(value) or bool(_BASE64.fullmatch(value) or _DATA_IMAGE.fullmatch(value))
 
 
 def derive_type(client) -> None:
@@ -239,11 +271,15 @@ def parse_registration(body: dict) -> Registration:
     if scope is not None and not isinstance(scope, str):
         raise _meta_error("scope must be a string.")
     name = body.get("client_name")
-    if name is not None and (not isinstance(name, str) or len(name) > 255):
-        raise _meta_error("client_name must be a string of at most 255 characters.")
+    if name is not None and (not isinstance(name, str) or len(name) > 255 or _has_control(name)):
+        raise _meta_error("client_name must be a string of at most 255 characters, without control characters.")
     logo = body.get("logo_uri")
     if logo is not None and (not isinstance(logo, str) or len(logo) > MAX_URI_LENGTH):
         raise _meta_error(f"logo_uri must be a string of at most {MAX_URI_LENGTH} characters.")
+    for key in ("logo_uri", "client_uri", "policy_uri", "tos_uri"):
+        value = body.get(key)
+        if value is not None and not (isinstance(value, str) and len(value) <= MAX_URI_LENGTH and http_url_ok(value)):
+            raise _meta_error(f"{key} must be an absolute http or https URL.")
     contacts = body.get("contacts")
     if contacts is not None:
         if not _strings(contacts) or len(contacts) > MAX_CONTACTS:

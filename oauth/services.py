@@ -24,6 +24,7 @@ from oauth2_provider.models import AccessToken, Grant, RefreshToken, set_token_v
 from accounts import services as account_services
 from accounts.authz import credential_permissions
 from accounts.models import Account, Credential
+from registry import ids
 from registry import services as registry_services
 
 from .models import DeviceAuthorization as DeviceGrant
@@ -168,12 +169,16 @@ def client_for_flow(client_id: str, redirect_uri: str | None, account: Account |
     if provider().require_client_registration and (account is None or not account.has_stalwart_perm("oAuthClientOverride")):
         raise OAuthError("invalid_client", "Unknown client.", 401)
     if client is None:
-        client, _ = OAuthClient.objects.get_or_create(
-            client_id=client_id,
-            defaults={"client_type": OAuthClient.CLIENT_PUBLIC, "name": client_id[:255], "ephemeral": True,
-                      "authorization_grant_type": OAuthClient.GRANT_AUTHORIZATION_CODE, "redirect_uris": "",
-                      "client_secret": ""},
-        )
+        with transaction.atomic():
+            client, created = OAuthClient.objects.get_or_create(
+                client_id=client_id,
+                defaults={"client_type": OAuthClient.CLIENT_PUBLIC, "name": client_id[:255], "ephemeral": True,
+                          "authorization_grant_type": OAuthClient.GRANT_AUTHORIZATION_CODE, "redirect_uris": "",
+                          "client_secret": ""},
+            )
+            if created:
+                # An x:OAuthClient like any other: its state moves and /changes lists it.
+                registry_services.touch("OAuthClient", ids.encode(client.pk), "created")
     return client
 
 

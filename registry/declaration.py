@@ -338,7 +338,11 @@ def read_value(obj, prop: Prop):
     if prop.is_m2m:
         if obj.pk is None:
             return []
-        return sorted(getattr(obj, prop.attname).values_list("pk", flat=True))
+        manager = getattr(obj, prop.attname)
+        if manager.prefetch_cache_name in getattr(obj, "_prefetched_objects_cache", {}):
+            # Fetched with the rest of a /get: no query per object and relation.
+            return sorted(related.pk for related in manager.all())
+        return sorted(manager.values_list("pk", flat=True))
     if prop.is_fk:
         return getattr(obj, prop.field.attname)
     return getattr(obj, prop.attname)

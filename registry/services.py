@@ -151,10 +151,11 @@ def current(model, known: dict[str, int] | None = None):
     return obj
 
 
-def touch(decl_name: str, object_id: str, tenant_id: int | None = None) -> int:
-    """Record that an object changed outside the generic mutations (its state and change log)."""
+def touch(decl_name: str, object_id: str, kind: str = "updated", tenant_id: int | None = None) -> int:
+    """Record that an object was created, updated or destroyed outside the generic mutations
+    (its state and change log)."""
     state = bump_state(decl_name)
-    ChangeLog.objects.create(object_type=decl_name, state=state, object_id=object_id, kind="updated",
+    ChangeLog.objects.create(object_type=decl_name, state=state, object_id=object_id, kind=kind,
                              tenant_id=tenant_id)
     return state
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from registry import ids
 from registry import services as registry_services
 from telemetry.metrics import ban as count_ban
 
@@ -112,7 +113,11 @@ def ban(address: str, reason: str, period: timedelta | None, actor="fail-to-ban"
             obj = BlockedIp.objects.create(address=address, reason=reason, expires_at=expires)
             registry_services.record(actor, decl, obj, "create", {}, registry_services.snapshot(decl, obj))
     except IntegrityError:
-        BlockedIp.objects.filter(address=address).update(expires_at=expires, reason=reason)
-        registry_services.bump_state("BlockedIp")
+        with transaction.atomic():
+            BlockedIp.objects.filter(address=address).update(expires_at=expires, reason=reason)
+            existing = BlockedIp.objects.filter(address=address).values_list("pk", flat=True).first()
+            if existing is not None:
+                # Logged like any change, so that x:BlockedIp/changes can answer past it.
+                registry_services.touch("BlockedIp", ids.encode(existing))
     drop_lists()
     count_ban(reason)

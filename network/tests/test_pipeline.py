@@ -121,6 +121,29 @@ class TestAccessRule:
         assert jmap.ok("x:Http/get", {"ids": ["singleton"]})["list"][0]["allowedEndpoints"] == {"else": "200"}
 
 
+    def test_catastrophic_pattern_is_evaluated_in_linear_time(self, client, http):
+        # '^/(a+)+$' backtracks exponentially in Python's re: a 27-character path took seconds
+        # and a 40-character one would never end. RE2 answers at once, and the rule still works.
+        http(allowedEndpoints={"match": [{"if": "matches('^/(a+)+$', path)", "then": "403"}], "else": "200"})
+        hostile = client.get("/" + "a" * 60 + "b", REMOTE_ADDR=CLIENT)
+        assert hostile.status_code == 404, hostile.status_code
+        assert client.get("/" + "a" * 60, REMOTE_ADDR=CLIENT).status_code == 403
+        assert client.get(OPEN, REMOTE_ADDR=CLIENT).status_code == 307
+
+    @pytest.mark.parametrize("pattern", ["(a)\\1", "(?<=a)b", "(?=x)", "a{2000}{2000}"])
+    def test_patterns_without_a_linear_time_match_are_refused(self, jmap, pattern):
+        rule = {"match": [{"if": f"matches('{pattern}', path)", "then": "403"}], "else": "200"}
+        got = jmap.ok("x:Http/set", {"update": {"singleton": {"allowedEndpoints": rule}}})
+        error = got["notUpdated"]["singleton"]
+        assert error["type"] == "invalidProperties" and error["properties"] == ["allowedEndpoints"], error
+        assert "invalid regular expression" in error["description"], error
+
+    def test_lone_surrogate_in_a_matched_literal_is_no_error(self, jmap):
+        rule = {"match": [{"if": "matches('a', '\ud800a')", "then": "403"}], "else": "200"}
+        got = jmap.ok("x:Http/set", {"update": {"singleton": {"allowedEndpoints": rule}}})
+        assert "singleton" in (got.get("updated") or {}) or "singleton" in (got.get("notUpdated") or {}), got
+
+
 # --- rate limits --------------------------------------------------------------------------------
 class TestRateLimits:
     def test_anonymous_limit_per_address(self, client, http):

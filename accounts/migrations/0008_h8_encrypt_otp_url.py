@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0005_systemsettings_discovery'),
+        ('accounts', '0007_h5_printable_names_public_url'),
     ]
 
     operations = [
