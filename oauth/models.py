@@ -72,6 +72,9 @@ class OAuthClient(AbstractApplication):
         super().save(*args, **kwargs)
 
 
+SECRET_MASK = "****"
+
+
 class SignatureAlgorithm(models.TextChoices):
     ES256 = "es256", "ES256"
     RS256 = "rs256", "RS256"
@@ -106,6 +109,19 @@ class OidcProvider(SingletonModel):
 
     def __str__(self):
         return "OpenID Connect provider"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from .services import signature_key_problem
+
+        if self.signature_key == SECRET_MASK:
+            # What every read shows for the stored key: sent back, it stands for the key itself.
+            self.signature_key = (type(self).objects.filter(pk=self.pk).values_list("signature_key", flat=True)
+                                  .first() or "")
+        problem = signature_key_problem(self.signature_key, self.signature_algorithm)
+        if problem is not None:
+            raise ValidationError({problem[0]: problem[1]})
 
 
 class DeviceAuthorization(AbstractDeviceGrant):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import string
@@ -16,6 +17,9 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.db import transaction
 from django.utils import timezone
 from jwcrypto import jwk, jwt
@@ -40,6 +44,12 @@ MAX_CLIENT_ID = 255
 MAX_DEVICE_CLIENT_ID = 100
 MAX_NONCE = 255
 _ALNUM = string.ascii_letters + string.digits
+# Signing keys: RS256 below 2048 bits is forgeable in practice (RFC 7518 §3.3 requires 2048); far
+# above 8192 bits every ID token would cost a noticeable share of a second to sign.
+MIN_RSA_BITS, MAX_RSA_BITS = 2048, 8192
+MAX_KEY_PEM = 16 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class OAuthError(Exception):
@@ -81,32 +91,62 @@ def issuer() -> str:
     return account_services.public_url()
 
 
+def signature_key_problem(pem: str, algorithm: str) -> tuple[str, str] | None:
+    """(field, reason) when `pem` cannot sign with `algorithm`, or None. An empty key is fine
+    (one is generated on first use)."""
+    if not pem:
+        return None
+    if len(pem) > MAX_KEY_PEM:
+        return "signature_key", f"The signature key may have at most {MAX_KEY_PEM} characters."
+    try:
+        key = serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm):
+        # TypeError: an encrypted key (no password to give); UnicodeError: lone surrogates.
+        return "signature_key", "The signature key is not an unencrypted PEM private key."
+    if algorithm == "es256":
+        if not (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"):
+            return "signature_algorithm", "ES256 needs a P-256 EC private key; set signatureKey to \"\" to generate one."
+    elif algorithm == "rs256":
+        if not isinstance(key, rsa.RSAPrivateKey):
+            return "signature_algorithm", "RS256 needs an RSA private key; set signatureKey to \"\" to generate one."
+        if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
+            return "signature_key", f"RS256 needs an RSA key of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits."
+    else:
+        return "signature_algorithm", "Unknown signature algorithm."
+    return None
+
+
 def signing_key() -> jwk.JWK:
-    """The ID-token key: generated on first use and kept in the OidcProvider settings."""
+    """The ID-token key: generated on first use and kept in the OidcProvider settings.
+
+    A stored key that cannot sign with the configured algorithm (written to the database by
+    hand: every face refuses it) is replaced like a missing one, so that the JWKS and the token
+    endpoints keep working; the replacement is logged and audited.
+    """
     prov = provider()
     memo = _memo.get("key")
     if memo is not None and memo[0] == (prov.signature_algorithm, prov.signature_key):
         return memo[1]
     pem = prov.signature_key
-    if not pem:
+    problem = signature_key_problem(pem, prov.signature_algorithm)
+    if problem is not None:
+        log.error("the stored OIDC signing key is unusable (%s): generating a new one", problem[1])
+    if not pem or problem is not None:
         key = (jwk.JWK.generate(kty="EC", crv="P-256") if prov.signature_algorithm == "es256"
                else jwk.JWK.generate(kty="RSA", size=2048))
         candidate = key.export_to_pem(private_key=True, password=None).decode()
         # The first writer wins, on any database (SQLite ignores select_for_update): two workers
         # generating at once must not end up signing with a key other than the one published.
         with transaction.atomic():
-            if OidcProvider.objects.filter(pk=prov.pk, signature_key="").update(signature_key=candidate):
+            if OidcProvider.objects.filter(pk=prov.pk, signature_key=pem).update(signature_key=candidate):
                 # A change of the settings object like any other: audited, and its state moves
                 # so that every worker's cached copy is replaced.
                 registry_services.audit_event("oauth", "OidcProvider", "singleton", "update", "signatureKey",
-                                              None, "****")
+                                              "****" if pem else None, "****")
                 registry_services.touch("OidcProvider", "singleton")
         pem = OidcProvider.objects.values_list("signature_key", flat=True).get(pk=prov.pk)
         prov = provider()
     key = jwk.JWK.from_pem(pem.encode())
-    expected = "EC" if prov.signature_algorithm == "es256" else "RSA"
-    if key.get("kty") != expected:
-        raise ValueError(f"the signature key is {key.get('kty')}, but {prov.signature_algorithm} needs {expected}")
     _memo["key"] = ((prov.signature_algorithm, prov.signature_key), key)
     return key
 
@@ -277,7 +317,11 @@ def issue_tokens(account: Account, client: OAuthClient, scope: str, *, nonce: st
 def refresh_tokens(raw: str | None, client_id: str | None, client_secret: str | None) -> dict:
     if not raw:
         raise OAuthError("invalid_request", "refresh_token is required.")
-    client = authenticate_client(client_id, client_secret) if client_id else None
+    if not client_id:
+        # RFC 6749 §6: the token is bound to the client it was issued to, and a public client
+        # identifies itself (§3.2.1) so that the binding can be checked.
+        raise OAuthError("invalid_grant", "The refresh token was issued to another client.")
+    client = authenticate_client(client_id, client_secret)
     prov = provider()
     with transaction.atomic():
         rt = (RefreshToken.objects.select_for_update().select_related("application", "user")
@@ -286,12 +330,12 @@ def refresh_tokens(raw: str | None, client_id: str | None, client_secret: str | 
             raise OAuthError("invalid_grant", "The refresh token is unknown, revoked or expired.")
         if client_expired(rt.application):
             raise OAuthError("invalid_client", "The client has expired.", 401)
+        if rt.application is None or rt.application.client_id != client_id:
+            raise OAuthError("invalid_grant", "The refresh token was issued to another client.")
         if client is None and rt.application.client_type == OAuthClient.CLIENT_CONFIDENTIAL:
             # RFC 6749 §6: a confidential client authenticates to refresh (a stolen refresh token
             # alone is not enough).
             raise OAuthError("invalid_client", "Client authentication failed.", 401)
-        if client is not None and rt.application_id != client.pk:
-            raise OAuthError("invalid_grant", "The refresh token was issued to another client.")
         remaining = rt.created + prov.refresh_token_expiry - timezone.now()
         renew = remaining <= prov.refresh_token_renewal
         # RFC 6749 §6: the new access token has the scope of the original grant.
