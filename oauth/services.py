@@ -16,6 +16,7 @@ import string
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -174,17 +175,87 @@ def id_token(account: Account, client_id: str, nonce: str | None) -> str:
 
 
 # --- clients --------------------------------------------------------------------------------
+# The loopback addresses a registered client may name (the reference's rule, which refuses
+# "localhost": a name can be made to resolve elsewhere).
+_LOOPBACK = re.compile(r"^http://(127\.0\.0\.1|\[::1\])(:\d{1,5})?(/|$)")
+# What an unregistered client may use, as RFC 8252 §7.3 lists it (§8.3 discourages but allows the
+# name): the native app listens on the user's own machine, on any port.
+_LOOPBACK_OR_LOCALHOST = re.compile(r"^http://(127\.0\.0\.1|\[::1\]|localhost)(:\d{1,5})?(/|$)")
+MAX_REDIRECT_URI = 2048
+
+
 def is_loopback(uri: str) -> bool:
-    return bool(re.match(r"^http://(127\.0\.0\.1|\[::1\])(:\d+)?(/|$)", uri))
+    return bool(_LOOPBACK.match(uri))
 
 
 def redirect_matches(registered: str, presented: str) -> bool:
     """Exact match, or loopback URIs that differ only in the port (RFC 8252 §7.3)."""
     if registered == presented:
         return True
-    strip = re.compile(r"^(http://(?:127\.0\.0\.1|\[::1\]))(?::\d+)?(/.*)?$")
+    strip = re.compile(r"^(http://(?:127\.0\.0\.1|\[::1\]|localhost))(?::\d{1,5})?(/.*)?$")
     a, b = strip.match(registered), strip.match(presented)
     return bool(a and b and a.group(1) == b.group(1) and (a.group(2) or "/") == (b.group(2) or "/"))
+
+
+def unregistered_redirect_error(uri: str) -> str | None:
+    """Why a client that registered nothing may not have its code sent to `uri`, or None.
+
+    Nobody vouched for such a URI, so only destinations a browser treats as a web page of a named
+    host are accepted: https, or http to the user's own machine (RFC 8252 §7.3). Everything else
+    (javascript:, data:, file:, private schemes, "//host", relative paths) could run script in the
+    login page's origin or hand the code to whatever claims the scheme.
+    """
+    if not isinstance(uri, str) or not uri:
+        return "The redirect URI is missing."
+    if len(uri) > MAX_REDIRECT_URI:
+        return f"The redirect URI may have at most {MAX_REDIRECT_URI} characters."
+    # Browsers drop white space and control characters and read "\\" as "/": what they would
+    # visit is then not what was checked here.
+    if any(c.isspace() or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c == "\\" for c in uri):
+        return "The redirect URI may not contain white space, control characters or backslashes."
+    if "#" in uri:
+        return "The redirect URI may not have a fragment."
+    if _LOOPBACK_OR_LOCALHOST.match(uri):
+        return None
+    if not uri.startswith("https://"):
+        return ("Without a registered client, the redirect URI must be an https URI, or an http URI of a "
+                "loopback address (127.0.0.1, [::1] or localhost).")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  (raises ValueError on a malformed port)
+    except ValueError:
+        return "The redirect URI is malformed."
+    if not parts.hostname:
+        return "The https redirect URI has no host."
+    if "@" in parts.netloc:
+        # "https://trusted.example@evil.example/" reads as the first host and goes to the second.
+        return "The redirect URI may not carry a user name or password."
+    return None
+
+
+def check_redirect(client: OAuthClient | None, redirect_uri: str) -> None:
+    """The redirect URI rules, for whoever signs in (OAuthError when refused).
+
+    A registered client gets codes only at one of its registered URIs: nobody's permissions
+    widen that, since the code goes to whoever controls the URI. Any other client (unknown, or
+    ephemeral) gets them at https and loopback http URIs only.
+    """
+    if client is not None and not client.ephemeral:
+        if not any(redirect_matches(r, redirect_uri) for r in client.redirect_uris.split()):
+            raise OAuthError("invalid_request", "The redirect URI is not registered for this client.")
+        return
+    problem = unregistered_redirect_error(redirect_uri)
+    if problem is not None:
+        raise OAuthError("invalid_request", problem)
+
+
+def redirect_destination(redirect_uri: str) -> str:
+    """What the login page names as the code's destination: the origin, or the scheme of a
+    registered private-use scheme (a native app)."""
+    if redirect_uri.startswith(("https://", "http://")):
+        parts = urlsplit(redirect_uri)
+        return f"{parts.scheme}://{parts.netloc}"
+    return redirect_uri.partition(":")[0] + ":"
 
 
 def find_client(client_id: str) -> OAuthClient | None:
@@ -200,13 +271,12 @@ def client_for_flow(client_id: str, redirect_uri: str | None, account: Account |
         if client.expires_at and client.expires_at <= timezone.now():
             raise OAuthError("invalid_client", "The client has expired.", 401)
         if redirect_uri is not None:
-            allowed = client.redirect_uris.split()
-            if not any(redirect_matches(r, redirect_uri) for r in allowed):
-                if account is None or not account.has_stalwart_perm("oAuthClientOverride"):
-                    raise OAuthError("invalid_request", "The redirect URI is not registered for this client.")
+            check_redirect(client, redirect_uri)
         return client
     if provider().require_client_registration and (account is None or not account.has_stalwart_perm("oAuthClientOverride")):
         raise OAuthError("invalid_client", "Unknown client.", 401)
+    if redirect_uri is not None:
+        check_redirect(None, redirect_uri)
     if client is None:
         client, _ = OAuthClient.objects.get_or_create(
             client_id=client_id,
