@@ -134,3 +134,28 @@ class DeviceAuthorization(AbstractDeviceGrant):
     class Meta(AbstractDeviceGrant.Meta):
         swappable = "OAUTH2_PROVIDER_DEVICE_GRANT_MODEL"
         verbose_name = "device authorization"
+
+
+class CredentialLink(models.Model):
+    """The app password an OAuth grant or token was obtained with (spec/auth.md §5.5).
+
+    A token obtained with an app password is that credential's session: its permissions,
+    expiry and allowed addresses, checked at every use, and it ends when the credential is
+    changed or destroyed. Grants and tokens without a link were obtained with the account's
+    password. A link whose credential is gone (SET_NULL) marks a dead token: the link must never
+    disappear before its token, or the token would read as a password token.
+    """
+
+    credential = models.ForeignKey("accounts.Credential", null=True, on_delete=models.SET_NULL,
+                                   related_name="oauth_links")
+    grant = models.OneToOneField("oauth2_provider.Grant", null=True, on_delete=models.CASCADE,
+                                 related_name="credential_link")
+    device = models.OneToOneField("oauth.DeviceAuthorization", null=True, on_delete=models.CASCADE,
+                                  related_name="credential_link")
+    access_token = models.OneToOneField("oauth2_provider.AccessToken", null=True, on_delete=models.CASCADE,
+                                        related_name="credential_link")
+    refresh_token = models.OneToOneField("oauth2_provider.RefreshToken", null=True, on_delete=models.CASCADE,
+                                         related_name="credential_link")
+
+    class Meta:
+        verbose_name = "OAuth credential link"

@@ -31,8 +31,8 @@ from accounts.authz import credential_permissions
 from accounts.models import Account, Credential
 from registry import services as registry_services
 
+from .models import CredentialLink, OAuthClient, OidcProvider
 from .models import DeviceAuthorization as DeviceGrant
-from .models import OAuthClient, OidcProvider
 
 SCOPES = ["openid", "offline_access", "urn:ietf:params:oauth:scope:mail",
           "urn:ietf:params:oauth:scope:contacts", "urn:ietf:params:oauth:scope:calendars"]
@@ -316,13 +316,49 @@ def valid_scope(scope: str | None) -> str:
 
 # --- authorization codes --------------------------------------------------------------------
 def create_code(account: Account, client: OAuthClient, redirect_uri: str, scope: str, nonce: str,
-                challenge: str, method: str) -> str:
+                challenge: str, method: str, credential: Credential | None = None) -> str:
+    """`credential`: what the user signed in with (AuthResult.credential); the tokens carry its scope."""
     code = random_code()
-    Grant.objects.create(user=account, application=client, code=digest(code), redirect_uri=redirect_uri,
-                         scope=scope, nonce=nonce or "", code_challenge=challenge or "",
-                         code_challenge_method=method or "",
-                         expires=timezone.now() + provider().auth_code_expiry)
+    grant = Grant.objects.create(user=account, application=client, code=digest(code), redirect_uri=redirect_uri,
+                                 scope=scope, nonce=nonce or "", code_challenge=challenge or "",
+                                 code_challenge_method=method or "",
+                                 expires=timezone.now() + provider().auth_code_expiry)
+    link_credential(credential, grant=grant)
     return code
+
+
+# --- credential scope (spec/auth.md §5.5) ---------------------------------------------------
+def link_credential(credential: Credential | None, **target) -> None:
+    """Record that a grant or token was obtained with an app password (the password needs no
+    link: a new password already ends everything, see revoke_account_tokens)."""
+    if credential is not None and credential.kind != Credential.Kind.PASSWORD:
+        CredentialLink.objects.create(credential=credential, **target)
+
+
+def _link_of(**target) -> CredentialLink | None:
+    return CredentialLink.objects.select_related("credential").filter(**target).first()
+
+
+def linked_credential(link: CredentialLink | None) -> Credential | None:
+    """The app password behind a grant or token, None for the password; OAuthError when that
+    app password was destroyed or has expired."""
+    if link is None:
+        return None
+    cred = link.credential
+    if cred is None or cred.is_expired(timezone.now()):
+        raise OAuthError("invalid_grant", "The app password this was obtained with was revoked, changed or has expired.")
+    return cred
+
+
+def revoke_credential_tokens(sender=None, instance=None, created=False, **kwargs) -> None:
+    """Credential post_save and pre_delete: a changed or destroyed app password ends every grant
+    and token obtained with it, as a new password does for the password's."""
+    if created or instance is None or instance.pk is None or instance.kind == Credential.Kind.PASSWORD:
+        return
+    RefreshToken.objects.filter(credential_link__credential=instance).delete()
+    AccessToken.objects.filter(credential_link__credential=instance).delete()
+    Grant.objects.filter(credential_link__credential=instance).delete()
+    DeviceGrant.objects.filter(credential_link__credential=instance).delete()
 
 
 def check_pkce(grant: Grant, verifier: str | None) -> bool:
@@ -347,6 +383,7 @@ def exchange_code(code: str, client_id: str | None, redirect_uri: str | None, ve
         grant = Grant.objects.select_for_update().select_related("application", "user").filter(code=digest(code)).first()
         if grant is None or grant.expires <= timezone.now():
             raise OAuthError("invalid_grant", "The authorization code is unknown, used or expired.")
+        link = _link_of(grant_id=grant.pk)
         # A code is single-use: whatever happens next, it is gone. The errors below are raised
         # after the block, which would otherwise roll the deletion back with them.
         grant.delete()
@@ -357,25 +394,33 @@ def exchange_code(code: str, client_id: str | None, redirect_uri: str | None, ve
         elif client is None and grant.application.client_type == OAuthClient.CLIENT_CONFIDENTIAL:
             error = OAuthError("invalid_client", "Client authentication failed.", 401)
         else:
-            return issue_tokens(grant.user, grant.application, grant.scope, nonce=grant.nonce, id_token_too=True)
+            try:
+                credential = linked_credential(link)
+            except OAuthError as exc:
+                error = exc
+            else:
+                return issue_tokens(grant.user, grant.application, grant.scope, nonce=grant.nonce, id_token_too=True,
+                                    credential=credential)
     raise error
 
 
 # --- tokens ---------------------------------------------------------------------------------
 def issue_tokens(account: Account, client: OAuthClient, scope: str, *, nonce: str | None = None,
-                 id_token_too: bool = False, refresh: bool = True) -> dict:
+                 id_token_too: bool = False, refresh: bool = True, credential: Credential | None = None) -> dict:
     prov = provider()
     now = timezone.now()
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     access = AccessToken(user=account, application=client, scope=scope, expires=now + prov.access_token_expiry)
     set_token_value(access, raw)
     access.save()
+    link_credential(credential, access_token=access)
     out = {"access_token": raw, "token_type": "bearer", "expires_in": int(prov.access_token_expiry.total_seconds())}
     if refresh:
         raw_refresh = TOKEN_PREFIX + secrets.token_urlsafe(32)
         rt = RefreshToken(user=account, application=client, access_token=access)
         set_token_value(rt, raw_refresh)
         rt.save()
+        link_credential(credential, refresh_token=rt)
         out["refresh_token"] = raw_refresh
     if scope:
         out["scope"] = scope
@@ -411,7 +456,8 @@ def refresh_tokens(raw: str | None, client_id: str | None, client_secret: str | 
         # RFC 6749 §6: the new access token has the scope of the original grant.
         # (Read apart: PostgreSQL refuses FOR UPDATE across the nullable access_token join.)
         scope = AccessToken.objects.filter(pk=rt.access_token_id).values_list("scope", flat=True).first() or ""
-        out = issue_tokens(rt.user, rt.application, scope, refresh=renew)
+        credential = linked_credential(_link_of(refresh_token_id=rt.pk))
+        out = issue_tokens(rt.user, rt.application, scope, refresh=renew, credential=credential)
         if renew:
             rt.revoked = timezone.now()
             rt.save(update_fields=["revoked"])
@@ -425,12 +471,24 @@ def token_owner(raw: str):
     now = timezone.now()
     at = AccessToken.objects.select_related("user", "application").filter(token_checksum=digest(raw)).first()
     if at is not None and at.expires > now:
+        if not _credential_alive(access_token_id=at.pk):
+            return None
         return "access_token", at.user, at.expires, at.created, at.application, at.scope
     rt = RefreshToken.objects.select_related("user", "application").filter(token_checksum=digest(raw),
                                                                            revoked__isnull=True).first()
     if rt is not None and rt.created + provider().refresh_token_expiry > now:
+        if not _credential_alive(refresh_token_id=rt.pk):
+            return None
         return "refresh_token", rt.user, rt.created + provider().refresh_token_expiry, rt.created, rt.application, ""
     return None
+
+
+def _credential_alive(**target) -> bool:
+    try:
+        linked_credential(_link_of(**target))
+    except OAuthError:
+        return False
+    return True
 
 
 def bearer_access_token(value: str, remote_ip: str | None):
@@ -445,6 +503,15 @@ def bearer_access_token(value: str, remote_ip: str | None):
     if at is None or at.user is None or not at.user.is_active:
         raise account_services.AuthFailed("Invalid or expired token.")
     account = at.user
+    link = _link_of(access_token_id=at.pk)
+    if link is not None:
+        # Obtained with an app password: that credential's session, checked as at a Basic login
+        # with it (its permissions, expiry and allowed addresses).
+        if link.credential is None:
+            raise account_services.AuthFailed("Invalid or expired token.")
+        principal = _principal(account_services._finish(account, link.credential, remote_ip))
+        principal.expires_at = min(at.expires, principal.expires_at or at.expires)
+        return principal
     cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
     perms = credential_permissions(account, cred)
     if "authenticate" not in perms:
@@ -485,7 +552,7 @@ def start_device_flow(client_id: str, scope: str, nonce: str) -> DeviceStart:
     return DeviceStart(device_code, user_code, int(prov.user_code_expiry.total_seconds()))
 
 
-def decide_device(user_code: str, account: Account, approve: bool) -> bool:
+def decide_device(user_code: str, account: Account, approve: bool, credential: Credential | None = None) -> bool:
     code = normalise_user_code(user_code)
     if not code:
         return False
@@ -498,6 +565,8 @@ def decide_device(user_code: str, account: Account, approve: bool) -> bool:
         if approve:
             grant.expires = timezone.now() + provider().auth_code_expiry
         grant.save()
+        if approve:
+            link_credential(credential, device=grant)
     return True
 
 
@@ -524,6 +593,7 @@ def poll_device(device_code: str | None, client_id: str | None) -> dict:
             error = OAuthError("slow_down" if too_soon else "authorization_pending")
         elif grant.status == DeviceGrant.AUTHORIZED and grant.user is not None:
             account = grant.user
+            link = _link_of(device_id=grant.pk)
             grant.delete()
         else:  # django-oauth-toolkit's "expired", or a grant without its user
             grant.delete()
@@ -531,5 +601,6 @@ def poll_device(device_code: str | None, client_id: str | None) -> dict:
     # Raised after the block, so that the poll time and the deletions above are kept.
     if error is not None:
         raise error
+    credential = linked_credential(link)
     client = client_for_flow(client_id, None, account)
-    return issue_tokens(account, client, grant.scope, nonce=grant.nonce, id_token_too=True)
+    return issue_tokens(account, client, grant.scope, nonce=grant.nonce, id_token_too=True, credential=credential)

@@ -189,7 +189,8 @@ def api_auth(request):
     account = result.account
     account._permission_set = result.permissions
     if kind in ("authDevice", "denyDevice"):
-        ok = services.decide_device(body.get("code") or "", account, approve=kind == "authDevice")
+        ok = services.decide_device(body.get("code") or "", account, approve=kind == "authDevice",
+                                    credential=result.credential)
         return _json({"type": ("verified" if kind == "authDevice" else "denied") if ok else "failure"}, no_store=True)
     try:
         client = services.client_for_flow(body["clientId"], body["redirectUri"], account)
@@ -197,7 +198,7 @@ def api_auth(request):
             raise OAuthError("invalid_request", "Public clients must use PKCE (S256).")
         code = services.create_code(account, client, body["redirectUri"], services.valid_scope(body.get("scope")),
                                     body.get("nonce") or "", body.get("codeChallenge") or "",
-                                    body.get("codeChallengeMethod") or "")
+                                    body.get("codeChallengeMethod") or "", credential=result.credential)
     except OAuthError as exc:
         return problem(400, exc.description or exc.error, title="Invalid parameters")
     return _json({"type": "authenticated", "client_code": code, "iss": services.issuer()}, no_store=True)
