@@ -336,7 +336,11 @@ def test_discovery_documents_list_every_endpoint_we_serve_and_each_answers(site)
             assert posted.status_code in (400, 401), (url, posted.status_code)
     assert requests.get(oauth_meta["jwks_uri"], timeout=30).json()["keys"]
     assert requests.get(oauth_meta["userinfo_endpoint"], timeout=30).status_code == 401
-    assert "<form" in requests.get(oauth_meta["authorization_endpoint"] + "?redirect_uri=x", timeout=30).text
+    page = oauth_meta["authorization_endpoint"] + "?client_id=x&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb"
+    assert "<form" in requests.get(page, timeout=30).text
+    # a relative redirect URI gets no form (issue 10 item 3)
+    assert "<form" not in requests.get(oauth_meta["authorization_endpoint"] + "?client_id=x&redirect_uri=x",
+                                       timeout=30).text
     resource = requests.get(site.url + "/.well-known/oauth-protected-resource", timeout=30).json()
     assert resource["authorization_servers"] == [issuer] and "header" in resource["bearer_methods_supported"]
 
