@@ -73,6 +73,9 @@ class OAuthClient(AbstractApplication):
         super().save(*args, **kwargs)
 
 
+SECRET_MASK = "****"
+
+
 class SignatureAlgorithm(models.TextChoices):
     ES256 = "es256", "ES256"
     RS256 = "rs256", "RS256"
@@ -108,6 +111,19 @@ class OidcProvider(SingletonModel):
     def __str__(self):
         return "OpenID Connect provider"
 
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from .services import signature_key_problem
+
+        if self.signature_key == SECRET_MASK:
+            # What every read shows for the stored key: sent back, it stands for the key itself.
+            self.signature_key = (type(self).objects.filter(pk=self.pk).values_list("signature_key", flat=True)
+                                  .first() or "")
+        problem = signature_key_problem(self.signature_key, self.signature_algorithm)
+        if problem is not None:
+            raise ValidationError({problem[0]: problem[1]})
+
 
 class DeviceAuthorization(AbstractDeviceGrant):
     """A device flow (RFC 8628): django-oauth-toolkit's device grant with the ID-token nonce and
@@ -119,3 +135,28 @@ class DeviceAuthorization(AbstractDeviceGrant):
     class Meta(AbstractDeviceGrant.Meta):
         swappable = "OAUTH2_PROVIDER_DEVICE_GRANT_MODEL"
         verbose_name = "device authorization"
+
+
+class CredentialLink(models.Model):
+    """The app password an OAuth grant or token was obtained with (spec/auth.md §5.5).
+
+    A token obtained with an app password is that credential's session: its permissions,
+    expiry and allowed addresses, checked at every use, and it ends when the credential is
+    changed or destroyed. Grants and tokens without a link were obtained with the account's
+    password. A link whose credential is gone (SET_NULL) marks a dead token: the link must never
+    disappear before its token, or the token would read as a password token.
+    """
+
+    credential = models.ForeignKey("accounts.Credential", null=True, on_delete=models.SET_NULL,
+                                   related_name="oauth_links")
+    grant = models.OneToOneField("oauth2_provider.Grant", null=True, on_delete=models.CASCADE,
+                                 related_name="credential_link")
+    device = models.OneToOneField("oauth.DeviceAuthorization", null=True, on_delete=models.CASCADE,
+                                  related_name="credential_link")
+    access_token = models.OneToOneField("oauth2_provider.AccessToken", null=True, on_delete=models.CASCADE,
+                                        related_name="credential_link")
+    refresh_token = models.OneToOneField("oauth2_provider.RefreshToken", null=True, on_delete=models.CASCADE,
+                                         related_name="credential_link")
+
+    class Meta:
+        verbose_name = "OAuth credential link"

@@ -11,10 +11,12 @@ from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 
 from accounts import services as account_services
 from jmapapi.views import authenticate as api_authenticate
 from jmapapi.views import client_ip
+from stalwart_site.csp import strict_csp
 from stalwart_site.http import CORS, endpoint
 from stalwart_site.problem import problem
 
@@ -187,7 +189,8 @@ def api_auth(request):
     account = result.account
     account._permission_set = result.permissions
     if kind in ("authDevice", "denyDevice"):
-        ok = services.decide_device(body.get("code") or "", account, approve=kind == "authDevice")
+        ok = services.decide_device(body.get("code") or "", account, approve=kind == "authDevice",
+                                    credential=result.credential)
         return _json({"type": ("verified" if kind == "authDevice" else "denied") if ok else "failure"}, no_store=True)
     try:
         client = services.client_for_flow(body["clientId"], body["redirectUri"], account)
@@ -195,7 +198,7 @@ def api_auth(request):
             raise OAuthError("invalid_request", "Public clients must use PKCE (S256).")
         code = services.create_code(account, client, body["redirectUri"], services.valid_scope(body.get("scope")),
                                     body.get("nonce") or "", body.get("codeChallenge") or "",
-                                    body.get("codeChallengeMethod") or "")
+                                    body.get("codeChallengeMethod") or "", credential=result.credential)
     except OAuthError as exc:
         return problem(400, exc.description or exc.error, title="Invalid parameters")
     return _json({"type": "authenticated", "client_code": code, "iss": services.issuer()}, no_store=True)
@@ -209,10 +212,9 @@ def _check_code_request(body: dict) -> None:
         raise OAuthError("invalid_request", f"nonce may have at most {services.MAX_NONCE} characters.")
     if not redirect:
         raise OAuthError("invalid_request", "redirectUri is required.")
-    if "#" in redirect:
-        raise OAuthError("invalid_request", "The redirect URI may not have a fragment.")
-    if redirect.startswith("http://") and not (services.is_loopback(redirect) or body.get("codeChallenge")):
-        raise OAuthError("invalid_request", "The redirect URI must use HTTPS.")
+    # Before the password, so that a refused destination costs no login; client_for_flow checks
+    # it again with the rest of the client rules.
+    services.check_redirect(services.find_client(body["clientId"]), redirect)
     method = body.get("codeChallengeMethod") or ("plain" if body.get("codeChallenge") else "")
     if body.get("codeChallenge"):
         if method != "S256":
@@ -319,11 +321,41 @@ def protected_resource(request):
 
 
 # --- browser pages --------------------------------------------------------------------------
+# Without JavaScript the form posts here (never a GET that would put the password in the URL and
+# the access log): the page answers that it needs JavaScript and reads nothing of the body.
+NEEDS_SCRIPT = "This page needs JavaScript to sign you in: enable it and try again."
+
+
+def _code_page_context(request) -> tuple[dict, int]:
+    """What the code page shows before sign-in: where the code will go, or why it will not."""
+    client_id, redirect = request.GET.get("client_id", ""), request.GET.get("redirect_uri", "")
+    if not client_id or not redirect:
+        return {"refusal": "Start signing in from your application: this page needs a client_id and a redirect_uri."}, 400
+    if len(client_id) > services.MAX_CLIENT_ID:
+        return {"refusal": "The client id is too long."}, 400
+    client = services.find_client(client_id)
+    try:
+        services.check_redirect(client, redirect)
+    except OAuthError as exc:
+        return {"refusal": exc.description}, 400
+    registered = client is not None and not client.ephemeral
+    return {"destination": services.redirect_destination(redirect),
+            "client_name": (client.description or client.client_id) if registered else "",
+            "registered": registered}, 200
+
+
+@strict_csp
+@csrf_exempt
 def login_page(request, rest=""):
-    return render(request, "oauth/login.html", {"mode": "code"})
+    context, status = _code_page_context(request)
+    if request.method == "POST" and status == 200:
+        context, status = {**context, "refusal": NEEDS_SCRIPT}, 400
+    return render(request, "oauth/login.html", {"mode": "code", **context}, status=status)
 
 
+@strict_csp
+@csrf_exempt
 def device_page(request, rest=""):
+    if request.method == "POST":
+        return render(request, "oauth/login.html", {"mode": "device", "refusal": NEEDS_SCRIPT}, status=400)
     return render(request, "oauth/login.html", {"mode": "device", "code": request.GET.get("code", "")})
-
-

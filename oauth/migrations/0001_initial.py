@@ -12,6 +12,9 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     initial = True
+    # django-oauth-toolkit's tables point at the swapped-in client model; nothing else orders
+    # them after it once a migration of ours depends on them (0003).
+    run_before = [("oauth2_provider", "0001_initial")]
 
     dependencies = [
         ('accounts', '0004_credential_secret_changed_at'),

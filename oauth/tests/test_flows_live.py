@@ -336,7 +336,11 @@ def test_discovery_documents_list_every_endpoint_we_serve_and_each_answers(site)
             assert posted.status_code in (400, 401), (url, posted.status_code)
     assert requests.get(oauth_meta["jwks_uri"], timeout=30).json()["keys"]
     assert requests.get(oauth_meta["userinfo_endpoint"], timeout=30).status_code == 401
-    assert "<form" in requests.get(oauth_meta["authorization_endpoint"] + "?redirect_uri=x", timeout=30).text
+    page = oauth_meta["authorization_endpoint"] + "?client_id=x&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb"
+    assert "<form" in requests.get(page, timeout=30).text
+    # a relative redirect URI gets no form (issue 10 item 3)
+    assert "<form" not in requests.get(oauth_meta["authorization_endpoint"] + "?client_id=x&redirect_uri=x",
+                                       timeout=30).text
     resource = requests.get(site.url + "/.well-known/oauth-protected-resource", timeout=30).json()
     assert resource["authorization_servers"] == [issuer] and "header" in resource["bearer_methods_supported"]
 
@@ -659,7 +663,8 @@ result = round((g.expires - g.created).total_seconds())
         assert echo(site.url, short["access_token"]).status_code == 401
         assert site.introspect(short["access_token"]).json() == {"active": False}
         # The refresh token outlives it.
-        assert site.token({"grant_type": "refresh_token", "refresh_token": short["refresh_token"]}).status_code == 200
+        assert site.token({"grant_type": "refresh_token", "refresh_token": short["refresh_token"],
+                           "client_id": "test-app"}).status_code == 200
 
 
 def test_loopback_redirects_on_any_port_and_registration_rules(site):
@@ -729,7 +734,8 @@ def test_confidential_client_authenticates_with_its_secret(site):
     assert token["access_token"]
     # Refreshing needs the secret too (RFC 6749 §6): a stolen refresh token alone is not enough.
     refresh = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
-    assert oauth_error(site.token(refresh), 401) == "invalid_client"
+    assert oauth_error(site.token(refresh)) == "invalid_grant"  # no client id: not bound to the caller
+    assert oauth_error(site.token({**refresh, "client_id": client_id}), 401) == "invalid_client"
     assert oauth_error(site.token({**refresh, "client_id": client_id, "client_secret": "wrong"}), 401) \
         == "invalid_client"
     public = create_client(site.server, "public-app", "https://app.example.net/public")
@@ -755,8 +761,8 @@ result = OAuthClient.objects.filter(client_id={client_id!r}).update(expires_at=t
 """)
     assert oauth_error(site.token({"grant_type": "refresh_token", "refresh_token": live_refresh},
                                   auth=(client_id, secret)), 401) == "invalid_client"
-    assert oauth_error(site.token({"grant_type": "refresh_token", "refresh_token": live_refresh}), 401) \
-        == "invalid_client"
+    assert oauth_error(site.token({"grant_type": "refresh_token", "refresh_token": live_refresh,
+                                   "client_id": client_id}), 401) == "invalid_client"
     expired = site.api_auth({"type": "authCode", "accountName": user.login, "accountSecret": user.password,
                              "clientId": client_id, "redirectUri": redirect})
     assert expired.status_code == 400 and expired.headers["Content-Type"] == "application/problem+json"

@@ -41,7 +41,8 @@ def test_authorization_code_with_pkce_then_jmap_and_refresh(client, make_account
     # a refresh token is no bearer credential
     refused = client.get("/jmap/session", HTTP_AUTHORIZATION=f"Bearer {body['refresh_token']}")
     assert refused.status_code == 401
-    refreshed = client.post("/auth/token", {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    refreshed = client.post("/auth/token", {"grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+                                            "client_id": "my-app"})
     assert refreshed.status_code == 200 and refreshed.json()["access_token"] != body["access_token"]
     assert client.post("/auth/token", {"grant_type": "password"}).json()["error"] == "unsupported_grant_type"
 

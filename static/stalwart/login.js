@@ -10,7 +10,13 @@
 
   function show(el, text) { el.textContent = text; el.hidden = false; }
 
-  if (mode === "code" && !params.get("redirect_uri")) {
+  // Code only where the redirect URI reaches the page as an absolute URI (the server checked it);
+  // anything else is never navigated to.
+  function destination() {
+    try { return new URL(params.get("redirect_uri") || ""); } catch (e) { return null; }
+  }
+
+  if (mode === "code" && !destination()) {
     show(error, "Start signing in from your application: this page needs a redirect_uri.");
     form.hidden = true;
     return;
@@ -55,11 +61,23 @@
           form.mfaToken.focus();
           show(error, "Enter the one-time code from your authenticator.");
         } else if (r.type === "authenticated") {
-          var target = new URL(params.get("redirect_uri"));
+          var target = destination();
           target.searchParams.set("code", r.client_code);
           if (params.get("state") !== null) { target.searchParams.set("state", params.get("state")); }
           target.searchParams.set("iss", r.iss || window.location.origin);
-          window.location.assign(target.toString());
+          if (target.protocol === "https:" || target.protocol === "http:") {
+            window.location.assign(target.toString());
+          } else if (/^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/.test(target.protocol)) {
+            // A native app's private-use scheme (RFC 8252 §7.1), which only a registered client
+            // can have: the person opens it, the script does not navigate there.
+            form.hidden = true;
+            var link = document.getElementById("open-app-link");
+            link.href = target.toString();
+            document.getElementById("open-app").hidden = false;
+            show(done, "Signed in. Open the application to finish.");
+          } else {
+            show(error, "The application's redirect URI cannot be opened.");
+          }
         } else if (r.type === "verified") {
           form.hidden = true;
           show(done, "Device authorized. You can close this page and return to your device.");
