@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('oauth', '0002_oauthclient_no_generated_defaults'),
+        ('oauth', '0003_h2_credential_link'),
     ]
 
     operations = [
