@@ -353,7 +353,12 @@ def authenticate(login: str, secret: str, remote_ip: str | None, *, otp: str | N
 def _authenticate(login: str, secret: str, remote_ip: str | None, otp: str | None = None) -> AuthResult:
     recovery = recovery_credentials()
     if recovery and login == recovery[0]:
-        if _verify_plain_or_hash(secret, recovery[1]):
+        ok = _verify_plain_or_hash(secret, recovery[1])
+        if not recovery[1].startswith(("$", "{")):
+            # A plain recovery secret compares in microseconds; without a hash's worth of work the
+            # recovery administrator's name would stand out from every other login.
+            hashing.dummy_verify(secret, Authentication.load().password_hash_algorithm)
+        if ok:
             account = recovery_admin(login)
             return AuthResult(account, None, credential_permissions(account, None))
         raise AuthFailed()
@@ -364,13 +369,18 @@ def _authenticate(login: str, secret: str, remote_ip: str | None, otp: str | Non
     algorithm = Authentication.load().password_hash_algorithm
     account = _find_account(login)
     if account is None:
+        # Every miss below costs one verification of the configured algorithm, as a hit does:
+        # otherwise timing tells which accounts and credentials exist.
         hashing.dummy_verify(secret, algorithm)
         raise AuthFailed()
     app = tokens.parse_app_password(secret)
     if app is not None:
         credential_id, raw = app
         cred = account.credentials.filter(kind=Credential.Kind.APP_PASSWORD, credential_id=credential_id).first()
-        if cred is None or not _verify_stored(raw, cred):
+        if cred is None:
+            hashing.dummy_verify(raw, algorithm)
+            raise AuthFailed()
+        if not _verify_stored(raw, cred):
             raise AuthFailed()
         return _finish(account, cred, remote_ip)
     cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
