@@ -303,6 +303,18 @@ class RateLimited(AuthError):
         self.verdict = verdict
 
 
+def count_failure(exc: AuthError, remote_ip: str | None, login: str | None = None) -> AuthError:
+    """Count `exc` toward fail-to-ban once (security.record_auth_failure), whichever layer sees
+    it first; return the error to raise: Banned when this failure bans the address."""
+    if not exc.counts_towards_ban or getattr(exc, "counted", False):
+        return exc
+    exc.counted = True
+    if security.record_auth_failure(remote_ip, login):
+        log.warning("banned %s after repeated authentication failures", remote_ip)
+        return Banned()
+    return exc
+
+
 @dataclass
 class AuthResult:
     account: Account
@@ -344,10 +356,7 @@ def authenticate(login: str, secret: str, remote_ip: str | None, *, otp: str | N
     try:
         return _authenticate(login, secret or "", remote_ip, otp)
     except AuthError as exc:
-        if exc.counts_towards_ban and security.record_auth_failure(remote_ip, login):
-            log.warning("banned %s after repeated authentication failures", remote_ip)
-            raise Banned() from None
-        raise
+        raise count_failure(exc, remote_ip, login) from None
 
 
 def _authenticate(login: str, secret: str, remote_ip: str | None, otp: str | None = None) -> AuthResult:
@@ -472,9 +481,7 @@ def authenticate_bearer(token: str, remote_ip: str | None) -> AuthResult:
             raise AuthFailed()
         return _finish(cred.account, cred, remote_ip)
     except AuthError as exc:
-        if exc.counts_towards_ban and security.record_auth_failure(remote_ip, None):
-            raise Banned() from None
-        raise
+        raise count_failure(exc, remote_ip) from None
 
 
 def set_password_expiry(account: Account, expires_at, actor) -> None:
@@ -504,9 +511,7 @@ def change_own_password(account: Account, current: str, new: str, remote_ip: str
     except hashing.UnknownHashFormat:
         ok = False
     if not ok:
-        if security.record_auth_failure(remote_ip, account.email_address):
-            raise Banned()
-        raise AuthFailed("Current secret is incorrect.")
+        raise count_failure(AuthFailed("Current secret is incorrect."), remote_ip, account.email_address)
     return set_password(account, new, account, self_service=True)
 
 

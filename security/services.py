@@ -7,6 +7,7 @@ node refuses it.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import time
 from datetime import timedelta
@@ -122,7 +123,14 @@ def _hit(key: str, period_s: int) -> int:
 
 
 def record_auth_failure(address: str | None, login: str | None) -> bool:
-    """Count one authentication failure; return True when the address is now banned."""
+    """Count one authentication failure toward authBanRate; return True when the address is now
+    banned.
+
+    The one function every failed authentication goes through, whatever the endpoint and the
+    credential: passwords and app passwords (forms, Basic), API keys and OAuth access tokens
+    (Bearer), client secrets, authorization codes, refresh tokens and device codes, the
+    Prometheus scraper's credentials. `login` is the name the failure was tried under, if any.
+    """
     if address is None or is_allowed(address):
         return False
     settings = Security.load()
@@ -131,7 +139,9 @@ def record_auth_failure(address: str | None, login: str | None) -> bool:
     period = max(1, int(settings.auth_ban_rate_period.total_seconds()))
     over = _hit(f"ip:{address}", period) > settings.auth_ban_rate_count
     if login:
-        over = _hit(f"login:{login.lower()}", period) > settings.auth_ban_rate_count or over
+        # A digest: a login name is whatever the client sent (any length, any character).
+        name = hashlib.sha256(login.lower().encode("utf-8", "surrogatepass")).hexdigest()
+        over = _hit(f"login:{name}", period) > settings.auth_ban_rate_count or over
     if over:
         ban(address, BlockedIp.Reason.AUTH_FAILURE, settings.auth_ban_period)
     return over
