@@ -130,8 +130,6 @@ def bearer(value: str, remote_ip: str | None) -> Principal:
         principal = method(value, remote_ip)
         if principal is not None:
             return principal
-    if services.security.record_auth_failure(remote_ip, None):
-        raise services.Banned()
     raise services.AuthFailed("Invalid or expired token.")
 
 
@@ -146,12 +144,12 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
     """
     if not header:
         raise NoCredentials("You have to authenticate first.")
+    if services.security.is_blocked(remote_ip):
+        raise services.Banned()
     scheme, _, value = header.partition(" ")
     method = SCHEMES.get(scheme.lower())
     if method is None:
-        raise UnsupportedScheme("Unsupported authentication scheme.")
-    if services.security.is_blocked(remote_ip):
-        raise services.Banned()
+        raise services.count_failure(UnsupportedScheme("Unsupported authentication scheme."), remote_ip)
     # The address is part of the key: a credential's allowedIps must be checked for each client.
     digest = hashlib.sha256(f"{remote_ip or ''}\n{header}".encode("utf-8", "surrogatepass")).hexdigest()
     token = ".".join(str(states[name]) for name in STATE_TYPES) if states is not None else state_token(*STATE_TYPES)
@@ -161,7 +159,12 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
         if principal.expires_at is None or principal.expires_at > timezone.now():
             return principal
         cache.delete(key)
-    principal = method(value, remote_ip)
+    try:
+        principal = method(value, remote_ip)
+    except services.AuthError as exc:
+        # Malformed credentials, unknown or expired tokens: every failure counts toward a ban
+        # (those of accounts.services are counted there already, with their login name).
+        raise services.count_failure(exc, remote_ip) from None
     cached = Principal(**{**principal.__dict__, "extra": {}})
     cache.set(key, cached, VERDICT_TTL)
     return principal

@@ -467,6 +467,39 @@ class Authentication(SingletonModel):
             )
 
 
+class IpMaskSetField(NameSetField):
+    """A set of IP addresses and networks (CIDR), each checked on validation."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["schema_type"] = "Set<IpMask>"
+        super().__init__(*args, **kwargs)
+
+    def validate(self, value, model_instance):
+        super().validate(value, model_instance)
+        if len(value) > MAX_IP_MASKS:
+            raise ValidationError("At most %(limit)s networks may be listed.", code="max_length",
+                                  params={"limit": MAX_IP_MASKS})
+        for item in value:
+            validate_ip_mask(item)
+
+
+MAX_IP_MASKS = 1000
+
+
+def validate_ip_mask(value: str) -> None:
+    """An IP address or a network in CIDR notation, written as Python's ipaddress reads it
+    (no zone index, no surrounding spaces)."""
+    import ipaddress
+
+    try:
+        if len(value) > 64 or "%" in value or value != value.strip():
+            raise ValueError(value)
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValidationError("%(value)s is not an IP address or a network in CIDR notation.", code="invalid",
+                              params={"value": value[:64]}) from None
+
+
 class SystemSettings(SingletonModel):
     """Server-wide identity: host name, public URL, the default domain, and what the discovery
     documents (autoconfig, autodiscover, PACC, MTA-STS) advertise."""
@@ -490,6 +523,11 @@ class SystemSettings(SingletonModel):
         default=default_mail_exchangers, blank=True, schema_type="List<MailExchanger>",
         help_text="The mail exchangers (MX) of the hosted domains, each with its host name (null: the default "
         "host name) and priority; the MTA-STS policy lists their host names unless it names its own.",
+    )
+    proxy_trusted_networks = IpMaskSetField(
+        help_text="The reverse proxies in front of this server (addresses or CIDR networks). Only a request "
+        "whose direct peer is listed here has its Forwarded or X-Forwarded-For header honoured (when the HTTP "
+        "service's useXForwarded is on), and these peers are never banned.",
     )
 
     class Meta:

@@ -102,9 +102,10 @@ for _f, _enum in (("password_hash_algorithm", "PasswordHashAlgorithm"), ("passwo
 
 SYSTEM_SETTINGS = register(ObjectType(
     model=models.SystemSettings, name="SystemSettings", singleton=True, section="Settings › System › General",
-    description="Host name, public URL and default domain of the server, and the services and mail exchangers "
-    "the discovery documents advertise.",
+    description="Host name, public URL and default domain of the server, the reverse proxies it trusts, and "
+    "the services and mail exchangers the discovery documents advertise.",
     groups=[("Server", ["hostname", "public_url", "default_domain"]),
+            ("Network", ["proxy_trusted_networks"]),
             ("Discovery", ["services", "mail_exchangers"])],
     property_names={"hostname": "defaultHostname"},
 ))

@@ -386,6 +386,18 @@ class RateLimited(AuthError):
         self.verdict = verdict
 
 
+def count_failure(exc: AuthError, remote_ip: str | None, login: str | None = None) -> AuthError:
+    """Count `exc` toward fail-to-ban once (security.record_auth_failure), whichever layer sees
+    it first; return the error to raise: Banned when this failure bans the address."""
+    if not exc.counts_towards_ban or getattr(exc, "counted", False):
+        return exc
+    exc.counted = True
+    if security.record_auth_failure(remote_ip, login):
+        log.warning("banned %s after repeated authentication failures", remote_ip)
+        return Banned()
+    return exc
+
+
 @dataclass
 class AuthResult:
     account: Account
@@ -427,16 +439,18 @@ def authenticate(login: str, secret: str, remote_ip: str | None, *, otp: str | N
     try:
         return _authenticate(login, secret or "", remote_ip, otp)
     except AuthError as exc:
-        if exc.counts_towards_ban and security.record_auth_failure(remote_ip, login):
-            log.warning("banned %s after repeated authentication failures", remote_ip)
-            raise Banned() from None
-        raise
+        raise count_failure(exc, remote_ip, login) from None
 
 
 def _authenticate(login: str, secret: str, remote_ip: str | None, otp: str | None = None) -> AuthResult:
     recovery = recovery_credentials()
     if recovery and login == recovery[0]:
-        if _verify_plain_or_hash(secret, recovery[1]):
+        ok = _verify_plain_or_hash(secret, recovery[1])
+        if not recovery[1].startswith(("$", "{")):
+            # A plain recovery secret compares in microseconds; without a hash's worth of work the
+            # recovery administrator's name would stand out from every other login.
+            hashing.dummy_verify(secret, Authentication.load().password_hash_algorithm)
+        if ok:
             account = recovery_admin(login)
             return AuthResult(account, None, credential_permissions(account, None))
         raise AuthFailed()
@@ -447,13 +461,18 @@ def _authenticate(login: str, secret: str, remote_ip: str | None, otp: str | Non
     algorithm = Authentication.load().password_hash_algorithm
     account = _find_account(login)
     if account is None:
+        # Every miss below costs one verification of the configured algorithm, as a hit does:
+        # otherwise timing tells which accounts and credentials exist.
         hashing.dummy_verify(secret, algorithm)
         raise AuthFailed()
     app = tokens.parse_app_password(secret)
     if app is not None:
         credential_id, raw = app
         cred = account.credentials.filter(kind=Credential.Kind.APP_PASSWORD, credential_id=credential_id).first()
-        if cred is None or not _verify_stored(raw, cred):
+        if cred is None:
+            hashing.dummy_verify(raw, algorithm)
+            raise AuthFailed()
+        if not _verify_stored(raw, cred):
             raise AuthFailed()
         return _finish(account, cred, remote_ip)
     cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
@@ -545,9 +564,7 @@ def authenticate_bearer(token: str, remote_ip: str | None) -> AuthResult:
             raise AuthFailed()
         return _finish(cred.account, cred, remote_ip)
     except AuthError as exc:
-        if exc.counts_towards_ban and security.record_auth_failure(remote_ip, None):
-            raise Banned() from None
-        raise
+        raise count_failure(exc, remote_ip) from None
 
 
 def set_password_expiry(account: Account, expires_at, actor) -> None:
@@ -578,9 +595,7 @@ def change_own_password(account: Account, current: str, new: str, remote_ip: str
     except hashing.UnknownHashFormat:
         ok = False
     if not ok:
-        if security.record_auth_failure(remote_ip, account.email_address):
-            raise Banned()
-        raise AuthFailed("Current secret is incorrect.")
+        raise count_failure(AuthFailed("Current secret is incorrect."), remote_ip, account.email_address)
     return set_password(account, new, account, self_service=True)
 
 

@@ -12,7 +12,8 @@ One run, same gunicorn settings as `make run` (gunicorn.conf.py, sync workers):
 4. over the limit (hey)   a steady rate of 3 x the limit: every answer must be 307 or 429,
                           none 5xx, and the 307s must stay within the limit per second.
 
-The client address is set with X-Forwarded-For (the Http settings trust it for this run):
+The client address is set with X-Forwarded-For (the Http settings trust it for this run, and
+127.0.0.1 is listed as a trusted proxy):
 requests from 127.0.0.1 itself are never limited, as in the reference. The limit is a fixed
 window of one second (rateLimitAnonymous {"count": limit, "period": 1000}), counted in the
 SQLite counter file that all workers share (no REDIS_URL). hey (Debian's /usr/bin/hey) holds
@@ -78,6 +79,7 @@ def main() -> int:
             server.manage("update", "http", *[a for k, v in props.items() for a in ("--field", f"{k}={json.dumps(v)}")])
 
         http(rateLimitAnonymous={"count": args.limit, "period": 1000}, useXForwarded=True)
+        server.manage("update", "systemsettings", "--field", 'proxyTrustedNetworks={"127.0.0.1": true}')
         clients = 4
         under = run_hey(args.hey, "under the limit (80 %)", url, args.duration, clients, args.limit * 0.8 / clients)
         over = run_hey(args.hey, "over the limit (300 %)", url, args.duration, clients * 2,

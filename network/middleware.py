@@ -8,8 +8,6 @@ are verified (accounts/http_auth.py), to the account.
 """
 from __future__ import annotations
 
-import ipaddress
-
 from django.db import DatabaseError
 
 from security import ratelimit
@@ -17,13 +15,6 @@ from security import services as security
 from stalwart_site.problem import problem
 
 from . import pipeline
-
-
-def _is_loopback(ip: str | None) -> bool:
-    try:
-        return ipaddress.ip_address(ip or "").is_loopback
-    except ValueError:
-        return False
 
 
 # Machine endpoints: no session, no CSRF token, no messages, no user; they skip the page
@@ -63,9 +54,8 @@ class EdgeMiddleware:
             # can say so (503) and everything else fails the way it would anyway.
             return self.get_response(request)
         request.stalwart_edge = (cfg, states)
-        peer = pipeline.normal_ip(meta.get("REMOTE_ADDR")) or meta.get("REMOTE_ADDR")
-        ip = (pipeline.forwarded_ip(meta) if cfg.use_x_forwarded else None) or peer
-        meta["STALWART_PEER_ADDR"] = peer
+        ip = pipeline.client_address(meta, cfg)
+        meta["STALWART_PEER_ADDR"] = pipeline.normal_ip(meta.get("REMOTE_ADDR")) or meta.get("REMOTE_ADDR")
         meta["REMOTE_ADDR"] = ip  # every view's client address from here on
 
         # 1. Blocked addresses: refused before anything else, without the global headers.
@@ -77,8 +67,9 @@ class EdgeMiddleware:
         tls = tls or request.is_secure()
         request.stalwart_listener = listener
 
-        # 2. The access rule; loopback clients are always let through (no lock-out).
-        if cfg.rule is not None and not _is_loopback(ip):
+        # 2. The access rule; clients on this machine are always let through (no lock-out), but
+        # not a client a proxy only says is on loopback.
+        if cfg.rule is not None and not security.is_direct_loopback(ip):
             status = pipeline.rule_status(cfg, pipeline.RuleContext(request, listener, local_ip, local_port, tls))
             if status != 200:
                 return self.finish(cfg, tls, problem(status, pipeline_title(status)))

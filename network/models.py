@@ -121,8 +121,9 @@ class Http(SingletonModel):
         default=False, help_text="Send Strict-Transport-Security (one year, subdomains included) on TLS listeners.",
     )
     use_x_forwarded = models.BooleanField(
-        default=False, help_text="Take the client address from Forwarded or X-Forwarded-For. Only behind a proxy "
-        "that sets these headers itself: a client could otherwise choose its own address.",
+        default=False, help_text="Take the client address from X-Forwarded-For or Forwarded, when the request "
+        "comes from a proxy listed in the system settings' proxyTrustedNetworks (from anyone else the headers "
+        "are ignored). A forwarded address is never treated as loopback.",
     )
     rate_limit_anonymous_count = models.PositiveIntegerField(
         null=True, blank=True, default=100, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],

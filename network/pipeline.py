@@ -1,6 +1,6 @@
 """The front of the HTTP service, in the reference's order: client address (forwarded headers
-when configured) → blocked IP (403 before anything else) → access rule → rate limit → route →
-scan-path ban on unknown paths → global response headers.
+when configured and sent by a trusted proxy) → blocked IP (403 before anything else) → access
+rule → rate limit → route → scan-path ban on unknown paths → global response headers.
 
 Everything a request needs is compiled once per change of the settings and kept per worker
 under the states of the objects it comes from; a request then costs one small query (the
@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 from registry import services as registry_services
 from security import ratelimit
+from security.services import ClientAddress
 from stalwart_site.http import CORS
 from stalwart_site.problem import problem
 
-STATE_NAMES = ("Http", "NetworkListener", "BlockedIp", "AllowedIp", "Security")
+STATE_NAMES = ("Http", "NetworkListener", "BlockedIp", "AllowedIp", "Security", "SystemSettings")
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 _memo: dict = {}
 _MEMO_TTL = 300  # seconds: expired bans/allowances are seen within this time even without a change
@@ -33,6 +34,7 @@ def drop_config() -> None:
 class Config:
     token: tuple
     use_x_forwarded: bool
+    trusted_proxies: list  # ip_network objects: SystemSettings.proxyTrustedNetworks
     rule: object | None  # a compiled network.expr rule; None when everything is allowed
     headers: list[tuple[str, str]]
     hsts: bool
@@ -60,6 +62,7 @@ def _rate(count, period) -> tuple[int, float] | None:
 
 
 def _build(token: tuple) -> Config:
+    from accounts.models import SystemSettings
     from security.models import Security
 
     from .expr import compile_rule
@@ -77,7 +80,8 @@ def _build(token: tuple) -> Config:
     if http.use_permissive_cors:
         headers += list(CORS.items())
     cfg = Config(
-        token=token, use_x_forwarded=http.use_x_forwarded, rule=rule, headers=headers, hsts=http.enable_hsts,
+        token=token, use_x_forwarded=http.use_x_forwarded, trusted_proxies=_networks(
+            SystemSettings.load().proxy_trusted_networks), rule=rule, headers=headers, hsts=http.enable_hsts,
         anonymous=_rate(http.rate_limit_anonymous_count, http.rate_limit_anonymous_period),
         authenticated=_rate(http.rate_limit_authenticated_count, http.rate_limit_authenticated_period),
         expires=time.monotonic() + _MEMO_TTL,
@@ -110,7 +114,14 @@ def config(states: dict[str, int]) -> Config:
 
 
 # --- client address ---------------------------------------------------------------------
-_FORWARDED_FOR = re.compile(r'for=\s*"?\[?([0-9a-fA-F:.]+)', re.IGNORECASE)
+def _networks(masks) -> list:
+    out = []
+    for mask in masks or []:
+        try:
+            out.append(ipaddress.ip_network(mask, strict=False))
+        except ValueError:  # refused at save; a value written around the service layer is skipped
+            continue
+    return out
 
 
 def normal_ip(text: str | None) -> str | None:
@@ -124,23 +135,68 @@ def normal_ip(text: str | None) -> str | None:
     return str(ip)
 
 
-def forwarded_ip(meta) -> str | None:
-    """The client of a request that came through a proxy: RFC 7239 Forwarded, else the first
-    address of X-Forwarded-For (a port after an IPv4 address or a bracketed IPv6 is ignored)."""
-    forwarded = meta.get("HTTP_FORWARDED")
-    if forwarded:
-        match = _FORWARDED_FOR.search(forwarded)
-        if match:
-            text = match.group(1)
-            if text.count(":") == 1:  # 192.0.2.1:4711
-                text = text.split(":")[0]
-            ip = normal_ip(text)
-            if ip:
-                return ip
+def _forwarded_node(text: str) -> str | None:
+    """The address of one RFC 7239 node ("192.0.2.1", "192.0.2.1:4711", "[2001:db8::1]:4711"),
+    or None for an obfuscated or "unknown" node and for anything else."""
+    text = text.strip().strip('"').strip()
+    if text.startswith("["):
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    return normal_ip(text)
+
+
+def forwarded_chain(meta) -> list[str | None] | None:
+    """The client addresses a proxy chain reports, nearest proxy's last; None without a header.
+
+    X-Forwarded-For is read first: every common proxy (nginx, HAProxy, Caddy, Traefik, cloud load
+    balancers) writes it, and a header the proxy does not write passes through from the client
+    untouched, so preferring the rarer Forwarded header would let a client choose its address.
+    """
     xff = meta.get("HTTP_X_FORWARDED_FOR")
     if xff:
-        return normal_ip(xff.split(",")[0])
+        return [_forwarded_node(item) for item in xff.split(",")]
+    forwarded = meta.get("HTTP_FORWARDED")
+    if forwarded:
+        chain = []
+        for element in forwarded.split(","):
+            for pair in element.split(";"):
+                key, _, value = pair.partition("=")
+                if key.strip().lower() == "for":
+                    chain.append(_forwarded_node(value))
+        return chain or None
     return None
+
+
+def _trusted(ip_text: str, networks) -> bool:
+    ip = ipaddress.ip_address(ip_text)
+    return any(ip in net for net in networks)
+
+
+def client_address(meta, cfg: Config) -> ClientAddress:
+    """The client of a request, resolved once (the edge middleware stores it in REMOTE_ADDR).
+
+    With useXForwarded on, the forwarded headers count only when the direct peer is a trusted
+    proxy (SystemSettings.proxyTrustedNetworks); they are then read from the nearest hop back,
+    skipping the trusted proxies, so the client is the first hop no trusted proxy vouches for
+    (what a client writes itself ahead of its real address is never reached). A garbled hop
+    stops the walk at the hop before it.
+    """
+    peer = normal_ip(meta.get("REMOTE_ADDR")) or meta.get("REMOTE_ADDR") or ""
+    peer_trusted = bool(cfg.trusted_proxies) and normal_ip(peer) is not None and _trusted(peer, cfg.trusted_proxies)
+    if cfg.use_x_forwarded and peer_trusted:
+        chain = forwarded_chain(meta)
+        if chain:
+            client = None
+            for hop in reversed(chain):
+                if hop is None:
+                    break
+                client = hop
+                if not _trusted(hop, cfg.trusted_proxies):
+                    break
+            if client is not None:
+                return ClientAddress.of(client, forwarded=True)
+    return ClientAddress.of(peer, trusted_proxy=peer_trusted)
 
 
 def local_address(meta) -> tuple[str | None, int | None]:

@@ -55,11 +55,21 @@ log = logging.getLogger(__name__)
 
 
 class OAuthError(Exception):
-    """An error of the token or device endpoints (RFC 6749 §5.2, RFC 8628 §3.5)."""
+    """An error of the token or device endpoints (RFC 6749 §5.2, RFC 8628 §3.5).
 
-    def __init__(self, error: str, description: str = "", status: int = 400):
+    `counts_towards_ban`: a failed authentication (a wrong client secret, an unknown code, refresh
+    token or device code, which are guesses), counted toward authBanRate by the view, which knows
+    the client's address.
+    """
+
+    def __init__(self, error: str, description: str = "", status: int = 400, *, counts_towards_ban: bool = False):
         super().__init__(description or error)
         self.error, self.description, self.status = error, description, status
+        self.counts_towards_ban = counts_towards_ban
+
+
+def client_auth_failed() -> OAuthError:
+    return OAuthError("invalid_client", "Client authentication failed.", 401, counts_towards_ban=True)
 
 
 def digest(value: str) -> str:
@@ -305,13 +315,13 @@ def authenticate_client(client_id: str | None, client_secret: str | None) -> OAu
     if client is None or client.client_type != OAuthClient.CLIENT_CONFIDENTIAL:
         return client
     if not client_secret:
-        raise OAuthError("invalid_client", "Client authentication failed.", 401)
+        raise client_auth_failed()
     from django.contrib.auth.hashers import check_password
 
     ok = check_password(client_secret, client.client_secret) if client.hash_client_secret else hmac.compare_digest(
         client_secret.encode(), (client.client_secret or "").encode())
     if not ok:
-        raise OAuthError("invalid_client", "Client authentication failed.", 401)
+        raise client_auth_failed()
     return client
 
 
@@ -387,7 +397,8 @@ def exchange_code(code: str, client_id: str | None, redirect_uri: str | None, ve
     with transaction.atomic():
         grant = Grant.objects.select_for_update().select_related("application", "user").filter(code=digest(code)).first()
         if grant is None or grant.expires <= timezone.now():
-            raise OAuthError("invalid_grant", "The authorization code is unknown, used or expired.")
+            raise OAuthError("invalid_grant", "The authorization code is unknown, used or expired.",
+                             counts_towards_ban=grant is None)
         link = _link_of(grant_id=grant.pk)
         # A code is single-use: whatever happens next, it is gone. The errors below are raised
         # after the block, which would otherwise roll the deletion back with them.
@@ -397,7 +408,7 @@ def exchange_code(code: str, client_id: str | None, redirect_uri: str | None, ve
         elif not check_pkce(grant, verifier):
             error = OAuthError("invalid_grant", "The PKCE code verifier does not match.")
         elif client is None and grant.application.client_type == OAuthClient.CLIENT_CONFIDENTIAL:
-            error = OAuthError("invalid_client", "Client authentication failed.", 401)
+            error = client_auth_failed()
         else:
             try:
                 credential = linked_credential(link)
@@ -447,7 +458,8 @@ def refresh_tokens(raw: str | None, client_id: str | None, client_secret: str | 
         rt = (RefreshToken.objects.select_for_update().select_related("application", "user")
               .filter(token_checksum=digest(raw), revoked__isnull=True).first())
         if rt is None or rt.created + prov.refresh_token_expiry <= timezone.now():
-            raise OAuthError("invalid_grant", "The refresh token is unknown, revoked or expired.")
+            raise OAuthError("invalid_grant", "The refresh token is unknown, revoked or expired.",
+                             counts_towards_ban=rt is None)
         if client_expired(rt.application):
             raise OAuthError("invalid_client", "The client has expired.", 401)
         if rt.application is None or rt.application.client_id != client_id:
@@ -455,7 +467,7 @@ def refresh_tokens(raw: str | None, client_id: str | None, client_secret: str | 
         if client is None and rt.application.client_type == OAuthClient.CLIENT_CONFIDENTIAL:
             # RFC 6749 §6: a confidential client authenticates to refresh (a stolen refresh token
             # alone is not enough).
-            raise OAuthError("invalid_client", "Client authentication failed.", 401)
+            raise client_auth_failed()
         remaining = rt.created + prov.refresh_token_expiry - timezone.now()
         renew = remaining <= prov.refresh_token_renewal
         # RFC 6749 §6: the new access token has the scope of the original grant.
@@ -583,7 +595,8 @@ def poll_device(device_code: str | None, client_id: str | None) -> dict:
         grant = DeviceGrant.objects.select_for_update().filter(device_code=digest(device_code)).first()
         now = timezone.now()
         if grant is None or grant.expires <= now:
-            error = OAuthError("expired_token", "The device code is unknown or has expired.")
+            error = OAuthError("expired_token", "The device code is unknown or has expired.",
+                               counts_towards_ban=grant is None)
         elif grant.client_id != client_id:
             error = OAuthError("invalid_grant", "The device code was issued to another client.")
         elif grant.status == DeviceGrant.DENIED:

@@ -14,8 +14,8 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import services as account_services
+from jmapapi.views import auth_problem, client_ip
 from jmapapi.views import authenticate as api_authenticate
-from jmapapi.views import client_ip
 from stalwart_site.csp import strict_csp
 from stalwart_site.http import CORS, endpoint
 from stalwart_site.problem import problem
@@ -90,12 +90,23 @@ def _client_credentials(request, form) -> tuple[str | None, str | None]:
     return client_id, secret
 
 
+def _failed(request, exc: OAuthError, client_id: str | None):
+    """The answer to a failed token or device request; a failed authentication (a wrong client
+    secret, a guessed code) counts toward authBanRate, and the one that bans answers 429."""
+    if exc.counts_towards_ban and not isinstance(
+            account_services.count_failure(account_services.AuthFailed(), client_ip(request), client_id),
+            account_services.AuthFailed):
+        return auth_problem(account_services.Banned())
+    return oauth_error(exc)
+
+
 # --- token endpoint -------------------------------------------------------------------------
 GRANT_DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 @endpoint("POST", cors=True)
 def token(request):
+    client_id = None
     try:
         form = _form(request)
         grant = (form.get("grant_type") or "").strip()
@@ -114,12 +125,13 @@ def token(request):
         else:
             raise OAuthError("unsupported_grant_type", f"The grant type {grant[:100]} is not supported.")
     except OAuthError as exc:
-        return oauth_error(exc)
+        return _failed(request, exc, client_id)
     return _json(body, no_store=True)
 
 
 @endpoint("POST", cors=True)
 def device(request):
+    client_id = None
     try:
         form = _form(request)
         client_id, secret = _client_credentials(request, form)
@@ -127,7 +139,7 @@ def device(request):
         services.authenticate_client(client_id, secret)
         start = services.start_device_flow(client_id or "", form.get("scope", ""), form.get("nonce", ""))
     except OAuthError as exc:
-        return oauth_error(exc)
+        return _failed(request, exc, client_id)
     base = services.issuer()
     return _json({
         "device_code": start.device_code, "user_code": start.user_code,
@@ -191,6 +203,9 @@ def api_auth(request):
     if kind in ("authDevice", "denyDevice"):
         ok = services.decide_device(body.get("code") or "", account, approve=kind == "authDevice",
                                     credential=result.credential)
+        if not ok:
+            # A user code is short (RFC 8628 §5.1 asks to limit guesses): an unknown one is a failure.
+            account_services.count_failure(account_services.AuthFailed(), client_ip(request), account.email_address)
         return _json({"type": ("verified" if kind == "authDevice" else "denied") if ok else "failure"}, no_store=True)
     try:
         client = services.client_for_flow(body["clientId"], body["redirectUri"], account)

@@ -7,6 +7,7 @@ node refuses it.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import time
 from datetime import timedelta
@@ -55,6 +56,27 @@ def _lists(known: dict | None = None):
     return memo[2], memo[3]
 
 
+class ClientAddress(str):
+    """The client address of a request, resolved once by the request pipeline.
+
+    It is a string, so that every view and service that takes an address takes it unchanged,
+    and it remembers where it came from: an address read from a proxy's Forwarded or
+    X-Forwarded-For header is only what that header says, so it is never exempt as loopback;
+    a direct peer listed in SystemSettings.proxyTrustedNetworks is exempt from bans, as in the
+    reference. A plain string is a direct peer.
+    """
+
+    forwarded: bool = False
+    trusted_proxy: bool = False
+
+    @classmethod
+    def of(cls, address: str, *, forwarded: bool = False, trusted_proxy: bool = False) -> ClientAddress:
+        out = cls(address)
+        out.forwarded = forwarded
+        out.trusted_proxy = trusted_proxy and not forwarded
+        return out
+
+
 def _ip(address: str | None):
     try:
         return ipaddress.ip_address((address or "").split("%")[0])
@@ -66,11 +88,23 @@ def _in(ip, networks) -> bool:
     return any(ip in net for net in networks)
 
 
+def is_direct_loopback(address: str | None) -> bool:
+    """A client on this machine itself, not one a proxy says is (access rules never refuse it)."""
+    ip = _ip(address)
+    return ip is not None and ip.is_loopback and not getattr(address, "forwarded", False)
+
+
+def _exempt(address, ip) -> bool:
+    if getattr(address, "forwarded", False):
+        return False
+    return ip.is_loopback or getattr(address, "trusted_proxy", False)
+
+
 def is_allowed(address: str | None, known: dict | None = None) -> bool:
     ip = _ip(address)
     if ip is None:
         return False
-    if ip.is_loopback:
+    if _exempt(address, ip):
         return True
     allowed, _ = _lists(known)
     return _in(ip, allowed)
@@ -78,7 +112,7 @@ def is_allowed(address: str | None, known: dict | None = None) -> bool:
 
 def is_blocked(address: str | None, known: dict | None = None) -> bool:
     ip = _ip(address)
-    if ip is None or ip.is_loopback:
+    if ip is None or _exempt(address, ip):
         return False
     allowed, blocked = _lists(known)
     return _in(ip, blocked) and not _in(ip, allowed)
@@ -90,7 +124,14 @@ def _hit(key: str, period_s: int) -> int:
 
 
 def record_auth_failure(address: str | None, login: str | None) -> bool:
-    """Count one authentication failure; return True when the address is now banned."""
+    """Count one authentication failure toward authBanRate; return True when the address is now
+    banned.
+
+    The one function every failed authentication goes through, whatever the endpoint and the
+    credential: passwords and app passwords (forms, Basic), API keys and OAuth access tokens
+    (Bearer), client secrets, authorization codes, refresh tokens and device codes, the
+    Prometheus scraper's credentials. `login` is the name the failure was tried under, if any.
+    """
     if address is None or is_allowed(address):
         return False
     settings = Security.load()
@@ -99,7 +140,9 @@ def record_auth_failure(address: str | None, login: str | None) -> bool:
     period = max(1, int(settings.auth_ban_rate_period.total_seconds()))
     over = _hit(f"ip:{address}", period) > settings.auth_ban_rate_count
     if login:
-        over = _hit(f"login:{login.lower()}", period) > settings.auth_ban_rate_count or over
+        # A digest: a login name is whatever the client sent (any length, any character).
+        name = hashlib.sha256(login.lower().encode("utf-8", "surrogatepass")).hexdigest()
+        over = _hit(f"login:{name}", period) > settings.auth_ban_rate_count or over
     if over:
         ban(address, BlockedIp.Reason.AUTH_FAILURE, settings.auth_ban_period)
     return over

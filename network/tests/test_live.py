@@ -29,6 +29,10 @@ registry.create(decl, {{"name": "internal", "bind": ["127.0.0.1:{internal}"], "p
 registry.create(decl, {{"name": "secure", "bind": ["127.0.0.1:{secure}"], "protocol": "http", "use_tls": True}}, "test")
 registry.create(decl, {{"name": "off", "bind": ["127.0.0.1:{disabled}"], "protocol": "http", "enabled": False}}, "test")
 registry.create(decl, {{"name": "smtp", "bind": ["127.0.0.1:{free_port()}"], "protocol": "smtp"}}, "test")
+from accounts.models import SystemSettings
+# The test client is the proxy: its X-Forwarded-For headers are honoured.
+registry.update(SystemSettings._declaration, SystemSettings.load().pk, {{"proxy_trusted_networks": ["127.0.0.1"]}},
+                "test")
 registry.update(Http._declaration, Http.load().pk, {{
     "use_x_forwarded": True, "enable_hsts": True,
     "allowed_endpoints": {{"match": [{{"if": "listener == 'internal' || path == '/.well-known/jmap'", "then": "200"}}],
@@ -84,6 +88,8 @@ def test_anonymous_limit_is_global_across_workers(live):
         live.manage("update", "http", *[arg for k, v in props.items() for arg in ("--field", f"{k}={json.dumps(v)}")])
 
     address = f"198.51.100.{free_port() % 200 + 20}"
+    # The test client is the proxy: its X-Forwarded-For headers are honoured.
+    live.manage("update", "systemsettings", "--field", 'proxyTrustedNetworks={"127.0.0.1": true}')
     set_http({"rateLimitAnonymous": {"count": 10, "period": 3_600_000}, "useXForwarded": True})
     try:
         statuses = []
@@ -99,3 +105,4 @@ def test_anonymous_limit_is_global_across_workers(live):
         assert other.status_code == 307
     finally:
         set_http({"rateLimitAnonymous": {"count": 100, "period": 60000}, "useXForwarded": False})
+        live.manage("update", "systemsettings", "--field", "proxyTrustedNetworks={}")

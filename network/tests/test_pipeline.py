@@ -241,28 +241,222 @@ class TestScanBan:
 
 
 # --- forwarded addresses ------------------------------------------------------------------------
+PROXY = "10.0.0.2"  # a reverse proxy in front of the server, listed in proxyTrustedNetworks
+
+
+@pytest.fixture
+def behind_proxy(jmap, http):
+    """useXForwarded on, and 10.0.0.0/8 the trusted proxies' network (set through JMAP)."""
+    http(useXForwarded=True)
+    got = jmap.ok("x:SystemSettings/set", {"update": {"singleton": {"proxyTrustedNetworks": {"10.0.0.0/8": True}}}})
+    assert "singleton" in got["updated"], got
+
+
 class TestForwarded:
     def test_forwarded_headers_are_ignored_by_default(self, client, db):
         BlockedIp.objects.create(address=CLIENT)
         assert client.get(OPEN, HTTP_X_FORWARDED_FOR=CLIENT).status_code == 307
 
     @pytest.mark.parametrize("headers", [
+        {"HTTP_X_FORWARDED_FOR": CLIENT},
         {"HTTP_X_FORWARDED_FOR": f"{CLIENT}, 10.0.0.1"},
+        {"HTTP_X_FORWARDED_FOR": f"198.51.100.77, {CLIENT}"},  # the client's own entry is never reached
+        {"HTTP_X_FORWARDED_FOR": f"{CLIENT}:4711"},
         {"HTTP_FORWARDED": f"for={CLIENT};proto=https"},
         {"HTTP_FORWARDED": f'for="{CLIENT}:4711"'},
+        {"HTTP_FORWARDED": f'for=198.51.100.77, for="{CLIENT}";proto=https, for=10.0.0.9'},
         {"HTTP_FORWARDED": 'for="[2001:db8::5]:4711"', "blocked": "2001:db8::5"},
     ])
-    def test_forwarded_client_is_used_when_configured(self, client, http, headers):
+    def test_forwarded_client_is_used_from_a_trusted_proxy(self, client, behind_proxy, headers):
         headers = dict(headers)
         address = headers.pop("blocked", CLIENT)
-        http(useXForwarded=True)
         BlockedIp.objects.create(address=address)
-        assert client.get(OPEN, **headers).status_code == 403
-        assert client.get(OPEN, HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 307
+        assert client.get(OPEN, REMOTE_ADDR=PROXY, **headers).status_code == 403
+        assert client.get(OPEN, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 307
 
-    def test_garbage_forwarded_falls_back_to_the_peer(self, client, http):
-        http(useXForwarded=True)
-        assert client.get(OPEN, HTTP_X_FORWARDED_FOR="not-an-ip").status_code == 307
+    def test_x_forwarded_for_wins_over_forwarded(self, client, behind_proxy):
+        # A proxy that writes X-Forwarded-For passes a client's own Forwarded header through.
+        BlockedIp.objects.create(address=CLIENT)
+        assert client.get(OPEN, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=CLIENT,
+                          HTTP_FORWARDED="for=198.51.100.1").status_code == 403
+
+    @pytest.mark.parametrize("peer", [CLIENT, "127.0.0.1", "192.168.1.1"])
+    def test_headers_from_an_untrusted_peer_are_ignored(self, client, behind_proxy, peer):
+        BlockedIp.objects.create(address="198.51.100.0/24")
+        assert client.get(OPEN, REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 307
+        assert client.get(OPEN, REMOTE_ADDR=peer, HTTP_FORWARDED="for=198.51.100.1").status_code == 307
+
+    def test_headers_need_use_x_forwarded_even_from_a_trusted_proxy(self, client, jmap):
+        jmap.ok("x:SystemSettings/set", {"update": {"singleton": {"proxyTrustedNetworks": {PROXY: True}}}})
+        BlockedIp.objects.create(address=CLIENT)
+        assert client.get(OPEN, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=CLIENT).status_code == 307
+
+    def test_garbage_forwarded_falls_back_to_the_peer(self, client, behind_proxy):
+        BlockedIp.objects.create(address="198.51.100.0/24")
+        assert client.get(OPEN, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="not-an-ip").status_code == 307
+        assert client.get(OPEN, REMOTE_ADDR=PROXY, HTTP_FORWARDED="for=unknown").status_code == 307
+        # A garbled hop ends the walk: the hop after it (nearer the server) is the client.
+        assert client.get(OPEN, REMOTE_ADDR=PROXY,
+                          HTTP_X_FORWARDED_FOR="127.0.0.1, junk, 198.51.100.3").status_code == 403
+
+    def test_a_chain_of_trusted_proxies_is_walked(self, client, behind_proxy):
+        BlockedIp.objects.create(address=CLIENT)
+        assert client.get(OPEN, REMOTE_ADDR=PROXY,
+                          HTTP_X_FORWARDED_FOR=f"{CLIENT}, 10.9.9.9, 10.0.0.3").status_code == 403
+
+
+LOOPBACK_CLAIMS = [
+    {"HTTP_X_FORWARDED_FOR": "127.0.0.1"},
+    {"HTTP_X_FORWARDED_FOR": "::1"},
+    {"HTTP_X_FORWARDED_FOR": "::ffff:127.0.0.1"},
+    {"HTTP_FORWARDED": "for=127.0.0.1"},
+    {"HTTP_FORWARDED": 'for="[::1]:80"'},
+]
+
+
+class TestForwardedLoopback:
+    """A client that a proxy reports as 127.0.0.1 is not on this machine: no exemption."""
+
+    @pytest.mark.parametrize("claim", LOOPBACK_CLAIMS)
+    def test_access_rule_applies(self, client, http, behind_proxy, claim):
+        http(allowedEndpoints={"else": "403"})
+        assert client.get(OPEN, REMOTE_ADDR=PROXY, **claim).status_code == 403
+        assert client.get(OPEN, REMOTE_ADDR=CLIENT, **claim).status_code == 403
+        assert client.get(OPEN).status_code == 307  # this machine itself still passes
+
+    @pytest.mark.parametrize("claim", LOOPBACK_CLAIMS)
+    def test_blocks_apply(self, client, behind_proxy, claim):
+        BlockedIp.objects.create(address="127.0.0.0/8")
+        BlockedIp.objects.create(address="::1")
+        assert client.get(OPEN, REMOTE_ADDR=PROXY, **claim).status_code == 403
+        assert client.get(OPEN).status_code == 307
+
+    def test_failures_ban_it(self, client, jmap, behind_proxy, make_account):
+        jmap.ok("x:Security/set", {"update": {"singleton": {"authBanRate": {"count": 2, "period": 3600000}}}})
+        claim = {"HTTP_X_FORWARDED_FOR": "127.0.0.1"}
+        statuses = [client.get("/jmap/session", REMOTE_ADDR=PROXY, HTTP_AUTHORIZATION=basic("admin@example.org", "x"),
+                               **claim).status_code for _ in range(4)]
+        assert statuses == [401, 401, 429, 403], statuses
+        assert BlockedIp.objects.filter(address="127.0.0.1").exists()
+        # The proxy itself and this machine are not banned.
+        assert client.get(OPEN, REMOTE_ADDR=PROXY).status_code == 307
+        assert client.get(OPEN).status_code == 307
+
+    def test_rate_limits_apply(self, client, http, behind_proxy):
+        http(rateLimitAnonymous={"count": 2, "period": 60000})
+        claim = {"HTTP_X_FORWARDED_FOR": "127.0.0.1"}
+        statuses = [client.get(OPEN, REMOTE_ADDR=PROXY, **claim).status_code for _ in range(3)]
+        assert statuses == [307, 307, 429], statuses
+
+
+class TestTrustedProxyItself:
+    def test_a_trusted_proxy_is_never_banned(self, client, jmap, behind_proxy):
+        jmap.ok("x:Security/set", {"update": {"singleton": {"authBanRate": {"count": 1, "period": 3600000}}}})
+        for _ in range(3):
+            got = client.get("/jmap/session", REMOTE_ADDR=PROXY, HTTP_AUTHORIZATION=basic("admin@example.org", "x"))
+            assert got.status_code == 401
+        assert not BlockedIp.objects.exists()
+
+
+class TestProxyTrustedNetworksField:
+    def test_every_face_shows_it(self, jmap, admin_client):
+        got = jmap.ok("x:SystemSettings/get", {"ids": ["singleton"]})["list"][0]
+        assert got["proxyTrustedNetworks"] == {}
+        updated = jmap.ok("x:SystemSettings/set", {"update": {"singleton": {
+            "proxyTrustedNetworks": {"10.0.0.0/8": True, "2001:db8::/32": True, "192.0.2.1": True}}}})
+        assert "singleton" in updated["updated"], updated
+        got = jmap.ok("x:SystemSettings/get", {"ids": ["singleton"], "properties": ["proxyTrustedNetworks"]})
+        assert got["list"][0]["proxyTrustedNetworks"] == {"10.0.0.0/8": True, "192.0.2.1": True,
+                                                          "2001:db8::/32": True}
+        schema = admin_client.get("/api/schema", HTTP_AUTHORIZATION=basic("admin@example.org"), follow=True).json()
+        assert "proxyTrustedNetworks" in json.dumps(schema)
+        # manage.py (local mode) reads the same declaration through the schema.
+        import io
+
+        from django.core.management import call_command
+
+        out = io.StringIO()
+        call_command("get", "systemsettings", "--json", stdout=out)
+        assert json.loads(out.getvalue())["proxyTrustedNetworks"]["2001:db8::/32"] is True
+        call_command("update", "systemsettings", "--field", "proxyTrustedNetworks/198.51.100.0~124=true",
+                     stdout=io.StringIO())
+        from accounts.models import SystemSettings
+
+        assert "198.51.100.0/24" in SystemSettings.load().proxy_trusted_networks
+        page = admin_client.get("/admin/accounts/systemsettings/1/change/")
+        assert page.status_code == 200
+        assert b"proxy_trusted_networks" in page.content and b"2001:db8::/32" in page.content
+
+    @pytest.mark.parametrize("value", [
+        {"not-an-ip": True}, {"10.0.0.0/33": True}, {"10.0.0.1/8/8": True}, {"fe80::1%eth0": True},
+        {" 10.0.0.1": True}, {"10.0.0.1\u0000": True}, {"": True}, {"x" * 5000: True},
+    ])
+    def test_invalid_networks_are_refused(self, jmap, value):
+        got = jmap.ok("x:SystemSettings/set", {"update": {"singleton": {"proxyTrustedNetworks": value}}})
+        error = got["notUpdated"]["singleton"]
+        assert error["type"] in ("invalidProperties", "validationFailed"), error
+        assert "proxyTrustedNetworks" in json.dumps(error), error
+        assert jmap.ok("x:SystemSettings/get", {"ids": ["singleton"]})["list"][0]["proxyTrustedNetworks"] == {}
+
+    @pytest.mark.parametrize("value", [["10.0.0.0/8"], "10.0.0.0/8", {"10.0.0.0/8": False}, {"10.0.0.0/8": 1}])
+    def test_wrong_shapes_are_refused(self, jmap, value):
+        got = jmap.ok("x:SystemSettings/set", {"update": {"singleton": {"proxyTrustedNetworks": value}}})
+        assert got["notUpdated"]["singleton"]["type"] in ("invalidProperties", "invalidPatch"), got
+
+    def test_admin_page_refuses_a_bad_network(self, admin_client):
+        page = admin_client.get("/admin/accounts/systemsettings/1/change/")
+        form = _form_fields(page.content.decode())
+        form["proxy_trusted_networks"] = "10.0.0.0/8\nnot-a-network"
+        response = admin_client.post("/admin/accounts/systemsettings/1/change/", form)
+        assert response.status_code == 200
+        assert b"not-a-network is not an IP address" in response.content
+        from accounts.models import SystemSettings
+
+        assert SystemSettings.load().proxy_trusted_networks == []
+        form["proxy_trusted_networks"] = "10.0.0.0/8\n192.0.2.7"
+        assert admin_client.post("/admin/accounts/systemsettings/1/change/", form).status_code == 302
+        assert SystemSettings.load().proxy_trusted_networks == ["10.0.0.0/8", "192.0.2.7"]
+
+
+def _form_fields(html: str) -> dict:
+    """The values an unchanged submit of the admin change form would send."""
+    from html.parser import HTMLParser
+
+    fields: dict = {}
+
+    class Parser(HTMLParser):
+        textarea = None
+        select = None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            name = a.get("name")
+            if tag == "input" and name and a.get("type") not in ("submit", "button", "file"):
+                if a.get("type") == "checkbox":
+                    if "checked" in a:
+                        fields[name] = a.get("value", "on")
+                else:
+                    fields[name] = a.get("value", "")
+            elif tag == "textarea" and name:
+                self.textarea = name
+                fields[name] = ""
+            elif tag == "select" and name:
+                self.select = name
+            elif tag == "option" and self.select and "selected" in a:
+                fields[self.select] = a.get("value", "")
+
+        def handle_endtag(self, tag):
+            if tag == "textarea":
+                self.textarea = None
+            if tag == "select":
+                self.select = None
+
+        def handle_data(self, data):
+            if self.textarea:
+                fields[self.textarea] += data
+
+    Parser().feed(html)
+    return fields
 
 
 # --- global headers -----------------------------------------------------------------------------
