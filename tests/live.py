@@ -103,7 +103,7 @@ def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool =
             if prepare is not None:
                 prepare(server)
             log = open(Path(tmp) / "gunicorn.log", "w")
-            argv = command or [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "stalwart_site.wsgi"]
+            argv = command or [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
                 deadline = time.monotonic() + 30
