@@ -1,6 +1,24 @@
+"""Django's ASGI handler, as the asgi serving model runs it (gunicorn.conf.py, network/worker.py)."""
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stalwart_site.settings")
-application = get_asgi_application()
+
+import django  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+
+django.setup(set_prefix=False)
+
+
+class Handler(ASGIHandler):
+    """Without Django's per-request ThreadSensitiveContext, which starts a thread for every
+    request (and with it a new database connection): the synchronous views and middleware of a
+    worker run in asgiref's one shared thread, one at a time, as they did in a sync worker,
+    while the event loop keeps reading and writing every connection."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
+
+application = Handler()
