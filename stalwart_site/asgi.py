@@ -16,6 +16,12 @@ class Handler(ASGIHandler):
     while the event loop keeps reading and writing every connection."""
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            # No WebSocket endpoint yet: closing before accepting refuses the upgrade with a
+            # 403 (ASGI spec), instead of the 500 Django's ValueError would give.
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)

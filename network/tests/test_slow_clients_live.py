@@ -155,6 +155,15 @@ def test_the_pipeline_sees_the_listener_and_client_under_asgi(site):
                     "--field", "useXForwarded=false")
 
 
+def test_a_websocket_upgrade_is_refused_not_a_server_error(site):
+    """No WebSocket endpoint exists yet: the upgrade gets 403, and nothing is logged as an error."""
+    status, _ = raw_http(site.url, b"GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\n\r\n", timeout=10)
+    assert status == 403
+    assert "Traceback" not in (site.var_dir / "gunicorn.log").read_text()
+
+
 # --- TLS --------------------------------------------------------------------------------------
 def self_signed(folder: Path) -> tuple[Path, Path]:
     from cryptography import x509
