@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth bench-ratelimit bench-discovery clean browser promtool pebble
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,11 @@ bench-ratelimit: install-dev
 # (docs/performance.md); needs wrk.
 bench-discovery: install-dev
 	$(BIN)/python bench/discovery.py $(BENCH_ARGS)
+
+# Throughput with 500 slow clients held open, sync vs asgi serving models, and Core/echo and the
+# session on both in the same run (docs/performance.md); needs wrk.
+bench-slow: install-dev
+	$(BIN)/python bench/slow_clients.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

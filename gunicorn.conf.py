@@ -1,6 +1,10 @@
 """gunicorn settings for `make run`; every value can be overridden from the environment."""
 import multiprocessing
 import os
+import sys
+
+# The worker class and its limits live in the project (network/worker.py), whatever the cwd.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Files the master creates (the metrics directory) are the owner's alone, as everything under
 # var/ (stalwart_site/varfiles.py); the workers inherit it.
@@ -8,7 +12,27 @@ os.umask(0o077)
 
 bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "sync"
+
+# --- serving model (docs/http-service.md#the-serving-model) -------------------------------------
+# asgi: an event loop per worker, so that clients who dribble their requests or hold connections
+# open (EventSource, WebSocket) cost a socket each, not a worker; the limits below are enforced
+# there (network/worker.py). sync: the former model, one request at a time per worker, kept as a
+# fallback; it enforces none of them and a slow client holds a whole worker.
+SERVER_MODEL = os.environ.get("SERVER_MODEL", "asgi").strip().lower() or "asgi"
+if SERVER_MODEL == "asgi":
+    from network.worker import limits as _limits
+
+    _limits()  # a bad HTTP_* value stops the master here, not each worker at boot
+    worker_class = "network.worker.Worker"
+    wsgi_app = "stalwart_site.asgi:application"
+    asgi_loop = "asyncio"
+    asgi_lifespan = "off"  # Django has no lifespan handler
+    worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
+elif SERVER_MODEL == "sync":
+    worker_class = "sync"
+    wsgi_app = "stalwart_site.wsgi:application"
+else:
+    raise SystemExit(f"SERVER_MODEL must be asgi or sync, got {SERVER_MODEL!r}")
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5

@@ -37,16 +37,19 @@ FORM = "application/x-www-form-urlencoded"
 
 # --- servers --------------------------------------------------------------------------------
 @contextmanager
-def bare_server(workers: int):
-    """bench/bare_wsgi.py under gunicorn -c gunicorn.conf.py, as tests/live.py starts the project."""
+def bare_server(workers: int, model: str | None = None):
+    """bench/bare_wsgi.py (sync model) or bench/bare_asgi.py (asgi model) under gunicorn -c
+    gunicorn.conf.py, as tests/live.py starts the project; the model is SERVER_MODEL's unless given."""
+    model = model or server_model()
     with tempfile.TemporaryDirectory(prefix="stalwart-bench-") as tmp:
         port = free_port()
         env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(workers),
-               "ACCESS_LOG": ""}
+               "ACCESS_LOG": "", "SERVER_MODEL": model}
         log_path = Path(tmp) / "gunicorn.log"
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
-                [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(BENCH), "bare_wsgi"],
+                [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(BENCH),
+                 "bare_asgi" if model == "asgi" else "bare_wsgi"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
             try:
@@ -55,6 +58,11 @@ def bare_server(workers: int):
                 yield url
             finally:
                 stop(proc)
+
+
+def server_model() -> str:
+    """The serving model the project runs (gunicorn.conf.py): SERVER_MODEL, asgi by default."""
+    return (os.environ.get("SERVER_MODEL", "").strip().lower() or "asgi")
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, log_path: Path) -> None:
@@ -213,7 +221,7 @@ def parser(doc: str, connections: int) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=int, default=10, help="seconds measured per scenario (default 10)")
     p.add_argument("--warmup", type=int, default=1, help="unreported seconds before each scenario (default 1, 0: none)")
     p.add_argument("--workers", type=int, default=default_workers,
-                   help=f"gunicorn sync workers (default: WEB_CONCURRENCY or 2 x cores + 1 = {default_workers})")
+                   help=f"gunicorn workers (default: WEB_CONCURRENCY or 2 x cores + 1 = {default_workers})")
     p.add_argument("--connections", type=int, default=connections,
                    help=f"concurrent wrk connections (default {connections})")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2, at most --connections)")
@@ -240,12 +248,12 @@ class Run:
         self.cores = multiprocessing.cpu_count()
         self.started = time.monotonic()
         self.load_before = os.getloadavg()[0]
-        print(f"{self.cores} cores, {args.workers} gunicorn sync workers, wrk {min(args.threads, args.connections)} "
+        print(f"{self.cores} cores, {args.workers} gunicorn {server_model()} workers, wrk {min(args.threads, args.connections)} "
               f"threads / {args.connections} connections, {args.duration} s per scenario", file=sys.stderr, flush=True)
 
     def bare(self) -> Result:
         with bare_server(self.args.workers) as url:
-            return measure("bare WSGI (hello)", url + "/", self.args)
+            return measure(f"bare {'ASGI' if server_model() == 'asgi' else 'WSGI'} (hello)", url + "/", self.args)
 
     @contextmanager
     def project(self):
@@ -262,7 +270,7 @@ class Run:
         print()
         print(table(results, baseline))
         print("* responses with another status than the scenario expects")
-        print(f"\n{args.workers} sync workers, {args.connections} connections, {args.duration} s each, "
+        print(f"\n{args.workers} {server_model()} workers, {args.connections} connections, {args.duration} s each, "
               f"{self.cores} cores; load average {self.load_before:.2f} before the run; "
               f"total {time.monotonic() - self.started:.0f} s")
         if self.load_before > self.cores / 2:

@@ -200,7 +200,9 @@ def client_address(meta, cfg: Config) -> ClientAddress:
 
 
 def local_address(meta) -> tuple[str | None, int | None]:
-    """The address and port the request came in on: the gunicorn socket's, else SERVER_PORT."""
+    """The address and port the request came in on: the gunicorn socket's (sync workers), else
+    SERVER_NAME and SERVER_PORT, which Django's ASGI handler takes from the socket too (the
+    ASGI scope's "server"), not from the Host header."""
     sock = meta.get("gunicorn.socket")
     if sock is not None:
         try:
@@ -209,9 +211,11 @@ def local_address(meta) -> tuple[str | None, int | None]:
         except (OSError, IndexError, ValueError):
             pass
     try:
-        return None, int(meta.get("SERVER_PORT") or 0) or None
+        port = int(meta.get("SERVER_PORT") or 0) or None
     except ValueError:
         return None, None
+    asgi = "wsgi.input" not in meta
+    return (normal_ip(str(meta.get("SERVER_NAME") or "")) if asgi else None), port
 
 
 # --- the rule's variables -----------------------------------------------------------------

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool =
             if prepare is not None:
                 prepare(server)
             log = open(Path(tmp) / "gunicorn.log", "w")
-            argv = command or [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "stalwart_site.wsgi"]
+            argv = command or [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
                 deadline = time.monotonic() + 30
@@ -131,21 +132,79 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-# --- speaking HTTP byte by byte, for what clients would never send --------------------------
+# --- holding a worker, whatever the serving model -------------------------------------------
+class HeldWorker:
+    """The worker that accepted a stalled connection, held until close()."""
+
+    def __init__(self, sock: socket.socket, pid: int | None):
+        self.sock, self.pid = sock, pid
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.pid = None
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def connection_owner(server_port: int, client_port: int, wait: float = 5) -> int | None:
+    """The pid of the server process holding the accepted end of our connection (found through
+    /proc: the socket's inode, then the process with that inode open); None while none has
+    accepted it."""
+    deadline = time.monotonic() + wait
+    while True:
+        inode = None
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                local, remote = int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)
+                if local == server_port and remote == client_port and fields[9] != "0":
+                    inode = fields[9]
+        if inode is not None:
+            target = f"socket:[{inode}]"
+            for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+                try:
+                    if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                        return int(fd_dir.parent.name)
+                except OSError:  # gone, or not ours to read
+                    continue
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
 @contextmanager
 def stalled_connection(url: str):
-    """A connection whose request headers never end: the sync worker that accepts it waits
-    (to steer the next requests onto the other workers)."""
+    """A connection whose request headers never end, and the worker that accepted it held until
+    the block ends (or the yielded object is closed): the next requests go to the other workers.
+
+    A sync worker is held by the connection itself; an event-loop worker is not, so the
+    worker that accepted it is stopped (SIGSTOP) and continued (SIGCONT) afterwards."""
     sock = socket.create_connection(host_port(url), timeout=10)
+    sock.sendall(b"GET /jmap/session HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    held = HeldWorker(sock, None)
     try:
-        sock.sendall(b"GET /jmap/session HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        time.sleep(0.4)  # let a worker accept it
-        yield sock
+        pid = connection_owner(host_port(url)[1], sock.getsockname()[1])
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
+            held.pid = pid
+        else:
+            time.sleep(0.4)  # a server we cannot see into: let a worker accept it
+        yield held
     finally:
-        sock.close()
+        held.close()
 
 
-
+# --- speaking HTTP byte by byte, for what clients would never send --------------------------
 def host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname, parts.port

@@ -188,7 +188,7 @@ def tls_server(site):
     fullchain, privkey = _tls_files(site.server, NAMES_A[0])
     env = {**site.server.env, "PROMETHEUS_MULTIPROC_DIR": str(site.server.var_dir / "prometheus-tls")}
     proc = _start([BIN / "gunicorn", "-c", ROOT / "gunicorn.conf.py", "--certfile", fullchain, "--keyfile", privkey,
-                   "--bind", f"127.0.0.1:{port}", "--workers", "1", "stalwart_site.wsgi"],
+                   "--bind", f"127.0.0.1:{port}", "--workers", "1"],
                   site.server.var_dir / "gunicorn-tls.log", env=env)
     try:
         _wait(lambda: served(port, NAMES_A[0], site.pebble.root), "the TLS listener")

@@ -951,7 +951,9 @@ def test_malformed_bodies_get_rfc_errors_never_a_500(site):
         for ctype in (b"application/x-www-form-urlencoded", b"application/json"):
             status, body = raw_http(
                 site.url, head + b"Content-Type: " + ctype + b"\r\nContent-Length: 20000000\r\n\r\n", b"grant_type=")
-            assert status == 400, (path, ctype, status, body[:200])
+            # Over HTTP_MAX_BODY the asgi serving model answers 413 problem+json before the
+            # endpoint runs (docs/http-service.md); the sync model leaves it to the endpoint (400).
+            assert status == 400 or (status == 413 and b'"status": 413' in body), (path, ctype, status, body[:200])
         for bad in (b"Content-Length: abc\r\n", b"Content-Length: -5\r\n",
                     b"Content-Length: 5\r\nContent-Length: 7\r\n",
                     b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n"):

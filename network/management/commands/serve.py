@@ -73,14 +73,15 @@ def plan() -> list[list[str]]:
         raise CommandError("No enabled HTTP listener: create one, e.g. "
                            "manage.py create networklistener --field name=http --field 'bind={\"127.0.0.1:8080\": true}'")
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    # No application on the command line: gunicorn.conf.py names the one of its serving model.
     base = [gunicorn, "-c", str(ROOT / "gunicorn.conf.py")]
     commands = []
     if plain:
-        commands.append(base + [arg for bind in plain for arg in ("--bind", bind)] + ["stalwart_site.wsgi"])
+        commands.append(base + [arg for bind in plain for arg in ("--bind", bind)])
     if tls:
         chain, key = tls_files()
         commands.append(base + [arg for bind in tls for arg in ("--bind", bind)]
-                        + ["--certfile", str(chain), "--keyfile", str(key), "stalwart_site.wsgi"])
+                        + ["--certfile", str(chain), "--keyfile", str(key)])
     return commands
 
 

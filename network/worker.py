@@ -1,0 +1,181 @@
+"""The event-loop worker: gunicorn's own ASGI worker, with the limits a server facing the
+internet needs and gunicorn's does not enforce.
+
+gunicorn.conf.py names it as worker_class when SERVER_MODEL is `asgi` (the default). Each
+connection costs a few kilobytes and no thread, so a client that dribbles its request holds
+nothing anybody else needs; Django's ASGI handler reads the whole body before it runs the
+(synchronous) views, so a slow body never reaches them either.
+
+What is added to gunicorn's protocol (gunicorn.asgi.protocol.ASGIProtocol), and why:
+
+- **Read timeout.** gunicorn bounds the wait for a kept-alive connection's next request, but not
+  the first request's headers, nor a body that progresses one byte at a time (each wait for a
+  chunk is bounded, the whole is not). Here the headers of a request must be complete within
+  `read_timeout` of the connection (or of the previous response), the body may not pause for
+  longer than `read_timeout`, and must be complete within `body_timeout`. Past that: 408 and
+  the connection is closed.
+- **Largest body.** A declared length over `max_body` gets 413 before any of it is read; a
+  chunked body is cut when it passes the limit. Nothing is buffered past it.
+- **Connections per worker.** gunicorn's asgi worker counts connections but never refuses
+  one; over `worker_connections` a new connection gets 503 and is closed at once.
+- **TLS fails closed.** gunicorn serves plain HTTP on a TLS listener whose context it could
+  not build; this worker stops instead.
+
+The limits come from the environment (gunicorn.conf.py reads and checks them at start-up:
+HTTP_READ_TIMEOUT, HTTP_BODY_TIMEOUT, HTTP_MAX_BODY, WORKER_CONNECTIONS).
+"""
+from __future__ import annotations
+
+import json
+
+from gunicorn.asgi import protocol as gunicorn_protocol
+from gunicorn.workers import gasgi
+
+
+def limits() -> dict:
+    """The limits, from the environment; gunicorn.conf.py calls this in the master so that a
+    bad value stops the server at start-up rather than every worker at boot."""
+    import os
+
+    def number(name: str, default: float, minimum: float) -> float:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+        if value < minimum:
+            raise SystemExit(f"{name} must be at least {minimum}, got {raw!r}")
+        return value
+
+    return {
+        "read_timeout": number("HTTP_READ_TIMEOUT", 15, 0.1),
+        "body_timeout": number("HTTP_BODY_TIMEOUT", 120, 0.1),
+        "max_body": int(number("HTTP_MAX_BODY", 16 * 1024 * 1024, 1)),
+    }
+
+
+def _problem(status: int, title: str, detail: str) -> bytes:
+    body = json.dumps({"type": "about:blank", "status": status, "title": title, "detail": detail}).encode()
+    head = (f"HTTP/1.1 {status} {title}\r\nContent-Type: application/problem+json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
+    return head + body
+
+
+class Protocol(gunicorn_protocol.ASGIProtocol):
+    def __init__(self, worker):
+        super().__init__(worker)
+        self._limits = worker.limits
+        self._deadline = None  # the pending read-timeout call, if any
+        self._body_deadline = None
+        self._body_seen = 0
+        self._refused = False
+
+    # -- connection ---------------------------------------------------------------------------
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        if self.worker.nr_conns > self.worker.worker_connections:
+            self._refuse(503, "Service Unavailable", "Too many connections; try again shortly.")
+            return
+        self._arm(self._limits["read_timeout"])
+
+    def connection_lost(self, exc):
+        self._disarm()
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+        super().connection_lost(exc)
+
+    # -- parser callbacks ---------------------------------------------------------------------
+    def _on_headers_complete(self):
+        result = super()._on_headers_complete()
+        request = self._current_request
+        self._body_seen = 0
+        if request is not None and (request.content_length or 0) > self._limits["max_body"]:
+            self._refuse(413, "Content Too Large",
+                         f"The request body is larger than {self._limits['max_body']} bytes.")
+            return result
+        if request is not None and (request.content_length or request.chunked):
+            # The body's pace is watched from here; the total is bounded separately.
+            self._arm(self._limits["read_timeout"])
+            self._body_deadline = self.worker.loop.call_later(self._limits["body_timeout"], self._timed_out)
+        else:
+            self._disarm()
+        return result
+
+    def _on_body(self, chunk):
+        if self._refused:
+            return
+        self._body_seen += len(chunk)
+        if self._body_seen > self._limits["max_body"]:
+            self._refuse(413, "Content Too Large",
+                         f"The request body is larger than {self._limits['max_body']} bytes.")
+            return
+        self._arm(self._limits["read_timeout"])
+        super()._on_body(chunk)
+
+    def _on_message_complete(self):
+        self._disarm()
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+        super()._on_message_complete()
+
+    def _arm_keepalive_timer(self):
+        # Waiting for the next request on a kept-alive connection: gunicorn's keep-alive timer
+        # bounds the wait for its headers, so ours stands down until they arrive.
+        self._disarm()
+        super()._arm_keepalive_timer()
+
+    # -- timers and refusals ------------------------------------------------------------------
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.worker.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self):
+        self._refuse(408, "Request Timeout", "The request was not received in time.")
+
+    def _refuse(self, status: int, title: str, detail: str) -> None:
+        """Answer with a problem+json and close: the request is never handed to the application
+        (or, for a body, the application sees the client disconnect)."""
+        if self._refused or self._closed:
+            return
+        self._refused = True
+        self._disarm()
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+        self._safe_write(_problem(status, title, detail))
+        self._close_transport()
+        if self._body_receiver is not None:
+            self._body_receiver.signal_disconnect()
+        if self._request_ready is not None:
+            # Wakes the connection's loop, which then sees the connection closed and ends.
+            self._current_request = None
+            self._request_ready.set()
+
+
+class Worker(gasgi.ASGIWorker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = limits()
+
+    def init_process(self):
+        # gunicorn's worker builds its protocol by the module-level name; this process only
+        # ever runs this worker class, so the name is pointed at ours before serving starts.
+        gasgi.ASGIProtocol = Protocol
+        super().init_process()
+
+    def _get_ssl_context(self):
+        if not self.cfg.is_ssl:
+            return None
+        from gunicorn import sock
+
+        # No fallback: a TLS listener that cannot build its context must not serve in clear.
+        return sock.ssl_context(self.cfg)
