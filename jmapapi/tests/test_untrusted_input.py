@@ -1,0 +1,113 @@
+"""Bad input at the JMAP face answers the documented error, never a 5xx nor serverFail:
+the advertised request size, lone surrogates, NUL, deep nesting (issue 10, items 10 and 11)."""
+import json
+
+import pytest
+
+from accounts.models import Account
+
+from tests.clients import USING
+
+pytestmark = pytest.mark.django_db
+
+CORE = "urn:ietf:params:jmap:core"
+LIMIT = 10_000_000
+
+
+def _echo_of_size(size: int) -> bytes:
+    head, tail = b'{"using":["' + CORE.encode() + b'"],"methodCalls":[["Core/echo",{"p":"', b'"},"c"]]}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+def test_session_advertises_the_size_the_endpoint_accepts(jmap):
+    core = jmap.client.get("/jmap/session", HTTP_AUTHORIZATION=jmap.auth).json()["capabilities"][CORE]
+    assert core["maxSizeRequest"] == LIMIT
+
+
+def test_a_request_of_exactly_max_size_request_is_accepted(jmap):
+    body = _echo_of_size(LIMIT)
+    assert len(body) == LIMIT
+    resp = jmap.post(body)
+    assert resp.status_code == 200, resp.content[:300]
+    assert len(resp.json()["methodResponses"][0][1]["p"]) > 9_000_000
+
+
+@pytest.mark.parametrize("size", [LIMIT + 1, 3_000_000 + LIMIT])
+def test_a_request_above_max_size_request_is_the_jmap_limit_problem(jmap, size):
+    resp = jmap.post(_echo_of_size(size))
+    assert resp.status_code == 400
+    assert resp["Content-Type"] == "application/problem+json"
+    assert resp.json()["type"] == "urn:ietf:params:jmap:error:limit"
+    assert resp.json()["limit"] == "maxSizeRequest"
+
+
+def test_a_3mb_request_is_not_djangos_html_400(jmap):
+    # 3 MB is over Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) and under the advertised limit.
+    resp = jmap.post(_echo_of_size(3_000_000))
+    assert resp.status_code == 200
+
+
+def _raw(jmap, calls: str) -> bytes:
+    return jmap.post(f'{{"using":{json.dumps(USING)},"methodCalls":{calls}}}'.encode())
+
+
+@pytest.mark.parametrize("calls", [
+    '[["Core/echo",{"\\ud800":"x"},"c"]]',
+    '[["Core/echo",{"a":["\\udfff"]},"c"]]',
+    '[["x:Account/set",{"create":{"k":{"@type":"User","name":"\\ud800","domainId":"b"}}},"c"]]',
+    '[["x:Account/query",{"filter":{"name":"\\ud800"}},"c"]]',
+    '[["x:Account/query",{"filter":{"text":"a\\udc00b"}},"c"]]',
+    '[["x:Role/set",{"create":{"k":{"name":"r","description":"\\ud83d"}}},"c"]]',
+])
+def test_lone_surrogates_are_not_i_json(jmap, calls):
+    resp = _raw(jmap, calls)
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["type"] == "urn:ietf:params:jmap:error:notJSON"
+    assert "surrogate" in resp.json()["detail"]
+
+
+def test_a_surrogate_pair_is_a_character(jmap):
+    resp = _raw(jmap, '[["Core/echo",{"a":"\\ud83d\\ude00"},"c"]]')
+    assert resp.status_code == 200
+    assert resp.json()["methodResponses"][0][1] == {"a": "\U0001F600"}
+
+
+def test_utf8_encoded_surrogates_are_not_utf8(jmap):
+    resp = jmap.post(b'{"using":["' + CORE.encode() + b'"],"methodCalls":[["Core/echo",{"a":"\xed\xa0\x80"},"c"]]}')
+    assert resp.status_code == 400
+    assert resp.json()["type"] == "urn:ietf:params:jmap:error:notJSON"
+
+
+@pytest.mark.parametrize("call", [
+    ["x:Account/set", {"create": {"k": {"@type": "User", "name": "a\u0000b", "domainId": "b"}}}],
+    ["x:Account/query", {"filter": {"name": "\u0000"}}],
+    ["x:Account/query", {"filter": {"text": "\u0000"}}],
+    ["x:Role/set", {"create": {"k": {"name": "r", "description": "x\u0000"}}}],
+    ["x:Account/get", {"ids": ["\u0000"]}],
+    ["x:Authentication/set", {"update": {"singleton": {"passwordHashAlgorithm": "\u0000"}}}],
+    ["x:Account/set", {"update": {"b": {"\u0000": 1}}}],
+])
+def test_nul_is_refused_with_invalid_arguments_before_any_query(jmap, call):
+    before = Account.objects.count()
+    got = jmap.call(call[0], call[1])
+    assert got[0] == "error"
+    assert got[1]["type"] == "invalidArguments"
+    assert "NUL" in got[1]["description"]
+    assert Account.objects.count() == before
+
+
+def test_nul_fails_only_its_own_call(jmap):
+    resp = jmap.post({"using": USING, "methodCalls": [["Core/echo", {"a": "\u0000"}, "a"],
+                                                      ["Core/echo", {"a": "fine"}, "b"]]})
+    assert resp.status_code == 200
+    first, second = resp.json()["methodResponses"]
+    assert first[0] == "error" and first[1]["type"] == "invalidArguments"
+    assert second == ["Core/echo", {"a": "fine"}, "b"]
+
+
+@pytest.mark.parametrize("depth", [129, 1000, 5000])
+def test_deep_nesting_is_not_json(jmap, depth):
+    resp = _raw(jmap, f'[["Core/echo",{{"a":{"[" * depth + "]" * depth}}},"c"]]')
+    assert resp.status_code == 400
+    assert resp.json()["type"] == "urn:ietf:params:jmap:error:notJSON"
+    assert "nested" in resp.json()["detail"]
