@@ -15,6 +15,7 @@ from stalwart_site.problem import problem
 
 from . import engine
 from .models import Jmap
+from .registry_methods import FILTER_LIMITS
 
 REALM = 'realm="Stalwart Server"'
 
@@ -185,7 +186,8 @@ def session_document(principal, request=None) -> dict:
                 "maxObjectsInSet": limits.set_max_objects,
                 "collationAlgorithms": ["i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"],
             },
-            STALWART_CAP: {},
+            # Our own limits on /query filters (the reference advertises none here).
+            STALWART_CAP: dict(FILTER_LIMITS),
         },
         "accounts": {
             account_id: {"name": principal.name, "isPersonal": True, "isReadOnly": False,

@@ -111,3 +111,30 @@ def test_deep_nesting_is_not_json(jmap, depth):
     assert resp.status_code == 400
     assert resp.json()["type"] == "urn:ietf:params:jmap:error:notJSON"
     assert "nested" in resp.json()["detail"]
+
+
+# --- filter limits --------------------------------------------------------------------------
+def test_session_advertises_the_filter_limits(jmap):
+    doc = jmap.client.get("/jmap/session", HTTP_AUTHORIZATION=jmap.auth).json()
+    assert doc["capabilities"]["urn:stalwart:jmap"] == {"maxFilterConditions": 100, "maxFilterDepth": 16}
+
+
+@pytest.mark.parametrize("method", ["x:ApiKey/query", "x:Account/query", "x:Role/query"])
+def test_an_or_of_1001_conditions_is_refused_naming_the_limit(jmap, method):
+    err = jmap.error(method, {"filter": {"operator": "OR", "conditions": [{"name": f"n{i}"} for i in range(1001)]}})
+    assert err["type"] == "unsupportedFilter"
+    assert "maxFilterConditions" in err["description"]
+
+
+def test_the_largest_advertised_filter_runs(jmap):
+    conditions = [{"text": f"t{i}"} for i in range(99)]
+    got = jmap.ok("x:Account/query", {"filter": {"operator": "OR", "conditions": conditions}})
+    assert got["ids"] == []
+
+
+def test_filters_deeper_than_advertised_are_refused(jmap):
+    filt = {"name": "x"}
+    for _ in range(17):
+        filt = {"operator": "NOT", "conditions": [filt]}
+    err = jmap.error("x:Account/query", {"filter": filt})
+    assert err["type"] == "unsupportedFilter" and "maxFilterDepth" in err["description"]
