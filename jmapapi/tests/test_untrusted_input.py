@@ -138,3 +138,29 @@ def test_filters_deeper_than_advertised_are_refused(jmap):
         filt = {"operator": "NOT", "conditions": [filt]}
     err = jmap.error("x:Account/query", {"filter": filt})
     assert err["type"] == "unsupportedFilter" and "maxFilterDepth" in err["description"]
+
+
+# --- "@type" of the wrong JSON type ---------------------------------------------------------
+WRONG_TYPES = [["User"], {"User": True}, []]
+
+
+@pytest.mark.parametrize("wrong", WRONG_TYPES)
+@pytest.mark.parametrize("name", ["x:Account", "x:Tenant", "x:Directory"])
+def test_type_of_the_wrong_json_type_is_an_error_not_server_fail(jmap, name, wrong):
+    resp = jmap.post({"using": USING, "methodCalls": [
+        [f"{name}/set", {"create": {"k": {"@type": wrong, "name": "z"}}}, "s"],
+        [f"{name}/query", {"filter": {"@type": wrong}}, "q"]]})
+    assert resp.status_code == 200
+    set_resp, query_resp = resp.json()["methodResponses"]
+    assert set_resp[0] == f"{name}/set", set_resp
+    assert set_resp[1]["created"] is None
+    assert set_resp[1]["notCreated"]["k"]["type"] in ("invalidProperties", "invalidPatch", "validationFailed")
+    assert query_resp[0] == "error" and query_resp[1]["type"] in ("unsupportedFilter", "invalidArguments")
+
+
+@pytest.mark.parametrize("wrong", WRONG_TYPES)
+def test_composite_type_of_the_wrong_json_type_is_invalid_properties(jmap, admin_account, wrong):
+    from registry import ids
+
+    got = jmap.ok("x:Account/set", {"update": {ids.encode(admin_account.pk): {"roles": {"@type": wrong}}}})
+    assert got["notUpdated"][ids.encode(admin_account.pk)]["type"] in ("invalidProperties", "invalidPatch")
