@@ -164,3 +164,17 @@ def test_composite_type_of_the_wrong_json_type_is_invalid_properties(jmap, admin
 
     got = jmap.ok("x:Account/set", {"update": {ids.encode(admin_account.pk): {"roles": {"@type": wrong}}}})
     assert got["notUpdated"][ids.encode(admin_account.pk)]["type"] in ("invalidProperties", "invalidPatch")
+
+
+# --- NUL in Basic credentials (PostgreSQL refuses NUL in text) -------------------------------
+@pytest.mark.parametrize("name, secret", [("admin\u0000@example.org", "x"), ("\u0000", ""),
+                                          ("admin@example.org", "a\u0000b")])
+def test_nul_in_basic_credentials_is_a_401(client, admin_account, name, secret):
+    import base64
+
+    header = "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()
+    for path in ("/jmap/", "/jmap/session"):
+        resp = (client.post(path, data="{}", content_type="application/json", HTTP_AUTHORIZATION=header)
+                if path == "/jmap/" else client.get(path, HTTP_AUTHORIZATION=header))
+        assert resp.status_code == 401
+        assert resp["Content-Type"] == "application/problem+json"
