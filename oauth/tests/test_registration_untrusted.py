@@ -37,3 +37,14 @@ def test_a_surrogate_pair_is_accepted(client):
     resp = _post(client, b'{"redirect_uris":["https://a.example/cb"],"client_name":"\\ud83d\\ude00"}')
     assert resp.status_code == 201
     assert OAuthClient.objects.count() == 1
+
+
+@pytest.mark.parametrize("body", [
+    b'{"type":"authCode","x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"type":"authCode","accountName":"\\ud800","accountSecret":"x"}',
+    b'{"type":"authCode","accountName":"a\\u0000","accountSecret":"x"}',
+])
+def test_api_auth_refuses_unstorable_json_with_a_400(client, body):
+    resp = client.post("/api/auth", data=body, content_type="application/json")
+    assert resp.status_code == 400
+    assert resp["Content-Type"] == "application/problem+json"
