@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from urllib.parse import unquote
 
