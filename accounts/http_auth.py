@@ -111,6 +111,9 @@ def basic(value: str, remote_ip: str | None) -> Principal:
     if ":" not in decoded:
         raise services.AuthFailed("Malformed Basic credentials.")
     user, secret = decoded.split(":", 1)
+    # PostgreSQL refuses NUL in text: a name holding one would fail the account lookup with a 500.
+    if "\x00" in user or "\x00" in secret:
+        raise services.AuthFailed("Malformed Basic credentials.")
     return _principal(services.authenticate(user.strip().lower(), secret, remote_ip))
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
-import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable
@@ -18,6 +16,7 @@ from typing import Callable
 from django.db import transaction
 
 from registry import ids
+from stalwart_site import untrusted
 from telemetry.metrics import jmap_call
 
 log = logging.getLogger(__name__)
@@ -95,6 +94,7 @@ class Context:
     using: list[str]
     created_ids: dict[str, str] = field(default_factory=dict)
     account_id: str = ""
+    may_hold_nul: bool = False
 
     def require(self, permission: str) -> None:
         if not self.principal.has(permission):
@@ -107,37 +107,13 @@ class Context:
 
 # --- parsing --------------------------------------------------------------------------------
 # The reference's JSON parser refuses documents nested deeper than this (serde_json's limit).
-# Without a limit, Python's parser raises RecursionError near 1 000 levels (a 500), and the
-# response to Core/echo would have to be nested as deep again.
-MAX_NESTING = 128
+MAX_NESTING = untrusted.MAX_DEPTH
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")
+class Request(dict):
+    """The parsed envelope; may_hold_nul says whether method arguments need the NUL check."""
 
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (math.inf, -math.inf):
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return value
-
-
-def _nested_deeper_than(value, limit: int) -> bool:
-    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
-    return False
-
-
-# NaN and Infinity are not JSON, and numbers beyond a double's range cannot be echoed back as
-# JSON: both are refused like any other invalid body.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+    may_hold_nul = False
 
 
 def parse(body: bytes, limits) -> dict:
@@ -145,19 +121,12 @@ def parse(body: bytes, limits) -> dict:
         raise RequestError("urn:ietf:params:jmap:error:limit", "The request is larger than the server accepts.",
                            limit="maxSizeRequest")
     try:
-        text = body.decode(json.detect_encoding(body), "surrogatepass") if isinstance(body, bytes) else body
-        request = _DECODER.decode(text)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise RequestError("urn:ietf:params:jmap:error:notJSON", f"The request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        too_deep = True
-    else:
-        # Counting brackets (quoted ones included) bounds the depth: most bodies skip the walk.
-        brackets = body.count(b"[") + body.count(b"{") if isinstance(body, bytes) else MAX_NESTING + 1
-        too_deep = brackets > MAX_NESTING and _nested_deeper_than(request, MAX_NESTING)
-    if too_deep:
-        raise RequestError("urn:ietf:params:jmap:error:notJSON",
-                           f"The request body is nested more than {MAX_NESTING} levels deep.")
+        request = untrusted.loads(body, max_depth=MAX_NESTING, allow_nul=True)
+    except untrusted.UntrustedJSONError as exc:
+        if exc.reason == "depth":
+            raise RequestError("urn:ietf:params:jmap:error:notJSON",
+                               f"The request body is nested more than {MAX_NESTING} levels deep.") from None
+        raise RequestError("urn:ietf:params:jmap:error:notJSON", f"The request body is not I-JSON: {exc}") from None
     if not isinstance(request, dict):
         raise RequestError("urn:ietf:params:jmap:error:notRequest", "The request must be a JSON object.")
     using, calls = request.get("using"), request.get("methodCalls")
@@ -182,6 +151,8 @@ def parse(body: bytes, limits) -> dict:
     if created is not None and not (isinstance(created, dict)
                                     and all(isinstance(k, str) and isinstance(v, str) for k, v in created.items())):
         raise RequestError("urn:ietf:params:jmap:error:notRequest", '"createdIds" must map strings to ids.')
+    request = Request(request)
+    request.may_hold_nul = untrusted.may_hold_nul(body)
     return request
 
 
@@ -242,7 +213,8 @@ def run(request: dict, principal, limits) -> dict:
     install()
     using = request["using"]
     ctx = Context(principal=principal, limits=limits, using=using,
-                  created_ids=dict(request.get("createdIds") or {}), account_id=ids.encode(principal.account_id))
+                  created_ids=dict(request.get("createdIds") or {}), account_id=ids.encode(principal.account_id),
+                  may_hold_nul=getattr(request, "may_hold_nul", True))
     responses: list = []
     for name, args, call_id in request["methodCalls"]:
         for item in _call(ctx, name, args, call_id, responses):
@@ -264,6 +236,12 @@ def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list) ->
                            '"using" property.'}, call_id]]
     try:
         args = resolve_references(args, responses)
+        if ctx.may_hold_nul:
+            # PostgreSQL refuses NUL in text: refused here, once, before any method sees it.
+            path = untrusted.find_nul(args)
+            if path is not None:
+                raise invalid_arguments(f"The argument at {untrusted.printable_path(path)} holds a NUL character "
+                                        "(U+0000), which is not accepted.")
         account_id = args.get("accountId")
         if account_id is None:
             if not entry.account_optional:

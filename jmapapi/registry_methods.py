@@ -22,6 +22,7 @@ from registry.models import ChangeLog
 from .engine import Context, MethodError, invalid_arguments
 
 _OPS = {"Create", "Update", "Destroy"}
+FILTER_LIMITS = {"maxFilterConditions": 100, "maxFilterDepth": 16}
 
 
 class WillDestroy(SetError):
@@ -339,13 +340,34 @@ class RegistryMethods:
     COMPARATORS = {"IsGreaterThan": "gt", "IsGreaterThanOrEqual": "gte", "IsLessThan": "lt",
                    "IsLessThanOrEqual": "lte"}
 
-    MAX_FILTER_DEPTH = 16
+    # Advertised in the session's urn:stalwart:jmap capability. SQLite refuses an expression
+    # tree deeper than 1 000 and an OR of n conditions compiles to a chain n deep, so the count
+    # is kept an order of magnitude below that (a `text` condition expands to one OR group per
+    # call, nested, not chained); no management client needs more than a few dozen.
+    MAX_FILTER_DEPTH = FILTER_LIMITS["maxFilterDepth"]
+    MAX_FILTER_CONDITIONS = FILTER_LIMITS["maxFilterConditions"]
+
+    def _check_filter_size(self, filt) -> None:
+        """Refuse a filter over the advertised limits before any of it is evaluated."""
+        count, stack = 0, [(filt, 0)]
+        while stack:
+            item, depth = stack.pop()
+            if depth > self.MAX_FILTER_DEPTH:
+                raise MethodError("unsupportedFilter", f"Filters may nest at most {self.MAX_FILTER_DEPTH} levels "
+                                                       "(maxFilterDepth).")
+            if not isinstance(item, dict):
+                continue
+            conditions = item.get("conditions") if "operator" in item else None
+            count += 1 if "operator" in item else max(len(item), 1)
+            if isinstance(conditions, list):
+                stack.extend((c, depth + 1) for c in conditions)
+            if count > self.MAX_FILTER_CONDITIONS:
+                raise MethodError("unsupportedFilter", f"A filter may have at most {self.MAX_FILTER_CONDITIONS} "
+                                                       "conditions and operators (maxFilterConditions).")
 
     def _condition(self, filt, depth: int = 0) -> Q:
         if not isinstance(filt, dict):
             raise MethodError("unsupportedFilter", "A filter must be an object.")
-        if depth > self.MAX_FILTER_DEPTH:
-            raise MethodError("unsupportedFilter", f"Filters may nest at most {self.MAX_FILTER_DEPTH} levels.")
         if "operator" in filt:
             op, conditions = filt.get("operator"), filt.get("conditions")
             if op not in ("AND", "OR", "NOT") or not isinstance(conditions, list):
@@ -409,6 +431,7 @@ class RegistryMethods:
         qs = self.visible(ctx)
         filt = args.get("filter")
         if filt is not None:
+            self._check_filter_size(filt)
             qs = qs.filter(self._condition(filt))
         sort = args.get("sort")
         order = []

@@ -15,6 +15,7 @@ from stalwart_site.problem import problem
 
 from . import engine
 from .models import Jmap
+from .registry_methods import FILTER_LIMITS
 
 REALM = 'realm="Stalwart Server"'
 
@@ -99,11 +100,7 @@ def api(request):
                                                     'qu="concurrent-requests"',
                                 "RateLimit": '"concurrent-requests";r=0'})
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > limits.max_request_size:
-            raise engine.RequestError("urn:ietf:params:jmap:error:limit",
-                                      "The request is larger than the server accepts.", limit="maxSizeRequest")
-        req = engine.parse(request.body, limits)
+        req = engine.parse(read_request(request, limits.max_request_size), limits)
         result = engine.run(req, principal, limits)
     except engine.RequestError as exc:
         return problem(exc.status, exc.detail, type=exc.type, **exc.extra)
@@ -111,6 +108,28 @@ def api(request):
         if slot:
             _release(principal)
     return HttpResponse(json.dumps(result, separators=(",", ":")), content_type="application/json; charset=utf-8")
+
+
+def read_request(request, limit: int) -> bytes:
+    """The body, up to the advertised maxSizeRequest and not one byte more.
+
+    Read here rather than through request.body, which is capped by Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB, answered with an HTML 400) and knows nothing of the
+    limit the session advertises. A client whose body is larger, whatever its Content-Length
+    says (or without one), gets the JMAP limit problem.
+    """
+    too_large = engine.RequestError("urn:ietf:params:jmap:error:limit",
+                                    f"The request is larger than the server accepts ({limit} bytes).",
+                                    limit="maxSizeRequest")
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared and not declared.isdigit():
+        raise engine.RequestError("urn:ietf:params:jmap:error:notRequest", "Invalid Content-Length.")
+    if declared and int(declared) > limit:
+        raise too_large
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    return body
 
 
 def _slot_key(principal) -> str:
@@ -167,7 +186,8 @@ def session_document(principal, request=None) -> dict:
                 "maxObjectsInSet": limits.set_max_objects,
                 "collationAlgorithms": ["i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"],
             },
-            STALWART_CAP: {},
+            # Our own limits on /query filters (the reference advertises none here).
+            STALWART_CAP: dict(FILTER_LIMITS),
         },
         "accounts": {
             account_id: {"name": principal.name, "isPersonal": True, "isReadOnly": False,

@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 
 from django.core.cache import cache
@@ -24,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from jmapapi.views import authenticate, client_ip
 from registry.errors import SetError
 from security import services as security
+from stalwart_site import untrusted
 from stalwart_site.problem import problem
 
 from . import clients, services
@@ -73,9 +73,13 @@ def register(request):
     if length > MAX_BODY or len(request.body) > MAX_BODY:
         return problem(400, f"The registration request is larger than {MAX_BODY} bytes.", title="Invalid parameters")
     try:
-        body = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        return problem(400, "The body is not JSON.", title="Invalid parameters")
+        body = untrusted.loads(request.body or b"")
+    except untrusted.UntrustedJSONError as exc:
+        if exc.reason in ("surrogate", "nul"):
+            # Valid JSON whose metadata cannot be stored: a metadata error (RFC 7591 §3.2.2).
+            return _error(clients.RegistrationError("invalid_client_metadata", str(exc)))
+        detail = str(exc) if exc.reason == "depth" else "The body is not JSON."
+        return problem(400, detail, title="Invalid parameters")
     if not isinstance(body, dict):
         return problem(400, "The body must be a JSON object of client metadata.", title="Invalid parameters")
     try:

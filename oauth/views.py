@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from urllib.parse import unquote
 
@@ -18,6 +17,7 @@ from jmapapi.views import auth_problem, client_ip
 from jmapapi.views import authenticate as api_authenticate
 from stalwart_site.csp import strict_csp
 from stalwart_site.http import CORS, endpoint
+from stalwart_site import untrusted
 from stalwart_site.problem import problem
 
 from . import services
@@ -153,10 +153,6 @@ def device(request):
 API_AUTH_MAX_BODY = 1024 * 1024  # the reference's limit
 
 
-def _no_constants(name):
-    raise ValueError(f"{name} is not JSON")
-
-
 @endpoint("POST")
 def api_auth(request):
     try:
@@ -166,7 +162,7 @@ def api_auth(request):
     if length > API_AUTH_MAX_BODY:
         return problem(400, "The request body is too large.", title="Invalid parameters")
     try:
-        body = json.loads(request.body or b"{}", parse_constant=_no_constants)
+        body = untrusted.loads(request.body or b"{}")
         if not isinstance(body, dict) or body.get("type") not in ("authCode", "authDevice", "denyDevice"):
             raise ValueError("type must be authCode, authDevice or denyDevice")
         for key in ("accountName", "accountSecret", "clientId", "redirectUri", "code", "scope", "nonce",
@@ -182,8 +178,8 @@ def api_auth(request):
                 raise ValueError(f"{key} may not contain NUL characters")
     except SuspiciousOperation:  # a body larger than Django accepts, sent without its length
         return problem(400, "The request body is too large.", title="Invalid parameters")
-    except (ValueError, UnicodeError, RecursionError) as exc:
-        detail = "The JSON nests too deeply." if isinstance(exc, RecursionError) else str(exc)[:200]
+    except (ValueError, UnicodeError) as exc:  # UntrustedJSONError is a ValueError
+        detail = str(exc)[:200]
         return problem(400, detail, title="Invalid parameters")
     kind = body["type"]
     if kind == "authCode":

@@ -107,6 +107,9 @@ class DeclaredAdmin(admin.ModelAdmin):
     change_form_template = "admin/declared/change_form.html"
     save_on_top = False
     form = DeclaredModelForm
+    # No management object has a page of its own on the site: Django's "View on site" link
+    # (through the content-types shortcut) would lead to an error.
+    view_on_site = False
 
     @property
     def decl(self) -> decl_mod.ObjectType:

@@ -63,7 +63,7 @@ class RolesChoice(Composite):
         return out
 
     def decode(self, value):
-        if not isinstance(value, dict) or value.get("@type") not in self._back:
+        if not isinstance(value, dict) or not isinstance(value.get("@type"), str) or value["@type"] not in self._back:
             raise self.bad(f"{self.name}/@type" if isinstance(value, dict) else "")
         mode = self._back[value["@type"]]
         extra = set(value) - {"@type", "roleIds"}
@@ -93,7 +93,7 @@ class PermissionsChoice(Composite):
         return out
 
     def decode(self, value):
-        if not isinstance(value, dict) or value.get("@type") not in self._back:
+        if not isinstance(value, dict) or not isinstance(value.get("@type"), str) or value["@type"] not in self._back:
             raise self.bad()
         extra = set(value) - {"@type", "enabledPermissions", "disabledPermissions"}
         if extra:
@@ -153,7 +153,7 @@ class ScopeChoice(Composite):
         return out
 
     def decode(self, value):
-        if not isinstance(value, dict) or value.get("@type") not in self._back:
+        if not isinstance(value, dict) or not isinstance(value.get("@type"), str) or value["@type"] not in self._back:
             raise self.bad()
         if set(value) - {"@type", "permissions"}:
             raise self.bad()

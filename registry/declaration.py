@@ -161,7 +161,8 @@ class Prop:
                 raise bad() from None
         if self.value_map:
             back = {v: k for k, v in self.value_map.items()}
-            if value not in back:
+            # A list or object (e.g. "@type": ["User"]) is not hashable: a bad value, not a TypeError.
+            if isinstance(value, (list, dict)) or value not in back:
                 raise bad()
             return back[value]
         if self.is_m2m:

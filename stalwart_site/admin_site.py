@@ -85,6 +85,20 @@ class StalwartAdminSite(admin.AdminSite):
         # them to the index, logged in still); everyone logs in here, so everyone may log out.
         return [path("logout/", self.logout, name="logout"), *super().get_urls()]
 
+    def password_change(self, request, extra_context=None):
+        """Django's page calls the user model's set_password, which bypasses (and in our model
+        refuses) the credential service; the link on every admin page leads instead to the
+        self-service page, which changes the password through accounts.services (policy,
+        current password, audit)."""
+        from django.shortcuts import redirect
+
+        return redirect("account-password")
+
+    def password_change_done(self, request, extra_context=None):
+        from django.shortcuts import redirect
+
+        return redirect("account")
+
     def login(self, request, extra_context=None):
         response = super().login(request, extra_context)
         # Everyone logs in here; those who do not administer go to their own account page.

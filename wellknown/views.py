@@ -77,7 +77,8 @@ def _parse_autodiscover(body: bytes) -> tuple[str, bool]:
         root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException:
         raise _BadRequest("Document type declarations and entities are not accepted.") from None
-    except (ET.ParseError, ValueError, UnicodeError):
+    # LookupError: an XML declaration naming an encoding Python does not know.
+    except (ET.ParseError, ValueError, UnicodeError, LookupError):
         raise _BadRequest("The request body is not well-formed XML.") from None
     if _local(root.tag) != "autodiscover":
         raise _BadRequest("The root element is not Autodiscover.")

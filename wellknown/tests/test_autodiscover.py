@@ -235,3 +235,12 @@ def test_v2_other_protocols(client, system, protocol, shown):
                                   "/autodiscover/autodiscover.json?Email=ja%00ne@example.org"])
 def test_v2_missing_or_bad_address(client, system, path):
     problem_of(client.get(path + ("&" if "?" in path else "?") + "Protocol=AutodiscoverV1"), 400)
+
+
+@pytest.mark.parametrize("encoding", ["x-no-such-encoding", "utf-9", "\u00e9"])
+@pytest.mark.django_db
+def test_unknown_encoding_in_the_xml_declaration_is_a_400(client, encoding):
+    body = (f'<?xml version="1.0" encoding="{encoding}"?><Autodiscover><Request>'
+            '<EMailAddress>a@example.org</EMailAddress></Request></Autodiscover>').encode()
+    resp = client.post("/autodiscover/autodiscover.xml", data=body, content_type="text/xml")
+    assert resp.status_code == 400
