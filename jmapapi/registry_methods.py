@@ -6,6 +6,7 @@ through registry.services, like the admin's and manage.py's.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -26,6 +27,19 @@ _OPS = {"Create", "Update", "Destroy"}
 
 class WillDestroy(SetError):
     type = "willDestroy"
+
+
+@contextlib.contextmanager
+def _change(moved: dict):
+    """One object's change, in a savepoint: the state moves it made are forgotten with it."""
+    kept = {name: set(states) for name, states in moved.items()}
+    try:
+        with transaction.atomic():
+            yield
+    except SetError:
+        moved.clear()
+        moved.update(kept)
+        raise
 
 
 def _state(decl) -> str:
@@ -96,16 +110,29 @@ class RegistryMethods:
         return {p.name: full[p.name] for p in self.decl.json_props if p.server_set and p.name in full}
 
     # --- lookups ------------------------------------------------------------------------
-    def find(self, ctx: Context, object_id: str):
+    def find(self, ctx: Context, object_id: str, *, lock: bool = False):
+        """The object the caller may see under this id, or None.
+
+        With lock=True (inside a transaction) the row is locked first and then read, so that
+        what a patch is applied to is the row as it is now, not as another writer left it
+        before committing: a patch computed from a stale copy would write the stale values of
+        the properties it did not name back over the other writer's changes.
+        """
         if self.decl.singleton:
             if object_id != ids.SINGLETON:
                 return None
             self.decl.model.load()
-            return self.queryset(ctx).get(pk=self.decl.model.SINGLETON_PK)
-        pk = ids.decode(object_id)
-        if pk is None:
-            return None
-        return self.queryset(ctx).filter(**{self.decl.id_field: pk}).first()
+            lookup = {"pk": self.decl.model.SINGLETON_PK}
+        else:
+            pk = ids.decode(object_id)
+            if pk is None:
+                return None
+            lookup = {self.decl.id_field: pk}
+        if lock:
+            # values_list: the lock covers this table's row only, not the rows the handler's
+            # queryset joins (PostgreSQL refuses FOR UPDATE on the nullable side of a join).
+            list(self.queryset(ctx).filter(**lookup).select_for_update(of=("self",)).values_list("pk", flat=True))
+        return self.queryset(ctx).filter(**lookup).first()
 
     # --- /get ---------------------------------------------------------------------------
     def get(self, ctx: Context, args: dict) -> dict:
@@ -170,54 +197,67 @@ class RegistryMethods:
             raise MethodError("requestTooLarge", f"At most {ctx.limits.set_max_objects} objects may be set at once.")
         out = {"accountId": ctx.account_id, "oldState": old_state, "newState": None,
                "created": {}, "updated": {}, "destroyed": [], "notCreated": {}, "notUpdated": {}, "notDestroyed": {}}
+        created_before = dict(ctx.created_ids)
+        with registry.tracking_states() as moved:
+            for cid, body in create.items():
+                try:
+                    with _change(moved):
+                        if self.decl.singleton:
+                            raise SingletonError("Singletons cannot be created or destroyed.")
+                        if not isinstance(body, dict):
+                            raise InvalidProperties("The object must be a JSON object.")
+                        body = self._resolve_refs(ctx, body)
+                        obj = self.do_create(ctx, self.decode_create(body), body)
+                    new_id = self.decl.object_id(obj)
+                    ctx.created_ids[cid] = new_id
+                    out["created"][cid] = {"id": new_id, **self.created_extra(ctx, obj, body)}
+                except SetError as exc:
+                    out["notCreated"][cid] = exc.to_json()
 
-        for cid, body in create.items():
-            try:
-                with transaction.atomic():
+            destroying = set(destroy)
+            for object_id, patch in update.items():
+                try:
+                    if object_id in destroying:
+                        raise WillDestroy("The object is destroyed in this request.")
+                    with _change(moved):
+                        obj = self.find(ctx, object_id, lock=True)
+                        if obj is None:
+                            raise NotFound(f"{self.decl.name} {object_id} not found.")
+                        if not isinstance(patch, dict):
+                            raise InvalidPatch("The patch must be a JSON object.")
+                        patch = self._resolve_refs(ctx, patch)
+                        values = self.decode_patch(ctx, obj, patch)
+                        obj = self.do_update(ctx, obj, values, patch)
+                    out["updated"][object_id] = None
+                except SetError as exc:
+                    out["notUpdated"][object_id] = exc.to_json()
+
+            for object_id in destroy:
+                try:
                     if self.decl.singleton:
                         raise SingletonError("Singletons cannot be created or destroyed.")
-                    if not isinstance(body, dict):
-                        raise InvalidProperties("The object must be a JSON object.")
-                    body = self._resolve_refs(ctx, body)
-                    obj = self.do_create(ctx, self.decode_create(body), body)
-                new_id = self.decl.object_id(obj)
-                ctx.created_ids[cid] = new_id
-                out["created"][cid] = {"id": new_id, **self.created_extra(ctx, obj, body)}
-            except SetError as exc:
-                out["notCreated"][cid] = exc.to_json()
+                    obj = self.find(ctx, ctx.resolve_creation_id(object_id) or object_id)
+                    if obj is None:
+                        raise NotFound(f"{self.decl.name} {object_id} not found.")
+                    with _change(moved):
+                        self.do_destroy(ctx, obj)
+                    out["destroyed"].append(object_id)
+                except SetError as exc:
+                    out["notDestroyed"][object_id] = exc.to_json()
 
-        destroying = set(destroy)
-        for object_id, patch in update.items():
-            try:
-                if object_id in destroying:
-                    raise WillDestroy("The object is destroyed in this request.")
-                obj = self.find(ctx, object_id)
-                if obj is None:
-                    raise NotFound(f"{self.decl.name} {object_id} not found.")
-                if not isinstance(patch, dict):
-                    raise InvalidPatch("The patch must be a JSON object.")
-                patch = self._resolve_refs(ctx, patch)
-                with transaction.atomic():
-                    values = self.decode_patch(ctx, obj, patch)
-                    obj = self.do_update(ctx, obj, values, patch)
-                out["updated"][object_id] = None
-            except SetError as exc:
-                out["notUpdated"][object_id] = exc.to_json()
-
-        for object_id in destroy:
-            try:
-                if self.decl.singleton:
-                    raise SingletonError("Singletons cannot be created or destroyed.")
-                obj = self.find(ctx, ctx.resolve_creation_id(object_id) or object_id)
-                if obj is None:
-                    raise NotFound(f"{self.decl.name} {object_id} not found.")
-                with transaction.atomic():
-                    self.do_destroy(ctx, obj)
-                out["destroyed"].append(object_id)
-            except SetError as exc:
-                out["notDestroyed"][object_id] = exc.to_json()
-
-        out["newState"] = _state(self.decl)
+        final = int(_state(self.decl))
+        ours = {s for s in moved.get(self.decl.name, ()) if s <= final}
+        if if_in_state is not None and ours and not set(range(int(if_in_state) + 1, final + 1)) <= ours:
+            # Another writer's change landed between the check above and ours (PostgreSQL; on
+            # SQLite the method's transaction holds the write lock from its start). Raising
+            # rolls back everything this call did, as if the check had failed at once.
+            ctx.created_ids.clear()
+            ctx.created_ids.update(created_before)
+            raise MethodError("stateMismatch", "The state does not match ifInState.")
+        if ours and if_in_state is None:
+            # The state just before this call's first change, whatever others did before it.
+            out["oldState"] = str(min(ours) - 1)
+        out["newState"] = str(final)
         for key in ("created", "updated", "notCreated", "notUpdated", "notDestroyed"):
             out[key] = out[key] or None
         out["destroyed"] = out["destroyed"] or None
