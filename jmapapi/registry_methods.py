@@ -6,6 +6,7 @@ through registry.services, like the admin's and manage.py's.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -27,6 +28,19 @@ FILTER_LIMITS = {"maxFilterConditions": 100, "maxFilterDepth": 16}
 
 class WillDestroy(SetError):
     type = "willDestroy"
+
+
+@contextlib.contextmanager
+def _change(moved: dict):
+    """One object's change, in a savepoint: the state moves it made are forgotten with it."""
+    kept = {name: set(states) for name, states in moved.items()}
+    try:
+        with transaction.atomic():
+            yield
+    except SetError:
+        moved.clear()
+        moved.update(kept)
+        raise
 
 
 def _state(decl) -> str:
@@ -114,16 +128,29 @@ class RegistryMethods:
         if error is not None:
             raise MethodError("forbidden", error.description)
 
-    def find(self, ctx: Context, object_id: str):
+    def find(self, ctx: Context, object_id: str, *, lock: bool = False):
+        """The object the caller may see under this id, or None.
+
+        With lock=True (inside a transaction) the row is locked first and then read, so that
+        what a patch is applied to is the row as it is now, not as another writer left it
+        before committing: a patch computed from a stale copy would write the stale values of
+        the properties it did not name back over the other writer's changes.
+        """
         if self.decl.singleton:
             if object_id != ids.SINGLETON:
                 return None
             self.decl.model.load()
-            return self.visible(ctx).filter(pk=self.decl.model.SINGLETON_PK).first()
-        pk = ids.decode(object_id)
-        if pk is None:
-            return None
-        return self.visible(ctx).filter(**{self.decl.id_field: pk}).first()
+            lookup = {"pk": self.decl.model.SINGLETON_PK}
+        else:
+            pk = ids.decode(object_id)
+            if pk is None:
+                return None
+            lookup = {self.decl.id_field: pk}
+        if lock:
+            # values_list: the lock covers this table's row only, not the rows the handler's
+            # queryset joins (PostgreSQL refuses FOR UPDATE on the nullable side of a join).
+            list(self.visible(ctx).filter(**lookup).select_for_update(of=("self",)).values_list("pk", flat=True))
+        return self.visible(ctx).filter(**lookup).first()
 
     def find_many(self, ctx: Context, object_ids) -> dict:
         """Object id -> object for those of `object_ids` that exist, in one query.
@@ -217,58 +244,75 @@ class RegistryMethods:
             raise MethodError("requestTooLarge", f"At most {ctx.limits.set_max_objects} objects may be set at once.")
         out = {"accountId": ctx.account_id, "oldState": old_state, "newState": None,
                "created": {}, "updated": {}, "destroyed": [], "notCreated": {}, "notUpdated": {}, "notDestroyed": {}}
+        created_before = dict(ctx.created_ids)
+        with registry.tracking_states() as moved:
+            for cid, body in create.items():
+                try:
+                    self.before_create(ctx)
+                    with _change(moved):
+                        if self.decl.singleton:
+                            raise SingletonError("Singletons cannot be created or destroyed.")
+                        if not isinstance(body, dict):
+                            raise InvalidProperties("The object must be a JSON object.")
+                        body = self._resolve_refs(ctx, body)
+                        obj = self.do_create(ctx, self.decode_create(body), body)
+                    new_id = self.decl.object_id(obj)
+                    ctx.created_ids[cid] = new_id
+                    out["created"][cid] = {"id": new_id, **self.created_extra(ctx, obj, body)}
+                except SetError as exc:
+                    out["notCreated"][cid] = exc.to_json()
 
-        for cid, body in create.items():
-            try:
-                self.before_create(ctx)
-                with transaction.atomic():
+            destroying = set(destroy)
+            # One query tells which ids exist at all (500 unknown ids cost what one does); each
+            # existing one is then locked and read again before its patch is worked out.
+            known = self.find_many(ctx, [oid for oid in update if oid not in destroying]) if update else {}
+            for object_id, patch in update.items():
+                try:
+                    if object_id in destroying:
+                        raise WillDestroy("The object is destroyed in this request.")
+                    if object_id not in known:
+                        raise NotFound(f"{self.decl.name} {object_id} not found.")
+                    if not isinstance(patch, dict):
+                        raise InvalidPatch("The patch must be a JSON object.")
+                    with _change(moved):
+                        obj = self.find(ctx, object_id, lock=True)
+                        if obj is None:
+                            raise NotFound(f"{self.decl.name} {object_id} not found.")
+                        patch = self._resolve_refs(ctx, patch)
+                        values = self.decode_patch(ctx, obj, patch)
+                        obj = self.do_update(ctx, obj, values, patch)
+                    out["updated"][object_id] = None
+                except SetError as exc:
+                    out["notUpdated"][object_id] = exc.to_json()
+
+            resolved = {object_id: ctx.resolve_creation_id(object_id) or object_id for object_id in destroy}
+            targets = self.find_many(ctx, set(resolved.values())) if destroy and not self.decl.singleton else {}
+            for object_id in destroy:
+                try:
                     if self.decl.singleton:
                         raise SingletonError("Singletons cannot be created or destroyed.")
-                    if not isinstance(body, dict):
-                        raise InvalidProperties("The object must be a JSON object.")
-                    body = self._resolve_refs(ctx, body)
-                    obj = self.do_create(ctx, self.decode_create(body), body)
-                new_id = self.decl.object_id(obj)
-                ctx.created_ids[cid] = new_id
-                out["created"][cid] = {"id": new_id, **self.created_extra(ctx, obj, body)}
-            except SetError as exc:
-                out["notCreated"][cid] = exc.to_json()
+                    obj = targets.get(resolved[object_id])
+                    if obj is None:
+                        raise NotFound(f"{self.decl.name} {object_id} not found.")
+                    with _change(moved):
+                        self.do_destroy(ctx, obj)
+                    out["destroyed"].append(object_id)
+                except SetError as exc:
+                    out["notDestroyed"][object_id] = exc.to_json()
 
-        destroying = set(destroy)
-        targets = self.find_many(ctx, [oid for oid in update if oid not in destroying]) if update else {}
-        for object_id, patch in update.items():
-            try:
-                if object_id in destroying:
-                    raise WillDestroy("The object is destroyed in this request.")
-                obj = targets.get(object_id)
-                if obj is None:
-                    raise NotFound(f"{self.decl.name} {object_id} not found.")
-                if not isinstance(patch, dict):
-                    raise InvalidPatch("The patch must be a JSON object.")
-                patch = self._resolve_refs(ctx, patch)
-                with transaction.atomic():
-                    values = self.decode_patch(ctx, obj, patch)
-                    obj = self.do_update(ctx, obj, values, patch)
-                out["updated"][object_id] = None
-            except SetError as exc:
-                out["notUpdated"][object_id] = exc.to_json()
-
-        resolved = {object_id: ctx.resolve_creation_id(object_id) or object_id for object_id in destroy}
-        targets = self.find_many(ctx, set(resolved.values())) if destroy and not self.decl.singleton else {}
-        for object_id in destroy:
-            try:
-                if self.decl.singleton:
-                    raise SingletonError("Singletons cannot be created or destroyed.")
-                obj = targets.get(resolved[object_id])
-                if obj is None:
-                    raise NotFound(f"{self.decl.name} {object_id} not found.")
-                with transaction.atomic():
-                    self.do_destroy(ctx, obj)
-                out["destroyed"].append(object_id)
-            except SetError as exc:
-                out["notDestroyed"][object_id] = exc.to_json()
-
-        out["newState"] = _state(self.decl)
+        final = int(_state(self.decl))
+        ours = {s for s in moved.get(self.decl.name, ()) if s <= final}
+        if if_in_state is not None and ours and not set(range(int(if_in_state) + 1, final + 1)) <= ours:
+            # Another writer's change landed between the check above and ours (PostgreSQL; on
+            # SQLite the method's transaction holds the write lock from its start). Raising
+            # rolls back everything this call did, as if the check had failed at once.
+            ctx.created_ids.clear()
+            ctx.created_ids.update(created_before)
+            raise MethodError("stateMismatch", "The state does not match ifInState.")
+        if ours and if_in_state is None:
+            # The state just before this call's first change, whatever others did before it.
+            out["oldState"] = str(min(ours) - 1)
+        out["newState"] = str(final)
         for key in ("created", "updated", "notCreated", "notUpdated", "notDestroyed"):
             out[key] = out[key] or None
         out["destroyed"] = out["destroyed"] or None

@@ -6,6 +6,9 @@ declaration drop what it cached.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
@@ -117,6 +120,7 @@ def bump_state(*names: str) -> int:
     states are handed out in commit order.
     """
     state = 0
+    seen = _bumps.get()
     for name in names:
         updated = ObjectState.objects.filter(name=name).update(state=F("state") + 1)
         if not updated:
@@ -126,7 +130,30 @@ def bump_state(*names: str) -> int:
             except IntegrityError:
                 ObjectState.objects.filter(name=name).update(state=F("state") + 1)
         state = ObjectState.objects.filter(name=name).values_list("state", flat=True).first()
+        if seen is not None:
+            seen.setdefault(name, set()).add(state)
     return state
+
+
+_bumps: contextvars.ContextVar[dict[str, set[int]] | None] = contextvars.ContextVar("registry_bumps", default=None)
+
+
+@contextlib.contextmanager
+def tracking_states():
+    """Collect, per type, the states that the changes made in this block moved to.
+
+    This is how a JMAP /set checks ifInState without a lock taken in an order of its own (the
+    state row would be locked before the object rows, where every other writer locks them
+    after, and PostgreSQL would break the resulting deadlocks by failing one writer): the
+    states the block moved its type to must be exactly those after the expected one, so that
+    no other writer's change came in between. A bump rolled back with a savepoint hands its
+    number out again, so the set may hold numbers beyond the final state; they do no harm.
+    """
+    token = _bumps.set({})
+    try:
+        yield _bumps.get()
+    finally:
+        _bumps.reset(token)
 
 
 SINGLETON_CACHE_TTL = 3600
@@ -336,9 +363,18 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
     _place_in_tenant(decl, actor, obj, action)
     validate(decl, obj, m2m, actor, set(values) if action == "update" else None)
     _keep_in_tenant(decl, actor, obj, action, values)
-    obj.save()
-    for attname, pks in m2m.items():
-        getattr(obj, attname).set(pks)
+    try:
+        # A savepoint: validate() saw no duplicate, but a writer in another transaction may
+        # commit the same unique value before our insert lands; the database then refuses it,
+        # and the caller's transaction must stay usable to report that as a SetError.
+        with transaction.atomic():
+            obj.save()
+            for attname, pks in m2m.items():
+                getattr(obj, attname).set(pks)
+    except IntegrityError:
+        _check_unique(decl, obj, actor)  # now sees the other writer's row and names it
+        _check_foreign_keys(decl, obj, m2m, actor)  # or a referenced object went away meanwhile
+        raise PrimaryKeyViolation("The change conflicts with one made at the same time; read the object and retry.") from None
     if extra_save:
         extra_save(obj)
     if decl.authorize:

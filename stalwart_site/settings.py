@@ -86,8 +86,21 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 # SQLite under var/ unless DATABASE_URL names another database (PostgreSQL for scale-out).
 DATABASE_URL = env_str("DATABASE_URL")
+# Every SQLite database the server opens, under var/ or named by a sqlite:// DATABASE_URL, is
+# opened this way: WAL lets gunicorn's workers read while one writes; IMMEDIATE takes the write
+# lock at BEGIN, so that concurrent writers queue (up to `timeout` seconds, SQLite's busy
+# timeout) instead of failing mid-way with "database is locked" when a transaction that began
+# by reading tries to write after another writer committed.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": env_int("SQLITE_BUSY_TIMEOUT", 20),
+}
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
         "default": {
@@ -97,13 +110,7 @@ else:
             # more than an authenticated API request with a cached verdict does otherwise.
             "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {
-                # WAL lets gunicorn's workers read while one writes; IMMEDIATE takes the write
-                # lock at BEGIN so that concurrent writers queue instead of failing mid-way.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
