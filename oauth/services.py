@@ -147,10 +147,14 @@ def signing_key() -> jwk.JWK:
         key = (jwk.JWK.generate(kty="EC", crv="P-256") if prov.signature_algorithm == "es256"
                else jwk.JWK.generate(kty="RSA", size=2048))
         candidate = key.export_to_pem(private_key=True, password=None).decode()
-        # The first writer wins, on any database (SQLite ignores select_for_update): two workers
-        # generating at once must not end up signing with a key other than the one published.
+        # The first writer wins, on any database (the row lock on PostgreSQL, the write lock of
+        # an IMMEDIATE transaction on SQLite): two workers generating at once must not end up
+        # signing with a key other than the one published. The comparison is made on the
+        # decrypted value: the column is encrypted with a random IV, so SQL equality never holds.
         with transaction.atomic():
-            if OidcProvider.objects.filter(pk=prov.pk, signature_key=pem).update(signature_key=candidate):
+            current = OidcProvider.objects.select_for_update().values_list("signature_key", flat=True).get(pk=prov.pk)
+            if current == pem:
+                OidcProvider.objects.filter(pk=prov.pk).update(signature_key=candidate)
                 # A change of the settings object like any other: audited, and its state moves
                 # so that every worker's cached copy is replaced.
                 registry_services.audit_event("oauth", "OidcProvider", "singleton", "update", "signatureKey",
