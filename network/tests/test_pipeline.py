@@ -139,9 +139,11 @@ class TestAccessRule:
         assert "invalid regular expression" in error["description"], error
 
     def test_lone_surrogate_in_a_matched_literal_is_no_error(self, jmap):
+        # The JSON reader refuses a lone surrogate before any rule is compiled: never a 5xx.
         rule = {"match": [{"if": "matches('a', '\ud800a')", "then": "403"}], "else": "200"}
-        got = jmap.ok("x:Http/set", {"update": {"singleton": {"allowedEndpoints": rule}}})
-        assert "singleton" in (got.get("updated") or {}) or "singleton" in (got.get("notUpdated") or {}), got
+        resp = jmap.post({"using": ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"], "methodCalls": [
+            ["x:Http/set", {"update": {"singleton": {"allowedEndpoints": rule}}}, "c0"]]})
+        assert resp.status_code == 400 and resp.json()["type"] == "urn:ietf:params:jmap:error:notJSON", resp.content
 
 
 # --- rate limits --------------------------------------------------------------------------------
@@ -389,8 +391,9 @@ class TestProxyTrustedNetworksField:
 
     @pytest.mark.parametrize("value", [
         {"not-an-ip": True}, {"10.0.0.0/33": True}, {"10.0.0.1/8/8": True}, {"fe80::1%eth0": True},
-        {" 10.0.0.1": True}, {"10.0.0.1\u0000": True}, {"": True}, {"x" * 5000: True},
+        {" 10.0.0.1": True}, {"": True}, {"x" * 5000: True},
     ])
+    # A NUL in any JMAP argument is refused before the property is read (jmapapi/tests).
     def test_invalid_networks_are_refused(self, jmap, value):
         got = jmap.ok("x:SystemSettings/set", {"update": {"singleton": {"proxyTrustedNetworks": value}}})
         error = got["notUpdated"]["singleton"]

@@ -143,7 +143,9 @@ def test_the_pipeline_sees_the_listener_and_client_under_asgi(site):
                       + str(host_port(site.url)[1]) + ' && local_ip == \'127.0.0.1\'", "then": "200"}], "else": "403"}')
     assert got.returncode == 0, got.stderr
     try:
-        # Loopback is never refused, so the rule is checked through a forwarded outside address.
+        # Loopback is never refused, so the rule is checked through a forwarded outside address
+        # (honoured only from a trusted proxy: here the test itself, on loopback).
+        site.manage("update", "systemsettings", "--field", 'proxyTrustedNetworks={"127.0.0.1": true}')
         site.manage("update", "http", "--field", "useXForwarded=true")
         outside = {"X-Forwarded-For": "192.0.2.7"}
         assert requests.get(site.url + "/healthz/live", headers=outside, timeout=5).status_code == 200
@@ -153,6 +155,7 @@ def test_the_pipeline_sees_the_listener_and_client_under_asgi(site):
     finally:
         site.manage("update", "http", "--field", 'allowedEndpoints={"match": [], "else": "200"}',
                     "--field", "useXForwarded=false")
+        site.manage("update", "systemsettings", "--field", "proxyTrustedNetworks={}")
 
 
 def test_a_websocket_upgrade_is_refused_not_a_server_error(site):
