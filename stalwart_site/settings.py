@@ -23,7 +23,11 @@ ENCRYPTION_KEYS_OLD = env_list("STALWART_ENCRYPTION_KEYS_OLD", [])
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # The URL clients use to reach this server; it appears in discovery documents and links.
-PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8080").rstrip("/")
+# Without PUBLIC_URL, the address `make run HOST=… PORT=…` serves on (the first listener is
+# created there), so that what the server advertises is where it answers.
+_host = env_str("HOST", "127.0.0.1")
+_host = "127.0.0.1" if _host in ("", "0.0.0.0", "::") else (f"[{_host}]" if ":" in _host else _host)
+PUBLIC_URL = env_str("PUBLIC_URL", f"http://{_host}:{env_str('PORT', '8080')}").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
 
 INSTALLED_APPS = [
