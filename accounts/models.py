@@ -56,8 +56,10 @@ class PermissionsMode(models.TextChoices):
 
 
 class Role(models.Model):
+    # Optional, so null when absent: an empty string would be a name that names nothing
+    # (refused in clean(), whichever face sends it).
     name = models.CharField(
-        max_length=100, blank=True, validators=[printable_validator],
+        max_length=100, null=True, blank=True, validators=[printable_validator],
         help_text="Short identifier of the role (optional; the description is its label).",
     )
     description = models.CharField(max_length=255, validators=[printable_validator],
@@ -80,6 +82,12 @@ class Role(models.Model):
 
     def __str__(self):
         return self.description or self.name or f"Role {self.pk}"
+
+    def clean(self):
+        super().clean()
+        if self.name is not None and not self.name.strip():
+            raise ValidationError({"name": ValidationError(
+                "A role name cannot be empty or blank; leave it out (null) for none.", code="invalid")})
 
 
 class Tenant(models.Model):

@@ -34,6 +34,21 @@ def test_role_names_refuse_control_characters(jmap, props):
     assert set(props) & set(str(error).replace("'", " ").split()), error
 
 
+@pytest.mark.parametrize("name", ["", "   "])
+def test_role_names_refuse_empty(jmap, name):
+    got = jmap.ok("x:Role/set", {"create": {"r": {"name": name, "description": "x"}}})
+    error = got["notCreated"]["r"]
+    assert error["type"] == "validationFailed" and error["validationErrors"][0]["property"] == "name", error
+
+
+def test_role_names_are_optional(jmap):
+    got = jmap.ok("x:Role/set", {"create": {"a": {"description": "no name"}, "b": {"name": None, "description": "null"},
+                                            "c": {"name": "ops", "description": "named"}}})
+    assert set(got["created"]) == {"a", "b", "c"}, got
+    listed = jmap.ok("x:Role/get", {"ids": [got["created"][k]["id"] for k in "abc"], "properties": ["name"]})["list"]
+    assert sorted(str(r["name"]) for r in listed) == ["None", "None", "ops"], listed
+
+
 def test_role_names_refuse_nul(jmap):
     # NUL never reaches the declaration: every JMAP argument holding one is refused first.
     got = jmap.call("x:Role/set", {"create": {"r": {"name": "a\x00b", "description": "x"}}})
