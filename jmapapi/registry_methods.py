@@ -285,6 +285,7 @@ class RegistryMethods:
                 except SetError as exc:
                     out["notUpdated"][object_id] = exc.to_json()
 
+            destroy = list(dict.fromkeys(destroy))  # an id named twice is answered once
             resolved = {object_id: ctx.resolve_creation_id(object_id) or object_id for object_id in destroy}
             targets = self.find_many(ctx, set(resolved.values())) if destroy and not self.decl.singleton else {}
             for object_id in destroy:

@@ -340,7 +340,9 @@ def load(decl, pk=None, *, lock=False, actor=None):
     try:
         return qs.get(pk=pk)
     except (model.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"{decl.name} {pk} not found") from None
+        # The public id, never the row number behind it.
+        shown = ids.encode(pk) if isinstance(pk, int) and not isinstance(pk, bool) and pk >= 0 else "with this id"
+        raise NotFound(f"{decl.name} {shown} not found") from None
 
 
 def _secret_values(decl, obj) -> dict:

@@ -421,3 +421,26 @@ def test_administrator_may_grant(jmap):
     admin_role = ids.encode(Role.objects.get(description="System Administrator").pk)
     got = jmap.ok("x:Role/set", {"create": {"r": {"description": "Deputy", "roleIds": {admin_role: True}}}})
     assert got["created"]
+
+
+def test_an_id_destroyed_twice_in_one_call_is_answered_once(jmap):
+    # Final pass (issue 10): the same id twice gave it in both destroyed and notDestroyed.
+    resp = jmap.post({"using": USING, "methodCalls": [
+        ["x:Role/set", {"create": {"k": {"description": "Twice"}}}, "s"],
+        ["x:Role/set", {"destroy": ["#k", "#k"]}, "d"],
+    ]}).json()
+    got = resp["methodResponses"][1][1]
+    assert got["destroyed"] == ["#k"] and got["notDestroyed"] is None, got
+
+
+def test_not_found_names_the_public_id_not_the_row_number(jmap):
+    created = jmap.ok("x:Role/set", {"create": {"k": {"description": "Gone"}}})["created"]["k"]["id"]
+    pk = Role.objects.get(description="Gone").pk
+    # The same object under its creation id and its id: the second destroy finds nothing.
+    resp = jmap.post({"using": USING, "createdIds": {"k": created}, "methodCalls": [
+        ["x:Role/set", {"destroy": ["#k", created]}, "d"]]}).json()
+    got = resp["methodResponses"][0][1]
+    assert got["destroyed"] == ["#k"], got
+    error = got["notDestroyed"][created]
+    assert error["type"] == "notFound" and created in error["description"], error
+    assert str(pk) not in error["description"].split(), error
