@@ -206,6 +206,11 @@ def test_query_filter_sort_position_anchor_limit_total(jmap):
     ({"limit": -1}, "invalidArguments"),
     ({"position": "0"}, "invalidArguments"),
     ({"calculateTotal": 1}, "invalidArguments"),
+    # Final pass (issue 10): past the JMAP Int range, once answered as given (not I-JSON).
+    ({"position": 2**53}, "invalidArguments"),
+    ({"position": -2**70}, "invalidArguments"),
+    ({"anchorOffset": 2**70}, "invalidArguments"),
+    ({"limit": 2**53}, "invalidArguments"),
 ])
 def test_bad_queries(jmap, args, kind):
     assert jmap.error("x:Domain/query", args)["type"] == kind
@@ -444,3 +449,8 @@ def test_not_found_names_the_public_id_not_the_row_number(jmap):
     error = got["notDestroyed"][created]
     assert error["type"] == "notFound" and created in error["description"], error
     assert str(pk) not in error["description"].split(), error
+
+
+def test_query_position_at_the_int_limit_is_an_empty_page(jmap):
+    got = jmap.ok("x:Domain/query", {"position": 2**53 - 1, "limit": 2**53 - 1})
+    assert got["ids"] == [] and got["position"] == 2**53 - 1
