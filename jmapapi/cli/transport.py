@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from .errors import CliError, printable
+from .errors import CliError, loads, printable
 
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
 DEFAULT_MAX_OBJECTS = 500
@@ -278,7 +278,7 @@ class RemoteClient(Client):
         if data[:2] == b"\x1f\x8b":
             data = gunzip(data)
         try:
-            return json.loads(data)
+            return loads(data)
         except ValueError as exc:
             snippet = data[:200].decode("utf-8", "replace")
             raise CliError(
@@ -342,7 +342,7 @@ class RemoteClient(Client):
         try:
             if raw[:2] == b"\x1f\x8b":
                 raw = gzip.decompress(raw)
-            doc = json.loads(raw)
+            doc = loads(raw)
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
             return doc
