@@ -454,3 +454,20 @@ def test_not_found_names_the_public_id_not_the_row_number(jmap):
 def test_query_position_at_the_int_limit_is_an_empty_page(jmap):
     got = jmap.ok("x:Domain/query", {"position": 2**53 - 1, "limit": 2**53 - 1})
     assert got["ids"] == [] and got["position"] == 2**53 - 1
+
+
+def test_member_group_ids_take_groups_only(jmap, make_account):
+    # Final pass (issue 10): a user (even the caller itself) was accepted as a "group" over
+    # JMAP, while the admin page only offers groups (the field's limit_choices_to).
+    bob = make_account("bob")
+    team = make_account("team", kind="group", roles_mode=Account.RolesMode.DEFAULT)
+    bob_id, team_id = ids.encode(bob.pk), ids.encode(team.pk)
+    for wrong in (bob_id, ids.encode(Account.objects.get(name="admin").pk)):
+        got = jmap.ok("x:Account/set", {"update": {bob_id: {"memberGroupIds": {team_id: True, wrong: True}}}})
+        error = got["notUpdated"][bob_id]
+        assert error["type"] == "invalidForeignKey" and error["properties"] == ["memberGroupIds"], error
+        assert error["objectId"]["id"] == wrong, error
+    assert list(Account.objects.get(pk=bob.pk).member_groups.all()) == []
+    got = jmap.ok("x:Account/set", {"update": {bob_id: {"memberGroupIds": {team_id: True}}}})
+    assert bob_id in got["updated"], got
+    assert list(Account.objects.get(pk=bob.pk).member_groups.all()) == [team]
