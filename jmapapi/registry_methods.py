@@ -24,6 +24,7 @@ from .engine import Context, MethodError, invalid_arguments
 
 _OPS = {"Create", "Update", "Destroy"}
 FILTER_LIMITS = {"maxFilterConditions": 100, "maxFilterDepth": 16}
+MAX_SAFE_INT = 2**53 - 1  # the largest JMAP Int (RFC 8620 §1.3)
 
 
 class WillDestroy(SetError):
@@ -285,6 +286,7 @@ class RegistryMethods:
                 except SetError as exc:
                     out["notUpdated"][object_id] = exc.to_json()
 
+            destroy = list(dict.fromkeys(destroy))  # an id named twice is answered once
             resolved = {object_id: ctx.resolve_creation_id(object_id) or object_id for object_id in destroy}
             targets = self.find_many(ctx, set(resolved.values())) if destroy and not self.decl.singleton else {}
             for object_id in destroy:
@@ -500,10 +502,12 @@ class RegistryMethods:
         position = args.get("position", 0)
         anchor, anchor_offset = args.get("anchor"), args.get("anchorOffset", 0)
         limit = args.get("limit")
+        # RFC 8620 §1.3: Int and UnsignedInt stop at 2^53-1; a larger position was answered as
+        # given, a number no I-JSON client can read.
         for name, value in (("position", position), ("anchorOffset", anchor_offset)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise invalid_arguments(f'"{name}" must be an integer.')
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            if not isinstance(value, int) or isinstance(value, bool) or abs(value) > MAX_SAFE_INT:
+                raise invalid_arguments(f'"{name}" must be an integer (Int, at most 2^53-1 either way).')
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_SAFE_INT):
             raise invalid_arguments('"limit" must be a non-negative integer.')
         calculate_total = args.get("calculateTotal", False)
         if not isinstance(calculate_total, bool):

@@ -228,6 +228,8 @@ def schema(request, digest: str | None = None):
         response["Cache-Control"] = "no-cache"
         return response
     response = HttpResponse(body, content_type="application/json")
-    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    # private: the document is only for callers who authenticated. "public" would let a shared
+    # cache store the answer to an authenticated request and hand it to anyone (RFC 9111 §3.5).
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
     response["ETag"] = f'"{current}"'
     return response

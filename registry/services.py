@@ -261,6 +261,17 @@ def _check_foreign_keys(decl, obj, m2m: dict, actor=None, changed=None) -> None:
         model = prop.field.related_model
         found = set(_reachable(model, actor).filter(pk__in=pks).values_list("pk", flat=True))
         missing = [i for i in pks if i not in found]
+        # The field's limit_choices_to holds here too, not only in the admin's choices: a user
+        # listed in memberGroupIds was accepted over JMAP and manage.py.
+        allowed = prop.field.get_limit_choices_to()
+        if not missing and allowed:
+            fit = set(model.objects.filter(pk__in=found).complex_filter(allowed).values_list("pk", flat=True))
+            wrong = [i for i in pks if i not in fit]
+            if wrong:
+                raise InvalidForeignKey(
+                    f"{model.__name__} {ids.encode(wrong[0])} cannot be listed in {prop.name}", properties=[prop.name],
+                    objectId={"object": _type_name(model), "id": ids.encode(wrong[0])},
+                )
         if missing:
             raise InvalidForeignKey(
                 f"{model.__name__} {ids.encode(missing[0])} does not exist", properties=[prop.name],
@@ -340,7 +351,9 @@ def load(decl, pk=None, *, lock=False, actor=None):
     try:
         return qs.get(pk=pk)
     except (model.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"{decl.name} {pk} not found") from None
+        # The public id, never the row number behind it.
+        shown = ids.encode(pk) if isinstance(pk, int) and not isinstance(pk, bool) and pk >= 0 else "with this id"
+        raise NotFound(f"{decl.name} {shown} not found") from None
 
 
 def _secret_values(decl, obj) -> dict:

@@ -11,6 +11,9 @@ cannot hold.
   and every walk over the value recurses as deep again; the reference's parser (serde_json)
   stops at 128.
 - NaN, Infinity and numbers beyond a double: not JSON, and they cannot be written back.
+- Duplicate member names (RFC 7493 §2.3: I-JSON objects MUST NOT have them). Python keeps the
+  last one silently, while a proxy, a filter or a log reader before us may keep the first: the
+  same body would mean two different requests.
 - NUL (U+0000), optionally. PostgreSQL refuses it in text, so a string that may reach a query
   must not carry it. JMAP keeps it past the parse and refuses it per method call
   (find_nul), so that the error is the call's invalidArguments rather than the request's.
@@ -50,7 +53,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+def _unique_members(pairs: list) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen = set()
+        name = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the member name {printable_path(name)[:60]!r} appears twice in one object")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float,
+                            object_pairs_hook=_unique_members)
 
 
 def _deeper_than(value, limit: int) -> bool:

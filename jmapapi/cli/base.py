@@ -7,7 +7,7 @@ from functools import cached_property
 
 from django.core.management.base import BaseCommand
 
-from .errors import CliError
+from .errors import CliError, printable
 from .render import Ansi
 from .schema import Schema
 from .transport import open_client
@@ -79,7 +79,7 @@ class CliCommand(BaseCommand):
             color = not options.get("no_color") and "NO_COLOR" not in os.environ and _isatty(err)
             ansi = Ansi(color)
             try:
-                err.write(f"{ansi.red}error:{ansi.reset} {exc}\n")
+                err.write(f"{ansi.red}error:{ansi.reset} {printable(str(exc))}\n")
                 err.flush()
             except BrokenPipeError:
                 pass

@@ -2,11 +2,10 @@
 id lists of delete."""
 from __future__ import annotations
 
-import json
 import math
 import re
 
-from .errors import CliError, unknown_field
+from .errors import CliError, loads, unknown_field
 from .schema import Schema, kind, nullable
 
 CREATE, UPDATE = "create", "update"
@@ -30,7 +29,7 @@ def read_sources(fields: list[str], json_text: str | None, file: str | None, std
 
 def parse_json_object(text: str) -> dict:
     try:
-        value = json.loads(text.strip())
+        value = loads(text.strip())
     except ValueError as exc:
         raise CliError(f"invalid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -114,7 +113,7 @@ def coerce(key: str, raw: str, ftype, mode: str, typed: bool = True):
     """A --field value as JSON, by the property's schema type (loosely for pointer paths)."""
     if raw.lstrip().startswith(("{", "[")):
         try:
-            return json.loads(raw)
+            return loads(raw)
         except ValueError as exc:
             raise CliError(f"invalid JSON in --field value for `{key}`: {exc}") from None
     if raw == "null":
@@ -157,7 +156,7 @@ def parse_ids(raw: str) -> list[str]:
     if not text:
         return []
     try:
-        value = json.loads(text)
+        value = loads(text)
     except ValueError:
         value = None
     if isinstance(value, list):

@@ -7,11 +7,10 @@ travel in each request's createdIds, so the server resolves the references.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from .base import Ctx
-from .errors import CliError, unknown_field
+from .errors import CliError, loads, unknown_field
 from .inputs import read_text_file
 from .render import Ansi, compact, render_set_error
 from .schema import Schema, display_name, is_secret, kind, ref_target
@@ -69,7 +68,7 @@ def parse_ndjson(text: str) -> list[dict]:
         if not line:
             continue
         try:
-            record = json.loads(line)
+            record = loads(line)
         except ValueError as exc:
             raise CliError(f"invalid plan NDJSON on line {lineno}: {exc}") from None
 

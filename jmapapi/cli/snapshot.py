@@ -258,12 +258,16 @@ def snapshot(ctx: Ctx, names: list[str], output: str | None, include_secrets: bo
             ctx.note(text)
 
     note(f"snapshot: {len(shards)} upserts, {len(singletons)} singletons")
-    sink = open(output, "w", encoding="utf-8") if output else ctx.out
-    try:
-        _emit(ctx, schema, sink, shards, deferred, singletons, Transformer(schema, allow, include_secrets), note)
-    finally:
-        if output:
-            sink.close()
+    if not output:
+        _emit(ctx, schema, ctx.out, shards, deferred, singletons, Transformer(schema, allow, include_secrets), note)
+    else:
+        # A directory, a full disk, a file we may not write: an error line, not a traceback.
+        try:
+            with open(output, "w", encoding="utf-8") as sink:
+                _emit(ctx, schema, sink, shards, deferred, singletons, Transformer(schema, allow, include_secrets),
+                      note)
+        except OSError as exc:
+            raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
     note("snapshot complete")
 
 

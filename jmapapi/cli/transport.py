@@ -14,14 +14,32 @@ import json
 import os
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from .errors import CliError
+from .errors import CliError, loads, printable
 
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
 DEFAULT_MAX_OBJECTS = 500
 CONNECT_TIMEOUT, TOTAL_TIMEOUT = 15, 60
+# A gzip body from the server is inflated to at most this much (a small bomb cannot fill memory).
+MAX_INFLATED = 256 * 1024 * 1024
+def gunzip(data: bytes) -> bytes:
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        out = inflater.decompress(data, MAX_INFLATED)
+    except zlib.error as exc:
+        raise CliError(f"unexpected server response: a gzip body that does not inflate ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise CliError(f"unexpected server response: a gzip body larger than {MAX_INFLATED} bytes")
+    if not inflater.eof:
+        raise CliError("unexpected server response: a gzip body cut short")
+    return out
+
+
+def _positive_int(value, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else default
 
 STATUS_ERRORS = {
     401: "authentication failed (HTTP 401)",
@@ -38,6 +56,8 @@ def status_error(status: int) -> CliError:
 def jmap_error(args: dict) -> CliError:
     kind = args.get("type", "serverFail") if isinstance(args, dict) else "serverFail"
     description = args.get("description") if isinstance(args, dict) else None
+    kind = printable(str(kind), keep_newlines=False)
+    description = printable(str(description), keep_newlines=False) if description else None
     return CliError(f"jmap error: {kind}: {description}" if description else f"jmap error: {kind}")
 
 
@@ -202,6 +222,12 @@ def cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache") / "stalwart-cli"
 
 
+def _origin(url: str) -> tuple:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
 class RemoteClient(Client):
     def __init__(self, url: str, auth: str, insecure: bool = False, debug=None, err=None):
         super().__init__(debug, err)
@@ -221,9 +247,12 @@ class RemoteClient(Client):
         if not isinstance(api_url, str) or not api_url:
             raise CliError("unexpected server response: the session has no apiUrl")
         self.api_path = urlsplit(api_url).path.rstrip("/") or "/"
-        core = (session.get("capabilities") or {}).get("urn:ietf:params:jmap:core") or {}
-        self.max_get = max(1, int(core.get("maxObjectsInGet") or DEFAULT_MAX_OBJECTS))
-        self.max_set = max(1, int(core.get("maxObjectsInSet") or DEFAULT_MAX_OBJECTS))
+        # Whatever the server sends, a value of the wrong JSON type is the default, not a traceback.
+        capabilities = session.get("capabilities")
+        core = capabilities.get("urn:ietf:params:jmap:core") if isinstance(capabilities, dict) else None
+        core = core if isinstance(core, dict) else {}
+        self.max_get = _positive_int(core.get("maxObjectsInGet"), DEFAULT_MAX_OBJECTS)
+        self.max_set = _positive_int(core.get("maxObjectsInSet"), DEFAULT_MAX_OBJECTS)
         self._schema = None
 
     def _request(self, method: str, path: str, body: bytes | None = None, check: bool = True):
@@ -247,9 +276,9 @@ class RemoteClient(Client):
     def _json(resp, path: str):
         data = resp.content
         if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
+            data = gunzip(data)
         try:
-            return json.loads(data)
+            return loads(data)
         except ValueError as exc:
             snippet = data[:200].decode("utf-8", "replace")
             raise CliError(
@@ -291,7 +320,11 @@ class RemoteClient(Client):
             cached = folder / f"{digest}.json"
             if digest and cached.is_file():
                 return self._read_cache(cached)
-            resp = self._request("GET", urljoin(self.url + "/", location.lstrip("/")))
+            target = urljoin(self.url + "/", location.lstrip("/"))
+            if _origin(target) != _origin(self.url):
+                # The session sends our credentials with every request: never to another origin.
+                raise CliError(f"the server redirected the schema to another origin: {printable(target[:200])}")
+            resp = self._request("GET", target)
         elif not 200 <= resp.status_code < 300:
             raise status_error(resp.status_code)
         else:
@@ -309,7 +342,7 @@ class RemoteClient(Client):
         try:
             if raw[:2] == b"\x1f\x8b":
                 raw = gzip.decompress(raw)
-            doc = json.loads(raw)
+            doc = loads(raw)
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
             return doc
@@ -323,7 +356,7 @@ class RemoteClient(Client):
     @staticmethod
     def _write_cache(path: Path, content: bytes) -> None:
         if content[:2] == b"\x1f\x8b":
-            content = gzip.decompress(content)
+            content = gunzip(content)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".schema-")

@@ -472,3 +472,28 @@ def test_configuration_errors(remote):
     got = run_env("get", "authentication", STALWART_URL=remote.url, STALWART_USER=remote.login,
                   STALWART_PASSWORD=remote.password)
     assert got.returncode == 0 and got.stdout.startswith("Directory\n")
+
+
+# --- final pass (issue 10): arguments that gave tracebacks -------------------------------------
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("args, stdin, expected", [
+    (("create", "role", "--json", DEEP), None, "error: invalid JSON: the JSON is nested too deeply\n"),
+    (("update", "account", "b", "--field", f"permissions={DEEP}"), None,
+     "error: invalid JSON in --field value for `permissions`: the JSON is nested too deeply\n"),
+    (("apply", "--stdin"), '{"@type":"create","object":"Role","value":' + DEEP + "}\n",
+     "error: invalid plan NDJSON on line 1: the JSON is nested too deeply\n"),
+])
+def test_json_nested_too_deeply_is_an_error_line(args, stdin, expected):
+    assert fails(*args, stdin=stdin) == expected
+
+
+@pytest.mark.django_db
+def test_snapshot_output_that_cannot_be_written_is_an_error_line(tmp_path):
+    err = fails("snapshot", "role", "--allow-unresolved", "Tenant", "--output", str(tmp_path), "--quiet")
+    assert err == f"error: cannot write {tmp_path}: Is a directory\n"
+    if Path("/dev/full").exists():
+        err = fails("snapshot", "role", "--allow-unresolved", "Tenant", "--output", "/dev/full", "--quiet")
+        assert err == "error: cannot write /dev/full: No space left on device\n"

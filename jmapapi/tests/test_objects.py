@@ -206,6 +206,11 @@ def test_query_filter_sort_position_anchor_limit_total(jmap):
     ({"limit": -1}, "invalidArguments"),
     ({"position": "0"}, "invalidArguments"),
     ({"calculateTotal": 1}, "invalidArguments"),
+    # Final pass (issue 10): past the JMAP Int range, once answered as given (not I-JSON).
+    ({"position": 2**53}, "invalidArguments"),
+    ({"position": -2**70}, "invalidArguments"),
+    ({"anchorOffset": 2**70}, "invalidArguments"),
+    ({"limit": 2**53}, "invalidArguments"),
 ])
 def test_bad_queries(jmap, args, kind):
     assert jmap.error("x:Domain/query", args)["type"] == kind
@@ -421,3 +426,48 @@ def test_administrator_may_grant(jmap):
     admin_role = ids.encode(Role.objects.get(description="System Administrator").pk)
     got = jmap.ok("x:Role/set", {"create": {"r": {"description": "Deputy", "roleIds": {admin_role: True}}}})
     assert got["created"]
+
+
+def test_an_id_destroyed_twice_in_one_call_is_answered_once(jmap):
+    # Final pass (issue 10): the same id twice gave it in both destroyed and notDestroyed.
+    resp = jmap.post({"using": USING, "methodCalls": [
+        ["x:Role/set", {"create": {"k": {"description": "Twice"}}}, "s"],
+        ["x:Role/set", {"destroy": ["#k", "#k"]}, "d"],
+    ]}).json()
+    got = resp["methodResponses"][1][1]
+    assert got["destroyed"] == ["#k"] and got["notDestroyed"] is None, got
+
+
+def test_not_found_names_the_public_id_not_the_row_number(jmap):
+    created = jmap.ok("x:Role/set", {"create": {"k": {"description": "Gone"}}})["created"]["k"]["id"]
+    pk = Role.objects.get(description="Gone").pk
+    # The same object under its creation id and its id: the second destroy finds nothing.
+    resp = jmap.post({"using": USING, "createdIds": {"k": created}, "methodCalls": [
+        ["x:Role/set", {"destroy": ["#k", created]}, "d"]]}).json()
+    got = resp["methodResponses"][0][1]
+    assert got["destroyed"] == ["#k"], got
+    error = got["notDestroyed"][created]
+    assert error["type"] == "notFound" and created in error["description"], error
+    assert str(pk) not in error["description"].split(), error
+
+
+def test_query_position_at_the_int_limit_is_an_empty_page(jmap):
+    got = jmap.ok("x:Domain/query", {"position": 2**53 - 1, "limit": 2**53 - 1})
+    assert got["ids"] == [] and got["position"] == 2**53 - 1
+
+
+def test_member_group_ids_take_groups_only(jmap, make_account):
+    # Final pass (issue 10): a user (even the caller itself) was accepted as a "group" over
+    # JMAP, while the admin page only offers groups (the field's limit_choices_to).
+    bob = make_account("bob")
+    team = make_account("team", kind="group", roles_mode=Account.RolesMode.DEFAULT)
+    bob_id, team_id = ids.encode(bob.pk), ids.encode(team.pk)
+    for wrong in (bob_id, ids.encode(Account.objects.get(name="admin").pk)):
+        got = jmap.ok("x:Account/set", {"update": {bob_id: {"memberGroupIds": {team_id: True, wrong: True}}}})
+        error = got["notUpdated"][bob_id]
+        assert error["type"] == "invalidForeignKey" and error["properties"] == ["memberGroupIds"], error
+        assert error["objectId"]["id"] == wrong, error
+    assert list(Account.objects.get(pk=bob.pk).member_groups.all()) == []
+    got = jmap.ok("x:Account/set", {"update": {bob_id: {"memberGroupIds": {team_id: True}}}})
+    assert bob_id in got["updated"], got
+    assert list(Account.objects.get(pk=bob.pk).member_groups.all()) == [team]

@@ -37,3 +37,11 @@ def test_schema_redirects_to_its_hash_and_describes_every_object(jmap):
 
 def test_schema_needs_authentication(client):
     assert client.get("/api/schema").status_code == 401
+
+
+def test_schema_may_not_be_stored_by_shared_caches(jmap, client):
+    # The schema needs credentials; a shared cache must not serve it to whoever asks next.
+    location = jmap.client.get("/api/schema", HTTP_AUTHORIZATION=jmap.auth)["Location"]
+    directives = {d.strip() for d in jmap.client.get(location, HTTP_AUTHORIZATION=jmap.auth)["Cache-Control"].split(",")}
+    assert "private" in directives and "public" not in directives and "immutable" in directives
+    assert client.get(location).status_code == 401

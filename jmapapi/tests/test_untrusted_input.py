@@ -178,3 +178,23 @@ def test_nul_in_basic_credentials_is_a_401(client, admin_account, name, secret):
                 if path == "/jmap/" else client.get(path, HTTP_AUTHORIZATION=header))
         assert resp.status_code == 401
         assert resp["Content-Type"] == "application/problem+json"
+
+
+# --- final pass (issue 10): inputs the items above do not name -------------------------------
+@pytest.mark.parametrize("body", [
+    # Two envelopes in one: a filter in front that reads the first "methodCalls" sees an echo.
+    '{"using":%s,"methodCalls":[["Core/echo",{},"c"]],"methodCalls":[["x:Role/set",{"destroy":["b"]},"c"]]}',
+    '{"using":%s,"methodCalls":[["Core/echo",{"a":1,"a":2},"c"]]}',
+    '{"using":%s,"methodCalls":[["x:Role/set",{"create":{"k":{"name":"r","description":"x","description":"y"}}},"c"]]}',
+])
+def test_duplicate_member_names_are_not_i_json(jmap, body):
+    resp = jmap.post((body % json.dumps(USING)).encode())
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["type"] == "urn:ietf:params:jmap:error:notJSON"
+    assert "twice" in resp.json()["detail"]
+
+
+def test_equal_member_names_in_different_objects_are_fine(jmap):
+    resp = _raw(jmap, '[["Core/echo",{"a":{"a":1},"b":[{"a":2},{"a":3}]},"c"]]')
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["methodResponses"][0][1] == {"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}
