@@ -190,6 +190,21 @@ def check_sender(form: HttpForm, email: str) -> str | None:
     return None
 
 
+def ascii_address(email: str) -> str | None:
+    """`email` as the From header and the envelope can carry it: an internationalised domain in
+    its IDNA (xn--) form; None for what has no ASCII form, such as a non-ASCII local part (Django's
+    validator lets "\\u017f" through, since it case-folds to "s")."""
+    local, _, domain = email.rpartition("@")
+    if not local.isascii():
+        return None
+    if domain.isascii():
+        return email
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return None
+
+
 # --- the message ----------------------------------------------------------------------------
 def server_hostname() -> str:
     return urlsplit(getattr(settings, "PUBLIC_URL", "")).hostname or "localhost"
@@ -245,6 +260,9 @@ def submit(form: HttpForm, fields: list[tuple[str, str]], remote_ip: str | None,
     refusal = check_sender(form, email)
     if refusal:
         return Result("failed", refusal)
+    email = ascii_address(email)
+    if email is None:
+        return Result("failed", INVALID_EMAIL)
     # 8. Nothing filled in.
     if not any(value.strip() for _key, value in fields):
         return Result("failed", EMPTY_FORM)

@@ -63,12 +63,20 @@ def redirect_uri_error(uri) -> str | None:
         return "A redirect URI may not have a fragment."
     if ".." in uri:
         return 'A redirect URI may not contain "..".'
-    if uri.startswith("https://"):
+    if uri.startswith(("https://", "http://")):
+        # The login page names the host the code goes to: a user name ("https://trusted@evil/"),
+        # a backslash (read as "/" by browsers) or a malformed port would make that name lie.
+        if "\\" in uri:
+            return "A redirect URI may not contain a backslash."
         try:
-            host = urlsplit(uri).hostname
+            parts = urlsplit(uri)
+            parts.port  # noqa: B018  (raises ValueError on a malformed or out-of-range port)
         except ValueError:
-            host = None
-        return None if host else "The https redirect URI has no host."
+            return "The redirect URI is malformed (host or port)."
+        if "@" in parts.netloc:
+            return "A redirect URI may not carry a user name or password."
+    if uri.startswith("https://"):
+        return None if parts.hostname else "The https redirect URI has no host."
     if uri.startswith("http://"):
         if services.is_loopback(uri):
             return None

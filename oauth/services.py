@@ -269,7 +269,14 @@ def redirect_destination(redirect_uri: str) -> str:
     registered private-use scheme (a native app)."""
     if redirect_uri.startswith(("https://", "http://")):
         parts = urlsplit(redirect_uri)
-        return f"{parts.scheme}://{parts.netloc}"
+        netloc = parts.netloc
+        if not netloc.isascii():
+            # "аpple.com" with a Cyrillic "а" reads as apple.com: name the host as DNS sees it.
+            try:
+                netloc = netloc.encode("idna").decode("ascii")
+            except UnicodeError:
+                netloc = netloc.encode("ascii", "backslashreplace").decode("ascii")
+        return f"{parts.scheme}://{netloc}"
     return redirect_uri.partition(":")[0] + ":"
 
 

@@ -57,7 +57,12 @@ def _form(request, limit: int = 4096) -> dict:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise OAuthError("invalid_request", "The Content-Length header is malformed.") from None
-    if length > limit:
+    try:
+        # A chunked body has no Content-Length: its size is known only once read.
+        too_large = length > limit or len(request.body) > limit
+    except SuspiciousOperation:
+        too_large = True
+    if too_large:
         raise OAuthError("invalid_request", "The request body is too large.")
     try:
         # Django refuses a charset other than UTF-8 (BadRequest), a multipart body without or
@@ -162,6 +167,8 @@ def api_auth(request):
     if length > API_AUTH_MAX_BODY:
         return problem(400, "The request body is too large.", title="Invalid parameters")
     try:
+        if len(request.body) > API_AUTH_MAX_BODY:  # a chunked body, sent without its length
+            return problem(400, "The request body is too large.", title="Invalid parameters")
         body = untrusted.loads(request.body or b"{}")
         if not isinstance(body, dict) or body.get("type") not in ("authCode", "authDevice", "denyDevice"):
             raise ValueError("type must be authCode, authDevice or denyDevice")

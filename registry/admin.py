@@ -278,6 +278,24 @@ class DeclaredAdmin(admin.ModelAdmin):
             request._service_refusal = exc
             return super()._changeform_view(request, object_id, form_url, extra_context)
 
+    def response_action(self, request, queryset):
+        """An action on selected ids that are not ids of this model (a crafted form: "abc", a huge
+        number) is refused with a message, as an empty selection is: Django filtered on them and
+        the action's query raised ValueError, a 500."""
+        from django.contrib.admin import helpers
+        from django.core.exceptions import ValidationError
+
+        pk = self.model._meta.pk
+        for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+            try:
+                number = pk.to_python(value)
+                if isinstance(number, int) and not -(2**63) <= number < 2**63:
+                    raise ValidationError("out of range")
+            except (ValidationError, TypeError, ValueError):
+                self.message_user(request, "The selection holds an id that is not valid.", messages.ERROR)
+                return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
     def delete_model(self, request, obj):
         services.destroy(self.decl, obj.pk, request.user)
 

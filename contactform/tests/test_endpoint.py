@@ -399,3 +399,21 @@ def test_relay_login_is_used(client, enabled, smtp, settings):
         assert len(sink.envelopes) == 1
     finally:
         controller.stop()
+
+
+# --- final hostile-input pass (issue 10) ------------------------------------------------------
+def test_internationalised_sender_domain_is_mailed_in_idna_form(client, enabled, configure, smtp, visitor):
+    """An IDN domain passes Django's validator but not formataddr(): it was a 500."""
+    configure(validate_domain=False)
+    resp = post(client, {**GOOD, "email": "jane@\u00e9xample.com"}, REMOTE_ADDR=visitor)
+    assert resp.status_code == 200, resp.content
+    [envelope] = smtp.envelopes
+    assert envelope.mail_from == "jane@xn--xample-9ua.com"
+
+
+@pytest.mark.parametrize("sender", ["\u017fam@example.com"])  # "ſ" passes the validator, stays non-ASCII
+def test_non_ascii_local_part_is_refused_not_a_500(client, enabled, smtp, visitor, sender):
+    resp = post(client, {**GOOD, "email": sender}, REMOTE_ADDR=visitor)
+    assert resp.status_code == 400, resp.content
+    assert data_of(resp) == {"data": {"success": False, "details": services.INVALID_EMAIL}}
+    assert not smtp.envelopes

@@ -325,3 +325,28 @@ def test_registered_clients_work_when_registration_is_required(client, make_acco
     assert _code(client, cid, "com.example.app:/cb").status_code == 200
     assert _code(client, "never-registered", "com.example.app:/cb").status_code != 200
     assert not OAuthClient.objects.filter(client_id="never-registered").exists()
+
+
+# --- final hostile-input pass (issue 10) ------------------------------------------------------
+@pytest.mark.parametrize("uri", [
+    "https://trusted.example@evil.example/cb",   # the login page would name "trusted.example@…"
+    "https://app.example.net:99999/cb",          # out-of-range port
+    "https://app.example.net:-1/cb",
+    "https://app.example.net:x/cb",
+    "http://127.0.0.1:99999/cb",
+    "https://evil.example\\@app.example.net/cb",  # browsers read "\" as "/"
+])
+def test_redirect_uris_that_would_misname_their_host_are_refused(client, uri):
+    resp = register(client, {"redirect_uris": [uri]})
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["error"] == "invalid_redirect_uri"
+    assert not OAuthClient.objects.exists()
+
+
+def test_login_page_names_an_idn_host_as_dns_sees_it(client):
+    uri = "https://\u0430pple.com/cb"   # Cyrillic "а"
+    resp = register(client, {"redirect_uris": [uri]})
+    assert resp.status_code == 201, resp.content
+    page = client.get("/login", {"client_id": resp.json()["client_id"], "redirect_uri": uri, "response_type": "code"})
+    assert page.status_code == 200
+    assert "https://xn--pple-43d.com" in page.content.decode()
