@@ -288,7 +288,7 @@ result["is_staff"] = acct.is_staff
 
 
 # --- 5. the page is styled ----------------------------------------------------------------------
-def test_settings_page_is_styled_screenshot(site, page):
+def test_settings_page_is_styled_screenshot(site, page, tmp_path):
     reset_authentication(site.server)
     css = []
     page.on("response", lambda r: css.append((r.url, r.status, r.headers.get("content-type", "")))
@@ -304,4 +304,4 @@ def test_settings_page_is_styled_screenshot(site, page):
     assert header_bg not in ("rgba(0, 0, 0, 0)", "transparent"), header_bg
     label_width = page.eval_on_selector("label[for=id_password_min_length]", "e => getComputedStyle(e).width")
     assert label_width == "160px", label_width  # form.aligned label { width: 160px } in forms.css
-    page.screenshot(path="/tmp/auth-settings.png", full_page=True)
+    page.screenshot(path=str(tmp_path / "auth-settings.png"), full_page=True)

@@ -1,4 +1,4 @@
-"""The stalwart-cli verbs as manage.py commands (docs/cli.md, /work/shared/spec/cli.md).
+"""The stalwart-cli verbs as manage.py commands (docs/cli.md; the reference's stalwart-cli).
 
 Local mode runs through call_command against the test database; remote mode runs the commands
 as subprocesses against a real gunicorn server, with a different local database, and must print
