@@ -420,10 +420,10 @@ def test_basic_credentials_are_verified_once_and_a_changed_password_is_refused_e
 
 
 # --- 4. maxConcurrentRequests across workers (shared cache) ----------------------------------
-@pytest.fixture(scope="module")
-def redis_site():
+@contextmanager
+def _redis_site(**env):
     """Two workers sharing a Redis cache (database 15, a key prefix of their own)."""
-    with live_server(workers=2, extra_env={"REDIS_URL": "redis://127.0.0.1:6379/15"}) as server:
+    with live_server(workers=2, extra_env={"REDIS_URL": "redis://127.0.0.1:6379/15", **env}) as server:
         creds = bootstrap(server)
         assert creds
         try:
@@ -434,6 +434,12 @@ def redis_site():
             client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
             for key in client.scan_iter(match=server.env["CACHE_KEY_PREFIX"] + ":*"):
                 client.delete(key)
+
+
+@pytest.fixture(scope="module")
+def redis_site():
+    with _redis_site() as site:
+        yield site
 
 
 @contextmanager
@@ -470,18 +476,8 @@ def sync_redis_site():
     waits in its body read, which holds a request in flight on demand. The event-loop worker
     reads the whole body before the view runs, so nothing can be held there from outside; the
     limit itself lives in the shared cache and is the same code under either model."""
-    env = {"REDIS_URL": "redis://127.0.0.1:6379/15", "SERVER_MODEL": "sync"}
-    with live_server(workers=2, extra_env=env) as server:
-        creds = bootstrap(server)
-        assert creds
-        try:
-            yield Site(server, *creds)
-        finally:
-            import redis
-
-            client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
-            for key in client.scan_iter(match=server.env["CACHE_KEY_PREFIX"] + ":*"):
-                client.delete(key)
+    with _redis_site(SERVER_MODEL="sync") as site:
+        yield site
 
 
 def test_max_concurrent_requests_is_enforced_across_workers(sync_redis_site):
