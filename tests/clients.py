@@ -36,3 +36,14 @@ class Jmap:
         got = self.call(name, args, **kw)
         assert got[0] == "error", got
         return got[1]
+
+
+def can_log_in(name, password, ip="203.0.113.9"):
+    """Whether the credential service accepts this login (the same check every face uses)."""
+    from accounts import services  # on use: conftest loads this module before the apps are ready
+
+    try:
+        services.authenticate(name, password, ip)
+    except services.AuthError:
+        return False
+    return True

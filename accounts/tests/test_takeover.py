@@ -14,7 +14,7 @@ from accounts.tests.test_passwords import post_account_form
 from conftest import STRONG_PASSWORD
 from registry import ids
 from registry import services as registry
-from tests.clients import Jmap, basic
+from tests.clients import Jmap, basic, can_log_in
 
 IP = "203.0.113.9"
 NEW_PASSWORD = "Violet-Harbour-Kettle-4821"
@@ -31,14 +31,6 @@ def helpdesk(make_account, admin_account):
 @pytest.fixture
 def hd(client, helpdesk):
     return Jmap(client, basic("helpdesk@example.org"))
-
-
-def can_log_in(name, password):
-    try:
-        services.authenticate(name, password, IP)
-    except services.AuthError:
-        return False
-    return True
 
 
 def refusal(got, object_id, branch="notUpdated"):

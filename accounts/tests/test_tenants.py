@@ -16,7 +16,7 @@ from conftest import STRONG_PASSWORD
 from oauth.models import OAuthClient
 from registry import ids
 from registry import services as registry
-from tests.clients import Jmap, basic
+from tests.clients import Jmap, basic, can_log_in
 
 IP = "203.0.113.10"
 NEW_PASSWORD = "Violet-Harbour-Kettle-4821"
@@ -53,14 +53,6 @@ def t1(client, world):
 
 def eid(obj):
     return ids.encode(obj.pk)
-
-
-def can_log_in(name, password):
-    try:
-        services.authenticate(name, password, IP)
-    except services.AuthError:
-        return False
-    return True
 
 
 # --- JMAP: the attacks ----------------------------------------------------------------
