@@ -18,7 +18,6 @@ from registry import ids
 from registry import services as registry
 from tests.clients import Jmap, basic, can_log_in
 
-IP = "203.0.113.10"
 NEW_PASSWORD = "Violet-Harbour-Kettle-4821"
 
 
