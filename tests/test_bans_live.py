@@ -10,7 +10,7 @@ import socket
 import pytest
 import requests
 
-from .live import free_port, host_port, live_server
+from .live import host_port, live_server
 
 BAN_AFTER = 2  # authBanRate count: the third failure bans
 
@@ -24,10 +24,14 @@ def site():
         yield server
 
 
-# Failures count per address and per the name they were tried under (a client id here): each
-# case uses a client id of its own.
+# Failures count per address and per the name they were tried under (a client id here). Every
+# call hands out an address never used before in this module: a random one could repeat an
+# address an earlier case had banned, and that case's ban would answer the new case's first try.
+_ADDRESSES = (f"203.0.113.{host}" for host in range(1, 255))
+
+
 def _address() -> str:
-    return f"203.0.113.{free_port() % 250 + 1}"
+    return next(_ADDRESSES)
 
 
 FAILURES = {
