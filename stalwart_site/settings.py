@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "security",
     "accounts",
     "jmapapi",
+    "cli",
     "oauth2_provider",
     "oauth",
     "wellknown",

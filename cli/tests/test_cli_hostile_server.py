@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from jmapapi.tests.test_cli import _local_mode, run  # noqa: F401 - the fixture is used by name
+from cli.tests.test_cli import _local_mode, run  # noqa: F401 - the fixture is used by name
 
 SCHEMA = json.dumps({"objects": {}, "fields": {}, "enums": {}}).encode()
 
@@ -82,7 +82,7 @@ def test_a_broken_gzip_body_is_an_error_line(fake, body):
 
 
 def test_a_gzip_bomb_is_refused_before_it_fills_memory(fake, monkeypatch):
-    from jmapapi.cli import transport
+    from cli import transport
 
     monkeypatch.setattr(transport, "MAX_INFLATED", 1024)
     fake.routes["/jmap/session"] = (200, {}, gzip.compress(b" " * 100_000))

@@ -1,5 +1,5 @@
-from jmapapi.cli import verbs
-from jmapapi.cli.base import CliCommand
+from cli import verbs
+from cli.base import CliCommand
 
 
 def add_input_arguments(parser):

@@ -1,5 +1,5 @@
-from jmapapi.cli import verbs
-from jmapapi.cli.base import CliCommand
+from cli import verbs
+from cli.base import CliCommand
 
 from .create import add_input_arguments
 

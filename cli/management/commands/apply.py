@@ -1,5 +1,5 @@
-from jmapapi.cli import plan
-from jmapapi.cli.base import CliCommand
+from cli import plan
+from cli.base import CliCommand
 
 
 class Command(CliCommand):

@@ -1,5 +1,5 @@
-from jmapapi.cli import snapshot
-from jmapapi.cli.base import CliCommand
+from cli import snapshot
+from cli.base import CliCommand
 
 
 class Command(CliCommand):

@@ -170,7 +170,7 @@ class LocalClient(Client):
         if self._limits is None:
             from django.db import Error as DbError
 
-            from ..models import Jmap
+            from jmapapi.models import Jmap
 
             try:
                 self._limits = Jmap.load()
@@ -194,7 +194,7 @@ class LocalClient(Client):
     def send(self, request: dict) -> dict:
         from django.db import Error as DbError
 
-        from .. import engine
+        from jmapapi import engine
 
         body = json.dumps(request, separators=(",", ":")).encode()
         if self.debug is not None:

@@ -1,5 +1,5 @@
-from jmapapi.cli import verbs
-from jmapapi.cli.base import CliCommand
+from cli import verbs
+from cli.base import CliCommand
 
 
 class Command(CliCommand):
