@@ -6,7 +6,7 @@ from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values, register_declared
 
 from . import objects  # noqa: F401  (declarations)
-from . import services
+from . import credentials, services
 from .models import Account, Credential, Domain
 from .policy import PolicyViolation
 
@@ -59,7 +59,7 @@ class AccountForm(forms.ModelForm):
 
                 if not hashing.is_password_hash(pw):
                     try:
-                        services.validate_new_password(probe, pw)
+                        credentials.validate_new_password(probe, pw)
                     except PolicyViolation as exc:
                         self.add_error("new_password", exc.message)
         return data
@@ -122,14 +122,14 @@ class AccountAdmin(DeclaredAdmin):
             account = registry.update(decl, form.instance.pk, form_values(decl, form, only_changed=True), request.user)
             if pw:
                 kwargs = {"expires_at": expires} if expiry_changed else {}
-                services.set_password(account, pw, request.user, **kwargs)
+                credentials.set_password(account, pw, request.user, **kwargs)
             elif expiry_changed:
-                services.set_password_expiry(account, expires, request.user)
+                credentials.set_password_expiry(account, expires, request.user)
         else:
             account = services.create_account(form_values(decl, form, only_changed=False), request.user, password=pw)
             form.instance.pk = account.pk
             if expiry_changed and pw:
-                services.set_password_expiry(account, expires, request.user)
+                credentials.set_password_expiry(account, expires, request.user)
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
@@ -138,7 +138,7 @@ class AccountAdmin(DeclaredAdmin):
             return super().save_formset(request, form, formset, change)
         formset.save(commit=False)
         for cred in formset.deleted_objects:
-            services.revoke_credential(cred.account, cred.credential_id, request.user)
+            credentials.revoke_credential(cred.account, cred.credential_id, request.user)
             messages.info(request, f"Revoked {cred.get_kind_display().lower()} “{cred.description}”.")
 
     def response_add(self, request, obj, post_url_continue=None):

@@ -1,7 +1,7 @@
-"""Django authentication backend: web logins go through accounts.services like every other."""
+"""Django authentication backend: web logins go through accounts.login like every other."""
 from django.utils import timezone
 
-from . import services
+from . import login
 from .authz import RECOVERY_ID, recovery_credentials
 from .models import Account
 
@@ -32,8 +32,8 @@ class StalwartBackend:
         if username is None or password is None:
             return None
         try:
-            result = services.authenticate(username, password, client_ip(request), otp=otp or None)
-        except services.AuthError as exc:
+            result = login.authenticate(username, password, client_ip(request), otp=otp or None)
+        except login.AuthError as exc:
             if request is not None:
                 request.auth_error = exc
             return None
@@ -46,7 +46,7 @@ class StalwartBackend:
     def get_user(self, user_id):
         if str(user_id) == str(RECOVERY_ID):
             creds = recovery_credentials()
-            return services.recovery_admin(creds[0]) if creds else None
+            return login.recovery_admin(creds[0]) if creds else None
         try:
             account = Account.objects.select_related("domain").get(pk=user_id)
         except (Account.DoesNotExist, ValueError):

@@ -19,14 +19,15 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from registry.services import state_token, states as registry_states
+from security import services as security
 
-from . import services
+from . import login
 from .authz import DEPENDENCIES
 
 VERDICT_TTL = 3600
 STATE_TYPES = (*DEPENDENCIES, "Credential")
 # fn(principal, remote_ip, request) called after every successful verification; may raise
-# services.AuthError (the HTTP service's authenticated rate limit lives here: network/).
+# login.AuthError (the HTTP service's authenticated rate limit lives here: network/).
 AFTER_AUTH: list = []
 
 
@@ -60,7 +61,7 @@ class Principal:
         from .models import Account
 
         if self.recovery:
-            return services.recovery_admin(self.name)
+            return login.recovery_admin(self.name)
         cached = self.extra.get("account")
         if cached is None:
             cached = self.extra["account"] = Account.objects.select_related("domain").get(pk=self.account_id)
@@ -82,15 +83,15 @@ def _permission_set(names: str) -> frozenset[str]:
     return frozenset(names.split())
 
 
-class NoCredentials(services.AuthError):
+class NoCredentials(login.AuthError):
     message = "You have to authenticate first."
 
 
-class UnsupportedScheme(services.AuthError):
+class UnsupportedScheme(login.AuthError):
     pass
 
 
-def _principal(result: services.AuthResult) -> Principal:
+def _principal(result: login.AuthResult) -> Principal:
     account, cred = result.account, result.credential
     return Principal(
         account_id=account.pk, name=account.email_address, permissions=result.permissions,
@@ -107,21 +108,21 @@ def basic(value: str, remote_ip: str | None) -> Principal:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise services.AuthFailed("Malformed Basic credentials.") from None
+        raise login.AuthFailed("Malformed Basic credentials.") from None
     if ":" not in decoded:
-        raise services.AuthFailed("Malformed Basic credentials.")
+        raise login.AuthFailed("Malformed Basic credentials.")
     user, secret = decoded.split(":", 1)
     # PostgreSQL refuses NUL in text: a name holding one would fail the account lookup with a 500.
     if "\x00" in user or "\x00" in secret:
-        raise services.AuthFailed("Malformed Basic credentials.")
-    return _principal(services.authenticate(user.strip().lower(), secret, remote_ip))
+        raise login.AuthFailed("Malformed Basic credentials.")
+    return _principal(login.authenticate(user.strip().lower(), secret, remote_ip))
 
 
 def bearer_api_key(value: str, remote_ip: str | None) -> Principal | None:
     token = value.strip()
     if not token.startswith("API_"):
         return None
-    return _principal(services.authenticate_bearer(token, remote_ip))
+    return _principal(login.authenticate_bearer(token, remote_ip))
 
 
 # Bearer methods are tried in order until one recognises the token (returns non-None).
@@ -133,26 +134,26 @@ def bearer(value: str, remote_ip: str | None) -> Principal:
         principal = method(value, remote_ip)
         if principal is not None:
             return principal
-    raise services.AuthFailed("Invalid or expired token.")
+    raise login.AuthFailed("Invalid or expired token.")
 
 
 SCHEMES = {"basic": basic, "bearer": bearer}
 
 
 def authenticate_header(header: str | None, remote_ip: str | None, states: dict[str, int] | None = None) -> Principal:
-    """Verify an Authorization header. Raises services.AuthError (NoCredentials when absent).
+    """Verify an Authorization header. Raises login.AuthError (NoCredentials when absent).
 
     `states` may hold the current states of STATE_TYPES (and more), read by the caller in the
     same query as others it needs; they are read here otherwise.
     """
     if not header:
         raise NoCredentials("You have to authenticate first.")
-    if services.security.is_blocked(remote_ip):
-        raise services.Banned()
+    if security.is_blocked(remote_ip):
+        raise login.Banned()
     scheme, _, value = header.partition(" ")
     method = SCHEMES.get(scheme.lower())
     if method is None:
-        raise services.count_failure(UnsupportedScheme("Unsupported authentication scheme."), remote_ip)
+        raise login.count_failure(UnsupportedScheme("Unsupported authentication scheme."), remote_ip)
     # The address is part of the key: a credential's allowedIps must be checked for each client.
     digest = hashlib.sha256(f"{remote_ip or ''}\n{header}".encode("utf-8", "surrogatepass")).hexdigest()
     token = ".".join(str(states[name]) for name in STATE_TYPES) if states is not None else state_token(*STATE_TYPES)
@@ -164,10 +165,10 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
         cache.delete(key)
     try:
         principal = method(value, remote_ip)
-    except services.AuthError as exc:
+    except login.AuthError as exc:
         # Malformed credentials, unknown or expired tokens: every failure counts toward a ban
-        # (those of accounts.services are counted there already, with their login name).
-        raise services.count_failure(exc, remote_ip) from None
+        # (those of accounts.login are counted there already, with their login name).
+        raise login.count_failure(exc, remote_ip) from None
     cached = Principal(**{**principal.__dict__, "extra": {}})
     cache.set(key, cached, VERDICT_TTL)
     return principal

@@ -37,12 +37,12 @@ class ExpiredPasswordMiddleware:
             return
         if not user.is_authenticated:
             return
-        from . import services
+        from . import login
         from .models import Credential
 
         cred = Credential.objects.filter(pk=session[SESSION_CREDENTIAL_KEY], account_id=user.pk).first()
         if (cred is None or cred.kind == Credential.Kind.PASSWORD or cred.is_expired(timezone.now())
-                or not services._ip_allowed(cred, client_ip(request))):
+                or not login._ip_allowed(cred, client_ip(request))):
             logout(request)
             return
         user._session_credential = cred

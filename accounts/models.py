@@ -301,10 +301,10 @@ class Account(AbstractBaseUser):
         return f"{cred.pk}:{cred.secret_changed_at.isoformat()}" if cred else ""
 
     def set_password(self, raw_password):  # pragma: no cover - guard
-        raise NotImplementedError("Use accounts.services.set_password so that the policy applies.")
+        raise NotImplementedError("Use accounts.credentials.set_password so that the policy applies.")
 
     def check_password(self, raw_password):  # pragma: no cover - guard
-        raise NotImplementedError("Use accounts.services.authenticate.")
+        raise NotImplementedError("Use accounts.login.authenticate.")
 
     def set_unusable_password(self):
         pass

@@ -25,7 +25,7 @@ def actor_permissions(actor):
 def _refuse_excess(actor, wanted) -> None:
     from registry.errors import Forbidden
 
-    from .services import grant_message
+    from .grants import grant_message
 
     held = actor_permissions(actor)
     if held is None:
@@ -60,7 +60,7 @@ def _authorize_account(actor, account, changed):
 
 
 def _guard_account(actor, account, action, changed):
-    from .services import authorize_account_admin
+    from .grants import authorize_account_admin
 
     authorize_account_admin(actor, account, {"destroy"} if action == "destroy" else changed)
 

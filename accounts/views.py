@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from registry import crypto
 from registry.errors import InvalidProperties, SetError
 
-from . import services
+from . import credentials, login, totp as account_totp
 from .backends import client_ip
 from .forms import PasswordChangeForm, SecondaryCredentialForm, TotpConfirmForm, TotpRemoveForm
 from .models import Credential
@@ -94,10 +94,10 @@ def password(request):
     form = PasswordChangeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.change_own_password(
+            login.change_own_password(
                 me, form.cleaned_data["current_password"], form.cleaned_data["new_password"], client_ip(request)
             )
-        except services.AuthError as exc:
+        except login.AuthError as exc:
             form.add_error("current_password", "The current password is incorrect." if exc.status == 401 else str(exc))
         except PolicyViolation as exc:
             form.add_error("new_password", exc.message)
@@ -105,7 +105,7 @@ def password(request):
             update_session_auth_hash(request, me)
             messages.success(request, "Your password was changed.")
             return redirect("account")
-    return render(request, "accounts/password.html", {"form": form, "expired": services.password_is_expired(me)})
+    return render(request, "accounts/password.html", {"form": form, "expired": credentials.password_is_expired(me)})
 
 
 @login_required
@@ -122,7 +122,7 @@ def create_credential(request):
         messages.error(request, "You are not allowed to create this kind of credential.")
         return redirect("account")
     try:
-        _cred, secret = services.create_secondary_credential(
+        _cred, secret = credentials.create_secondary_credential(
             me, kind, me, description=form.cleaned_data["description"], expires_at=form.cleaned_data["expires_at"],
             grantor_permissions=request.user.permission_set,
         )
@@ -140,7 +140,7 @@ def revoke_credential(request, credential_id: int):
     me = _own_account(request)
     if me is not None:
         try:
-            services.revoke_credential(me, credential_id, me)
+            credentials.revoke_credential(me, credential_id, me)
             messages.success(request, "The credential was revoked.")
         except SetError as exc:
             messages.error(request, exc.description)
@@ -194,12 +194,12 @@ def _verify_password(request, me, form, *, otp: str | None = None) -> bool:
     """Check the current password (and the current code, when given) through the login path, so
     that wrong guesses count towards fail-to-ban. App passwords are not accepted here."""
     try:
-        result = services.authenticate(me.email_address, form.cleaned_data["current_password"], client_ip(request),
+        result = login.authenticate(me.email_address, form.cleaned_data["current_password"], client_ip(request),
                                        otp=otp)
-    except services.Banned as exc:
+    except login.Banned as exc:
         form.add_error(None, str(exc))
         return False
-    except services.AuthError as exc:
+    except login.AuthError as exc:
         if otp is not None and exc.status == 401:
             form.add_error(None, "The current password or the code is incorrect.")
         elif exc.status in (401, 402):
@@ -223,7 +223,7 @@ def totp_start(request):
     if _totp_on(me):
         messages.error(request, "Two-factor login is already on; remove it first to enrol a new authenticator.")
         return _two_factor_redirect()
-    request.session[TOTP_SESSION_KEY] = {"account": me.pk, "url": _seal(services.new_totp_url(me))}
+    request.session[TOTP_SESSION_KEY] = {"account": me.pk, "url": _seal(account_totp.new_totp_url(me))}
     return _two_factor_redirect()
 
 
@@ -251,7 +251,7 @@ def totp_confirm(request):
     form = TotpConfirmForm(request.POST, auto_id="totp_%s")
     if form.is_valid() and _verify_password(request, me, form):
         try:
-            services.enable_totp(me, otp_url, form.cleaned_data["code"], me)
+            account_totp.enable_totp(me, otp_url, form.cleaned_data["code"], me)
         except SetError as exc:
             if isinstance(exc, InvalidProperties):
                 form.add_error("code", "The code does not match. Check the authenticator's clock, or wait for the "
@@ -280,7 +280,7 @@ def totp_remove(request):
         messages.error(request, "Two-factor login is not on.")
         return _two_factor_redirect()
     if form.is_valid() and _verify_password(request, me, form, otp=form.cleaned_data["code"]):
-        services.disable_totp(me, me)
+        account_totp.disable_totp(me, me)
         log.info("account %s removed two-factor login", me.pk)
         messages.success(request, "Two-factor login is off.")
         return _two_factor_redirect()

@@ -11,7 +11,7 @@ import datetime as dt
 
 from django.db.models import Prefetch
 
-from accounts import services
+from accounts import credentials, services
 from accounts.models import Account, Alias, Credential
 from accounts.policy import PolicyViolation
 from registry import ids
@@ -118,9 +118,9 @@ class AccountMethods(RegistryMethods):
         try:
             account = services.create_account(values, ctx.principal, password=password)
         except PolicyViolation as exc:
-            raise services.policy_error(exc) from None
+            raise credentials.policy_error(exc) from None
         if expires is not None:
-            services.set_password_expiry(account, expires, ctx.principal)
+            credentials.set_password_expiry(account, expires, ctx.principal)
         if aliases is not None:
             services.set_aliases(account, aliases, ctx.principal)
         return account
@@ -171,7 +171,7 @@ class AccountMethods(RegistryMethods):
             if cid not in new_by_cid:
                 if stored.kind == Credential.Kind.PASSWORD:
                     raise InvalidProperties("The password credential cannot be removed.", properties=["credentials"])
-                services.revoke_credential(account, cid, ctx.principal)
+                credentials.revoke_credential(account, cid, ctx.principal)
         for cid, cred in new_by_cid.items():
             before = old_by_cid.get(cid, {})
             if cid is not None and cred.get("@type") != before.get("@type"):
@@ -198,7 +198,7 @@ class AccountMethods(RegistryMethods):
                     else:
                         raise InvalidPatch("Cannot modify server set property.", properties=[f"credentials/{key}"])
                 kind = "app_password" if cred["@type"] == "AppPassword" else "api_key"
-                services.update_secondary_credential(account, cid, kind, changes, ctx.principal,
+                credentials.update_secondary_credential(account, cid, kind, changes, ctx.principal,
                                                      grantor_permissions=ctx.principal.permissions)
 
     def _apply_password(self, ctx, account, before, cred):
@@ -210,11 +210,11 @@ class AccountMethods(RegistryMethods):
                 raise InvalidProperties("The password is required.", properties=["secret"])
             try:
                 kwargs = {"expires_at": expires} if expires_changed else {}
-                services.set_password(account, secret, ctx.principal, **kwargs)
+                credentials.set_password(account, secret, ctx.principal, **kwargs)
             except PolicyViolation as exc:
-                raise services.policy_error(exc) from None
+                raise credentials.policy_error(exc) from None
         elif expires_changed:
-            services.set_password_expiry(account, expires, ctx.principal)
+            credentials.set_password_expiry(account, expires, ctx.principal)
         for key in set(cred) - {"@type", "credentialId", "secret", "expiresAt", "allowedIps", "otpAuth"}:
             raise InvalidPatch("Invalid property", properties=[f"credentials/{key}"])
 
@@ -292,7 +292,7 @@ class CredentialMethods(RegistryMethods):
 
     def _create(self, ctx, values):
         account = self._account(ctx)
-        cred, token = services.create_secondary_credential(
+        cred, token = credentials.create_secondary_credential(
             account, self.kind, ctx.principal, description=values.get("description", ""),
             expires_at=values.get("expires_at"), permissions_mode=values.get("permissions_mode", "inherit"),
             permissions=values.get("permissions", []), allowed_ips=values.get("allowed_ips", []),
@@ -305,12 +305,12 @@ class CredentialMethods(RegistryMethods):
         return {"secret": obj._token, "createdAt": _iso(obj.created_at)}
 
     def do_update(self, ctx, obj, values, patch):
-        return services.update_secondary_credential(
+        return credentials.update_secondary_credential(
             self._account(ctx), obj.credential_id, self.kind, values, ctx.principal,
             grantor_permissions=ctx.principal.permissions)
 
     def do_destroy(self, ctx, obj):
-        services.revoke_credential(self._account(ctx), obj.credential_id, ctx.principal, kinds=(self.kind,))
+        credentials.revoke_credential(self._account(ctx), obj.credential_id, ctx.principal, kinds=(self.kind,))
 
 
 class AppPasswordMethods(CredentialMethods):

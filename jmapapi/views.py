@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts import services
+from accounts import login, services
 from accounts.http_auth import AFTER_AUTH, STATE_TYPES, NoCredentials, authenticate_header, current_states
 from registry import ids
 from registry import services as registry_services
@@ -24,8 +24,8 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR")
 
 
-def auth_problem(exc: services.AuthError) -> HttpResponse:
-    if isinstance(exc, services.RateLimited):
+def auth_problem(exc: login.AuthError) -> HttpResponse:
+    if isinstance(exc, login.RateLimited):
         return problem(429, "You have made too many requests; try again in a few seconds.",
                        title="Too Many Requests", headers=exc.verdict.headers())
     if exc.status == 429:
@@ -62,7 +62,7 @@ def authenticate(request):
         for hook in AFTER_AUTH:
             hook(principal, client_ip(request), request)
         return principal, None
-    except services.AuthError as exc:
+    except login.AuthError as exc:
         return None, auth_problem(exc)
 
 

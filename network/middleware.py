@@ -133,7 +133,7 @@ class RateLimitMiddleware:
 
 def charge_account(principal, remote_ip: str | None, request=None) -> None:
     """The authenticated limit of an API request, charged once its credentials are verified."""
-    from accounts import services
+    from accounts import login
 
     states = None
     cfg = None
@@ -147,5 +147,5 @@ def charge_account(principal, remote_ip: str | None, request=None) -> None:
         return
     verdict = ratelimit.hit(f"http-auth:{principal.account_id}", cfg.authenticated[0], cfg.authenticated[1])
     if not verdict.allowed:
-        raise services.RateLimited(verdict)
+        raise login.RateLimited(verdict)
 

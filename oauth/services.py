@@ -26,7 +26,7 @@ from django.utils import timezone
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import AccessToken, Grant, RefreshToken, set_token_value
 
-from accounts import services as account_services
+from accounts import login as account_login, services as account_services
 from accounts.authz import credential_permissions
 from accounts.models import Account, Credential
 from registry import ids
@@ -529,22 +529,22 @@ def bearer_access_token(value: str, remote_ip: str | None):
     at = (AccessToken.objects.select_related("user").filter(token_checksum=digest(token), expires__gt=timezone.now())
           .first())
     if at is None or at.user is None or not at.user.is_active:
-        raise account_services.AuthFailed("Invalid or expired token.")
+        raise account_login.AuthFailed("Invalid or expired token.")
     account = at.user
     link = _link_of(access_token_id=at.pk)
     if link is not None:
         # Obtained with an app password: that credential's session, checked as at a Basic login
         # with it (its permissions, expiry and allowed addresses).
         if link.credential is None:
-            raise account_services.AuthFailed("Invalid or expired token.")
-        principal = _principal(account_services._finish(account, link.credential, remote_ip))
+            raise account_login.AuthFailed("Invalid or expired token.")
+        principal = _principal(account_login._finish(account, link.credential, remote_ip))
         principal.expires_at = min(at.expires, principal.expires_at or at.expires)
         return principal
     cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
     perms = credential_permissions(account, cred)
     if "authenticate" not in perms:
-        raise account_services.Unauthorized("This account may not log in.")
-    principal = _principal(account_services.AuthResult(account, cred, perms))
+        raise account_login.Unauthorized("This account may not log in.")
+    principal = _principal(account_login.AuthResult(account, cred, perms))
     principal.expires_at = min(at.expires, principal.expires_at or at.expires)
     return principal
 

@@ -12,7 +12,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts import services as account_services
+from accounts import login as account_login
 from jmapapi.views import auth_problem, client_ip
 from jmapapi.views import authenticate as api_authenticate
 from stalwart_site.csp import strict_csp
@@ -99,9 +99,9 @@ def _failed(request, exc: OAuthError, client_id: str | None):
     """The answer to a failed token or device request; a failed authentication (a wrong client
     secret, a guessed code) counts toward authBanRate, and the one that bans answers 429."""
     if exc.counts_towards_ban and not isinstance(
-            account_services.count_failure(account_services.AuthFailed(), client_ip(request), client_id),
-            account_services.AuthFailed):
-        return auth_problem(account_services.Banned())
+            account_login.count_failure(account_login.AuthFailed(), client_ip(request), client_id),
+            account_login.AuthFailed):
+        return auth_problem(account_login.Banned())
     return oauth_error(exc)
 
 
@@ -195,11 +195,11 @@ def api_auth(request):
         except OAuthError as exc:
             return problem(400, exc.description or exc.error, title="Invalid parameters")
     try:
-        result = account_services.authenticate(body.get("accountName") or "", body.get("accountSecret") or "",
+        result = account_login.authenticate(body.get("accountName") or "", body.get("accountSecret") or "",
                                                client_ip(request), otp=body.get("mfaToken"))
-    except account_services.MfaRequired:
+    except account_login.MfaRequired:
         return _json({"type": "mfaRequired"}, no_store=True)
-    except account_services.AuthError:
+    except account_login.AuthError:
         return _json({"type": "failure"}, no_store=True)
     account = result.account
     account._permission_set = result.permissions
@@ -208,7 +208,7 @@ def api_auth(request):
                                     credential=result.credential)
         if not ok:
             # A user code is short (RFC 8628 §5.1 asks to limit guesses): an unknown one is a failure.
-            account_services.count_failure(account_services.AuthFailed(), client_ip(request), account.email_address)
+            account_login.count_failure(account_login.AuthFailed(), client_ip(request), account.email_address)
         return _json({"type": ("verified" if kind == "authDevice" else "denied") if ok else "failure"}, no_store=True)
     try:
         client = services.client_for_flow(body["clientId"], body["redirectUri"], account)

@@ -108,7 +108,7 @@ class StalwartAdminSite(admin.AdminSite):
     def password_change(self, request, extra_context=None):
         """Django's page calls the user model's set_password, which bypasses (and in our model
         refuses) the credential service; the link on every admin page leads instead to the
-        self-service page, which changes the password through accounts.services (policy,
+        self-service page, which changes the password through accounts.credentials (policy,
         current password, audit)."""
         from django.shortcuts import redirect
 

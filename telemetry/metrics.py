@@ -35,7 +35,7 @@ LOGINS = Counter(
     "stalwart_logins_total", "Verifications of a password, app password or API key, by outcome.", ["result"])
 BANS = Counter("stalwart_bans_total", "IP addresses banned, by reason.", ["reason"])
 
-# AuthError.reason (accounts.services) -> label value.
+# AuthError.reason (accounts.login) -> label value.
 LOGIN_RESULTS = {
     "failed": "failure", "expired": "expired", "error": "error", "unauthorized": "unauthorized",
     "ipUnauthorized": "ip_unauthorized", "mfaRequired": "mfa_required", "banned": "banned",

@@ -41,12 +41,12 @@ def prometheus(request):
         return problem(404, NOT_FOUND)
     if not authorized(settings, request.META.get("HTTP_AUTHORIZATION"), state):
         if request.META.get("HTTP_AUTHORIZATION"):
-            from accounts import services as account_services
+            from accounts import login as account_login
             from jmapapi.views import auth_problem
 
             # Wrong scraper credentials are a failed authentication like any other.
-            verdict = account_services.count_failure(account_services.AuthFailed(), request.META.get("REMOTE_ADDR"))
-            if isinstance(verdict, account_services.Banned):
+            verdict = account_login.count_failure(account_login.AuthFailed(), request.META.get("REMOTE_ADDR"))
+            if isinstance(verdict, account_login.Banned):
                 return auth_problem(verdict)
         response = problem(401, "You have to authenticate first.")
         # The reference's two challenges (JMAP's 401), one header.

@@ -40,10 +40,10 @@ class Jmap:
 
 def can_log_in(name, password, ip="203.0.113.9"):
     """Whether the credential service accepts this login (the same check every face uses)."""
-    from accounts import services  # on use: conftest loads this module before the apps are ready
+    from accounts import login  # on use: conftest loads this module before the apps are ready
 
     try:
-        services.authenticate(name, password, ip)
-    except services.AuthError:
+        login.authenticate(name, password, ip)
+    except login.AuthError:
         return False
     return True

@@ -163,8 +163,8 @@ def test_rotation(settings, stored, capsys):
         assert getattr(model.objects.get(pk=pk), field) == clear
     # The TOTP login works with the rotated seed.
     totp = pyotp.TOTP(stored["seed"]).now()
-    from accounts import services
-    assert services.authenticate("carol@example.org", STRONG_PASSWORD, "203.0.113.9", otp=totp).account
+    from accounts import login
+    assert login.authenticate("carol@example.org", STRONG_PASSWORD, "203.0.113.9", otp=totp).account
 
 
 def test_rotation_without_the_old_key_changes_nothing(settings, stored):

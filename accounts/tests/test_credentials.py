@@ -15,7 +15,7 @@ import pytest
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from accounts import hashing, services, tokens
+from accounts import credentials, hashing, login as account_login, tokens
 from accounts.authz import account_permissions, credential_permissions
 from accounts.models import Account, Authentication, Credential
 from conftest import STRONG_PASSWORD
@@ -32,7 +32,7 @@ B64URL_ALPHABET = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 
 def _create(account, kind=APP, **kwargs):
     kwargs.setdefault("description", "Thunderbird on the laptop")
-    return services.create_secondary_credential(account, kind, account, **kwargs)
+    return credentials.create_secondary_credential(account, kind, account, **kwargs)
 
 
 def _credential_object_id(account, credential_id) -> set[str]:
@@ -182,7 +182,7 @@ class TestStorage:
         assert token.startswith("app_") and len(token) == 40
         assert tokens.parse_app_password(token)[0] == cred.credential_id
         # It works, and its hash is what the row holds.
-        result = services.authenticate("bob@example.org", token, IP)
+        result = account_login.authenticate("bob@example.org", token, IP)
         assert result.credential.pk == cred.pk
 
         again = client.get("/account/")
@@ -200,7 +200,7 @@ class TestStorage:
         token = re.search(r'<code id="new-secret">([^<]+)</code>', html).group(1)
         assert token.startswith("API_") and len(token) == 42
         assert tokens.parse_api_key(token)[0] == bob.pk
-        assert services.authenticate_bearer(token, IP).account.pk == bob.pk
+        assert account_login.authenticate_bearer(token, IP).account.pk == bob.pk
 
     def test_page_refuses_a_blank_description(self, client, bob):
         assert client.login(username="bob@example.org", password=STRONG_PASSWORD)
@@ -223,15 +223,15 @@ class TestStorage:
 class TestLogin:
     def test_app_password_logs_in_like_a_password(self, bob, client):
         cred, token = _create(bob, APP)
-        result = services.authenticate("bob@example.org", token, IP)
+        result = account_login.authenticate("bob@example.org", token, IP)
         assert result.account.pk == bob.pk
         assert result.credential.pk == cred.pk
         assert result.credential.kind == APP
         # Bare login names take the default domain, as with passwords.
-        assert services.authenticate("bob", token, IP).credential.pk == cred.pk
-        assert services.authenticate(" BOB@Example.org ", token, IP).credential.pk == cred.pk
+        assert account_login.authenticate("bob", token, IP).credential.pk == cred.pk
+        assert account_login.authenticate(" BOB@Example.org ", token, IP).credential.pk == cred.pk
         # The password still works too.
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, IP).credential.kind == Credential.Kind.PASSWORD
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, IP).credential.kind == Credential.Kind.PASSWORD
         # And the web login.
         assert client.login(username="bob@example.org", password=token)
         assert client.get("/account/").status_code == 200
@@ -266,7 +266,7 @@ class TestLogin:
         cred, token = _create(bob, APP)
         assert client.login(username="bob@example.org", password=token)
         assert client.get("/account/").status_code == 200
-        services.revoke_credential(bob, cred.credential_id, bob)
+        credentials.revoke_credential(bob, cred.credential_id, bob)
         response = client.get("/account/")
         assert response.status_code == 302 and "/login/" in response["Location"]
 
@@ -285,21 +285,21 @@ class TestLogin:
         bob_cred, _ = _create(bob, APP)
         # Same credential number in both accounts; alice's secret must not open bob's.
         assert tokens.parse_app_password(alice_token)[0] == bob_cred.credential_id
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("bob@example.org", alice_token, IP)
-        assert services.authenticate("alice@example.org", alice_token, IP).account.pk == alice.pk
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("bob@example.org", alice_token, IP)
+        assert account_login.authenticate("alice@example.org", alice_token, IP).account.pk == alice.pk
 
     def test_tampered_app_password_fails(self, bob):
         cred, token = _create(bob, APP)
         credential_id, secret = tokens.parse_app_password(token)
         forged = "app_" + _reference_app_encoding(struct.pack(">I", credential_id) + bytes(18))
-        with pytest.raises(services.AuthFailed) as exc:
-            services.authenticate("bob@example.org", forged, IP)
+        with pytest.raises(account_login.AuthFailed) as exc:
+            account_login.authenticate("bob@example.org", forged, IP)
         assert exc.value.status == 401
         # Pointing at the password credential (id 0) with a valid-looking token fails too.
         at_password = "app_" + _reference_app_encoding(struct.pack(">I", 0) + secret)
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("bob@example.org", at_password, IP)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("bob@example.org", at_password, IP)
 
     def test_tokens_only_match_their_own_kind(self, make_account):
         """A token pointing at another kind of credential fails even when its bytes would verify."""
@@ -311,33 +311,33 @@ class TestLogin:
         # part is the password itself.
         app_at_password = "app_" + _reference_app_encoding(struct.pack(">I", 0) + password18.encode())
         assert tokens.parse_app_password(app_at_password) == (0, password18.encode())
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("carol@example.org", app_at_password, IP)
-        assert services.authenticate("carol@example.org", password18, IP).account.pk == carol.pk
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("carol@example.org", app_at_password, IP)
+        assert account_login.authenticate("carol@example.org", password18, IP).account.pk == carol.pk
         # An API key pointing at the password credential.
         key_at_password = "API_" + base64.urlsafe_b64encode(
             struct.pack(">II", dave.pk, 0) + password20.encode()).decode().rstrip("=")
         assert tokens.parse_api_key(key_at_password) == (dave.pk, 0, password20.encode())
-        with pytest.raises(services.AuthFailed):
-            services.authenticate_bearer(key_at_password, IP)
-        assert services.authenticate("dave@example.org", password20, IP).account.pk == dave.pk
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate_bearer(key_at_password, IP)
+        assert account_login.authenticate("dave@example.org", password20, IP).account.pk == dave.pk
 
     def test_api_key_is_a_bearer_token_not_a_password(self, bob, client):
         cred, token = _create(bob, API)
-        result = services.authenticate_bearer(token, IP)
+        result = account_login.authenticate_bearer(token, IP)
         assert result.account.pk == bob.pk
         assert result.credential.pk == cred.pk
-        with pytest.raises(services.AuthFailed) as exc:
-            services.authenticate("bob@example.org", token, IP)
+        with pytest.raises(account_login.AuthFailed) as exc:
+            account_login.authenticate("bob@example.org", token, IP)
         assert exc.value.status == 401
         assert not client.login(username="bob@example.org", password=token)
 
     def test_app_password_is_not_a_bearer_token(self, bob):
         _, token = _create(bob, APP)
-        with pytest.raises(services.AuthFailed):
-            services.authenticate_bearer(token, IP)
-        with pytest.raises(services.AuthFailed):
-            services.authenticate_bearer(STRONG_PASSWORD, IP)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate_bearer(token, IP)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate_bearer(STRONG_PASSWORD, IP)
 
     def test_forged_api_key_fails(self, bob, make_account):
         alice = make_account("alice")
@@ -347,27 +347,27 @@ class TestLogin:
         # Alice's secret with bob's numbers.
         forged = "API_" + base64.urlsafe_b64encode(
             struct.pack(">II", bob.pk, cred.credential_id) + alice_secret).decode().rstrip("=")
-        with pytest.raises(services.AuthFailed):
-            services.authenticate_bearer(forged, IP)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate_bearer(forged, IP)
         # Bob's password credential (id 0) is not an API key.
         _, _, bob_secret = tokens.parse_api_key(token)
         at_password = "API_" + base64.urlsafe_b64encode(struct.pack(">II", bob.pk, 0) + bob_secret).decode().rstrip("=")
-        with pytest.raises(services.AuthFailed):
-            services.authenticate_bearer(at_password, IP)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate_bearer(at_password, IP)
 
     @pytest.mark.parametrize("kind", [APP, API])
     def test_expired_credential_is_refused_with_401(self, bob, kind):
         cred, token = _create(bob, kind, expires_at=timezone.now() + timedelta(days=1))
-        login = (lambda: services.authenticate("bob@example.org", token, IP)) if kind == APP else (
-            lambda: services.authenticate_bearer(token, IP))
+        login = (lambda: account_login.authenticate("bob@example.org", token, IP)) if kind == APP else (
+            lambda: account_login.authenticate_bearer(token, IP))
         assert login().credential.pk == cred.pk
         Credential.objects.filter(pk=cred.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-        with pytest.raises(services.CredentialExpired) as exc:
+        with pytest.raises(account_login.CredentialExpired) as exc:
             login()
         assert exc.value.status == 401
         assert exc.value.reason == "expired"
         # The password is unaffected.
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, IP).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, IP).account.pk == bob.pk
 
     @pytest.mark.parametrize("kind", [APP, API])
     def test_allowed_ips_restrict_with_403(self, bob, kind):
@@ -376,17 +376,17 @@ class TestLogin:
 
         def login(ip):
             if kind == APP:
-                return services.authenticate("bob@example.org", token, ip)
-            return services.authenticate_bearer(token, ip)
+                return account_login.authenticate("bob@example.org", token, ip)
+            return account_login.authenticate_bearer(token, ip)
 
         assert login("192.0.2.55").credential.pk == cred.pk
         assert login("2001:db8::1").credential.pk == cred.pk
         for ip in (IP, "2001:db8::2", None, "garbage"):
-            with pytest.raises(services.IpUnauthorized) as exc:
+            with pytest.raises(account_login.IpUnauthorized) as exc:
                 login(ip)
             assert exc.value.status == 403
         # The password has no restriction.
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, IP).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, IP).account.pk == bob.pk
 
     @pytest.mark.parametrize("kind", [APP, API])
     def test_allowed_ips_apply_to_every_request_of_the_api(self, bob, kind):
@@ -398,37 +398,37 @@ class TestLogin:
                   else "Basic " + base64.b64encode(f"bob@example.org:{token}".encode()).decode())
         assert http_auth.authenticate_header(header, "192.0.2.5").account_id == bob.pk
         assert http_auth.authenticate_header(header, "192.0.2.5").account_id == bob.pk  # cached
-        with pytest.raises(services.IpUnauthorized):
+        with pytest.raises(account_login.IpUnauthorized):
             http_auth.authenticate_header(header, IP)
         # And revocation reaches the cached verdict.
-        services.revoke_credential(bob, cred.credential_id, bob)
-        with pytest.raises(services.AuthFailed):
+        credentials.revoke_credential(bob, cred.credential_id, bob)
+        with pytest.raises(account_login.AuthFailed):
             http_auth.authenticate_header(header, "192.0.2.5")
 
     @pytest.mark.parametrize("kind", [APP, API])
     def test_revoked_credential_stops_working(self, bob, kind):
         cred, token = _create(bob, kind)
-        login = (lambda: services.authenticate("bob@example.org", token, IP)) if kind == APP else (
-            lambda: services.authenticate_bearer(token, IP))
+        login = (lambda: account_login.authenticate("bob@example.org", token, IP)) if kind == APP else (
+            lambda: account_login.authenticate_bearer(token, IP))
         assert login().credential.pk == cred.pk
-        services.revoke_credential(bob, cred.credential_id, bob)
+        credentials.revoke_credential(bob, cred.credential_id, bob)
         assert not Credential.objects.filter(pk=cred.pk).exists()
-        with pytest.raises(services.AuthFailed):
+        with pytest.raises(account_login.AuthFailed):
             login()
 
     @pytest.mark.parametrize("kind", [APP, API])
     def test_disabled_account_cannot_use_its_credentials(self, bob, kind):
         _, token = _create(bob, kind)
         registry.update(Account._declaration, bob.pk, {"is_active": False}, "test")
-        with pytest.raises(services.AuthFailed):
+        with pytest.raises(account_login.AuthFailed):
             if kind == APP:
-                services.authenticate("bob@example.org", token, IP)
+                account_login.authenticate("bob@example.org", token, IP)
             else:
-                services.authenticate_bearer(token, IP)
+                account_login.authenticate_bearer(token, IP)
 
     def test_revoking_the_password_is_not_possible_here(self, bob):
         with pytest.raises(errors.NotFound):
-            services.revoke_credential(bob, 0, bob)
+            credentials.revoke_credential(bob, 0, bob)
         assert bob.credentials.filter(kind=Credential.Kind.PASSWORD).exists()
 
 
@@ -466,14 +466,14 @@ class TestQuotas:
         with pytest.raises(errors.OverQuota) as exc:
             _create(bob, API)
         assert exc.value.description == "You have exceeded your quota of 1 API keys."
-        assert services.credential_limit(bob, APP) == 2
+        assert credentials.credential_limit(bob, APP) == 2
 
     def test_per_account_override_wins(self, bob, make_account, set_auth):
         set_auth(max_app_passwords=2, max_api_keys=2)
         registry.update(Account._declaration, bob.pk, {"max_app_passwords": 3, "max_api_keys": 1}, "test")
         bob.refresh_from_db()
-        assert services.credential_limit(bob, APP) == 3
-        assert services.credential_limit(bob, API) == 1
+        assert credentials.credential_limit(bob, APP) == 3
+        assert credentials.credential_limit(bob, API) == 1
         for _ in range(3):
             _create(bob, APP)
         with pytest.raises(errors.OverQuota) as exc:
@@ -485,7 +485,7 @@ class TestQuotas:
         assert exc.value.description == "You have exceeded your quota of 1 API keys."
         # Another account keeps the settings' limit.
         carol = make_account("carol")
-        assert services.credential_limit(carol, APP) == 2
+        assert credentials.credential_limit(carol, APP) == 2
 
     def test_override_is_read_from_the_database_not_a_stale_object(self, bob):
         stale = Account.objects.get(pk=bob.pk)
@@ -497,7 +497,7 @@ class TestQuotas:
 
     def test_null_means_unlimited(self, bob, set_auth):
         set_auth(max_app_passwords=None, max_api_keys=None)
-        assert services.credential_limit(bob, APP) is None
+        assert credentials.credential_limit(bob, APP) is None
         for i in range(7):
             _create(bob, APP, description=f"app {i}")
         for i in range(6):
@@ -517,7 +517,7 @@ class TestQuotas:
         cred, _ = _create(bob, APP)
         with pytest.raises(errors.OverQuota):
             _create(bob, APP)
-        services.revoke_credential(bob, cred.credential_id, bob)
+        credentials.revoke_credential(bob, cred.credential_id, bob)
         new, _ = _create(bob, APP)
         # Clients cache by id: a destroyed credential's number is never given out again.
         assert new.credential_id == cred.credential_id + 1
@@ -552,22 +552,22 @@ class TestScopes:
         # Replace is intersected with the account's set: it never exceeds the account.
         assert credential_permissions(bob, replace) == frozenset({"authenticate", "imapAuthenticate"})
         # The session opened with the key has exactly that scope.
-        assert services.authenticate_bearer(token, IP).permissions == frozenset({"authenticate", "imapAuthenticate"})
+        assert account_login.authenticate_bearer(token, IP).permissions == frozenset({"authenticate", "imapAuthenticate"})
 
     def test_app_password_session_is_scoped(self, bob):
         _, token = _create(bob, APP, permissions_mode="disable", permissions=["imapFetch"])
-        result = services.authenticate("bob@example.org", token, IP)
+        result = account_login.authenticate("bob@example.org", token, IP)
         assert result.permissions == account_permissions(bob) - {"imapFetch"}
-        assert "imapFetch" in services.authenticate("bob@example.org", STRONG_PASSWORD, IP).permissions
+        assert "imapFetch" in account_login.authenticate("bob@example.org", STRONG_PASSWORD, IP).permissions
 
     def test_scope_without_authenticate_cannot_log_in(self, bob):
         _, token = _create(bob, APP, permissions_mode="replace", permissions=["imapAuthenticate", "imapFetch"])
-        with pytest.raises(services.Unauthorized) as exc:
-            services.authenticate("bob@example.org", token, IP)
+        with pytest.raises(account_login.Unauthorized) as exc:
+            account_login.authenticate("bob@example.org", token, IP)
         assert exc.value.status == 403
         _, key = _create(bob, API, permissions_mode="disable", permissions=["authenticate"])
-        with pytest.raises(services.Unauthorized):
-            services.authenticate_bearer(key, IP)
+        with pytest.raises(account_login.Unauthorized):
+            account_login.authenticate_bearer(key, IP)
 
     def test_scope_follows_the_account(self, bob):
         """A scope is computed from the account at use time: it shrinks when the account shrinks."""
@@ -575,7 +575,7 @@ class TestScopes:
         registry.update(Account._declaration, bob.pk,
                         {"permissions_mode": "merge", "disabled_permissions": ["imapFetch"]}, "test")
         bob.refresh_from_db()
-        assert "imapFetch" not in services.authenticate_bearer(token, IP).permissions
+        assert "imapFetch" not in account_login.authenticate_bearer(token, IP).permissions
 
     def test_unknown_permission_names_are_refused(self, bob):
         with pytest.raises(errors.SetError) as exc:
@@ -588,7 +588,7 @@ class TestScopes:
 
     def test_restricted_key_cannot_mint_a_broader_one(self, bob):
         _, token = _create(bob, API, permissions_mode="disable", permissions=["imapFetch"])
-        scope = services.authenticate_bearer(token, IP).permissions
+        scope = account_login.authenticate_bearer(token, IP).permissions
         before = (Credential.objects.count(), AuditEvent.objects.count())
         with pytest.raises(errors.Forbidden) as exc:
             _create(bob, API, grantor_permissions=scope)
@@ -607,7 +607,7 @@ class TestScopes:
 
     def test_grant_message_lists_five_and_counts_the_rest(self, bob):
         _, token = _create(bob, API, permissions_mode="replace", permissions=["authenticate", "sysApiKeyCreate"])
-        scope = services.authenticate_bearer(token, IP).permissions
+        scope = account_login.authenticate_bearer(token, IP).permissions
         assert scope == frozenset({"authenticate", "sysApiKeyCreate"})
         with pytest.raises(errors.Forbidden) as exc:
             _create(bob, API, grantor_permissions=scope)
@@ -695,8 +695,8 @@ class TestRevocation:
         assert "The credential was revoked." in response.content.decode()
         assert not Credential.objects.filter(pk=cred.pk).exists()
         assert Credential.objects.filter(pk=keep.pk).exists()
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("bob@example.org", token, IP)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("bob@example.org", token, IP)
 
         event = AuditEvent.objects.get(object_type="AppPassword", action="destroy")
         assert event.object_id in _credential_object_id(bob, cred.credential_id)
@@ -722,7 +722,7 @@ class TestRevocation:
         response = client.post(f"/account/credentials/{alice_cred.credential_id}/revoke/", follow=True)
         assert response.status_code == 200
         assert Credential.objects.filter(pk=alice_cred.pk).exists()
-        assert services.authenticate("alice@example.org", alice_token, IP).account.pk == alice.pk
+        assert account_login.authenticate("alice@example.org", alice_token, IP).account.pk == alice.pk
         # Nor can the page destroy bob's own password (credential 0).
         client.post("/account/credentials/0/revoke/")
         assert bob.credentials.filter(kind=Credential.Kind.PASSWORD).exists()
@@ -758,13 +758,13 @@ class TestRevocation:
         assert not Credential.objects.filter(pk=cred.pk).exists()
         assert Credential.objects.filter(pk=keep.pk).exists()
         assert bob.credentials.filter(kind=Credential.Kind.PASSWORD).exists()
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("bob@example.org", token, IP)
-        assert services.authenticate_bearer(keep_token, IP).credential.pk == keep.pk
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("bob@example.org", token, IP)
+        assert account_login.authenticate_bearer(keep_token, IP).credential.pk == keep.pk
         # The account itself is unchanged by the round trip.
         bob_after = Account.objects.get(pk=bob.pk)
         assert (bob_after.description, bob_after.roles_mode, bob_after.is_active) == ("Bob Example", "user", True)
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, IP).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, IP).account.pk == bob.pk
 
         event = AuditEvent.objects.get(object_type="AppPassword", action="destroy")
         assert event.actor == "admin@example.org"

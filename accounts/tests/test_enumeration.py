@@ -14,7 +14,7 @@ import argon2
 import bcrypt
 import pytest
 
-from accounts import services, tokens
+from accounts import credentials, tokens
 from accounts.models import Authentication, Credential
 from conftest import STRONG_PASSWORD
 from registry import services as registry
@@ -55,11 +55,11 @@ def bob(make_account):
 
 
 def _app_password(account):
-    return services.create_secondary_credential(account, Credential.Kind.APP_PASSWORD, account, description="phone")
+    return credentials.create_secondary_credential(account, Credential.Kind.APP_PASSWORD, account, description="phone")
 
 
 def _api_key(account):
-    return services.create_secondary_credential(account, Credential.Kind.API_KEY, account, description="script")
+    return credentials.create_secondary_credential(account, Credential.Kind.API_KEY, account, description="script")
 
 
 def _forged_app_password(credential_id: int) -> str:
@@ -81,7 +81,7 @@ def _jmap_status(client, auth: str) -> int:
 class TestBasicAuth:
     def test_password_misses_cost_one_verification(self, client, bob, verifications, algorithm, library):
         registry.update(Authentication._declaration, 1, {"password_hash_algorithm": algorithm}, "test")
-        services.set_password(bob, STRONG_PASSWORD + "x", "test")  # hashed with `algorithm`
+        credentials.set_password(bob, STRONG_PASSWORD + "x", "test")  # hashed with `algorithm`
         verifications.take()
         for login in ("bob@example.org", "nobody@example.org", "nobody@unknown.example", "bob"):
             assert _jmap_status(client, basic(login, "wrong-password")) == 401

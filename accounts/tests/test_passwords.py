@@ -20,7 +20,7 @@ from django.test import Client
 from django.utils import timezone
 from zxcvbn import zxcvbn
 
-from accounts import hashing, services
+from accounts import credentials, hashing, login as account_login, services
 from accounts.authz import account_permissions
 from accounts.models import Account, Alias, Authentication, Credential, Domain, SystemSettings
 from accounts.permissions import EXPIRED_PASSWORD_PERMISSIONS, all_permissions
@@ -59,8 +59,8 @@ def stored_hash(account) -> str:
 
 def can_login(login, password) -> bool:
     try:
-        services.authenticate(login, password, REMOTE)
-    except services.AuthError:
+        account_login.authenticate(login, password, REMOTE)
+    except account_login.AuthError:
         return False
     return True
 
@@ -249,7 +249,7 @@ class TestPolicy:
         assert can_login("carol@example.org", "ñøßü")
         assert not can_login("carol@example.org", "ñøßu")
         with pytest.raises(PolicyViolation):
-            services.set_password(account, "ñøßüñø", "test")  # 12 bytes
+            credentials.set_password(account, "ñøßüñø", "test")  # 12 bytes
 
     @pytest.mark.parametrize("personal", [
         "QUINTESSAquintessa",      # the account's name
@@ -271,11 +271,11 @@ class TestPolicy:
         check_password(personal)  # not weak for anyone else
         before = stored_hash(account)
         with pytest.raises(PolicyViolation) as exc:
-            services.set_password(account, personal, "test")
+            credentials.set_password(account, personal, "test")
         assert exc.value.rule == "strength"
         assert exc.value.message.startswith("Password is too weak.")
         assert stored_hash(account) == before
-        services.set_password(account, lookalike, "test")
+        credentials.set_password(account, lookalike, "test")
         assert can_login("quintessa@example.org", lookalike)
 
     def test_own_name_refused_at_creation(self, domain):
@@ -293,23 +293,23 @@ class TestPolicy:
         account = make_account("dave")
         configure(password_min_strength="zero")
         check_password("password")
-        services.set_password(account, "password", "test")
+        credentials.set_password(account, "password", "test")
         assert can_login("dave@example.org", "password")
         # Lengths still apply.
         with pytest.raises(PolicyViolation) as exc:
-            services.set_password(account, "pass", "test")
+            credentials.set_password(account, "pass", "test")
         assert exc.value.rule == "minLength"
 
     @pytest.mark.parametrize("bad, rule", [("short", "minLength"), ("x" * 129, "maxLength"), ("password1", "strength")])
     def test_nothing_is_written_when_refused(self, make_account, bad, rule):
         account = make_account("erin")
         expiry = timezone.now() + timedelta(days=3)
-        services.set_password_expiry(account, expiry, "test")
+        credentials.set_password_expiry(account, expiry, "test")
         configure(password_default_expiry=timedelta(days=1))
         cred = password_cred(account)
         events = AuditEvent.objects.count()
         with pytest.raises(PolicyViolation) as exc:
-            services.set_password(account, bad, "test")
+            credentials.set_password(account, bad, "test")
         assert exc.value.rule == rule
         after = password_cred(account)
         assert (after.pk, after.secret_hash, after.expires_at) == (cred.pk, cred.secret_hash, expiry)
@@ -329,7 +329,7 @@ class TestPolicy:
     def test_groups_have_no_password(self, make_account):
         group = make_account("team", kind="group", roles_mode=Account.RolesMode.DEFAULT)
         with pytest.raises(errors.Forbidden):
-            services.set_password(group, NEW_PASSWORD, "test")
+            credentials.set_password(group, NEW_PASSWORD, "test")
         assert not group.credentials.exists()
 
 
@@ -342,7 +342,7 @@ class TestHashing:
         account = make_account("gina")
         assert stored_hash(account).startswith(prefix)
         assert hashing.algorithm_of(stored_hash(account)) == algorithm
-        services.set_password(account, NEW_PASSWORD, "test")
+        credentials.set_password(account, NEW_PASSWORD, "test")
         stored = stored_hash(account)
         assert stored.startswith(prefix)
         assert NEW_PASSWORD not in stored
@@ -363,16 +363,16 @@ class TestHashing:
         account = make_account("hana")
         old = hashing.hash_secret(NEW_PASSWORD, stored_alg)
         assert hashing.is_password_hash(old)
-        services.set_password(account, old, "test")  # pre-hashed by an administrator: stored as-is
+        credentials.set_password(account, old, "test")  # pre-hashed by an administrator: stored as-is
         assert stored_hash(account) == old
         configure(password_hash_algorithm=current_alg)
 
         # A wrong password neither logs in nor touches the hash.
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("hana@example.org", OTHER_PASSWORD, REMOTE)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("hana@example.org", OTHER_PASSWORD, REMOTE)
         assert stored_hash(account) == old
 
-        result = services.authenticate("hana@example.org", NEW_PASSWORD, REMOTE)
+        result = account_login.authenticate("hana@example.org", NEW_PASSWORD, REMOTE)
         assert result.account.pk == account.pk
         upgraded = stored_hash(account)
         assert upgraded != old
@@ -386,7 +386,7 @@ class TestHashing:
     def test_web_login_upgrades_the_hash_and_keeps_the_session(self, client, make_account):
         account = make_account("ivan")
         old = hashing.hash_secret(NEW_PASSWORD, "bcrypt")
-        services.set_password(account, old, "test")
+        credentials.set_password(account, old, "test")
         configure(password_hash_algorithm="argon2id")
 
         assert not client.login(username="ivan@example.org", password=OTHER_PASSWORD)
@@ -398,7 +398,7 @@ class TestHashing:
 
     def test_login_form_upgrades_the_hash(self, client, make_account):
         account = make_account("jana")
-        services.set_password(account, hashing.hash_secret(NEW_PASSWORD, "pbkdf2"), "test")
+        credentials.set_password(account, hashing.hash_secret(NEW_PASSWORD, "pbkdf2"), "test")
         response = client.post("/admin/login/", {"username": "jana@example.org", "password": NEW_PASSWORD})
         assert response.status_code == 302
         assert stored_hash(account).startswith("$argon2id$")
@@ -407,7 +407,7 @@ class TestHashing:
     def test_wrong_password_never_upgrades_via_the_web(self, client, make_account):
         account = make_account("kira")
         old = hashing.hash_secret(NEW_PASSWORD, "scrypt")
-        services.set_password(account, old, "test")
+        credentials.set_password(account, old, "test")
         response = client.post("/admin/login/", {"username": "kira@example.org", "password": OTHER_PASSWORD})
         assert response.status_code == 200
         assert stored_hash(account) == old
@@ -418,7 +418,7 @@ class TestHashing:
         for algorithm in ALGORITHMS:
             prehashed = hashing.hash_secret(weak, algorithm)
             configure(password_hash_algorithm=algorithm)  # no upgrade to muddle the check
-            cred = services.set_password(account, prehashed, "test")
+            cred = credentials.set_password(account, prehashed, "test")
             assert cred.secret_hash == prehashed
             assert stored_hash(account) == prehashed
             assert can_login("lena@example.org", weak)
@@ -434,7 +434,7 @@ class TestHashing:
     def test_self_service_never_takes_a_hash(self, make_account):
         account = make_account("nina")
         literal = hashing.hash_secret("abc", "bcrypt")
-        services.change_own_password(account, STRONG_PASSWORD, literal, REMOTE)
+        account_login.change_own_password(account, STRONG_PASSWORD, literal, REMOTE)
         stored = stored_hash(account)
         assert stored != literal and stored.startswith("$argon2id$")
         assert can_login("nina@example.org", literal)
@@ -444,7 +444,7 @@ class TestHashing:
         account = make_account("olga")
         value = ssha("abc", b"\x01\x02\x03\x04salt")
         assert hashing.is_password_hash(value)
-        services.set_password(account, value, "test")
+        credentials.set_password(account, value, "test")
         assert stored_hash(account) == value  # stored as given, policy skipped
         assert not can_login("olga@example.org", "abd")
         assert stored_hash(account) == value
@@ -465,10 +465,10 @@ class TestHashing:
         assert not hashing.is_password_hash("{PLAIN}abc")
         configure(password_min_length=12)
         with pytest.raises(PolicyViolation) as exc:
-            services.set_password(account, "{PLAIN}abc", "test")  # plain text to the policy: 10 bytes
+            credentials.set_password(account, "{PLAIN}abc", "test")  # plain text to the policy: 10 bytes
         assert exc.value.rule == "minLength"
         value = "{PLAIN}" + NEW_PASSWORD
-        services.set_password(account, value, "test")
+        credentials.set_password(account, value, "test")
         assert stored_hash(account).startswith("$argon2id$")
         assert can_login("pia@example.org", value)
         assert not can_login("pia@example.org", NEW_PASSWORD)
@@ -477,8 +477,8 @@ class TestHashing:
     def test_unknown_hash_format_is_an_auth_error(self, client, make_account, bad):
         account = make_account("rosa")
         Credential.objects.filter(account=account, kind=Credential.Kind.PASSWORD).update(secret_hash=bad)
-        with pytest.raises(services.AuthError) as exc:
-            services.authenticate("rosa@example.org", STRONG_PASSWORD, REMOTE)
+        with pytest.raises(account_login.AuthError) as exc:
+            account_login.authenticate("rosa@example.org", STRONG_PASSWORD, REMOTE)
         assert exc.value.status == 401
         assert stored_hash(account) == bad
         # The web login fails cleanly (no server error).
@@ -495,17 +495,17 @@ class TestHashing:
         security.auth_ban_rate_count = 1
         security.save()
         for _ in range(3):
-            with pytest.raises(services.AuthError) as exc:
-                services.authenticate("rosa@example.org", STRONG_PASSWORD, REMOTE)
-            assert not isinstance(exc.value, (services.Banned, services.AuthFailed))
+            with pytest.raises(account_login.AuthError) as exc:
+                account_login.authenticate("rosa@example.org", STRONG_PASSWORD, REMOTE)
+            assert not isinstance(exc.value, (account_login.Banned, account_login.AuthFailed))
             assert str(exc.value) == "Authentication error."
         assert not BlockedIp.objects.filter(address=REMOTE).exists()
         # Wrong guesses still count.
         make_account("sam")
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("sam@example.org", OTHER_PASSWORD, REMOTE)
-        with pytest.raises(services.Banned):
-            services.authenticate("sam@example.org", OTHER_PASSWORD, REMOTE)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("sam@example.org", OTHER_PASSWORD, REMOTE)
+        with pytest.raises(account_login.Banned):
+            account_login.authenticate("sam@example.org", OTHER_PASSWORD, REMOTE)
         assert BlockedIp.objects.filter(address=REMOTE).exists()
 
     def test_unknown_format_is_not_accepted_as_prehashed(self, make_account):
@@ -513,11 +513,11 @@ class TestHashing:
         assert not hashing.is_password_hash("$xyz$abc$def")
         configure(password_min_length=13)
         with pytest.raises(PolicyViolation) as exc:
-            services.set_password(account, "$xyz$abc$def", "test")  # plain text to the policy: 12 bytes
+            credentials.set_password(account, "$xyz$abc$def", "test")  # plain text to the policy: 12 bytes
         assert exc.value.rule == "minLength"
         assert can_login("sara@example.org", STRONG_PASSWORD)
         configure(password_min_length=8)
-        services.set_password(account, "$xyz$abc$def", "test")
+        credentials.set_password(account, "$xyz$abc$def", "test")
         assert stored_hash(account).startswith("$argon2id$")
         assert can_login("sara@example.org", "$xyz$abc$def")
 
@@ -533,84 +533,84 @@ class TestExpiry:
     def test_no_default_no_expiry(self, make_account):
         account = make_account("tina")
         assert password_cred(account).expires_at is None
-        services.set_password(account, NEW_PASSWORD, "test")
+        credentials.set_password(account, NEW_PASSWORD, "test")
         assert password_cred(account).expires_at is None
 
     def test_self_service_change_takes_the_default(self, make_account):
         account = make_account("uma")
         far = timezone.now() + timedelta(days=300)
-        services.set_password_expiry(account, far, "test")
+        credentials.set_password_expiry(account, far, "test")
         configure(password_default_expiry=timedelta(days=7))
-        services.change_own_password(account, STRONG_PASSWORD, NEW_PASSWORD, REMOTE)
+        account_login.change_own_password(account, STRONG_PASSWORD, NEW_PASSWORD, REMOTE)
         assert close_to(password_cred(account).expires_at, timezone.now() + timedelta(days=7))
 
     def test_self_service_without_default(self, make_account):
         account = make_account("uma")
         future = timezone.now() + timedelta(days=5)
-        services.set_password_expiry(account, future, "test")
-        services.change_own_password(account, STRONG_PASSWORD, NEW_PASSWORD, REMOTE)
+        credentials.set_password_expiry(account, future, "test")
+        account_login.change_own_password(account, STRONG_PASSWORD, NEW_PASSWORD, REMOTE)
         assert password_cred(account).expires_at == future  # a future expiry is kept
-        services.set_password_expiry(account, timezone.now() - timedelta(days=1), "test")
-        services.change_own_password(account, NEW_PASSWORD, OTHER_PASSWORD, REMOTE)
+        credentials.set_password_expiry(account, timezone.now() - timedelta(days=1), "test")
+        account_login.change_own_password(account, NEW_PASSWORD, OTHER_PASSWORD, REMOTE)
         assert password_cred(account).expires_at is None  # a lapsed one is cleared
 
     def test_admin_change_keeps_a_future_expiry(self, make_account, admin_account):
         account = make_account("vera")
         future = timezone.now() + timedelta(days=5)
-        services.set_password_expiry(account, future, "test")
+        credentials.set_password_expiry(account, future, "test")
         configure(password_default_expiry=timedelta(days=30))
-        services.set_password(account, NEW_PASSWORD, admin_account)
+        credentials.set_password(account, NEW_PASSWORD, admin_account)
         assert password_cred(account).expires_at == future
 
     def test_admin_change_keeps_no_expiry(self, make_account, admin_account):
         account = make_account("vera")
         configure(password_default_expiry=timedelta(days=30))
-        services.set_password(account, NEW_PASSWORD, admin_account)
+        credentials.set_password(account, NEW_PASSWORD, admin_account)
         assert password_cred(account).expires_at is None
 
     def test_admin_change_replaces_a_lapsed_expiry_when_a_default_exists(self, make_account, admin_account):
         account = make_account("wren")
         lapsed = timezone.now() - timedelta(hours=1)
-        services.set_password_expiry(account, lapsed, "test")
-        services.set_password(account, NEW_PASSWORD, admin_account)
+        credentials.set_password_expiry(account, lapsed, "test")
+        credentials.set_password(account, NEW_PASSWORD, admin_account)
         assert password_cred(account).expires_at == lapsed  # no default: left as it was
         configure(password_default_expiry=timedelta(days=10))
-        services.set_password(account, OTHER_PASSWORD, admin_account)
+        credentials.set_password(account, OTHER_PASSWORD, admin_account)
         assert close_to(password_cred(account).expires_at, timezone.now() + timedelta(days=10))
 
     def test_admin_explicit_expiry_stands(self, make_account, admin_account):
         account = make_account("xena")
         configure(password_default_expiry=timedelta(days=10))
         when = timezone.now() + timedelta(days=2)
-        services.set_password(account, NEW_PASSWORD, admin_account, expires_at=when)
+        credentials.set_password(account, NEW_PASSWORD, admin_account, expires_at=when)
         assert password_cred(account).expires_at == when
-        services.set_password(account, OTHER_PASSWORD, admin_account, expires_at=None)
+        credentials.set_password(account, OTHER_PASSWORD, admin_account, expires_at=None)
         assert password_cred(account).expires_at is None
 
     def test_expired_password_logs_in_with_reduced_permissions(self, make_account):
         account = make_account("yara")
-        normal = services.authenticate("yara@example.org", STRONG_PASSWORD, REMOTE).permissions
+        normal = account_login.authenticate("yara@example.org", STRONG_PASSWORD, REMOTE).permissions
         assert len(normal) > len(EXPIRED_PASSWORD_PERMISSIONS)
-        services.set_password_expiry(account, timezone.now() - timedelta(seconds=1), "test")
-        result = services.authenticate("yara@example.org", STRONG_PASSWORD, REMOTE)
+        credentials.set_password_expiry(account, timezone.now() - timedelta(seconds=1), "test")
+        result = account_login.authenticate("yara@example.org", STRONG_PASSWORD, REMOTE)
         assert result.password_expired
         assert result.permissions == normal & EXPIRED_PASSWORD_PERMISSIONS
         assert result.permissions == EXPIRED_PASSWORD_PERMISSIONS  # a plain user holds all five
         # The wrong password still fails.
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("yara@example.org", OTHER_PASSWORD, REMOTE)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("yara@example.org", OTHER_PASSWORD, REMOTE)
 
     def test_expired_scope_is_an_intersection(self, make_account):
         account = make_account("zoe", permissions_mode="merge", disabled_permissions=["emailReceive"])
         normal = account_permissions(account)
         assert "emailReceive" not in normal and "authenticate" in normal
-        services.set_password_expiry(account, timezone.now() - timedelta(days=1), "test")
-        result = services.authenticate("zoe@example.org", STRONG_PASSWORD, REMOTE)
+        credentials.set_password_expiry(account, timezone.now() - timedelta(days=1), "test")
+        result = account_login.authenticate("zoe@example.org", STRONG_PASSWORD, REMOTE)
         assert result.permissions == EXPIRED_PASSWORD_PERMISSIONS - {"emailReceive"}
 
     def test_admin_with_expired_password_is_sent_to_the_password_page(self, client, admin_account):
         configure(password_default_expiry=timedelta(days=90))
-        services.set_password_expiry(admin_account, timezone.now() - timedelta(minutes=5), "test")
+        credentials.set_password_expiry(admin_account, timezone.now() - timedelta(minutes=5), "test")
         response = client.post("/admin/login/", {"username": "admin@example.org", "password": STRONG_PASSWORD})
         assert response.status_code == 302  # the login succeeds
         for url in ("/admin/", "/account/", "/admin/accounts/account/", "/"):
@@ -644,12 +644,12 @@ class TestExpiry:
         assert client.get("/admin/").status_code == 200  # the full session is back
         assert client.get("/account/").status_code == 200
         assert close_to(password_cred(admin_account).expires_at, timezone.now() + timedelta(days=90))
-        result = services.authenticate("admin@example.org", NEW_PASSWORD, REMOTE)
+        result = account_login.authenticate("admin@example.org", NEW_PASSWORD, REMOTE)
         assert not result.password_expired and "sysAccountGet" in result.permissions
 
     def test_user_with_expired_password_via_test_client_login(self, client, make_account):
         account = make_account("bob")
-        services.set_password_expiry(account, timezone.now() - timedelta(days=1), "test")
+        credentials.set_password_expiry(account, timezone.now() - timedelta(days=1), "test")
         assert client.login(username="bob@example.org", password=STRONG_PASSWORD)
         assert client.get("/account/")["Location"] == "/account/password/"
         response = client.post("/account/password/", {
@@ -707,8 +707,8 @@ class TestPasswordPage:
         assert form_errors(response, "current_password") == ["Too Many Authentication Attempts"]
         assert BlockedIp.objects.filter(address=REMOTE).exists()
         # The banned address may not log in any more, even with the right password.
-        with pytest.raises(services.Banned):
-            services.authenticate("bob@example.org", STRONG_PASSWORD, REMOTE)
+        with pytest.raises(account_login.Banned):
+            account_login.authenticate("bob@example.org", STRONG_PASSWORD, REMOTE)
         assert can_login("bob@example.org", STRONG_PASSWORD) is False
 
     def test_too_weak_new_password_is_shown_inline(self, make_account):
@@ -774,7 +774,7 @@ class TestPasswordPage:
         bob = make_account("bob")
         user = Client()
         assert user.login(username="bob@example.org", password=STRONG_PASSWORD)
-        services.set_password(bob, NEW_PASSWORD, "test")
+        credentials.set_password(bob, NEW_PASSWORD, "test")
         assert user.get("/account/").status_code == 302
 
     def test_recovery_admin_has_no_password_page(self, client, db, settings):
@@ -859,17 +859,17 @@ class TestAdminAccountPage:
 
     def test_lapsed_expiry_is_replaced_by_the_default(self, admin_client, make_account):
         bob = make_account("bob")
-        services.set_password_expiry(bob, timezone.now() - timedelta(days=2), "test")
+        credentials.set_password_expiry(bob, timezone.now() - timedelta(days=2), "test")
         configure(password_default_expiry=timedelta(days=10))
         response = post_account_form(admin_client, bob, new_password=NEW_PASSWORD, new_password_confirm=NEW_PASSWORD)
         assert response.status_code == 302
         assert close_to(password_cred(bob).expires_at, timezone.now() + timedelta(days=10))
-        assert not services.authenticate("bob@example.org", NEW_PASSWORD, REMOTE).password_expired
+        assert not account_login.authenticate("bob@example.org", NEW_PASSWORD, REMOTE).password_expired
 
     def test_future_expiry_is_kept(self, admin_client, make_account):
         bob = make_account("bob")
         future = timezone.now() + timedelta(days=3, seconds=7, microseconds=123)
-        services.set_password_expiry(bob, future, "test")
+        credentials.set_password_expiry(bob, future, "test")
         configure(password_default_expiry=timedelta(days=10))
         response = post_account_form(admin_client, bob, new_password=NEW_PASSWORD, new_password_confirm=NEW_PASSWORD)
         assert response.status_code == 302
@@ -890,11 +890,11 @@ class TestRecoveryAdmin:
     def test_logs_in_with_every_permission_on_an_empty_database(self, client, settings):
         settings.STALWART_RECOVERY_ADMIN = RECOVERY
         assert not Account.objects.exists()
-        result = services.authenticate("recovery", "Some-Secret-Value-1", REMOTE)
+        result = account_login.authenticate("recovery", "Some-Secret-Value-1", REMOTE)
         assert result.account.is_recovery_admin
         assert result.permissions == all_permissions()
         assert result.credential is None
-        assert services.authenticate("  RECOVERY ", "Some-Secret-Value-1", REMOTE).account.is_recovery_admin
+        assert account_login.authenticate("  RECOVERY ", "Some-Secret-Value-1", REMOTE).account.is_recovery_admin
 
         response = client.post("/admin/login/", {"username": "recovery", "password": "Some-Secret-Value-1"})
         assert response.status_code == 302
@@ -905,10 +905,10 @@ class TestRecoveryAdmin:
 
     def test_wrong_secret_fails(self, client, settings):
         settings.STALWART_RECOVERY_ADMIN = RECOVERY
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("recovery", "Some-Secret-Value-2", REMOTE)
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("recovery", "", REMOTE)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("recovery", "Some-Secret-Value-2", REMOTE)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("recovery", "", REMOTE)
         assert not client.login(username="recovery", password="some-secret-value-1")
         response = client.post("/admin/login/", {"username": "recovery", "password": "wrong"})
         assert response.status_code == 200
@@ -917,23 +917,23 @@ class TestRecoveryAdmin:
     @pytest.mark.parametrize("value", [None, "", "recovery", ":Some-Secret-Value-1", "recovery:"])
     def test_unset_or_incomplete_the_name_is_unknown(self, client, settings, value):
         settings.STALWART_RECOVERY_ADMIN = value
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("recovery", "Some-Secret-Value-1", REMOTE)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("recovery", "Some-Secret-Value-1", REMOTE)
         assert not client.login(username="recovery", password="Some-Secret-Value-1")
 
     def test_unset_with_an_account_of_that_name(self, client, settings, make_account):
         settings.STALWART_RECOVERY_ADMIN = None
         make_account("recovery")
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("recovery", "Some-Secret-Value-1", REMOTE)
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("recovery", "Some-Secret-Value-1", REMOTE)
         # The name is an ordinary login again (default domain appended).
-        assert services.authenticate("recovery", STRONG_PASSWORD, REMOTE).account.email_address == "recovery@example.org"
+        assert account_login.authenticate("recovery", STRONG_PASSWORD, REMOTE).account.email_address == "recovery@example.org"
 
     def test_hashed_recovery_secret(self, settings):
         settings.STALWART_RECOVERY_ADMIN = "recovery:" + hashing.hash_secret("Some-Secret-Value-1", "bcrypt")
-        assert services.authenticate("recovery", "Some-Secret-Value-1", REMOTE).account.is_recovery_admin
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("recovery", "Some-Secret-Value-2", REMOTE)
+        assert account_login.authenticate("recovery", "Some-Secret-Value-1", REMOTE).account.is_recovery_admin
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("recovery", "Some-Secret-Value-2", REMOTE)
 
     def test_session_ends_when_the_secret_changes(self, client, settings):
         settings.STALWART_RECOVERY_ADMIN = RECOVERY
@@ -975,9 +975,9 @@ class TestBootstrap:
         assert password not in cred.secret_hash and cred.secret_hash.startswith("$2b$")
         assert cred.expires_at is None
 
-        result = services.authenticate("admin@example.org", password, REMOTE)
+        result = account_login.authenticate("admin@example.org", password, REMOTE)
         assert not result.password_expired and "sysAccountCreate" in result.permissions
-        assert services.authenticate("admin", password, REMOTE).account.pk == admin.pk
+        assert account_login.authenticate("admin", password, REMOTE).account.pk == admin.pk
         assert client.post("/admin/login/", {"username": "admin@example.org", "password": password}).status_code == 302
         assert client.get("/admin/").status_code == 200
 

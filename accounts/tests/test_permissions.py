@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accounts import permissions as catalogue
-from accounts import services
+from accounts import login
 from accounts.authz import account_permissions
 from accounts.models import Account, Authentication, Role, Tenant
 from conftest import STRONG_PASSWORD
@@ -121,7 +121,7 @@ class TestBuiltinRoles:
     def test_admin_holds_all_660(self, admin_account):
         assert perms(admin_account) == catalogue.all_permissions()
         assert len(perms(admin_account)) == 660
-        result = services.authenticate("admin@example.org", STRONG_PASSWORD, IP)
+        result = login.authenticate("admin@example.org", STRONG_PASSWORD, IP)
         assert result.permissions == catalogue.all_permissions()
 
     def test_user_holds_the_user_role(self, make_account, builtin):
@@ -149,14 +149,14 @@ class TestEffectivePermissions:
                                                                                     "imapFetch"],
                            disabled_permissions=["imapFetch"])
         assert perms(bob) == frozenset({"authenticate", "sysDomainGet"})
-        result = services.authenticate("bob@example.org", STRONG_PASSWORD, IP)
+        result = login.authenticate("bob@example.org", STRONG_PASSWORD, IP)
         assert result.permissions == frozenset({"authenticate", "sysDomainGet"})
         assert Account.objects.get(pk=bob.pk).is_staff
 
     def test_replace_without_authenticate_cannot_log_in(self, make_account):
         make_account("bob", permissions_mode="replace", enabled_permissions=["imapAuthenticate"])
-        with pytest.raises(services.Unauthorized) as exc:
-            services.authenticate("bob@example.org", STRONG_PASSWORD, IP)
+        with pytest.raises(login.Unauthorized) as exc:
+            login.authenticate("bob@example.org", STRONG_PASSWORD, IP)
         assert exc.value.status == 403
 
     def test_role_closure_through_parents_with_a_cycle(self, make_account):
@@ -177,8 +177,8 @@ class TestEffectivePermissions:
         bob = make_account("bob", roles_mode="custom", roles=[child.pk])
         # Denied by a grandparent role though granted by the child.
         assert perms(bob) == frozenset({"sysDomainGet", "imapFetch", "sysDomainQuery"})
-        with pytest.raises(services.Unauthorized):
-            services.authenticate("bob@example.org", STRONG_PASSWORD, IP)
+        with pytest.raises(login.Unauthorized):
+            login.authenticate("bob@example.org", STRONG_PASSWORD, IP)
         # Denied by a sibling role.
         denier = make_role("Denier", disabled={"imapFetch"})
         carol = make_account("carol", roles_mode="custom", roles=[grand.pk, denier.pk])
@@ -204,8 +204,8 @@ class TestEffectivePermissions:
     def test_no_roles_no_permissions(self, make_account):
         bob = make_account("bob", roles_mode="custom")
         assert perms(bob) == frozenset()
-        with pytest.raises(services.Unauthorized):
-            services.authenticate("bob@example.org", STRONG_PASSWORD, IP)
+        with pytest.raises(login.Unauthorized):
+            login.authenticate("bob@example.org", STRONG_PASSWORD, IP)
 
     def test_groups_resolve_default_group_roles(self, make_account, builtin):
         staff = make_account("staff", kind="group", roles_mode="default")
@@ -276,8 +276,8 @@ class TestTenants:
         bob = make_account("bob", tenant=acme.pk)
         registry.update(Tenant._declaration, acme.pk, {"roles_mode": "custom", "roles": []}, "test")
         assert perms(bob) == frozenset()
-        with pytest.raises(services.Unauthorized):
-            services.authenticate("bob@example.org", STRONG_PASSWORD, IP)
+        with pytest.raises(login.Unauthorized):
+            login.authenticate("bob@example.org", STRONG_PASSWORD, IP)
 
 
 # --- default roles resolved at use time (§9.3, §15.3) --------------------------------------------
@@ -289,14 +289,14 @@ class TestDefaultRolesAreSymbolic:
         narrow = make_role("Narrow", enabled={"authenticate", "sysDomainGet"})
         set_auth(default_user_roles=[narrow])
         assert perms(bob) == frozenset({"authenticate", "sysDomainGet"})
-        result = services.authenticate("bob@example.org", STRONG_PASSWORD, IP)
+        result = login.authenticate("bob@example.org", STRONG_PASSWORD, IP)
         assert result.permissions == frozenset({"authenticate", "sysDomainGet"})
         # Admins take the admin defaults, which still include the User role itself (not the setting).
         boss = make_account("boss", roles_mode="admin")
         assert perms(boss) == catalogue.all_permissions()
         set_auth(default_user_roles=[])
-        with pytest.raises(services.Unauthorized):
-            services.authenticate("bob@example.org", STRONG_PASSWORD, IP)
+        with pytest.raises(login.Unauthorized):
+            login.authenticate("bob@example.org", STRONG_PASSWORD, IP)
 
     def test_web_session_loses_admin_when_admin_roles_are_emptied(self, admin_client, admin_account):
         assert admin_client.get("/admin/").status_code == 200

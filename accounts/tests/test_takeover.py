@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts import services
+from accounts import credentials, login
 from accounts.models import Account, Credential, Role
 from accounts.tests.test_passwords import post_account_form
 from conftest import STRONG_PASSWORD
@@ -98,7 +98,7 @@ def test_unprotected_fields_and_lesser_accounts_stay_manageable(hd, admin_accoun
 
 
 def test_destroy_and_credential_revocation(hd, admin_account):
-    key, token = services.create_secondary_credential(admin_account, Credential.Kind.API_KEY, "test",
+    key, token = credentials.create_secondary_credential(admin_account, Credential.Kind.API_KEY, "test",
                                                       description="automation")
     aid = ids.encode(admin_account.pk)
     got = hd.ok("x:Account/set", {"destroy": [aid]})
@@ -108,7 +108,7 @@ def test_destroy_and_credential_revocation(hd, admin_account):
                  if c["@type"] == "ApiKey")
     got = hd.ok("x:Account/set", {"update": {aid: {f"credentials/{index}": None}}})
     assert refusal(got, aid)["type"] == "forbidden"
-    assert services.authenticate_bearer(token, IP).credential.pk == key.pk
+    assert login.authenticate_bearer(token, IP).credential.pk == key.pk
 
 
 def test_self_service_is_unaffected(hd, helpdesk):

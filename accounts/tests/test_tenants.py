@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts import services
+from accounts import credentials, services
 from accounts.models import Account, Domain, Tenant
 from accounts.tests.test_passwords import form_data, post_account_form
 from conftest import STRONG_PASSWORD
@@ -165,7 +165,7 @@ def test_changes_do_not_leak_other_tenants_ids(t1, world, jmap):
     since = t1.ok("x:Account/get", {"ids": []})["state"]
     jmap.ok("x:Account/set", {"update": {eid(world.t2user): {"description": "T2 change"},
                                          eid(world.t1user): {"description": "T1 change"}}})
-    services.set_password(world.t2admin, NEW_PASSWORD, "test")
+    credentials.set_password(world.t2admin, NEW_PASSWORD, "test")
     got = t1.ok("x:Account/changes", {"sinceState": since})
     assert got["updated"] == [eid(world.t1user)] and got["created"] == [] and got["destroyed"] == []
     # The system administrator sees both.

@@ -16,7 +16,7 @@ import pyotp
 import pytest
 from django.test import Client
 
-from accounts import services
+from accounts import credentials, login as account_login, totp as account_totp
 from accounts.models import Account, Credential
 from conftest import STRONG_PASSWORD
 from registry import crypto
@@ -45,9 +45,9 @@ def password_cred(account) -> Credential:
 
 def enrol(account) -> str:
     """Turn on TOTP through the service; returns the base32 secret."""
-    url = services.new_totp_url(account)
+    url = account_totp.new_totp_url(account)
     secret = pyotp.parse_uri(url).secret
-    services.enable_totp(account, url, pyotp.TOTP(secret).now(), account)
+    account_totp.enable_totp(account, url, pyotp.TOTP(secret).now(), account)
     return secret
 
 
@@ -126,7 +126,7 @@ class TestEnrolment:
         assert "no-store" in page["Cache-Control"]  # a page with a secret is never cached
         # Nothing stored yet: logins are unchanged.
         assert password_cred(carol).otp_url == ""
-        services.authenticate("carol@example.org", STRONG_PASSWORD, IP)
+        account_login.authenticate("carol@example.org", STRONG_PASSWORD, IP)
         # A reload shows the same pending secret; starting again makes a new one.
         assert page_secret(carol_client.get("/account/")) == secret
         assert page_secret(start(carol_client)) != secret
@@ -149,9 +149,9 @@ class TestEnrolment:
         events = list(AuditEvent.objects.filter(pk__gt=last).values_list("actor", "field", "old_value", "new_value"))
         assert events == [("carol@example.org", "otpAuth", None, "****")]
         # The password alone no longer logs in.
-        with pytest.raises(services.MfaRequired):
-            services.authenticate("carol@example.org", STRONG_PASSWORD, IP)
-        assert services.authenticate("carol@example.org", STRONG_PASSWORD, IP,
+        with pytest.raises(account_login.MfaRequired):
+            account_login.authenticate("carol@example.org", STRONG_PASSWORD, IP)
+        assert account_login.authenticate("carol@example.org", STRONG_PASSWORD, IP,
                                      otp=pyotp.TOTP(secret).now()).account.pk == carol.pk
 
     def test_codes_with_spaces_are_accepted(self, carol, carol_client):
@@ -200,7 +200,7 @@ class TestEnrolment:
         assert password_cred(carol).otp_url == ""
 
     def test_an_app_password_is_no_current_password(self, carol, carol_client):
-        _cred, app = services.create_secondary_credential(carol, Credential.Kind.APP_PASSWORD, carol,
+        _cred, app = credentials.create_secondary_credential(carol, Credential.Kind.APP_PASSWORD, carol,
                                                           description="phone")
         secret = page_secret(start(carol_client))
         response = carol_client.post("/account/two-factor/confirm/", {
@@ -293,7 +293,7 @@ class TestRemoval:
         html = carol_client.get("/account/").content.decode()
         assert "Two-factor login is off." in html
         assert re.search(r'id="totp-status".*?<strong>off</strong>', html, re.S)
-        services.authenticate("carol@example.org", STRONG_PASSWORD, IP)  # the password alone again
+        account_login.authenticate("carol@example.org", STRONG_PASSWORD, IP)  # the password alone again
 
     @pytest.mark.parametrize("which", ["code", "password"])
     def test_a_wrong_code_or_password_removes_nothing(self, carol, carol_client, which):
@@ -314,7 +314,7 @@ class TestRemoval:
 
     def test_an_app_password_does_not_remove_it(self, carol, carol_client):
         secret = enrol(carol)
-        _cred, app = services.create_secondary_credential(carol, Credential.Kind.APP_PASSWORD, carol,
+        _cred, app = credentials.create_secondary_credential(carol, Credential.Kind.APP_PASSWORD, carol,
                                                           description="phone")
         response = carol_client.post("/account/two-factor/remove/", {"current_password": app,
                                                                      "code": wrong_code(secret)})
@@ -477,24 +477,24 @@ class TestServices:
     def test_wrong_code_raises_auth_failed_and_counts(self, carol):
         ban_after(1)
         secret = enrol(carol)
-        with pytest.raises(services.AuthFailed):
-            services.authenticate("carol@example.org", STRONG_PASSWORD, IP, otp=wrong_code(secret))
-        with pytest.raises(services.Banned):
-            services.authenticate("carol@example.org", STRONG_PASSWORD, IP, otp=wrong_code(secret))
+        with pytest.raises(account_login.AuthFailed):
+            account_login.authenticate("carol@example.org", STRONG_PASSWORD, IP, otp=wrong_code(secret))
+        with pytest.raises(account_login.Banned):
+            account_login.authenticate("carol@example.org", STRONG_PASSWORD, IP, otp=wrong_code(secret))
 
     def test_mfa_required_is_402_and_does_not_count(self, carol):
         ban_after(1)
         enrol(carol)
         for _ in range(5):
-            with pytest.raises(services.MfaRequired) as exc:
-                services.authenticate("carol@example.org", STRONG_PASSWORD, IP)
+            with pytest.raises(account_login.MfaRequired) as exc:
+                account_login.authenticate("carol@example.org", STRONG_PASSWORD, IP)
             assert exc.value.status == 402 and not exc.value.counts_towards_ban
         assert not BlockedIp.objects.filter(address=IP).exists()
 
     def test_disable_turns_it_off(self, carol):
         enrol(carol)
-        services.disable_totp(carol, carol)
-        assert services.authenticate("carol@example.org", STRONG_PASSWORD, IP).account.pk == carol.pk
+        account_totp.disable_totp(carol, carol)
+        assert account_login.authenticate("carol@example.org", STRONG_PASSWORD, IP).account.pk == carol.pk
 
 
 # --- HTTP Basic on the API ------------------------------------------------------------------------
@@ -514,7 +514,7 @@ class TestBasicAuth:
         assert body["status"] == 402 and body["title"] == "MFA code required"
         assert body["detail"] == "MFA code required"
         assert client.get("/jmap/session", HTTP_AUTHORIZATION=header, REMOTE_ADDR=IP).status_code == 402
-        _cred, app = services.create_secondary_credential(carol, Credential.Kind.APP_PASSWORD, carol,
+        _cred, app = credentials.create_secondary_credential(carol, Credential.Kind.APP_PASSWORD, carol,
                                                           description="Thunderbird")
         ok = self.jmap(client, basic("carol@example.org", app))
         assert ok.status_code == 200 and ok.json()["methodResponses"][0][0] == "Core/echo"
@@ -535,7 +535,7 @@ class TestBasicAuth:
         enrol(carol)
         header = basic("carol@example.org", STRONG_PASSWORD)
         assert self.jmap(client, header).status_code == 402
-        services.disable_totp(carol, carol)
+        account_totp.disable_totp(carol, carol)
         assert self.jmap(client, header).status_code == 200
 
 

@@ -263,10 +263,10 @@ def test_user_sees_no_settings(user_jmap):
 def test_expired_password_session_may_only_touch_its_password(client, make_account):
     import datetime as dt
 
-    from accounts import services
+    from accounts import credentials
 
     admin = make_account("boss", roles_mode="admin")
-    services.set_password_expiry(admin, dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), "t")
+    credentials.set_password_expiry(admin, dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), "t")
     j = Jmap(client, basic("boss@example.org"))
     assert j.error("x:Authentication/get", {})["type"] == "forbidden"
     assert j.error("Core/echo", {})["type"] == "forbidden"
@@ -309,10 +309,10 @@ def test_account_create_get_and_password_policy(jmap, domain):
 
 
 def test_account_password_change_and_revocation_through_patches(jmap, make_account):
-    from accounts import services
+    from accounts import credentials, login
 
     bob = make_account("bob")
-    _cred, _token = services.create_secondary_credential(bob, "app_password", "t", description="phone")
+    _cred, _token = credentials.create_secondary_credential(bob, "app_password", "t", description="phone")
     bid = ids.encode(bob.pk)
     got = jmap.ok("x:Account/set", {"update": {bid: {"credentials/0/secret": "bob"}}})
     assert got["notUpdated"][bid]["properties"] == ["secret"]
@@ -325,7 +325,7 @@ def test_account_password_change_and_revocation_through_patches(jmap, make_accou
     bob.refresh_from_db()
     assert bob.description == "Robert"
     assert list(bob.credentials.values_list("kind", flat=True)) == ["password"]
-    assert services.authenticate("bob@example.org", new, "127.0.0.1").account.pk == bob.pk
+    assert login.authenticate("bob@example.org", new, "127.0.0.1").account.pk == bob.pk
 
 
 def test_account_type_and_roles_encodings(jmap, make_account):

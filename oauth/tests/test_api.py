@@ -319,10 +319,10 @@ def test_account_with_a_bearer_token_and_an_api_key_scope(client, make_account):
 
 
 def test_account_shows_the_current_credentials_scope(client, make_account):
-    from accounts import services as account_services
+    from accounts import credentials as account_credentials
 
     alice = make_account("alice")
-    _cred, key = account_services.create_secondary_credential(
+    _cred, key = account_credentials.create_secondary_credential(
         alice, "api_key", "test", description="narrow", permissions_mode="replace",
         permissions=["authenticate", "jmapEmailGet"])
     resp = client.get("/api/account", HTTP_AUTHORIZATION=f"Bearer {key}")

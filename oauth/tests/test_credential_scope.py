@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts import services as account_services
+from accounts import credentials as account_credentials
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ REDIRECT = "http://127.0.0.1:9999/cb"
 
 
 def app_password(account, **scope):
-    return account_services.create_secondary_credential(account, "app_password", "test", description="mail", **scope)
+    return account_credentials.create_secondary_credential(account, "app_password", "test", description="mail", **scope)
 
 
 def code_flow(client, secret):
@@ -67,7 +67,7 @@ def test_a_scoped_app_password_gives_tokens_of_its_scope_that_die_with_it(client
                                             "client_id": "app" if flow is code_flow else "tv"})
     assert refreshed.status_code == 200
     assert permissions(client, refreshed.json()["access_token"]) == (200, ["authenticate"])
-    account_services.revoke_credential(alice, cred.credential_id, "test")
+    account_credentials.revoke_credential(alice, cred.credential_id, "test")
     assert permissions(client, tokens["access_token"])[0] == 401
     assert permissions(client, refreshed.json()["access_token"])[0] == 401
     again = client.post("/auth/token", {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
@@ -80,7 +80,7 @@ def test_a_changed_app_password_ends_its_tokens_and_a_pending_code(client, make_
     cred, secret = app_password(alice)
     tokens = code_flow(client, secret)
     assert permissions(client, tokens["access_token"])[0] == 200
-    account_services.update_secondary_credential(alice, cred.credential_id, "app_password",
+    account_credentials.update_secondary_credential(alice, cred.credential_id, "app_password",
                                                  {"expires_at": timezone.now() + timedelta(days=1)}, "test")
     assert permissions(client, tokens["access_token"])[0] == 401
 

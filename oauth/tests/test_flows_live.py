@@ -783,9 +783,9 @@ def test_password_change_revokes_tokens(site):
     assert site.introspect(token["access_token"]).json()["active"] is True
 
     site.server.shell_json(f"""
-from accounts import services
+from accounts import credentials
 from accounts.models import Account
-services.set_password(Account.objects.get(pk={user.id}), {NEW_PASSWORD!r}, "test-oauth")
+credentials.set_password(Account.objects.get(pk={user.id}), {NEW_PASSWORD!r}, "test-oauth")
 result = True
 """)
     for _ in range(4):  # on every worker

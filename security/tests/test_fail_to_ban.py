@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts import hashing, services
+from accounts import credentials, hashing, login as account_login
 from accounts.models import Credential
 from conftest import STRONG_PASSWORD
 from registry import services as registry
@@ -37,8 +37,8 @@ def thresholds(db):
 
 def fail(login="bob@example.org", ip=ATTACKER, secret="wrong-password"):
     """One failed login; returns the exception class raised."""
-    with pytest.raises(services.AuthError) as exc:
-        services.authenticate(login, secret, ip)
+    with pytest.raises(account_login.AuthError) as exc:
+        account_login.authenticate(login, secret, ip)
     return exc.value
 
 
@@ -57,14 +57,14 @@ class TestCounting:
         thresholds(count=3, ban=timedelta(minutes=30))
         for _ in range(3):
             exc = fail()
-            assert type(exc) is services.AuthFailed
+            assert type(exc) is account_login.AuthFailed
             assert exc.status == 401
         assert blocked(ATTACKER) is None
         assert not security.is_blocked(ATTACKER)
 
         before = timezone.now()
         exc = fail()
-        assert type(exc) is services.Banned
+        assert type(exc) is account_login.Banned
         assert exc.status == 429
         assert str(exc) == "Too Many Authentication Attempts"
         row = blocked(ATTACKER)
@@ -78,43 +78,43 @@ class TestCounting:
 
         # Further attempts are refused, even with the right password.
         exc = fail(secret=STRONG_PASSWORD)
-        assert type(exc) is services.Banned and exc.status == 429
+        assert type(exc) is account_login.Banned and exc.status == 429
         # Other addresses are unaffected.
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, OTHER).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, OTHER).account.pk == bob.pk
 
     def test_ban_without_period_lasts_until_removed(self, bob, thresholds):
         thresholds(count=2, ban=None)
         for _ in range(2):
-            assert type(fail()) is services.AuthFailed
-        assert type(fail()) is services.Banned
+            assert type(fail()) is account_login.AuthFailed
+        assert type(fail()) is account_login.Banned
         row = blocked(ATTACKER)
         assert row.expires_at is None and row.reason == "authFailure"
         # Removing the entry lifts the ban.
         registry.destroy(BlockedIp._declaration, row.pk, "test")
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER).account.pk == bob.pk
 
     def test_expired_ban_no_longer_applies(self, bob, thresholds):
         thresholds(count=1)
         fail()
-        assert type(fail()) is services.Banned
+        assert type(fail()) is account_login.Banned
         row = blocked(ATTACKER)
         registry.update(BlockedIp._declaration, row.pk, {"expires_at": timezone.now() - timedelta(seconds=1)}, "test")
         assert not security.is_blocked(ATTACKER)
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER).account.pk == bob.pk
 
     def test_unknown_logins_count_too(self, bob, thresholds):
         thresholds(count=2)
         fail("nobody@example.org")
         fail("ghost@nowhere.test")
-        assert type(fail("bob")) is services.Banned
+        assert type(fail("bob")) is account_login.Banned
 
     def test_successes_do_not_count_and_do_not_reset(self, bob, thresholds):
         thresholds(count=2)
         fail()
-        services.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER)
+        account_login.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER)
         fail()
-        services.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER)
-        assert type(fail()) is services.Banned
+        account_login.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER)
+        assert type(fail()) is account_login.Banned
 
     def test_per_login_counter_bans_a_second_ip(self, bob, thresholds):
         thresholds(count=3)
@@ -122,24 +122,24 @@ class TestCounting:
         fail(ip=ATTACKER)
         # Same login from another address: the IP counter of OTHER is at 1 and 2, but the
         # login counter reaches 3 and then 4.
-        assert type(fail(ip=OTHER)) is services.AuthFailed
+        assert type(fail(ip=OTHER)) is account_login.AuthFailed
         assert blocked(OTHER) is None
         exc = fail(ip=OTHER)
-        assert type(exc) is services.Banned
+        assert type(exc) is account_login.Banned
         assert blocked(OTHER).reason == "authFailure"
         # ATTACKER has not passed its own counter, yet its next failure on the same login bans it too.
         assert blocked(ATTACKER) is None
-        assert type(fail(ip=ATTACKER)) is services.Banned
+        assert type(fail(ip=ATTACKER)) is account_login.Banned
         assert blocked(ATTACKER) is not None
         # A third address trying the right password is fine: the account is not locked.
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, THIRD).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, THIRD).account.pk == bob.pk
         assert blocked(THIRD) is None
 
     def test_login_key_is_case_insensitive(self, bob, thresholds):
         thresholds(count=2)
         fail("Bob@Example.org", ip=ATTACKER)
         fail("BOB@EXAMPLE.ORG", ip=OTHER)
-        assert type(fail("bob@example.org", ip=THIRD)) is services.Banned
+        assert type(fail("bob@example.org", ip=THIRD)) is account_login.Banned
 
     def test_window_resets(self, bob, thresholds):
         thresholds(count=2, period=timedelta(seconds=1))
@@ -153,61 +153,61 @@ class TestCounting:
         thresholds(count=2, period=timedelta(hours=1))
         fail(ip=OTHER)
         fail(ip=OTHER)
-        assert type(fail(ip=OTHER)) is services.Banned
+        assert type(fail(ip=OTHER)) is account_login.Banned
 
     def test_empty_rate_disables(self, bob, thresholds):
         thresholds(count=None)
         for _ in range(25):
-            assert type(fail()) is services.AuthFailed
+            assert type(fail()) is account_login.AuthFailed
         assert not BlockedIp.objects.exists()
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, ATTACKER).account.pk == bob.pk
 
     def test_manual_block_is_enforced_even_when_counting_is_disabled(self, bob, thresholds):
         thresholds(count=None)
         registry.create(BlockedIp._declaration, {"address": "203.0.113.0/24", "reason": "manual"}, "test")
-        assert type(fail(secret=STRONG_PASSWORD)) is services.Banned
-        with pytest.raises(services.Banned):
-            services.authenticate_bearer("API_whatever", ATTACKER)
+        assert type(fail(secret=STRONG_PASSWORD)) is account_login.Banned
+        with pytest.raises(account_login.Banned):
+            account_login.authenticate_bearer("API_whatever", ATTACKER)
 
 
 class TestWhatCounts:
     def test_ip_unauthorized_counts(self, bob, thresholds):
         thresholds(count=2)
-        _, token = services.create_secondary_credential(bob, Credential.Kind.APP_PASSWORD, bob,
+        _, token = credentials.create_secondary_credential(bob, Credential.Kind.APP_PASSWORD, bob,
                                                         description="office only", allowed_ips=["192.0.2.0/24"])
         for _ in range(2):
-            assert type(fail(secret=token)) is services.IpUnauthorized
-        assert type(fail(secret=token)) is services.Banned
+            assert type(fail(secret=token)) is account_login.IpUnauthorized
+        assert type(fail(secret=token)) is account_login.Banned
 
     def test_expired_credentials_do_not_count(self, bob, thresholds):
         thresholds(count=2)
-        cred, token = services.create_secondary_credential(
+        cred, token = credentials.create_secondary_credential(
             bob, Credential.Kind.APP_PASSWORD, bob, description="old", expires_at=timezone.now() + timedelta(days=1))
         Credential.objects.filter(pk=cred.pk).update(expires_at=timezone.now() - timedelta(days=1))
         for _ in range(6):
-            assert type(fail(secret=token)) is services.CredentialExpired
+            assert type(fail(secret=token)) is account_login.CredentialExpired
         assert blocked(ATTACKER) is None
 
     def test_missing_authenticate_permission_does_not_count(self, make_account, thresholds):
         make_account("bob", roles_mode="custom")
         thresholds(count=2)
         for _ in range(5):
-            assert type(fail(secret=STRONG_PASSWORD)) is services.Unauthorized
+            assert type(fail(secret=STRONG_PASSWORD)) is account_login.Unauthorized
         assert blocked(ATTACKER) is None
 
     def test_bearer_failures_count_per_ip(self, bob, thresholds):
         thresholds(count=2)
         for token in ("API_garbage", "not-even-a-key"):
-            with pytest.raises(services.AuthFailed):
-                services.authenticate_bearer(token, ATTACKER)
-        with pytest.raises(services.Banned):
-            services.authenticate_bearer("API_garbage", ATTACKER)
+            with pytest.raises(account_login.AuthFailed):
+                account_login.authenticate_bearer(token, ATTACKER)
+        with pytest.raises(account_login.Banned):
+            account_login.authenticate_bearer("API_garbage", ATTACKER)
         assert blocked(ATTACKER).reason == "authFailure"
         # A valid key from the banned address is refused too.
-        _, key = services.create_secondary_credential(bob, Credential.Kind.API_KEY, bob, description="k")
-        with pytest.raises(services.Banned):
-            services.authenticate_bearer(key, ATTACKER)
-        assert services.authenticate_bearer(key, OTHER).account.pk == bob.pk
+        _, key = credentials.create_secondary_credential(bob, Credential.Kind.API_KEY, bob, description="k")
+        with pytest.raises(account_login.Banned):
+            account_login.authenticate_bearer(key, ATTACKER)
+        assert account_login.authenticate_bearer(key, OTHER).account.pk == bob.pk
 
 
 class TestNeverBanned:
@@ -215,19 +215,19 @@ class TestNeverBanned:
     def test_loopback(self, bob, thresholds, address):
         thresholds(count=1)
         for _ in range(10):
-            assert type(fail(ip=address)) is services.AuthFailed
+            assert type(fail(ip=address)) is account_login.AuthFailed
         assert not BlockedIp.objects.exists()
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, address).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, address).account.pk == bob.pk
 
     def test_allowed_ip(self, bob, thresholds):
         thresholds(count=1)
         registry.create(AllowedIp._declaration, {"address": "198.51.100.0/24", "description": "office"}, "test")
         for _ in range(10):
-            assert type(fail(ip=THIRD)) is services.AuthFailed
+            assert type(fail(ip=THIRD)) is account_login.AuthFailed
         assert not BlockedIp.objects.exists()
         # An allowed address is not refused even if it is also listed as blocked.
         registry.create(BlockedIp._declaration, {"address": THIRD, "reason": "manual"}, "test")
-        assert services.authenticate("bob@example.org", STRONG_PASSWORD, THIRD).account.pk == bob.pk
+        assert account_login.authenticate("bob@example.org", STRONG_PASSWORD, THIRD).account.pk == bob.pk
 
     def test_allowed_ips_do_not_feed_the_login_counter(self, bob, thresholds):
         thresholds(count=2)
@@ -236,16 +236,16 @@ class TestNeverBanned:
             fail(ip=THIRD)
         fail(ip="127.0.0.1")
         # The login counter was not advanced by the allowed and loopback failures.
-        assert type(fail(ip=ATTACKER)) is services.AuthFailed
-        assert type(fail(ip=ATTACKER)) is services.AuthFailed
-        assert type(fail(ip=ATTACKER)) is services.Banned
+        assert type(fail(ip=ATTACKER)) is account_login.AuthFailed
+        assert type(fail(ip=ATTACKER)) is account_login.AuthFailed
+        assert type(fail(ip=ATTACKER)) is account_login.Banned
 
     def test_expired_allowed_ip_no_longer_protects(self, bob, thresholds):
         thresholds(count=1)
         registry.create(AllowedIp._declaration, {"address": "198.51.100.0/24",
                                                  "expires_at": timezone.now() - timedelta(minutes=1)}, "test")
         fail(ip=THIRD)
-        assert type(fail(ip=THIRD)) is services.Banned
+        assert type(fail(ip=THIRD)) is account_login.Banned
 
 
 class TestRefusedBeforeThePassword:
@@ -254,13 +254,13 @@ class TestRefusedBeforeThePassword:
         # ATTACKER: 3 failures on alice (unknown), then one on bob -> IP counter 4 -> banned.
         for _ in range(3):
             fail("alice@example.org")
-        assert type(fail("bob@example.org")) is services.Banned  # bob's login counter: 1
+        assert type(fail("bob@example.org")) is account_login.Banned  # bob's login counter: 1
         # Attempts from the banned address are refused before any check: bob's counter stays 1 ...
         for _ in range(5):
-            assert type(fail("bob@example.org")) is services.Banned
+            assert type(fail("bob@example.org")) is account_login.Banned
         # ... so two failures from elsewhere (counter 3) do not pass bob's threshold.
-        assert type(fail("bob@example.org", ip=OTHER)) is services.AuthFailed
-        assert type(fail("bob@example.org", ip=OTHER)) is services.AuthFailed
+        assert type(fail("bob@example.org", ip=OTHER)) is account_login.AuthFailed
+        assert type(fail("bob@example.org", ip=OTHER)) is account_login.AuthFailed
         assert blocked(OTHER) is None
 
     def test_banned_ip_does_not_reach_the_hash(self, bob, thresholds):
@@ -269,12 +269,12 @@ class TestRefusedBeforeThePassword:
         legacy = hashing.hash_secret(STRONG_PASSWORD, "pbkdf2")
         Credential.objects.filter(account=bob, kind=Credential.Kind.PASSWORD).update(secret_hash=legacy)
         fail()
-        assert type(fail()) is services.Banned
-        assert type(fail(secret=STRONG_PASSWORD)) is services.Banned
+        assert type(fail()) is account_login.Banned
+        assert type(fail(secret=STRONG_PASSWORD)) is account_login.Banned
         stored = Credential.objects.get(account=bob, kind=Credential.Kind.PASSWORD).secret_hash
         assert stored == legacy
         # From elsewhere the same password is verified and the hash upgraded (the control).
-        services.authenticate("bob@example.org", STRONG_PASSWORD, OTHER)
+        account_login.authenticate("bob@example.org", STRONG_PASSWORD, OTHER)
         stored = Credential.objects.get(account=bob, kind=Credential.Kind.PASSWORD).secret_hash
         assert stored.startswith("$argon2id$")
 

@@ -206,15 +206,15 @@ def test_a_cached_basic_verdict_is_not_a_new_login(client, jmap):
 
 
 def test_mfa_required_is_counted(client, jmap, make_account):
-    from accounts import services
+    from accounts import login
     from accounts.models import Credential
 
     account = make_account("carol")
     Credential.objects.filter(account=account, kind="password").update(otp_url="otpauth://totp/x?secret=JBSWY3DPEHPK3PXP")
     enable(jmap)
     before = client.get(URL).content.decode()
-    with pytest.raises(services.MfaRequired):
-        services.authenticate("carol@example.org", "Tr0ubador-Quartz-Lantern-91", "192.0.2.1")
+    with pytest.raises(login.MfaRequired):
+        login.authenticate("carol@example.org", "Tr0ubador-Quartz-Lantern-91", "192.0.2.1")
     after = client.get(URL).content.decode()
     assert sample(after, "stalwart_logins_total", result="mfa_required") - \
         sample(before, "stalwart_logins_total", result="mfa_required") == 1

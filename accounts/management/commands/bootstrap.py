@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts import services
+from accounts import credentials
 from accounts.models import Account, Domain, SystemSettings
 from registry import services as registry
 
@@ -48,7 +48,7 @@ class Command(BaseCommand):
                 "roles_mode": Account.RolesMode.ADMIN,
             }, actor)
             # A random 16-character password is strong; the policy is not applied, as in the reference.
-            services.set_password(account, password, actor, allow_prehashed=False, expires_at=None,
+            credentials.set_password(account, password, actor, allow_prehashed=False, expires_at=None,
                                   self_service=False, skip_policy=True)
         self.stdout.write("")
         self.stdout.write("First administrator created. Its password is shown this once:")
