@@ -161,7 +161,7 @@ ACCOUNT = register(ObjectType(
                      "locale", "created_at"]),
         ("Roles and permissions", ["roles_mode", "roles", "permissions_mode", "enabled_permissions",
                                    "disabled_permissions"]),
-        ("Credential limits", ["max_app_passwords", "max_api_keys"]),
+        ("Quotas", ["max_app_passwords", "max_api_keys"]),
     ],
     property_names={"kind": "@type", "tenant": "memberTenantId", "is_active": "enabled"},
     server_set=("email_address", "created_at"),

@@ -64,34 +64,82 @@ def split_kv(raw: str) -> tuple[str, str]:
     return key, value
 
 
-def resolve_key(props: dict, key: str, mode: str) -> tuple[str, dict | None]:
+def pointer_segments(key: str) -> list[str]:
+    """The segments of a JSON-pointer path as JMAP patches write it (RFC 8620 §5.3, without the
+    leading slash): `a/b/0`, where `~1` stands for `/` and `~0` for `~` (RFC 6901)."""
+    return [part.replace("~1", "/").replace("~0", "~") for part in key.split("/")]
+
+
+def pointer_path(segments: list[str]) -> str:
+    return "/".join(part.replace("~", "~0").replace("/", "~1") for part in segments)
+
+
+def resolve_key(props: dict, key: str) -> tuple[list[str], dict | None]:
+    """The path's segments with the first canonicalised (case-insensitively, like field names
+    everywhere), and the property's schema type when the path names the property itself."""
     if key.lower() == "@type":
-        return "@type", None
-    if mode == CREATE:
-        found = Schema.find_field(props, key)
-        if found is None:
-            raise unknown_field(key)
-        return found[0], found[1].get("type")
-    head, sep, rest = key.partition("/")
-    found = Schema.find_field(props, head)
+        return ["@type"], None
+    segments = pointer_segments(key)
+    found = Schema.find_field(props, segments[0])
     if found is None:
-        raise unknown_field(head)
-    if sep:
-        return f"{found[0]}/{rest}", None
-    return found[0], found[1].get("type")
+        raise unknown_field(segments[0])
+    segments[0] = found[0]
+    return segments, (found[1].get("type") if len(segments) == 1 else None)
 
 
 def fields_to_map(props: dict, entries: list[str], mode: str) -> dict:
+    """--field entries as a create body (paths build nested objects) or as a PatchObject (paths
+    are its keys, which the server applies as JMAP patches)."""
     out: dict = {}
     for raw in entries:
         key, value = split_kv(raw)
-        if mode == CREATE and "/" in key and key.lower() != "@type":
-            raise CliError(f"`--field` keys for `create` must be top-level properties (got `{key}`)")
-        canon, ftype = resolve_key(props, key, mode)
-        if canon in out:
-            raise CliError(f"duplicate --field key `{canon}`")
-        out[canon] = coerce(canon, value, ftype, mode, typed=ftype is not None or canon == "@type")
+        segments, ftype = resolve_key(props, key)
+        if len(segments) == 1:
+            canon = segments[0]
+            parsed = coerce(canon, value, ftype, mode, typed=ftype is not None or canon == "@type")
+        else:
+            canon = pointer_path(segments)
+            parsed = json_or_string(canon, value)
+        if mode == UPDATE:
+            if canon in out:
+                raise CliError(f"duplicate --field key `{canon}`")
+            out[canon] = parsed
+        else:
+            _place(out, segments, parsed, key)
     return out
+
+
+def _place(body: dict, segments: list[str], value, key: str) -> None:
+    """Put `value` at `segments` inside the create body, making the objects on the way."""
+    node = body
+    for depth, part in enumerate(segments[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise CliError(f"--field `{key}` conflicts with the value given for "
+                           f"`{pointer_path(segments[:depth + 1])}`")
+        node = child
+    last = segments[-1]
+    if last in node:
+        raise CliError(f"duplicate --field key `{pointer_path(segments)}`")
+    node[last] = value
+
+
+def json_or_string(key: str, raw: str):
+    """A value under a path: JSON where it parses as JSON (numbers, true, null, "text", objects),
+    the text itself otherwise."""
+    text = raw.strip()
+    if text.startswith(("{", "[")):
+        try:
+            return loads(text)
+        except ValueError as exc:
+            raise CliError(f"invalid JSON in --field value for `{key}`: {exc}") from None
+    try:
+        value = loads(text)
+    except ValueError:
+        return raw
+    if isinstance(value, float) and not math.isfinite(value):
+        return raw  # NaN and Infinity are not JSON, whatever Python's parser accepts
+    return value
 
 
 def _int(text: str):

@@ -402,9 +402,9 @@ class ObjectRenderer:
         headers = [first_header] + [label for label, _, _ in columns]
         widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
         header = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-        out.append(f"{pad}{self.ansi.bold}{header}{self.ansi.reset}\n")
+        out.append(f"{pad}{self.ansi.bold}{header.rstrip()}{self.ansi.reset}\n")
         for row in rows:
-            out.append(pad + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "\n")
+            out.append(pad + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
 
 
 def _natural(key: str):
@@ -577,7 +577,8 @@ def describe_object(schema: Schema, canonical: str, ansi: Ansi) -> str:
     out = [f"{ansi.bold}{display_name(canonical)}{ansi.reset}"]
     if entry.get("type") == "singleton":
         out.append(f" {ansi.dim}[singleton]{ansi.reset}")
-    out.append(f"\n  {entry.get('description', '')}\n\n")
+    # An embedded type (Credential, EmailAlias) has no description line of its own.
+    out.append(f"\n  {entry['description']}\n\n" if entry.get("description") else "\n\n")
     variants = schema.variants(canonical)
     if variants is None:
         names = schema.schema_names(canonical)

@@ -91,6 +91,11 @@ class Schema:
             raise CliError(self._embedded_message(embedded))
         raise CliError(f"unknown object: {display_name(raw.strip())}")
 
+    def embedded_type(self, raw: str) -> str | None:
+        """An embedded type that the schema describes (Credential, EmailAlias), by any case."""
+        bare = raw.strip().lower()
+        return next((k for k in self.schemas if not k.startswith("x:") and k.lower() == bare), None)
+
     def _embedded(self, raw: str) -> str | None:
         """An embedded type's name: known to `schemas`, or named by an object property."""
         candidate = with_prefix(raw).lower()

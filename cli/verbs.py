@@ -52,6 +52,10 @@ def describe(ctx: Ctx, name: str | None) -> None:
     if enum_name is not None:
         ctx.write(describe_enum(schema, enum_name, ctx.ansi))
         return
+    embedded = schema.embedded_type(name)
+    if embedded is not None:
+        ctx.write(describe_object(schema, embedded, ctx.ansi))
+        return
     raise CliError(f"unknown object: {name.strip()}")
 
 

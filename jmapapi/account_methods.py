@@ -14,10 +14,9 @@ from django.db.models import Prefetch
 from accounts import credentials, services
 from accounts.models import Account, Alias, Credential
 from accounts.policy import PolicyViolation
-from registry import ids
+from registry import ids, schema
 from registry.errors import Forbidden, InvalidPatch, InvalidProperties, NotFound, OverQuota
 
-from .methods import HANDLERS
 from .registry_methods import RegistryMethods, apply_pointer
 
 MASK = "****"
@@ -321,4 +320,79 @@ class ApiKeyMethods(CredentialMethods):
     kind = Credential.Kind.API_KEY
 
 
-HANDLERS.update({"Account": AccountMethods, "AppPassword": AppPasswordMethods, "ApiKey": ApiKeyMethods})
+
+def _field(description: str, ftype: dict, update: str = "mutable") -> dict:
+    return {"description": description, "type": ftype, "update": update}
+
+
+_ID = {"type": "string", "format": "id"}
+_SECRET = {"type": "string", "format": "secret"}
+_EXPIRES = {"type": "utcDateTime", "nullable": True}
+_IPS = {"type": "set", "class": {"type": "string", "format": "ipMask"}}
+_PASSWORD_FIELDS = {
+    "credentialId": _field("Number of the credential within the account.", _ID, "serverSet"),
+    "secret": _field("The password, or a hash in a recognised format. Reads as ****.", _SECRET),
+    "otpAuth": _field("The otpauth:// URL of two-factor login, enrolled on the account page. Reads as ****.",
+                      {**_SECRET, "nullable": True}, "serverSet"),
+    "expiresAt": _field("When the password expires.", _EXPIRES),
+    "allowedIps": _field("Addresses the password may be used from; empty for any.", _IPS),
+}
+_SECONDARY_FIELDS = {
+    "credentialId": _field("Number of the credential within the account.", _ID, "serverSet"),
+    "description": _field("What the credential is for.", {"type": "string", "format": "string"}),
+    "secret": _field("Shown once, to its owner, when created.", _SECRET, "serverSet"),
+    "createdAt": _field("", {"type": "utcDateTime"}, "serverSet"),
+    "expiresAt": _field("When the credential expires.", _EXPIRES),
+    "permissions": _field("Inherit the account's permissions, or disable or replace some.",
+                          {"type": "object", "objectName": "CredentialPermissions"}),
+    "allowedIps": _field("Addresses the credential may be used from; empty for any.", _IPS),
+}
+_ALIAS_FIELDS = {
+    "name": _field("Local part of the alias address.", {"type": "string", "format": "string"}),
+    "domainId": _field("", {"type": "objectId", "objectName": "x:Domain"}),
+    "enabled": _field("A disabled alias neither receives mail nor logs in.", {"type": "boolean"}),
+    "description": _field("", {"type": "string", "format": "string", "nullable": True}),
+}
+
+
+def _form(*labels: tuple[str, str]) -> dict:
+    return {"sections": [{"title": None, "fields": [{"name": n, "label": label} for n, label in labels]}]}
+
+
+# The lists above are encoded by AccountMethods, not declared on the model: describe them in the
+# schema so that `describe account` lists them and `--field credentials/0/secret=…` resolves.
+schema.extend(
+    "Account",
+    properties={
+        "credentials": _field("The password (users only), and the app passwords and API keys, which "
+                              "only their owner creates.", {"type": "objectList", "objectName": "Credential"}),
+        "aliases": _field("More addresses of the account.", {"type": "objectList", "objectName": "EmailAlias"}),
+    },
+    sections=[{"title": "Aliases", "fields": [{"name": "aliases", "label": "Aliases"}]},
+              {"title": "Credentials", "fields": [{"name": "credentials", "label": "Credentials"}]}],
+    embedded={
+        "schemas": {
+            "Credential": {"type": "multiple", "variants": [
+                {"name": "Password", "label": "Password", "schemaName": "PasswordCredential"},
+                {"name": "AppPassword", "label": "App password", "schemaName": "SecondaryCredential"},
+                {"name": "ApiKey", "label": "API key", "schemaName": "SecondaryCredential"},
+            ]},
+            "EmailAlias": {"type": "single", "schemaName": "EmailAlias"},
+        },
+        "fields": {
+            "PasswordCredential": {"properties": _PASSWORD_FIELDS, "defaults": {}},
+            "SecondaryCredential": {"properties": _SECONDARY_FIELDS, "defaults": {}},
+            "EmailAlias": {"properties": _ALIAS_FIELDS, "defaults": {"enabled": True}},
+        },
+        "forms": {
+            "PasswordCredential": _form(("credentialId", "Id"), ("secret", "Secret"), ("otpAuth", "Two-factor"),
+                                        ("expiresAt", "Expires at"), ("allowedIps", "Allowed IPs")),
+            "SecondaryCredential": _form(("credentialId", "Id"), ("description", "Description"),
+                                         ("secret", "Secret"), ("createdAt", "Created at"),
+                                         ("expiresAt", "Expires at"), ("permissions", "Permissions"),
+                                         ("allowedIps", "Allowed IPs")),
+            "EmailAlias": _form(("name", "Name"), ("domainId", "Domain"), ("enabled", "Enabled"),
+                                ("description", "Description")),
+        },
+    },
+)

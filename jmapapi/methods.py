@@ -1,11 +1,14 @@
 """The method table: Core/echo (engine) and x:T/get|set|query|changes for every declaration."""
 from registry.declaration import declarations
 
+from .account_methods import AccountMethods, ApiKeyMethods, AppPasswordMethods
 from .engine import METHODS, STALWART, Method
 from .registry_methods import RegistryMethods
 
-# Object types whose methods are specialised (Account, AppPassword, …) register a subclass here.
-HANDLERS: dict[str, type[RegistryMethods]] = {}
+# Object types whose methods are specialised have a subclass here (other apps add theirs: OAuthClient).
+HANDLERS: dict[str, type[RegistryMethods]] = {
+    "Account": AccountMethods, "AppPassword": AppPasswordMethods, "ApiKey": ApiKeyMethods,
+}
 
 
 _installed = False
@@ -17,8 +20,6 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    from . import account_methods  # noqa: F401  (registers its handlers)
-
     for decl in declarations().values():
         handler = HANDLERS.get(decl.name, RegistryMethods)(decl)
         ops = {"get": handler.get, "set": handler.set, "changes": handler.changes}

@@ -112,6 +112,7 @@ class QuotaMap(Composite):
     """{"maxAppPasswords": 10, …}: a map of optional numbers, each a nullable field."""
 
     type_name = "Map<StorageQuota, UnsignedInt>"
+    key_enum = "StorageQuota"  # the schema lists the keys as this enum, labelled like their fields
 
     def __init__(self, name: str, keys: dict[str, str]):
         self.name = name

@@ -12,7 +12,7 @@ from functools import lru_cache
 from django.db import models
 
 from . import declaration as decl_mod
-from .composites import Composite
+from .composites import Composite, QuotaMap
 
 
 # Scalar names of the type strings that fields and composites declare (schema_type, type_name).
@@ -120,6 +120,31 @@ def _description(prop) -> str:
     return "" if isinstance(prop, Composite) else str(prop.field.help_text or "")
 
 
+# Properties that a specialised JMAP face adds to a declared object (Account's credential and
+# alias lists, which jmapapi encodes and decodes itself), with the embedded types they use. The
+# face describes them where it encodes them; without this, /api/schema, `manage.py describe` and
+# `--field` would not know them.
+_EXTRA: dict[str, dict] = {}
+
+
+def extend(name: str, *, properties: dict, sections: list[dict], embedded: dict | None = None) -> None:
+    """Add `properties` (name -> schema field) and form `sections` to the declared object `name`;
+    `embedded` holds the types they refer to: {"schemas": …, "fields": …, "forms": …, "enums": …}."""
+    _EXTRA[name] = {"properties": properties, "sections": sections, "embedded": embedded or {}}
+    document.cache_clear()
+
+
+def _quota_keys(decl, comp) -> list[dict]:
+    """The keys of a quota map as an enum: each key labelled like the field it stands for."""
+    return [{"name": key, "label": _capital(decl.model._meta.get_field(field).verbose_name)}
+            for key, field in comp.keys.items()]
+
+
+def _capital(text) -> str:
+    text = str(text)
+    return text[:1].upper() + text[1:]
+
+
 def build() -> dict:
     objects, schemas, fields, forms, lists, enums = {}, {}, {}, {}, {}, {}
     for decl in sorted(decl_mod.declarations().values(), key=lambda d: d.name):
@@ -135,6 +160,9 @@ def build() -> dict:
                 "update": "serverSet" if prop.server_set else (
                     "immutable" if set(getattr(prop, "fields", ())) & set(decl.create_only) else "mutable"),
             }
+            if isinstance(prop, QuotaMap):
+                props[prop.name]["type"]["keyClass"] = {"type": "enum", "enumName": prop.key_enum}
+                enums[prop.key_enum] = _quota_keys(decl, prop)
             if not isinstance(prop, Composite):
                 if prop.choices:
                     enums[_enum_name(prop)] = [{"name": v, "label": label} for v, label in prop.choices]
@@ -152,6 +180,12 @@ def build() -> dict:
                 if name in json_names and name not in [s["name"] for s in shown]:
                     shown.append({"name": name, "label": _label(comp or p)})
             sections.append({"title": title, "fields": shown})
+        extra = _EXTRA.get(decl.name)
+        if extra is not None:
+            props.update(extra["properties"])
+            sections.extend(extra["sections"])
+            for part, table in (("schemas", schemas), ("fields", fields), ("forms", forms), ("enums", enums)):
+                table.update(extra["embedded"].get(part) or {})
         forms[key] = {"sections": sections}
         if not decl.singleton:
             label_prop = decl.label_property or next(
