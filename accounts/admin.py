@@ -6,7 +6,7 @@ from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values, register_declared
 
 from . import objects  # noqa: F401  (declarations)
-from . import credentials, services
+from . import credentials, hashing, services
 from .models import Account, Credential, Domain
 from .policy import PolicyViolation
 
@@ -55,8 +55,6 @@ class AccountForm(forms.ModelForm):
                 domain = data.get("domain")
                 if isinstance(domain, Domain):
                     probe.email_address = f"{probe.name}@{domain.name}"
-                from . import hashing
-
                 if not hashing.is_password_hash(pw):
                     try:
                         credentials.validate_new_password(probe, pw)

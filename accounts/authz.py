@@ -15,6 +15,7 @@ from django.utils import timezone
 from registry.services import state_token
 
 from . import permissions as catalogue
+from .models import Authentication, Role
 
 DEPENDENCIES = ("Account", "Role", "Tenant", "Authentication")
 RECOVERY_ID = 2**32 - 1
@@ -38,8 +39,6 @@ def recovery_secret() -> str:
 
 
 def _role_graph():
-    from .models import Role
-
     graph = {}
     for role in Role.objects.prefetch_related("parents"):
         graph[role.pk] = (set(role.enabled_permissions), set(role.disabled_permissions), [p.pk for p in role.parents.all()])
@@ -61,8 +60,6 @@ def _closure(graph, role_ids) -> tuple[set, set]:
 
 
 def _default_roles(kind: str) -> list[int]:
-    from .models import Authentication
-
     auth = Authentication.load()
     field = {"user": "default_user_roles", "admin": "default_admin_roles", "group": "default_group_roles",
              "tenant": "default_tenant_roles"}[kind]

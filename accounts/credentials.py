@@ -14,7 +14,7 @@ from registry import services as registry
 from . import hashing, tokens
 from .authz import credential_permissions
 from .grants import authorize_account_admin, grant_message
-from .models import Account, Authentication, Credential
+from .models import Account, Authentication, Credential, CredentialCounter
 from .policy import PolicyViolation, check_password
 from .signals import password_changed
 
@@ -101,8 +101,6 @@ def _next_credential_id(account: Account) -> int:
 
     Call it with the account's row locked; the high-water mark moves in the caller's transaction.
     """
-    from .models import CredentialCounter
-
     last = account.credentials.order_by("-credential_id").values_list("credential_id", flat=True).first()
     mark = CredentialCounter.objects.filter(account_id=account.pk).values_list("last_id", flat=True).first()
     highest = max(-1 if last is None else last, -1 if mark is None else mark)

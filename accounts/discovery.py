@@ -14,6 +14,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from registry.declaration import camel
+from registry.errors import InvalidProperties
+
+from .validators import domain_name_validator
 
 # ServiceProtocol, in the reference's order (also the order the documents list them in).
 SERVICE_PROTOCOLS = ("jmap", "imap", "pop3", "smtp", "caldav", "carddav", "webdav", "managesieve")
@@ -31,8 +34,6 @@ def default_mail_exchangers() -> list:
 
 
 def _hostname(value, where: str):
-    from .models import domain_name_validator
-
     if value is None:
         return None
     if not isinstance(value, str):
@@ -117,8 +118,6 @@ class _NormalisedJSONField(models.JSONField):
     def jmap_decode(self, value):
         # Refused here, before anything is applied, as invalidProperties naming the property
         # (whatever the shape: a wrong type inside the object is as much a bad value as a bad host).
-        from registry.errors import InvalidProperties
-
         try:
             return self.normalise(value)
         except ValidationError as exc:

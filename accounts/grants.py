@@ -5,7 +5,19 @@ from __future__ import annotations
 from registry import errors, ids
 from registry import services as registry
 
+from .authz import compute_account_permissions
 from .models import Account
+
+
+def actor_permissions(actor):
+    """What the actor of a change may grant, or None for the system itself (bootstrap, tests)."""
+    if getattr(actor, "is_recovery_admin", False) or getattr(actor, "recovery", False):
+        return None
+    if hasattr(actor, "permission_set"):
+        return actor.permission_set
+    if hasattr(actor, "permissions") and isinstance(actor.permissions, frozenset):
+        return actor.permissions
+    return None
 
 
 # --- who may administer whom ---------------------------------------------------------------
@@ -34,9 +46,6 @@ def authorize_account_admin(actor, target: Account, changed) -> None:
     otherwise a limited administrator could set a system administrator's password and log in as
     it. A tenant-confined actor does not see accounts of other tenants at all.
     """
-    from .authz import compute_account_permissions
-    from .objects import actor_permissions
-
     if target.pk is None:
         return
     tenant = registry.actor_tenant(actor)

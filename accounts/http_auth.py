@@ -23,6 +23,7 @@ from security import services as security
 
 from . import login
 from .authz import DEPENDENCIES
+from .models import Account
 
 VERDICT_TTL = 3600
 STATE_TYPES = (*DEPENDENCIES, "Credential")
@@ -58,8 +59,6 @@ class Principal:
 
     @property
     def account(self):
-        from .models import Account
-
         if self.recovery:
             return login.recovery_admin(self.name)
         cached = self.extra.get("account")

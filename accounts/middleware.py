@@ -3,8 +3,10 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 
+from . import login
 from .authz import password_expired
 from .backends import SESSION_CREDENTIAL_KEY, client_ip
+from .models import Credential
 
 
 class ExpiredPasswordMiddleware:
@@ -37,9 +39,6 @@ class ExpiredPasswordMiddleware:
             return
         if not user.is_authenticated:
             return
-        from . import login
-        from .models import Credential
-
         cred = Credential.objects.filter(pk=session[SESSION_CREDENTIAL_KEY], account_id=user.pk).first()
         if (cred is None or cred.kind == Credential.Kind.PASSWORD or cred.is_expired(timezone.now())
                 or not login._ip_allowed(cred, client_ip(request))):

@@ -3,6 +3,7 @@ Authentication and SystemSettings singletons."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.core.exceptions import ValidationError
@@ -18,6 +19,7 @@ from registry.models import SingletonModel
 
 from . import permissions as catalogue
 from .discovery import MailExchangersField, ServicesField, default_mail_exchangers, default_services
+from .validators import domain_name_validator
 
 
 def _permission_names():
@@ -31,11 +33,6 @@ class PermissionSetField(NameSetField):
         super().__init__(*args, **kwargs)
 
 
-domain_name_validator = RegexValidator(
-    r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
-    "Enter a valid domain name in lower case.",
-    code="invalid",
-)
 # Names and labels are shown on pages, in logs and in JMAP answers: no control characters
 # (a NUL also cannot be stored by PostgreSQL).
 printable_validator = RegexValidator(r"^[^\x00-\x1f\x7f]*\Z", "Control characters are not allowed.", code="invalid")
@@ -263,6 +260,8 @@ class Account(AbstractBaseUser):
         """The permissions of this session (memoised for the request)."""
         cached = getattr(self, "_permission_set", None)
         if cached is None:
+            # authz computes permissions from these models and imports them: the user model
+            # reaches it when asked, not when it is defined.
             from .authz import session_permissions
 
             cached = self._permission_set = session_permissions(self)
@@ -291,7 +290,7 @@ class Account(AbstractBaseUser):
 
     def get_session_auth_hash(self):
         """Sessions end when the password changes (the hash covers the stored hash)."""
-        from .authz import recovery_secret
+        from .authz import recovery_secret  # authz imports these models: see permission_set
 
         secret = recovery_secret() if self.is_recovery_admin else self.password_hash_for_session()
         return salted_hmac("stalwart.session", secret or "", algorithm="sha256").hexdigest()
@@ -497,8 +496,6 @@ MAX_IP_MASKS = 1000
 def validate_ip_mask(value: str) -> None:
     """An IP address or a network in CIDR notation, written as Python's ipaddress reads it
     (no zone index, no surrounding spaces)."""
-    import ipaddress
-
     try:
         if len(value) > 64 or "%" in value or value != value.strip():
             raise ValueError(value)

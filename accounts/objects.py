@@ -1,9 +1,12 @@
 """Declarations of the management objects this app owns (see registry.declaration)."""
 from registry.composites import PermissionsChoice, QuotaMap, RolesChoice, ScopeChoice
 from registry.declaration import TENANT_SELF, ObjectType, register
+from registry.errors import Forbidden
 
 from . import models
 from . import permissions as permissions_catalogue
+from .authz import _closure, _own, _role_graph, compute_account_permissions
+from .grants import actor_permissions, authorize_account_admin, grant_message
 
 
 def _drop_permission_caches(_obj):
@@ -11,22 +14,7 @@ def _drop_permission_caches(_obj):
     pass
 
 
-def actor_permissions(actor):
-    """What the actor of a change may grant, or None for the system itself (bootstrap, tests)."""
-    if getattr(actor, "is_recovery_admin", False) or getattr(actor, "recovery", False):
-        return None
-    if hasattr(actor, "permission_set"):
-        return actor.permission_set
-    if hasattr(actor, "permissions") and isinstance(actor.permissions, frozenset):
-        return actor.permissions
-    return None
-
-
 def _refuse_excess(actor, wanted) -> None:
-    from registry.errors import Forbidden
-
-    from .grants import grant_message
-
     held = actor_permissions(actor)
     if held is None:
         return
@@ -36,8 +24,6 @@ def _refuse_excess(actor, wanted) -> None:
 
 
 def _role_closure_permissions(role_ids) -> set[str]:
-    from .authz import _closure, _role_graph
-
     enabled, disabled = _closure(_role_graph(), role_ids)
     return enabled - disabled
 
@@ -54,21 +40,15 @@ def _authorize_role(actor, role, changed):
 
 def _authorize_account(actor, account, changed):
     if changed is None or changed & GRANTING:
-        from .authz import compute_account_permissions
-
         _refuse_excess(actor, compute_account_permissions(account))
 
 
 def _guard_account(actor, account, action, changed):
-    from .grants import authorize_account_admin
-
     authorize_account_admin(actor, account, {"destroy"} if action == "destroy" else changed)
 
 
 def _authorize_tenant(actor, tenant, changed):
     if changed is None or changed & GRANTING:
-        from .authz import _own, _role_graph
-
         role_ids = list(tenant.roles.values_list("pk", flat=True))
         enabled, disabled = _own(tenant, role_ids, _role_graph())
         _refuse_excess(actor, enabled - disabled)

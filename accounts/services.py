@@ -8,6 +8,7 @@ The other service modules of this app: `credentials` (passwords, app passwords, 
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 
 from registry import errors, ids
@@ -16,20 +17,16 @@ from registry import services as registry
 from . import hashing
 from .credentials import policy_error, set_password, validate_new_password
 from .grants import authorize_account_admin
-from .models import Account, Domain, SystemSettings
+from .models import Account, Alias, Domain, SystemSettings
 from .policy import PolicyViolation
 
 
 def public_url(states: dict[str, int] | None = None) -> str:
     """The URL clients reach this server at: SystemSettings.publicUrl if set, else PUBLIC_URL."""
-    from django.conf import settings
-
     return (registry.current(SystemSettings, states).public_url or settings.PUBLIC_URL).rstrip("/")
 
 
 def default_domain_name() -> str:
-    from django.conf import settings
-
     system = SystemSettings.load()
     if system.default_domain_id:
         return system.default_domain.name
@@ -60,8 +57,6 @@ def create_account(values: dict, actor, *, password: str | None = None) -> Accou
 
 def set_aliases(account: Account, aliases: list[dict], actor) -> None:
     """Replace the aliases of `account` with `aliases` ({name, domain_id, enabled, description})."""
-    from .models import Alias
-
     # Aliases are not a takeover path, but another tenant's account is not there to change.
     authorize_account_admin(actor, account, set())
     seen = set()

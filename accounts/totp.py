@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pyotp
 from django.db import transaction
 
 from registry import errors, ids
@@ -17,8 +18,6 @@ log = logging.getLogger(__name__)
 
 # --- two-factor login (TOTP) ----------------------------------------------------------------
 def verify_totp(otp_url: str, code: str) -> bool:
-    import pyotp
-
     try:
         totp = pyotp.parse_uri(otp_url)
     except ValueError:
@@ -29,8 +28,6 @@ def verify_totp(otp_url: str, code: str) -> bool:
 
 def new_totp_url(account: Account) -> str:
     """A fresh TOTP secret for `account`, as an otpauth:// URL (not stored until confirmed)."""
-    import pyotp
-
     return pyotp.TOTP(pyotp.random_base32(32)).provisioning_uri(name=account.email_address, issuer_name="Stalwart")
 
 

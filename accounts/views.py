@@ -1,6 +1,7 @@
 """Self-service pages: an account's own password, two-factor login, app passwords and API keys."""
 import logging
 
+import pyotp
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -164,14 +165,13 @@ def _pending_totp(request, me) -> str | None:
 @sensitive_variables("otp_url")
 def _enrolment(otp_url: str) -> dict:
     """What the page shows of a pending enrolment: the base32 secret, the URL, a QR code."""
-    import pyotp
-
     totp = pyotp.parse_uri(otp_url)
     return {"secret": totp.secret, "url": otp_url, "qr_svg": _qr_svg(otp_url)}
 
 
 @sensitive_variables("otp_url")
 def _qr_svg(otp_url: str):
+    # Imported here because qrcode is optional: without it the page shows the secret and URL.
     try:
         import qrcode
         import qrcode.image.svg

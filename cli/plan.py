@@ -15,6 +15,7 @@ from .inputs import read_text_file
 from .render import Ansi, compact, render_set_error
 from .schema import Schema, display_name, is_secret, kind, ref_target
 from .transport import check_response
+from .verbs import iterate_rows
 
 KINDS = ("upsert", "reconcile", "create", "update", "destroy")
 KEYS = {
@@ -343,8 +344,6 @@ class Runner:
             anchor = ids[-1]
 
     def fetch_all(self, canonical: str) -> list[dict]:
-        from .verbs import iterate_rows
-
         out: list[dict] = []
         for rows in iterate_rows(self.client, canonical, {}, None):
             out.extend(rows)

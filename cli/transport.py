@@ -18,6 +18,17 @@ import zlib
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import requests
+import urllib3
+from django.db import Error as DbError
+
+from accounts.authz import RECOVERY_ID
+from accounts.http_auth import Principal
+from accounts.permissions import all_permissions
+from jmapapi import engine
+from jmapapi.models import Jmap
+from registry.schema import document
+
 from .errors import CliError, loads, printable
 
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
@@ -156,10 +167,6 @@ class LocalClient(Client):
 
     def __init__(self, debug=None, err=None):
         super().__init__(debug, err)
-        from accounts.authz import RECOVERY_ID
-        from accounts.http_auth import Principal
-        from accounts.permissions import all_permissions
-
         self.principal = Principal(account_id=RECOVERY_ID, name=f"manage.py ({os_user()})",
                                    permissions=all_permissions())
         self._limits = None
@@ -168,10 +175,6 @@ class LocalClient(Client):
     def limits(self):
         """The JMAP limits, read when the first request needs them (describe needs none)."""
         if self._limits is None:
-            from django.db import Error as DbError
-
-            from jmapapi.models import Jmap
-
             try:
                 self._limits = Jmap.load()
             except DbError as exc:
@@ -187,15 +190,9 @@ class LocalClient(Client):
         return max(1, self.limits.set_max_objects)
 
     def schema_doc(self) -> dict:
-        from registry.schema import document
-
         return json.loads(document()[0])
 
     def send(self, request: dict) -> dict:
-        from django.db import Error as DbError
-
-        from jmapapi import engine
-
         body = json.dumps(request, separators=(",", ":")).encode()
         if self.debug is not None:
             self.log(f"> local JMAP request\n{body.decode()}")
@@ -231,16 +228,12 @@ def _origin(url: str) -> tuple:
 class RemoteClient(Client):
     def __init__(self, url: str, auth: str, insecure: bool = False, debug=None, err=None):
         super().__init__(debug, err)
-        import requests
-
         self.requests = requests
         self.url = url
         self.http = requests.Session()
         self.http.headers.update({"Authorization": auth, "User-Agent": "stalwart-cli (manage.py)"})
         self.http.verify = not insecure
         if insecure:
-            import urllib3
-
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         session = self._json(self._request("GET", "/jmap/session"), "/jmap/session")
         api_url = session.get("apiUrl") if isinstance(session, dict) else None

@@ -17,7 +17,8 @@ from .render import (
     tidy_cell,
     visible_width,
 )
-from .schema import display_name, forbid_slash_form, kind
+from .schema import Schema, display_name, forbid_slash_form, kind
+from .transport import check_response
 
 PAGE_SIZE = 10
 
@@ -118,8 +119,6 @@ def coerce_where(raw: str, ftype):
 
 
 def build_filter(props: dict, wheres: list[str]) -> dict:
-    from .schema import Schema
-
     out: dict = {}
     for clause in wheres:
         key, symbol, suffix, value = parse_where(clause)
@@ -151,8 +150,6 @@ def query_ids(client, canonical: str, pager: Pager) -> list[str]:
 
 
 def query_rows(client, canonical: str, pager: Pager, properties: list[str] | None) -> list[dict]:
-    from .transport import check_response
-
     qname, gname = f"{canonical}/query", f"{canonical}/get"
     calls = [[qname, dict(pager.args), "q"],
              [gname, {"#ids": {"resultOf": "q", "name": qname, "path": "/ids"}, "properties": properties}, "g"]]

@@ -15,6 +15,7 @@ from typing import Callable
 
 from django.db import transaction
 
+from accounts.models import Account
 from registry import ids
 from stalwart_site import untrusted
 from telemetry.metrics import jmap_call
@@ -208,6 +209,8 @@ def resolve_references(args: dict, responses: list) -> dict:
 
 # --- dispatch -------------------------------------------------------------------------------
 def run(request: dict, principal, limits) -> dict:
+    # The method table is built on first use, once every app has declared its objects (oauth's
+    # come after jmapapi's); and methods builds on this module, so it is reached at call time.
     from .methods import install
 
     install()
@@ -262,8 +265,6 @@ def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list) ->
 
 
 def _account_exists(pk: int) -> bool:
-    from accounts.models import Account
-
     return Account.objects.filter(pk=pk).exists()
 
 

@@ -11,6 +11,7 @@ from accounts import login, services
 from accounts.http_auth import AFTER_AUTH, STATE_TYPES, NoCredentials, authenticate_header, current_states
 from registry import ids
 from registry import services as registry_services
+from registry.schema import document
 from stalwart_site.problem import problem
 
 from . import engine
@@ -217,8 +218,6 @@ def well_known(request):
 
 def schema(request, digest: str | None = None):
     """GET /api/schema redirects to /api/schema/<sha256>, which is immutable and cacheable."""
-    from registry.schema import document
-
     principal, error = authenticate(request)
     if error is not None:
         return error

@@ -6,6 +6,7 @@ class OAuthConfig(AppConfig):
     verbose_name = "OAuth and OpenID Connect"
 
     def ready(self):
+        # Imported once the app registry is ready: these modules import models.
         from django.db.models.signals import post_save, pre_delete
 
         from accounts import http_auth

@@ -29,11 +29,16 @@ from urllib.parse import urlsplit
 
 from django.contrib.auth.hashers import get_hasher, identify_hasher
 from django.core.exceptions import ValidationError
-from django.core.validators import EmailValidator
+from django.core.validators import EmailValidator, URLValidator
+from django.db import IntegrityError
 
 from accounts import hashing
+from registry import services as registry
+from registry.errors import PrimaryKeyViolation
 
 from . import services
+from .models import OAuthClient
+from .objects import OAUTH_CLIENT
 
 MAX_URI_LENGTH = 2048
 MAX_REDIRECT_URIS = 255
@@ -185,8 +190,6 @@ def _has_control(text: str) -> bool:
 
 def http_url_ok(value: str) -> bool:
     """An absolute http(s) URL: pages show client URLs as links, so no javascript: or data:."""
-    from django.core.validators import URLValidator
-
     if _has_control(value):
         return False
     try:
@@ -315,14 +318,6 @@ def register_client(reg: Registration, principal=None, actor: str | None = None)
 
     principal: the authenticated caller (its tenant owns the client), None when anonymous.
     """
-    from django.db import IntegrityError
-
-    from registry import services as registry
-    from registry.errors import PrimaryKeyViolation
-
-    from .models import OAuthClient
-    from .objects import OAUTH_CLIENT
-
     secret = new_secret() if reg.confidential else None
     for attempt in range(3):
         client = OAuthClient(registration_source=OAuthClient.RegistrationSource.DCR, name=reg.client_name,

@@ -2,6 +2,7 @@
 and the OpenID Connect provider settings."""
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from oauth2_provider.models import AbstractApplication, AbstractDeviceGrant, ClientSecretField
 
@@ -55,19 +56,21 @@ class OAuthClient(AbstractApplication):
         return self.description or self.client_id
 
     def clean_fields(self, exclude=None):
+        # The client rules (oauth.clients) and the key checks (oauth.services) work on these
+        # models and import them; the models reach them when an instance is validated or saved.
         from .clients import derive_type
 
         derive_type(self)
         super().clean_fields(exclude)
 
     def clean(self):
-        # Not django-oauth-toolkit's rules: see oauth.clients.
+        # Not django-oauth-toolkit's rules: see oauth.clients (which imports this module).
         from .clients import check_client
 
         check_client(self)
 
     def save(self, *args, **kwargs):
-        from .clients import prepare_for_save
+        from .clients import prepare_for_save  # oauth.clients imports this module
 
         prepare_for_save(self)
         super().save(*args, **kwargs)
@@ -112,9 +115,7 @@ class OidcProvider(SingletonModel):
         return "OpenID Connect provider"
 
     def clean(self):
-        from django.core.exceptions import ValidationError
-
-        from .services import signature_key_problem
+        from .services import signature_key_problem  # oauth.services imports this module
 
         if self.signature_key == SECRET_MASK:
             # What every read shows for the stored key: sent back, it stands for the key itself.

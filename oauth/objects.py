@@ -1,5 +1,6 @@
 from registry.composites import Composite
 from registry.declaration import ObjectType, register
+from registry.services import bump_state
 
 from . import models
 
@@ -45,8 +46,6 @@ def _after_change(client):
     # A destroyed client's tokens went with it (foreign keys, CASCADE), but verified Bearer
     # credentials are cached under the states of what can change a verdict (accounts.http_auth):
     # bumping the credentials' state makes every worker verify again, and refuse them.
-    from registry.services import bump_state
-
     if not models.OAuthClient.objects.filter(pk=client.pk).exists():
         bump_state("Credential")
 

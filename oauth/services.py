@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from django.contrib.auth.hashers import check_password
 from django.db import transaction
 from django.utils import timezone
 from jwcrypto import jwk, jwt
@@ -28,6 +29,7 @@ from oauth2_provider.models import AccessToken, Grant, RefreshToken, set_token_v
 
 from accounts import login as account_login, services as account_services
 from accounts.authz import credential_permissions
+from accounts.http_auth import _principal
 from accounts.models import Account, Credential
 from registry import ids
 from registry import services as registry_services
@@ -327,8 +329,6 @@ def authenticate_client(client_id: str | None, client_secret: str | None) -> OAu
         return client
     if not client_secret:
         raise client_auth_failed()
-    from django.contrib.auth.hashers import check_password
-
     ok = check_password(client_secret, client.client_secret) if client.hash_client_secret else hmac.compare_digest(
         client_secret.encode(), (client.client_secret or "").encode())
     if not ok:
@@ -521,8 +521,6 @@ def _credential_alive(**target) -> bool:
 
 def bearer_access_token(value: str, remote_ip: str | None):
     """accounts.http_auth Bearer method: our access tokens (refresh tokens are refused)."""
-    from accounts.http_auth import _principal
-
     token = value.strip()
     if not token.startswith(TOKEN_PREFIX):
         return None
