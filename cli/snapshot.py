@@ -143,6 +143,9 @@ class Transformer:
         for name, field in props.items():
             if name == "@type" or name not in value or field.get("update") == "serverSet":
                 continue
+            if field.get("exported") is False:
+                # What the server cannot give back (credentials: their secrets read as ****).
+                continue
             if is_secret(field.get("type")) and not self.include_secrets:
                 continue
             keep, v = self.value(field.get("type"), value[name])

@@ -364,8 +364,11 @@ def _form(*labels: tuple[str, str]) -> dict:
 schema.extend(
     "Account",
     properties={
-        "credentials": _field("The password (users only), and the app passwords and API keys, which "
-                              "only their owner creates.", {"type": "objectList", "objectName": "Credential"}),
+        # Not exported by `manage.py snapshot`: the secrets read as ****, so a plan could not
+        # recreate them, and the app passwords and API keys are their owners' to create.
+        "credentials": {**_field("The password (users only), and the app passwords and API keys, which "
+                                 "only their owner creates.", {"type": "objectList", "objectName": "Credential"}),
+                        "exported": False},
         "aliases": _field("More addresses of the account.", {"type": "objectList", "objectName": "EmailAlias"}),
     },
     sections=[{"title": "Aliases", "fields": [{"name": "aliases", "label": "Aliases"}]},

@@ -182,3 +182,22 @@ def test_remote_accounts_by_pointer_paths(remote):
     got = remote_run(remote, "update", "account", aid, "--field", "credentials/0/secret=short")
     local = remote.manage("update", "account", aid, "--field", "credentials/0/secret=short", check=False)
     assert (got.returncode, got.stderr) == (local.returncode, local.stderr) == (1, local.stderr)
+
+
+@pytest.mark.django_db
+def test_snapshot_of_accounts_keeps_aliases_and_leaves_credentials_out(make_account, did, tmp_path):
+    make_account("bob")
+    bid = json.loads(ok("query", "account", "--where", "name=bob", "--json"))
+    ok("update", "account", bid, "--field", 'aliases/0={"name":"robert","domainId":"%s"}' % did)
+    plan = ok("snapshot", "account", "domain", "--allow-unresolved", "tenant,role", "--quiet")
+    accounts = [json.loads(line) for line in plan.splitlines() if json.loads(line)["object"] == "Account"][0]
+    body = accounts["value"][f"account-{bid}"]
+    assert body["aliases"] == {"0": {"name": "robert", "domainId": f"#domain-{did}", "enabled": True,
+                                     "description": None}}
+    assert "credentials" not in body
+    # applied to the server it came from, it converges without a failure, and bob keeps his password
+    path = tmp_path / "plan.ndjson"
+    path.write_text(plan)
+    code, _, err = run("apply", "--file", str(path))
+    assert code == 0 and err.endswith("(0 failed)\n"), err
+    assert can_log_in("robert@example.org", STRONG_PASSWORD)
