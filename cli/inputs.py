@@ -158,7 +158,7 @@ def _float(text: str):
 
 
 def coerce(key: str, raw: str, ftype, mode: str, typed: bool = True):
-    """A --field value as JSON, by the property's schema type (loosely for pointer paths)."""
+    """The value of a property named as a whole, by its schema type (loosely when it has none)."""
     if raw.lstrip().startswith(("{", "[")):
         try:
             return loads(raw)
