@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+from .permissions import all_permissions
 
 
 class AccountsConfig(AppConfig):
@@ -14,4 +17,12 @@ class AccountsConfig(AppConfig):
         from .backends import remember_session_credential
 
         user_logged_in.connect(remember_session_credential, dispatch_uid="stalwart_session_credential")
-        from . import objects  # noqa: F401  (registers the declarations)
+        # Imported in ready(): it imports the models, not loaded while app configs are created.
+        from .builtin_roles import sync_after_migrate
+
+        # The built-in roles receive the permission names that new declarations bring.
+        post_migrate.connect(sync_after_migrate, sender=self, dispatch_uid="stalwart_builtin_roles")
+
+    def permission_catalogue(self):
+        """The permission names the system check (registry.checks) accepts."""
+        return all_permissions()

@@ -6,5 +6,4 @@ class JmapConfig(AppConfig):
     verbose_name = "JMAP"
 
     def ready(self):
-        from . import objects  # noqa: F401  (declarations)
         from . import methods  # noqa: F401

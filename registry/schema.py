@@ -107,7 +107,7 @@ def _name(model) -> str:
 
 
 def _enum_name(prop) -> str:
-    return getattr(prop.field, "enum_name", None) or f"{prop.field.model.__name__}{prop.name[:1].upper()}{prop.name[1:]}"
+    return prop.enum_name or f"{prop.field.model.__name__}{prop.name[:1].upper()}{prop.name[1:]}"
 
 
 def _label(prop) -> str:
