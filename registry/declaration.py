@@ -38,8 +38,8 @@ class Prop:
     field: models.Field
     server_set: bool = False
     secret: bool = False
-    # From the declaration (ObjectType.enums): the schema's name of the enum, and the JSON
-    # values where they differ from the stored ones.
+    # From the declaration (ObjectType.enum_names, json_values): the schema's name of the
+    # enum, and the JSON values where they differ from the stored ones.
     enum_name: str | None = None
     json_values: dict = field(default_factory=dict)
 
