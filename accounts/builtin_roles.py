@@ -8,6 +8,8 @@ administrator took off a built-in role stays off, and other roles are never touc
 """
 from __future__ import annotations
 
+from django.apps import apps as global_apps
+
 from registry import services as registry
 
 from . import permissions
@@ -47,6 +49,8 @@ def sync(actor=None) -> dict[str, list[str]]:
 
 def sync_after_migrate(sender, apps=None, using="default", **kwargs):
     """post_migrate: sync, once the tables it needs exist in the migrated state."""
+    # `flush` (which tests that commit call) sends the signal without a migration state.
+    apps = apps or global_apps
     try:
         apps.get_model("accounts", "KnownPermission")
         apps.get_model("registry", "AuditEvent")
