@@ -3,9 +3,8 @@ from django.contrib import admin, messages
 from django.contrib.auth.models import Group
 
 from registry import services as registry
-from registry.admin import DeclaredAdmin, form_values, register_declared
+from registry.admin import DeclaredAdmin, form_values
 
-from . import objects  # noqa: F401  (declarations)
 from . import credentials, hashing, services
 from .models import Account, Credential, Domain
 from .policy import PolicyViolation
@@ -142,6 +141,3 @@ class AccountAdmin(DeclaredAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         obj = Account.objects.get(pk=obj.pk)
         return super().response_add(request, obj, post_url_continue)
-
-
-register_declared("accounts")

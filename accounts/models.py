@@ -572,3 +572,15 @@ class CredentialCounter(models.Model):
 
     account = models.OneToOneField(Account, on_delete=models.CASCADE, primary_key=True, related_name="+")
     last_id = models.PositiveIntegerField(default=0)
+
+
+class KnownPermission(models.Model):
+    """A permission name the built-in roles have been brought up to date with
+    (accounts.builtin_roles). A catalogue name missing here is new: the built-in roles whose
+    rules cover it receive it once. A name an administrator later takes off a built-in role is
+    known, and stays off."""
+
+    name = models.CharField(max_length=100, unique=True)
+
+    def __str__(self):
+        return self.name

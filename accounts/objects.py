@@ -76,9 +76,8 @@ AUTHENTICATION = register(ObjectType(
     ],
     on_change=_drop_permission_caches,
     authorize=_authorize_authentication,
+    enum_names={"password_hash_algorithm": "PasswordHashAlgorithm", "password_min_strength": "PasswordStrength"},
 ))
-for _f, _enum in (("password_hash_algorithm", "PasswordHashAlgorithm"), ("password_min_strength", "PasswordStrength")):
-    models.Authentication._meta.get_field(_f).enum_name = _enum
 
 SYSTEM_SETTINGS = register(ObjectType(
     model=models.SystemSettings, name="SystemSettings", singleton=True, section="Settings › System › General",
@@ -130,8 +129,8 @@ DIRECTORY = register(ObjectType(
     groups=[("Directory", ["description", "kind", "tenant"])],
     property_names={"tenant": "memberTenantId", "kind": "@type"},
     tenant_scope="tenant",
+    json_values={"kind": {"ldap": "Ldap", "sql": "Sql", "oidc": "Oidc"}},
 ))
-models.Directory._meta.get_field("kind").json_values = {"ldap": "Ldap", "sql": "Sql", "oidc": "Oidc"}
 
 ACCOUNT = register(ObjectType(
     model=models.Account, name="Account", section="Management › Accounts",
@@ -154,8 +153,8 @@ ACCOUNT = register(ObjectType(
         PermissionsChoice("permissions", "permissions_mode", "enabled_permissions", "disabled_permissions"),
         QuotaMap("quotas", {"maxAppPasswords": "max_app_passwords", "maxApiKeys": "max_api_keys"}),
     ],
+    json_values={"kind": {"user": "User", "group": "Group"}},
 ))
-models.Account._meta.get_field("kind").json_values = {"user": "User", "group": "Group"}
 
 
 def _credential_view(model, name, label):

@@ -1,12 +1,17 @@
 """The permission catalogue and the contents of the four built-in roles.
 
-The 660 names are data (data/permissions.txt); the built-in roles are rules over them, as in
-the reference, so the two stay consistent when the catalogue grows.
+The reference's 660 names are data (data/permissions.txt), in the order of their reference ids.
+Every declared object brings its own `sys<Name>Get/Create/Update/Destroy/Query` (registry
+declarations): those already in the file keep their reference ids, the others follow in
+declaration order, so that a new object needs no line here. The built-in roles are rules over
+the whole catalogue, as in the reference, so the two stay consistent when the catalogue grows.
 """
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
+
+from registry import declaration
 
 _DATA = Path(__file__).with_name("data") / "permissions.txt"
 
@@ -22,8 +27,8 @@ EXPIRED_PASSWORD_PERMISSIONS = frozenset(
 
 
 @cache
-def catalogue() -> tuple[str, ...]:
-    """All permission names in the order of their reference ids."""
+def reference_catalogue() -> tuple[str, ...]:
+    """The reference's permission names (data/permissions.txt) in the order of their ids."""
     rows = []
     for line in _DATA.read_text().splitlines():
         if line and not line.startswith("#"):
@@ -33,9 +38,30 @@ def catalogue() -> tuple[str, ...]:
     return tuple(name for _, name in rows)
 
 
-@cache
+# Keyed by the registry's version: recomputed only when a declaration is added.
+@lru_cache(maxsize=4)
+def _catalogue(_version: int) -> tuple[str, ...]:
+    names = list(reference_catalogue())
+    seen = set(names)
+    for name in declaration.declared_permissions():
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    return tuple(names)
+
+
+def catalogue() -> tuple[str, ...]:
+    """All permission names: the reference's in id order, then those only declarations bring."""
+    return _catalogue(declaration.version())
+
+
+@lru_cache(maxsize=4)
+def _all(_version: int) -> frozenset[str]:
+    return frozenset(_catalogue(_version))
+
+
 def all_permissions() -> frozenset[str]:
-    return frozenset(catalogue())
+    return _all(declaration.version())
 
 
 def is_permission(name: str) -> bool:
@@ -59,9 +85,13 @@ def _self_service() -> list[str]:
     return out
 
 
-@cache
 def builtin_roles() -> dict[str, frozenset[str]]:
     """Description of each built-in role -> its enabled permissions (reference §9.2)."""
+    return _builtin_roles(declaration.version())
+
+
+@lru_cache(maxsize=4)
+def _builtin_roles(_version: int) -> dict[str, frozenset[str]]:
     user = ["authenticate", "authenticateWithAlias", "interactAi", *_protocol(), *_self_service()]
     for prefix in ("sysAccountPassword", "sysApiKey", "sysAppPassword"):
         user += _ops(prefix)

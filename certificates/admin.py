@@ -6,9 +6,8 @@ deleted; their private keys are not public fields and appear on no page.
 """
 from django.contrib import admin
 
-from registry.admin import DeclaredAdmin, register_declared
+from registry.admin import DeclaredAdmin
 
-from . import objects  # noqa: F401  (declarations)
 from .models import AcmeProvider, Certificate
 
 
@@ -26,6 +25,3 @@ class CertificateAdmin(DeclaredAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-
-register_declared("certificates")

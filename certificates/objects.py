@@ -39,9 +39,8 @@ ACME_PROVIDER = register(ObjectType(
     secret=("eab_hmac_key",),
     label_property="directory",
     validate=_provider_changed,
+    enum_names={"challenge_type": "AcmeChallengeType", "renew_before": "AcmeRenewBefore"},
 ))
-models.AcmeProvider._meta.get_field("challenge_type").enum_name = "AcmeChallengeType"
-models.AcmeProvider._meta.get_field("renew_before").enum_name = "AcmeRenewBefore"
 
 CERTIFICATE = register(IssuedObjectType(
     model=models.Certificate, name="Certificate", section="Settings › TLS › Certificates",

@@ -6,7 +6,6 @@ class NetworkConfig(AppConfig):
     verbose_name = "HTTP service"
 
     def ready(self):
-        from . import objects  # noqa: F401  (registers the declarations)
         from accounts.http_auth import AFTER_AUTH
 
         from .middleware import charge_account

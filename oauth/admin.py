@@ -7,9 +7,8 @@ the client public.
 """
 from django.contrib import admin
 
-from registry.admin import DeclaredAdmin, register_declared
+from registry.admin import DeclaredAdmin
 
-from . import objects  # noqa: F401  (declarations)
 from .models import OAuthClient
 
 
@@ -23,6 +22,3 @@ class OAuthClientAdmin(DeclaredAdmin):
     list_display = ("client_id", "description", "client_type", "ephemeral", "registration_source", "created")
     list_filter = ("ephemeral", "client_type", "registration_source")
     search_fields = ("client_id", "description", "name")
-
-
-register_declared("oauth")

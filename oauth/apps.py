@@ -14,7 +14,6 @@ class OAuthConfig(AppConfig):
         from accounts.signals import password_changed
 
         from . import client_methods  # noqa: F401  (the JMAP face of x:OAuthClient)
-        from . import objects  # noqa: F401  (declarations)
         from . import services
 
         # OAuth access tokens are one more way to present a Bearer credential.

@@ -403,9 +403,10 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
-def register_declared(app_label: str, site=None) -> None:
-    """Give every declared model of `app_label` that has no admin of its own the generic one."""
+def register_declared(site=None) -> None:
+    """Give every declared model that has no admin of its own the generic one (called once the
+    apps' admin modules are imported: registry.apps), so no app registers its pages by hand."""
     site = site or admin.site
     for decl in decl_mod.declarations().values():
-        if decl.admin and decl.model._meta.app_label == app_label and not site.is_registered(decl.model):
+        if decl.admin and not site.is_registered(decl.model):
             site.register(decl.model, admin_class_for(decl))

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from django.core import validators as dj_validators
 from django.db import models
+from django.utils.module_loading import autodiscover_modules
 
 from . import ids
 from .errors import InvalidPatch
@@ -37,6 +38,10 @@ class Prop:
     field: models.Field
     server_set: bool = False
     secret: bool = False
+    # From the declaration (ObjectType.enum_names, json_values): the schema's name of the
+    # enum, and the JSON values where they differ from the stored ones.
+    enum_name: str | None = None
+    json_values: dict = field(default_factory=dict)
 
     @property
     def attname(self) -> str:
@@ -57,7 +62,7 @@ class Prop:
     @property
     def value_map(self) -> dict:
         """Model value -> JSON value, where they differ (e.g. "user" -> "User")."""
-        return getattr(self.field, "json_values", None) or {}
+        return self.json_values
 
     @property
     def choices(self) -> list[tuple[str, str]]:
@@ -103,7 +108,7 @@ class Prop:
         elif self.is_fk:
             base = f"Id<{f.related_model.__name__}>"
         elif f.choices:
-            base = getattr(f, "enum_name", None) or "Enum"
+            base = self.enum_name or "Enum"
         elif isinstance(f, models.DurationField):
             base = "Duration"
         elif isinstance(f, models.DateTimeField):
@@ -255,16 +260,27 @@ class ObjectType:
     admin: bool = True
     # The property that names an object for people (lists, references); default name/description.
     label_property: str = ""
+    # Enum encodings, declared here once: a choices field's enum name in the schema, and the
+    # JSON value of each stored value where they differ ({"user": "User"}).
+    enum_names: dict[str, str] = field(default_factory=dict)
+    json_values: dict[str, dict] = field(default_factory=dict)
+    # Operation -> permission name, only where an object is guarded by another's permissions.
+    # Derived names (sys<Name><Op>) join the permission catalogue by themselves; a name given
+    # here must already be in it (registry.checks).
+    permissions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         self.props: list[Prop] = []
-        by_name = {f.name: f for f in self.model._meta.get_fields() if getattr(f, "concrete", False) or f.many_to_many}
+        by_name = model_fields(self.model)
         for _title, names in self.groups:
             for attname in names:
-                f = by_name[attname]
-                self.props.append(
-                    Prop(self.property_name(f), f, server_set=attname in self.server_set, secret=attname in self.secret)
-                )
+                f = by_name.get(attname)
+                if f is None:
+                    continue  # reported by the system check (registry.checks), not as a KeyError at import
+                self.props.append(Prop(
+                    self.property_name(f), f, server_set=attname in self.server_set, secret=attname in self.secret,
+                    enum_name=self.enum_names.get(attname), json_values=self.json_values.get(attname) or {},
+                ))
         self._by_prop = {p.name: p for p in self.props}
         self._by_attname = {p.attname: p for p in self.props}
         owner = {f: c for c in self.composites for f in c.fields}
@@ -299,7 +315,12 @@ class ObjectType:
         return [part.strip() for part in self.section.split("›") if part.strip()]
 
     def perm(self, op: str) -> str:
-        return f"sys{self.name}{op}"
+        return self.permissions.get(op) or f"sys{self.name}{op}"
+
+    @property
+    def derived_permissions(self) -> list[str]:
+        """The permission names this declaration brings into the catalogue."""
+        return [f"sys{self.name}{op}" for op in self.operations if op not in self.permissions]
 
     @property
     def operations(self) -> tuple[str, ...]:
@@ -335,6 +356,11 @@ class ObjectType:
         return out
 
 
+def model_fields(model) -> dict[str, models.Field]:
+    """The fields a declaration may name: concrete ones and many-to-many relations."""
+    return {f.name: f for f in model._meta.get_fields() if getattr(f, "concrete", False) or f.many_to_many}
+
+
 def read_value(obj, prop: Prop):
     if prop.is_m2m:
         if obj.pk is None:
@@ -350,14 +376,44 @@ def read_value(obj, prop: Prop):
 
 
 _REGISTRY: dict[str, ObjectType] = {}
+# Bumped by every registration, so that what is derived from the registry (the permission
+# catalogue) can be cached until a declaration is added.
+_version = 0
 
 
 def register(decl: ObjectType) -> ObjectType:
+    global _version
     if decl.name in _REGISTRY:
         raise ValueError(f"object type {decl.name} declared twice")
     _REGISTRY[decl.name] = decl
     decl.model._declaration = decl
+    _version += 1
     return decl
+
+
+def unregister(decl: ObjectType) -> None:
+    """Take a declaration back out (tests that declare an object of their own)."""
+    global _version
+    if _REGISTRY.get(decl.name) is decl:
+        del _REGISTRY[decl.name]
+        if getattr(decl.model, "_declaration", None) is decl:
+            del decl.model._declaration
+        _version += 1
+
+
+def version() -> int:
+    return _version
+
+
+def autodiscover() -> None:
+    """Import every installed app's `objects` module, where its declarations are registered
+    (as Django's admin imports every `admin` module): no app lists its own."""
+    autodiscover_modules("objects")
+
+
+def declared_permissions() -> list[str]:
+    """Every permission name the declarations bring, in declaration order."""
+    return [name for decl in _REGISTRY.values() for name in decl.derived_permissions]
 
 
 def declarations() -> dict[str, ObjectType]:

@@ -107,7 +107,7 @@ def _name(model) -> str:
 
 
 def _enum_name(prop) -> str:
-    return getattr(prop.field, "enum_name", None) or f"{prop.field.model.__name__}{prop.name[:1].upper()}{prop.name[1:]}"
+    return prop.enum_name or f"{prop.field.model.__name__}{prop.name[:1].upper()}{prop.name[1:]}"
 
 
 def _label(prop) -> str:
@@ -131,7 +131,7 @@ def extend(name: str, *, properties: dict, sections: list[dict], embedded: dict 
     """Add `properties` (name -> schema field) and form `sections` to the declared object `name`;
     `embedded` holds the types they refer to: {"schemas": …, "fields": …, "forms": …, "enums": …}."""
     _EXTRA[name] = {"properties": properties, "sections": sections, "embedded": embedded or {}}
-    document.cache_clear()
+    _document.cache_clear()
 
 
 def _quota_keys(decl, comp) -> list[dict]:
@@ -196,8 +196,13 @@ def build() -> dict:
             "enums": enums}
 
 
-@lru_cache(maxsize=1)
 def document() -> tuple[bytes, str]:
     """The schema as canonical JSON bytes and the hex SHA-256 that names it."""
+    return _document(decl_mod.version())
+
+
+# Keyed by the registry's version: a declaration added later (a test's) is in the next document.
+@lru_cache(maxsize=1)
+def _document(_version: int) -> tuple[bytes, str]:
     body = json.dumps(build(), sort_keys=True, separators=(",", ":")).encode()
     return body, hashlib.sha256(body).hexdigest()

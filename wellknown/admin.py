@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from registry.admin import SingletonAdmin, register_declared
+from registry.admin import SingletonAdmin
 
-from . import models, objects  # noqa: F401
+from . import models
 from .services import current_policy
 
 
@@ -27,4 +27,3 @@ class MtaStsAdmin(SingletonAdmin):
 
 
 admin.site.register(models.MtaSts, MtaStsAdmin)
-register_declared("wellknown")
