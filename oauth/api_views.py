@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import inspect
 
-from django.http import HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.http import JsonResponse
 
 from accounts import permissions as catalogue
-from jmapapi.views import authenticate
-from stalwart_site.http import preflight
+from network.endpoint import endpoint
 from stalwart_site.problem import problem
 
 from . import views as oauth_views
@@ -28,10 +26,11 @@ from . import views as oauth_views
 EDITION = "oss"
 
 
-@csrf_exempt
+ANY = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+@endpoint(*ANY, options="cors")
 def discover(request, email: str = ""):
-    if request.method == "OPTIONS":
-        return preflight()
     address = (email or "").strip().lower()
     if not address:
         return problem(404, "The address is missing: /api/discover/{email}.")
@@ -65,13 +64,9 @@ def visible_permissions(principal) -> list[str]:
     return catalogue.ordered(names)
 
 
-@csrf_exempt
+@endpoint(*ANY, options="bare", auth=True)
 def account(request):
-    if request.method == "OPTIONS":
-        return HttpResponse(status=204)
-    principal, error = authenticate(request)
-    if error is not None:
-        return error
+    principal = request.principal
     locale = getattr(principal.account, "locale", None) or "en_US"
     response = JsonResponse({"permissions": visible_permissions(principal), "edition": EDITION, "locale": locale},
                             json_dumps_params={"separators": (",", ":")})

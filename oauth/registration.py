@@ -17,10 +17,9 @@ from __future__ import annotations
 import time
 
 from django.core.cache import cache
-from django.http import HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.http import JsonResponse
 
-from jmapapi.views import authenticate, client_ip
+from network.endpoint import authenticate, client_ip, endpoint
 from registry.errors import SetError
 from security import services as security
 from stalwart_site import untrusted
@@ -60,12 +59,8 @@ def _anonymous_allowed(address: str | None) -> bool:
     return count <= ANONYMOUS_LIMIT
 
 
-@csrf_exempt
+@endpoint("POST", options="bare", allow="POST", refusal="Client registration takes POST requests.")
 def register(request):
-    if request.method == "OPTIONS":
-        return HttpResponse(status=204)
-    if request.method != "POST":
-        return problem(405, "Client registration takes POST requests.", headers={"Allow": "POST"})
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

@@ -27,7 +27,12 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # created there), so that what the server advertises is where it answers.
 _host = env_str("HOST", "127.0.0.1")
 _host = "127.0.0.1" if _host in ("", "0.0.0.0", "::") else (f"[{_host}]" if ":" in _host else _host)
-PUBLIC_URL = env_str("PUBLIC_URL", f"http://{_host}:{env_str('PORT', '8080')}").rstrip("/")
+# Set: every advertised URL (JMAP session, OAuth and OIDC discovery, device verification) starts
+# with it. Unset, and SystemSettings.publicUrl unset too, they are derived from each request
+# (network/endpoint.py: public_base), so that a server on another port or name is reachable at
+# what it advertises; PUBLIC_URL below is then only the fallback of commands and cookies.
+PUBLIC_URL_CONFIGURED = env_str("PUBLIC_URL").rstrip("/")
+PUBLIC_URL = PUBLIC_URL_CONFIGURED or f"http://{_host}:{env_str('PORT', '8080')}"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
 
 INSTALLED_APPS = [
