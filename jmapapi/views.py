@@ -6,7 +6,11 @@ import json
 from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+
 from network import endpoint
+from network.drf import PROBLEM, ApiView, same_as_get
 from registry import ids
 from registry import services as registry_services
 from registry.schema import document
@@ -161,10 +165,36 @@ def well_known(request):
     return response
 
 
-# Any method, as before the decorator: the document does not depend on it.
-@endpoint.endpoint("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", auth=True)
-def schema(request, digest: str | None = None):
+class SchemaView(ApiView):
     """GET /api/schema redirects to /api/schema/<sha256>, which is immutable and cacheable."""
+
+    states = SETTINGS_TYPES
+
+    @extend_schema(summary="The management objects' schema",
+                   description="/api/schema redirects to /api/schema/{digest}, the document itself (immutable). "
+                               "Any method.",
+                   responses={200: OpenApiTypes.OBJECT, 302: None, 401: PROBLEM})
+    def get(self, request, digest: str | None = None):
+        return schema_answer(digest)
+
+    # Any method, as before DRF: the document does not depend on it.
+    post = put = patch = delete = options = same_as_get()
+
+
+class SchemaDocumentView(SchemaView):
+    @extend_schema(operation_id="schema_document", summary="The management objects' schema, by digest",
+                   description="The document when {digest} is current (cacheable, immutable); else a redirect to "
+                               "the current one. Any method.",
+                   responses={200: OpenApiTypes.OBJECT, 302: None, 401: PROBLEM})
+    def get(self, request, digest: str | None = None):
+        return schema_answer(digest)
+
+
+schema = SchemaView.as_view()
+schema_document = SchemaDocumentView.as_view()
+
+
+def schema_answer(digest: str | None):
     body, current = document()
     if digest != current:
         response = HttpResponseRedirect(f"/api/schema/{current}")

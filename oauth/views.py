@@ -13,6 +13,10 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import services as account_services
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+
+from network.drf import PROBLEM, ApiView
 from network.endpoint import auth_problem, client_ip, endpoint, public_base
 from stalwart_site.csp import strict_csp
 from stalwart_site.http import CORS
@@ -157,8 +161,48 @@ def device(request):
 API_AUTH_MAX_BODY = 1024 * 1024  # the reference's limit
 
 
-@endpoint("POST")
-def api_auth(request):
+class AuthRequestSerializer(serializers.Serializer):
+    """The body the login and device pages post (validated in the view, in the reference's order)."""
+
+    type = serializers.ChoiceField(["authCode", "authDevice", "denyDevice"])
+    accountName = serializers.CharField(required=False)
+    accountSecret = serializers.CharField(required=False)
+    mfaToken = serializers.CharField(required=False)
+    clientId = serializers.CharField(required=False)
+    redirectUri = serializers.CharField(required=False)
+    code = serializers.CharField(required=False, help_text="The device flow's user code.")
+    scope = serializers.CharField(required=False)
+    nonce = serializers.CharField(required=False)
+    codeChallenge = serializers.CharField(required=False)
+    codeChallengeMethod = serializers.CharField(required=False)
+    state = serializers.CharField(required=False)
+
+
+class AuthResponseSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(["authenticated", "verified", "denied", "mfaRequired", "failure"])
+    client_code = serializers.CharField(required=False)
+    iss = serializers.CharField(required=False)
+
+
+class ApiAuthView(ApiView):
+    """POST /api/auth. DRF's parsers are not used: the body is read as untrusted JSON below, with
+    the reference's limit and errors."""
+
+    authentication_classes: list = []
+
+    @extend_schema(summary="Sign in from the login or device page",
+                   description="Checks the account's credentials and returns an authorization code (authCode), or "
+                               "approves or denies a device (authDevice, denyDevice).",
+                   request=AuthRequestSerializer,
+                   responses={200: AuthResponseSerializer, 400: PROBLEM}, auth=[])
+    def post(self, request):
+        return api_auth_answer(request._request)
+
+
+api_auth = ApiAuthView.as_view()
+
+
+def api_auth_answer(request):
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

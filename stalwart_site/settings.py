@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "network",
     "contactform",
     "certificates",
+    # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
+    "drf_spectacular",
 ]
 
 # django-prometheus's pair brackets the chain (its request, latency and response counters);
@@ -165,6 +167,33 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = PUBLIC_URL.startswith("https://")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- /api on Django REST framework (network/drf.py) -------------------------------------------
+# The views carry their own authentication and answers; these defaults only keep DRF from
+# adding what the plain endpoints never did (sessions, CSRF, the browsable API); the content
+# negotiation and exception handler are network.drf.ApiView's own (naming them here would
+# import that module while DRF itself is being imported).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # \u escapes, as Django's JsonResponse writes them.
+    "UNICODE_JSON": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Stalwart HTTP API",
+    "DESCRIPTION": "The /api endpoints (JMAP itself is described by RFC 8620 and /api/schema).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Path parameters are named as in the URL table, not guessed from models.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["network.drf.documented_endpoints"],
+}
 
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
