@@ -66,6 +66,10 @@ class PrincipalAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = PrincipalAuthentication
     name = ["basicAuth", "bearerAuth"]
 
+    def get_security_requirement(self, auto_schema):
+        # Either scheme, not both at once (one dict naming both would mean "and").
+        return [{name: []} for name in self.name]
+
     def get_security_definition(self, auto_schema):
         return [{"type": "http", "scheme": "basic"},
                 {"type": "http", "scheme": "bearer", "description": "An OAuth access token or an API key (API_…)."}]

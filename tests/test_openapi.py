@@ -29,8 +29,9 @@ def test_openapi_document_describes_the_drf_endpoints(client, db):
     assert set(doc["paths"]) == DRF_PATHS
     assert doc["components"]["securitySchemes"]["basicAuth"] == {"type": "http", "scheme": "basic"}
     # Authenticated operations say so; the login endpoint and discovery do not ask for credentials.
-    assert doc["paths"]["/api/account"]["get"]["security"]
-    assert "security" not in doc["paths"]["/api/auth"]["post"] or doc["paths"]["/api/auth"]["post"]["security"] in ([], [{}])
+    assert doc["paths"]["/api/account"]["get"]["security"] == [{"basicAuth": []}, {"bearerAuth": []}]
+    assert "security" not in doc and "security" not in doc["paths"]["/api/auth"]["post"]
+    assert "security" not in doc["paths"]["/api/discover/{email}"]["get"]
     body = doc["paths"]["/api/auth"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["$ref"].endswith("/AuthRequestRequest")
 
