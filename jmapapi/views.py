@@ -24,10 +24,6 @@ from .registry_methods import FILTER_LIMITS
 SETTINGS_TYPES = ("Jmap", "SystemSettings")
 
 
-def authenticate(request):
-    return endpoint.authenticate(request, SETTINGS_TYPES)
-
-
 def _singleton(model, request):
     return registry_services.current(model, getattr(request, "stalwart_states", None))
 
