@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+import jmapc
 import pytest
 import requests
+from jmapc.methods import CoreEcho, CoreEchoResponse
 
 from tests.live import live_server
 from tests.test_jmap_live import PlainHttpAdapter, basic, bootstrap
@@ -109,9 +111,6 @@ def test_a_host_outside_allowed_hosts_is_refused_not_echoed(server):
 
 
 def test_jmapc_connects_with_the_advertised_urls(server):
-    import jmapc  # noqa: the third-party client under test, imported where it is used
-    from jmapc.methods import CoreEcho, CoreEchoResponse
-
     host = f"localhost:{urlsplit(server.url).port}"
     client = jmapc.Client.create_with_password(host, *server.creds)
     client.requests_session.mount(f"https://{host}/", PlainHttpAdapter())
