@@ -13,7 +13,7 @@ response shapes drf-spectacular reads into /api/openapi.json, and serializers th
 """
 from __future__ import annotations
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
@@ -93,6 +93,8 @@ def exception_handler(exc, context):
         view = context["view"]
         allowed = view.allow_header()
         return problem(405, f"This endpoint takes {allowed} requests.", headers={"Allow": allowed})
+    if isinstance(exc, Http404):
+        return problem(404, "The requested resource does not exist on this server.")
     if isinstance(exc, exceptions.APIException):
         detail = exc.detail if isinstance(exc.detail, str) else "The request is not valid."
         errors = {} if isinstance(exc.detail, str) else {"errors": exc.get_full_details()}

@@ -88,8 +88,8 @@ def public_base(request=None) -> str:
 
 
 def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth: bool = False,
-             states: tuple[str, ...] = SETTINGS_TYPES, max_body: int | None = None, allow: str | None = None,
-             refusal: str | None = None):
+             states: tuple[str, ...] = SETTINGS_TYPES, max_body: int | None = None, body_name: str = "request body",
+             allow: str | None = None, refusal: str | None = None):
     """The rules of a machine endpoint, in the order they apply:
 
     1. `options`: "cors" answers OPTIONS with the CORS preflight (204 and the CORS headers, as
@@ -100,7 +100,8 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
        problem; the Principal is `request.principal`, and the states of `states` (settings the
        view reads) are read in the same query (`request.stalwart_states`).
     4. `max_body`: the body, at most that many bytes, is read into `request.payload`; a larger
-       one (whatever its Content-Length claims) is a 400 problem+json.
+       one (whatever its Content-Length claims) is a 400 problem+json ("The <body_name> is
+       larger than … bytes.").
     5. `cors`: every answer, errors included, carries the CORS headers.
     """
     shown = allow or ", ".join(methods + (("OPTIONS",) if options and "OPTIONS" not in methods else ()))
@@ -124,7 +125,7 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
                     return error
             if max_body is not None:
                 try:
-                    request.payload = read_body(request, max_body)
+                    request.payload = read_body(request, max_body, body_name)
                 except BodyError as exc:
                     return problem(400, str(exc), title="Invalid parameters")
             return view(request, *args, **kwargs)

@@ -59,16 +59,11 @@ def _anonymous_allowed(address: str | None) -> bool:
     return count <= ANONYMOUS_LIMIT
 
 
-@endpoint("POST", options="bare", allow="POST", refusal="Client registration takes POST requests.")
+@endpoint("POST", options="bare", allow="POST", refusal="Client registration takes POST requests.",
+          max_body=MAX_BODY, body_name="registration request")
 def register(request):
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_BODY or len(request.body) > MAX_BODY:
-        return problem(400, f"The registration request is larger than {MAX_BODY} bytes.", title="Invalid parameters")
-    try:
-        body = untrusted.loads(request.body or b"")
+        body = untrusted.loads(request.payload or b"")
     except untrusted.UntrustedJSONError as exc:
         if exc.reason in ("surrogate", "nul"):
             # Valid JSON whose metadata cannot be stored: a metadata error (RFC 7591 §3.2.2).
