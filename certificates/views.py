@@ -6,7 +6,7 @@ there is no provider at all (so that the first order needs no reload).
 """
 from django.http import HttpResponse
 
-from stalwart_site.http import endpoint
+from network.endpoint import endpoint
 from stalwart_site.problem import problem
 
 from . import services
@@ -15,7 +15,7 @@ from .models import TOKEN
 NOT_FOUND = "The requested resource does not exist on this server."
 
 
-@endpoint("GET", cors=True)
+@endpoint("GET", options="cors")
 def acme_challenge(request, token: str):
     if not TOKEN.match(token) or not services.http01_active():
         return problem(404, NOT_FOUND)

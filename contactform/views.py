@@ -14,15 +14,14 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.utils.http import parse_header_parameters
 from django.views.decorators.csrf import csrf_exempt
 
-from jmapapi.views import client_ip
-from stalwart_site.http import BodyError, preflight, read_body, with_cors
+from network.endpoint import client_ip, endpoint
+from stalwart_site.http import BodyError, read_body
 from stalwart_site.problem import problem
 
 from . import services
 
 MULTIPART = "multipart/form-data"
 URLENCODED = "application/x-www-form-urlencoded"
-ALLOW = "POST, OPTIONS"
 
 
 class BadForm(Exception):
@@ -91,22 +90,24 @@ def _json(status: int, success: bool, details: str | None) -> HttpResponse:
 @csrf_exempt
 def form(request):
     settings_now = services.current()
+    # A disabled form does not exist, whatever the method: checked before the endpoint's rules.
     if not settings_now.enable or not settings_now.deliver_to:
         return problem(404, "The requested resource does not exist on this server.")
-    # The answers carry the permissive CORS headers, so that a page on another origin can post
-    # with fetch() and read the outcome (no credentials are involved).
-    if request.method == "OPTIONS":
-        return preflight(request)
-    if request.method != "POST":
-        return with_cors(problem(405, f"This endpoint takes {ALLOW} requests.", headers={"Allow": ALLOW}))
+    return _submit(request, settings_now)
+
+
+# The answers carry the permissive CORS headers, so that a page on another origin can post with
+# fetch() and read the outcome (no credentials are involved).
+@endpoint("POST", options="cors", cors=True)
+def _submit(request, settings_now):
     try:
         fields = read_fields(request, settings_now.max_size)
     except BadForm as exc:
-        return with_cors(problem(400, str(exc), title="Invalid parameters"))
+        return problem(400, str(exc), title="Invalid parameters")
     result = services.submit(settings_now, fields, client_ip(request), request.META.get("REMOTE_PORT"))
     if result.kind == "limited":
-        return with_cors(problem(429, "Too many submissions from your address; try again in a few seconds.",
-                                 headers={"Retry-After": str(result.retry_after)}))
+        return problem(429, "Too many submissions from your address; try again in a few seconds.",
+                       headers={"Retry-After": str(result.retry_after)})
     if result.kind == "honeypot":
-        return with_cors(problem(400, result.details, title="Invalid parameters"))
-    return with_cors(_json(200 if result.success else 400, result.success, result.details))
+        return problem(400, result.details, title="Invalid parameters")
+    return _json(200 if result.success else 400, result.success, result.details)

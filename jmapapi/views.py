@@ -5,10 +5,12 @@ import json
 
 from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 
-from accounts import login, services
-from accounts.http_auth import AFTER_AUTH, STATE_TYPES, NoCredentials, authenticate_header, current_states
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+
+from network import endpoint
+from network.drf import PROBLEM, ApiView, same_as_get
 from registry import ids
 from registry import services as registry_services
 from registry.schema import document
@@ -18,53 +20,8 @@ from . import engine
 from .models import Jmap
 from .registry_methods import FILTER_LIMITS
 
-REALM = 'realm="Stalwart Server"'
-
-
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
-
-
-def auth_problem(exc: login.AuthError) -> HttpResponse:
-    if isinstance(exc, login.RateLimited):
-        return problem(429, "You have made too many requests; try again in a few seconds.",
-                       title="Too Many Requests", headers=exc.verdict.headers())
-    if exc.status == 429:
-        return problem(429, "Too many authentication attempts; try again later.",
-                       title="Too Many Authentication Attempts", headers={"Retry-After": "60"})
-    if exc.status == 403:
-        return problem(403, str(exc))
-    if exc.status == 402:
-        # A Basic login cannot carry a one-time code: use an app password or OAuth.
-        return problem(402, "MFA code required", title="MFA code required")
-    detail = "You have to authenticate first." if isinstance(exc, NoCredentials) else str(exc)
-    response = problem(401, detail)
-    # Two challenges, one header each: Bearer (OAuth, API keys) and Basic.
-    response.headers["WWW-Authenticate"] = (
-        f'Bearer {REALM}, resource_metadata="/.well-known/oauth-protected-resource", Basic {REALM}'
-    )
-    return response
-
-
 # The settings objects requests read, besides what the verification of credentials depends on.
 SETTINGS_TYPES = ("Jmap", "SystemSettings")
-
-
-def authenticate(request):
-    """The caller's Principal, or the error response to send.
-
-    The states of the types the request depends on are read in one query and kept on the
-    request: the verdict cache and the settings below are keyed on them.
-    """
-    header = request.META.get("HTTP_AUTHORIZATION")
-    try:
-        request.stalwart_states = current_states(*STATE_TYPES, *SETTINGS_TYPES) if header else None
-        principal = authenticate_header(header, client_ip(request), states=request.stalwart_states)
-        for hook in AFTER_AUTH:
-            hook(principal, client_ip(request), request)
-        return principal, None
-    except login.AuthError as exc:
-        return None, auth_problem(exc)
 
 
 def _singleton(model, request):
@@ -75,19 +32,10 @@ def jmap_limits(request) -> Jmap:
     return _singleton(Jmap, request)
 
 
-def base_url(request=None) -> str:
-    return services.public_url(getattr(request, "stalwart_states", None))
-
-
-@csrf_exempt
+@endpoint.endpoint("POST", options="bare", auth=True, states=SETTINGS_TYPES,
+                   refusal="The JMAP API takes POST requests.")
 def api(request):
-    if request.method == "OPTIONS":
-        return HttpResponse(status=204)
-    if request.method != "POST":
-        return problem(405, "The JMAP API takes POST requests.", headers={"Allow": "POST, OPTIONS"})
-    principal, error = authenticate(request)
-    if error is not None:
-        return error
+    principal = request.principal
     content_type = request.META.get("CONTENT_TYPE", "")
     if content_type and content_type.split(";")[0].strip().lower() != "application/json":
         return problem(400, "The Content-Type header must be application/json.",
@@ -161,18 +109,15 @@ def _release(principal) -> None:
         pass
 
 
+@endpoint.endpoint("GET", "HEAD", auth=True, states=SETTINGS_TYPES, allow="GET",
+                   refusal="The session resource takes GET requests.")
 def session(request):
-    if request.method not in ("GET", "HEAD"):
-        return problem(405, "The session resource takes GET requests.", headers={"Allow": "GET"})
-    principal, error = authenticate(request)
-    if error is not None:
-        return error
-    return JsonResponse(session_document(principal, request), json_dumps_params={"separators": (",", ":")})
+    return JsonResponse(session_document(request.principal, request), json_dumps_params={"separators": (",", ":")})
 
 
 def session_document(principal, request=None) -> dict:
     limits = jmap_limits(request) if request is not None else Jmap.load()
-    base = base_url(request)
+    base = endpoint.public_base(request)
     unlimited = 4294967295
     account_id = ids.encode(principal.account_id)
     return {
@@ -216,11 +161,36 @@ def well_known(request):
     return response
 
 
-def schema(request, digest: str | None = None):
+class SchemaView(ApiView):
     """GET /api/schema redirects to /api/schema/<sha256>, which is immutable and cacheable."""
-    principal, error = authenticate(request)
-    if error is not None:
-        return error
+
+    states = SETTINGS_TYPES
+
+    @extend_schema(summary="The management objects' schema",
+                   description="/api/schema redirects to /api/schema/{digest}, the document itself (immutable). "
+                               "Any method.",
+                   responses={200: OpenApiTypes.OBJECT, 302: None, 401: PROBLEM})
+    def get(self, request, digest: str | None = None):
+        return schema_answer(digest)
+
+    # Any method, as before DRF: the document does not depend on it.
+    post = put = patch = delete = options = same_as_get()
+
+
+class SchemaDocumentView(SchemaView):
+    @extend_schema(operation_id="schema_document", summary="The management objects' schema, by digest",
+                   description="The document when {digest} is current (cacheable, immutable); else a redirect to "
+                               "the current one. Any method.",
+                   responses={200: OpenApiTypes.OBJECT, 302: None, 401: PROBLEM})
+    def get(self, request, digest: str | None = None):
+        return schema_answer(digest)
+
+
+schema = SchemaView.as_view()
+schema_document = SchemaDocumentView.as_view()
+
+
+def schema_answer(digest: str | None):
     body, current = document()
     if digest != current:
         response = HttpResponseRedirect(f"/api/schema/{current}")

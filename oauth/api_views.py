@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import inspect
 
-from django.http import HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.http import JsonResponse
 
 from accounts import permissions as catalogue
-from jmapapi.views import authenticate
-from stalwart_site.http import preflight
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+
+from network.drf import PROBLEM, ApiView, same_as_get
 from stalwart_site.problem import problem
 
 from . import views as oauth_views
@@ -28,20 +30,28 @@ from . import views as oauth_views
 EDITION = "oss"
 
 
-@csrf_exempt
-def discover(request, email: str = ""):
-    if request.method == "OPTIONS":
-        return preflight()
-    address = (email or "").strip().lower()
-    if not address:
-        return problem(404, "The address is missing: /api/discover/{email}.")
-    # The document of /.well-known/openid-configuration, whatever the method: the view itself
-    # is called without its decorators, which only answer GET and HEAD.
-    response = inspect.unwrap(oauth_views.openid_configuration)(request)
-    response["Cache-Control"] = "no-cache"
-    return response
+class DiscoverView(ApiView):
+    authentication_classes: list = []
+    preflight = "cors"
+
+    @extend_schema(summary="OpenID Connect discovery for an address",
+                   description="The discovery document of the identity provider of the address's domain: "
+                               "this server's own (/.well-known/openid-configuration). Any method.",
+                   responses={200: OpenApiTypes.OBJECT, 404: PROBLEM}, auth=[])
+    def get(self, request, email: str = ""):
+        address = (email or "").strip().lower()
+        if not address:
+            return problem(404, "The address is missing: /api/discover/{email}.")
+        # The document of /.well-known/openid-configuration, whatever the method: the view itself
+        # is called without its decorators, which only answer GET and HEAD.
+        response = inspect.unwrap(oauth_views.openid_configuration)(request._request)
+        response["Cache-Control"] = "no-cache"
+        return response
+
+    post = put = patch = delete = same_as_get()
 
 
+discover = DiscoverView.as_view()
 
 
 # What the reference's /api/account leaves out: permissions the web UI has no use for.
@@ -65,15 +75,27 @@ def visible_permissions(principal) -> list[str]:
     return catalogue.ordered(names)
 
 
-@csrf_exempt
-def account(request):
-    if request.method == "OPTIONS":
-        return HttpResponse(status=204)
-    principal, error = authenticate(request)
-    if error is not None:
-        return error
-    locale = getattr(principal.account, "locale", None) or "en_US"
-    response = JsonResponse({"permissions": visible_permissions(principal), "edition": EDITION, "locale": locale},
-                            json_dumps_params={"separators": (",", ":")})
-    response["Cache-Control"] = "no-store"
-    return response
+class AccountSerializer(serializers.Serializer):
+    permissions = serializers.ListField(child=serializers.CharField(), help_text="The caller's permissions.")
+    edition = serializers.CharField()
+    locale = serializers.CharField()
+
+
+class AccountView(ApiView):
+    preflight = "bare"
+
+    @extend_schema(summary="What the web UI may show the caller",
+                   description="The permissions of the current credential, the edition and the locale. Any method.",
+                   responses={200: AccountSerializer, 401: PROBLEM})
+    def get(self, request):
+        principal = request.user
+        locale = getattr(principal.account, "locale", None) or "en_US"
+        response = JsonResponse({"permissions": visible_permissions(principal), "edition": EDITION, "locale": locale},
+                                json_dumps_params={"separators": (",", ":")})
+        response["Cache-Control"] = "no-store"
+        return response
+
+    post = put = patch = delete = same_as_get()
+
+
+account = AccountView.as_view()

@@ -17,10 +17,9 @@ from __future__ import annotations
 import time
 
 from django.core.cache import cache
-from django.http import HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.http import JsonResponse
 
-from jmapapi.views import authenticate, client_ip
+from network.endpoint import authenticate, client_ip, endpoint
 from registry.errors import SetError
 from security import services as security
 from stalwart_site import untrusted
@@ -60,20 +59,11 @@ def _anonymous_allowed(address: str | None) -> bool:
     return count <= ANONYMOUS_LIMIT
 
 
-@csrf_exempt
+@endpoint("POST", options="bare", allow="POST", refusal="Client registration takes POST requests.",
+          max_body=MAX_BODY, body_name="registration request")
 def register(request):
-    if request.method == "OPTIONS":
-        return HttpResponse(status=204)
-    if request.method != "POST":
-        return problem(405, "Client registration takes POST requests.", headers={"Allow": "POST"})
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_BODY or len(request.body) > MAX_BODY:
-        return problem(400, f"The registration request is larger than {MAX_BODY} bytes.", title="Invalid parameters")
-    try:
-        body = untrusted.loads(request.body or b"")
+        body = untrusted.loads(request.payload or b"")
     except untrusted.UntrustedJSONError as exc:
         if exc.reason in ("surrogate", "nul"):
             # Valid JSON whose metadata cannot be stored: a metadata error (RFC 7591 §3.2.2).

@@ -102,6 +102,8 @@ def provider() -> OidcProvider:
 
 
 def issuer() -> str:
+    """The issuer when no request says where the client reached us (network.endpoint.public_base
+    is the one of a request)."""
     return account_services.public_url()
 
 
@@ -176,10 +178,10 @@ def jwks() -> dict:
     return {"keys": [public]}
 
 
-def id_token(account: Account, client_id: str, nonce: str | None) -> str:
+def id_token(account: Account, client_id: str, nonce: str | None, issuer_url: str | None = None) -> str:
     prov = provider()
     now = int(time.time())
-    claims = {"iss": issuer(), "sub": str(account.pk), "aud": client_id, "iat": now, "nbf": now,
+    claims = {"iss": issuer_url or issuer(), "sub": str(account.pk), "aud": client_id, "iat": now, "nbf": now,
               "exp": now + int(prov.id_token_expiry.total_seconds()),
               "preferred_username": account.email_address, "email": account.email_address}
     if nonce:
@@ -400,7 +402,7 @@ def check_pkce(grant: Grant, verifier: str | None) -> bool:
 
 
 def exchange_code(code: str, client_id: str | None, redirect_uri: str | None, verifier: str | None,
-                  client_secret: str | None) -> dict:
+                  client_secret: str | None, issuer: str | None = None) -> dict:
     if not code or not redirect_uri or not client_id:
         raise OAuthError("invalid_request", "code, redirect_uri and client_id are required.")
     client = authenticate_client(client_id, client_secret)
@@ -427,13 +429,14 @@ def exchange_code(code: str, client_id: str | None, redirect_uri: str | None, ve
                 error = exc
             else:
                 return issue_tokens(grant.user, grant.application, grant.scope, nonce=grant.nonce, id_token_too=True,
-                                    credential=credential)
+                                    credential=credential, issuer=issuer)
     raise error
 
 
 # --- tokens ---------------------------------------------------------------------------------
 def issue_tokens(account: Account, client: OAuthClient, scope: str, *, nonce: str | None = None,
-                 id_token_too: bool = False, refresh: bool = True, credential: Credential | None = None) -> dict:
+                 id_token_too: bool = False, refresh: bool = True, credential: Credential | None = None,
+                 issuer: str | None = None) -> dict:
     prov = provider()
     now = timezone.now()
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -452,7 +455,7 @@ def issue_tokens(account: Account, client: OAuthClient, scope: str, *, nonce: st
     if scope:
         out["scope"] = scope
     if id_token_too:
-        out["id_token"] = id_token(account, client.client_id, nonce)
+        out["id_token"] = id_token(account, client.client_id, nonce, issuer)
     return out
 
 
@@ -596,7 +599,7 @@ def decide_device(user_code: str, account: Account, approve: bool, credential: C
     return True
 
 
-def poll_device(device_code: str | None, client_id: str | None) -> dict:
+def poll_device(device_code: str | None, client_id: str | None, issuer: str | None = None) -> dict:
     if not device_code or not client_id:
         raise OAuthError("invalid_request", "device_code and client_id are required.")
     error = None
@@ -630,4 +633,5 @@ def poll_device(device_code: str | None, client_id: str | None) -> dict:
         raise error
     credential = linked_credential(link)
     client = client_for_flow(client_id, None, account)
-    return issue_tokens(account, client, grant.scope, nonce=grant.nonce, id_token_too=True, credential=credential)
+    return issue_tokens(account, client, grant.scope, nonce=grant.nonce, id_token_too=True, credential=credential,
+                        issuer=issuer)

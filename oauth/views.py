@@ -13,10 +13,13 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import login as account_login
-from jmapapi.views import auth_problem, client_ip
-from jmapapi.views import authenticate as api_authenticate
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+
+from network.drf import PROBLEM, ApiView
+from network.endpoint import auth_problem, client_ip, endpoint, public_base
 from stalwart_site.csp import strict_csp
-from stalwart_site.http import CORS, endpoint
+from stalwart_site.http import CORS
 from stalwart_site import untrusted
 from stalwart_site.problem import problem
 
@@ -109,7 +112,7 @@ def _failed(request, exc: OAuthError, client_id: str | None):
 GRANT_DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-@endpoint("POST", cors=True)
+@endpoint("POST", options="cors")
 def token(request):
     client_id = None
     try:
@@ -118,13 +121,13 @@ def token(request):
         client_id, secret = _client_credentials(request, form)
         if grant == "authorization_code":
             body = services.exchange_code(form.get("code"), client_id, form.get("redirect_uri"),
-                                          form.get("code_verifier"), secret)
+                                          form.get("code_verifier"), secret, issuer=public_base(request))
         elif grant == "refresh_token":
             body = services.refresh_tokens(form.get("refresh_token"), client_id, secret)
         elif grant == GRANT_DEVICE:
             # RFC 8628 §3.4: a confidential client authenticates as at any token request.
             services.authenticate_client(client_id, secret)
-            body = services.poll_device(form.get("device_code"), client_id)
+            body = services.poll_device(form.get("device_code"), client_id, issuer=public_base(request))
         elif not grant:
             raise OAuthError("invalid_request", "grant_type is required.")
         else:
@@ -134,7 +137,7 @@ def token(request):
     return _json(body, no_store=True)
 
 
-@endpoint("POST", cors=True)
+@endpoint("POST", options="cors")
 def device(request):
     client_id = None
     try:
@@ -145,7 +148,7 @@ def device(request):
         start = services.start_device_flow(client_id or "", form.get("scope", ""), form.get("nonce", ""))
     except OAuthError as exc:
         return _failed(request, exc, client_id)
-    base = services.issuer()
+    base = public_base(request)
     return _json({
         "device_code": start.device_code, "user_code": start.user_code,
         "verification_uri": f"{base}/device",
@@ -158,8 +161,48 @@ def device(request):
 API_AUTH_MAX_BODY = 1024 * 1024  # the reference's limit
 
 
-@endpoint("POST")
-def api_auth(request):
+class AuthRequestSerializer(serializers.Serializer):
+    """The body the login and device pages post (validated in the view, in the reference's order)."""
+
+    type = serializers.ChoiceField(["authCode", "authDevice", "denyDevice"])
+    accountName = serializers.CharField(required=False)
+    accountSecret = serializers.CharField(required=False)
+    mfaToken = serializers.CharField(required=False)
+    clientId = serializers.CharField(required=False)
+    redirectUri = serializers.CharField(required=False)
+    code = serializers.CharField(required=False, help_text="The device flow's user code.")
+    scope = serializers.CharField(required=False)
+    nonce = serializers.CharField(required=False)
+    codeChallenge = serializers.CharField(required=False)
+    codeChallengeMethod = serializers.CharField(required=False)
+    state = serializers.CharField(required=False)
+
+
+class AuthResponseSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(["authenticated", "verified", "denied", "mfaRequired", "failure"])
+    client_code = serializers.CharField(required=False)
+    iss = serializers.CharField(required=False)
+
+
+class ApiAuthView(ApiView):
+    """POST /api/auth. DRF's parsers are not used: the body is read as untrusted JSON below, with
+    the reference's limit and errors."""
+
+    authentication_classes: list = []
+
+    @extend_schema(summary="Sign in from the login or device page",
+                   description="Checks the account's credentials and returns an authorization code (authCode), or "
+                               "approves or denies a device (authDevice, denyDevice).",
+                   request=AuthRequestSerializer,
+                   responses={200: AuthResponseSerializer, 400: PROBLEM}, auth=[])
+    def post(self, request):
+        return api_auth_answer(request._request)
+
+
+api_auth = ApiAuthView.as_view()
+
+
+def api_auth_answer(request):
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -219,7 +262,7 @@ def api_auth(request):
                                     body.get("codeChallengeMethod") or "", credential=result.credential)
     except OAuthError as exc:
         return problem(400, exc.description or exc.error, title="Invalid parameters")
-    return _json({"type": "authenticated", "client_code": code, "iss": services.issuer()}, no_store=True)
+    return _json({"type": "authenticated", "client_code": code, "iss": public_base(request)}, no_store=True)
 
 
 def _check_code_request(body: dict) -> None:
@@ -244,11 +287,9 @@ def _check_code_request(body: dict) -> None:
 
 
 # --- introspection and userinfo -------------------------------------------------------------
-@endpoint("POST", cors=True)
+@endpoint("POST", options="cors", auth=True)
 def introspect(request):
-    principal, error = api_authenticate(request)
-    if error is not None:
-        return error
+    principal = request.principal
     if not principal.has("sysOAuthClientGet"):
         # RFC 7662 §4: only authorised callers may learn about tokens.
         return problem(403, "Introspection needs the sysOAuthClientGet permission.")
@@ -265,18 +306,15 @@ def introspect(request):
     iat = int(issued.timestamp())
     body = {"active": True, "token_type": "bearer" if kind == "access_token" else "refresh_token",
             "username": account.email_address, "sub": str(account.pk), "client_id": client.client_id,
-            "exp": iat + round((expires - issued).total_seconds()), "iat": iat, "iss": services.issuer()}
+            "exp": iat + round((expires - issued).total_seconds()), "iat": iat, "iss": public_base(request)}
     if scope:
         body["scope"] = scope
     return _json(body, no_store=True)
 
 
-@endpoint("GET", "HEAD", "POST", cors=True)  # OpenID Connect Core §5.3.1: GET and POST
+@endpoint("GET", "HEAD", "POST", options="cors", auth=True)  # OpenID Connect Core §5.3.1: GET and POST
 def userinfo(request):
-    principal, error = api_authenticate(request)
-    if error is not None:
-        return error
-    account = principal.account
+    account = request.principal.account
     body = {"sub": str(account.pk), "preferred_username": account.email_address, "email": account.email_address,
             "email_verified": True}
     if account.description:
@@ -286,14 +324,14 @@ def userinfo(request):
     return response
 
 
-@endpoint("GET", "HEAD", cors=True)
+@endpoint("GET", "HEAD", options="cors")
 def jwks(request):
     return _json(services.jwks(), cors=True)
 
 
 # --- discovery ------------------------------------------------------------------------------
-def _metadata() -> dict:
-    base = services.issuer()
+def _metadata(request) -> dict:
+    base = public_base(request)
     return {
         "issuer": base,
         "authorization_endpoint": f"{base}/login",
@@ -315,14 +353,14 @@ def _metadata() -> dict:
     }
 
 
-@endpoint("GET", "HEAD", cors=True)
+@endpoint("GET", "HEAD", options="cors")
 def oauth_metadata(request):
-    return _json(_metadata(), cors=True)
+    return _json(_metadata(request), cors=True)
 
 
-@endpoint("GET", "HEAD", cors=True)
+@endpoint("GET", "HEAD", options="cors")
 def openid_configuration(request):
-    doc = _metadata()
+    doc = _metadata(request)
     doc.update({
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [services.provider().signature_algorithm.upper()],
@@ -331,9 +369,9 @@ def openid_configuration(request):
     return _json(doc, cors=True)
 
 
-@endpoint("GET", "HEAD", cors=True)
+@endpoint("GET", "HEAD", options="cors")
 def protected_resource(request):
-    base = services.issuer()
+    base = public_base(request)
     return _json({"resource": base, "authorization_servers": [base], "scopes_supported": SCOPES,
                   "bearer_methods_supported": ["header"]}, cors=True)
 

@@ -1,13 +1,9 @@
 """Small HTTP helpers shared by the machine endpoints of every app: the reference's permissive
-CORS header set, the CORS preflight answer, and the method rules of an endpoint."""
+CORS header set, the CORS preflight answer, and the bounded body read. The endpoint decorator
+that applies them is network.endpoint.endpoint."""
 from __future__ import annotations
 
-import functools
-
 from django.http import HttpResponse
-from django.views.decorators.csrf import csrf_exempt
-
-from .problem import problem
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -25,27 +21,6 @@ def with_cors(response: HttpResponse) -> HttpResponse:
 def preflight(request=None) -> HttpResponse:
     """204 with the CORS headers: the answer to OPTIONS under /auth/, /api/ and /.well-known/."""
     return with_cors(HttpResponse(status=204))
-
-
-def endpoint(*methods: str, cors: bool = False):
-    """The method rules of a machine endpoint: others get 405 problem+json with Allow (not
-    Django's empty 405, nor the CSRF middleware's HTML 403: these endpoints use no cookies);
-    with `cors`, OPTIONS is a CORS preflight answered 204 (the reference does so under /auth/
-    and /.well-known/)."""
-    allowed = ", ".join(methods + (("OPTIONS",) if cors and "OPTIONS" not in methods else ()))
-
-    def wrap(view):
-        @csrf_exempt
-        @functools.wraps(view)
-        def inner(request, *args, **kwargs):
-            if request.method in methods:
-                return view(request, *args, **kwargs)
-            if cors and request.method == "OPTIONS":
-                return preflight(request)
-            return problem(405, f"This endpoint takes {allowed} requests.", headers={"Allow": allowed})
-        return inner
-
-    return wrap
 
 
 class BodyError(ValueError):

@@ -27,7 +27,12 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # created there), so that what the server advertises is where it answers.
 _host = env_str("HOST", "127.0.0.1")
 _host = "127.0.0.1" if _host in ("", "0.0.0.0", "::") else (f"[{_host}]" if ":" in _host else _host)
-PUBLIC_URL = env_str("PUBLIC_URL", f"http://{_host}:{env_str('PORT', '8080')}").rstrip("/")
+# Set: every advertised URL (JMAP session, OAuth and OIDC discovery, device verification) starts
+# with it. Unset, and SystemSettings.publicUrl unset too, they are derived from each request
+# (network/endpoint.py: public_base), so that a server on another port or name is reachable at
+# what it advertises; PUBLIC_URL below is then only the fallback of commands and cookies.
+PUBLIC_URL_CONFIGURED = env_str("PUBLIC_URL").rstrip("/")
+PUBLIC_URL = PUBLIC_URL_CONFIGURED or f"http://{_host}:{env_str('PORT', '8080')}"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
 
 INSTALLED_APPS = [
@@ -49,6 +54,8 @@ INSTALLED_APPS = [
     "network",
     "contactform",
     "certificates",
+    # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
+    "drf_spectacular",
 ]
 
 # django-prometheus's pair brackets the chain (its request, latency and response counters);
@@ -161,6 +168,33 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = PUBLIC_URL.startswith("https://")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- /api on Django REST framework (network/drf.py) -------------------------------------------
+# The views carry their own authentication and answers; these defaults only keep DRF from
+# adding what the plain endpoints never did (sessions, CSRF, the browsable API); the content
+# negotiation and exception handler are network.drf.ApiView's own (naming them here would
+# import that module while DRF itself is being imported).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # \u escapes, as Django's JsonResponse writes them.
+    "UNICODE_JSON": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Stalwart HTTP API",
+    "DESCRIPTION": "The /api endpoints (JMAP itself is described by RFC 8620 and /api/schema).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Path parameters are named as in the URL table, not guessed from models.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["network.drf.documented_endpoints"],
+}
 
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"

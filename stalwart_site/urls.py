@@ -1,6 +1,7 @@
 """The URL table, in the order of the reference's endpoint list as slices arrive."""
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView
 
 from accounts import views as account_views
 from jmapapi import views as jmap
@@ -17,7 +18,9 @@ urlpatterns = [
     # The reference's documentation posts JMAP to /api: accept it too.
     path("api", jmap.api),
     path("api/schema", jmap.schema),
-    path("api/schema/<str:digest>", jmap.schema),
+    path("api/schema/<str:digest>", jmap.schema_document),
+    # OpenAPI 3 description of the /api endpoints that run on DRF (docs/api.md).
+    path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     # OAuth 2.0 and OpenID Connect
     path("auth/token", oauth.token),
     path("auth/device", oauth.device),

@@ -5,9 +5,9 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client.core import GaugeMetricFamily
 
+from network.endpoint import CHALLENGES, auth_problem, endpoint
 from registry import services as registry
 from security.models import BlockedIp
-from stalwart_site.http import endpoint
 from stalwart_site.problem import problem
 
 from . import metrics as telemetry_metrics
@@ -15,7 +15,6 @@ from .models import Metrics
 from .services import authorized
 
 NOT_FOUND = "The requested resource does not exist on this server."
-REALM = 'realm="Stalwart Server"'
 
 
 class BlockedIpsCollector:
@@ -41,17 +40,13 @@ def prometheus(request):
         return problem(404, NOT_FOUND)
     if not authorized(settings, request.META.get("HTTP_AUTHORIZATION"), state):
         if request.META.get("HTTP_AUTHORIZATION"):
-            from accounts import login as account_login
-            from jmapapi.views import auth_problem
-
             # Wrong scraper credentials are a failed authentication like any other.
             verdict = account_login.count_failure(account_login.AuthFailed(), request.META.get("REMOTE_ADDR"))
             if isinstance(verdict, account_login.Banned):
                 return auth_problem(verdict)
         response = problem(401, "You have to authenticate first.")
         # The reference's two challenges (JMAP's 401), one header.
-        response["WWW-Authenticate"] = (
-            f'Bearer {REALM}, resource_metadata="/.well-known/oauth-protected-resource", Basic {REALM}')
+        response["WWW-Authenticate"] = CHALLENGES
         return response
     body = telemetry_metrics.exposition(BlockedIpsCollector())
     response = HttpResponse(b"" if request.method == "HEAD" else body, content_type=telemetry_metrics.CONTENT_TYPE)

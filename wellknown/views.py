@@ -11,8 +11,8 @@ import defusedxml.ElementTree as SafeET
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.services import public_url
-from stalwart_site.http import BodyError, endpoint, preflight, read_body, with_cors
+from network.endpoint import endpoint, public_base
+from stalwart_site.http import BodyError, preflight, read_body, with_cors
 from stalwart_site.problem import problem
 
 from . import services
@@ -43,13 +43,13 @@ def autoconfig(request):
     return _autoconfig(request, cors=False)
 
 
-@endpoint("GET", "HEAD", cors=True)
+@endpoint("GET", "HEAD", options="cors")
 def autoconfig_well_known(request):
     """/.well-known/autoconfig/mail/config-v1.1.xml: with the permissive CORS headers."""
     return _autoconfig(request, cors=True)
 
 
-@endpoint("GET", "HEAD", cors=True)
+@endpoint("GET", "HEAD", options="cors")
 def mail_v1(request):
     """/.well-known/mail-v1.xml: the same document; CORS only on the preflight."""
     return _autoconfig(request, cors=False)
@@ -129,14 +129,14 @@ def autodiscover_json(request, rest: str | None = None):
 
 
 # --- PACC -----------------------------------------------------------------------------------
-@endpoint("GET", "HEAD", cors=True)
+@endpoint("GET", "HEAD", options="cors")
 def user_agent_configuration(request):
-    body = services.pacc_document(services.system_settings(), public_url())
+    body = services.pacc_document(services.system_settings(), public_base(request))
     return with_cors(HttpResponse(json.dumps(body), content_type="application/json"))
 
 
 # --- MTA-STS --------------------------------------------------------------------------------
-@endpoint("GET", "HEAD", cors=True)
+@endpoint("GET", "HEAD", options="cors")
 def mta_sts(request):
     policy = services.current_policy()
     if policy is None:
