@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client.core import GaugeMetricFamily
 
+from accounts import login as account_login
 from network.endpoint import CHALLENGES, auth_problem, endpoint
 from registry import services as registry
 from security.models import BlockedIp
