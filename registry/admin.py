@@ -8,6 +8,7 @@ from django.utils.functional import cached_property
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 
+from . import admin_widgets
 from . import declaration as decl_mod
 from . import services
 from .errors import SetError
@@ -215,6 +216,11 @@ class DeclaredAdmin(admin.ModelAdmin):
         return super().lookup_allowed(lookup, value, request)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
+        picker = admin_widgets.name_choice_field(db_field)
+        if picker is not None:
+            return picker
+        for key, value in admin_widgets.formfield_overrides(db_field).items():
+            kwargs.setdefault(key, value)
         if isinstance(db_field, models.ManyToManyField):
             kwargs.setdefault("widget", admin.widgets.FilteredSelectMultiple(db_field.verbose_name, False))
         if isinstance(db_field, (models.ForeignKey, models.ManyToManyField)):
