@@ -4,6 +4,7 @@ from django.contrib.auth.models import Group
 
 from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values, register_declared
+from registry.admin_widgets import LabelledSplitDateTime
 
 from . import objects  # noqa: F401  (declarations)
 from . import services
@@ -27,7 +28,7 @@ class AccountForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     password_expires_at = forms.SplitDateTimeField(
-        label="Password expires at", required=False, widget=admin.widgets.AdminSplitDateTime,
+        label="Password expires at", required=False, widget=LabelledSplitDateTime,
         help_text="Empty: the default expiry of the settings applies to a new password; an expired password "
         "still logs in but may only be changed.",
     )

@@ -13,6 +13,7 @@ import re
 from datetime import timedelta
 
 from django import forms
+from django.contrib.admin.widgets import AdminSplitDateTime
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
@@ -192,10 +193,22 @@ class NameChoiceFormField(NameSetFormField):
         return super().to_python(value)
 
 
+class LabelledSplitDateTime(AdminSplitDateTime):
+    """Django's date and time inputs, each named for screen readers: the field's one label
+    points at neither of the two."""
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        self.widgets[0].attrs.setdefault("aria-label", "Date (YYYY-MM-DD)")
+        self.widgets[1].attrs.setdefault("aria-label", "Time (HH:MM:SS)")
+
+
 def formfield_overrides(db_field) -> dict:
     """Form field arguments that give `db_field` one of these widgets, or {}."""
     # Imported by name, not by class: registry imports no other app of ours.
     kind = type(db_field).__name__
+    if kind == "DateTimeField":
+        return {"widget": LabelledSplitDateTime}
     if kind == "DurationField":
         return {"widget": DurationWidget}
     if kind == "HeaderMapField":
