@@ -105,6 +105,14 @@ class AliasInline(admin.TabularInline):
     fields = ("name", "domain", "enabled", "description")
     extra = 1
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None:
+            # A table's inputs have column headings but no labels: name each for screen readers.
+            inner = getattr(field.widget, "widget", field.widget)
+            inner.attrs.setdefault("aria-label", f"Alias {db_field.verbose_name}")
+        return field
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "domain":
             # Another tenant's domains are neither offered nor accepted.
