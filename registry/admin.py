@@ -243,7 +243,10 @@ class DeclaredAdmin(admin.ModelAdmin):
         if isinstance(db_field, (models.ForeignKey, models.ManyToManyField)):
             # Another tenant's objects are neither offered nor accepted.
             kwargs.setdefault("queryset", services._reachable(db_field.related_model, request.user))
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None:
+            admin_widgets.plain_help(field, db_field)
+        return field
 
     def get_queryset(self, request):
         return services.scope(self.decl, request.user, super().get_queryset(request))

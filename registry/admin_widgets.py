@@ -168,6 +168,80 @@ class RuleWidget(ProjectTemplateWidget):
         return name not in data and name + "__else" not in data
 
 
+class ServicesWidget(ProjectTemplateWidget):
+    """One row per protocol: advertised or not, its host name (empty: the default host name),
+    and whether the cleartext port is advertised too; posts the services' JSON object."""
+
+    template_name = "admin/widgets/stalwart_services.html"
+
+    def __init__(self, attrs=None, protocols=()):
+        super().__init__(attrs)
+        self.protocols = tuple(protocols)
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        data = _loads(value)
+        if value and not isinstance(data, dict):
+            context["widget"]["raw"] = value
+            data = {}
+        rows = []
+        for protocol in self.protocols:
+            service = (data or {}).get(protocol)
+            service = service if isinstance(service, dict) else None
+            rows.append({"protocol": protocol, "on": service is not None,
+                         "hostname": (service or {}).get("hostname") or "",
+                         "cleartext": bool((service or {}).get("cleartext"))})
+        context["widget"]["rows"] = rows
+        return context
+
+    def value_from_datadict(self, data, files, name):
+        if name in data:
+            return data.get(name)
+        advertised = set(data.getlist(name + "__on"))
+        cleartext = set(data.getlist(name + "__cleartext"))
+        out = {}
+        for protocol in self.protocols:
+            if protocol in advertised:
+                host = (data.get(f"{name}__host__{protocol}") or "").strip()
+                out[protocol] = {"hostname": host or None, "cleartext": protocol in cleartext}
+        return json.dumps(out)
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and name + "__present" not in data
+
+
+class MailExchangersWidget(ProjectTemplateWidget):
+    """Rows of host name (empty: the default host name) and priority; posts the list's JSON."""
+
+    template_name = "admin/widgets/stalwart_mx.html"
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        data = _loads(value)
+        if value and not isinstance(data, list):
+            context["widget"]["raw"] = value
+            data = []
+        rows = [((mx.get("hostname") or ""), mx.get("priority", "")) for mx in data or [] if isinstance(mx, dict)]
+        rows.append(("", ""))
+        context["widget"]["rows"] = rows
+        return context
+
+    def value_from_datadict(self, data, files, name):
+        if name in data:
+            return data.get(name)
+        out = []
+        for host, priority in zip(data.getlist(name + "__host"), data.getlist(name + "__priority")):
+            host, priority = host.strip(), priority.strip()
+            if not host and not priority:
+                continue
+            # A priority that is not a number goes through as typed: the model's check names it.
+            out.append({"hostname": host or None, "priority": int(priority) if priority.isdigit() and len(priority) < 7 else priority})
+        return json.dumps(out)
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and name + "__present" not in data
+
+
 class NamePicker(ProjectTemplateWidget, forms.CheckboxSelectMultiple):
     """Checkboxes for a set of known names (permissions), with a search box and a count."""
 
@@ -203,6 +277,12 @@ class LabelledSplitDateTime(AdminSplitDateTime):
         self.widgets[1].attrs.setdefault("aria-label", "Time (HH:MM:SS)")
 
 
+def plain_help(field, db_field) -> None:
+    """Drop the "type JSON like this" half of a help text where a widget replaced the JSON."""
+    if isinstance(field.widget, (ServicesWidget, MailExchangersWidget)):
+        field.help_text = db_field.help_text
+
+
 def formfield_overrides(db_field) -> dict:
     """Form field arguments that give `db_field` one of these widgets, or {}."""
     # Imported by name, not by class: registry imports no other app of ours.
@@ -216,6 +296,11 @@ def formfield_overrides(db_field) -> dict:
     if kind == "RuleField":
         path = f"{db_field.model._meta.label_lower}.{db_field.name}"
         return {"widget": RuleWidget(field_path=path)}
+    if kind == "ServicesField":
+        # The default lists every protocol, in the reference's order.
+        return {"widget": ServicesWidget(protocols=list(db_field.get_default()))}
+    if kind == "MailExchangersField":
+        return {"widget": MailExchangersWidget}
     return {}
 
 

@@ -222,3 +222,28 @@ def test_an_alias_that_is_another_accounts_address_is_refused_on_the_form(admin_
 def test_pages_load_the_stylesheet_and_script(admin_client, path):
     html = admin_client.get(path).content.decode()
     assert "stalwart/admin.css" in html and "stalwart/admin-ui.js" in html
+
+
+def test_services_and_mail_exchangers_are_tables(admin_client):
+    from accounts.models import SystemSettings
+
+    url = "/admin/accounts/systemsettings/1/change/"
+    html = admin_client.get(url).content.decode()
+    assert 'name="services__host__imap"' in html and 'name="mail_exchangers__priority"' in html
+    assert "JSON, e.g." not in html
+    data = form_data(html)
+    data["services__on"] = ["imap", "smtp"]
+    data["services__host__smtp"] = "SMTP.example.org"
+    data["services__cleartext"] = ["smtp"]
+    data["mail_exchangers__host"] = ["mx1.example.org", "", ""]
+    data["mail_exchangers__priority"] = ["10", "20", ""]
+    resp = admin_client.post(url, data)
+    assert resp.status_code == 302, resp.content.decode()[:3000]
+    stored = SystemSettings.load()
+    assert stored.services == {"imap": {"hostname": None, "cleartext": False},
+                               "smtp": {"hostname": "smtp.example.org", "cleartext": True}}
+    assert stored.mail_exchangers == [{"hostname": "mx1.example.org", "priority": 10},
+                                      {"hostname": None, "priority": 20}]
+    data["mail_exchangers__priority"] = ["99999999999999999999", "", ""]
+    resp = admin_client.post(url, data)
+    assert resp.status_code == 200 and "from 1 to 65535" in resp.content.decode()
