@@ -120,3 +120,43 @@ def test_every_settings_page_renders_styled_and_labelled(live, chromium, tmp_pat
 
     visited = chromium.run(body)
     assert visited > 20
+
+
+def test_search_rule_editor_and_permission_filter_work_in_the_browser(live, chromium):
+    from playwright.sync_api import expect
+
+    login = seed_admin(live)
+
+    def body(page):
+        log_in_admin_form(page, live.url, login, STRONG_PASSWORD)
+        page.goto(live.url + "/admin/")
+        # A field's label finds its page: "hsts" is a field of Settings › Network › HTTP only.
+        page.fill("#settings-search", "hsts")
+        visible = page.eval_on_selector_all(
+            "#content-main tr[data-search]", "rows => rows.filter(r => r.offsetParent !== null).map(r => r.textContent.trim())")
+        assert len(visible) == 1 and visible[0].startswith("HTTP"), visible
+        page.fill("#settings-search", "")
+
+        # The rule editor asks the server's parser and shows where the error is.
+        page.goto(live.url + "/admin/network/http/1/change/")
+        condition = page.locator("input[name=allowed_endpoints__if]").first
+        condition.fill("starts_with(path, ")
+        status = page.locator("table.rule-editor tbody tr").first.locator(".rule-status").first
+        expect(status).to_have_class(re.compile(r"\bbad\b"))
+        expect(status).to_contain_text("character")
+        condition.fill("starts_with(path, '/api/')")
+        expect(status).to_have_class(re.compile(r"\bok\b"))
+        rows = page.locator("input[name=allowed_endpoints__if]").count()
+        page.click("button[data-add-row^=id_allowed_endpoints]")
+        expect(page.locator("input[name=allowed_endpoints__if]")).to_have_count(rows + 1)
+
+        # The permission picker filters its checkboxes and counts the ticked ones.
+        page.goto(live.url + "/admin/accounts/role/add/")
+        picker = page.locator(".perm-picker").first
+        picker.locator(".perm-search").fill("sysAccountGet")
+        shown = picker.locator("li:not(.search-hidden)")
+        expect(shown).to_have_count(1)
+        shown.first.locator("input").check()
+        expect(picker.locator(".perm-count")).to_contain_text("1 of")
+
+    chromium.run(body)
