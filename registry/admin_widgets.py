@@ -248,12 +248,29 @@ class NamePicker(ProjectTemplateWidget, forms.CheckboxSelectMultiple):
     template_name = "admin/widgets/stalwart_names.html"
 
 
+# Headings of the picker, by the leading word of a name (the catalogue's own naming scheme).
+NAME_GROUPS = {
+    "sys": "Management objects", "jmap": "JMAP", "dav": "WebDAV, CalDAV, CardDAV", "imap": "IMAP", "pop3": "POP3",
+    "sieve": "Sieve", "action": "Server actions", "task": "Tasks", "calendar": "Calendar", "email": "Email",
+}
+
+
+def grouped_names(names) -> list:
+    """Choices grouped under NAME_GROUPS' headings (the rest under "General"), each sorted."""
+    groups: dict[str, list] = {}
+    for name in sorted(names):
+        head = re.match(r"[a-z]+[0-9]*", name)
+        groups.setdefault(NAME_GROUPS.get(head.group(0) if head else "", "General"), []).append((name, name))
+    order = ["General", *NAME_GROUPS.values()]
+    return [(title, groups[title]) for title in order if title in groups]
+
+
 class NameChoiceFormField(NameSetFormField):
     """A set of names from a known catalogue, picked with checkboxes."""
 
     def __init__(self, *args, allowed=None, **kwargs):
         super().__init__(*args, allowed=allowed, **kwargs)
-        self.widget = NamePicker(choices=[(n, n) for n in sorted(allowed())])
+        self.widget = NamePicker(choices=grouped_names(allowed()))
 
     def prepare_value(self, value):
         if isinstance(value, str):

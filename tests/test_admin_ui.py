@@ -247,3 +247,12 @@ def test_services_and_mail_exchangers_are_tables(admin_client):
     data["mail_exchangers__priority"] = ["99999999999999999999", "", ""]
     resp = admin_client.post(url, data)
     assert resp.status_code == 200 and "from 1 to 65535" in resp.content.decode()
+
+
+def test_permissions_are_grouped_under_headings(admin_client):
+    html = admin_client.get("/admin/accounts/role/add/").content.decode()
+    for heading in ("Management objects", "JMAP", "IMAP", "Server actions"):
+        assert f"<legend>{heading}</legend>" in html
+    group = html.split("<legend>IMAP</legend>", 1)[1].split("</fieldset>", 1)[0]
+    names = re.findall(r'name="enabled_permissions" value="([^"]+)"', group)
+    assert names and all(n.startswith("imap") for n in names)

@@ -109,6 +109,9 @@
           const hide = (word && li.textContent.toLowerCase().indexOf(word) === -1) || (onlySelected.checked && !box.checked);
           li.classList.toggle('search-hidden', !!hide);
         });
+        picker.querySelectorAll('fieldset.perm-group').forEach(function (group) {
+          group.classList.toggle('search-hidden', !group.querySelector('li:not(.search-hidden)'));
+        });
         count.textContent = selected + ' of ' + items.length + ' selected';
       }
       search.addEventListener('input', apply);
