@@ -2,11 +2,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
 
+from registry import declaration as decl_mod
 from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values
+from registry.admin_widgets import LabelledSplitDateTime
 
 from . import credentials, hashing, services
-from .models import Account, Credential, Domain
+from .models import Account, Alias, Credential, Domain
 from .policy import PolicyViolation
 
 # Django's own groups are not ours: accounts of kind "group" are.
@@ -26,7 +28,7 @@ class AccountForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     password_expires_at = forms.SplitDateTimeField(
-        label="Password expires at", required=False, widget=admin.widgets.AdminSplitDateTime,
+        label="Password expires at", required=False, widget=LabelledSplitDateTime,
         help_text="Empty: the default expiry of the settings applies to a new password; an expired password "
         "still logs in but may only be changed.",
     )
@@ -90,17 +92,56 @@ class SecondaryCredentialInline(admin.TabularInline):
         return request.user.has_stalwart_perm("sysAccountGet")
 
 
+class AliasInline(admin.TabularInline):
+    """The account's other addresses, saved all together through accounts.services.set_aliases
+    (which checks them and writes the audit row); a refusal is shown on the form."""
+
+    model = Alias
+    verbose_name = "alias"
+    verbose_name_plural = "Aliases (other addresses delivering to this account)"
+    fields = ("name", "domain", "enabled", "description")
+    extra = 1
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None:
+            # A table's inputs have column headings but no labels: name each for screen readers.
+            inner = getattr(field.widget, "widget", field.widget)
+            inner.attrs.setdefault("aria-label", f"Alias {db_field.verbose_name}")
+        return field
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "domain":
+            # Another tenant's domains are neither offered nor accepted.
+            kwargs["queryset"] = registry.scope(decl_mod.for_model(Domain), request.user, Domain.objects.all())
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountUpdate")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountUpdate")
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountUpdate")
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountGet")
+
+
 @admin.register(Account)
 class AccountAdmin(DeclaredAdmin):
     form = AccountForm
-    inlines = [SecondaryCredentialInline]
+    inlines = [AliasInline, SecondaryCredentialInline]
     list_display = ("email_address", "kind", "description", "roles_mode", "is_active", "last_login")
     # Only the domains of the accounts listed: the full list would name other tenants' domains.
     list_filter = ("kind", "roles_mode", "is_active", ("domain", admin.RelatedOnlyFieldListFilter))
     search_fields = ("email_address", "name", "description")
 
     def get_fieldsets(self, request, obj=None):
-        sets = [(title, {"fields": names}) for title, names in self.decl.groups]
+        # The declaration's "Credential limits" are the account's quotas in the reference's terms.
+        sets = [("Quotas" if title == "Credential limits" else title, {"fields": names})
+                for title, names in self.decl.groups]
         sets.insert(1, ("Password", {"fields": ["new_password", "new_password_confirm", "password_expires_at"]}))
         return sets
 
@@ -131,12 +172,30 @@ class AccountAdmin(DeclaredAdmin):
             self.save_formset(request, form, formset, change=change)
 
     def save_formset(self, request, form, formset, change):
+        if formset.model is Alias:
+            return self._save_aliases(request, form, formset)
         if formset.model is not Credential:
             return super().save_formset(request, form, formset, change)
         formset.save(commit=False)
         for cred in formset.deleted_objects:
             credentials.revoke_credential(cred.account, cred.credential_id, request.user)
             messages.info(request, f"Revoked {cred.get_kind_display().lower()} “{cred.description}”.")
+
+    def _save_aliases(self, request, form, formset):
+        # What formset.save() would have set; Django's change message reads them (the audit log,
+        # not that message, records the change).
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if not formset.has_changed():
+            return
+        kept = []
+        for alias_form in formset.forms:
+            data = getattr(alias_form, "cleaned_data", None) or {}
+            if not data or data.get("DELETE") or not data.get("name") or data.get("domain") is None:
+                continue
+            kept.append({"name": data["name"], "domain_id": data["domain"].pk, "enabled": data.get("enabled", True),
+                         "description": data.get("description") or ""})
+        account = Account.objects.get(pk=form.instance.pk)
+        services.set_aliases(account, kept, request.user)
 
     def response_add(self, request, obj, post_url_continue=None):
         obj = Account.objects.get(pk=obj.pk)

@@ -5,9 +5,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models, transaction
 from django.utils.functional import cached_property
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.http import urlencode
 
+from . import admin_widgets
 from . import declaration as decl_mod
 from . import services
 from .errors import SetError
@@ -72,6 +76,20 @@ class DeclaredModelForm(forms.ModelForm):
             state = ("A value is stored; it is never shown. Leave the field empty to keep it, or type a new "
                      "value to replace it." if stored else "No value is stored.")
             field.help_text = f"{field.help_text} {state}".strip()
+
+    def _update_errors(self, errors):
+        """A check over several fields (a minimum above its maximum) names them all in its
+        params' "properties": its message shows beside each of those fields, not the first only."""
+        super()._update_errors(errors)
+        decl = decl_mod.for_model(self._meta.model)
+        if decl is None or not hasattr(errors, "error_dict"):
+            return
+        for field, errs in errors.error_dict.items():
+            for err in errs:
+                for public in (getattr(err, "params", None) or {}).get("properties") or ():
+                    name = getattr(decl.prop(public), "attname", None)
+                    if name and name != field and name in self.fields and err.messages[0] not in self.errors.get(name, []):
+                        self._errors.setdefault(name, self.error_class(renderer=self.renderer)).extend(err.messages)
 
     def _clear_requested(self, name) -> bool:
         return bool(self.cleaned_data.get(name + CLEAR)) and bool(self._stored.get(name))
@@ -215,12 +233,20 @@ class DeclaredAdmin(admin.ModelAdmin):
         return super().lookup_allowed(lookup, value, request)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
+        picker = admin_widgets.name_choice_field(db_field)
+        if picker is not None:
+            return picker
+        for key, value in admin_widgets.formfield_overrides(db_field).items():
+            kwargs.setdefault(key, value)
         if isinstance(db_field, models.ManyToManyField):
             kwargs.setdefault("widget", admin.widgets.FilteredSelectMultiple(db_field.verbose_name, False))
         if isinstance(db_field, (models.ForeignKey, models.ManyToManyField)):
             # Another tenant's objects are neither offered nor accepted.
             kwargs.setdefault("queryset", services._reachable(db_field.related_model, request.user))
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None:
+            admin_widgets.plain_help(field, db_field)
+        return field
 
     def get_queryset(self, request):
         return services.scope(self.decl, request.user, super().get_queryset(request))
@@ -329,9 +355,16 @@ class DeclaredAdmin(admin.ModelAdmin):
         return None
 
     def history_view(self, request, object_id, extra_context=None):
+        """The audit log of this object. Audit rows carry the JMAP id (base 32), not the database
+        key that the page's URL holds."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
         url = reverse("admin:registry_auditevent_changelist")
-        oid = "singleton" if self.decl.singleton else object_id
-        return HttpResponseRedirect(f"{url}?object_type={self.decl.name}&object_id={oid}")
+        query = urlencode({"object_type": self.decl.name, "object_id": self.decl.object_id(obj)})
+        return HttpResponseRedirect(f"{url}?{query}")
 
 
 class SingletonAdmin(DeclaredAdmin):
@@ -352,8 +385,15 @@ class SingletonAdmin(DeclaredAdmin):
         return super().get_object(request, str(self.model.SINGLETON_PK), from_field)
 
     def response_change(self, request, obj):
-        self.message_user(request, f"The {self.decl.name} settings were saved.", messages.SUCCESS)
+        self.message_user(request, f"The {menu_label(self.decl)} settings were saved.", messages.SUCCESS)
         return HttpResponseRedirect(request.path)
+
+
+def menu_label(decl) -> str:
+    """The page's name as people read it in the menu ("Authentication › OpenID Connect"), not the
+    object's internal name ("OidcProvider")."""
+    parts = (decl.section or "").split(" › ")
+    return " › ".join(parts[1:]) if len(parts) > 1 else (decl.section or str(decl.model._meta.verbose_name))
 
 
 def admin_class_for(decl) -> type[DeclaredAdmin]:

@@ -3,8 +3,11 @@ from django.contrib import admin
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm
 from django.urls import reverse
+from django.utils.text import slugify
 
 from registry import declaration as decl_mod
+
+from . import admin_views, dashboard
 
 
 class LoginForm(AuthenticationForm):
@@ -45,12 +48,47 @@ class LoginForm(AuthenticationForm):
         return self.cleaned_data
 
 
+# Pages with no declaration (the audit log) and where they go in the menu.
+UNDECLARED_PLACES = {"registry.auditevent": ("Management", "Audit log")}
+TOP_ORDER = {"Settings": 0, "Management": 1}
+
+
+def menu_place(model, app_name: str) -> tuple[str, str]:
+    """(group, label) of a page: the section path split after its second part ("Settings ›
+    Authentication" / "OpenID Connect"), or after its first when it has only two."""
+    decl = decl_mod.for_model(model)
+    if decl is None or not decl.section:
+        return UNDECLARED_PLACES.get(model._meta.label_lower, (app_name, str(model._meta.verbose_name_plural)))
+    parts = decl.section.split(" › ")
+    if len(parts) >= 3:
+        return " › ".join(parts[:2]), " › ".join(parts[2:])
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return app_name, parts[0]
+
+
+def menu_order(group: str) -> tuple:
+    top = group.split(" › ")[0]
+    return (TOP_ORDER.get(top, 2), group.count(" › "), group)
+
+
+def search_terms(model, label: str, group: str) -> str:
+    """What the menu's search box matches: the page's path and the labels of its fields."""
+    terms = [group, label]
+    decl = decl_mod.for_model(model)
+    if decl is not None:
+        for prop in decl.props:
+            terms.append(str(prop.field.verbose_name))
+    return " | ".join(terms).lower()
+
+
 class StalwartAdminSite(admin.AdminSite):
     login_form = LoginForm
     login_template = "accounts/admin_login.html"
     site_header = "Stalwart administration"
     site_title = "Stalwart"
-    index_title = "Server administration"
+    index_title = "Dashboard"
+    index_template = "admin/dashboard.html"
 
     def has_permission(self, request):
         return request.user.is_active and request.user.is_staff
@@ -76,25 +114,25 @@ class StalwartAdminSite(admin.AdminSite):
         return guarded
 
     def get_app_list(self, request, app_label=None):
-        """Group pages by the reference's sections (Settings, Management) instead of by app."""
+        """The reference's menu tree instead of Django's apps: "Settings › Network" holds HTTP,
+        "HTTP › Contact form" and Listeners, each leaf named by the rest of its section path, so
+        that no two entries share a label. Each entry carries its fields' labels for the menu's
+        search box."""
         apps = super().get_app_list(request, app_label)
         if app_label:
             return apps
-        sections: dict[str, list] = {}
+        groups: dict[str, list] = {}
         for app in apps:
             for model in app["models"]:
-                decl = decl_mod.for_model(model["model"])
-                section = decl.section.split(" › ")[0] if decl and decl.section else app["name"]
-                if decl and decl.singleton:
-                    model["name"] = decl.section.split(" › ")[1] if " › " in decl.section else decl.name
-                sections.setdefault(section, []).append(model)
-        order = {"Settings": 0, "Management": 1}
+                group, label = menu_place(model["model"], app["name"])
+                model["name"] = label
+                model["search_terms"] = search_terms(model["model"], label, group)
+                groups.setdefault(group, []).append(model)
         out = []
-        for name in sorted(sections, key=lambda n: (order.get(n, 2), n)):
-            models = sorted(sections[name], key=lambda m: str(m["name"]))
+        for name in sorted(groups, key=menu_order):
             out.append({
-                "name": name, "app_label": name.lower(), "app_url": reverse("admin:index", current_app=self.name),
-                "has_module_perms": True, "models": models,
+                "name": name, "app_label": slugify(name), "app_url": reverse("admin:index", current_app=self.name),
+                "has_module_perms": True, "models": sorted(groups[name], key=lambda m: str(m["name"])),
             })
         return out
 
@@ -103,7 +141,15 @@ class StalwartAdminSite(admin.AdminSite):
 
         # Django's admin_view refuses its own logout to those without admin access (it redirects
         # them to the index, logged in still); everyone logs in here, so everyone may log out.
-        return [path("logout/", self.logout, name="logout"), *super().get_urls()]
+        return [
+            path("logout/", self.logout, name="logout"),
+            path("rule-check/", self.admin_view(admin_views.rule_check), name="rule-check"),
+            *super().get_urls(),
+        ]
+
+    def index(self, request, extra_context=None):
+        """The dashboard, above the menu's pages (as Django's index lists them)."""
+        return super().index(request, {**dashboard.context(request.user), **(extra_context or {})})
 
     def password_change(self, request, extra_context=None):
         """Django's page calls the user model's set_password, which bypasses (and in our model

@@ -156,7 +156,7 @@ def test_admin_changes_the_password_policy_and_it_is_kept_and_audited(site, page
     save(page)
 
     expect(page).to_have_url(site.url + AUTH_PATH)
-    expect(page.locator("ul.messagelist li.success")).to_have_text("The Authentication settings were saved.")
+    expect(page.locator("ul.messagelist li.success")).to_have_text("The Authentication › General settings were saved.")
     expect(page.locator(".errornote")).to_have_count(0)
 
     page.reload()

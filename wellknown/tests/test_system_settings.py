@@ -102,7 +102,7 @@ URL = "/admin/accounts/systemsettings/1/change/"
 
 def test_admin_form(admin_client):
     html = admin_client.get(URL).content.decode()
-    assert "Discovery" in html and "A null host name means the default host name" in html
+    assert "Discovery" in html and "host name means the default host name" in html
     data = form_data(html, services=json.dumps({"imap": {"hostname": "IMAP.example.org", "cleartext": True}}),
                      mail_exchangers='[{"hostname": "mx.example.org", "priority": 5}]')
     resp = admin_client.post(URL, data)
