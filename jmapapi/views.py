@@ -8,7 +8,7 @@ from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import services
-from accounts.http_auth import AFTER_AUTH, STATE_TYPES, NoCredentials, authenticate_header, current_states
+from accounts.http_auth import NoCredentials, authenticate_header
 from registry import ids
 from registry import services as registry_services
 from stalwart_site.problem import problem
@@ -45,37 +45,22 @@ def auth_problem(exc: services.AuthError) -> HttpResponse:
     return response
 
 
-# The settings objects requests read, besides what the verification of credentials depends on.
-SETTINGS_TYPES = ("Jmap", "SystemSettings")
-
-
 def authenticate(request):
-    """The caller's Principal, or the error response to send.
-
-    The states of the types the request depends on are read in one query and kept on the
-    request: the verdict cache and the settings below are keyed on them.
-    """
-    header = request.META.get("HTTP_AUTHORIZATION")
+    """The caller's Principal (its credentials verified, its request charged to its rate
+    limit), or the error response to send. The states the verdict cache and the settings are
+    keyed on come from the request context, read once at the edge."""
     try:
-        request.stalwart_states = current_states(*STATE_TYPES, *SETTINGS_TYPES) if header else None
-        principal = authenticate_header(header, client_ip(request), states=request.stalwart_states)
-        for hook in AFTER_AUTH:
-            hook(principal, client_ip(request), request)
-        return principal, None
+        return authenticate_header(request.META.get("HTTP_AUTHORIZATION"), client_ip(request)), None
     except services.AuthError as exc:
         return None, auth_problem(exc)
 
 
-def _singleton(model, request):
-    return registry_services.current(model, getattr(request, "stalwart_states", None))
-
-
-def jmap_limits(request) -> Jmap:
-    return _singleton(Jmap, request)
+def jmap_limits(request=None) -> Jmap:
+    return registry_services.current(Jmap)
 
 
 def base_url(request=None) -> str:
-    return services.public_url(getattr(request, "stalwart_states", None))
+    return services.public_url()
 
 
 @csrf_exempt

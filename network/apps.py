@@ -7,9 +7,3 @@ class NetworkConfig(AppConfig):
 
     def ready(self):
         from . import objects  # noqa: F401  (registers the declarations)
-        from accounts.http_auth import AFTER_AUTH
-
-        from .middleware import charge_account
-
-        if charge_account not in AFTER_AUTH:
-            AFTER_AUTH.append(charge_account)

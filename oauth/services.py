@@ -29,7 +29,7 @@ from oauth2_provider.models import AccessToken, Grant, RefreshToken, set_token_v
 from accounts import services as account_services
 from accounts.authz import credential_permissions
 from accounts.models import Account, Credential
-from registry import ids
+from registry import ids, memo
 from registry import services as registry_services
 
 from .models import CredentialLink, OAuthClient, OidcProvider
@@ -92,9 +92,6 @@ def normalise_user_code(value: str) -> str:
 
 
 # --- settings, issuer, keys -------------------------------------------------------------------
-_memo: dict = {}
-
-
 def provider() -> OidcProvider:
     return registry_services.current(OidcProvider)
 
@@ -136,9 +133,10 @@ def signing_key() -> jwk.JWK:
     endpoints keep working; the replacement is logged and audited.
     """
     prov = provider()
-    memo = _memo.get("key")
-    if memo is not None and memo[0] == (prov.signature_algorithm, prov.signature_key):
-        return memo[1]
+    return memo.get("oauth.signing-key", (prov.signature_algorithm, prov.signature_key), lambda: _signing_key(prov))
+
+
+def _signing_key(prov) -> jwk.JWK:
     pem = prov.signature_key
     problem = signature_key_problem(pem, prov.signature_algorithm)
     if problem is not None:
@@ -162,9 +160,7 @@ def signing_key() -> jwk.JWK:
                 registry_services.touch("OidcProvider", "singleton")
         pem = OidcProvider.objects.values_list("signature_key", flat=True).get(pk=prov.pk)
         prov = provider()
-    key = jwk.JWK.from_pem(pem.encode())
-    _memo["key"] = ((prov.signature_algorithm, prov.signature_key), key)
-    return key
+    return jwk.JWK.from_pem(pem.encode())
 
 
 def jwks() -> dict:
