@@ -67,11 +67,9 @@ def _scrape(client):
 
 
 def _value(text, name, **labels):
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    return 0.0
+    """The sum of the samples of `name` that carry `labels`."""
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def test_jmap_responses_are_in_the_prometheus_response_counters(admin, client):
@@ -82,8 +80,9 @@ def test_jmap_responses_are_in_the_prometheus_response_counters(admin, client):
     after = _scrape(client)
     for name, labels in [
         ("django_http_responses_total_by_status_total", {"status": "200"}),
-        ("django_http_responses_total_by_status_view_method_total", {"status": "200", "method": "POST"}),
-        ("django_http_requests_total_by_view_transport_method_total", {"method": "POST"}),
+        ("django_http_responses_total_by_status_view_method_total",
+         {"status": "200", "method": "POST", "view": "jmapapi.views.api"}),
+        ("django_http_requests_total_by_view_transport_method_total", {"method": "POST", "view": "jmapapi.views.api"}),
         ("stalwart_http_requests_total", {"endpoint": "/jmap/", "status": "200"}),
     ]:
         assert _value(after, name, **labels) > _value(before, name, **labels), name
