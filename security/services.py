@@ -44,7 +44,8 @@ def _networks(model) -> list:
 def _lists(known: dict | None = None):
     """Allowed and blocked networks, re-read whenever either list's state changes (`known` may
     carry the states already read for this request)."""
-    if known is None:
+    if known is None or "BlockedIp" not in known or "AllowedIp" not in known:
+        # Not given, or a change in this request moved them (registry.context.moved).
         known = context.states("BlockedIp", "AllowedIp")
     token = (known["BlockedIp"], known["AllowedIp"])
     return memo.get(_LISTS, token, lambda: (_networks(AllowedIp), _networks(BlockedIp)), ttl=_LIST_TTL)
