@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import Account, Alias, Credential
 from registry import ids
 from registry.declaration import declarations
 from tests.clients import Jmap, basic
@@ -85,8 +86,6 @@ def test_a_one_field_singleton_set_is_at_most_twelve_queries(admin, name, patch)
 
 
 def test_account_get_of_500_costs_what_5_cost(admin, domain):
-    from accounts.models import Account, Alias, Credential
-
     # Written in bulk (the services would take a minute for 500): each account with a password
     # credential, a custom role and an alias, so that every relation a /get encodes is there.
     role = admin.ok("x:Role/set", {"create": {"r": {"name": "readers", "description": "r"}}})["created"]["r"]["id"]

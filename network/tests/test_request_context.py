@@ -2,11 +2,15 @@
 account's rate limit charged explicitly, every response counted, and no memo surviving a test."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
+from network.models import Http
+from registry import services as registry_services
 from security import services as security
 from tests.clients import Jmap, basic
 
@@ -40,8 +44,6 @@ def test_a_request_reads_the_states_once_and_checks_the_block_list_once(admin, m
 
 
 def test_a_blocked_client_is_refused_at_the_edge(admin):
-    from datetime import timedelta
-
     security.ban(CLIENT, "authFailure", timedelta(minutes=5))
     resp = admin.post({"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {}, "c"]]},
                       REMOTE_ADDR=CLIENT)
@@ -93,9 +95,6 @@ def test_jmap_responses_are_in_the_prometheus_response_counters(admin, client):
 # back, and the second moves the Http state to the same number. A memo that survived the first
 # test (the edge's compiled configuration did) would hand the second one its header.
 def _update_http(**values):
-    from network.models import Http
-    from registry import services as registry_services
-
     registry_services.update(Http._declaration, Http.SINGLETON_PK, values, "test")
 
 
