@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ pebble:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends pebble >/dev/null; \
 	  else echo "pebble is missing: apt-get install pebble (as root)" >&2; exit 1; fi; }
 
+# Debian's Cyrus IMAP (cyrus-imapd, and cyrus-caldav for its httpd with JMAP; sasl2-bin for
+# saslpasswd2): the peer bench/jmap.py compares JMAP with (bench/cyrus.py starts it per run).
+cyrus:
+	@test -x /usr/lib/cyrus/bin/httpd && command -v saslpasswd2 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cyrus-imapd cyrus-caldav sasl2-bin >/dev/null; \
+	  else echo "cyrus is missing: apt-get install cyrus-imapd cyrus-caldav sasl2-bin (as root)" >&2; exit 1; fi; }
+
 test: install-dev browser promtool pebble
 	$(BIN)/python -m pytest
 
@@ -61,9 +68,10 @@ test: install-dev browser promtool pebble
 bench: install-dev
 	$(BIN)/python bench/logins.py $(BENCH_ARGS)
 
-# JMAP requests per second with Basic auth (Core/echo, session, x:Authentication/get) against bare
-# WSGI (docs/performance.md); needs wrk. Options through BENCH_ARGS, e.g. BENCH_ARGS="--duration 5".
-bench-jmap: install-dev
+# JMAP requests per second with Basic auth (Core/echo, session, every settings singleton's get)
+# beside the bare server and Cyrus IMAP's JMAP in the same run (docs/performance.md); needs wrk.
+# Options through BENCH_ARGS, e.g. BENCH_ARGS="--duration 5".
+bench-jmap: install-dev cyrus
 	$(BIN)/python bench/jmap.py $(BENCH_ARGS)
 
 # OAuth requests per second (introspection with Basic, Core/echo with a Bearer access token got

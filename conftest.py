@@ -38,15 +38,13 @@ def _fresh_caches():
     """Database rows roll back between tests; what was cached under their states must go too."""
     from django.core.cache import cache
 
-    from oauth import services as oauth_services
+    from registry import memo
     from security import ratelimit
-    from security.services import drop_lists
 
     def clear():
         cache.clear()
         ratelimit.reset()
-        drop_lists()
-        oauth_services._memo.clear()
+        memo.clear()
 
     clear()
     yield

@@ -18,7 +18,8 @@ from datetime import datetime
 from django.core.cache import cache
 from django.utils import timezone
 
-from registry.services import state_token, states as registry_states
+from registry import context
+from security import ratelimit
 from security import services as security
 
 from . import login
@@ -27,14 +28,13 @@ from .models import Account
 
 VERDICT_TTL = 3600
 STATE_TYPES = (*DEPENDENCIES, "Credential")
-# fn(principal, remote_ip, request) called after every successful verification; may raise
-# login.AuthError (the HTTP service's authenticated rate limit lives here: network/).
-AFTER_AUTH: list = []
+# Every API request verifies its credentials: the edge reads these states with its own.
+context.needs(*STATE_TYPES)
 
 
 def current_states(*names: str) -> dict[str, int]:
-    """The states of `names`, read in one query."""
-    return registry_states(*names)
+    """The states of `names`: the request's (read once at its edge), or read now in one query."""
+    return context.states(*names)
 
 
 @dataclass
@@ -140,34 +140,51 @@ SCHEMES = {"basic": basic, "bearer": bearer}
 
 
 def authenticate_header(header: str | None, remote_ip: str | None, states: dict[str, int] | None = None) -> Principal:
-    """Verify an Authorization header. Raises login.AuthError (NoCredentials when absent).
+    """Verify an Authorization header and charge the account's request limit. Raises
+    login.AuthError (NoCredentials when absent, RateLimited over the limit).
 
-    `states` may hold the current states of STATE_TYPES (and more), read by the caller in the
-    same query as others it needs; they are read here otherwise.
+    `states` may hold the current states of STATE_TYPES; the request context's are used
+    otherwise. The edge of the HTTP service has already refused a blocked address: the block
+    list is checked here only for an address it did not check (a call from outside a request).
     """
     if not header:
         raise NoCredentials("You have to authenticate first.")
-    if security.is_blocked(remote_ip):
+    ctx = context.current()
+    if (ctx is None or ctx.checked_address != remote_ip) and security.is_blocked(remote_ip):
         raise login.Banned()
     scheme, _, value = header.partition(" ")
     method = SCHEMES.get(scheme.lower())
     if method is None:
         raise login.count_failure(UnsupportedScheme("Unsupported authentication scheme."), remote_ip)
+    if states is None:
+        states = current_states(*STATE_TYPES)
     # The address is part of the key: a credential's allowedIps must be checked for each client.
     digest = hashlib.sha256(f"{remote_ip or ''}\n{header}".encode("utf-8", "surrogatepass")).hexdigest()
-    token = ".".join(str(states[name]) for name in STATE_TYPES) if states is not None else state_token(*STATE_TYPES)
+    token = ".".join(str(states[name]) for name in STATE_TYPES)
     key = f"httpauth:{digest}:{token}"
     principal = cache.get(key)
-    if principal is not None:
-        if principal.expires_at is None or principal.expires_at > timezone.now():
-            return principal
+    if principal is not None and principal.expires_at is not None and principal.expires_at <= timezone.now():
         cache.delete(key)
-    try:
-        principal = method(value, remote_ip)
-    except login.AuthError as exc:
-        # Malformed credentials, unknown or expired tokens: every failure counts toward a ban
-        # (those of accounts.login are counted there already, with their login name).
-        raise login.count_failure(exc, remote_ip) from None
-    cached = Principal(**{**principal.__dict__, "extra": {}})
-    cache.set(key, cached, VERDICT_TTL)
+        principal = None
+    if principal is None:
+        try:
+            principal = method(value, remote_ip)
+        except login.AuthError as exc:
+            # Malformed credentials, unknown or expired tokens: every failure counts toward a ban
+            # (those of accounts.login are counted there already, with their login name).
+            raise login.count_failure(exc, remote_ip) from None
+        cache.set(key, Principal(**{**principal.__dict__, "extra": {}}), VERDICT_TTL)
+    charge(principal, remote_ip, ctx)
     return principal
+
+
+def charge(principal: Principal, remote_ip: str | None, ctx) -> None:
+    """The account's share of the HTTP service's limit for authenticated requests, charged
+    once per request, when its credentials are verified; the limit is the one the edge put in
+    the request context (none outside a request)."""
+    limit = ctx.account_limit if ctx is not None else None
+    if limit is None or principal.has("unlimitedRequests") or security.is_allowed(remote_ip, ctx.states):
+        return
+    verdict = ratelimit.hit(f"http-auth:{principal.account_id}", limit[0], limit[1])
+    if not verdict.allowed:
+        raise login.RateLimited(verdict)

@@ -1,28 +1,31 @@
 #!/usr/bin/env python3
-"""JMAP requests per second with Basic authentication, against gunicorn as production runs it.
+"""JMAP requests per second with Basic authentication, against gunicorn as production runs it,
+side by side with Cyrus IMAP's JMAP in the same run.
 
-    .venv/bin/python bench/jmap.py [--duration 10] [--workers N] [--connections 8]
+    .venv/bin/python bench/jmap.py [--duration 10] [--workers N] [--connections 16] [--no-cyrus]
 
-What it does, in one run and under the same gunicorn settings (gunicorn.conf.py, sync workers,
-2 x cores + 1 of them unless --workers or WEB_CONCURRENCY says otherwise):
+What it does, in one run and under the same gunicorn settings (gunicorn.conf.py, the serving
+model of SERVER_MODEL, asgi by default; 2 x cores + 1 workers unless --workers or
+WEB_CONCURRENCY says otherwise):
 
-1. bare WSGI             bench/bare_wsgi.py (hello world): what gunicorn alone costs per request;
-2. Django floor          GET /.well-known/jmap of the project: a 307 redirect, no authentication,
-                         no database; what Django and the project's middleware cost at the least;
+1. bare server           bench/bare_asgi.py or bench/bare_wsgi.py (hello world): what gunicorn
+                         alone costs per request, Python's ceiling here;
+2. Cyrus Core/echo       the peer: Debian's Cyrus IMAP 3.6 httpd answering POST /jmap/ with one
+                         Core/echo call, Basic authentication (bench/cyrus.py; `make cyrus`);
 3. Core/echo             POST /jmap/ with one Core/echo call;
 4. GET /jmap/session     the session document;
-5. x:Authentication/get  POST /jmap/ reading the Authentication singleton from the database.
+5. x:T/get               POST /jmap/ reading each settings singleton (x:Authentication, x:Http, …).
 
-Scenarios 2-5 run against the project on a fresh temporary SQLite database (tests/live.py),
+Scenarios 3-5 run against the project on a fresh temporary SQLite database (tests/live.py),
 as the first administrator that `manage.py bootstrap` creates, with Basic authentication
 (the administrator's password, hashed with the default argon2id: once verified, the verdict is
 cached, so the figures show the steady state of a client that re-sends its credentials). Every
-response must have the expected status (307 for the floor, 200 otherwise); anything else is
-counted in the non-2xx column.
+response must have the expected status (200); anything else is counted and voids the run.
 
 wrk (Debian's /usr/bin/wrk) drives each scenario for --duration seconds after a short warm-up,
-with bench/request.lua, whose done() prints the figures this script parses. Only 127.0.0.1 is ever
-contacted. The ratio column compares each scenario's rate with the bare WSGI application's.
+with bench/request.lua. Only 127.0.0.1 is ever contacted. The script ends with the two targets
+of issue 11: Core/echo at least twice Cyrus's Core/echo, and every singleton /get at least
+0.85 x Core/echo.
 """
 from __future__ import annotations
 
@@ -30,48 +33,72 @@ import json
 import sys
 from pathlib import Path
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Run, basic, bootstrap, check, measure, parse, parser  # noqa: E402
+import cyrus  # noqa: E402
+from harness import Run, basic, bootstrap, check, free_port, measure, parse, parser  # noqa: E402
 
 CORE = "urn:ietf:params:jmap:core"
 ECHO = {"using": [CORE], "methodCalls": [["Core/echo", {"hello": True, "n": [1, 2, 3]}, "c0"]]}
-AUTH_GET = {"using": [CORE, "urn:stalwart:jmap"],
-            "methodCalls": [["x:Authentication/get", {"ids": ["singleton"]}, "c0"]]}
+# The settings singletons the server declares (registry declarations with singleton=True).
+SINGLETONS = ("Authentication", "Http", "Jmap", "Metrics", "MtaSts", "HttpForm", "OidcProvider", "Security",
+              "SystemSettings")
+
+
+def singleton_get(name: str) -> dict:
+    return {"using": [CORE, "urn:stalwart:jmap"], "methodCalls": [[f"x:{name}/get", {"ids": ["singleton"]}, "c0"]]}
 
 
 def main() -> int:
-    p = parser(__doc__, connections=8)
-    p.add_argument("--target", type=float, default=1500, help="Core/echo req/s to reach (default 1500)")
-    p.add_argument("--target-ratio", type=float, default=0.5, help="Core/echo share of bare WSGI to reach (default 0.5)")
+    p = parser(__doc__, connections=16)
+    p.add_argument("--no-cyrus", action="store_true", help="leave Cyrus out (the ratio to it is then not checked)")
+    p.add_argument("--peer-ratio", type=float, default=2.0, help="Core/echo to Cyrus's Core/echo to reach (default 2)")
+    p.add_argument("--get-ratio", type=float, default=0.85, help="each singleton /get to Core/echo to reach (default 0.85)")
     args = parse(p)
+    if not args.no_cyrus and cyrus.missing():
+        p.error(f"{cyrus.missing()}; or --no-cyrus")
 
     run = Run(args)
     bare = run.bare()
     results = [bare]
+    peer = None
+    if not args.no_cyrus:
+        with cyrus.cyrus_server(args.connections, free_port) as cyrus_url:
+            authorization = basic(cyrus.USER, cyrus.PASSWORD)
+            check("POST", cyrus_url, authorization, ECHO, "Core/echo")
+            peer = measure("Cyrus 3.6 Core/echo (Basic)", cyrus_url, args, method="POST", body=json.dumps(ECHO),
+                           authorization=authorization)
+            results.append(peer)
+    gets = []
     with run.project() as server:
         authorization = basic(*bootstrap(server))
         api, session = server.url + "/jmap/", server.url + "/jmap/session"
-        echo, auth_get = json.dumps(ECHO), json.dumps(AUTH_GET)
         check("POST", api, authorization, ECHO, "Core/echo")
         check("GET", session, authorization, None, None)
-        check("POST", api, authorization, AUTH_GET, "x:Authentication/get")
-        floor = requests.get(server.url + "/.well-known/jmap", allow_redirects=False, timeout=30)
-        if floor.status_code != 307:
-            raise RuntimeError(f"GET /.well-known/jmap answered {floor.status_code}")
-        results.append(measure("Django floor: /.well-known/jmap", server.url + "/.well-known/jmap", args,
-                               expect=307))
-        echo_result = measure("Core/echo (Basic)", api, args, method="POST", body=echo, authorization=authorization)
-        results.append(echo_result)
+        for name in SINGLETONS:
+            check("POST", api, authorization, singleton_get(name), f"x:{name}/get")
+        echo = measure("Core/echo (Basic)", api, args, method="POST", body=json.dumps(ECHO),
+                       authorization=authorization)
+        results.append(echo)
         results.append(measure("GET /jmap/session (Basic)", session, args, authorization=authorization))
-        results.append(measure("x:Authentication/get (Basic)", api, args, method="POST", body=auth_get,
-                               authorization=authorization))
+        for name in SINGLETONS:
+            gets.append(measure(f"x:{name}/get (Basic)", api, args, method="POST",
+                                body=json.dumps(singleton_get(name)), authorization=authorization))
+        results += gets
     status = run.report(results, bare)
-    ratio = echo_result.rate / bare.rate if bare.rate else 0.0
-    met = echo_result.rate >= args.target and ratio >= args.target_ratio
-    print(f"Core/echo: {echo_result.rate:.0f} req/s, {ratio * 100:.0f} % of bare WSGI "
-          f"(target {args.target:.0f} req/s and {args.target_ratio * 100:.0f} %): {'met' if met else 'NOT met'}")
+    met = True
+    if peer is not None:
+        ratio = echo.rate / peer.rate if peer.rate else 0.0
+        met &= ratio >= args.peer_ratio
+        print(f"Core/echo: {echo.rate:.0f} req/s = {ratio:.2f} x Cyrus's {peer.rate:.0f} "
+              f"(target {args.peer_ratio:.2f} x): {'met' if ratio >= args.peer_ratio else 'NOT met'}")
+    print(f"Core/echo: {echo.rate / bare.rate:.2f} x the bare server; Cyrus: "
+          + (f"{peer.rate / bare.rate:.2f} x" if peer is not None else "not run"))
+    for got in gets:
+        share = got.rate / echo.rate if echo.rate else 0.0
+        met &= share >= args.get_ratio
+        print(f"{got.scenario}: {share:.2f} x Core/echo (target {args.get_ratio:.2f} x): "
+              f"{'met' if share >= args.get_ratio else 'NOT met'}")
+    print("targets: " + ("all met" if met else "NOT all met"))
     return status
 
 

@@ -14,9 +14,10 @@ import re
 from django.db import transaction
 from django.db.models import Q
 
-from registry import ids
+from registry import context, ids, memo
 from registry import services as registry
 from registry.declaration import ObjectType
+from registry.declaration import for_model as decl_for_model
 from registry.errors import InvalidPatch, InvalidProperties, NotFound, SetError, SingletonError
 from registry.models import ChangeLog
 
@@ -45,7 +46,8 @@ def _change(moved: dict):
 
 
 def _state(decl) -> str:
-    return str(registry.states(decl.name)[decl.name])
+    """The type's state as this request knows it (read at its edge, or again once it moved)."""
+    return str(context.states(decl.name)[decl.name])
 
 
 def _as_json(value) -> str:
@@ -86,6 +88,13 @@ class RegistryMethods:
 
     def __init__(self, decl: ObjectType):
         self.decl = decl
+        # A singleton's document shows the ids it refers to: it is kept under its own state and
+        # those of the types it refers to.
+        related = {ref.name for p in decl.props if p.is_fk or p.is_m2m
+                   if (ref := decl_for_model(p.field.related_model)) is not None}
+        self._doc_states = (decl.name, *sorted(related - {decl.name}))
+        if decl.singleton:
+            context.needs(*self._doc_states)
 
     # --- overridable hooks --------------------------------------------------------------
     def queryset(self, ctx: Context):
@@ -99,6 +108,15 @@ class RegistryMethods:
     def encode(self, ctx: Context, obj) -> dict:
         return self.decl.to_json(obj)
 
+    def singleton_doc(self, ctx: Context) -> dict:
+        """The singleton's document, encoded once per change (a /get is then one dict lookup).
+
+        Shared by the requests of this worker: read-only.
+        """
+        states = context.states(*self._doc_states)
+        token = tuple(states[name] for name in self._doc_states)
+        return memo.get(("jmap-get", self.decl.name), token, lambda: self.encode(ctx, self.decl.model.load()))
+
     def public_props(self) -> list[str]:
         return ["id", *(p.name for p in self.decl.json_props)]
 
@@ -109,7 +127,8 @@ class RegistryMethods:
         return registry.create(self.decl, values, ctx.principal)
 
     def do_update(self, ctx: Context, obj, values: dict, patch: dict):
-        return registry.update(self.decl, obj.pk, values, ctx.principal)
+        # obj was locked and read by find(lock=True) in this transaction.
+        return registry.update(self.decl, obj.pk, values, ctx.principal, instance=obj)
 
     def do_destroy(self, ctx: Context, obj):
         registry.destroy(self.decl, obj.pk, ctx.principal)
@@ -140,7 +159,6 @@ class RegistryMethods:
         if self.decl.singleton:
             if object_id != ids.SINGLETON:
                 return None
-            self.decl.model.load()
             lookup = {"pk": self.decl.model.SINGLETON_PK}
         else:
             pk = ids.decode(object_id)
@@ -151,7 +169,12 @@ class RegistryMethods:
             # values_list: the lock covers this table's row only, not the rows the handler's
             # queryset joins (PostgreSQL refuses FOR UPDATE on the nullable side of a join).
             list(self.visible(ctx).filter(**lookup).select_for_update(of=("self",)).values_list("pk", flat=True))
-        return self.visible(ctx).filter(**lookup).first()
+        obj = self.visible(ctx).filter(**lookup).first()
+        if obj is None and self.decl.singleton:
+            # A singleton's row is made with its defaults on first use.
+            self.decl.model.load()
+            obj = self.visible(ctx).filter(**lookup).first()
+        return obj
 
     def find_many(self, ctx: Context, object_ids) -> dict:
         """Object id -> object for those of `object_ids` that exist, in one query.
@@ -188,11 +211,17 @@ class RegistryMethods:
         if wanted is not None and len(wanted) > limit:
             raise MethodError("requestTooLarge", f"At most {limit} ids may be fetched at once.")
         found, not_found = [], []
+        if self.decl.singleton:
+            docs = []
+            for object_id in (dict.fromkeys(wanted) if wanted is not None else [ids.SINGLETON]):
+                if (ctx.resolve_creation_id(object_id) or object_id) == ids.SINGLETON:
+                    docs.append(self.singleton_doc(ctx))
+                else:
+                    not_found.append(object_id)
+            listed = [{k: v for k, v in doc.items() if props is None or k == "id" or k in props} for doc in docs]
+            return {"accountId": ctx.account_id, "state": _state(self.decl), "list": listed, "notFound": not_found}
         if wanted is None:
-            if self.decl.singleton:
-                found = [self.find(ctx, ids.SINGLETON)]
-            else:
-                found = list(self.prefetch(self.visible(ctx).order_by(self.decl.id_field))[:limit])
+            found = list(self.prefetch(self.visible(ctx).order_by(self.decl.id_field))[:limit])
         else:
             wanted = list(dict.fromkeys(wanted))
             resolved = {object_id: ctx.resolve_creation_id(object_id) or object_id for object_id in wanted}
@@ -266,7 +295,10 @@ class RegistryMethods:
             destroying = set(destroy)
             # One query tells which ids exist at all (500 unknown ids cost what one does); each
             # existing one is then locked and read again before its patch is worked out.
-            known = self.find_many(ctx, [oid for oid in update if oid not in destroying]) if update else {}
+            if self.decl.singleton:
+                known = dict.fromkeys(oid for oid in update if oid == ids.SINGLETON)  # always there
+            else:
+                known = self.find_many(ctx, [oid for oid in update if oid not in destroying]) if update else {}
             for object_id, patch in update.items():
                 try:
                     if object_id in destroying:
@@ -302,7 +334,7 @@ class RegistryMethods:
                 except SetError as exc:
                     out["notDestroyed"][object_id] = exc.to_json()
 
-        final = int(_state(self.decl))
+        final = registry.states(self.decl.name)[self.decl.name]  # now, after this call's changes
         ours = {s for s in moved.get(self.decl.name, ()) if s <= final}
         if if_in_state is not None and ours and not set(range(int(if_in_state) + 1, final + 1)) <= ours:
             # Another writer's change landed between the check above and ours (PostgreSQL; on
@@ -359,7 +391,13 @@ class RegistryMethods:
 
     def decode_patch(self, ctx: Context, obj, patch: dict) -> dict:
         """Apply an RFC 8620 PatchObject to the object's JSON and decode what changed."""
-        current = self.encode(ctx, obj)
+        if type(self).encode is RegistryMethods.encode:
+            # Only the properties the patch names: encoding the others costs a query for each
+            # many-to-many one, for nothing.
+            named = {pointer_parts(path)[0] for path in patch if isinstance(path, str) and path}
+            current = self.decl.to_json(obj, only=named)
+        else:
+            current = self.encode(ctx, obj)
         doc = copy.deepcopy(current)
         for path, value in patch.items():
             if not isinstance(path, str) or not path:

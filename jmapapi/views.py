@@ -24,12 +24,8 @@ from .registry_methods import FILTER_LIMITS
 SETTINGS_TYPES = ("Jmap", "SystemSettings")
 
 
-def _singleton(model, request):
-    return registry_services.current(model, getattr(request, "stalwart_states", None))
-
-
-def jmap_limits(request) -> Jmap:
-    return _singleton(Jmap, request)
+def jmap_limits(request=None) -> Jmap:
+    return registry_services.current(Jmap)
 
 
 @endpoint.endpoint("POST", options="bare", auth=True, states=SETTINGS_TYPES,
@@ -163,8 +159,6 @@ def well_known(request):
 
 class SchemaView(ApiView):
     """GET /api/schema redirects to /api/schema/<sha256>, which is immutable and cacheable."""
-
-    states = SETTINGS_TYPES
 
     @extend_schema(summary="The management objects' schema",
                    description="/api/schema redirects to /api/schema/{digest}, the document itself (immutable). "

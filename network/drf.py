@@ -52,7 +52,7 @@ class PrincipalAuthentication(BaseAuthentication):
 
     def authenticate(self, request):
         django_request = request._request
-        principal, error = endpoint.authenticate(django_request, getattr(self, "states", endpoint.SETTINGS_TYPES))
+        principal, error = endpoint.authenticate(django_request)
         if error is not None:
             raise Refused(error)
         django_request.principal = principal
@@ -122,25 +122,18 @@ def documented_endpoints(endpoints, **kwargs):
 
 class ApiView(APIView):
     """A machine endpoint on DRF. `preflight` is "cors" (the CORS preflight), "bare" (empty 204)
-    or None (OPTIONS is refused like any method the view lacks); `states` are the settings the
-    view reads, whose states are read with the credentials' (network.endpoint.authenticate)."""
+    or None (OPTIONS is refused like any method the view lacks). The states the view's settings
+    are keyed on come from the request context, read once at the edge."""
 
     authentication_classes = [PrincipalAuthentication]
     permission_classes: list = []
     content_negotiation_class = FirstRenderer
     preflight: str | None = None
-    states = endpoint.SETTINGS_TYPES
     # The Allow header of a 405, when it says more (or less) than the view's methods.
     allow: str | None = None
 
     def get_exception_handler(self):
         return exception_handler
-
-    def get_authenticators(self):
-        authenticators = super().get_authenticators()
-        for authenticator in authenticators:
-            authenticator.states = self.states
-        return authenticators
 
     @property
     def default_response_headers(self):

@@ -15,8 +15,9 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import login
-from accounts.http_auth import AFTER_AUTH, STATE_TYPES, NoCredentials, authenticate_header, current_states
+from accounts.http_auth import NoCredentials, authenticate_header
 from accounts.models import SystemSettings
+from registry import context
 from registry import services as registry_services
 from stalwart_site.http import BodyError, preflight, read_body, with_cors
 from stalwart_site.problem import problem
@@ -53,19 +54,12 @@ def auth_problem(exc: login.AuthError) -> HttpResponse:
 SETTINGS_TYPES = ("SystemSettings",)
 
 
-def authenticate(request, settings_types: tuple[str, ...] = SETTINGS_TYPES):
-    """The caller's Principal, or the error response to send.
-
-    The states of the types the request depends on are read in one query and kept on the
-    request: the verdict cache and the settings singletons are keyed on them.
-    """
-    header = request.META.get("HTTP_AUTHORIZATION")
+def authenticate(request):
+    """The caller's Principal (its credentials verified, its request charged to its account's
+    rate limit), or the error response to send. The states the verdict cache and the settings
+    are keyed on come from the request context, read once at the edge (registry.context)."""
     try:
-        request.stalwart_states = current_states(*STATE_TYPES, *settings_types) if header else None
-        principal = authenticate_header(header, client_ip(request), states=request.stalwart_states)
-        for hook in AFTER_AUTH:
-            hook(principal, client_ip(request), request)
-        return principal, None
+        return authenticate_header(request.META.get("HTTP_AUTHORIZATION"), client_ip(request)), None
     except login.AuthError as exc:
         return None, auth_problem(exc)
 
@@ -78,8 +72,7 @@ def public_base(request=None) -> str:
     against ALLOWED_HOSTS (a foreign name is Django's 400, never echoed into a document). Without
     a request (a command, a background job) the address `make run` serves on.
     """
-    states = getattr(request, "stalwart_states", None) if request is not None else None
-    configured = registry_services.current(SystemSettings, states).public_url or settings.PUBLIC_URL_CONFIGURED
+    configured = registry_services.current(SystemSettings).public_url or settings.PUBLIC_URL_CONFIGURED
     if configured:
         return configured.rstrip("/")
     if request is None:
@@ -97,13 +90,14 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
     2. a method outside `methods` is a 405 problem+json with Allow (`allow`, or the methods),
        not Django's empty 405 nor the CSRF middleware's HTML 403: these endpoints use no cookies.
     3. `auth`: the caller authenticates (Basic, Bearer, API key) or gets the 401/403/429
-       problem; the Principal is `request.principal`, and the states of `states` (settings the
-       view reads) are read in the same query (`request.stalwart_states`).
+       problem; the Principal is `request.principal`. The states of `states` (settings the
+       view reads) join those the edge reads in its one query (registry.context).
     4. `max_body`: the body, at most that many bytes, is read into `request.payload`; a larger
        one (whatever its Content-Length claims) is a 400 problem+json ("The <body_name> is
        larger than … bytes.").
     5. `cors`: every answer, errors included, carries the CORS headers.
     """
+    context.needs(*states)
     shown = allow or ", ".join(methods + (("OPTIONS",) if options and "OPTIONS" not in methods else ()))
     detail = refusal or f"This endpoint takes {shown} requests."
 
@@ -120,7 +114,7 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
             if request.method not in methods:
                 return problem(405, detail, headers={"Allow": shown})
             if auth:
-                request.principal, error = authenticate(request, states)
+                request.principal, error = authenticate(request)
                 if error is not None:
                     return error
             if max_body is not None:

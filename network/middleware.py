@@ -1,21 +1,32 @@
 """The HTTP service's request pipeline (network/pipeline.py says what each step does).
 
-EdgeMiddleware is the first of the chain: nothing runs for a blocked address, and the global
-headers are the last thing put on a response. RateLimitMiddleware sits after Django's
+EdgeMiddleware is the first of the chain after the request counters: it reads the request
+context (the object states, registry.context), refuses blocked addresses, applies the access
+rule, and puts the global headers on the response last. RateLimitMiddleware sits after Django's
 authentication middleware, because a page visitor with a session is charged to the account,
 not to the address; requests with an Authorization header are charged when their credentials
-are verified (accounts/http_auth.py), to the account.
+are verified (accounts/http_auth.py), to the account, with the limit the edge put in the
+request context.
+
+There is one middleware chain for every request, so the request counters (ours and
+django-prometheus', which bracket it) see every response. The middleware that only pages need
+(static files, sessions, CSRF, authentication, messages, …) is listed in settings.MIDDLEWARE
+wrapped by pages_only(): machine endpoints pass straight through it.
 """
 from __future__ import annotations
 
-from django.db import DatabaseError
+from http import HTTPStatus
 
+from django.db import DatabaseError
+from django.utils.module_loading import import_string
+
+from registry import context
 from security import ratelimit
 from security import services as security
+from security.models import BlockedIp
 from stalwart_site.problem import problem
 
 from . import pipeline
-
 
 # Machine endpoints: no session, no CSRF token, no messages, no user; they skip the page
 # middleware (sessions, CSRF, authentication, messages, WhiteNoise, …), which costs every
@@ -25,42 +36,79 @@ MACHINE_PREFIXES = ("/jmap", "/api", "/auth/", "/.well-known/", "/healthz/", "/m
                     "/autodiscover/", "/Autodiscover/", "/AutoDiscover/", "/form", "/dav/")
 
 
-def lean_chain():
-    """Django's view dispatch (URL resolution, the view, exception to response) behind the two
-    middlewares that machine endpoints need: security headers and the rate limit."""
-    from django.core.handlers.base import BaseHandler
-    from django.core.handlers.exception import convert_exception_to_response
-    from django.middleware.security import SecurityMiddleware
+def is_machine(request) -> bool:
+    return request.path_info.startswith(MACHINE_PREFIXES)
 
-    handler = BaseHandler()
-    handler._view_middleware, handler._template_response_middleware, handler._exception_middleware = [], [], []
-    chain = convert_exception_to_response(handler._get_response)
-    chain = convert_exception_to_response(RateLimitMiddleware(chain))
-    return convert_exception_to_response(SecurityMiddleware(chain))
+
+def pages_only(path: str):
+    """The middleware class at `path`, applied to pages only: a machine endpoint's request
+    goes past it untouched (its view, exception and template hooks included).
+
+    A subclass, so that what checks for the class (the admin's system checks look for the
+    session, authentication and message middleware) still finds it.
+    """
+    inner = import_string(path)
+
+    def __call__(self, request):
+        if is_machine(request):
+            return self.get_response(request)
+        return inner.__call__(self, request)
+
+    attrs = {"__call__": __call__, "__module__": __name__, "__doc__": f"{inner.__name__}, for pages only."}
+    if hasattr(inner, "process_view"):
+        attrs["process_view"] = lambda self, request, *args: (
+            None if is_machine(request) else inner.process_view(self, request, *args))
+    if hasattr(inner, "process_exception"):
+        attrs["process_exception"] = lambda self, request, exc: (
+            None if is_machine(request) else inner.process_exception(self, request, exc))
+    if hasattr(inner, "process_template_response"):
+        attrs["process_template_response"] = lambda self, request, response: (
+            response if is_machine(request) else inner.process_template_response(self, request, response))
+    return type(f"Page{inner.__name__}", (inner,), attrs)
+
+
+# The page middleware, as settings.MIDDLEWARE names it.
+PageStaticFiles = pages_only("whitenoise.middleware.WhiteNoiseMiddleware")
+PageSessions = pages_only("django.contrib.sessions.middleware.SessionMiddleware")
+PageCommon = pages_only("django.middleware.common.CommonMiddleware")
+PageCsrf = pages_only("django.middleware.csrf.CsrfViewMiddleware")
+PageAuthentication = pages_only("django.contrib.auth.middleware.AuthenticationMiddleware")
+PageExpiredPassword = pages_only("accounts.middleware.ExpiredPasswordMiddleware")
+PageMessages = pages_only("django.contrib.messages.middleware.MessageMiddleware")
+PageClickjacking = pages_only("django.middleware.clickjacking.XFrameOptionsMiddleware")
 
 
 class EdgeMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
-        self.lean = lean_chain()
 
     def __call__(self, request):
-        meta = request.META
         try:
-            states = pipeline.states_now()
-            cfg = pipeline.config(states)
+            ctx, token = context.begin()
         except DatabaseError:
             # The database is down: let the request through untouched, so that /healthz/ready
             # can say so (503) and everything else fails the way it would anyway.
             return self.get_response(request)
+        try:
+            return self.serve(request, ctx)
+        finally:
+            context.end(token)
+
+    def serve(self, request, ctx):
+        meta = request.META
+        states = ctx.states
+        cfg = pipeline.config(states)
         request.stalwart_edge = (cfg, states)
         ip = pipeline.client_address(meta, cfg)
         meta["STALWART_PEER_ADDR"] = pipeline.normal_ip(meta.get("REMOTE_ADDR")) or meta.get("REMOTE_ADDR")
         meta["REMOTE_ADDR"] = ip  # every view's client address from here on
 
-        # 1. Blocked addresses: refused before anything else, without the global headers.
+        # 1. Blocked addresses: refused before anything else, without the global headers. The
+        # one block check of the request: authentication takes the address as checked.
         if security.is_blocked(ip, states):
             return problem(403, "Forbidden")
+        ctx.checked_address = ip
+        ctx.account_limit = cfg.authenticated
 
         local_ip, local_port = pipeline.local_address(meta)
         listener, tls = cfg.listener(local_ip, local_port)
@@ -74,15 +122,12 @@ class EdgeMiddleware:
             if status != 200:
                 return self.finish(cfg, tls, problem(status, pipeline_title(status)))
 
-        path = request.path_info
-        response = (self.lean if path.startswith(MACHINE_PREFIXES) else self.get_response)(request)
+        response = self.get_response(request)
 
         # 3. A request for an unknown resource whose path only scanners ask for bans its sender.
         if (response.status_code == 404 and getattr(request, "resolver_match", None) is None
                 and cfg.scan_paths and pipeline.scan_match(cfg, (meta.get("RAW_URI") or request.path).split("?")[0])
                 and not security.is_allowed(ip, states)):
-            from security.models import BlockedIp
-
             security.ban(ip, BlockedIp.Reason.PORT_SCANNING, cfg.scan_ban_period, actor="scan-ban")
         return self.finish(cfg, tls, response)
 
@@ -99,8 +144,6 @@ class EdgeMiddleware:
 
 
 def pipeline_title(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -129,23 +172,3 @@ class RateLimitMiddleware:
                     if not verdict.allowed:
                         return pipeline.rate_limited(verdict)
         return self.get_response(request)
-
-
-def charge_account(principal, remote_ip: str | None, request=None) -> None:
-    """The authenticated limit of an API request, charged once its credentials are verified."""
-    from accounts import login
-
-    states = None
-    cfg = None
-    edge = getattr(request, "stalwart_edge", None) if request is not None else None
-    if edge is not None:
-        cfg, states = edge
-    else:
-        states = pipeline.states_now()
-        cfg = pipeline.config(states)
-    if cfg.authenticated is None or principal.has("unlimitedRequests") or security.is_allowed(remote_ip, states):
-        return
-    verdict = ratelimit.hit(f"http-auth:{principal.account_id}", cfg.authenticated[0], cfg.authenticated[1])
-    if not verdict.allowed:
-        raise login.RateLimited(verdict)
-

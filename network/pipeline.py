@@ -11,10 +11,9 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-import time
 from dataclasses import dataclass, field
 
-from registry import services as registry_services
+from registry import context, memo
 from security import ratelimit
 from security.services import ClientAddress
 from stalwart_site.http import CORS
@@ -22,12 +21,14 @@ from stalwart_site.problem import problem
 
 STATE_NAMES = ("Http", "NetworkListener", "BlockedIp", "AllowedIp", "Security", "SystemSettings")
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-_memo: dict = {}
 _MEMO_TTL = 300  # seconds: expired bans/allowances are seen within this time even without a change
+_CONFIG = "network.config"
+# Every request's edge reads these states (with the other apps' and the settings singletons').
+context.needs(*STATE_NAMES)
 
 
 def drop_config() -> None:
-    _memo.clear()
+    memo.forget(_CONFIG)
 
 
 @dataclass
@@ -45,7 +46,6 @@ class Config:
     default_listener: tuple[str, bool] = ("http", False)
     scan_paths: list[re.Pattern] = field(default_factory=list)
     scan_ban_period: object = None
-    expires: float = 0.0
 
     def listener(self, local_ip: str | None, local_port: int | None) -> tuple[str, bool]:
         if local_port is not None:
@@ -84,7 +84,6 @@ def _build(token: tuple) -> Config:
             SystemSettings.load().proxy_trusted_networks), rule=rule, headers=headers, hsts=http.enable_hsts,
         anonymous=_rate(http.rate_limit_anonymous_count, http.rate_limit_anonymous_period),
         authenticated=_rate(http.rate_limit_authenticated_count, http.rate_limit_authenticated_period),
-        expires=time.monotonic() + _MEMO_TTL,
     )
     first = None
     for listener in NetworkListener.objects.filter(enabled=True, protocol="http").order_by("name"):
@@ -107,10 +106,7 @@ def _build(token: tuple) -> Config:
 
 def config(states: dict[str, int]) -> Config:
     token = tuple(states[name] for name in STATE_NAMES)
-    cfg = _memo.get("cfg")
-    if cfg is None or cfg.token != token or cfg.expires < time.monotonic():
-        cfg = _memo["cfg"] = _build(token)
-    return cfg
+    return memo.get(_CONFIG, token, lambda: _build(token), ttl=_MEMO_TTL)
 
 
 # --- client address ---------------------------------------------------------------------
@@ -282,5 +278,5 @@ def scan_match(cfg: Config, path: str) -> bool:
 
 
 def states_now() -> dict[str, int]:
-    return registry_services.states(*STATE_NAMES)
+    return context.states(*STATE_NAMES)
 

@@ -31,7 +31,7 @@ from accounts import login as account_login, services as account_services
 from accounts.authz import credential_permissions
 from accounts.http_auth import _principal
 from accounts.models import Account, Credential
-from registry import ids
+from registry import ids, memo
 from registry import services as registry_services
 
 from .models import CredentialLink, OAuthClient, OidcProvider
@@ -94,9 +94,6 @@ def normalise_user_code(value: str) -> str:
 
 
 # --- settings, issuer, keys -------------------------------------------------------------------
-_memo: dict = {}
-
-
 def provider() -> OidcProvider:
     return registry_services.current(OidcProvider)
 
@@ -140,9 +137,10 @@ def signing_key() -> jwk.JWK:
     endpoints keep working; the replacement is logged and audited.
     """
     prov = provider()
-    memo = _memo.get("key")
-    if memo is not None and memo[0] == (prov.signature_algorithm, prov.signature_key):
-        return memo[1]
+    return memo.get("oauth.signing-key", (prov.signature_algorithm, prov.signature_key), lambda: _signing_key(prov))
+
+
+def _signing_key(prov) -> jwk.JWK:
     pem = prov.signature_key
     problem = signature_key_problem(pem, prov.signature_algorithm)
     if problem is not None:
@@ -166,9 +164,7 @@ def signing_key() -> jwk.JWK:
                 registry_services.touch("OidcProvider", "singleton")
         pem = OidcProvider.objects.values_list("signature_key", flat=True).get(pk=prov.pk)
         prov = provider()
-    key = jwk.JWK.from_pem(pem.encode())
-    _memo["key"] = ((prov.signature_algorithm, prov.signature_key), key)
-    return key
+    return jwk.JWK.from_pem(pem.encode())
 
 
 def jwks() -> dict:

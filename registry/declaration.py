@@ -346,9 +346,12 @@ class ObjectType:
     def json_prop(self, name: str):
         return self._json_by_name.get(name)
 
-    def to_json(self, obj) -> dict:
+    def to_json(self, obj, only=None) -> dict:
+        """The object's JSON; with `only` (property names), those properties and the id alone."""
         out = {"id": self.object_id(obj)}
         for p in self.json_props:
+            if only is not None and p.name not in only:
+                continue
             if isinstance(p, Prop):
                 out[p.name] = p.encode_obj(obj)
             else:

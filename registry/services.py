@@ -10,9 +10,10 @@ import contextlib
 import contextvars
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 
+from . import context, memo
 from . import declaration as decl_mod
 from . import ids
 from .errors import (
@@ -130,6 +131,7 @@ def bump_state(*names: str) -> int:
             except IntegrityError:
                 ObjectState.objects.filter(name=name).update(state=F("state") + 1)
         state = ObjectState.objects.filter(name=name).values_list("state", flat=True).first()
+        context.moved(name)
         if seen is not None:
             seen.setdefault(name, set()).add(state)
     return state
@@ -156,26 +158,18 @@ def tracking_states():
         _bumps.reset(token)
 
 
-SINGLETON_CACHE_TTL = 3600
-
-
 def current(model, known: dict[str, int] | None = None):
-    """A settings singleton as it is now, from the cache under its state (one read per change).
+    """A settings singleton as it is now, kept in the worker under its state (one read per change).
 
-    `known` may carry the states already read for this request; otherwise the state is read here.
+    `known` may carry the states already read for this request; otherwise the request
+    context's are used, or the state is read here. The object is shared: read it, never change
+    it (a change goes through update()).
     """
-    from django.core.cache import cache
-
     name = model._declaration.name
     state = (known or {}).get(name)
     if state is None:
-        state = states(name)[name]
-    key = f"singleton:{name}:{state}"
-    obj = cache.get(key)
-    if obj is None:
-        obj = model.load()
-        cache.set(key, obj, SINGLETON_CACHE_TTL)
-    return obj
+        state = context.states(name)[name]
+    return memo.get(("singleton", name), state, model.load)
 
 
 def touch(decl_name: str, object_id: str, kind: str = "updated", tenant_id: int | None = None) -> int:
@@ -187,23 +181,9 @@ def touch(decl_name: str, object_id: str, kind: str = "updated", tenant_id: int 
     return state
 
 
-_STATES_SQL: dict[int, str] = {}
-
-
 def states(*names: str) -> dict[str, int]:
-    """The current states of `names` (0 for a type never changed).
-
-    Every authenticated API request reads these, so the query is plain SQL: building it through
-    the ORM cost more than the rest of a request with a cached verdict.
-    """
-    sql = _STATES_SQL.get(len(names))
-    if sql is None:
-        table = connection.ops.quote_name(ObjectState._meta.db_table)
-        sql = _STATES_SQL[len(names)] = f"SELECT name, state FROM {table} WHERE name IN ({', '.join(['%s'] * len(names))})"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, list(names))
-        found = dict(cursor.fetchall())
-    return {name: found.get(name, 0) for name in names}
+    """The current states of `names` (0 for a type never changed), read now from the database."""
+    return context.read(*names)
 
 
 def state_token(*names: str) -> str:
@@ -212,8 +192,12 @@ def state_token(*names: str) -> str:
 
 
 # --- snapshots and audit --------------------------------------------------------------------
-def snapshot(decl: decl_mod.ObjectType, obj) -> dict:
-    return {p.name: p.to_json(decl_mod.read_value(obj, p)) for p in decl.props}
+def snapshot(decl: decl_mod.ObjectType, obj, values: dict | None = None) -> dict:
+    """The object's properties as the audit log shows them. With `values` (an update's), the
+    many-to-many properties it does not change are left out: each costs a query, and what an
+    update leaves alone needs no audit row."""
+    return {p.name: p.to_json(decl_mod.read_value(obj, p)) for p in decl.props
+            if values is None or not p.is_m2m or p.attname in values}
 
 
 def _audit(actor, decl, obj_id, action, before: dict, after: dict, changed_secrets=()) -> None:
@@ -392,7 +376,7 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
         extra_save(obj)
     if decl.authorize:
         decl.authorize(actor, obj, set(values) if action == "update" else None)
-    after = snapshot(decl, obj)
+    after = snapshot(decl, obj, values if action == "update" else None)
     secrets_after = _secret_values(decl, obj) if action == "update" else {}
     changed_secrets = {name for name, value in secrets_after.items() if value != secrets_before.get(name)}
     if action == "create" or after != before or changed_secrets:
@@ -401,11 +385,15 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
     return obj
 
 
-def update(decl, pk, values: dict, actor, *, extra_save=None):
-    """Apply `values` (model field name -> Python value) to one object."""
+def update(decl, pk, values: dict, actor, *, extra_save=None, instance=None):
+    """Apply `values` (model field name -> Python value) to one object.
+
+    `instance` is the object as the caller already locked and read it in the current
+    transaction (the JMAP /set reads it to apply its patch), so it is not read twice.
+    """
     with transaction.atomic():
-        obj = load(decl, pk, lock=True, actor=actor)
-        return _write(decl, obj, values, actor, "update", snapshot(decl, obj), extra_save)
+        obj = instance if instance is not None else load(decl, pk, lock=True, actor=actor)
+        return _write(decl, obj, values, actor, "update", snapshot(decl, obj, values), extra_save)
 
 
 def create(decl, values: dict, actor, *, instance=None, extra_save=None):

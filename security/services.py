@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import time
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from registry import ids
+from registry import context, ids, memo
 from registry import services as registry_services
 from telemetry.metrics import ban as count_ban
 
 from . import ratelimit
 from .models import AllowedIp, BlockedIp, Security
 
-_LIST_TTL = 300
-_lists_memo: dict = {}
+_LIST_TTL = 300  # seconds: a ban or allowance that expires is seen within this time
+_LISTS = "security.lists"
 
 
 def drop_lists() -> None:
-    _lists_memo.clear()
+    memo.forget(_LISTS)
 
 
 def _networks(model) -> list:
@@ -45,15 +44,11 @@ def _networks(model) -> list:
 def _lists(known: dict | None = None):
     """Allowed and blocked networks, re-read whenever either list's state changes (`known` may
     carry the states already read for this request)."""
-    if known is not None:
-        token = f"{known['BlockedIp']}.{known['AllowedIp']}"
-    else:
-        token = registry_services.state_token("BlockedIp", "AllowedIp")
-    memo = _lists_memo.get("lists")
-    if memo is None or memo[0] != token or memo[1] < time.monotonic():
-        memo = (token, time.monotonic() + _LIST_TTL, _networks(AllowedIp), _networks(BlockedIp))
-        _lists_memo["lists"] = memo
-    return memo[2], memo[3]
+    if known is None or "BlockedIp" not in known or "AllowedIp" not in known:
+        # Not given, or a change in this request moved them (registry.context.moved).
+        known = context.states("BlockedIp", "AllowedIp")
+    token = (known["BlockedIp"], known["AllowedIp"])
+    return memo.get(_LISTS, token, lambda: (_networks(AllowedIp), _networks(BlockedIp)), ttl=_LIST_TTL)
 
 
 class ClientAddress(str):

@@ -59,21 +59,23 @@ INSTALLED_APPS = [
 ]
 
 # django-prometheus's pair brackets the chain (its request, latency and response counters);
-# telemetry's counter comes next, so that it also sees what WhiteNoise answers.
+# telemetry's counter comes next, so that it also sees what WhiteNoise answers. One chain for
+# every request: what only pages need is wrapped by network.middleware.pages_only(), which
+# machine endpoints (/jmap, /api, /auth/, …) pass straight through.
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "telemetry.middleware.RequestMetricsMiddleware",
     "network.middleware.EdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "network.middleware.PageStaticFiles",  # whitenoise
+    "network.middleware.PageSessions",
+    "network.middleware.PageCommon",
+    "network.middleware.PageCsrf",
+    "network.middleware.PageAuthentication",
     "network.middleware.RateLimitMiddleware",
-    "accounts.middleware.ExpiredPasswordMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "network.middleware.PageExpiredPassword",
+    "network.middleware.PageMessages",
+    "network.middleware.PageClickjacking",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.discovery import SERVICE_PROTOCOLS
 from accounts.models import SystemSettings, domain_name_validator
+from registry import context, memo
 from registry import services as registry
 
 from .models import MtaSts
@@ -246,16 +247,11 @@ def build_policy(mta: MtaSts, system: SystemSettings) -> Policy | None:
 
 
 def current_policy() -> Policy | None:
-    """The policy as the settings are now: built once per change of either object, then cached
-    under their states (one small query per request)."""
-    known = registry.states("MtaSts", "SystemSettings")
-    key = f"mta-sts:{known['MtaSts']}.{known['SystemSettings']}"
-    hit = cache.get(key)
-    if hit is not None:
-        return hit[0]
-    policy = build_policy(registry.current(MtaSts, known), registry.current(SystemSettings, known))
-    cache.set(key, (policy,), registry.SINGLETON_CACHE_TTL)
-    return policy
+    """The policy as the settings are now: built once per change of either object and kept in
+    the worker under their states (registry.memo)."""
+    known = context.states("MtaSts", "SystemSettings")
+    return memo.get("wellknown.mta-sts", (known["MtaSts"], known["SystemSettings"]),
+                    lambda: build_policy(registry.current(MtaSts, known), registry.current(SystemSettings, known)))
 
 
 # --- health ---------------------------------------------------------------------------------

@@ -294,7 +294,7 @@ def test_wrong_shapes_are_set_errors(jmap, value, path):
     err = got["notUpdated"]["singleton"]
     assert err["type"] == "invalidPatch"  # the reference's error for a value that does not fit the schema
     assert err.get("properties", [""]) == [path]
-    assert Metrics.objects.get().prometheus_enabled is False
+    assert Metrics.load().prometheus_enabled is False
 
 
 @pytest.mark.parametrize("value, prop", [
@@ -315,7 +315,7 @@ def test_incomplete_values_are_invalid_properties(jmap, value, prop):
     got = set_metrics(jmap, value)
     err = got["notUpdated"]["singleton"]
     assert err["type"] == "invalidProperties" and err["properties"] == [prop], err
-    assert Metrics.objects.get().prometheus_enabled is False
+    assert Metrics.load().prometheus_enabled is False
 
 
 def test_too_long_values_are_validation_errors(jmap):
