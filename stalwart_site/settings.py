@@ -76,7 +76,7 @@ MIDDLEWARE = [
     "network.middleware.PageExpiredPassword",
     "network.middleware.PageMessages",
     "network.middleware.PageClickjacking",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "telemetry.middleware.PrometheusAfter",
 ]
 
 ROOT_URLCONF = "stalwart_site.urls"

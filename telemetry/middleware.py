@@ -1,5 +1,7 @@
 """Counts every answered request in stalwart_http_requests_total{endpoint, status}."""
 from django.conf import settings
+from django_prometheus.middleware import PrometheusAfterMiddleware
+from django_prometheus.utils import Time
 
 from .metrics import count_request
 
@@ -25,3 +27,17 @@ class RequestMetricsMiddleware:
             endpoint = "unmatched"
         count_request(endpoint, response.status_code)
         return response
+
+
+class PrometheusAfter(PrometheusAfterMiddleware):
+    """django-prometheus' "after" middleware, which now sees every request, machine endpoints
+    included. It reads Content-Length with int(), so a client's malformed value ("x") would be a
+    500 before the endpoint could answer it with its 400; such a request's body size goes
+    unobserved instead, and everything else is counted as usual."""
+
+    def process_request(self, request):
+        try:
+            super().process_request(request)
+        except ValueError:
+            # Raised after the method and transport counters, before the latency timer starts.
+            request.prometheus_after_middleware_event = Time()
