@@ -64,7 +64,20 @@ class AccountForm(forms.ModelForm):
         return data
 
 
-class SecondaryCredentialInline(admin.TabularInline):
+class AccountPartInline(admin.TabularInline):
+    """A part of an account (its credentials, its aliases): read with the account, changed with it."""
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountUpdate")
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountUpdate")
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_stalwart_perm("sysAccountGet")
+
+
+class SecondaryCredentialInline(AccountPartInline):
     """App passwords and API keys: listed and revocable here; created by their owner."""
 
     model = Credential
@@ -82,17 +95,8 @@ class SecondaryCredentialInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
-    def has_change_permission(self, request, obj=None):
-        return request.user.has_stalwart_perm("sysAccountUpdate")
 
-    def has_delete_permission(self, request, obj=None):
-        return request.user.has_stalwart_perm("sysAccountUpdate")
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_stalwart_perm("sysAccountGet")
-
-
-class AliasInline(admin.TabularInline):
+class AliasInline(AccountPartInline):
     """The account's other addresses, saved all together through accounts.services.set_aliases
     (which checks them and writes the audit row); a refusal is shown on the form."""
 
@@ -118,15 +122,6 @@ class AliasInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return request.user.has_stalwart_perm("sysAccountUpdate")
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.has_stalwart_perm("sysAccountUpdate")
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.has_stalwart_perm("sysAccountUpdate")
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_stalwart_perm("sysAccountGet")
 
 
 @admin.register(Account)
