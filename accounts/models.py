@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.core.exceptions import ValidationError
@@ -14,7 +15,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from registry.crypto import EncryptedTextField
-from registry.fields import NameSetField
+from registry.fields import NameSetField, StringListField
 from registry.models import SingletonModel
 
 from . import permissions as catalogue
@@ -108,17 +109,151 @@ class Tenant(models.Model):
         return self.name
 
 
+# Defaults of the list fields: module-level functions, so that migrations can name them.
+def default_attr_class(): return ["objectClass"]  # noqa: E704
+def default_attr_description(): return ["description"]  # noqa: E704
+def default_attr_email(): return ["mail"]  # noqa: E704
+def default_attr_email_alias(): return ["mailAlias"]  # noqa: E704
+def default_attr_member_of(): return ["memberOf"]  # noqa: E704
+def default_attr_secret(): return ["userPassword"]  # noqa: E704
+def default_attr_secret_changed(): return ["pwdChangeTime"]  # noqa: E704
+def default_require_scopes(): return ["openid", "email"]  # noqa: E704
+
+
 class Directory(models.Model):
-    """An external directory. Only its identity exists so far; the backends come later."""
+    """An external directory: LDAP, SQL or OpenID Connect (the reference's multi-variant
+    `Directory`). The columns of every variant live on one row; `kind` says which apply. The
+    backends themselves are in the `directories` app, built from `directories.base` configs."""
 
     class Kind(models.TextChoices):
         LDAP = "ldap", "LDAP"
         SQL = "sql", "SQL"
         OIDC = "oidc", "OpenID Connect"
 
-    description = models.CharField(max_length=255)
+    class SecretKind(models.TextChoices):
+        NONE = "none", "None"
+        VALUE = "value", "Value"
+        ENVIRONMENT_VARIABLE = "env", "Environment variable"
+        FILE = "file", "File"
+
+    class SqlStoreKind(models.TextChoices):
+        DEFAULT = "default", "This server's database"
+        POSTGRESQL = "postgresql", "PostgreSQL"
+        MYSQL = "mysql", "MySQL / MariaDB"
+        SQLITE = "sqlite", "SQLite"
+
+    description = models.CharField(max_length=255, help_text="Short description of this directory.")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.LDAP)
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="directories")
+
+    # --- Ldap ------------------------------------------------------------------------------
+    url = models.CharField(max_length=2048, default="ldap://localhost:389", help_text="URL of the LDAP server.")
+    timeout = models.DurationField(default=timedelta(seconds=30), help_text="Connection timeout to the server.")
+    allow_invalid_certs = models.BooleanField(
+        default=False, help_text="Allow invalid TLS certificates when connecting to the server.")
+    use_tls = models.BooleanField(default=False, help_text="Use TLS (StartTLS on ldap://) to connect to the server.")
+    base_dn = models.CharField(max_length=1024, blank=True,
+                               help_text="The base distinguished name (DN) from where searches begin.")
+    bind_dn = models.CharField(max_length=1024, null=True, blank=True,
+                               help_text="The DN the server binds as to search the directory.")
+    bind_secret_kind = models.CharField(max_length=8, choices=SecretKind.choices, default=SecretKind.NONE)
+    bind_secret = EncryptedTextField(blank=True, default="", help_text="The password of the bind DN.")
+    bind_secret_variable = models.CharField(max_length=255, blank=True, default="")
+    bind_secret_file = models.CharField(max_length=1024, blank=True, default="")
+    bind_authentication = models.BooleanField(
+        default=True, help_text="Check passwords by binding as the user (on) or by reading and verifying the "
+        "hash in attrSecret while bound as the bind DN (off).")
+    filter_login = models.CharField(max_length=1024, default="(&(objectClass=inetOrgPerson)(mail=?))",
+                                    help_text="Finds the account of a login address; ? stands for the address.")
+    filter_mailbox = models.CharField(
+        max_length=1024,
+        default="(|(&(objectClass=inetOrgPerson)(|(mail=?)(mailAlias=?)))"
+                "(&(objectClass=groupOfNames)(|(mail=?)(mailAlias=?))))",
+        help_text="Finds users or groups by a recipient address or alias; ? stands for the address.")
+    filter_member_of = models.CharField(
+        max_length=1024, null=True, blank=True, default="(&(objectClass=groupOfNames)(member=?))",
+        help_text="Finds the groups an account is member of; ? stands for the account's DN.")
+    attr_class = StringListField(default=default_attr_class, help_text="Attributes giving the entry's type.")
+    attr_description = StringListField(default=default_attr_description, help_text="Attributes of the description.")
+    attr_email = StringListField(default=default_attr_email, help_text="Attributes of the primary address.")
+    attr_email_alias = StringListField(default=default_attr_email_alias, help_text="Attributes of the aliases.")
+    attr_member_of = StringListField(default=default_attr_member_of,
+                                     help_text="Attributes listing the groups the entry belongs to.")
+    attr_secret = StringListField(default=default_attr_secret,
+                                  help_text="Attributes of the password hash (hash mode).")
+    attr_secret_changed = StringListField(
+        default=default_attr_secret_changed,
+        help_text="Attributes that change with the password (bind mode): OAuth tokens stop working when they do.")
+    group_class = models.CharField(max_length=255, default="groupOfNames",
+                                   help_text="Object class of group entries.")
+    pool_max_connections = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(8192)],
+        help_text="Connections kept open to the server at most.")
+    pool_timeout_create = models.DurationField(default=timedelta(seconds=30),
+                                               help_text="How long to wait for a new connection.")
+    pool_timeout_recycle = models.DurationField(default=timedelta(seconds=30),
+                                                help_text="How long to wait for a connection to be recycled.")
+    pool_timeout_wait = models.DurationField(default=timedelta(seconds=30),
+                                             help_text="How long to wait for a free connection.")
+
+    # --- Sql -------------------------------------------------------------------------------
+    sql_store = models.CharField(max_length=12, choices=SqlStoreKind.choices, default=SqlStoreKind.DEFAULT,
+                                 help_text="The database holding the accounts.")
+    sql_host = models.CharField(max_length=253, blank=True, default="", help_text="Host name of the database server.")
+    sql_port = models.PositiveIntegerField(null=True, blank=True,
+                                           validators=[MinValueValidator(1), MaxValueValidator(65535)],
+                                           help_text="Port of the database server (5432 or 3306 when empty).")
+    sql_database = models.CharField(max_length=255, default="stalwart", blank=True, help_text="Name of the database.")
+    sql_auth_username = models.CharField(max_length=255, null=True, blank=True, default="stalwart",
+                                         help_text="User name to connect with.")
+    sql_auth_secret_kind = models.CharField(max_length=8, choices=SecretKind.choices, default=SecretKind.NONE)
+    sql_auth_secret = EncryptedTextField(blank=True, default="", help_text="Password to connect with.")
+    sql_auth_secret_variable = models.CharField(max_length=255, blank=True, default="")
+    sql_auth_secret_file = models.CharField(max_length=1024, blank=True, default="")
+    sql_options = models.CharField(max_length=1024, null=True, blank=True, help_text="Additional connection options.")
+    sql_path = models.CharField(max_length=1024, blank=True, default="", help_text="Path of the SQLite database.")
+    sql_timeout = models.DurationField(null=True, blank=True, default=timedelta(seconds=15),
+                                       help_text="Connection timeout to the database.")
+    sql_use_tls = models.BooleanField(default=False, help_text="Use TLS to connect to the database.")
+    sql_allow_invalid_certs = models.BooleanField(default=False,
+                                                  help_text="Allow invalid TLS certificates of the database.")
+    sql_pool_max_connections = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(8192)],
+        help_text="Connections kept open to the database at most.")
+    column_email = models.CharField(max_length=255, default="name", help_text="Column of the e-mail address.")
+    column_secret = models.CharField(max_length=255, default="secret", help_text="Column of the password hash.")
+    column_class = models.CharField(max_length=255, null=True, blank=True, default="type",
+                                    help_text="Column of the account type (the value group makes a group).")
+    column_description = models.CharField(max_length=255, null=True, blank=True, default="description",
+                                          help_text="Column of the full name or description.")
+    query_login = models.TextField(default="SELECT name, secret, description, type FROM accounts WHERE name = $1",
+                                   help_text="Finds an account by its login address ($1).")
+    query_recipient = models.TextField(
+        default="SELECT name, secret, description, type FROM accounts WHERE name = $1 AND active = true",
+        help_text="Finds an account by a recipient address or alias ($1).")
+    query_member_of = models.TextField(null=True, blank=True,
+                                       default="SELECT member_of FROM group_members WHERE name = $1",
+                                       help_text="Lists the groups of an account ($1).")
+    query_email_aliases = models.TextField(null=True, blank=True,
+                                           default="SELECT address FROM emails WHERE name = $1",
+                                           help_text="Lists the e-mail aliases of an account ($1).")
+
+    # --- Oidc ------------------------------------------------------------------------------
+    issuer_url = models.CharField(max_length=2048, blank=True, default="",
+                                  help_text="Base URL of the OpenID Connect provider; its endpoints and keys are "
+                                  "discovered from it.")
+    require_audience = models.CharField(max_length=255, null=True, blank=True, default="stalwart",
+                                        help_text="Tokens whose aud claim lacks this value are refused.")
+    require_scopes = StringListField(default=default_require_scopes,
+                                     help_text="Tokens lacking any of these scopes are refused.")
+    claim_username = models.CharField(max_length=255, default="preferred_username",
+                                      help_text="Claim holding the login name.")
+    username_domain = models.CharField(max_length=253, null=True, blank=True,
+                                       help_text="Domain appended to a login name without @.")
+    claim_name = models.CharField(max_length=255, null=True, blank=True, default="name",
+                                  help_text="Claim holding the display name.")
+    claim_groups = models.CharField(max_length=255, null=True, blank=True,
+                                    help_text="Claim holding the group memberships.")
 
     class Meta:
         verbose_name_plural = "directories"

@@ -46,3 +46,25 @@ class NameSetField(models.JSONField):
         return NameSetFormField(
             required=not self.blank, label=self.verbose_name.capitalize(), help_text=self.help_text, allowed=self.allowed,
         )
+
+
+class StringListField(models.JSONField):
+    """An ordered list of strings (the reference's `String[]`), a JSON array in JMAP."""
+
+    def __init__(self, *args, schema_type="String[]", **kwargs):
+        self.schema_type = schema_type
+        kwargs.setdefault("blank", True)
+        super().__init__(*args, **kwargs)
+
+    def jmap_encode(self, value):
+        return list(value or [])
+
+    def jmap_decode(self, value):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a list of strings")
+        return value
+
+    def validate(self, value, model_instance):
+        super().validate(value, model_instance)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError("Expected a list of strings.", code="invalid", params={"value": value})

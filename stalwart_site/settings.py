@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "registry",
     "security",
+    "directories",
     "accounts",
     "jmapapi",
     "cli",
