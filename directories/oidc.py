@@ -32,6 +32,7 @@ from collections import OrderedDict
 from urllib.parse import urlsplit
 
 import requests
+import requests.auth
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
@@ -142,8 +143,9 @@ class OidcDirectory:
         self.config = config
         self._clock = clock
         self._lock = threading.Lock()
+        # The environment applies (HTTPS_PROXY, REQUESTS_CA_BUNDLE for a provider behind a
+        # private CA), as for any other client on the machine.
         self._http = requests.Session()
-        self._http.trust_env = False  # the provider is reached as configured, never via an env proxy
         self._meta: dict | None = None
         self._meta_at = 0.0
         self._meta_failed: float | None = None
@@ -173,10 +175,10 @@ class OidcDirectory:
         self._http.close()
 
     # --- HTTP ---------------------------------------------------------------------------------
-    def _get(self, url: str, *, headers: dict | None = None, timeout: float | None = None) -> tuple[int, object]:
+    def _get(self, url: str, *, auth=None, timeout: float | None = None) -> tuple[int, object]:
         """(status, parsed JSON body or None). Unreachable or failing (5xx, 429) → unavailable."""
         try:
-            with self._http.get(url, headers={"Accept": "application/json", **(headers or {})},
+            with self._http.get(url, headers={"Accept": "application/json"}, auth=auth,
                                 timeout=timeout or self.timeout, allow_redirects=False, stream=True) as resp:
                 status = resp.status_code
                 if status >= 500 or status == 429:
@@ -192,7 +194,9 @@ class OidcDirectory:
         except (ValueError, UnicodeDecodeError):
             return status, None
 
-    def _metadata(self) -> dict:
+    def metadata(self) -> dict:
+        """The provider's discovery document, checked and cached: also what /api/discover/{email}
+        answers for a domain bound to this directory (oauth.md §6.12)."""
         with self._lock:
             now = self._clock()
             if self._meta is not None and now - self._meta_at < self.discovery_ttl:
@@ -223,7 +227,7 @@ class OidcDirectory:
 
     # --- keys -----------------------------------------------------------------------------------
     def _fetch_keys(self) -> list[jwk.JWK]:
-        status, doc = self._get(self._metadata()["jwks_uri"])
+        status, doc = self._get(self.metadata()["jwks_uri"])
         if status != 200 or not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
             raise DirectoryError(f"the identity provider's key set is unusable (status {status})")
         keys = []
@@ -361,12 +365,11 @@ class OidcDirectory:
             hit = self._userinfo.get(digest)
             if hit is not None and hit[0] > now:
                 return hit[1]
-        endpoint = self._metadata().get("userinfo_endpoint")
+        endpoint = self.metadata().get("userinfo_endpoint")
         if not endpoint:
             log.info("refused an opaque token: %s publishes no userinfo endpoint", self.config.issuer_url)
             return None
-        status, body = self._get(endpoint, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=self.userinfo_timeout)
+        status, body = self._get(endpoint, auth=_Bearer(token), timeout=self.userinfo_timeout)
         if status == 200 and isinstance(body, dict):
             principal = principal_from_claims(self.config, body)
         elif status in (400, 401, 403):
@@ -385,6 +388,18 @@ class OidcDirectory:
 # The members of a public JWK we hand to jwcrypto; private members a careless provider publishes
 # are dropped, so that a key never signs here.
 _PUBLIC_MEMBERS = {"kty", "kid", "alg", "use", "key_ops", "n", "e", "crv", "x", "y"}
+
+
+class _Bearer(requests.auth.AuthBase):
+    """The token as an auth object, not a header: a ~/.netrc entry for the provider's host would
+    otherwise replace the header with its own credentials."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
 
 
 def _http_url(value) -> bool:

@@ -157,6 +157,8 @@ def test_an_id_token_is_validated_offline_with_the_published_keys(idp):
     assert principal.name == idp.login and principal.verified and principal.kind == "user"
     assert principal.description == "Jane Example" and principal.emails == (idp.login,)
     assert principal.secret_hash is None
+    meta = backend.metadata()
+    assert meta["issuer"] == idp.issuer and meta["userinfo_endpoint"] == f"{idp.issuer}/auth/userinfo"
     fetched = idp.proxy.hits - before
     assert fetched == Counter({"/.well-known/openid-configuration": 1, "/auth/jwks.json": 1}), fetched
     # cached: a second token costs the provider nothing
