@@ -329,6 +329,33 @@ services.update(OidcProvider._declaration, None, {"signature_key": ""}, "test-oi
     assert backend.authenticate_bearer(new).name == idp.login
 
 
+def test_an_rsa_provider_and_the_hmac_confusion_attack_on_its_key(idp):
+    """The classic attack: HS256 keyed with the provider's RSA public key, as PEM or JWK."""
+    def algorithm(alg):
+        idp.shell(f"""
+from oauth.models import OidcProvider
+from registry import services
+services.update(OidcProvider._declaration, None, {{"signature_algorithm": {alg!r}, "signature_key": ""}}, "t")
+""")
+
+    algorithm("rs256")
+    try:
+        token = tokens(idp)["id_token"]
+        assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["alg"] == "RS256"
+        backend = directory(idp)
+        assert backend.authenticate_bearer(token).name == idp.login
+        claims, public = claims_of(token), published_key(idp)
+        assert public["kty"] == "RSA"
+        for secret in (public.export_to_pem(), public.export_public().encode()):
+            hmac_key = jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(secret).rstrip(b"=").decode())
+            assert backend.authenticate_bearer(forge(claims, hmac_key, "HS256")) is None
+        # an RSA key of our own under the published kid, and PS256 with no key of that alg
+        assert backend.authenticate_bearer(forge(claims, jwk.JWK.generate(kty="RSA", size=2048), "RS256")) is None
+        assert backend.authenticate_bearer(forge(claims, jwk.JWK.generate(kty="RSA", size=2048), "PS256")) is None
+    finally:
+        algorithm("es256")
+
+
 # --- the provider down ---------------------------------------------------------------------------
 def test_a_provider_that_cannot_be_reached_is_unavailable_not_a_refusal(idp):
     got = tokens(idp)
