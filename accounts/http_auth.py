@@ -27,7 +27,9 @@ from .authz import DEPENDENCIES
 from .models import Account
 
 VERDICT_TTL = 3600
-STATE_TYPES = (*DEPENDENCIES, "Credential")
+# Directory: a verdict given by an external directory ends when the directory (or the choice
+# of directory, in Authentication) changes.
+STATE_TYPES = (*DEPENDENCIES, "Credential", "Directory")
 # Every API request verifies its credentials: the edge reads these states with its own.
 context.needs(*STATE_TYPES)
 
@@ -124,15 +126,30 @@ def bearer_api_key(value: str, remote_ip: str | None) -> Principal | None:
     return _principal(login.authenticate_bearer(token, remote_ip))
 
 
-# Bearer methods are tried in order until one recognises the token (returns non-None).
-BEARER_METHODS = [bearer_api_key]
+def bearer_directory(value: str, remote_ip: str | None) -> Principal | None:
+    result = login.authenticate_directory_bearer(value.strip(), remote_ip)
+    return None if result is None else _principal(result)
+
+
+# Bearer methods are tried in order until one recognises the token (returns non-None): API
+# keys, the active OIDC directory's tokens, then (appended by oauth) our own access tokens.
+BEARER_METHODS = [bearer_api_key, bearer_directory]
 
 
 def bearer(value: str, remote_ip: str | None) -> Principal:
+    down = None
     for method in BEARER_METHODS:
-        principal = method(value, remote_ip)
+        try:
+            principal = method(value, remote_ip)
+        except login.DirectoryDown as exc:
+            # The provider is unreachable: our own tokens still work; if the token is none of
+            # ours, the outage is the answer (a temporary failure, not a wrong token).
+            down = exc
+            continue
         if principal is not None:
             return principal
+    if down is not None:
+        raise down
     raise login.AuthFailed("Invalid or expired token.")
 
 
