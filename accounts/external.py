@@ -51,7 +51,7 @@ def active_directory() -> Directory | None:
 
 
 # --- backends, one per worker per directory state -------------------------------------------
-_backends: dict[int, tuple[int, object]] = {}
+_backends: dict[int, tuple[int, object, object]] = {}
 _lock = threading.Lock()
 
 
@@ -62,11 +62,16 @@ def backend_for(directory: Directory):
     with _lock:
         entry = _backends.get(directory.pk)
         if entry is not None and entry[0] == state:
-            return entry[1]
-        backend = base.build(config_of(directory))
-        _backends[directory.pk] = (state, backend)
+            return entry[2]
+        config = config_of(directory)
+        if entry is not None and entry[1] == config:
+            # Another directory changed, not this one: keep its pool.
+            _backends[directory.pk] = (state, config, entry[2])
+            return entry[2]
+        backend = base.build(config)
+        _backends[directory.pk] = (state, config, backend)
     if entry is not None:
-        _close(entry[1])
+        _close(entry[2])
     return backend
 
 
@@ -75,7 +80,7 @@ def forget_backends() -> None:
     with _lock:
         entries = list(_backends.values())
         _backends.clear()
-    for _, backend in entries:
+    for _, _, backend in entries:
         _close(backend)
 
 

@@ -173,7 +173,8 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
     method = SCHEMES.get(scheme.lower())
     if method is None:
         raise login.count_failure(UnsupportedScheme("Unsupported authentication scheme."), remote_ip)
-    if states is None:
+    from_context = states is None
+    if from_context:
         states = current_states(*STATE_TYPES)
     # The address is part of the key: a credential's allowedIps must be checked for each client.
     digest = hashlib.sha256(f"{remote_ip or ''}\n{header}".encode("utf-8", "surrogatepass")).hexdigest()
@@ -190,6 +191,11 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
             # Malformed credentials, unknown or expired tokens: every failure counts toward a ban
             # (those of accounts.login are counted there already, with their login name).
             raise login.count_failure(exc, remote_ip) from None
+        if from_context and ctx is not None and any(name not in ctx.states for name in STATE_TYPES):
+            # This very login moved states (an external directory's account mirrored or brought
+            # in line): keyed by the states it read first, the verdict would never be found again.
+            moved = current_states(*STATE_TYPES)
+            key = f"httpauth:{digest}:{'.'.join(str(moved[name]) for name in STATE_TYPES)}"
         cache.set(key, Principal(**{**principal.__dict__, "extra": {}}), VERDICT_TTL)
     charge(principal, remote_ip, ctx)
     return principal
