@@ -26,6 +26,7 @@ from directories import base
 from registry import context, ids, memo
 from registry import services as registry
 
+from . import hashing
 from .credentials import _next_credential_id
 from .directory_config import config_of
 from .models import Account, Alias, Authentication, Credential, Directory, Domain, local_part_validator
@@ -314,3 +315,69 @@ def preview(directory: Directory, principal: base.ExternalPrincipal, default_dom
         "secret": "hash" if principal.secret_hash and not principal.verified else
         ("verified by the directory" if principal.verified else "none"),
     }
+
+
+# --- operations: "directory test" ------------------------------------------------------------
+class TestFailed(Exception):
+    """The directory test did not reach a mapped account; the message says why."""
+
+
+def test_login(directory: Directory, login: str, secret: str | None, default_domain: str) -> dict:
+    """Ask `directory` (active or not) about `login`, check `secret` when given, and show the
+    account a login would mirror, without creating or changing anything. A backend of its own,
+    closed after: the test neither waits behind nor disturbs the logins' pool."""
+    login = (login or "").strip().lower()
+    if not login:
+        raise TestFailed("A login name is required.")
+    if "@" not in login:
+        login = f"{login}@{default_domain}"
+    backend = base.build(config_of(directory))
+    try:
+        if secret is None:
+            principal = backend.lookup(login)
+        else:
+            principal = backend.authenticate(login, secret)
+    except base.DirectoryUnavailable as exc:
+        raise TestFailed(f"The directory is unavailable: {exc}") from None
+    except base.DirectoryError as exc:
+        raise TestFailed(f"The directory's answer cannot be used: {exc}") from None
+    finally:
+        _close(backend)
+    if principal is None:
+        raise TestFailed(f"No entry for {login}." if secret is None
+                         else f"No entry for {login}, or the password is wrong.")
+    out = preview(directory, principal, default_domain)
+    if secret is not None:
+        if principal.verified:
+            out["authenticated"] = True
+        else:
+            try:
+                out["authenticated"] = hashing.verify_secret(secret, principal.secret_hash or "")
+            except hashing.UnknownHashFormat:
+                raise TestFailed("The directory holds a password hash of an unknown format.") from None
+        if not out["authenticated"]:
+            raise TestFailed(f"The password of {login} is wrong.")
+    return out
+
+
+def describe(mapped: dict) -> list[tuple[str, str]]:
+    """The mapped account as labelled lines (the command and the admin page show the same)."""
+    def listed(items):
+        return ", ".join(items) if items else "-"
+
+    rows = [
+        ("Name", mapped["name"]),
+        ("Type", mapped["type"]),
+        ("Description", mapped["description"] or "-"),
+        ("Aliases", listed(mapped["aliases"])),
+        ("Not aliased", listed(mapped["aliasesSkipped"])),
+        ("Groups", listed(mapped["groups"])),
+        ("Roles", listed(mapped["roles"])),
+        ("Tenant", mapped["tenant"] or "-"),
+        ("Domain", "served here" if mapped["domainServed"] else "NOT served here: the login would fail"),
+        ("Account", "exists (it would be brought in line)" if mapped["accountExists"] else "would be created"),
+        ("Password", mapped["secret"]),
+    ]
+    if "authenticated" in mapped:
+        rows.append(("Login", "the password is right"))
+    return rows
