@@ -183,11 +183,12 @@ def _mirror(directory, principal, domain, local, stored, default_domain) -> Acco
     else:
         if account.kind != Account.Kind.USER:
             raise NotServed(principal.name)
-        updates = {"directory": directory, "description": principal.description[:255], "tenant": domain.tenant}
+        updates = {"directory_id": directory.pk, "description": principal.description[:255],
+                   "tenant_id": domain.tenant_id}
         for field, value in updates.items():
             if getattr(account, field) != value:
                 setattr(account, field, value)
-                changed.append(field)
+                changed.append(field.removesuffix("_id"))
         if changed:
             account.save(update_fields=[*changed])
             registry.audit_event(ACTOR, "Account", ids.encode(account.pk), "update", ",".join(changed), None, None)

@@ -251,6 +251,18 @@ def test_the_owner_cannot_change_a_mirrored_password_on_the_account_page(client,
     assert echo(client, basic(ALICE, sqldirs.ALICE_PASSWORD), ip="198.51.100.50").status_code == 200
 
 
+def test_two_factor_login_cannot_be_enrolled_on_a_mirrored_account(client, mirrored):
+    import pyotp
+
+    from accounts import totp
+    from registry.errors import Forbidden
+
+    url = totp.new_totp_url(mirrored)
+    with pytest.raises(Forbidden, match="Operation not allowed"):
+        totp.enable_totp(mirrored, url, pyotp.parse_uri(url).now(), mirrored)
+    assert not mirrored.credentials.exclude(otp_url="").exists()
+
+
 def test_api_keys_still_work_for_a_mirrored_account(client, mirrored):
     made = Jmap(client, basic(ALICE, sqldirs.ALICE_PASSWORD)).ok(
         "x:ApiKey/set", {"create": {"k": {"description": "script", "permissions": {"@type": "Inherit"}}}})
