@@ -27,26 +27,30 @@ ALICE_PASSWORD = "alice directory pass phrase"
 CAROL_PASSWORD = "carol directory pass phrase"
 
 
-def hashes(password: str) -> dict[str, str]:
-    """`password` stored in each of the reference's formats a directory may hold."""
+FORMATS = ("argon2id", "bcrypt", "scrypt", "pbkdf2", "sha", "ssha", "ssha512", "plain")
+
+
+def hash_as(password: str, fmt: str) -> str:
+    """`password` stored in one of the reference's formats a directory may hold."""
     import base64
     import hashlib
 
     salt = b"saltsalt"
-    return {
-        "argon2id": hashing.hash_secret(password, "argon2id"),
-        "bcrypt": hashing.hash_secret(password, "bcrypt"),
-        "scrypt": hashing.hash_secret(password, "scrypt"),
-        "pbkdf2": hashing.hash_secret(password, "pbkdf2"),
-        "sha": "{SHA}" + base64.b64encode(hashlib.sha1(password.encode()).digest()).decode(),
-        "ssha": "{SSHA}" + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode(),
-        "ssha512": "{SSHA512}" + base64.b64encode(hashlib.sha512(password.encode() + salt).digest() + salt).decode(),
-        "plain": password,
-    }
+    if fmt in ("argon2id", "bcrypt", "scrypt", "pbkdf2"):
+        return hashing.hash_secret(password, fmt)
+    if fmt == "sha":
+        return "{SHA}" + base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+    if fmt == "ssha":
+        return "{SSHA}" + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode()
+    if fmt == "ssha512":
+        return "{SSHA512}" + base64.b64encode(hashlib.sha512(password.encode() + salt).digest() + salt).decode()
+    if fmt == "plain":
+        return password
+    raise ValueError(fmt)
 
 
 def rows(fmt: str = "bcrypt") -> dict[str, list[tuple]]:
-    alice = hashes(ALICE_PASSWORD)[fmt]
+    alice = hash_as(ALICE_PASSWORD, fmt)
     return {
         "accounts": [
             ("alice@example.org", alice, "Alice Directory", "individual", True),

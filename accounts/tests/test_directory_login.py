@@ -191,7 +191,7 @@ def oauth_token(client, secret):
 def test_a_directory_password_change_ends_the_oauth_tokens(client, directory, store):
     token = oauth_token(client, sqldirs.ALICE_PASSWORD)
     assert echo(client, f"Bearer {token}").status_code == 200
-    new_hash = sqldirs.hashes("alice new pass phrase")["bcrypt"]
+    new_hash = sqldirs.hash_as("alice new pass phrase", "bcrypt")
     sqldirs.execute(store, "UPDATE accounts SET secret = %s WHERE name = %s", (new_hash, ALICE))
     assert echo(client, basic(ALICE, sqldirs.ALICE_PASSWORD), ip="198.51.100.40").status_code == 401
     assert echo(client, basic(ALICE, "alice new pass phrase"), ip="198.51.100.40").status_code == 200
@@ -327,7 +327,7 @@ def test_switching_directories_takes_effect_on_the_next_login(client, directory,
     other_path.mkdir()
     with sqldirs.sqlite_store(other_path) as other_store:
         sqldirs.execute(other_store, "UPDATE accounts SET secret = %s WHERE name = %s",
-                        (sqldirs.hashes("the other directory's password")["bcrypt"], ALICE))
+                        (sqldirs.hash_as("the other directory's password", "bcrypt"), ALICE))
         other = sqldirs.directory_row(other_store, "Other")
         use_directory(other)
         assert echo(client, auth).status_code == 401

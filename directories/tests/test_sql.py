@@ -174,7 +174,7 @@ def test_a_changed_row_is_seen_by_a_pooled_connection(store):
         backend.close()
 
 
-@pytest.mark.parametrize("fmt", list(sqldirs.hashes("x")))
+@pytest.mark.parametrize("fmt", sqldirs.FORMATS)
 def test_every_hash_format_of_the_reference_verifies(tmp_path, fmt):
     with sqldirs.sqlite_store(tmp_path, fmt) as made:
         backend = build(sqldirs.sql_config(made))
