@@ -41,10 +41,14 @@ def _fresh_caches():
     from registry import memo
     from security import ratelimit
 
+    from accounts import external
+
     def clear():
         cache.clear()
         ratelimit.reset()
         memo.clear()
+        # Directory backends are kept under the Directory state too (and own connections).
+        external.forget_backends()
 
     clear()
     yield

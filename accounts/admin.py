@@ -1,15 +1,20 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.urls import path, reverse
 
 from registry import declaration as decl_mod
 from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values
 from registry.admin_widgets import LabelledSplitDateTime
 
-from . import credentials, hashing, services
-from .models import Account, Alias, Credential, Domain
+from . import credentials, external, hashing, services
+from .models import Account, Alias, Credential, Directory, Domain
 from .policy import PolicyViolation
+from .services import default_domain_name
 
 # Django's own groups are not ours: accounts of kind "group" are.
 if admin.site.is_registered(Group):
@@ -195,3 +200,50 @@ class AccountAdmin(DeclaredAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         obj = Account.objects.get(pk=obj.pk)
         return super().response_add(request, obj, post_url_continue)
+
+
+@admin.register(Directory)
+class DirectoryAdmin(DeclaredAdmin):
+    """The declared page of a directory, plus its "Test" form: look a login up (and check its
+    password) and show the account a login would mirror, without creating it."""
+
+    change_form_template = "admin/accounts/directory/change_form.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.test_view)
+        return [path("<path:object_id>/test/", view, name="accounts_directory_test"), *super().get_urls()]
+
+    def test_view(self, request, object_id):
+        change_url = reverse("admin:accounts_directory_change", args=[object_id])
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        # Stricter than reading the page: the test reaches out to the directory with its secret.
+        if not request.user.has_perm("sysDirectoryUpdate"):
+            raise PermissionDenied
+        directory = self.get_object(request, object_id)
+        if directory is None:
+            return redirect("admin:accounts_directory_changelist")
+        form = DirectoryTestForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Enter a login to test.")
+            return redirect(change_url)
+        secret = form.cleaned_data["password"] or None
+        try:
+            mapped = external.test_login(directory, form.cleaned_data["login"], secret, default_domain_name())
+        except external.TestFailed as exc:
+            messages.error(request, f"Test failed: {exc}")
+        else:
+            lines = "; ".join(f"{label}: {value}" for label, value in external.describe(mapped))
+            messages.success(request, f"Test passed. {lines}")
+        return redirect(change_url)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {**(extra_context or {}), "directory_test_form": DirectoryTestForm(),
+                 "can_test_directory": request.user.has_perm("sysDirectoryUpdate")}
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+
+class DirectoryTestForm(forms.Form):
+    login = forms.CharField(max_length=320, label="Login")
+    password = forms.CharField(required=False, strip=False, label="Password (optional)",
+                               widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}))

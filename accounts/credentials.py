@@ -34,6 +34,18 @@ def policy_error(exc: PolicyViolation) -> errors.InvalidProperties:
 
 
 # --- passwords ------------------------------------------------------------------------------
+# The reference's refusal of a password or second-factor change on an account whose password
+# lives in an external directory.
+DIRECTORY_OWNED = "Operation not allowed."
+
+
+def refuse_if_mirrored(account: Account, prop: str = "secret") -> None:
+    """Raise Forbidden when `account` is mirrored from an external directory: its password and
+    second factor belong to the directory (app passwords and API keys stay local)."""
+    if account.directory_id is not None:
+        raise errors.Forbidden(DIRECTORY_OWNED, properties=[prop])
+
+
 def validate_new_password(account: Account, raw: str, settings: Authentication | None = None) -> None:
     """Raise PolicyViolation if `raw` may not become the password of `account`."""
     check_password(raw, settings, user_inputs(account))
@@ -48,6 +60,7 @@ def set_password(account: Account, raw: str, actor, *, expires_at=UNSET, allow_p
     if not new_account:
         # A new account's grant check (registry authorize) covers its creation with a password.
         authorize_account_admin(actor, account, {"credentials"})
+    refuse_if_mirrored(account)
     if account.kind != Account.Kind.USER:
         raise errors.Forbidden("Groups cannot log in and have no password.", properties=["secret"])
     settings = Authentication.load()
@@ -214,6 +227,7 @@ def revoke_credential(account: Account, credential_id: int, actor, *, kinds=tupl
 
 def set_password_expiry(account: Account, expires_at, actor) -> None:
     authorize_account_admin(actor, account, {"credentials"})
+    refuse_if_mirrored(account, "expiresAt")
     with transaction.atomic():
         updated = Credential.objects.filter(account=account, kind=Credential.Kind.PASSWORD).update(expires_at=expires_at)
         if updated:

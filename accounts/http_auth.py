@@ -27,7 +27,9 @@ from .authz import DEPENDENCIES
 from .models import Account
 
 VERDICT_TTL = 3600
-STATE_TYPES = (*DEPENDENCIES, "Credential")
+# Directory: a verdict given by an external directory ends when the directory (or the choice
+# of directory, in Authentication) changes.
+STATE_TYPES = (*DEPENDENCIES, "Credential", "Directory")
 # Every API request verifies its credentials: the edge reads these states with its own.
 context.needs(*STATE_TYPES)
 
@@ -124,15 +126,30 @@ def bearer_api_key(value: str, remote_ip: str | None) -> Principal | None:
     return _principal(login.authenticate_bearer(token, remote_ip))
 
 
-# Bearer methods are tried in order until one recognises the token (returns non-None).
-BEARER_METHODS = [bearer_api_key]
+def bearer_directory(value: str, remote_ip: str | None) -> Principal | None:
+    result = login.authenticate_directory_bearer(value.strip(), remote_ip)
+    return None if result is None else _principal(result)
+
+
+# Bearer methods are tried in order until one recognises the token (returns non-None): API
+# keys, the active OIDC directory's tokens, then (appended by oauth) our own access tokens.
+BEARER_METHODS = [bearer_api_key, bearer_directory]
 
 
 def bearer(value: str, remote_ip: str | None) -> Principal:
+    down = None
     for method in BEARER_METHODS:
-        principal = method(value, remote_ip)
+        try:
+            principal = method(value, remote_ip)
+        except login.DirectoryDown as exc:
+            # The provider is unreachable: our own tokens still work; if the token is none of
+            # ours, the outage is the answer (a temporary failure, not a wrong token).
+            down = exc
+            continue
         if principal is not None:
             return principal
+    if down is not None:
+        raise down
     raise login.AuthFailed("Invalid or expired token.")
 
 
@@ -156,7 +173,8 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
     method = SCHEMES.get(scheme.lower())
     if method is None:
         raise login.count_failure(UnsupportedScheme("Unsupported authentication scheme."), remote_ip)
-    if states is None:
+    from_context = states is None
+    if from_context:
         states = current_states(*STATE_TYPES)
     # The address is part of the key: a credential's allowedIps must be checked for each client.
     digest = hashlib.sha256(f"{remote_ip or ''}\n{header}".encode("utf-8", "surrogatepass")).hexdigest()
@@ -173,6 +191,11 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
             # Malformed credentials, unknown or expired tokens: every failure counts toward a ban
             # (those of accounts.login are counted there already, with their login name).
             raise login.count_failure(exc, remote_ip) from None
+        if from_context and ctx is not None and any(name not in ctx.states for name in STATE_TYPES):
+            # This very login moved states (an external directory's account mirrored or brought
+            # in line): keyed by the states it read first, the verdict would never be found again.
+            moved = current_states(*STATE_TYPES)
+            key = f"httpauth:{digest}:{'.'.join(str(moved[name]) for name in STATE_TYPES)}"
         cache.set(key, Principal(**{**principal.__dict__, "extra": {}}), VERDICT_TTL)
     charge(principal, remote_ip, ctx)
     return principal

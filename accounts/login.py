@@ -13,9 +13,11 @@ from registry import errors
 from security import services as security
 from telemetry.metrics import counts_logins
 
-from . import hashing, tokens
+from directories.base import DirectoryError, DirectoryUnavailable
+
+from . import external, hashing, tokens
 from .authz import RECOVERY_ID, credential_permissions, recovery_credentials
-from .credentials import set_password
+from .credentials import refuse_if_mirrored, set_password
 from .models import Account, Authentication, Credential
 from .services import default_domain_name
 from .totp import verify_totp
@@ -77,6 +79,19 @@ class Banned(AuthError):
     counts_towards_ban = False
 
     def __init__(self, message: str = "Too Many Authentication Attempts"):
+        super().__init__(message)
+
+
+class DirectoryDown(AuthError):
+    """The external directory could not be asked (HTTP 503, OAuth temporarily_unavailable). Not
+    the client's fault: it never counts toward fail-to-ban."""
+
+    status = 503
+    reason = "unavailable"
+    counts_towards_ban = False
+    retry_after = 30
+
+    def __init__(self, message: str = "The directory service is temporarily unavailable; try again later."):
         super().__init__(message)
 
 
@@ -162,16 +177,21 @@ def _authenticate(login: str, secret: str, remote_ip: str | None, otp: str | Non
         raise AuthFailed()
     if not login or not secret:
         raise AuthFailed()
+    default_domain = default_domain_name()
     if "@" not in login:
-        login = f"{login}@{default_domain_name()}"
+        login = f"{login}@{default_domain}"
     algorithm = Authentication.load().password_hash_algorithm
     account = _find_account(login)
+    app = tokens.parse_app_password(secret)
+    directory = external.active_directory()
+    if directory is not None and app is None:
+        # App passwords are checked here, before the directory: they keep working when it is down.
+        return _authenticate_external(directory, login, secret, remote_ip, default_domain, algorithm)
     if account is None:
         # Every miss below costs one verification of the configured algorithm, as a hit does:
         # otherwise timing tells which accounts and credentials exist.
         hashing.dummy_verify(secret, algorithm)
         raise AuthFailed()
-    app = tokens.parse_app_password(secret)
     if app is not None:
         credential_id, raw = app
         cred = account.credentials.filter(kind=Credential.Kind.APP_PASSWORD, credential_id=credential_id).first()
@@ -203,6 +223,36 @@ def _authenticate(login: str, secret: str, remote_ip: str | None, otp: str | Non
         new_hash = hashing.hash_secret(secret, algorithm)
         Credential.objects.filter(pk=cred.pk, secret_hash=cred.secret_hash).update(secret_hash=new_hash)
         cred.secret_hash = new_hash
+    return _finish(account, cred, remote_ip)
+
+
+def _authenticate_external(directory, login: str, secret: str, remote_ip: str | None, default_domain: str,
+                           algorithm: str) -> AuthResult:
+    """The login order's directory step (spec auth §7.2 step 6): the directory checks the
+    password (LDAP bind) or hands back its hash, verified here; the entry is then mirrored."""
+    try:
+        principal = external.call(directory, "authenticate", login, secret)
+    except DirectoryUnavailable:
+        raise DirectoryDown() from None
+    except DirectoryError as exc:
+        log.error("directory %s answered unusably: %s", directory.pk, exc)
+        raise AuthInternalError("Authentication error.") from None
+    if principal is None or principal.kind != "user":
+        hashing.dummy_verify(secret, algorithm)
+        raise AuthFailed()
+    if not principal.verified:
+        try:
+            ok = hashing.verify_secret(secret, principal.secret_hash or "")
+        except hashing.UnknownHashFormat:
+            log.error("directory %s holds a password hash of an unknown format", directory.pk)
+            raise AuthInternalError("Authentication error.") from None
+        if not ok:
+            raise AuthFailed()
+    try:
+        account = external.mirror(directory, principal, default_domain)
+    except external.NotServed:
+        raise AuthFailed() from None
+    cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
     return _finish(account, cred, remote_ip)
 
 
@@ -273,11 +323,44 @@ def authenticate_bearer(token: str, remote_ip: str | None) -> AuthResult:
         raise count_failure(exc, remote_ip) from None
 
 
+@counts_logins
+def authenticate_directory_bearer(token: str, remote_ip: str | None) -> AuthResult | None:
+    """A Bearer token of the active directory's identity provider (spec auth §7.3 step 2): the
+    OIDC backend validates it, the entry is mirrored. None when no OIDC directory is active or
+    the token is not the provider's, so that the internal access tokens are tried next."""
+    directory = external.active_directory()
+    if directory is None or directory.kind != directory.Kind.OIDC:
+        return None
+    if security.is_blocked(remote_ip):
+        raise Banned()
+    try:
+        try:
+            principal = external.call(directory, "authenticate_bearer", token)
+        except DirectoryUnavailable:
+            raise DirectoryDown() from None
+        except DirectoryError as exc:
+            log.error("directory %s answered unusably: %s", directory.pk, exc)
+            raise AuthInternalError("Authentication error.") from None
+        if principal is None:
+            return None
+        if principal.kind != "user":
+            raise AuthFailed()
+        try:
+            account = external.mirror(directory, principal, default_domain_name())
+        except external.NotServed:
+            raise AuthFailed() from None
+        cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
+        return _finish(account, cred, remote_ip)
+    except AuthError as exc:
+        raise count_failure(exc, remote_ip) from None
+
+
 def change_own_password(account: Account, current: str, new: str, remote_ip: str | None) -> Credential:
     """Self-service change: the current password must be given; failures count towards bans."""
     cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
     if cred is None:
         raise errors.Forbidden("Your account does not support password changes.")
+    refuse_if_mirrored(account)
     if security.is_blocked(remote_ip):
         raise Banned()
     try:

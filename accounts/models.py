@@ -345,6 +345,12 @@ class Account(AbstractBaseUser):
         help_text="Overrides the default maximum number of API keys (empty: use the default).",
     )
     locale = models.CharField(max_length=16, default="en_US")
+    # Set when the account is a mirror of an external directory's entry: its password and
+    # second factor belong to that directory and cannot be changed here.
+    directory = models.ForeignKey(
+        Directory, null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="mirrored_accounts",
+        help_text="The external directory this account is mirrored from (none: a local account).",
+    )
     is_active = models.BooleanField(default=True, help_text="Inactive accounts cannot log in.")
     created_at = models.DateTimeField(auto_now_add=True)
 

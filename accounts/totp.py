@@ -10,6 +10,7 @@ from django.db import transaction
 from registry import errors, ids
 from registry import services as registry
 
+from .credentials import refuse_if_mirrored
 from .grants import authorize_account_admin
 from .models import Account, Credential
 
@@ -34,6 +35,7 @@ def new_totp_url(account: Account) -> str:
 def enable_totp(account: Account, otp_url: str, code: str, actor) -> None:
     """Enrol TOTP once the user proves their authenticator works with a first valid code."""
     authorize_account_admin(actor, account, {"credentials"})
+    refuse_if_mirrored(account, "otpAuth")
     if not verify_totp(otp_url, code):
         raise errors.InvalidProperties("The code does not match; check the authenticator's clock.",
                                        properties=["otpAuth"])
@@ -48,6 +50,7 @@ def enable_totp(account: Account, otp_url: str, code: str, actor) -> None:
 
 def disable_totp(account: Account, actor) -> None:
     authorize_account_admin(actor, account, {"credentials"})
+    refuse_if_mirrored(account, "otpAuth")
     with transaction.atomic():
         Credential.objects.filter(account=account, kind=Credential.Kind.PASSWORD).update(otp_url="")
         registry.audit_event(actor, "Account", ids.encode(account.pk), "update", "otpAuth", "****", None)

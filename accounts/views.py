@@ -102,6 +102,9 @@ def password(request):
             form.add_error("current_password", "The current password is incorrect." if exc.status == 401 else str(exc))
         except PolicyViolation as exc:
             form.add_error("new_password", exc.message)
+        except SetError as exc:
+            # A mirrored account: its password belongs to the external directory.
+            form.add_error(None, exc.description or exc.type)
         else:
             update_session_auth_hash(request, me)
             messages.success(request, "Your password was changed.")

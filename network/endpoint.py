@@ -37,6 +37,13 @@ def auth_problem(exc: login.AuthError) -> HttpResponse:
     if exc.status == 429:
         return problem(429, "Too many authentication attempts; try again later.",
                        title="Too Many Authentication Attempts", headers={"Retry-After": "60"})
+    if exc.status == 503:
+        # The external directory is down: a temporary failure, not the client's credentials.
+        response = problem(503, str(exc), title="Service Unavailable",
+                           headers={"Retry-After": str(getattr(exc, "retry_after", 30))})
+        # The outage is logged once when it starts (accounts.external), not per request.
+        response._has_been_logged = True
+        return response
     if exc.status == 403:
         return problem(403, str(exc))
     if exc.status == 402:

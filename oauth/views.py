@@ -242,6 +242,12 @@ def api_auth_answer(request):
                                                client_ip(request), otp=body.get("mfaToken"))
     except account_login.MfaRequired:
         return _json({"type": "mfaRequired"}, no_store=True)
+    except account_login.DirectoryDown as exc:
+        # Not a wrong password: the sign-in may succeed in a moment (RFC 6749 §4.1.2.1).
+        response = oauth_error(OAuthError("temporarily_unavailable", str(exc), 503))
+        response["Retry-After"] = str(exc.retry_after)
+        response._has_been_logged = True  # the outage is logged once, where it starts
+        return response
     except account_login.AuthError:
         return _json({"type": "failure"}, no_store=True)
     account = result.account

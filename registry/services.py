@@ -416,7 +416,9 @@ def linked_objects(obj, limit: int = 10, actor=None) -> list[dict]:
     for rel in obj._meta.get_fields(include_hidden=True):
         if not (rel.auto_created and not rel.concrete and (rel.one_to_many or rel.many_to_many)):
             continue
-        if rel.one_to_many and rel.on_delete is models.CASCADE:
+        # A SET_NULL reference is cleared with the object (a mirrored account forgets its
+        # directory), so it is no more a link than an owned part is.
+        if rel.one_to_many and rel.on_delete in (models.CASCADE, models.SET_NULL):
             continue
         related = rel.related_model._default_manager.filter(**{rel.field.name: obj})
         if rel.related_model is type(obj):

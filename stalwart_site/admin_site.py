@@ -38,7 +38,7 @@ class LoginForm(AuthenticationForm):
                 if exc is not None and exc.status == 402:
                     raise forms.ValidationError("Enter the one-time code from your authenticator.",
                                                 code="mfa_required")
-                if exc is not None and exc.status in (403, 429):
+                if exc is not None and exc.status in (403, 429, 503):
                     raise forms.ValidationError(str(exc), code=exc.reason)
                 if otp:
                     raise forms.ValidationError(

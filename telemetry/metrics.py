@@ -39,6 +39,7 @@ BANS = Counter("stalwart_bans_total", "IP addresses banned, by reason.", ["reaso
 LOGIN_RESULTS = {
     "failed": "failure", "expired": "expired", "error": "error", "unauthorized": "unauthorized",
     "ipUnauthorized": "ip_unauthorized", "mfaRequired": "mfa_required", "banned": "banned",
+    "unavailable": "unavailable",
 }
 # security.models.BlockedIp.Reason values.
 BAN_REASONS = ("authFailure", "rcptToFailure", "loitering", "portScanning", "manual", "other")

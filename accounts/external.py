@@ -1,0 +1,384 @@
+"""External directories at run time: which one is active, its backend, its outages, and the
+local mirror of the accounts that log in through it.
+
+The active directory is `Authentication.directoryId` (null: the internal directory). Its backend
+(directories.base.build) is kept in the worker under the states of Authentication and Directory,
+so that an edit of the directory or a switch to another one is seen by every worker on its next
+login without a restart; the backend it replaces is closed (its pooled connections released).
+
+A successful external login mirrors the entry into a local User account in one transaction
+(spec auth §11): created with the default user roles and the tenant of its domain, then on
+every login brought back in line with the directory (description, aliases, groups, the stored
+hash). Nothing is written when nothing changed, so a login through a directory does not
+invalidate the verdicts and permissions cached under the Account state.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from directories import base
+from registry import context, ids, memo
+from registry import services as registry
+
+from . import hashing
+from .credentials import _next_credential_id
+from .directory_config import config_of
+from .models import Account, Alias, Authentication, Credential, Directory, Domain, local_part_validator
+from .signals import password_changed
+
+log = logging.getLogger(__name__)
+
+STATES = ("Authentication", "Directory")
+# The edge reads these with its own states: every login asks which directory is active.
+context.needs(*STATES)
+
+ACTOR = "directory"
+
+
+def active_directory() -> Directory | None:
+    """The Directory row logins go to now, or None for the internal directory."""
+    states = context.states(*STATES)
+    auth = registry.current(Authentication, states)
+    if auth.directory_id is None:
+        return None
+    return memo.get(("directory-row", auth.directory_id), states["Directory"],
+                    lambda: Directory.objects.filter(pk=auth.directory_id).first())
+
+
+# --- backends, one per worker per directory state -------------------------------------------
+_backends: dict[int, tuple[int, object, object]] = {}
+_lock = threading.Lock()
+
+
+def backend_for(directory: Directory):
+    """The backend of `directory` as it is configured now (built on first use, rebuilt and the
+    old one closed when the Directory state moves)."""
+    state = context.states("Directory")["Directory"]
+    with _lock:
+        entry = _backends.get(directory.pk)
+        if entry is not None and entry[0] == state:
+            return entry[2]
+        config = config_of(directory)
+        if entry is not None and entry[1] == config:
+            # Another directory changed, not this one: keep its pool.
+            _backends[directory.pk] = (state, config, entry[2])
+            return entry[2]
+        backend = base.build(config)
+        _backends[directory.pk] = (state, config, backend)
+    if entry is not None:
+        _close(entry[2])
+    return backend
+
+
+def forget_backends() -> None:
+    """Close every backend (the tests' set-up, a worker that stops)."""
+    with _lock:
+        entries = list(_backends.values())
+        _backends.clear()
+    for _, _, backend in entries:
+        _close(backend)
+
+
+def _close(backend) -> None:
+    try:
+        backend.close()
+    except Exception:  # noqa: BLE001 - a backend failing to close must not fail a login
+        log.exception("closing a directory backend failed")
+
+
+# --- outages: logged once each, in every worker together --------------------------------------
+def _outage_key(directory: Directory) -> str:
+    return f"directory-outage:{directory.pk}"
+
+
+def unavailable(directory: Directory, exc: Exception) -> None:
+    """Note that `directory` could not be reached; the first report of an outage is logged."""
+    if cache.add(_outage_key(directory), timezone.now().isoformat(), None):
+        log.warning("directory %s (%s) is unavailable: %s", directory.pk, directory.description, exc)
+
+
+def available(directory: Directory) -> None:
+    """Note that `directory` answered; the end of an outage is logged once."""
+    if cache.get(_outage_key(directory)) is not None and cache.delete(_outage_key(directory)):
+        log.info("directory %s (%s) is available again", directory.pk, directory.description)
+
+
+def call(directory: Directory, method: str, *args):
+    """`backend.method(*args)` with the outage bookkeeping; raises DirectoryUnavailable and
+    DirectoryError as the backend does."""
+    backend = backend_for(directory)
+    try:
+        result = getattr(backend, method)(*args)
+    except base.DirectoryUnavailable as exc:
+        unavailable(directory, exc)
+        raise
+    available(directory)
+    return result
+
+
+# --- mirroring ------------------------------------------------------------------------------
+class NotServed(Exception):
+    """The entry's address is in no domain of this server."""
+
+
+def marker(value: str | None) -> str:
+    """The password credential of an entry the directory verified itself (LDAP bind, OIDC): not
+    a hash anything verifies against, but a value that changes when the directory's password
+    does, so that OAuth tokens granted before the change end (as for a new internal password)."""
+    digest = hashlib.sha256((value or "").encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"$app${digest}$"
+
+
+def split_address(address: str, default_domain: str) -> tuple[str, str]:
+    address = address.strip().lower()
+    if "@" not in address:
+        address = f"{address}@{default_domain}"
+    local, domain = address.rsplit("@", 1)
+    return local, domain
+
+
+def _valid_local(local: str) -> bool:
+    try:
+        local_part_validator(local)
+    except Exception:  # noqa: BLE001 - ValidationError: the name cannot be an account here
+        return False
+    return 0 < len(local) <= 64
+
+
+def mirror(directory: Directory, principal: base.ExternalPrincipal, default_domain: str) -> Account:
+    """The local User account of `principal`, created or brought in line with it."""
+    local, domain_name = split_address(principal.name, default_domain)
+    domain = Domain.objects.filter(name=domain_name).first()
+    if domain is None or not _valid_local(local):
+        raise NotServed(principal.name)
+    stored = marker(principal.secret_marker) if principal.verified else (principal.secret_hash or "")
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _mirror(directory, principal, domain, local, stored, default_domain)
+        except IntegrityError:
+            # Two first logins of one entry at once: the other created it; sync with its row.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _mirror(directory, principal, domain, local, stored, default_domain) -> Account:
+    account = (Account.objects.select_for_update().select_related("domain")
+               .filter(name=local, domain=domain).first())
+    changed: list[str] = []
+    created = account is None
+    if created:
+        account = Account(name=local, domain=domain, kind=Account.Kind.USER, roles_mode=Account.RolesMode.USER,
+                          description=principal.description[:255], tenant=domain.tenant, directory=directory)
+        account.save()
+        registry.audit_event(ACTOR, "Account", ids.encode(account.pk), "create", "name", None,
+                             account.email_address)
+    else:
+        if account.kind != Account.Kind.USER:
+            raise NotServed(principal.name)
+        updates = {"directory_id": directory.pk, "description": principal.description[:255],
+                   "tenant_id": domain.tenant_id}
+        for field, value in updates.items():
+            if getattr(account, field) != value:
+                setattr(account, field, value)
+                changed.append(field.removesuffix("_id"))
+        if changed:
+            account.save(update_fields=[*changed])
+            registry.audit_event(ACTOR, "Account", ids.encode(account.pk), "update", ",".join(changed), None, None)
+    changed += _sync_aliases(account, principal, domain)
+    changed += _sync_groups(directory, account, principal, domain, default_domain)
+    password = _sync_password(account, stored)
+    if created or changed or password:
+        registry.touch("Account", ids.encode(account.pk), "created" if created else "updated",
+                       tenant_id=account.tenant_id)
+    if password:
+        registry.bump_state("Credential")
+        if not created:
+            # Whatever was granted on the strength of the old directory password ends.
+            password_changed.send(sender=Account, account=account)
+    return account
+
+
+def _sync_aliases(account: Account, principal, domain) -> list[str]:
+    wanted = set()
+    for email in principal.emails:
+        if "@" not in email:
+            continue
+        name, domain_name = email.strip().lower().rsplit("@", 1)
+        if (name, domain_name) == (account.name, domain.name) or not _valid_local(name):
+            continue
+        wanted.add((name, domain_name))
+    domains = {d.name: d for d in Domain.objects.filter(name__in={d for _, d in wanted})}
+    current = {(a.name, a.domain.name): a for a in account.aliases.select_related("domain")}
+    changed = False
+    for key, alias in current.items():
+        if key not in wanted:
+            alias.delete()
+            changed = True
+    for name, domain_name in sorted(wanted - set(current)):
+        target = domains.get(domain_name)
+        if target is None:
+            continue  # not a domain this server serves
+        if Account.objects.filter(name=name, domain=target).exists() or \
+                Alias.objects.filter(name=name, domain=target).exists():
+            continue  # taken by another account: the directory does not take it over
+        Alias.objects.create(account=account, name=name, domain=target)
+        changed = True
+    return ["aliases"] if changed else []
+
+
+def _sync_groups(directory, account: Account, principal, domain, default_domain) -> list[str]:
+    groups = []
+    for name in principal.groups:
+        local, domain_name = split_address(name, domain.name if "@" not in name else default_domain)
+        if not _valid_local(local):
+            continue
+        group_domain = domain if domain_name == domain.name else Domain.objects.filter(name=domain_name).first()
+        if group_domain is None:
+            continue
+        group = Account.objects.filter(name=local, domain=group_domain).first()
+        if group is None:
+            group = Account(name=local, domain=group_domain, kind=Account.Kind.GROUP,
+                            roles_mode=Account.RolesMode.DEFAULT, tenant=group_domain.tenant, directory=directory)
+            try:
+                with transaction.atomic():
+                    group.save()
+            except IntegrityError:
+                group = Account.objects.filter(name=local, domain=group_domain).first()
+                if group is None:
+                    continue
+            else:
+                registry.audit_event(ACTOR, "Account", ids.encode(group.pk), "create", "name", None,
+                                     group.email_address)
+                registry.touch("Account", ids.encode(group.pk), "created", tenant_id=group.tenant_id)
+        if group.kind == Account.Kind.GROUP:
+            groups.append(group.pk)
+    current = set(account.member_groups.values_list("pk", flat=True))
+    if current == set(groups):
+        return []
+    account.member_groups.set(groups)
+    return ["memberGroups"]
+
+
+def _sync_password(account: Account, stored: str) -> bool:
+    cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
+    if cred is not None and cred.secret_hash == stored and not cred.otp_url:
+        return False
+    if cred is None:
+        cred = Credential(account=account, kind=Credential.Kind.PASSWORD,
+                          credential_id=_next_credential_id(account))
+    cred.secret_hash = stored
+    # The directory owns the password: no local expiry, no local second factor.
+    cred.otp_url = ""
+    cred.expires_at = None
+    cred.secret_changed_at = timezone.now()
+    cred.save()
+    registry.audit_event(ACTOR, "Account", ids.encode(account.pk), "update", "password", "****", "****")
+    return True
+
+
+def preview(directory: Directory, principal: base.ExternalPrincipal, default_domain: str) -> dict:
+    """What mirroring `principal` would make of it, without writing anything (directory test)."""
+    local, domain_name = split_address(principal.name, default_domain)
+    domain = Domain.objects.select_related("tenant").filter(name=domain_name).first()
+    auth = Authentication.load()
+    aliases, skipped = [], []
+    for email in principal.emails:
+        if "@" not in email or email == f"{local}@{domain_name}":
+            continue
+        name, alias_domain = email.rsplit("@", 1)
+        served = Domain.objects.filter(name=alias_domain).first()
+        taken = served is not None and (
+            Account.objects.filter(name=name, domain=served).exclude(name=local, domain__name=domain_name).exists()
+            or Alias.objects.filter(name=name, domain=served).exclude(account__name=local,
+                                                                       account__domain__name=domain_name).exists())
+        (aliases if served is not None and not taken else skipped).append(email)
+    existing = Account.objects.filter(name=local, domain__name=domain_name).first()
+    return {
+        "name": f"{local}@{domain_name}",
+        "type": "Group" if principal.kind == "group" else "User",
+        "description": principal.description,
+        "aliases": aliases,
+        "aliasesSkipped": skipped,
+        "groups": list(principal.groups),
+        "roles": [r.description for r in auth.default_user_roles.all()] if existing is None
+        else ["(kept: the account exists)"],
+        "tenant": domain.tenant.name if domain is not None and domain.tenant_id else None,
+        "domainServed": domain is not None,
+        "accountExists": existing is not None,
+        "secret": "hash" if principal.secret_hash and not principal.verified else
+        ("verified by the directory" if principal.verified else "none"),
+    }
+
+
+# --- operations: "directory test" ------------------------------------------------------------
+class TestFailed(Exception):
+    """The directory test did not reach a mapped account; the message says why."""
+
+
+def test_login(directory: Directory, login: str, secret: str | None, default_domain: str) -> dict:
+    """Ask `directory` (active or not) about `login`, check `secret` when given, and show the
+    account a login would mirror, without creating or changing anything. A backend of its own,
+    closed after: the test neither waits behind nor disturbs the logins' pool."""
+    login = (login or "").strip().lower()
+    if not login:
+        raise TestFailed("A login name is required.")
+    if "@" not in login:
+        login = f"{login}@{default_domain}"
+    backend = base.build(config_of(directory))
+    try:
+        if secret is None:
+            principal = backend.lookup(login)
+        else:
+            principal = backend.authenticate(login, secret)
+    except base.DirectoryUnavailable as exc:
+        raise TestFailed(f"The directory is unavailable: {exc}") from None
+    except base.DirectoryError as exc:
+        raise TestFailed(f"The directory's answer cannot be used: {exc}") from None
+    finally:
+        _close(backend)
+    if principal is None:
+        raise TestFailed(f"No entry for {login}." if secret is None
+                         else f"No entry for {login}, or the password is wrong.")
+    out = preview(directory, principal, default_domain)
+    if secret is not None:
+        if principal.verified:
+            out["authenticated"] = True
+        else:
+            try:
+                out["authenticated"] = hashing.verify_secret(secret, principal.secret_hash or "")
+            except hashing.UnknownHashFormat:
+                raise TestFailed("The directory holds a password hash of an unknown format.") from None
+        if not out["authenticated"]:
+            raise TestFailed(f"The password of {login} is wrong.")
+    return out
+
+
+def describe(mapped: dict) -> list[tuple[str, str]]:
+    """The mapped account as labelled lines (the command and the admin page show the same)."""
+    def listed(items):
+        return ", ".join(items) if items else "-"
+
+    rows = [
+        ("Name", mapped["name"]),
+        ("Type", mapped["type"]),
+        ("Description", mapped["description"] or "-"),
+        ("Aliases", listed(mapped["aliases"])),
+        ("Not aliased", listed(mapped["aliasesSkipped"])),
+        ("Groups", listed(mapped["groups"])),
+        ("Roles", listed(mapped["roles"])),
+        ("Tenant", mapped["tenant"] or "-"),
+        ("Domain", "served here" if mapped["domainServed"] else "NOT served here: the login would fail"),
+        ("Account", "exists (it would be brought in line)" if mapped["accountExists"] else "would be created"),
+        ("Password", mapped["secret"]),
+    ]
+    if "authenticated" in mapped:
+        rows.append(("Login", "the password is right"))
+    return rows
