@@ -330,10 +330,10 @@ class LdapDirectory:
             raise DirectoryError("the LDAP URL must start with ldap:// or ldaps://")
         tls = ldap3.Tls(validate=ssl.CERT_NONE if config.allow_invalid_certs else ssl.CERT_REQUIRED,
                         version=ssl.PROTOCOL_TLS_CLIENT)
+        self._server_args = dict(host=url, use_ssl=scheme == "ldaps", tls=tls, get_info=ldap3.NONE,
+                                 connect_timeout=_seconds(min(config.timeout, config.pool_timeout_create)))
         try:
-            self._server = ldap3.Server(
-                url, use_ssl=scheme == "ldaps", tls=tls, get_info=ldap3.NONE,
-                connect_timeout=_seconds(min(config.timeout, config.pool_timeout_create)))
+            self._new_server()
         except lx.LDAPException as exc:
             raise DirectoryError(f"bad LDAP URL: {exc}") from None
         self._pool = _Pool(config.pool_max_connections, _seconds(config.pool_timeout_wait))
@@ -365,16 +365,22 @@ class LdapDirectory:
 
     # Connections.
 
+    def _new_server(self) -> ldap3.Server:
+        # One per connection: an ldap3 Server remembers a failed address as unavailable for a
+        # while, which would keep the directory "down" for seconds after it came back.
+        return ldap3.Server(**self._server_args)
+
     def _connect(self) -> _Connection:
+        server = self._new_server()
         timeout = _seconds(self.config.timeout)
         # ldap3 packs its receive timeout into SO_RCVTIMEO as whole seconds; the exact value
         # is set on the socket right after.
-        conn = ldap3.Connection(self._server, client_strategy=ldap3.SYNC, read_only=True,
+        conn = ldap3.Connection(server, client_strategy=ldap3.SYNC, read_only=True,
                                 receive_timeout=max(1, math.ceil(timeout)),
                                 raise_exceptions=False, auto_bind=ldap3.AUTO_BIND_NONE)
         conn.open()
         conn.socket.settimeout(timeout)
-        if self.config.use_tls and not self._server.ssl:
+        if self.config.use_tls and not server.ssl:
             if not conn.start_tls():
                 pooled = _Connection(conn)
                 pooled.close()

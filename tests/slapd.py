@@ -317,11 +317,14 @@ access to * by * read
         return ldap3.Connection(ldap3.Server(self.url, get_info=ldap3.NONE), ROOT_DN, ROOT_PASSWORD, auto_bind=True)
 
     def connections(self) -> int:
-        """How many client connections slapd has open now, the admin's own one not counted."""
+        """How many client connections slapd has open now, the rootdn's own (this one and
+        those still closing from earlier calls) not counted."""
         with self.admin() as conn:
             conn.search("cn=Connections,cn=Monitor", "(objectClass=monitorConnection)",
-                        attributes=["cn"])
-            return len(conn.entries) - 1
+                        attributes=["monitorConnectionAuthzDN"])
+            return sum(1 for entry in conn.response if entry.get("type") == "searchResEntry"
+                       and [v.lower() for v in entry["attributes"].get("monitorConnectionAuthzDN", [])]
+                       != [ROOT_DN.lower()])
 
     # Configurations for the backend and the JMAP face.
 
