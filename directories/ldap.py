@@ -377,7 +377,10 @@ class LdapDirectory:
         # is set on the socket right after.
         conn = ldap3.Connection(server, client_strategy=ldap3.SYNC, read_only=True,
                                 receive_timeout=max(1, math.ceil(timeout)),
-                                raise_exceptions=False, auto_bind=ldap3.AUTO_BIND_NONE)
+                                raise_exceptions=False, auto_bind=ldap3.AUTO_BIND_NONE,
+                                # A referral would send the bind DN's secret to another server
+                                # and open connections outside the pool.
+                                auto_referrals=False)
         conn.open()
         conn.socket.settimeout(timeout)
         if self.config.use_tls and not server.ssl:
@@ -434,6 +437,7 @@ class LdapDirectory:
                         pooled.close()
                     pooled = None
                     if reused:
+                        log.info("a pooled LDAP connection was dropped (%s); reconnecting", exc)
                         reused = False
                         continue
                     raise DirectoryUnavailable(f"LDAP server unreachable: {exc}") from None
@@ -444,10 +448,11 @@ class LdapDirectory:
                 self._pool.give_back(pooled)
                 return result
 
-    def _search(self, pooled: _Connection, base: str, search_filter: str, scope, attributes):
+    def _search(self, pooled: _Connection, base: str, search_filter: str, scope, attributes,
+                size_limit: int = 0):
         conn = pooled.conn
         ok = conn.search(base, search_filter, search_scope=scope, attributes=attributes,
-                         dereference_aliases=ldap3.DEREF_NEVER)
+                         dereference_aliases=ldap3.DEREF_NEVER, size_limit=size_limit)
         code = (conn.result or {}).get("result")
         if code is None and not ok:
             raise lx.LDAPCommunicationError(conn.last_error or "search failed")
@@ -466,15 +471,16 @@ class LdapDirectory:
         config = self.config
         search_filter = render_filter(config.filter_login, login)
         try:
+            # Two are enough to know the login is ambiguous.
             entries = self._search(pooled, config.base_dn, search_filter, ldap3.SUBTREE,
-                                   self._attributes)
+                                   self._attributes, size_limit=2)
         except lx.LDAPInvalidFilterError:
             raise DirectoryError("filterLogin is not a valid LDAP filter") from None
         if not entries:
             return None
         if len(entries) > 1:
             # Picking one would let whoever controls another matching entry log in as this one.
-            raise DirectoryError(f"filterLogin matched {len(entries)} entries for one login")
+            raise DirectoryError("filterLogin matched more than one entry for one login")
         entry = entries[0]
         dn = entry["dn"]
         attributes = _values(entry)
