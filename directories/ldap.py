@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Failures of the conversation itself: the connection is dropped, the directory is unavailable.
 _TRANSPORT_ERRORS = (lx.LDAPCommunicationError, lx.LDAPStartTLSError, lx.LDAPSSLConfigurationError,
+                     lx.LDAPCertificateError,
                      lx.LDAPSessionTerminatedByServerError, lx.LDAPResponseTimeoutError,
                      ssl.SSLError, OSError)
 

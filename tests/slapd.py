@@ -224,6 +224,8 @@ class Slapd:
         self.tls_port = _free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
         self.ldaps_url = f"ldaps://127.0.0.1:{self.tls_port}"
+        # The same server under an address its certificate does not name.
+        self.ldaps_url_unnamed = f"ldaps://127.0.0.2:{self.tls_port}"
         self.process: subprocess.Popen | None = None
         self.cert, self.key = _self_signed(self.folder)
         (self.folder / "db").mkdir()
@@ -275,7 +277,7 @@ access to * by * read
         # -d keeps slapd in the foreground, so that it is our child and dies with us.
         self.process = subprocess.Popen(
             [SLAPD, "-d", "0", "-f", str(self.conf),
-             "-h", f"{self.url}/ {self.ldaps_url}/"],
+             "-h", f"{self.url}/ {self.ldaps_url}/ {self.ldaps_url_unnamed}/"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + 10

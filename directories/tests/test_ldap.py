@@ -275,6 +275,23 @@ def test_ldaps_needs_a_valid_certificate_unless_allowed(slapd, directory):
     assert lenient.authenticate("alice@example.org", ALICE_PASSWORD).verified
 
 
+def test_a_certificate_from_a_trusted_authority_is_accepted(slapd, directory, monkeypatch):
+    """Validation is real: once the server's certificate is in the trusted store (OpenSSL
+    reads SSL_CERT_FILE), the strict settings connect, by StartTLS and by ldaps://."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(slapd.cert))
+    for config in (slapd.config(use_tls=True), slapd.config(url=slapd.ldaps_url)):
+        assert directory(config).authenticate("alice@example.org", ALICE_PASSWORD).verified
+
+
+def test_a_trusted_certificate_for_another_name_is_refused(slapd, directory, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(slapd.cert))
+    strict = directory(slapd.config(url=slapd.ldaps_url_unnamed))
+    with pytest.raises(DirectoryUnavailable, match="match"):
+        strict.authenticate("alice@example.org", ALICE_PASSWORD)
+    lenient = directory(slapd.config(url=slapd.ldaps_url_unnamed, allow_invalid_certs=True))
+    assert lenient.authenticate("alice@example.org", ALICE_PASSWORD).verified
+
+
 # --- availability and the pool ----------------------------------------------------------------
 
 def _free_port() -> int:
