@@ -9,7 +9,8 @@ sees. The data holds two shapes of directory under one suffix:
   from a tiny custom schema, one {SSHA} and one cleartext userPassword, pwdChangedTime kept by
   the ppolicy overlay: OpenLDAP's name, not the reference's default pwdChangeTime);
 - ou=corp: Active Directory style (objectClass user and group, sAMAccountName,
-  userPrincipalName, memberOf values on the user), from a small custom schema with AD's OIDs.
+  userPrincipalName, memberOf values on the user, userAccountControl with one disabled
+  account), from a small custom schema with AD's OIDs.
 
 `make slapd` installs the package; the system's own slapd service is never used.
 """
@@ -45,6 +46,7 @@ BOB_PASSWORD = "bob-plain-secret"  # stored as is (slapd compares cleartext)
 SCARLETT_PASSWORD = "Tara-Plantation-1861"
 DAVE_PASSWORD = "Dave-Corp-Pass-99"
 ERIN_PASSWORD = "Erin-Corp-Pass-11"
+FRANK_PASSWORD = "Frank-Disabled-3"  # userAccountControl 514: a disabled account
 
 # A DN whose value needs escaping both as a DN (the comma) and inside a filter ( ( ) * \ ).
 SCARLETT_DN = f"cn=Scarlett (Sales)* \\, O'Hara,ou=people,{BASE_DN}"
@@ -64,8 +66,11 @@ attributetype ( 1.2.840.113556.1.4.656 NAME 'userPrincipalName'
   EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 attributetype ( 1.2.840.113556.1.2.102 NAME 'memberOf'
   EQUALITY distinguishedNameMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.12 )
+attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
 objectclass ( 1.2.840.113556.1.5.9 NAME 'user' SUP organizationalPerson STRUCTURAL
-  MAY ( sAMAccountName $ userPrincipalName $ memberOf $ mail $ displayName ) )
+  MAY ( sAMAccountName $ userPrincipalName $ memberOf $ mail $ displayName $
+        userAccountControl ) )
 objectclass ( 1.2.840.113556.1.5.8 NAME 'group' SUP top STRUCTURAL
   MUST cn MAY ( member $ sAMAccountName $ mail $ description ) )
 """
@@ -164,7 +169,17 @@ userPrincipalName: dave@corp.example.org
 mail: dave@corp.example.org
 memberOf: cn=Engineering,{corp}
 memberOf: cn=Remote Workers,{corp}
+userAccountControl: 512
 userPassword: {ssha(DAVE_PASSWORD, b"dd")}""",
+        f"""dn: cn=Frank Gone,{corp}
+objectClass: user
+cn: Frank Gone
+sn: Gone
+sAMAccountName: frank
+userPrincipalName: frank@corp.example.org
+mail: frank@corp.example.org
+userAccountControl: 514
+userPassword: {ssha(FRANK_PASSWORD, b"ff")}""",
         f"""dn: cn=Erin Smith,{corp}
 objectClass: user
 cn: Erin Smith
@@ -173,6 +188,7 @@ sAMAccountName: erin
 userPrincipalName: erin@corp.example.org
 mail: erin@corp.example.org
 memberOf: cn=Remote Workers,{corp}
+userAccountControl: 66048
 userPassword: {ssha(ERIN_PASSWORD, b"ee")}""",
     ]
     return "\n\n".join(entries) + "\n"

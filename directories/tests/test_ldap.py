@@ -1,10 +1,13 @@
 """The LDAP backend against a real OpenLDAP server (tests/slapd.py), OpenLDAP and AD schemas."""
 from __future__ import annotations
 
+import json
+import re
 import socket
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import ldap3
 import pytest
@@ -13,7 +16,7 @@ from accounts.hashing import verify_secret
 from directories.base import DirectoryError, DirectoryUnavailable, SecretRef, build
 from directories.ldap import LdapDirectory, render_filter, validate_filter
 from tests.slapd import (ALICE_HASH, ALICE_PASSWORD, BASE_DN, BOB_PASSWORD, DAVE_PASSWORD,
-                         ERIN_PASSWORD, READER_PASSWORD, SCARLETT_DN, SCARLETT_PASSWORD,
+                         ERIN_PASSWORD, FRANK_PASSWORD, READER_PASSWORD, SCARLETT_DN, SCARLETT_PASSWORD,
                          start_or_skip, slapd)  # noqa: F401  (slapd: the module's server fixture)
 
 SECOND = timedelta(seconds=1)
@@ -434,3 +437,50 @@ def test_the_payload_for_the_end_to_end_tests_matches_the_config(slapd):
     assert tuple(payload["attrSecretChanged"]) == config.attr_secret_changed
     for name in ("filterLogin", "filterMailbox", "filterMemberOf"):
         assert validate_filter(payload[name]) is None
+
+
+# --- the worked examples of docs/directories-ldap.md -------------------------------------------
+
+def _doc_examples() -> dict[str, dict]:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "directories-ldap.md").read_text()
+    examples = {}
+    for block in re.findall(r"```json\n(.*?)```", text, re.S):
+        method, arguments, _ = json.loads(block)
+        if method == "x:Directory/set":
+            examples.update(arguments["create"])
+    return examples
+
+
+def test_the_documented_filters_are_valid():
+    examples = _doc_examples()
+    assert set(examples) == {"ldap", "ad"}
+    for example in examples.values():
+        for name in ("filterLogin", "filterMailbox", "filterMemberOf"):
+            if example[name] is not None:
+                assert validate_filter(example[name]) is None, (name, example[name])
+
+
+def test_the_documented_openldap_example_against_slapd(slapd, directory):
+    doc = _doc_examples()["ldap"]
+    ldap = directory(slapd.config(
+        filter_login=doc["filterLogin"], filter_member_of=doc["filterMemberOf"],
+        attr_email=tuple(doc["attrEmail"]), attr_email_alias=tuple(doc["attrEmailAlias"]),
+        attr_secret_changed=tuple(doc["attrSecretChanged"]), group_class=doc["groupClass"]))
+    alice = ldap.authenticate("alice@example.org", ALICE_PASSWORD)
+    assert alice.groups == ("sales@example.org", "staff") and alice.secret_marker
+
+
+def test_the_documented_active_directory_example_against_slapd(slapd, directory):
+    """The documented filter keeps disabled accounts (userAccountControl bit 2) out, with
+    OpenLDAP's implementation of AD's bitwise-AND matching rule."""
+    doc = _doc_examples()["ad"]
+    ad = directory(slapd.ad_config(
+        filter_login=doc["filterLogin"], attr_description=tuple(doc["attrDescription"]),
+        attr_member_of=tuple(doc["attrMemberOf"]), group_class=doc["groupClass"]))
+    assert ad.authenticate("dave@corp.example.org", DAVE_PASSWORD).groups == (
+        "engineering@corp.example.org", "Remote Workers")
+    assert ad.authenticate("erin@corp.example.org", ERIN_PASSWORD) is not None  # 66048: enabled
+    assert ad.authenticate("frank@corp.example.org", FRANK_PASSWORD) is None
+    # Without the clause, the disabled account would log in.
+    plain = directory(slapd.ad_config())
+    assert plain.authenticate("frank@corp.example.org", FRANK_PASSWORD) is not None
