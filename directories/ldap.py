@@ -442,6 +442,12 @@ class LdapDirectory:
                         reused = False
                         continue
                     raise DirectoryUnavailable(f"LDAP server unreachable: {exc}") from None
+                except lx.LDAPException as exc:
+                    # Anything else ldap3 raises (a filter it cannot encode, an answer it cannot
+                    # decode) is the directory's or the configuration's fault, never a 5xx.
+                    if pooled is not None:
+                        pooled.close()
+                    raise DirectoryError(f"LDAP error: {type(exc).__name__}: {exc}") from None
                 except BaseException:
                     if pooled is not None:
                         self._pool.give_back(pooled)

@@ -166,6 +166,15 @@ def test_an_ambiguous_login_filter_is_refused(slapd, directory):
         ldap.authenticate("alice@example.org", ALICE_PASSWORD)
 
 
+def test_an_unusable_member_of_filter_is_a_directory_error(slapd, directory):
+    """A filter that slipped past validation (set directly in the database) fails the login
+    with DirectoryError, which the caller logs, not with the library's own exception."""
+    ldap = directory(slapd.config(filter_member_of="(&(member=?)"))
+    with pytest.raises(DirectoryError):
+        ldap.lookup("alice@example.org")
+    assert directory(slapd.config()).lookup("alice@example.org")
+
+
 def test_anonymous_bind_dn(slapd, directory):
     ldap = directory(slapd.config(bind_dn=None, bind_secret=SecretRef()))
     assert ldap.authenticate("alice@example.org", ALICE_PASSWORD).verified
