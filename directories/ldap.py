@@ -382,14 +382,16 @@ class LdapDirectory:
                                 # A referral would send the bind DN's secret to another server
                                 # and open connections outside the pool.
                                 auto_referrals=False)
-        conn.open()
-        conn.socket.settimeout(timeout)
-        if self.config.use_tls and not server.ssl:
-            if not conn.start_tls():
-                pooled = _Connection(conn)
-                pooled.close()
+        pooled = _Connection(conn)
+        try:
+            conn.open()
+            conn.socket.settimeout(timeout)
+            if self.config.use_tls and not server.ssl and not conn.start_tls():
                 raise DirectoryUnavailable("StartTLS refused by the LDAP server")
-        return _Connection(conn)
+        except BaseException:
+            pooled.close()
+            raise
+        return pooled
 
     def _bind(self, pooled: _Connection, dn: str, password: str | None) -> bool:
         conn = pooled.conn
