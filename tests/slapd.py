@@ -396,6 +396,11 @@ access to * by * read
         payload.update(overrides)
         return payload
 
+    def jmap_method_calls(self, **overrides) -> list:
+        """The JMAP method calls that create the directory and make it the one logins use."""
+        return [["x:Directory/set", {"create": {"ldap": self.directory_create(**overrides)}}, "d1"],
+                ["x:Authentication/set", {"update": {"singleton": {"directoryId": "#ldap"}}}, "d2"]]
+
 
 def start_or_skip() -> Slapd:
     if not available():

@@ -354,9 +354,14 @@ def silent_listener():
     hang_up()
 
 
-def test_a_server_that_never_answers_times_out(slapd, directory, silent_listener):
+@pytest.mark.parametrize("tls", ["none", "starttls", "ldaps"])
+def test_a_server_that_never_answers_times_out(slapd, directory, silent_listener, tls):
     url, _, _ = silent_listener
-    ldap = directory(slapd.config(url=url, timeout=SECOND))
+    if tls == "ldaps":
+        url = url.replace("ldap://", "ldaps://")
+    # ldap3 sets whole seconds during the TLS handshake of ldaps://; the exact value afterwards.
+    timeout = SECOND if tls == "ldaps" else timedelta(milliseconds=300)
+    ldap = directory(slapd.config(url=url, timeout=timeout, use_tls=tls == "starttls"))
     started = time.monotonic()
     with pytest.raises(DirectoryUnavailable):
         ldap.authenticate("alice@example.org", ALICE_PASSWORD)
