@@ -358,6 +358,11 @@ class LdapDirectory:
     def lookup(self, login: str) -> ExternalPrincipal | None:
         return self._run(lambda conn: self._login(conn, login, None))
 
+    def lookup_mailbox(self, address: str) -> ExternalPrincipal | None:
+        """The user or group that receives mail for `address` (primary or alias), by
+        `filterMailbox`. Beyond the Backend protocol: only LDAP has such a filter."""
+        return self._run(lambda conn: self._login(conn, address, None, self.config.filter_mailbox))
+
     def authenticate_bearer(self, token: str) -> ExternalPrincipal | None:
         return None
 
@@ -476,20 +481,20 @@ class LdapDirectory:
 
     # The entry.
 
-    def _login(self, pooled: _Connection, login: str, secret: str | None):
+    def _login(self, pooled: _Connection, login: str, secret: str | None, template: str | None = None):
         config = self.config
-        search_filter = render_filter(config.filter_login, login)
+        search_filter = render_filter(template or config.filter_login, login)
         try:
             # Two are enough to know the login is ambiguous.
             entries = self._search(pooled, config.base_dn, search_filter, ldap3.SUBTREE,
                                    self._attributes, size_limit=2)
         except lx.LDAPInvalidFilterError:
-            raise DirectoryError("filterLogin is not a valid LDAP filter") from None
+            raise DirectoryError("the filter is not a valid LDAP filter") from None
         if not entries:
             return None
         if len(entries) > 1:
             # Picking one would let whoever controls another matching entry log in as this one.
-            raise DirectoryError("filterLogin matched more than one entry for one login")
+            raise DirectoryError("the filter matched more than one entry for one address")
         entry = entries[0]
         dn = entry["dn"]
         attributes = _values(entry)

@@ -155,6 +155,16 @@ def test_groups_come_out_as_groups(slapd, directory):
     assert ldap.lookup("wonder@example.org").kind == "user"
 
 
+def test_mailbox_lookup_by_address_or_alias(slapd, directory):
+    ldap = directory(slapd.config())
+    assert ldap.lookup_mailbox("wonder@example.org").name == "alice@example.org"
+    sales = ldap.lookup_mailbox("deals@example.org")
+    assert sales.kind == "group" and sales.name == "sales@example.org"
+    assert ldap.lookup("deals@example.org") is None  # filterLogin knows people only
+    for address in ("*", "*)(mail=*", "nobody@example.org"):
+        assert ldap.lookup_mailbox(address) is None
+
+
 def test_groups_from_member_of_and_the_filter_together(slapd, directory):
     # OpenLDAP entries have no memberOf here: only filterMemberOf yields groups; without it, none.
     assert directory(slapd.config(filter_member_of=None)).lookup("alice@example.org").groups == ()
