@@ -165,7 +165,7 @@ def test_mailbox_lookup_by_address_or_alias(slapd, directory):
         assert ldap.lookup_mailbox(address) is None
 
 
-def test_groups_from_member_of_and_the_filter_together(slapd, directory):
+def test_without_filter_member_of_openldap_entries_have_no_groups(slapd, directory):
     # OpenLDAP entries have no memberOf here: only filterMemberOf yields groups; without it, none.
     assert directory(slapd.config(filter_member_of=None)).lookup("alice@example.org").groups == ()
 
