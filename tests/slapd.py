@@ -305,7 +305,8 @@ access to * by * read
                 socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.2).close()
                 return self
             except OSError:
-                time.sleep(0.02)
+                time.sleep(0.02)  # slapd is still opening its database
+        self.stop()
         raise RuntimeError("slapd did not start listening")
 
     def stop(self) -> None:
@@ -407,7 +408,12 @@ def start_or_skip() -> Slapd:
         if os.environ.get("CI"):
             pytest.fail("slapd is not installed: make slapd")
         pytest.skip("slapd is not installed (make slapd)")
-    return Slapd().start()
+    server = Slapd()
+    try:
+        return server.start()
+    except BaseException:
+        server.close()
+        raise
 
 
 @pytest.fixture(scope="module")
