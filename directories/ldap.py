@@ -187,13 +187,13 @@ class _FilterParser:
             self.pos += 1
 
     def item(self):
-        if self.peek() == ":":  # extensible without attribute: [":dn"] ":" oid ":=" value
-            self.extensible()
+        if self.peek() == ":":  # extensible without attribute: [":dn"] ":" rule ":=" value
+            self.extensible(has_attribute=False)
             return
         self.attribute()
         ch = self.peek()
         if ch == ":":
-            self.extensible()
+            self.extensible(has_attribute=True)
             return
         if ch in "~<>":
             self.pos += 1
@@ -207,20 +207,19 @@ class _FilterParser:
             self.pos += 1
             self.value(allow_star=True)
 
-    def extensible(self):
-        has_rule = False
-        if self.text.startswith(":dn", self.pos) and self.text[self.pos + 3:self.pos + 4] in (":",):
+    def extensible(self, has_attribute: bool):
+        if self.text.startswith(":dn:", self.pos):
             self.pos += 3
-        if self.text.startswith(":=", self.pos):
-            pass
-        elif self.peek() == ":":
+        has_rule = False
+        if self.peek() == ":" and not self.text.startswith(":=", self.pos):
             self.pos += 1
             self.attribute()  # a matching rule: descr or numericoid
             has_rule = True
+        if not (has_attribute or has_rule):
+            self.fail("an extensible match needs an attribute or a matching rule")
         self.expect(":")
         self.expect("=")
         self.value(allow_star=False)
-        return has_rule
 
 
 def validate_filter(template: str) -> str | None:

@@ -78,6 +78,9 @@ def test_valid_filters(template):
     ("(mail>=?*)", "escaped"),
     ("( mail=?)", "attribute"),
     ("(01.2=?)", "OID"),
+    ("(:=?)", "matching rule"),
+    ("(:dn:=?)", "matching rule"),
+    ("(cn:dn=?)", "expected ':'"),
     ("", "empty"),
 ])
 def test_invalid_filters(template, reason):
