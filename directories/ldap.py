@@ -61,36 +61,32 @@ def escape_filter_value(value: str) -> str:
     return "".join(out)
 
 
-def _template(template: str) -> list[tuple[str, str]]:
-    """The template as (kind, text) pieces: ("static", text) or ("full"|"local"|"domain", "").
-    Raises ValueError on an unknown or unclosed placeholder."""
-    pieces: list[tuple[str, str]] = []
-    text = []
-    i = 0
+def _template(template: str) -> list[tuple[str, str, int]]:
+    """The template as (kind, text, position) pieces: ("static", text, where it starts) or
+    ("full"|"local"|"domain", "", where the placeholder starts). Raises ValueError on an unknown
+    or unclosed placeholder."""
+    pieces: list[tuple[str, str, int]] = []
+    start, i = 0, 0
     while i < len(template):
         ch = template[i]
-        if ch == "?":
-            if text:
-                pieces.append(("static", "".join(text)))
-                text = []
-            pieces.append(("full", ""))
-        elif ch == "{":
-            end = template.find("}", i)
-            if end < 0:
-                raise ValueError("unclosed placeholder '{'")
-            name = template[i + 1:end]
-            if name not in _PLACEHOLDERS:
-                raise ValueError(f"unknown placeholder {{{name}}}")
-            if text:
-                pieces.append(("static", "".join(text)))
-                text = []
-            pieces.append((_PLACEHOLDERS[name], ""))
-            i = end
-        else:
-            text.append(ch)
+        if ch in "?{":
+            if i > start:
+                pieces.append(("static", template[start:i], start))
+            if ch == "?":
+                pieces.append(("full", "", i))
+            else:
+                end = template.find("}", i)
+                if end < 0:
+                    raise ValueError("unclosed placeholder '{'")
+                name = template[i + 1:end]
+                if name not in _PLACEHOLDERS:
+                    raise ValueError(f"unknown placeholder {{{name}}}")
+                pieces.append((_PLACEHOLDERS[name], "", i))
+                i = end
+            start = i + 1
         i += 1
-    if text:
-        pieces.append(("static", "".join(text)))
+    if len(template) > start:
+        pieces.append(("static", template[start:], start))
     return pieces
 
 
@@ -100,7 +96,7 @@ def render_filter(template: str, value: str) -> str:
     local, _, domain = value.rpartition("@") if "@" in value else (value, "", "")
     parts = {"full": value, "local": local, "domain": domain}
     return "".join(text if kind == "static" else escape_filter_value(parts[kind])
-                   for kind, text in _template(template))
+                   for kind, text, _ in _template(template))
 
 
 class _FilterParser:
@@ -111,7 +107,9 @@ class _FilterParser:
         self.pos = 0
 
     def fail(self, what: str):
-        raise ValueError(f"{what} at position {self.pos + 1}")
+        error = ValueError(what)
+        error.pos = self.pos
+        raise error
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -142,12 +140,12 @@ class _FilterParser:
             self.item()
         self.expect(")")
 
-    def attribute(self, optional=False) -> bool:
+    def attribute(self) -> None:
         start = self.pos
         text = self.text
-        if self.peek().isdigit():
+        if self.peek() and self.peek() in "0123456789":
             # numericoid: number *( "." number )
-            while self.pos < len(text) and (text[self.pos].isdigit() or text[self.pos] == "."):
+            while self.pos < len(text) and text[self.pos] in "0123456789.":
                 self.pos += 1
             oid = text[start:self.pos]
             if not all(p and (p == "0" or not p.startswith("0")) for p in oid.split(".")):
@@ -157,8 +155,6 @@ class _FilterParser:
                                              and (text[self.pos].isalnum() or text[self.pos] == "-")):
                 self.pos += 1
         else:
-            if optional:
-                return False
             self.fail("expected an attribute name")
         while self.peek() == ";":  # options
             self.pos += 1
@@ -168,7 +164,6 @@ class _FilterParser:
                 self.pos += 1
             if begin == self.pos:
                 self.fail("empty attribute option")
-        return True
 
     def value(self, allow_star: bool) -> None:
         text = self.text
@@ -230,15 +225,25 @@ def validate_filter(template: str) -> str | None:
         pieces = _template(template)
     except ValueError as exc:
         return str(exc)
-    if not any(kind != "static" for kind, _ in pieces):
+    if not any(kind != "static" for kind, _, _ in pieces):
         return "the filter has no '?' placeholder for the login"
     # A sample full of characters that need escaping: a placeholder put where only a value may
-    # stand (an attribute name, say) makes the filter unparsable.
-    sample = render_filter(template, "x*(y)\\z@example.org")
+    # stand (an attribute name, say) makes the filter unparsable. `origin` maps each character
+    # of the sample back to the template, so that the error points into what the user wrote.
+    value = escape_filter_value("x*(y)\\z")
+    sample, origin = [], []
+    for kind, text, position in pieces:
+        if kind == "static":
+            sample.append(text)
+            origin.extend(range(position, position + len(text)))
+        else:
+            sample.append(value)
+            origin.extend([position] * len(value))
     try:
-        _FilterParser(sample).parse()
+        _FilterParser("".join(sample)).parse()
     except ValueError as exc:
-        return f"not a valid LDAP filter (RFC 4515): {exc}"
+        where = origin[exc.pos] if exc.pos < len(origin) else len(template)
+        return f"not a valid LDAP filter (RFC 4515): {exc} at position {where + 1}"
     return None
 
 
