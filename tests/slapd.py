@@ -345,6 +345,14 @@ access to * by * read
                        and [v.lower() for v in entry["attributes"].get("monitorConnectionAuthzDN", [])]
                        != [ROOT_DN.lower()])
 
+    def binds(self) -> int:
+        """Bind operations completed since the server started, the rootdn's own included (one
+        per call of this method or of connections()): for tests of the login verdict cache."""
+        with self.admin() as conn:
+            conn.search("cn=Bind,cn=Operations,cn=Monitor", "(objectClass=*)",
+                        search_scope="BASE", attributes=["monitorOpCompleted"])
+            return int(conn.response[0]["attributes"]["monitorOpCompleted"][0])
+
     # Configurations for the backend and the JMAP face.
 
     def config(self, **overrides):

@@ -442,6 +442,28 @@ def test_concurrent_logins_stay_within_the_pool_limit(own_slapd):
     assert own_slapd.connections() == 0
 
 
+def test_bind_mode_binds_twice_per_login_and_hash_mode_once_per_connection(own_slapd):
+    """What the server sees (slapd.binds() is also what the verdict-cache tests count): a bind
+    mode login binds as the user and back as the bind DN; hash mode keeps the bind DN's bind."""
+    bind_mode = LdapDirectory(own_slapd.config())
+    hash_mode = LdapDirectory(own_slapd.config(bind_authentication=False))
+    try:
+        bind_mode.lookup("alice@example.org")  # the connection and its first bind
+        before = own_slapd.binds()
+        for _ in range(3):
+            assert bind_mode.authenticate("alice@example.org", ALICE_PASSWORD)
+        # Each: as the user, then back as the bind DN to search the groups.
+        assert own_slapd.binds() - before - 1 == 3 * 2
+        hash_mode.lookup("alice@example.org")
+        before = own_slapd.binds()
+        for _ in range(3):
+            assert hash_mode.authenticate("alice@example.org", "x").secret_hash
+        assert own_slapd.binds() - before - 1 == 0
+    finally:
+        bind_mode.close()
+        hash_mode.close()
+
+
 def test_dead_connections_are_replaced_after_a_restart(own_slapd):
     ldap = LdapDirectory(own_slapd.config())
     try:
