@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus slapd
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +60,16 @@ cyrus:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cyrus-imapd cyrus-caldav sasl2-bin >/dev/null; \
 	  else echo "cyrus is missing: apt-get install cyrus-imapd cyrus-caldav sasl2-bin (as root)" >&2; exit 1; fi; }
 
-test: install-dev browser promtool pebble
+# Debian's OpenLDAP server for the LDAP directory tests (tests/slapd.py starts its own instances
+# on loopback ports). The package's own service is not wanted: when the install started it, it
+# is stopped again (policy-rc.d usually prevents the start in containers anyway).
+slapd:
+	@test -x /usr/sbin/slapd && test -x /usr/sbin/slapadd || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slapd ldap-utils >/dev/null \
+	    && { invoke-rc.d slapd stop >/dev/null 2>&1 || true; }; \
+	  else echo "slapd is missing: apt-get install slapd ldap-utils (as root)" >&2; exit 1; fi; }
+
+test: install-dev browser promtool pebble slapd
 	$(BIN)/python -m pytest
 
 # Logins per second per password hash algorithm (docs/performance.md); needs wrk (apt-get install wrk).

@@ -1,0 +1,583 @@
+"""The LDAP directory (OpenLDAP, Active Directory, any RFC 4511 server), on ldap3.
+
+Two modes, as the reference's `bindAuthentication`:
+
+- bind mode (true): the entry is found with `filterLogin` on a connection bound as `bindDn`
+  (or anonymous), then the connection binds as that entry's DN with the user's password. The
+  server itself proves the password, so the principal comes back `verified=True`;
+- hash mode (false): the entry's `attrSecret` is read and returned as `secret_hash` for the
+  caller to verify with the server's own hash verifiers.
+
+Filters are templates: `?` (and `{user}`, `{username}`, `{email}`) stands for the login,
+`{local}` for its local part and `{domain}` for its domain, as in the reference. Every value put
+into a filter is escaped per RFC 4515, so a login can never add filter syntax.
+
+Connections come from a pool of at most `poolMaxConnections`, shared by the worker's threads.
+User binds happen on pooled connections too (the next borrower binds back as `bindDn`), so the
+limit holds for everything this backend opens.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import select
+import ssl
+import threading
+from contextlib import contextmanager
+
+import ldap3
+from ldap3.core import exceptions as lx
+
+from .base import DirectoryError, DirectoryUnavailable, ExternalPrincipal, LdapConfig
+
+log = logging.getLogger(__name__)
+
+# Failures of the conversation itself: the connection is dropped, the directory is unavailable.
+_TRANSPORT_ERRORS = (lx.LDAPCommunicationError, lx.LDAPStartTLSError, lx.LDAPSSLConfigurationError,
+                     lx.LDAPCertificateError,
+                     lx.LDAPSessionTerminatedByServerError, lx.LDAPResponseTimeoutError,
+                     ssl.SSLError, OSError)
+
+# RFC 4511 result codes that mean "not now" rather than "no": busy, unavailable, unwilling.
+_TEMPORARY_RESULTS = {3, 51, 52, 80}
+_INVALID_CREDENTIALS = 49
+
+
+# --- filters --------------------------------------------------------------------------------
+
+_PLACEHOLDERS = {"user": "full", "username": "full", "email": "full", "local": "local",
+                 "domain": "domain"}
+
+
+def escape_filter_value(value: str) -> str:
+    """RFC 4515 §3: NUL, parentheses, asterisk and backslash as \\XX; everything else as is."""
+    out = []
+    for ch in value:
+        if ch in "\\*()\x00":
+            out.append("\\%02x" % ord(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _template(template: str) -> list[tuple[str, str, int]]:
+    """The template as (kind, text, position) pieces: ("static", text, where it starts) or
+    ("full"|"local"|"domain", "", where the placeholder starts). Raises ValueError on an unknown
+    or unclosed placeholder."""
+    pieces: list[tuple[str, str, int]] = []
+    start, i = 0, 0
+    while i < len(template):
+        ch = template[i]
+        if ch in "?{":
+            if i > start:
+                pieces.append(("static", template[start:i], start))
+            if ch == "?":
+                pieces.append(("full", "", i))
+            else:
+                end = template.find("}", i)
+                if end < 0:
+                    raise ValueError("unclosed placeholder '{'")
+                name = template[i + 1:end]
+                if name not in _PLACEHOLDERS:
+                    raise ValueError(f"unknown placeholder {{{name}}}")
+                pieces.append((_PLACEHOLDERS[name], "", i))
+                i = end
+            start = i + 1
+        i += 1
+    if len(template) > start:
+        pieces.append(("static", template[start:], start))
+    return pieces
+
+
+def render_filter(template: str, value: str) -> str:
+    """The filter for one value (a login, or a DN for filterMemberOf), every substitution
+    escaped."""
+    local, _, domain = value.rpartition("@") if "@" in value else (value, "", "")
+    parts = {"full": value, "local": local, "domain": domain}
+    return "".join(text if kind == "static" else escape_filter_value(parts[kind])
+                   for kind, text, _ in _template(template))
+
+
+class _FilterParser:
+    """A strict RFC 4515 parser: it accepts a filter or raises ValueError saying where."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
+
+    def fail(self, what: str):
+        error = ValueError(what)
+        error.pos = self.pos
+        raise error
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expect(self, ch: str):
+        if self.peek() != ch:
+            self.fail(f"expected '{ch}'" + (f", found '{self.peek()}'" if self.peek() else ""))
+        self.pos += 1
+
+    def parse(self):
+        self.filter()
+        if self.pos != len(self.text):
+            self.fail("unexpected text after the filter")
+
+    def filter(self):
+        self.expect("(")
+        ch = self.peek()
+        if ch in "&|":
+            self.pos += 1
+            if self.peek() != "(":
+                self.fail("'&' and '|' need at least one filter")
+            while self.peek() == "(":
+                self.filter()
+        elif ch == "!":
+            self.pos += 1
+            self.filter()
+        else:
+            self.item()
+        self.expect(")")
+
+    def attribute(self) -> None:
+        start = self.pos
+        text = self.text
+        if self.peek() and self.peek() in "0123456789":
+            # numericoid: number *( "." number )
+            while self.pos < len(text) and text[self.pos] in "0123456789.":
+                self.pos += 1
+            oid = text[start:self.pos]
+            if not all(p and (p == "0" or not p.startswith("0")) for p in oid.split(".")):
+                self.fail("malformed numeric OID")
+        elif self.peek().isascii() and self.peek().isalpha():
+            while self.pos < len(text) and (text[self.pos].isascii()
+                                             and (text[self.pos].isalnum() or text[self.pos] == "-")):
+                self.pos += 1
+        else:
+            self.fail("expected an attribute name")
+        while self.peek() == ";":  # options
+            self.pos += 1
+            begin = self.pos
+            while self.pos < len(text) and text[self.pos].isascii() and (
+                    text[self.pos].isalnum() or text[self.pos] == "-"):
+                self.pos += 1
+            if begin == self.pos:
+                self.fail("empty attribute option")
+
+    def value(self, allow_star: bool) -> None:
+        text = self.text
+        while self.pos < len(text):
+            ch = text[self.pos]
+            if ch == ")" or (ch == "*" and allow_star):
+                return
+            if ch in "(*\x00":
+                self.fail(f"'{ch}' must be escaped in a value")
+            if ch == "\\":
+                pair = text[self.pos + 1:self.pos + 3]
+                if len(pair) != 2 or any(c not in "0123456789abcdefABCDEF" for c in pair):
+                    self.fail("'\\' must be followed by two hexadecimal digits")
+                self.pos += 3
+                continue
+            self.pos += 1
+
+    def item(self):
+        if self.peek() == ":":  # extensible without attribute: [":dn"] ":" rule ":=" value
+            self.extensible(has_attribute=False)
+            return
+        self.attribute()
+        ch = self.peek()
+        if ch == ":":
+            self.extensible(has_attribute=True)
+            return
+        if ch in "~<>":
+            self.pos += 1
+            self.expect("=")
+            self.value(allow_star=False)
+            return
+        self.expect("=")
+        # simple, present or substring: the value with unescaped '*' separating its parts.
+        self.value(allow_star=True)
+        while self.peek() == "*":
+            self.pos += 1
+            self.value(allow_star=True)
+
+    def extensible(self, has_attribute: bool):
+        if self.text.startswith(":dn:", self.pos):
+            self.pos += 3
+        has_rule = False
+        if self.peek() == ":" and not self.text.startswith(":=", self.pos):
+            self.pos += 1
+            self.attribute()  # a matching rule: descr or numericoid
+            has_rule = True
+        if not (has_attribute or has_rule):
+            self.fail("an extensible match needs an attribute or a matching rule")
+        self.expect(":")
+        self.expect("=")
+        self.value(allow_star=False)
+
+
+def validate_filter(template: str) -> str | None:
+    """None when `template` is a usable filter template, else why not (for a SetError)."""
+    if not template or not template.strip():
+        return "the filter is empty"
+    try:
+        pieces = _template(template)
+    except ValueError as exc:
+        return str(exc)
+    if not any(kind != "static" for kind, _, _ in pieces):
+        return "the filter has no '?' placeholder for the login"
+    # A sample full of characters that need escaping: a placeholder put where only a value may
+    # stand (an attribute name, say) makes the filter unparsable. `origin` maps each character
+    # of the sample back to the template, so that the error points into what the user wrote.
+    value = escape_filter_value("x*(y)\\z")
+    sample, origin = [], []
+    for kind, text, position in pieces:
+        if kind == "static":
+            sample.append(text)
+            origin.extend(range(position, position + len(text)))
+        else:
+            sample.append(value)
+            origin.extend([position] * len(value))
+    try:
+        _FilterParser("".join(sample)).parse()
+    except ValueError as exc:
+        where = origin[exc.pos] if exc.pos < len(origin) else len(template)
+        return f"not a valid LDAP filter (RFC 4515): {exc} at position {where + 1}"
+    return None
+
+
+# --- connections ----------------------------------------------------------------------------
+
+class _Connection:
+    """One pooled ldap3 connection and the identity it is bound as now."""
+
+    __slots__ = ("conn", "bound_as")
+
+    def __init__(self, conn: ldap3.Connection):
+        self.conn = conn
+        self.bound_as: object = None  # the bind DN (or "" anonymous) when bound as the service
+
+    def alive(self) -> bool:
+        """An idle connection that became readable was closed by the server (restart, idle
+        timeout) or got a notice of disconnection: either way it cannot be used."""
+        sock = getattr(self.conn, "socket", None)
+        if self.conn.closed or sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        try:
+            self.conn.unbind()
+        except Exception:  # noqa: BLE001  (a dead socket cannot be unbound politely)
+            pass
+
+
+class _Pool:
+    """At most `size` connections in total, idle ones kept for reuse (most recent first)."""
+
+    def __init__(self, size: int, wait: float):
+        self._slots = threading.BoundedSemaphore(max(1, size))
+        self._wait = wait
+        self._idle: collections.deque[_Connection] = collections.deque()
+        self._lock = threading.Lock()
+        self.closed = False
+
+    @contextmanager
+    def slot(self):
+        if not self._slots.acquire(timeout=self._wait):
+            raise DirectoryUnavailable("LDAP connection pool exhausted")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def take(self) -> _Connection | None:
+        """A live idle connection, or None; dead ones found on the way are dropped."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                conn = self._idle.pop()
+            if conn.alive():
+                return conn
+            conn.close()
+
+    def give_back(self, conn: _Connection) -> None:
+        if self.closed:
+            conn.close()
+            return
+        with self._lock:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        self.closed = True
+        with self._lock:
+            idle, self._idle = list(self._idle), collections.deque()
+        for conn in idle:
+            conn.close()
+
+
+def _seconds(delta) -> float:
+    return max(0.001, delta.total_seconds())
+
+
+class LdapDirectory:
+    def __init__(self, config: LdapConfig):
+        self.config = config
+        url = config.url.strip()
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in ("ldap", "ldaps"):
+            raise DirectoryError("the LDAP URL must start with ldap:// or ldaps://")
+        tls = ldap3.Tls(validate=ssl.CERT_NONE if config.allow_invalid_certs else ssl.CERT_REQUIRED,
+                        version=ssl.PROTOCOL_TLS_CLIENT)
+        self._server_args = dict(host=url, use_ssl=scheme == "ldaps", tls=tls, get_info=ldap3.NONE,
+                                 connect_timeout=_seconds(min(config.timeout, config.pool_timeout_create)))
+        try:
+            self._new_server()
+        except lx.LDAPException as exc:
+            raise DirectoryError(f"bad LDAP URL: {exc}") from None
+        self._pool = _Pool(config.pool_max_connections, _seconds(config.pool_timeout_wait))
+        self._service_dn = config.bind_dn or ""
+        attrs = []
+        for group in (config.attr_class, config.attr_description, config.attr_email,
+                      config.attr_email_alias, config.attr_member_of, config.attr_secret_changed,
+                      () if config.bind_authentication else config.attr_secret):
+            attrs.extend(a for a in group if a and a not in attrs)
+        self._attributes = attrs or ["1.1"]  # "1.1": no attributes, only the DN
+
+    # The Backend protocol.
+
+    def authenticate(self, login: str, secret: str) -> ExternalPrincipal | None:
+        if not secret:
+            # An empty password is an unauthenticated bind (RFC 4513 §5.1.2), which a server
+            # may answer with success: never a login.
+            return None
+        return self._run(lambda conn: self._login(conn, login, secret))
+
+    def lookup(self, login: str) -> ExternalPrincipal | None:
+        return self._run(lambda conn: self._login(conn, login, None))
+
+    def lookup_mailbox(self, address: str) -> ExternalPrincipal | None:
+        """The user or group that receives mail for `address` (primary or alias), by
+        `filterMailbox`. Beyond the Backend protocol: only LDAP has such a filter."""
+        return self._run(lambda conn: self._login(conn, address, None, self.config.filter_mailbox))
+
+    def authenticate_bearer(self, token: str) -> ExternalPrincipal | None:
+        return None
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # Connections.
+
+    def _new_server(self) -> ldap3.Server:
+        # One per connection: an ldap3 Server remembers a failed address as unavailable for a
+        # while, which would keep the directory "down" for seconds after it came back.
+        return ldap3.Server(**self._server_args)
+
+    def _connect(self) -> _Connection:
+        server = self._new_server()
+        timeout = _seconds(self.config.timeout)
+        # ldap3 packs its receive timeout into SO_RCVTIMEO as whole seconds; the exact value
+        # is set on the socket right after.
+        conn = ldap3.Connection(server, client_strategy=ldap3.SYNC, read_only=True,
+                                receive_timeout=max(1, math.ceil(timeout)),
+                                raise_exceptions=False, auto_bind=ldap3.AUTO_BIND_NONE,
+                                # A referral would send the bind DN's secret to another server
+                                # and open connections outside the pool.
+                                auto_referrals=False)
+        pooled = _Connection(conn)
+        try:
+            conn.open()
+            conn.socket.settimeout(timeout)
+            if self.config.use_tls and not server.ssl and not conn.start_tls():
+                raise DirectoryUnavailable("StartTLS refused by the LDAP server")
+        except BaseException:
+            pooled.close()
+            raise
+        return pooled
+
+    def _bind(self, pooled: _Connection, dn: str, password: str | None) -> bool:
+        conn = pooled.conn
+        if dn:
+            conn.authentication, conn.user, conn.password = ldap3.SIMPLE, dn, password
+        else:
+            conn.authentication, conn.user, conn.password = ldap3.ANONYMOUS, None, None
+        pooled.bound_as = None
+        try:
+            ok = conn.bind()
+        except lx.LDAPPasswordIsMandatoryError:
+            return False
+        finally:
+            conn.password = None  # not kept in memory longer than the bind
+        if not ok:
+            code = (conn.result or {}).get("result")
+            if code in _TEMPORARY_RESULTS:
+                raise DirectoryUnavailable(f"LDAP bind answered {conn.result.get('description')}")
+            if code is None:
+                raise lx.LDAPCommunicationError(conn.last_error or "bind failed")
+        return ok
+
+    def _as_service(self, pooled: _Connection) -> None:
+        if pooled.bound_as == self._service_dn:
+            return
+        password = self.config.bind_secret.resolve() if self._service_dn else None
+        if not self._bind(pooled, self._service_dn, password):
+            raise DirectoryError("the LDAP server refused the bind DN and its secret")
+        pooled.bound_as = self._service_dn
+
+    def _run(self, work):
+        """`work(connection)` on a pooled connection bound as the service. A connection that
+        fails mid-conversation is dropped; when it was a reused one (the server may have
+        restarted since), the work is tried once more on a new connection."""
+        with self._pool.slot():
+            pooled = self._pool.take()
+            reused = pooled is not None
+            while True:
+                try:
+                    if pooled is None:
+                        pooled = self._connect()
+                    self._as_service(pooled)
+                    result = work(pooled)
+                except _TRANSPORT_ERRORS as exc:
+                    if pooled is not None:
+                        pooled.close()
+                    pooled = None
+                    if reused:
+                        log.info("a pooled LDAP connection was dropped (%s); reconnecting", exc)
+                        reused = False
+                        continue
+                    raise DirectoryUnavailable(f"LDAP server unreachable: {exc}") from None
+                except lx.LDAPException as exc:
+                    # Anything else ldap3 raises (a filter it cannot encode, an answer it cannot
+                    # decode) is the directory's or the configuration's fault, never a 5xx.
+                    if pooled is not None:
+                        pooled.close()
+                    raise DirectoryError(f"LDAP error: {type(exc).__name__}: {exc}") from None
+                except BaseException:
+                    if pooled is not None:
+                        self._pool.give_back(pooled)
+                    raise
+                self._pool.give_back(pooled)
+                return result
+
+    def _search(self, pooled: _Connection, base: str, search_filter: str, scope, attributes,
+                size_limit: int = 0):
+        conn = pooled.conn
+        ok = conn.search(base, search_filter, search_scope=scope, attributes=attributes,
+                         dereference_aliases=ldap3.DEREF_NEVER, size_limit=size_limit)
+        code = (conn.result or {}).get("result")
+        if code is None and not ok:
+            raise lx.LDAPCommunicationError(conn.last_error or "search failed")
+        if code in _TEMPORARY_RESULTS:
+            raise DirectoryUnavailable(f"LDAP search answered {conn.result.get('description')}")
+        if code == 32:  # noSuchObject: the base does not exist
+            return []
+        if code not in (0, 4):  # success, sizeLimitExceeded (partial results)
+            raise DirectoryError(f"LDAP search failed: {conn.result.get('description')} "
+                                 f"{conn.result.get('message') or ''}".strip())
+        return [entry for entry in conn.response or () if entry.get("type") == "searchResEntry"]
+
+    # The entry.
+
+    def _login(self, pooled: _Connection, login: str, secret: str | None, template: str | None = None):
+        config = self.config
+        search_filter = render_filter(template or config.filter_login, login)
+        try:
+            # Two are enough to know the login is ambiguous.
+            entries = self._search(pooled, config.base_dn, search_filter, ldap3.SUBTREE,
+                                   self._attributes, size_limit=2)
+        except lx.LDAPInvalidFilterError:
+            raise DirectoryError("the filter is not a valid LDAP filter") from None
+        if not entries:
+            return None
+        if len(entries) > 1:
+            # Picking one would let whoever controls another matching entry log in as this one.
+            raise DirectoryError("the filter matched more than one entry for one address")
+        entry = entries[0]
+        dn = entry["dn"]
+        attributes = _values(entry)
+        if secret is not None and config.bind_authentication:
+            if not self._bind(pooled, dn, secret):
+                return None
+        groups = self._groups(pooled, dn, attributes)
+        return self._principal(login, attributes, groups,
+                               verified=secret is not None and config.bind_authentication,
+                               with_hash=secret is not None)
+
+    def _groups(self, pooled: _Connection, dn: str, attributes: dict) -> tuple[str, ...]:
+        config = self.config
+        names: list[str] = []
+        member_of = [v for a in config.attr_member_of for v in attributes.get(a.lower(), ())]
+        if member_of or config.filter_member_of:
+            self._as_service(pooled)
+        name_attrs = [a for a in config.attr_email if a] + ["cn"]
+        for value in member_of:
+            if "=" not in value:
+                names.append(value)
+                continue
+            for group in self._search(pooled, value, "(objectClass=*)", ldap3.BASE, name_attrs):
+                name = _group_name(_values(group), config.attr_email)
+                if name:
+                    names.append(name)
+        if config.filter_member_of:
+            found = self._search(pooled, config.base_dn, render_filter(config.filter_member_of, dn),
+                                 ldap3.SUBTREE, name_attrs)
+            for group in found:
+                name = _group_name(_values(group), config.attr_email)
+                if name:
+                    names.append(name)
+        return tuple(dict.fromkeys(names))
+
+    def _principal(self, login, attributes, groups, verified, with_hash) -> ExternalPrincipal:
+        config = self.config
+        first = lambda names: next((v for a in names for v in attributes.get(a.lower(), ()) if v), None)  # noqa: E731
+        emails = [v.lower() for a in config.attr_email for v in attributes.get(a.lower(), ()) if v]
+        emails += [v.lower() for a in config.attr_email_alias for v in attributes.get(a.lower(), ()) if v]
+        emails = list(dict.fromkeys(emails))
+        group_class = config.group_class.lower()
+        classes = {v.lower() for a in config.attr_class for v in attributes.get(a.lower(), ())}
+        return ExternalPrincipal(
+            name=emails[0] if emails else login.lower(),
+            kind="group" if group_class and group_class in classes else "user",
+            description=first(config.attr_description) or "",
+            emails=tuple(emails),
+            groups=groups,
+            secret_hash=first(config.attr_secret) if with_hash and not config.bind_authentication else None,
+            secret_marker=first(config.attr_secret_changed),
+            verified=verified,
+        )
+
+
+def _values(entry) -> dict[str, list[str]]:
+    """The entry's attributes, names lower-cased, values as text (a value that is not UTF-8,
+    a binary attribute, is left out)."""
+    out: dict[str, list[str]] = {}
+    for name, values in (entry.get("raw_attributes") or {}).items():
+        texts = []
+        for value in values:
+            try:
+                texts.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+            except UnicodeDecodeError:
+                continue
+        out[name.split(";", 1)[0].lower()] = texts
+    return out
+
+
+def _group_name(attributes: dict, attr_email) -> str | None:
+    for name in attr_email:
+        for value in attributes.get(name.lower(), ()):
+            if value:
+                return value.lower()
+    for value in attributes.get("cn", ()):
+        if value:
+            return value
+    return None
+
+
+__all__ = ["LdapDirectory", "validate_filter", "render_filter", "escape_filter_value"]
