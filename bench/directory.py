@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Core/echo with Basic authentication through an LDAP directory, beside the internal directory,
+in one run, against gunicorn as production runs it.
+
+    .venv/bin/python bench/directory.py [--duration 10] [--workers N] [--connections 16]
+
+Scenarios, in one run under the same gunicorn settings (see bench/jmap.py for the model):
+
+1. bare server                   gunicorn's own cost per request (hello world);
+2. Core/echo, internal           the first administrator of `manage.py bootstrap`, whose argon2id
+                                 password is checked once and then served from the verdict cache;
+3. Core/echo, LDAP (bind mode)   a user of a real OpenLDAP server (Debian's slapd, tests/slapd.py,
+                                 on a loopback port, with its test data: a few dozen entries),
+                                 made the active directory through x:Directory/set and
+                                 x:Authentication/set; the first request binds and mirrors the
+                                 account, the later ones must be served from the same verdict
+                                 cache, so the target is LDAP within 10 % of internal.
+
+The script also counts the binds slapd completed during the LDAP scenario (its monitor backend):
+with the verdict cache working, that is about one per gunicorn worker, not one per request.
+Only 127.0.0.1 is ever contacted.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+from harness import Run, basic, bootstrap, check, measure, parse, parser  # noqa: E402
+
+from tests import slapd as ldap_server  # noqa: E402
+
+CORE = "urn:ietf:params:jmap:core"
+ECHO = {"using": [CORE], "methodCalls": [["Core/echo", {"hello": True, "n": [1, 2, 3]}, "c0"]]}
+LDAP_USER = "alice@example.org"
+
+
+def jmap(url: str, authorization: str, calls: list) -> list:
+    import requests
+
+    resp = requests.post(url, json={"using": [CORE, "urn:stalwart:jmap"], "methodCalls": calls},
+                         headers={"Authorization": authorization}, timeout=30)
+    resp.raise_for_status()
+    return resp.json()["methodResponses"]
+
+
+def main() -> int:
+    p = parser(__doc__, connections=16)
+    p.add_argument("--ratio", type=float, default=0.90, help="LDAP Core/echo to internal Core/echo to reach")
+    args = parse(p)
+    if not ldap_server.available():
+        p.error("slapd is not installed: make slapd")
+
+    run = Run(args)
+    bare = run.bare()
+    results = [bare]
+    problems = []
+    server_ldap = ldap_server.Slapd().start()
+    try:
+        with run.project() as server:
+            admin = basic(*bootstrap(server))
+            api = server.url + "/jmap/"
+            # An API key keeps the administrator's way in once logins go to the directory.
+            answer = jmap(api, admin, [["x:ApiKey/set", {"create": {"k": {"description": "bench"}}}, "k"]])
+            created = answer[0][1].get("created", {}).get("k", {})
+            key = created.get("secret") or created.get("apiKey")
+            if not key:
+                raise RuntimeError(f"could not create an API key: {answer}")
+            bearer = f"Bearer {key}"
+            check("POST", api, admin, ECHO, "Core/echo")
+            internal = measure("Core/echo, internal (Basic)", api, args, method="POST", body=json.dumps(ECHO),
+                               authorization=admin)
+            results.append(internal)
+
+            answer = jmap(api, bearer, server_ldap.jmap_method_calls())
+            if "created" not in answer[0][1] or "updated" not in answer[1][1]:
+                raise RuntimeError(f"could not make the LDAP directory active: {answer}")
+            user = basic(LDAP_USER, ldap_server.ALICE_PASSWORD)
+            check("POST", api, user, ECHO, "Core/echo")
+            binds_before = server_ldap.binds()
+            ldap = measure("Core/echo, LDAP bind mode (Basic)", api, args, method="POST", body=json.dumps(ECHO),
+                           authorization=user)
+            results.append(ldap)
+            # binds() itself costs one bind (the rootdn's) per call.
+            binds = server_ldap.binds() - binds_before - 1
+    finally:
+        server_ldap.close()
+    status = run.report(results, bare, problems)
+    ratio = ldap.rate / internal.rate if internal.rate else 0.0
+    print(f"LDAP binds during the LDAP scenario: {binds} for {ldap.requests} requests")
+    print(f"Core/echo through LDAP: {ldap.rate:.0f} req/s = {ratio:.2f} x internal's {internal.rate:.0f} "
+          f"(target {args.ratio:.2f} x): {'met' if ratio >= args.ratio else 'NOT met'}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
