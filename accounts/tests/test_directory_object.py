@@ -336,3 +336,41 @@ def test_schema_lists_the_variants(jmap):
         "Default", "PostgreSql", "MySql", "Sqlite"]
     assert schema["fields"]["SecretKeyValue"]["properties"]["secret"]["type"]["format"] == "secret"
     assert schema["fields"]["x:OidcDirectory"]["defaults"]["claimUsername"] == "preferred_username"
+
+
+# --- config_of: the row as its backend's configuration ------------------------------------------
+def test_config_of_each_variant(jmap, monkeypatch, tmp_path):
+    from datetime import timedelta
+
+    from accounts.directory_config import config_of
+    from directories.base import LdapConfig, OidcConfig, SqlConfig
+
+    ldap = Directory.objects.get(pk=ids.decode(made(jmap, {**LDAP, "attrEmail": ["mail", "email"],
+                                                            "poolTimeoutWait": 1500, "filterMemberOf": None})))
+    config = config_of(ldap)
+    assert isinstance(config, LdapConfig)
+    assert config.url == "ldaps://ldap.example.org" and config.base_dn == "dc=example,dc=org"
+    assert config.attr_email == ("mail", "email") and config.pool_timeout_wait == timedelta(milliseconds=1500)
+    assert config.filter_member_of is None and config.bind_secret.resolve() == "bind-S3cret"
+
+    secret_file = tmp_path / "db-password"
+    secret_file.write_text("from-a-file\n")
+    sql = Directory.objects.get(pk=ids.decode(made(jmap, {**SQL, "store": {
+        "@type": "MySql", "host": "db.example.org", "authSecret": {"@type": "File", "filePath": str(secret_file)}}})))
+    config = config_of(sql)
+    assert isinstance(config, SqlConfig)
+    assert (config.store.kind, config.store.host, config.store.port) == ("mysql", "db.example.org", 3306)
+    assert config.store.timeout == timedelta(seconds=15) and config.store.auth_secret.resolve() == "from-a-file"
+    assert config.query_login.endswith("$1")
+
+    monkeypatch.setenv("DIRECTORY_TEST_SECRET", "from-the-environment")
+    update(jmap, ids.encode(sql.pk), {"store/authSecret": {"@type": "EnvironmentVariable",
+                                                           "variableName": "DIRECTORY_TEST_SECRET"}})
+    sql.refresh_from_db()
+    assert config_of(sql).store.auth_secret.resolve() == "from-the-environment"
+
+    oidc = Directory.objects.get(pk=ids.decode(made(jmap, OIDC)))
+    config = config_of(oidc)
+    assert isinstance(config, OidcConfig)
+    assert config.require_scopes == ("openid", "email") and config.username_domain == "example.org"
+    assert config.claim_groups == "groups"
