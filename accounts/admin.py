@@ -1,14 +1,16 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
+from django.utils.html import format_html
 
+from directories import filters
 from registry import declaration as decl_mod
 from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values
 from registry.admin_widgets import LabelledSplitDateTime
 
 from . import credentials, hashing, services
-from .models import Account, Alias, Credential, Domain
+from .models import Account, Alias, Credential, Directory, Domain
 from .policy import PolicyViolation
 
 # Django's own groups are not ours: accounts of kind "group" are.
@@ -195,3 +197,108 @@ class AccountAdmin(DeclaredAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         obj = Account.objects.get(pk=obj.pk)
         return super().response_add(request, obj, post_url_continue)
+
+
+# Labels and explanations of the Directory fields on its settings page, where the column's own
+# (a name shared by every variant, a secret's four parts) would not tell an operator enough.
+DIRECTORY_FIELDS = {
+    "kind": ("Kind", "LDAP (OpenLDAP, Active Directory…), a SQL database, or an OpenID Connect provider. Chosen "
+                     "when the directory is added; to switch, use JMAP or manage.py with the new kind's settings."),
+    "tenant": ("Tenant", "The tenant this directory belongs to (empty: the whole server). The server's login "
+                         "directory (Authentication) must belong to no tenant."),
+    "url": ("Server URL", "ldap://host[:port] or ldaps://host[:port] (TLS from the start)."),
+    "use_tls": ("StartTLS", "On an ldap:// URL, upgrade the connection with StartTLS before binding."),
+    "base_dn": ("Base DN", "Where searches begin, e.g. dc=example,dc=org or ou=people,dc=example,dc=org."),
+    "bind_dn": ("Bind DN", "The entry the server binds as to search, e.g. cn=admin,dc=example,dc=org. Empty: an "
+                           "anonymous bind."),
+    "bind_secret_kind": ("Bind password source", "None, a value typed here (stored encrypted), an environment "
+                                                 "variable or a file, read at each new connection."),
+    "bind_secret": ("Bind password", "The bind DN's password (source: Value)."),
+    "bind_secret_variable": ("Bind password variable", "The environment variable holding the password (source: "
+                                                       "Environment variable)."),
+    "bind_secret_file": ("Bind password file", "The file holding the password, its first line (source: File)."),
+    "bind_authentication": ("Check passwords by binding as the user", None),
+    "filter_login": ("Login filter", "Finds the entry of the address a user logs in with: ? stands for the address "
+                                     "(escaped, so a login name cannot widen the search). The preview below shows it "
+                                     "for a sample address."),
+    "filter_mailbox": ("Recipient filter", None),
+    "filter_member_of": ("Member-of filter", "Finds the groups of an entry; ? stands for the entry's DN. Empty: the "
+                                             "member-of attributes of the entry are used instead."),
+    "attr_class": ("Class attributes", "One per line. Entries whose class is the group class are groups."),
+    "attr_description": ("Description attributes", "One per line: the display name."),
+    "attr_email": ("E-mail attributes", "One per line: the primary address."),
+    "attr_email_alias": ("Alias attributes", "One per line: further addresses of the entry."),
+    "attr_member_of": ("Member-of attributes", "One per line: the groups listed in the entry itself (AD: memberOf)."),
+    "attr_secret": ("Password attributes", "One per line: the password hash, read when passwords are not checked by "
+                                           "binding as the user."),
+    "attr_secret_changed": ("Password-changed attributes", None),
+    "sql_store": ("Database", "This server's own database, or another PostgreSQL, MySQL / MariaDB or SQLite one."),
+    "sql_host": ("Host", "Host name of the database server (PostgreSQL, MySQL)."),
+    "sql_port": ("Port", None),
+    "sql_database": ("Database name", None),
+    "sql_auth_username": ("User name", None),
+    "sql_auth_secret_kind": ("Password source", "None, a value typed here (stored encrypted), an environment "
+                                                "variable or a file."),
+    "sql_auth_secret": ("Password", "The database password (source: Value)."),
+    "sql_auth_secret_variable": ("Password variable", "The environment variable holding the password."),
+    "sql_auth_secret_file": ("Password file", "The file holding the password, its first line."),
+    "sql_options": ("Options", "Additional connection options (PostgreSQL)."),
+    "sql_path": ("SQLite file", "Path of the SQLite database file."),
+    "sql_timeout": ("Timeout", None),
+    "sql_use_tls": ("TLS", None),
+    "sql_allow_invalid_certs": ("Allow invalid certificates", None),
+    "sql_pool_max_connections": ("Connections at most", None),
+    "query_login": ("Login query", "Returns the account of a login address, given as $1 (bound, never pasted into "
+                                   "the query). One SELECT, with $1 only."),
+    "query_recipient": ("Recipient query", None),
+    "query_member_of": ("Member-of query", "Returns the names of the groups of $1. Empty: none."),
+    "query_email_aliases": ("Aliases query", "Returns the further addresses of $1. Empty: none."),
+    "issuer_url": ("Issuer URL", "The provider's base URL, e.g. https://sso.example.org/realms/staff: its "
+                                 "endpoints and keys are discovered from /.well-known/openid-configuration. https, "
+                                 "or http for a provider on this machine."),
+    "require_scopes": ("Required scopes", "One per line: a token lacking any of them is refused."),
+    "username_domain": ("Username domain", "Appended to a login name without @ (john → john@example.org)."),
+}
+
+
+@admin.register(Directory)
+class DirectoryAdmin(DeclaredAdmin):
+    """Settings › Authentication › Directories: one page per kind (registry's variants), every
+    field explained, and the login filter previewed with a sample address."""
+
+    change_form_template = "admin/accounts/directory/change_form.html"
+    list_display = ("description", "kind", "tenant")
+
+    class Media:
+        js = ("stalwart/directory-admin.js",)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        out = []
+        for title, options in fieldsets:
+            names = list(options.get("fields", ()))
+            if "filter_login" in names:
+                names.insert(names.index("filter_login") + 1, "login_filter_preview")
+            out.append((title, {**options, "fields": names}))
+        return out
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        if self.variant(request, obj) == Directory.Kind.LDAP:
+            fields = [*fields, "login_filter_preview"]
+        return fields
+
+    @admin.display(description="Login filter for a sample address")
+    def login_filter_preview(self, obj):
+        template = getattr(obj, "filter_login", None) or Directory._meta.get_field("filter_login").get_default()
+        return format_html('<code id="login-filter-preview" data-sample="{}">{}</code>',
+                           filters.SAMPLE, filters.substitute(template, filters.SAMPLE))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        label, help_text = DIRECTORY_FIELDS.get(db_field.name, (None, None))
+        if field is not None and label:
+            field.label = label
+        if field is not None and help_text:
+            field.help_text = help_text
+        return field
