@@ -295,6 +295,13 @@ class DirectoryAdmin(DeclaredAdmin):
                            filters.SAMPLE, filters.substitute(template, filters.SAMPLE))
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in ("bind_secret", "sql_auth_secret"):
+            # One line (a password), where an encrypted column's own widget is a text area.
+            kwargs["widget"] = forms.TextInput
+        elif db_field.name.startswith("filter_") or db_field.name in ("url", "issuer_url", "base_dn", "bind_dn"):
+            kwargs["widget"] = forms.TextInput(attrs={"class": "vLargeTextField", "spellcheck": "false"})
+        elif db_field.name.startswith("query_"):
+            kwargs["widget"] = forms.Textarea(attrs={"rows": 3, "cols": 80, "spellcheck": "false"})
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         label, help_text = DIRECTORY_FIELDS.get(db_field.name, (None, None))
         if field is not None and label:

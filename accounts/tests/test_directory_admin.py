@@ -55,6 +55,8 @@ def test_add_an_oidc_directory(admin_client):
     assert done.status_code == 302, form_errors(done, "issuer_url")
     made = Directory.objects.get()
     assert (made.kind, made.issuer_url, made.url) == ("oidc", "https://sso.example.org", "ldap://localhost:389")
+    # A list field starts from its default, one value per line.
+    assert made.require_scopes == ["openid", "email"]
 
 
 def test_the_forms_errors_are_the_models(admin_client):
@@ -80,10 +82,13 @@ def test_change_page_filter_preview_and_masked_secret(admin_client):
     # Saving the page as it is keeps the secret, and the kind is not an input.
     data = form_data(page, "directory_form")
     assert "kind" not in data and data.get("bind_secret", "") == ""
-    data.update({"description": "People and groups", "_save": "Save"})
+    assert data["attr_email"] == "mail"
+    data.update({"description": "People and groups", "attr_email_alias": "mailAlias\r\nproxyAddresses\r\n",
+                 "_save": "Save"})
     assert admin_client.post(change_url(directory), data).status_code == 302
     directory.refresh_from_db()
     assert directory.description == "People and groups" and directory.bind_secret == "bind-S3cret"
+    assert directory.attr_email_alias == ["mailAlias", "proxyAddresses"]
 
 
 def test_the_test_button_has_its_place(admin_client):
