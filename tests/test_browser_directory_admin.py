@@ -54,5 +54,21 @@ def test_directory_pages_in_the_browser(live, chromium, tmp_path):
         expect(preview).to_have_text("(|(uid=jane@example.org)(mail=jane@example.org))")
         # Only the LDAP settings on an LDAP directory's page.
         assert page.locator("#id_query_login").count() == 0 and page.locator("#id_issuer_url").count() == 0
+        # The password source decides which of its rows show.
+        expect(page.locator("#id_bind_secret")).to_be_visible()
+        expect(page.locator("#id_bind_secret_variable")).to_be_hidden()
+        page.select_option("#id_bind_secret_kind", "env")
+        expect(page.locator("#id_bind_secret_variable")).to_be_visible()
+        expect(page.locator("#id_bind_secret")).to_be_hidden()
+
+        # The database's rows follow its kind.
+        page.goto(f"{base}{pks[1]}/change/")
+        expect(page.locator("#id_sql_host")).to_be_visible()
+        expect(page.locator("#id_sql_path")).to_be_hidden()
+        page.select_option("#id_sql_store", "sqlite")
+        expect(page.locator("#id_sql_path")).to_be_visible()
+        expect(page.locator("#id_sql_host")).to_be_hidden()
+        expect(page.locator("#id_sql_auth_secret_kind")).to_be_hidden()
+        page.screenshot(path=str(shots / "directory-sql-sqlite.png"), full_page=True)
 
     chromium.run(body)
