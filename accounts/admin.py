@@ -5,7 +5,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils.html import format_html
 
+from directories import filters
 from registry import declaration as decl_mod
 from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values
@@ -202,12 +204,123 @@ class AccountAdmin(DeclaredAdmin):
         return super().response_add(request, obj, post_url_continue)
 
 
+class DirectoryTestForm(forms.Form):
+    login = forms.CharField(max_length=320, label="Login")
+    password = forms.CharField(required=False, strip=False, label="Password (optional)",
+                               widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}))
+
+
+# Labels and explanations of the Directory fields on its settings page, where the column's own
+# (a name shared by every variant, a secret's four parts) would not tell an operator enough.
+DIRECTORY_FIELDS = {
+    "kind": ("Kind", "LDAP (OpenLDAP, Active Directory…), a SQL database, or an OpenID Connect provider. Chosen "
+                     "when the directory is added; to switch, use JMAP or manage.py with the new kind's settings."),
+    "tenant": ("Tenant", "The tenant this directory belongs to (empty: the whole server). The server's login "
+                         "directory (Authentication) must belong to no tenant."),
+    "url": ("Server URL", "ldap://host[:port] or ldaps://host[:port] (TLS from the start)."),
+    "use_tls": ("StartTLS", "On an ldap:// URL, upgrade the connection with StartTLS before binding."),
+    "base_dn": ("Base DN", "Where searches begin, e.g. dc=example,dc=org or ou=people,dc=example,dc=org."),
+    "bind_dn": ("Bind DN", "The entry the server binds as to search, e.g. cn=admin,dc=example,dc=org. Empty: an "
+                           "anonymous bind."),
+    "bind_secret_kind": ("Bind password source", "None, a value typed here (stored encrypted), an environment "
+                                                 "variable or a file, read at each new connection."),
+    "bind_secret": ("Bind password", "The bind DN's password (source: Value)."),
+    "bind_secret_variable": ("Bind password variable", "The environment variable holding the password (source: "
+                                                       "Environment variable)."),
+    "bind_secret_file": ("Bind password file", "The file holding the password, its first line (source: File)."),
+    "bind_authentication": ("Check passwords by binding as the user", None),
+    "filter_login": ("Login filter", "Finds the entry of the address a user logs in with: ? stands for the address "
+                                     "(escaped, so a login name cannot widen the search). The preview below shows it "
+                                     "for a sample address."),
+    "filter_mailbox": ("Recipient filter", None),
+    "filter_member_of": ("Member-of filter", "Finds the groups of an entry; ? stands for the entry's DN. Empty: the "
+                                             "member-of attributes of the entry are used instead."),
+    "attr_class": ("Class attributes", "One per line. Entries whose class is the group class are groups."),
+    "attr_description": ("Description attributes", "One per line: the display name."),
+    "attr_email": ("E-mail attributes", "One per line: the primary address."),
+    "attr_email_alias": ("Alias attributes", "One per line: further addresses of the entry."),
+    "attr_member_of": ("Member-of attributes", "One per line: the groups listed in the entry itself (AD: memberOf)."),
+    "attr_secret": ("Password attributes", "One per line: the password hash, read when passwords are not checked by "
+                                           "binding as the user."),
+    "attr_secret_changed": ("Password-changed attributes", None),
+    "sql_store": ("Database", "This server's own database, or another PostgreSQL, MySQL / MariaDB or SQLite one."),
+    "sql_host": ("Host", "Host name of the database server (PostgreSQL, MySQL)."),
+    "sql_port": ("Port", None),
+    "sql_database": ("Database name", None),
+    "sql_auth_username": ("User name", None),
+    "sql_auth_secret_kind": ("Password source", "None, a value typed here (stored encrypted), an environment "
+                                                "variable or a file."),
+    "sql_auth_secret": ("Password", "The database password (source: Value)."),
+    "sql_auth_secret_variable": ("Password variable", "The environment variable holding the password."),
+    "sql_auth_secret_file": ("Password file", "The file holding the password, its first line."),
+    "sql_options": ("Options", "Additional connection options (PostgreSQL)."),
+    "sql_path": ("SQLite file", "Path of the SQLite database file."),
+    "sql_timeout": ("Timeout", None),
+    "sql_use_tls": ("TLS", None),
+    "sql_allow_invalid_certs": ("Allow invalid certificates", None),
+    "sql_pool_max_connections": ("Connections at most", None),
+    "query_login": ("Login query", "Returns the account of a login address, given as $1 (bound, never pasted into "
+                                   "the query). One SELECT, with $1 only."),
+    "query_recipient": ("Recipient query", None),
+    "query_member_of": ("Member-of query", "Returns the names of the groups of $1. Empty: none."),
+    "query_email_aliases": ("Aliases query", "Returns the further addresses of $1. Empty: none."),
+    "issuer_url": ("Issuer URL", "The provider's base URL, e.g. https://sso.example.org/realms/staff: its "
+                                 "endpoints and keys are discovered from /.well-known/openid-configuration. https, "
+                                 "or http for a provider on this machine."),
+    "require_scopes": ("Required scopes", "One per line: a token lacking any of them is refused."),
+    "username_domain": ("Username domain", "Appended to a login name without @ (john → john@example.org)."),
+}
+
+
 @admin.register(Directory)
 class DirectoryAdmin(DeclaredAdmin):
-    """The declared page of a directory, plus its "Test" form: look a login up (and check its
-    password) and show the account a login would mirror, without creating it."""
+    """Settings › Authentication › Directories: one page per kind (registry's variants), every
+    field explained, the login filter previewed with a sample address, and the "Test" form: look
+    a login up (and check its password) and show the account it would mirror, creating nothing."""
 
     change_form_template = "admin/accounts/directory/change_form.html"
+    list_display = ("description", "kind", "tenant")
+
+    class Media:
+        js = ("stalwart/directory-admin.js",)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        out = []
+        for title, options in fieldsets:
+            names = list(options.get("fields", ()))
+            if "filter_login" in names:
+                names.insert(names.index("filter_login") + 1, "login_filter_preview")
+            out.append((title, {**options, "fields": names}))
+        return out
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        if self.variant(request, obj) == Directory.Kind.LDAP:
+            fields = [*fields, "login_filter_preview"]
+        return fields
+
+    @admin.display(description="Login filter for a sample address")
+    def login_filter_preview(self, obj):
+        template = getattr(obj, "filter_login", None) or Directory._meta.get_field("filter_login").get_default()
+        return format_html('<code id="login-filter-preview" data-sample="{}">{}</code>',
+                           filters.SAMPLE, filters.substitute(template, filters.SAMPLE))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in ("bind_secret", "sql_auth_secret"):
+            # One line (a password), where an encrypted column's own widget is a text area.
+            kwargs["widget"] = forms.TextInput
+        elif db_field.name.startswith("filter_") or db_field.name in ("url", "issuer_url", "base_dn", "bind_dn"):
+            kwargs["widget"] = forms.TextInput(attrs={"class": "vLargeTextField", "spellcheck": "false"})
+        elif db_field.name.startswith("query_"):
+            kwargs["widget"] = forms.Textarea(attrs={"rows": 3, "cols": 80, "spellcheck": "false"})
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        label, help_text = DIRECTORY_FIELDS.get(db_field.name, (None, None))
+        if field is not None and label:
+            field.label = label
+        if field is not None and help_text:
+            field.help_text = help_text
+        return field
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.test_view)
@@ -241,9 +354,3 @@ class DirectoryAdmin(DeclaredAdmin):
         extra = {**(extra_context or {}), "directory_test_form": DirectoryTestForm(),
                  "can_test_directory": request.user.has_perm("sysDirectoryUpdate")}
         return super().change_view(request, object_id, form_url, extra_context=extra)
-
-
-class DirectoryTestForm(forms.Form):
-    login = forms.CharField(max_length=320, label="Login")
-    password = forms.CharField(required=False, strip=False, label="Password (optional)",
-                               widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}))

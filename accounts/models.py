@@ -18,6 +18,7 @@ from registry.crypto import EncryptedTextField
 from registry.fields import NameSetField, StringListField
 from registry.models import SingletonModel
 
+from . import directory_checks
 from . import permissions as catalogue
 from .discovery import MailExchangersField, ServicesField, default_mail_exchangers, default_services
 from .validators import domain_name_validator
@@ -260,6 +261,15 @@ class Directory(models.Model):
 
     def __str__(self):
         return self.description
+
+    def clean(self):
+        super().clean()
+        directory_checks.check(self)
+        if self.tenant_id is not None and self.pk is not None and Authentication.objects.filter(
+                directory_id=self.pk).exists():
+            raise ValidationError({"tenant": ValidationError(
+                "This directory is the server's login directory (Authentication): it cannot belong to a tenant.",
+                code="directory_in_use")})
 
 
 class Domain(models.Model):
@@ -598,6 +608,11 @@ class Authentication(SingletonModel):
         return "Authentication settings"
 
     def clean(self):
+        if self.directory_id is not None and Directory.objects.filter(
+                pk=self.directory_id, tenant__isnull=False).exists():
+            # A tenant's directory would decide who logs in to the whole server.
+            raise ValidationError({"directory": ValidationError(
+                "The login directory must belong to no tenant.", code="tenant_directory")})
         if (
             self.password_min_length is not None
             and self.password_max_length is not None

@@ -1,5 +1,5 @@
 """Declarations of the management objects this app owns (see registry.declaration)."""
-from registry.composites import PermissionsChoice, QuotaMap, RolesChoice, ScopeChoice
+from registry.composites import PermissionsChoice, QuotaMap, RolesChoice, ScopeChoice, SecretKeyOptional, SqlAuthStore
 from registry.declaration import TENANT_SELF, ObjectType, register
 from registry.errors import Forbidden
 
@@ -123,13 +123,60 @@ DOMAIN = register(ObjectType(
     tenant_scope="tenant",
 ))
 
+_LDAP_FIELDS = (
+    "url", "timeout", "allow_invalid_certs", "use_tls", "base_dn", "bind_dn", "bind_secret_kind", "bind_secret",
+    "bind_secret_variable", "bind_secret_file", "bind_authentication", "filter_login", "filter_mailbox",
+    "filter_member_of", "attr_class", "attr_description", "attr_email", "attr_email_alias", "attr_member_of",
+    "attr_secret", "attr_secret_changed", "group_class", "pool_max_connections", "pool_timeout_create",
+    "pool_timeout_recycle", "pool_timeout_wait",
+)
+_SQL_STORE_FIELDS = (
+    "sql_store", "sql_host", "sql_port", "sql_database", "sql_auth_username", "sql_auth_secret_kind",
+    "sql_auth_secret", "sql_auth_secret_variable", "sql_auth_secret_file", "sql_options", "sql_path",
+    "sql_timeout", "sql_use_tls", "sql_allow_invalid_certs", "sql_pool_max_connections",
+)
+_SQL_FIELDS = _SQL_STORE_FIELDS + (
+    "column_email", "column_secret", "column_class", "column_description", "query_login", "query_recipient",
+    "query_member_of", "query_email_aliases",
+)
+_OIDC_FIELDS = ("issuer_url", "require_audience", "require_scopes", "claim_username", "username_domain",
+                "claim_name", "claim_groups")
+
 DIRECTORY = register(ObjectType(
     model=models.Directory, name="Directory", section="Settings › Authentication › Directories",
-    description="An external directory (LDAP, SQL, OpenID Connect).",
-    groups=[("Directory", ["description", "kind", "tenant"])],
+    description="Defines an external directory for account authentication and lookups (LDAP, SQL, OpenID "
+    "Connect).",
+    groups=[
+        ("Directory", ["description", "kind", "tenant"]),
+        ("LDAP server", ["url", "use_tls", "allow_invalid_certs", "timeout", "base_dn"]),
+        ("Bind", ["bind_dn", "bind_secret_kind", "bind_secret", "bind_secret_variable", "bind_secret_file",
+                  "bind_authentication"]),
+        ("Filters", ["filter_login", "filter_mailbox", "filter_member_of"]),
+        ("Attributes", ["attr_class", "attr_description", "attr_email", "attr_email_alias", "attr_member_of",
+                        "attr_secret", "attr_secret_changed", "group_class"]),
+        ("Connection pool", ["pool_max_connections", "pool_timeout_create", "pool_timeout_recycle",
+                             "pool_timeout_wait"]),
+        ("Database", list(_SQL_STORE_FIELDS)),
+        ("Columns", ["column_email", "column_secret", "column_class", "column_description"]),
+        ("Queries", ["query_login", "query_recipient", "query_member_of", "query_email_aliases"]),
+        ("OpenID Connect provider", ["issuer_url", "require_audience", "require_scopes"]),
+        ("Claims", ["claim_username", "username_domain", "claim_name", "claim_groups"]),
+    ],
     property_names={"tenant": "memberTenantId", "kind": "@type"},
+    secret=("bind_secret", "sql_auth_secret"),
     tenant_scope="tenant",
     json_values={"kind": {"ldap": "Ldap", "sql": "Sql", "oidc": "Oidc"}},
+    variant_field="kind",
+    variants={"ldap": _LDAP_FIELDS, "sql": _SQL_FIELDS, "oidc": _OIDC_FIELDS},
+    variant_labels={"ldap": "LDAP Directory", "sql": "SQL Database", "oidc": "OpenID Connect"},
+    composites=[
+        SecretKeyOptional("bindSecret", "bind_secret_kind", "bind_secret", "bind_secret_variable",
+                          "bind_secret_file", description="The password of the bind DN: none, a value (stored "
+                          "encrypted), an environment variable or a file, read at each connection."),
+        SqlAuthStore("store", "sql_", description="The database holding the accounts and groups: this server's "
+                     "own, or a PostgreSQL, MySQL / MariaDB or SQLite database."),
+    ],
+    label_property="description",
 ))
 
 ACCOUNT = register(ObjectType(

@@ -379,6 +379,11 @@ class RegistryMethods:
         return prop
 
     def decode_create(self, body: dict) -> dict:
+        if self.decl.multi:
+            at_type = self.decl.public_name(self.decl.variant_field)
+            if at_type not in body:
+                raise InvalidProperties(f"{at_type} is required: it names the variant of {self.decl.name}.",
+                                        properties=[at_type])
         values = {}
         for name, value in body.items():
             if name == "id":
@@ -399,6 +404,8 @@ class RegistryMethods:
         else:
             current = self.encode(ctx, obj)
         doc = copy.deepcopy(current)
+        if self.decl.multi:
+            self._check_switch(obj, patch)
         for path, value in patch.items():
             if not isinstance(path, str) or not path:
                 raise InvalidPatch("Invalid property path.")
@@ -419,6 +426,17 @@ class RegistryMethods:
             if prop.name in doc and _as_json(doc[prop.name]) != _as_json(current.get(prop.name)):
                 values.update(prop.decode(doc[prop.name]))
         return values
+
+    def _check_switch(self, obj, patch: dict) -> None:
+        """A patch that changes the variant replaces the object with create semantics (the
+        reference's rule): it names whole properties only, no path into one."""
+        at_type = self.decl.public_name(self.decl.variant_field)
+        if at_type not in patch or patch[at_type] == self.decl.variant_json(self.decl.variant_of(obj)):
+            return
+        for path in patch:
+            if isinstance(path, str) and "/" in path:
+                raise InvalidPatch(f"A patch that changes {at_type} sets whole properties: send the new variant's "
+                                   "values, not paths into them.", properties=[path])
 
     # --- /query -------------------------------------------------------------------------
     COMPARATORS = {"IsGreaterThan": "gt", "IsGreaterThanOrEqual": "gte", "IsLessThan": "lt",

@@ -134,10 +134,41 @@ class DeclaredAdmin(admin.ModelAdmin):
         return decl_mod.for_model(self.model)
 
     # --- layout -----------------------------------------------------------------------
+    def variant(self, request, obj=None):
+        """A multi-variant object's variant on this page: the object's own, or on the add page
+        the one chosen first (?<variant field>=…). None for a single-variant object, or when the
+        add page has not been told which variant to make yet."""
+        decl = self.decl
+        if not decl.multi:
+            return None
+        if obj is not None:
+            return decl.variant_of(obj)
+        chosen = request.GET.get(decl.variant_field)
+        return chosen if chosen in decl.variants else None
+
+    def declared_groups(self, request, obj=None) -> list[tuple[str, list[str]]]:
+        """The declaration's groups, only the page's variant's fields for a multi-variant object."""
+        return self.decl.groups_for(self.variant(request, obj)) if self.decl.multi else self.decl.groups
+
     def get_fieldsets(self, request, obj=None):
         if self.fieldsets:
             return self.fieldsets
-        return self.mask_secrets(request, obj, [(title, {"fields": names}) for title, names in self.decl.groups])
+        return self.mask_secrets(request, obj, [(title, {"fields": list(names)})
+                                                for title, names in self.declared_groups(request, obj)])
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # A multi-variant object's add page asks for the variant first: its form has only that
+        # variant's fields (the variant decides which fields exist at all).
+        if self.decl.multi and self.variant(request) is None and self.has_add_permission(request):
+            from django.template.response import TemplateResponse
+
+            choices = [{"value": v, "label": self.decl.variant_label(v),
+                        "url": f"?{urlencode({self.decl.variant_field: v})}"} for v in self.decl.variants]
+            context = {**self.admin_site.each_context(request), "opts": self.opts, "declaration": self.decl,
+                       "choices": choices, "title": f"Add {self.opts.verbose_name}",
+                       "has_view_permission": self.has_view_permission(request)}
+            return TemplateResponse(request, "admin/declared/choose_variant.html", context)
+        return super().add_view(request, form_url, extra_context)
 
     def _plain_readonly(self, request, obj) -> list[str]:
         fields = list(self.readonly_fields) + [p.attname for p in self.decl.props if p.server_set]
@@ -145,6 +176,13 @@ class DeclaredAdmin(admin.ModelAdmin):
             fields += [name for name in self.decl.create_only if name not in fields]
         if obj is not None and not self.has_change_permission(request, obj):
             fields += [p.attname for p in self.decl.props]
+        if self.decl.multi and self.decl.variant_field not in fields:
+            # Chosen before the page (add) or fixed by it (change): the page's fields are that
+            # variant's. A switch goes through JMAP or manage.py, which name the new fields.
+            fields.append(self.decl.variant_field)
+        if self.decl.multi:
+            variant = self.variant(request, obj)
+            fields = [f for f in fields if self.decl.in_variant(f, variant)]
         return fields
 
     @property
@@ -190,6 +228,17 @@ class DeclaredAdmin(admin.ModelAdmin):
             bases = (base,) if issubclass(base, DeclaredModelForm) else (DeclaredModelForm, base)
             base = type(base.__name__, bases, attrs)
         form = super().get_form(request, obj, change, form=base, **kwargs)
+        variant = self.variant(request, obj)
+        if variant is not None and obj is None:
+            field = self.decl.variant_field
+
+            class OfVariant(form):
+                def __init__(self, *args, **kwargs):
+                    super().__init__(*args, **kwargs)
+                    # Before validation: the model's checks are those of the chosen variant.
+                    setattr(self.instance, field, variant)
+
+            form = OfVariant
         refusal = getattr(request, "_service_refusal", None)
         if refusal is None:
             return form

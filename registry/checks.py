@@ -94,6 +94,40 @@ def check_declaration(decl, known_permissions: set[str]) -> list[checks.Error]:
             errors.append(_error(decl, f"the permission {name!r} (for {op}) does not exist.", 13,
                                  hint="Name one of the catalogue (accounts/data/permissions.txt or a declaration's "
                                       "sys<Name><Op>), or leave the operation out to derive its name."))
+    errors += _check_variants(decl, fields, grouped_set)
+    return errors
+
+
+def _check_variants(decl, fields, grouped) -> list[checks.Error]:
+    """A multi-variant declaration: its variant field is a grouped choices field, each variant is
+    one of its stored values and names grouped fields of the model, and a composite's fields
+    all belong to the same variants (a property is in a variant or it is not)."""
+    errors = []
+    if not decl.variant_field:
+        if decl.variants:
+            errors.append(_error(decl, "variants are declared without a variant_field.", 15))
+        return errors
+    f = fields.get(decl.variant_field)
+    if f is None or not f.choices or decl.variant_field not in grouped:
+        errors.append(_error(decl, f"the variant field {decl.variant_field!r} is not a grouped field with choices.", 15))
+        return errors
+    stored = {value for value, _label in f.choices}
+    if set(decl.variants) != stored:
+        errors.append(_error(decl, f"variants must name every value of {decl.variant_field!r} exactly once "
+                                   f"({', '.join(sorted(map(str, stored)))}).", 15))
+    for variant, names in decl.variants.items():
+        for name in names:
+            if name not in fields:
+                errors.append(_error(decl, f"the variant {variant!r} names {name!r}, which is not a field of the model.",
+                                     16, hint=f"Fields: {', '.join(sorted(fields))}."))
+            elif name not in grouped:
+                errors.append(_error(decl, f"the variant {variant!r} names {name!r}, which is in no group.", 16))
+            elif name == decl.variant_field:
+                errors.append(_error(decl, f"the variant field {name!r} is common to every variant.", 16))
+    for comp in decl.composites:
+        homes = {frozenset(v for v in decl.variants if decl.in_variant(name, v)) for name in comp.fields}
+        if len(homes) > 1:
+            errors.append(_error(decl, f"the composite {comp.name!r} has fields of different variants.", 17))
     return errors
 
 

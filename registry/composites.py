@@ -199,3 +199,247 @@ class RateChoice(Composite):
                 raise self.bad(f"{self.name}/{key}")
             out[field] = dt.timedelta(milliseconds=number) if key == "period" else number
         return out
+
+
+# --- secrets: the reference's SecretKeyOptional ----------------------------------------------
+MASK = "****"
+SECRET_TYPES = {"none": "None", "value": "Value", "env": "EnvironmentVariable", "file": "File"}
+_SECRET_KINDS = {v: k for k, v in SECRET_TYPES.items()}
+_SECRET_KEYS = {"None": (), "Value": ("secret",), "EnvironmentVariable": ("variableName",), "File": ("filePath",)}
+
+
+def encode_secret(kind: str, stored: str, variable: str, path: str, kinds: dict | None = None) -> dict:
+    """{"@type": "None"} | {"@type": "Value", "secret": "****"} | {"@type": "EnvironmentVariable",
+    "variableName": …} | {"@type": "File", "filePath": …}. A stored value never leaves: it reads
+    "****" (or "" when none is stored)."""
+    variant = (kinds or SECRET_TYPES).get(kind, "None")
+    out = {"@type": variant}
+    if variant == "Value":
+        out["secret"] = MASK if stored else ""
+    elif variant == "EnvironmentVariable":
+        out["variableName"] = variable or ""
+    elif variant == "File":
+        out["filePath"] = path or ""
+    return out
+
+
+def decode_secret(value, path: str, kinds: dict | None = None) -> dict:
+    """A SecretKeyOptional as {"kind", "value", "variable", "file"}; "value" is left out when
+    the value is "****", which stands for the stored one. Raises InvalidPatch naming the path."""
+    def bad(where=""):
+        return InvalidPatch("Invalid value for object property", properties=[f"{path}/{where}" if where else path])
+
+    if not isinstance(value, dict):
+        raise bad()
+    variant = value.get("@type")
+    if not isinstance(variant, str) or variant not in _SECRET_KEYS:
+        raise bad("@type")
+    keys = _SECRET_KEYS[variant]
+    extra = sorted(set(value) - {"@type", *keys})
+    if extra:
+        raise bad(extra[0])
+    for key in keys:
+        if not isinstance(value.get(key), str):
+            raise bad(key)
+    back = {v: k for k, v in kinds.items()} if kinds else _SECRET_KINDS
+    out = {"kind": back[variant], "value": "", "variable": "", "file": ""}
+    if variant == "Value":
+        if value["secret"] == MASK:
+            del out["value"]
+        else:
+            out["value"] = value["secret"]
+    elif variant == "EnvironmentVariable":
+        out["variable"] = value["variableName"]
+    elif variant == "File":
+        out["file"] = value["filePath"]
+    return out
+
+
+def secret_schema_types() -> dict:
+    """SecretKeyOptional and its variants, for /api/schema. `kinds` (stored value -> "@type")
+    is for models whose kind column stores other values than none | value | env | file."""
+    string = {"type": "string", "format": "string"}
+    return {
+        "SecretKeyOptional": {
+            "schema": {"type": "multiple", "variants": [
+                {"name": "None", "label": "No secret"},
+                {"name": "Value", "label": "Secret value", "schemaName": "SecretKeyValue"},
+                {"name": "EnvironmentVariable", "label": "Secret read from environment variable",
+                 "schemaName": "SecretKeyEnvironmentVariable"},
+                {"name": "File", "label": "Secret read from file", "schemaName": "SecretKeyFile"}]},
+            "fields": {
+                "SecretKeyValue": {"properties": {"secret": {
+                    "description": "Password or secret value", "type": {"type": "string", "format": "secret"},
+                    "update": "mutable"}}, "defaults": {}},
+                "SecretKeyEnvironmentVariable": {"properties": {"variableName": {
+                    "description": "Environment variable name to read the secret from", "type": string,
+                    "update": "mutable"}}, "defaults": {}},
+                "SecretKeyFile": {"properties": {"filePath": {
+                    "description": "File path to read the secret from", "type": string, "update": "mutable"}},
+                    "defaults": {}},
+            },
+        },
+    }
+
+
+class SecretKeyOptional(Composite):
+    """A secret over four fields: its kind (none | value | env | file), the value (encrypted or
+    hashed by the model), the environment variable's name and the file's path."""
+
+    type_name = "SecretKeyOptional"
+    default = {"@type": "None"}
+
+    def __init__(self, name: str, kind_field: str, value_field: str, variable_field: str, file_field: str,
+                 description: str = ""):
+        self.name, self.description = name, description
+        self.kind_field, self.value_field, self.variable_field, self.file_field = (
+            kind_field, value_field, variable_field, file_field)
+        self.fields = (kind_field, value_field, variable_field, file_field)
+        self.paths = {kind_field: f"{name}/@type", value_field: f"{name}/secret",
+                      variable_field: f"{name}/variableName", file_field: f"{name}/filePath"}
+
+    def encode(self, values):
+        return encode_secret(values[self.kind_field], values[self.value_field], values[self.variable_field],
+                             values[self.file_field])
+
+    def decode(self, value):
+        secret = decode_secret(value, self.name)
+        out = {self.kind_field: secret["kind"], self.variable_field: secret["variable"],
+               self.file_field: secret["file"]}
+        if "value" in secret:
+            out[self.value_field] = secret["value"]
+        return out
+
+    @staticmethod
+    def schema_types():
+        return secret_schema_types()
+
+
+class SqlAuthStore(Composite):
+    """The reference's SqlAuthStore over the `<prefix>*` columns: {"@type": "Default"} (this
+    server's database), or PostgreSql / MySql with their connection fields, or Sqlite with a path.
+    The whole value replaces the stored one: a field it leaves out takes its default."""
+
+    type_name = "SqlAuthStore"
+    default = {"@type": "Default"}
+    VARIANTS = {"default": "Default", "postgresql": "PostgreSql", "mysql": "MySql", "sqlite": "Sqlite"}
+    DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+    # JSON key -> (column suffix, default, type check)
+    SERVER_KEYS = ("host", "port", "database", "authUsername", "authSecret", "timeout", "useTls",
+                   "allowInvalidCerts", "poolMaxConnections")
+    KEYS = {"Default": (), "PostgreSql": SERVER_KEYS + ("options",), "MySql": SERVER_KEYS,
+            "Sqlite": ("path", "poolMaxConnections")}
+    COLUMNS = {"host": "host", "port": "port", "database": "database", "authUsername": "auth_username",
+               "timeout": "timeout", "useTls": "use_tls", "allowInvalidCerts": "allow_invalid_certs",
+               "poolMaxConnections": "pool_max_connections", "options": "options", "path": "path"}
+    DEFAULTS = {"host": "", "port": None, "database": "stalwart", "authUsername": "stalwart", "timeout": 15000,
+                "useTls": False, "allowInvalidCerts": False, "poolMaxConnections": 10, "options": None,
+                "path": ""}
+
+    def __init__(self, name: str, prefix: str, description: str = ""):
+        self.name, self.prefix, self.description = name, prefix, description
+        self.kind_field = prefix + "store"
+        self.secret = SecretKeyOptional(f"{name}/authSecret", prefix + "auth_secret_kind", prefix + "auth_secret",
+                                        prefix + "auth_secret_variable", prefix + "auth_secret_file")
+        self.fields = (self.kind_field, *(prefix + c for c in self.COLUMNS.values()), *self.secret.fields)
+        self.paths = {self.kind_field: f"{name}/@type", **{prefix + c: f"{name}/{k}" for k, c in self.COLUMNS.items()},
+                      **self.secret.paths}
+
+    def encode(self, values):
+        kind = values[self.kind_field]
+        variant = self.VARIANTS.get(kind, "Default")
+        out = {"@type": variant}
+        for key in self.KEYS[variant]:
+            if key == "authSecret":
+                out[key] = self.secret.encode(values)
+                continue
+            value = values[self.prefix + self.COLUMNS[key]]
+            if key == "timeout":
+                value = int(value.total_seconds() * 1000) if value is not None else None
+            elif key == "port" and value is None:
+                value = self.DEFAULT_PORTS.get(kind)
+            out[key] = value
+        return out
+
+    def decode(self, value):
+        import datetime as dt
+
+        if not isinstance(value, dict):
+            raise self.bad()
+        variant = value.get("@type")
+        if not isinstance(variant, str) or variant not in self.KEYS:
+            raise self.bad(f"{self.name}/@type")
+        keys = self.KEYS[variant]
+        extra = sorted(set(value) - {"@type", *keys})
+        if extra:
+            raise self.bad(f"{self.name}/{extra[0]}")
+        out = {self.kind_field: {v: k for k, v in self.VARIANTS.items()}[variant]}
+        for key, column in self.COLUMNS.items():
+            given = value.get(key, self.DEFAULTS[key]) if key in keys else self.DEFAULTS[key]
+            path = f"{self.name}/{key}"
+            if key in ("port", "poolMaxConnections", "timeout"):
+                nullable = key in ("port", "timeout")
+                if given is None and nullable:
+                    pass
+                elif not isinstance(given, int) or isinstance(given, bool) or not 0 <= given <= RateChoice.MAX_PERIOD_MS:
+                    raise self.bad(path)
+                if key == "timeout" and given is not None:
+                    given = dt.timedelta(milliseconds=given)
+            elif key in ("useTls", "allowInvalidCerts"):
+                if not isinstance(given, bool):
+                    raise self.bad(path)
+            elif key in ("authUsername", "options"):
+                if given is not None and not isinstance(given, str):
+                    raise self.bad(path)
+            elif not isinstance(given, str):
+                raise self.bad(path)
+            out[self.prefix + column] = given
+        if "authSecret" in keys and value.get("authSecret") is not None:
+            out.update(self.secret.decode(value["authSecret"]))
+        else:
+            out.update(self.secret.decode({"@type": "None"}))
+        return out
+
+    def schema_types(self):
+        def f(description, type_, nullable=False):
+            t = dict(type_)
+            if nullable:
+                t["nullable"] = True
+            return {"description": description, "type": t, "update": "mutable"}
+
+        string, number = {"type": "string", "format": "string"}, {"type": "number", "format": "unsignedInteger"}
+        duration, boolean = {"type": "number", "format": "duration"}, {"type": "boolean"}
+        secret = {"type": "object", "objectName": "SecretKeyOptional"}
+        common = {
+            "timeout": f("Connection timeout to the database", duration, True),
+            "useTls": f("Use TLS to connect to the store", boolean),
+            "allowInvalidCerts": f("Allow invalid TLS certificates when connecting to the store", boolean),
+            "poolMaxConnections": f("Maximum number of connections to the store", {**number, "min": 1, "max": 8192}),
+            "host": f("Hostname of the database server", {"type": "string", "format": "hostName"}),
+            "port": f("Port of the database server", {**number, "min": 1, "max": 65535}),
+            "database": f("Name of the database", string),
+            "authUsername": f("Username to connect to the store", string, True),
+            "authSecret": f("Password to connect to the store", secret),
+        }
+        defaults = {"timeout": 15000, "useTls": False, "allowInvalidCerts": False, "poolMaxConnections": 10,
+                    "database": "stalwart", "authUsername": "stalwart", "authSecret": {"@type": "None"}}
+        return {
+            **secret_schema_types(),
+            "SqlAuthStore": {
+                "schema": {"type": "multiple", "variants": [
+                    {"name": "Default", "label": "Use data store (SQL only)"},
+                    {"name": "PostgreSql", "label": "PostgreSQL", "schemaName": "PostgreSqlStore"},
+                    {"name": "MySql", "label": "MySQL", "schemaName": "MySqlStore"},
+                    {"name": "Sqlite", "label": "SQLite", "schemaName": "SqliteStore"}]},
+                "fields": {
+                    "PostgreSqlStore": {"properties": {**common, "options": f("Additional connection options",
+                                                                              string, True)},
+                                        "defaults": {**defaults, "port": 5432}},
+                    "MySqlStore": {"properties": common, "defaults": {**defaults, "port": 3306}},
+                    "SqliteStore": {"properties": {
+                        "path": f("Path to the SQLite database", string),
+                        "poolMaxConnections": common["poolMaxConnections"]},
+                        "defaults": {"poolMaxConnections": 10}},
+                },
+            },
+        }

@@ -268,6 +268,14 @@ class ObjectType:
     # Derived names (sys<Name><Op>) join the permission catalogue by themselves; a name given
     # here must already be in it (registry.checks).
     permissions: dict[str, str] = field(default_factory=dict)
+    # A multi-variant object (the reference's `@type` discriminator): the choices field whose
+    # stored value picks the variant, and for each stored value the fields only that variant
+    # has. Every other public field is common to all variants. A row keeps the fields of the
+    # variants it is not at their defaults (registry.services resets them on a switch).
+    variant_field: str = ""
+    variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Stored value -> the schema's label of the variant, where the field's choice label is not it.
+    variant_labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         self.props: list[Prop] = []
@@ -294,6 +302,57 @@ class ObjectType:
             elif comp not in self.json_props:
                 self.json_props.append(comp)
         self._json_by_name = {p.name: p for p in self.json_props}
+        self._json_by_field = {f: p for p in self.json_props for f in p.fields}
+        self._variant_fields = {name for names in self.variants.values() for name in names}
+
+    # --- variants ---------------------------------------------------------------------
+    @property
+    def multi(self) -> bool:
+        return bool(self.variant_field)
+
+    def variant_of(self, obj) -> str | None:
+        return getattr(obj, self.variant_field) if self.multi else None
+
+    def in_variant(self, attname: str, variant) -> bool:
+        """Whether a field belongs to objects of `variant` (common fields belong to all)."""
+        return not self.multi or attname not in self._variant_fields or attname in self.variants.get(variant, ())
+
+    def is_variant_field(self, attname: str) -> bool:
+        return attname in self._variant_fields
+
+    def json_props_for(self, variant) -> list:
+        """The JSON properties an object of `variant` has (all of them for a single-variant object)."""
+        if not self.multi:
+            return self.json_props
+        return [p for p in self.json_props if all(self.in_variant(f, variant) for f in p.fields)]
+
+    def groups_for(self, variant) -> list[tuple[str, list[str]]]:
+        """The groups with only the fields of `variant`; groups left empty are dropped."""
+        out = []
+        for title, names in self.groups:
+            kept = [n for n in names if self.in_variant(n, variant)]
+            if kept:
+                out.append((title, kept))
+        return out
+
+    def variant_json(self, variant) -> str:
+        prop = self.prop_for_field(self.variant_field)
+        return str(prop.value_map.get(variant, variant)) if prop else str(variant)
+
+    def variant_label(self, variant) -> str:
+        if variant in self.variant_labels:
+            return self.variant_labels[variant]
+        f = model_fields(self.model).get(self.variant_field)
+        return str(dict(f.choices or ()).get(variant, variant)) if f is not None else str(variant)
+
+    def variant_schema_name(self, variant) -> str:
+        """The schema's name of a variant's field list: x:LdapDirectory for Directory's Ldap."""
+        return f"x:{self.variant_json(variant)}{self.name}"
+
+    def json_name(self, attname: str) -> str:
+        """The JSON property a field is part of: its own, or the composite holding it."""
+        owner = self._json_by_field.get(attname)
+        return owner.name if owner is not None else self.public_name(attname)
 
     def property_name(self, f: models.Field) -> str:
         if f.name in self.property_names:
@@ -333,6 +392,11 @@ class ObjectType:
         return self._by_attname.get(attname)
 
     def public_name(self, attname: str) -> str:
+        owner = self._json_by_field.get(attname) if hasattr(self, "_json_by_field") else None
+        path = getattr(owner, "paths", {}).get(attname) if owner is not None else None
+        if path:
+            # A composite that names its parts (store/host): errors point inside it.
+            return path
         p = self._by_attname.get(attname)
         return p.name if p else camel(attname)
 
@@ -349,7 +413,7 @@ class ObjectType:
     def to_json(self, obj, only=None) -> dict:
         """The object's JSON; with `only` (property names), those properties and the id alone."""
         out = {"id": self.object_id(obj)}
-        for p in self.json_props:
+        for p in self.json_props_for(self.variant_of(obj)):
             if only is not None and p.name not in only:
                 continue
             if isinstance(p, Prop):

@@ -68,3 +68,9 @@ class StringListField(models.JSONField):
         super().validate(value, model_instance)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValidationError("Expected a list of strings.", code="invalid", params={"value": value})
+
+    def formfield(self, **kwargs):
+        from .forms import StringListFormField
+
+        # Through Field.formfield(): the add page starts from the model's default list.
+        return super().formfield(**{"form_class": StringListFormField, **kwargs})

@@ -117,7 +117,7 @@ def _label(prop) -> str:
 
 
 def _description(prop) -> str:
-    return "" if isinstance(prop, Composite) else str(prop.field.help_text or "")
+    return str(getattr(prop, "description", "") or "") if isinstance(prop, Composite) else str(prop.field.help_text or "")
 
 
 # Properties that a specialised JMAP face adds to a declared object (Account's credential and
@@ -145,6 +145,49 @@ def _capital(text) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _properties(decl, json_props, enums: dict) -> tuple[dict, dict]:
+    props, defaults = {}, {}
+    for prop in json_props:
+        props[prop.name] = {
+            "description": _description(prop), "type": _type(prop),
+            "update": "serverSet" if prop.server_set else (
+                "immutable" if set(getattr(prop, "fields", ())) & set(decl.create_only) else "mutable"),
+        }
+        if isinstance(prop, QuotaMap):
+            props[prop.name]["type"]["keyClass"] = {"type": "enum", "enumName": prop.key_enum}
+            enums[prop.key_enum] = _quota_keys(decl, prop)
+        if isinstance(prop, Composite):
+            embedded = getattr(prop, "schema_types", None)
+            if embedded is not None:
+                _EMBEDDED.update(embedded())
+            if getattr(prop, "default", None) is not None:
+                defaults[prop.name] = prop.default
+        else:
+            if prop.choices:
+                enums[_enum_name(prop)] = [{"name": v, "label": label} for v, label in prop.choices]
+            if prop.default is not None or (prop.nullable and prop.field.has_default()):
+                defaults[prop.name] = prop.default
+    return props, defaults
+
+
+def _sections(decl, groups, json_names: set) -> list[dict]:
+    sections = []
+    for title, names in groups:
+        shown = []
+        for attname in names:
+            p = decl.prop_for_field(attname)
+            comp = next((c for c in decl.composites if attname in c.fields), None)
+            name = comp.name if comp else p.name
+            if name in json_names and name not in [s["name"] for s in shown]:
+                shown.append({"name": name, "label": _label(comp or p)})
+        sections.append({"title": title, "fields": shown})
+    return sections
+
+
+# The embedded types composites describe (SecretKeyOptional, SqlAuthStore): schemas and fields.
+_EMBEDDED: dict[str, dict] = {}
+
+
 def build() -> dict:
     objects, schemas, fields, forms, lists, enums = {}, {}, {}, {}, {}, {}
     for decl in sorted(decl_mod.declarations().values(), key=lambda d: d.name):
@@ -152,34 +195,23 @@ def build() -> dict:
         objects[key] = {"type": "singleton" if decl.singleton else "object", "description": decl.description,
                         "permissionPrefix": f"sys{decl.name}", "operations": list(decl.operations),
                         "section": decl.section}
-        schemas[key] = {"type": "single", "schemaName": key}
-        props, defaults = {}, {}
-        for prop in decl.json_props:
-            props[prop.name] = {
-                "description": _description(prop), "type": _type(prop),
-                "update": "serverSet" if prop.server_set else (
-                    "immutable" if set(getattr(prop, "fields", ())) & set(decl.create_only) else "mutable"),
-            }
-            if isinstance(prop, QuotaMap):
-                props[prop.name]["type"]["keyClass"] = {"type": "enum", "enumName": prop.key_enum}
-                enums[prop.key_enum] = _quota_keys(decl, prop)
-            if not isinstance(prop, Composite):
-                if prop.choices:
-                    enums[_enum_name(prop)] = [{"name": v, "label": label} for v, label in prop.choices]
-                if prop.default is not None or (prop.nullable and prop.field.has_default()):
-                    defaults[prop.name] = prop.default
-        fields[key] = {"properties": props, "defaults": defaults}
-        json_names = {p.name for p in decl.json_props}
-        sections = []
-        for title, names in decl.groups:
-            shown = []
-            for attname in names:
-                p = decl.prop_for_field(attname)
-                comp = next((c for c in decl.composites if attname in c.fields), None)
-                name = comp.name if comp else p.name
-                if name in json_names and name not in [s["name"] for s in shown]:
-                    shown.append({"name": name, "label": _label(comp or p)})
-            sections.append({"title": title, "fields": shown})
+        props, defaults = _properties(decl, decl.json_props, enums)
+        if decl.multi:
+            at_type = decl.public_name(decl.variant_field)
+            schemas[key] = {"type": "multiple", "variants": []}
+            for variant in decl.variants:
+                name = decl.variant_schema_name(variant)
+                schemas[key]["variants"].append({"name": decl.variant_json(variant),
+                                                 "label": decl.variant_label(variant), "schemaName": name})
+                own = [p for p in decl.json_props_for(variant) if p.name != at_type]
+                vprops, vdefaults = _properties(decl, own, enums)
+                fields[name] = {"properties": vprops, "defaults": vdefaults}
+                forms[name] = {"sections": _sections(decl, decl.groups_for(variant), {p.name for p in own})}
+            sections = _sections(decl, decl.groups, {p.name for p in decl.json_props})
+        else:
+            schemas[key] = {"type": "single", "schemaName": key}
+            fields[key] = {"properties": props, "defaults": defaults}
+            sections = _sections(decl, decl.groups, {p.name for p in decl.json_props})
         extra = _EXTRA.get(decl.name)
         if extra is not None:
             props.update(extra["properties"])
@@ -192,6 +224,9 @@ def build() -> dict:
                 (p.name for p in decl.json_props if p.name in ("name", "description")), "id")
             lists[key] = {"title": decl.name, "labelProperty": label_prop,
                           "columns": [{"name": p.name, "label": _label(p)} for p in decl.json_props[:4]]}
+    for name, entry in _EMBEDDED.items():
+        schemas.setdefault(name, entry["schema"])
+        fields.update(entry.get("fields") or {})
     return {"objects": objects, "schemas": schemas, "fields": fields, "forms": forms, "lists": lists,
             "enums": enums}
 

@@ -351,6 +351,8 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
     if action == "update" and decl.guard:
         decl.guard(actor, obj, action, set(values))
     secrets_before = _secret_values(decl, obj) if action == "update" else {}
+    if decl.multi:
+        _enter_variant(decl, obj, values, action)
     scalars, m2m = _split(decl, values)
     for attname, value in scalars.items():
         prop = decl.prop_for_field(attname)
@@ -383,6 +385,25 @@ def _write(decl, obj, values: dict, actor, action: str, before: dict, extra_save
         # An update that changes nothing leaves no audit event and keeps the state.
         record(actor, decl, obj, action, before, after, changed_secrets)
     return obj
+
+
+def _enter_variant(decl, obj, values: dict, action: str) -> None:
+    """A multi-variant object takes only its variant's fields. Switching variant on an update
+    has the reference's create semantics: the new variant starts from its defaults (and the old
+    one's values, secrets included, are not kept), then takes the values given."""
+    old = getattr(obj, decl.variant_field)
+    new = values.get(decl.variant_field, old)
+    if new not in decl.variants:
+        return  # not a stored value of the field: full_clean() refuses it with the field's name
+    for attname in values:
+        if not decl.in_variant(attname, new):
+            name = decl.json_name(attname)
+            raise InvalidProperties(f"{name} is not a property of the {decl.variant_json(new)} variant of {decl.name}.",
+                                    properties=[name])
+    if action == "update" and new != old:
+        for f in obj._meta.concrete_fields:
+            if decl.is_variant_field(f.name) and f.name not in values:
+                setattr(obj, f.attname, f.get_default())
 
 
 def update(decl, pk, values: dict, actor, *, extra_save=None, instance=None):

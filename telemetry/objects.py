@@ -1,8 +1,7 @@
-from registry.composites import Composite
+from registry.composites import Composite, decode_secret, encode_secret
 from registry.declaration import ObjectType, register
 
 from . import models
-from .models import MASK
 
 _F = "prometheus_"
 ENABLED, USERNAME, KIND, SECRET, VARIABLE, FILE = (
@@ -10,6 +9,8 @@ ENABLED, USERNAME, KIND, SECRET, VARIABLE, FILE = (
     _F + "auth_secret_file",
 )
 Kind = models.Metrics.SecretKind
+SECRET_KINDS = {Kind.NONE: "None", Kind.VALUE: "Value", Kind.ENVIRONMENT_VARIABLE: "EnvironmentVariable",
+                Kind.FILE: "File"}
 
 
 class PrometheusChoice(Composite):
@@ -24,21 +25,11 @@ class PrometheusChoice(Composite):
     name = "prometheus"
     type_name = "MetricsPrometheus"
     fields = (ENABLED, USERNAME, KIND, SECRET, VARIABLE, FILE)
-    SECRET_TYPES = {Kind.NONE: "None", Kind.VALUE: "Value", Kind.ENVIRONMENT_VARIABLE: "EnvironmentVariable",
-                    Kind.FILE: "File"}
-    SECRET_KEYS = {"None": (), "Value": ("secret",), "EnvironmentVariable": ("variableName",), "File": ("filePath",)}
 
     def encode(self, values):
         if not values[ENABLED]:
             return {"@type": "Disabled"}
-        kind = values[KIND]
-        secret = {"@type": self.SECRET_TYPES.get(kind, "None")}
-        if kind == Kind.VALUE:
-            secret["secret"] = MASK if values[SECRET] else ""
-        elif kind == Kind.ENVIRONMENT_VARIABLE:
-            secret["variableName"] = values[VARIABLE]
-        elif kind == Kind.FILE:
-            secret["filePath"] = values[FILE]
+        secret = encode_secret(values[KIND], values[SECRET], values[VARIABLE], values[FILE], SECRET_KINDS)
         return {"@type": "Enabled", "authUsername": values[USERNAME] or None, "authSecret": secret}
 
     def decode(self, value):
@@ -56,30 +47,15 @@ class PrometheusChoice(Composite):
         if username is not None and not isinstance(username, str):
             raise self.bad(f"{self.name}/authUsername")
         out[USERNAME] = username or ""
-        secret = value.get("authSecret")
-        if secret is None:
+        if value.get("authSecret") is None:
             return out
-        path = f"{self.name}/authSecret"
-        if not isinstance(secret, dict) or secret.get("@type") not in self.SECRET_KEYS:
-            raise self.bad(f"{path}/@type" if isinstance(secret, dict) else path)
-        variant = secret["@type"]
-        keys = self.SECRET_KEYS[variant]
-        extra = sorted(set(secret) - {"@type", *keys})
-        if extra:
-            raise self.bad(f"{path}/{extra[0]}")
-        for key in keys:
-            if not isinstance(secret.get(key), str):
-                raise self.bad(f"{path}/{key}")
-        out[KIND] = {v: k for k, v in self.SECRET_TYPES.items()}[variant]
-        if variant == "Value":
-            if secret["secret"] == MASK:
-                del out[SECRET]  # "****" stands for the stored secret: leave it as it is
-            else:
-                out[SECRET] = secret["secret"]
-        elif variant == "EnvironmentVariable":
-            out[VARIABLE] = secret["variableName"]
-        elif variant == "File":
-            out[FILE] = secret["filePath"]
+        # The same SecretKeyOptional as every other secret; here the model hashes the value.
+        secret = decode_secret(value["authSecret"], f"{self.name}/authSecret", SECRET_KINDS)
+        out.update({KIND: secret["kind"], VARIABLE: secret["variable"], FILE: secret["file"]})
+        if "value" in secret:
+            out[SECRET] = secret["value"]
+        else:
+            del out[SECRET]  # "****" stands for the stored secret: leave it as it is
         return out
 
 

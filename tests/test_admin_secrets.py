@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.contrib.auth.hashers import check_password
 
-from accounts.models import Role
+from accounts.models import Directory, Role
 from certificates.models import AcmeProvider
 from conftest import STRONG_PASSWORD
 from oauth.models import OAuthClient, OidcProvider
@@ -61,12 +61,28 @@ def _metrics():
     return row, "/admin/telemetry/metrics/1/change/", row.prometheus_auth_secret
 
 
+def _directory_ldap():
+    row = registry.create(Directory._declaration, {
+        "description": "People", "kind": "ldap", "base_dn": "dc=example,dc=org", "bind_secret_kind": "value",
+        "bind_secret": "Bind-Secret-Value-1"}, "test")
+    return row, f"/admin/accounts/directory/{row.pk}/change/", row.bind_secret
+
+
+def _directory_sql():
+    row = registry.create(Directory._declaration, {
+        "description": "Accounts", "kind": "sql", "sql_store": "postgresql", "sql_host": "db.example.org",
+        "sql_auth_secret_kind": "value", "sql_auth_secret": "Database-Secret-Value-1"}, "test")
+    return row, f"/admin/accounts/directory/{row.pk}/change/", row.sql_auth_secret
+
+
 # (declared type, model field) -> maker of (object, change page, stored value as written in the row)
 PAGES = {
     ("OidcProvider", "signature_key"): _oidc,
     ("OAuthClient", "client_secret"): _client,
     ("AcmeProvider", "eab_hmac_key"): _acme,
     ("Metrics", "prometheus_auth_secret"): _metrics,
+    ("Directory", "bind_secret"): _directory_ldap,
+    ("Directory", "sql_auth_secret"): _directory_sql,
 }
 
 

@@ -25,7 +25,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from accounts.models import Credential
+from accounts.models import Credential, Directory
 from certificates.models import AcmeProvider, Certificate
 from conftest import STRONG_PASSWORD
 from oauth.models import OidcProvider
@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EAB_KEY = "c2VjcmV0LWVhYi1obWFjLWtleS12YWx1ZS0xMjM0NTY3ODkw"
 ACCOUNT_KEY = "-----BEGIN PRIVATE KEY-----\naccount-key-material\n-----END PRIVATE KEY-----\n"
 CERT_KEY = "-----BEGIN PRIVATE KEY-----\ncertificate-key-material\n-----END PRIVATE KEY-----\n"
+LDAP_BIND_SECRET = "ldap-bind-Secret-4471"
+SQL_AUTH_SECRET = "sql-auth-Secret-9013"
 
 
 def raw(model, field, pk):
@@ -85,7 +87,17 @@ def stored(jmap, make_account, client):
     assert resp.status_code == 302
     cred = carol.credentials.get(kind=Credential.Kind.PASSWORD)
     assert seed in cred.otp_url
+    # The directories' bind and database passwords, set over JMAP as an administrator would.
+    made = jmap.ok("x:Directory/set", {"create": {
+        "l": {"@type": "Ldap", "description": "People", "baseDn": "dc=example,dc=org",
+              "bindSecret": {"@type": "Value", "secret": LDAP_BIND_SECRET}},
+        "s": {"@type": "Sql", "description": "Accounts", "store": {
+            "@type": "PostgreSql", "host": "db.example.org",
+            "authSecret": {"@type": "Value", "secret": SQL_AUTH_SECRET}}}}})["created"]
+    ldap_pk, sql_pk = ids.decode(made["l"]["id"]), ids.decode(made["s"]["id"])
     return {
+        (Directory, "bind_secret", ldap_pk): LDAP_BIND_SECRET,
+        (Directory, "sql_auth_secret", sql_pk): SQL_AUTH_SECRET,
         (OidcProvider, "signature_key", 1): pem,
         (AcmeProvider, "eab_hmac_key", provider.pk): EAB_KEY,
         (AcmeProvider, "account_key", provider.pk): ACCOUNT_KEY,
@@ -102,7 +114,8 @@ def _columns(stored):
 def test_every_encrypted_column_is_covered():
     declared = {(m, f.name) for m, f in crypto.encrypted_fields() if not m._meta.proxy}
     assert declared == {(OidcProvider, "signature_key"), (AcmeProvider, "eab_hmac_key"),
-                        (AcmeProvider, "account_key"), (Certificate, "private_key"), (Credential, "otp_url")}
+                        (AcmeProvider, "account_key"), (Certificate, "private_key"), (Credential, "otp_url"),
+                        (Directory, "bind_secret"), (Directory, "sql_auth_secret")}
 
 
 def test_raw_columns_hold_no_clear_secret(stored):

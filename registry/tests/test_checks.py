@@ -96,3 +96,48 @@ def test_manage_py_check_fails_on_a_registered_broken_declaration(scratch_model)
     assert "sysNoSuchThingGet" in str(raised.value)
     # Taken back out, the registry is sound again.
     call_command("check", stdout=io.StringIO())
+
+
+@pytest.fixture
+def variant_model():
+    with isolate_apps("registry"):
+        class Shape(models.Model):
+            class Kind(models.TextChoices):
+                CIRCLE = "circle", "Circle"
+                SQUARE = "square", "Square"
+
+            name = models.CharField(max_length=10)
+            kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CIRCLE)
+            radius = models.PositiveIntegerField(default=1)
+            side = models.PositiveIntegerField(default=1)
+            side_unit = models.CharField(max_length=4, default="cm")
+
+            class Meta:
+                app_label = "registry"
+
+        yield Shape
+
+
+def test_a_sound_multi_variant_declaration_passes(variant_model):
+    from registry.composites import QuotaMap
+
+    decl = ObjectType(model=variant_model, name="Shape", groups=[("G", ["name", "kind", "radius", "side", "side_unit"])],
+                      variant_field="kind", variants={"circle": ("radius",), "square": ("side", "side_unit")},
+                      composites=[QuotaMap("size", {"side": "side", "unit": "side_unit"})])
+    assert checks.check_declarations([decl]) == []
+    assert [p.name for p in decl.json_props_for("circle")] == ["name", "kind", "radius"]
+
+
+def test_variant_mistakes_are_errors(variant_model):
+    from registry.composites import QuotaMap
+
+    decl = ObjectType(model=variant_model, name="Shape", groups=[("G", ["name", "kind", "radius", "side", "side_unit"])],
+                      variant_field="kind",
+                      variants={"circle": ("radius", "diameter"), "triangle": ("side",)},  # no square; no diameter
+                      composites=[QuotaMap("size", {"r": "radius", "s": "side"})])       # straddles two variants
+    errors = checks.check_declarations([decl])
+    assert ids_of(errors) == ["registry.E015", "registry.E016", "registry.E017"]
+    assert any("'diameter'" in e.msg for e in errors)
+    no_field = ObjectType(model=variant_model, name="Shape", groups=[("G", ["name", "radius"])],
+                          variant_field="shape", variants={"circle": ("radius",)})
+    assert ids_of(checks.check_declarations([no_field])) == ["registry.E015"]

@@ -35,6 +35,8 @@ VALUES = {
     "AcmeProvider": {"directory": "https://acme.example.org/directory", "domains": {"mail.example.org": True},
                      "contact": {"postmaster@example.org": True}},
     "BlockedIp": {"address": "192.0.2.77"},
+    # A variant of a multi-variant object is keyed Object/Variant.
+    "Directory/Oidc": {"issuerUrl": "https://sso.example.org/realms/sweep"},
     "AllowedIp": {"address": "192.0.2.78"},
     "NetworkListener": {"name": "sweep", "bind": {"127.0.0.1:18999": True}},
     "OAuthClient": {"clientId": "sweep-client", "redirectUris": {"https://app.example.org/cb": True},
@@ -95,9 +97,23 @@ def _value(jmap, schema, name, prop, spec):
     return None
 
 
-def derived_body(jmap, schema, decl) -> dict:
-    fields = schema["fields"][decl.jmap_name]
-    body = {}
+def schema_fields(schema, decl, variant=None) -> dict:
+    """The schema's fields of the object, or of one variant of a multi-variant object."""
+    entry = schema["schemas"][decl.jmap_name]
+    if entry["type"] == "multiple":
+        chosen = next(v for v in entry["variants"] if variant in (None, v["name"]))
+        return schema["fields"][chosen["schemaName"]]
+    return schema["fields"][decl.jmap_name]
+
+
+def variant_names(schema, decl) -> list:
+    entry = schema["schemas"][decl.jmap_name]
+    return [v["name"] for v in entry["variants"]] if entry["type"] == "multiple" else [None]
+
+
+def derived_body(jmap, schema, decl, variant=None) -> dict:
+    fields = schema_fields(schema, decl, variant)
+    body = {"@type": variant} if variant else {}
     for prop, about in fields["properties"].items():
         spec = about["type"]
         if about["update"] == "serverSet" or prop in fields["defaults"] or spec.get("nullable"):
@@ -106,20 +122,22 @@ def derived_body(jmap, schema, decl) -> dict:
         if value is not None:
             body[prop] = value
     body.update(VALUES.get(decl.name, {}))
+    body.update(VALUES.get(f"{decl.name}/{variant}", {}) if variant else {})
     return body
 
 
-def sample_id(jmap, schema, decl) -> str:
-    """The JMAP id of an object of this type: an existing one, or one made for the sweep."""
+def sample_id(jmap, schema, decl, variant=None) -> str:
+    """The JMAP id of an object of this type (and variant): an existing one, or one made for the sweep."""
     if decl.singleton:
         return ids.SINGLETON
-    found = jmap.ok(f"{decl.jmap_name}/query", {})["ids"]
+    at_type = {"@type": variant} if variant else {}
+    found = jmap.ok(f"{decl.jmap_name}/query", {"filter": at_type} if at_type else {})["ids"]
     if found:
         return found[0]
     if decl.name in ISSUED:
         return decl.object_id(ISSUED[decl.name]())
     assert "Create" in decl.operations, f"{decl.jmap_name}: no object, and none can be created"
-    body = derived_body(jmap, schema, decl)
+    body = derived_body(jmap, schema, decl, variant)
     got = jmap.ok(f"{decl.jmap_name}/set", {"create": {"s": body}})
     assert "s" in (got.get("created") or {}), (body, got.get("notCreated"))
     return got["created"]["s"]["id"]
@@ -127,10 +145,14 @@ def sample_id(jmap, schema, decl) -> str:
 
 def echo_patch(decl, schema, obj) -> dict:
     """The object's own mutable values, as read: a patch /set and `update` must accept."""
-    props = schema["fields"][decl.jmap_name]["properties"]
+    props = schema_fields(schema, decl, obj.get("@type") if decl.multi else None)["properties"]
     return {name: value for name, value in obj.items()
             if name in props and props[name]["update"] == "mutable" and props[name]["type"].get("format") != "secret"
             and value != "****"}
+
+
+def _stored(decl, variant):
+    return next(v for v in decl.variants if decl.variant_json(v) == variant)
 
 
 def run(*args) -> str:
@@ -161,22 +183,32 @@ def _local_cli(monkeypatch):
 @pytest.mark.parametrize("name", DECLARATIONS)
 def test_every_face_serves_the_declaration(admin, name):
     decl = decl_mod.get(name)
-    jmap, schema = admin, schema_of(admin)
+    schema = schema_of(admin)
+    for variant in variant_names(schema, decl):
+        sweep(admin, schema, decl, variant)
 
+
+def sweep(jmap, schema, decl, variant):
     # /api/schema
     about = schema["objects"][decl.jmap_name]
     assert about["permissionPrefix"] == f"sys{decl.name}" and about["operations"] == list(decl.operations)
     # Every declared property, plus those a specialised face describes itself (Account's lists).
     added = set(schema_mod._EXTRA.get(decl.name, {}).get("properties", ()))
-    assert set(schema["fields"][decl.jmap_name]["properties"]) == {p.name for p in decl.json_props} | added
+    if variant is None:
+        assert set(schema_fields(schema, decl)["properties"]) == {p.name for p in decl.json_props} | added
+    else:
+        # A variant's fields: the common ones and its own; @type names the variant.
+        assert set(schema_fields(schema, decl, variant)["properties"]) | {"@type"} == {
+            p.name for p in decl.json_props_for(_stored(decl, variant))} | added
 
     # JMAP get / query / changes / set
-    oid = sample_id(jmap, schema, decl)
+    oid = sample_id(jmap, schema, decl, variant)
     got = jmap.ok(f"{decl.jmap_name}/get", {"ids": [oid]})
     assert [o["id"] for o in got["list"]] == [oid] and got["notFound"] == []
     obj, state = got["list"][0], got["state"]
     # Every declared property (a specialised face may add more: an account's aliases).
-    assert {"id"} | {p.name for p in decl.json_props} <= set(obj)
+    own = decl.json_props if variant is None else decl.json_props_for(_stored(decl, variant))
+    assert {"id"} | {p.name for p in own} <= set(obj)
     if not decl.singleton:
         assert oid in jmap.ok(f"{decl.jmap_name}/query", {})["ids"]
     changes = jmap.ok(f"{decl.jmap_name}/changes", {"sinceState": state})
