@@ -304,7 +304,7 @@ class DirectoryAdmin(DeclaredAdmin):
     def login_filter_preview(self, obj):
         template = getattr(obj, "filter_login", None) or Directory._meta.get_field("filter_login").get_default()
         return format_html('<code id="login-filter-preview" data-sample="{}">{}</code>',
-                           filters.SAMPLE, filters.substitute(template, filters.SAMPLE))
+                           filters.SAMPLE, filters.render_filter(template, filters.SAMPLE))
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name in ("bind_secret", "sql_auth_secret"):

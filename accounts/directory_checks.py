@@ -94,10 +94,9 @@ def _filter(errors, obj, field: str, what: str, nullable: bool = False) -> None:
         else:
             errors.add(field, f"{what} is required.", code="required")
         return
-    try:
-        filters.check(value)
-    except filters.FilterSyntaxError as exc:
-        errors.add(field, f"{what} is not a valid LDAP filter: {exc} (? replaced by {filters.SAMPLE}).")
+    problem = filters.validate_filter(value)
+    if problem:
+        errors.add(field, f"{what}: {problem}.")
 
 
 def _attributes(errors, obj, field: str, what: str, required: bool = True) -> None:

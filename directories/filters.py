@@ -1,132 +1,222 @@
-"""LDAP search filters as the directory settings write them: `?` stands for the value looked up.
+"""LDAP search filters as the directory settings write them, without the LDAP library (the
+settings pages and the set-time checks load this, not ldap3).
 
-`check()` is a strict parser of the RFC 4515 string form, used when a filter is set (so that a
-typo is refused with the property named, not found at the first login); `substitute()` puts an
-escaped value in place of every `?`, as the backend does at search time.
+A filter is a template: `?` (and `{user}`, `{username}`, `{email}`) stands for the login,
+`{local}` for its local part and `{domain}` for its domain, as in the reference. `render_filter`
+puts escaped values in place (RFC 4515 §3: a login can never add filter syntax);
+`validate_filter` is a strict RFC 4515 parse of the template, used when a filter is set, so that
+a typo is refused with the property named instead of found at the first login.
 """
 from __future__ import annotations
 
-import re
-
-PLACEHOLDER = "?"
-SAMPLE = "jane@example.org"
-
-# RFC 4512 attribute description: a descriptor or numeric OID, then ;options.
-_ATTR = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)(?:;[A-Za-z0-9-]+)*")
-_RULE = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)")
-_HEX = "0123456789abcdefABCDEF"
+SAMPLE = "jane@example.org"  # the address the settings page previews filters with
 
 
-class FilterSyntaxError(ValueError):
-    pass
+_PLACEHOLDERS = {"user": "full", "username": "full", "email": "full", "local": "local",
+                 "domain": "domain"}
 
 
-def escape(value: str) -> str:
-    """A value as an RFC 4515 assertion value: the characters that end or change a filter
-    (`*`, `(`, `)`, `\\`, NUL) become `\\XX`, so a login name cannot widen the search."""
+def escape_filter_value(value: str) -> str:
+    """RFC 4515 §3: NUL, parentheses, asterisk and backslash as \\XX; everything else as is."""
     out = []
     for ch in value:
-        if ch in "*()\\\0":
+        if ch in "\\*()\x00":
             out.append("\\%02x" % ord(ch))
         else:
             out.append(ch)
     return "".join(out)
 
 
-def substitute(template: str, value: str) -> str:
-    return template.replace(PLACEHOLDER, escape(value))
+def _template(template: str) -> list[tuple[str, str, int]]:
+    """The template as (kind, text, position) pieces: ("static", text, where it starts) or
+    ("full"|"local"|"domain", "", where the placeholder starts). Raises ValueError on an unknown
+    or unclosed placeholder."""
+    pieces: list[tuple[str, str, int]] = []
+    start, i = 0, 0
+    while i < len(template):
+        ch = template[i]
+        if ch in "?{":
+            if i > start:
+                pieces.append(("static", template[start:i], start))
+            if ch == "?":
+                pieces.append(("full", "", i))
+            else:
+                end = template.find("}", i)
+                if end < 0:
+                    raise ValueError("unclosed placeholder '{'")
+                name = template[i + 1:end]
+                if name not in _PLACEHOLDERS:
+                    raise ValueError(f"unknown placeholder {{{name}}}")
+                pieces.append((_PLACEHOLDERS[name], "", i))
+                i = end
+            start = i + 1
+        i += 1
+    if len(template) > start:
+        pieces.append(("static", template[start:], start))
+    return pieces
 
 
-def check(template: str, *, sample: str = SAMPLE) -> None:
-    """Raise FilterSyntaxError unless `template`, with `?` replaced by a sample value, is one
-    RFC 4515 filter, and unless it has a `?` at all (a filter without one would find the same
-    entry whoever logs in)."""
-    if PLACEHOLDER not in template:
-        raise FilterSyntaxError("the filter has no ? to stand for the value looked up")
-    text = substitute(template, sample)
-    end = _Parser(text).filter(0)
-    if end != len(text):
-        raise FilterSyntaxError(f"unexpected text after the filter at position {end + 1}")
+def render_filter(template: str, value: str) -> str:
+    """The filter for one value (a login, or a DN for filterMemberOf), every substitution
+    escaped."""
+    local, _, domain = value.rpartition("@") if "@" in value else (value, "", "")
+    parts = {"full": value, "local": local, "domain": domain}
+    return "".join(text if kind == "static" else escape_filter_value(parts[kind])
+                   for kind, text, _ in _template(template))
 
 
-class _Parser:
-    MAX_DEPTH = 64
+class _FilterParser:
+    """A strict RFC 4515 parser: it accepts a filter or raises ValueError saying where."""
+
+    # Real filters nest a handful of levels; a limit keeps a hostile one from exhausting the
+    # interpreter's stack (a RecursionError would be a 500, not a refusal naming the property).
+    MAX_DEPTH = 32
 
     def __init__(self, text: str):
         self.text = text
+        self.pos = 0
+        self.depth = 0
 
-    def fail(self, pos: int, what: str):
-        raise FilterSyntaxError(f"{what} at position {pos + 1}")
+    def fail(self, what: str):
+        error = ValueError(what)
+        error.pos = self.pos
+        raise error
 
-    def filter(self, pos: int, depth: int = 0) -> int:
-        if depth > self.MAX_DEPTH:
-            self.fail(pos, "filter nested too deeply")
-        if pos >= len(self.text) or self.text[pos] != "(":
-            self.fail(pos, "expected (")
-        pos += 1
-        if pos >= len(self.text):
-            self.fail(pos, "unterminated filter")
-        ch = self.text[pos]
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expect(self, ch: str):
+        if self.peek() != ch:
+            self.fail(f"expected '{ch}'" + (f", found '{self.peek()}'" if self.peek() else ""))
+        self.pos += 1
+
+    def parse(self):
+        self.filter()
+        if self.pos != len(self.text):
+            self.fail("unexpected text after the filter")
+
+    def filter(self):
+        self.expect("(")
+        self.depth += 1
+        if self.depth > self.MAX_DEPTH:
+            self.fail(f"filters nested deeper than {self.MAX_DEPTH} levels")
+        ch = self.peek()
         if ch in "&|":
-            pos += 1
-            count = 0
-            while pos < len(self.text) and self.text[pos] == "(":
-                pos = self.filter(pos, depth + 1)
-                count += 1
-            if count == 0:
-                self.fail(pos, f"{ch} needs at least one filter")
+            self.pos += 1
+            if self.peek() != "(":
+                self.fail("'&' and '|' need at least one filter")
+            while self.peek() == "(":
+                self.filter()
         elif ch == "!":
-            pos = self.filter(pos + 1, depth + 1)
+            self.pos += 1
+            self.filter()
         else:
-            pos = self.item(pos)
-        if pos >= len(self.text) or self.text[pos] != ")":
-            self.fail(pos, "expected )")
-        return pos + 1
+            self.item()
+        self.expect(")")
+        self.depth -= 1
 
-    def item(self, pos: int) -> int:
+    def attribute(self) -> None:
+        start = self.pos
         text = self.text
-        match = _ATTR.match(text, pos)
-        if match is None:
-            if text.startswith(":", pos):  # extensible match without an attribute
-                return self.extensible(pos, attr=False)
-            self.fail(pos, "expected an attribute name")
-        pos = match.end()
-        if text.startswith(":", pos):
-            return self.extensible(pos, attr=True)
-        for op in ("~=", ">=", "<="):
-            if text.startswith(op, pos):
-                return self.value(pos + 2, stars=False)
-        if not text.startswith("=", pos):
-            self.fail(pos, "expected =, ~=, >= or <=")
-        # equality, presence (=*) or substrings (a*b*c): stars separate the parts.
-        return self.value(pos + 1, stars=True)
+        if self.peek() and self.peek() in "0123456789":
+            # numericoid: number *( "." number )
+            while self.pos < len(text) and text[self.pos] in "0123456789.":
+                self.pos += 1
+            oid = text[start:self.pos]
+            if not all(p and (p == "0" or not p.startswith("0")) for p in oid.split(".")):
+                self.fail("malformed numeric OID")
+        elif self.peek().isascii() and self.peek().isalpha():
+            while self.pos < len(text) and (text[self.pos].isascii()
+                                             and (text[self.pos].isalnum() or text[self.pos] == "-")):
+                self.pos += 1
+        else:
+            self.fail("expected an attribute name")
+        while self.peek() == ";":  # options
+            self.pos += 1
+            begin = self.pos
+            while self.pos < len(text) and text[self.pos].isascii() and (
+                    text[self.pos].isalnum() or text[self.pos] == "-"):
+                self.pos += 1
+            if begin == self.pos:
+                self.fail("empty attribute option")
 
-    def extensible(self, pos: int, *, attr: bool) -> int:
+    def value(self, allow_star: bool) -> None:
         text = self.text
-        if text.startswith(":dn:", pos):
-            pos += 3
-        rule = False
-        if text.startswith(":", pos) and not text.startswith(":=", pos):
-            match = _RULE.match(text, pos + 1)
-            if match is None:
-                self.fail(pos + 1, "expected a matching rule")
-            pos, rule = match.end(), True
-        if not attr and not rule:
-            self.fail(pos, "an extensible match without an attribute needs a matching rule")
-        if not text.startswith(":=", pos):
-            self.fail(pos, "expected :=")
-        return self.value(pos + 2, stars=False)
-
-    def value(self, pos: int, *, stars: bool) -> int:
-        text = self.text
-        while pos < len(text) and text[pos] != ")":
-            ch = text[pos]
+        while self.pos < len(text):
+            ch = text[self.pos]
+            if ch == ")" or (ch == "*" and allow_star):
+                return
+            if ch in "(*\x00":
+                self.fail(f"'{ch}' must be escaped in a value")
             if ch == "\\":
-                if pos + 2 >= len(text) or text[pos + 1] not in _HEX or text[pos + 2] not in _HEX:
-                    self.fail(pos, "a backslash must start a two-digit hex escape")
-                pos += 3
+                pair = text[self.pos + 1:self.pos + 3]
+                if len(pair) != 2 or any(c not in "0123456789abcdefABCDEF" for c in pair):
+                    self.fail("'\\' must be followed by two hexadecimal digits")
+                self.pos += 3
                 continue
-            if ch == "(" or ch == "\0" or (ch == "*" and not stars):
-                self.fail(pos, f"unescaped {ch!r} in a value")
-            pos += 1
-        return pos
+            self.pos += 1
+
+    def item(self):
+        if self.peek() == ":":  # extensible without attribute: [":dn"] ":" rule ":=" value
+            self.extensible(has_attribute=False)
+            return
+        self.attribute()
+        ch = self.peek()
+        if ch == ":":
+            self.extensible(has_attribute=True)
+            return
+        if ch in "~<>":
+            self.pos += 1
+            self.expect("=")
+            self.value(allow_star=False)
+            return
+        self.expect("=")
+        # simple, present or substring: the value with unescaped '*' separating its parts.
+        self.value(allow_star=True)
+        while self.peek() == "*":
+            self.pos += 1
+            self.value(allow_star=True)
+
+    def extensible(self, has_attribute: bool):
+        if self.text.startswith(":dn:", self.pos):
+            self.pos += 3
+        has_rule = False
+        if self.peek() == ":" and not self.text.startswith(":=", self.pos):
+            self.pos += 1
+            self.attribute()  # a matching rule: descr or numericoid
+            has_rule = True
+        if not (has_attribute or has_rule):
+            self.fail("an extensible match needs an attribute or a matching rule")
+        self.expect(":")
+        self.expect("=")
+        self.value(allow_star=False)
+
+
+def validate_filter(template: str) -> str | None:
+    """None when `template` is a usable filter template, else why not (for a SetError)."""
+    if not template or not template.strip():
+        return "the filter is empty"
+    try:
+        pieces = _template(template)
+    except ValueError as exc:
+        return str(exc)
+    if not any(kind != "static" for kind, _, _ in pieces):
+        return "the filter has no '?' placeholder for the login"
+    # A sample full of characters that need escaping: a placeholder put where only a value may
+    # stand (an attribute name, say) makes the filter unparsable. `origin` maps each character
+    # of the sample back to the template, so that the error points into what the user wrote.
+    value = escape_filter_value("x*(y)\\z")
+    sample, origin = [], []
+    for kind, text, position in pieces:
+        if kind == "static":
+            sample.append(text)
+            origin.extend(range(position, position + len(text)))
+        else:
+            sample.append(value)
+            origin.extend([position] * len(value))
+    try:
+        _FilterParser("".join(sample)).parse()
+    except ValueError as exc:
+        where = origin[exc.pos] if exc.pos < len(origin) else len(template)
+        return f"not a valid LDAP filter (RFC 4515): {exc} at position {where + 1}"
+    return None

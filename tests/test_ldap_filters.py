@@ -13,15 +13,17 @@ from directories import filters
     "(&(objectClass=inetOrgPerson)(mail=?))",
     "(|(&(objectClass=inetOrgPerson)(|(mail=?)(mailAlias=?)))(&(objectClass=groupOfNames)(|(mail=?)(mailAlias=?))))",
     "(&(objectClass=user)(sAMAccountName=?)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
+    "(&(objectClass=user)(sAMAccountName={local}))",
     "(member:1.2.840.113556.1.4.1941:=?)",
     "(cn:dn:=?)",
     "(mail=*?*)",
     "(mail=pre?)",
     "(mail;lang-en>=?)",
     "(2.5.4.3=?)",
+    "(&" * 20 + "(mail=?)" + ")" * 20,
 ])
 def test_accepted(template):
-    filters.check(template)
+    assert filters.validate_filter(template) is None
 
 
 @pytest.mark.parametrize("template", [
@@ -38,16 +40,17 @@ def test_accepted(template):
     "(mail=a(b?)",            # unescaped parenthesis
     "(mail>=*?)",             # a star only in equality and substrings
     "(:=?)",                  # extensible match without attribute or rule
+    "(uid={nope})",           # unknown placeholder
     "(" * 100 + "mail=?" + ")" * 100,
+    "(&" * 5000 + "(mail=?)" + ")" * 5000,  # deeper than any real filter: refused, not a crash
 ])
 def test_refused(template):
-    with pytest.raises(filters.FilterSyntaxError):
-        filters.check(template)
+    assert filters.validate_filter(template)
 
 
 def test_substitution_escapes_the_value():
-    assert filters.substitute("(mail=?)", "jane@example.org") == "(mail=jane@example.org)"
-    hostile = filters.substitute("(&(objectClass=person)(mail=?))", "*)(uid=*")
+    assert filters.render_filter("(mail=?)", "jane@example.org") == "(mail=jane@example.org)"
+    hostile = filters.render_filter("(&(objectClass=person)(mail=?))", "*)(uid=*")
     assert hostile == "(&(objectClass=person)(mail=\\2a\\29\\28uid=\\2a))"
-    filters.check("(&(objectClass=person)(mail=?))", sample="*)(uid=*")  # still one filter
-    assert filters.escape("a\\b\x00") == "a\\5cb\\00"
+    assert filters.render_filter("(uid={local})", "a*@example.org") == "(uid=a\\2a)"
+    assert filters.escape_filter_value("a\\b\x00") == "a\\5cb\\00"

@@ -4,6 +4,7 @@ page, and the model's checks are the form's errors."""
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from accounts.models import Directory
 from accounts.tests.test_passwords import form_data, form_errors
@@ -91,10 +92,11 @@ def test_change_page_filter_preview_and_masked_secret(admin_client):
     assert directory.attr_email_alias == ["mailAlias", "proxyAddresses"]
 
 
-def test_the_test_button_has_its_place(admin_client):
-    """dlogin's "Test" button goes in the change page's object tools (block directory_test)."""
-    from django.template.loader import get_template
-
-    source = get_template("admin/accounts/directory/change_form.html").template.source
-    assert "{% block directory_test %}" in source
-    assert admin_client.get(change_url(ldap())).status_code == 200
+def test_the_test_form_is_on_the_change_page(admin_client):
+    """The "Test" form (accounts.external.test_login) sits in the page's object tools, outside the
+    settings form, and posts to the directory's own test URL."""
+    directory = ldap()
+    page = admin_client.get(change_url(directory)).content.decode()
+    action = reverse("admin:accounts_directory_test", args=[directory.pk])
+    assert f'action="{action}"' in page and 'value="Test"' in page
+    assert page.index(action) < page.index('id="directory_form"')

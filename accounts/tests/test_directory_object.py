@@ -14,6 +14,7 @@ from django.db import connection
 from accounts.models import Authentication, Directory, Tenant
 from registry import ids
 from registry import services as registry
+from tests.clients import Jmap
 
 LDAP = {"@type": "Ldap", "description": "People", "url": "ldaps://ldap.example.org", "baseDn": "dc=example,dc=org",
         "bindDn": "cn=admin,dc=example,dc=org", "bindSecret": {"@type": "Value", "secret": "bind-S3cret"}}
@@ -291,7 +292,7 @@ def tenants(db, jmap, make_account, domain):
 
 
 def test_a_tenant_admin_sees_only_its_directories(client, jmap, tenants):
-    from tests.clients import Jmap, basic
+    from tests.clients import Jmap, Jmap, basic
 
     system = made(jmap, LDAP)
     t1 = Jmap(client, basic("boss@one.test"))
@@ -310,12 +311,16 @@ def test_a_tenant_admin_sees_only_its_directories(client, jmap, tenants):
 
 def test_login_directory_belongs_to_no_tenant(jmap, tenants):
     tenant_id = ids.encode(tenants.pk)
+    key = jmap.ok("x:ApiKey/set", {"create": {"k": {"description": "admin's way in"}}})["created"]["k"]["secret"]
     owned = made(jmap, {**LDAP, "memberTenantId": tenant_id})
     got = jmap.ok("x:Authentication/set", {"update": {"singleton": {"directoryId": owned}}})
     assert got["notUpdated"]["singleton"]["properties"] == ["directoryId"]
     assert Authentication.load().directory_id is None
     free = made(jmap, LDAP)
     assert jmap.ok("x:Authentication/set", {"update": {"singleton": {"directoryId": free}}}).get("updated")
+    # From now on Basic logins go to that (unreachable) directory: the administrator goes on with
+    # its API key, which stays local.
+    jmap = Jmap(jmap.client, f"Bearer {key}")
     # ... and the directory in use cannot then be given to a tenant.
     assert update(jmap, free, {"memberTenantId": tenant_id})["properties"] == ["memberTenantId"]
 
