@@ -72,14 +72,32 @@ def menu_order(group: str) -> tuple:
     return (TOP_ORDER.get(top, 2), group.count(" › "), group)
 
 
-def search_terms(model, label: str, group: str) -> str:
-    """What the menu's search box matches: the page's path and the labels of its fields."""
+def search_terms(model, label: str, group: str, fields: set[str] | None = None) -> str:
+    """What the menu's search box matches: the page's path and the labels of its fields (those
+    of `fields` only, for one page of an object split over several)."""
     terms = [group, label]
     decl = decl_mod.for_model(model)
     if decl is not None:
         for prop in decl.props:
-            terms.append(str(prop.field.verbose_name))
+            if fields is None or prop.attname in fields:
+                terms.append(str(prop.field.verbose_name))
     return " | ".join(terms).lower()
+
+
+def settings_pages(model: dict, label: str) -> list[tuple[dict, str, set[str] | None]]:
+    """The menu entries of one admin page: itself, or one per settings page of a declaration
+    split over several ("HTTP › General", "HTTP › Security"), each with the fields it shows."""
+    decl = decl_mod.for_model(model["model"])
+    if decl is None or not decl.pages or not model.get("admin_url"):
+        return [(model, label, None)]
+    out = []
+    opts = model["model"]._meta
+    for title, _groups in decl.pages:
+        entry = {**model, "object_name": model["object_name"] + title.replace(" ", ""),
+                 "admin_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_page", args=[slugify(title)])}
+        fields = {name for _group, names in decl.page_groups(title) for name in names}
+        out.append((entry, f"{label} › {title}", fields))
+    return out
 
 
 class StalwartAdminSite(admin.AdminSite):
@@ -125,9 +143,10 @@ class StalwartAdminSite(admin.AdminSite):
         for app in apps:
             for model in app["models"]:
                 group, label = menu_place(model["model"], app["name"])
-                model["name"] = label
-                model["search_terms"] = search_terms(model["model"], label, group)
-                groups.setdefault(group, []).append(model)
+                for entry, name, fields in settings_pages(model, label):
+                    entry["name"] = name
+                    entry["search_terms"] = search_terms(model["model"], name, group, fields)
+                    groups.setdefault(group, []).append(entry)
         out = []
         for name in sorted(groups, key=menu_order):
             out.append({

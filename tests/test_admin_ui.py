@@ -45,7 +45,8 @@ def test_menu_is_the_reference_tree_with_unique_meaningful_labels(admin_client):
     places = [(group, label) for group, label, _ in entries]
     assert len(places) == len(set(places)), places
     for expected in [("Settings › Authentication", "General"), ("Settings › Authentication", "OpenID Connect"),
-                     ("Settings › Network", "HTTP"), ("Settings › Network", "HTTP › Contact form"),
+                     ("Settings › Network", "HTTP › General"), ("Settings › Network", "HTTP › Security"),
+                     ("Settings › Network", "HTTP › Contact form"),
                      ("Settings › MTA", "MTA-STS"), ("Settings › TLS", "Certificates"),
                      ("Management", "Accounts"), ("Management", "Audit log")]:
         assert expected in places
@@ -56,7 +57,9 @@ def test_menu_is_the_reference_tree_with_unique_meaningful_labels(admin_client):
 def test_menu_search_terms_hold_the_fields_of_each_page(admin_client):
     terms = {(group, label): t for group, label, t in menu(admin_client.get("/admin/").content.decode())}
     assert "password min length" in terms[("Settings › Authentication", "General")]
-    assert "response headers" in terms[("Settings › Network", "HTTP")]
+    assert "response headers" in terms[("Settings › Network", "HTTP › General")]
+    assert "response headers" not in terms[("Settings › Network", "HTTP › Security")]
+    assert "enable hsts" in terms[("Settings › Network", "HTTP › Security")]
     assert "proxy trusted networks" in terms[("Settings › System", "General")]
     # The search is a static script: the pages forbid inline script.
     html = admin_client.get(HTTP_URL).content.decode()

@@ -96,3 +96,16 @@ def test_manage_py_check_fails_on_a_registered_broken_declaration(scratch_model)
     assert "sysNoSuchThingGet" in str(raised.value)
     # Taken back out, the registry is sound again.
     call_command("check", stdout=io.StringIO())
+
+
+def test_pages_name_each_group_once(scratch_model):
+    sound = ObjectType(model=scratch_model, name="Paged", groups=[("A", ["name"]), ("B", ["mode"])],
+                       pages=[("General", ["A"]), ("Security", ["B"])])
+    assert checks.check_declarations([sound]) == []
+    assert sound.page_groups("Security") == [("B", ["mode"])]
+    broken = ObjectType(model=scratch_model, name="Paged", groups=[("A", ["name"]), ("B", ["mode"])],
+                        pages=[("General", ["A", "C"]), ("Security", ["A"])])
+    messages = [e.msg for e in checks.check_declarations([broken]) if e.id == "registry.E015"]
+    assert any("'C'" in m for m in messages)        # a group that does not exist
+    assert any("'A' is on 2 pages" in m for m in messages)
+    assert any("'B' is on 0 pages" in m for m in messages)
