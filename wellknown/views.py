@@ -119,8 +119,9 @@ def autodiscover_json(request, rest: str | None = None):
         return problem(400, str(exc))
     protocol = request.GET.get("Protocol", "")
     if protocol.lower() == "autodiscoverv1":
-        host = services.system_settings().hostname
-        body = {"Protocol": "AutodiscoverV1", "Url": f"https://{host}/autodiscover/autodiscover.xml"}
+        # Like every advertised URL (the reference writes https://{hostname}, which a client cannot
+        # reach when this server listens elsewhere): publicUrl when set, else where it was asked.
+        body = {"Protocol": "AutodiscoverV1", "Url": f"{public_base(request)}/autodiscover/autodiscover.xml"}
         return HttpResponse(json.dumps(body), content_type="application/json; charset=utf-8")
     shown = re.sub(r"[^A-Za-z0-9]", "", protocol)[:64]
     body = {"ErrorCode": "InvalidProtocol",
