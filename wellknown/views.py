@@ -11,7 +11,7 @@ import defusedxml.ElementTree as SafeET
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from network.endpoint import endpoint, public_base
+from network.endpoint import endpoint, not_found, public_base
 from stalwart_site.http import BodyError, preflight, read_body, with_cors
 from stalwart_site.problem import problem
 
@@ -161,12 +161,8 @@ caldav = _dav_redirect("/dav/cal")
 carddav = _dav_redirect("/dav/card")
 
 
-@csrf_exempt
-def well_known_other(request, rest: str = ""):
-    """Any other /.well-known/ path: OPTIONS is the CORS preflight, the rest is not found."""
-    if request.method == "OPTIONS":
-        return preflight(request)
-    return problem(404, "The requested resource does not exist on this server.")
+# Any other /.well-known/ path: OPTIONS is the CORS preflight, the rest is not found.
+well_known_other = not_found(options="cors")
 
 
 # --- health and robots ----------------------------------------------------------------------
