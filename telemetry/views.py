@@ -6,6 +6,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from accounts import login as account_login
 from network.endpoint import CHALLENGES, NOT_FOUND, auth_problem, endpoint, not_found
+from registry import context
 from registry import services as registry
 from security.models import BlockedIp
 from stalwart_site.problem import problem
@@ -27,7 +28,8 @@ class BlockedIpsCollector:
 
 @endpoint("GET", "HEAD")
 def prometheus(request):
-    state = registry.states("Metrics")["Metrics"]
+    # The state the edge read for this request (Metrics is a settings singleton), not a query.
+    state = context.states("Metrics")["Metrics"]
     settings = registry.current(Metrics, {"Metrics": state})
     if not settings.prometheus_enabled:
         return problem(404, NOT_FOUND)
