@@ -2,11 +2,10 @@ from registry.composites import RateChoice
 from registry.declaration import ObjectType, register
 
 from . import models
+from .pipeline import drop_config
 
 
 def _dropped(obj=None):
-    from .pipeline import drop_config
-
     drop_config()
 
 

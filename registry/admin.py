@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models, transaction
-from django.utils.functional import cached_property
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
 from django.core.exceptions import PermissionDenied
+from django.db import models, transaction
 from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.functional import cached_property
 from django.utils.http import urlencode
 from django.utils.text import slugify
 
@@ -311,8 +313,6 @@ class DeclaredAdmin(admin.ModelAdmin):
         """An action on selected ids that are not ids of this model (a crafted form: "abc", a huge
         number) is refused with a message, as an empty selection is: Django filtered on them and
         the action's query raised ValueError, a 500."""
-        from django.contrib.admin import helpers
-        from django.core.exceptions import ValidationError
 
         pk = self.model._meta.pk
         for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):

@@ -1,7 +1,12 @@
+from functools import wraps
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import SuspiciousOperation
+from django.shortcuts import redirect
+from django.urls import path
 from django.urls import reverse
 from django.utils.text import slugify
 
@@ -115,9 +120,7 @@ class StalwartAdminSite(admin.AdminSite):
         """Every admin page refuses a NUL in its query string or form (400) before any query:
         PostgreSQL refuses NUL in text, so a search (?q=) or a list filter holding one was a 500
         there. No admin value may hold one anyway (Django's form fields refuse it)."""
-        from functools import wraps
 
-        from django.core.exceptions import SuspiciousOperation
 
         inner = super().admin_view(view, cacheable)
 
@@ -156,8 +159,6 @@ class StalwartAdminSite(admin.AdminSite):
         return out
 
     def get_urls(self):
-        from django.urls import path
-
         # Django's admin_view refuses its own logout to those without admin access (it redirects
         # them to the index, logged in still); everyone logs in here, so everyone may log out.
         return [
@@ -175,13 +176,10 @@ class StalwartAdminSite(admin.AdminSite):
         refuses) the credential service; the link on every admin page leads instead to the
         self-service page, which changes the password through accounts.credentials (policy,
         current password, audit)."""
-        from django.shortcuts import redirect
 
         return redirect("account-password")
 
     def password_change_done(self, request, extra_context=None):
-        from django.shortcuts import redirect
-
         return redirect("account")
 
     def login(self, request, extra_context=None):
@@ -189,7 +187,5 @@ class StalwartAdminSite(admin.AdminSite):
         # Everyone logs in here; those who do not administer go to their own account page.
         user = request.user
         if request.method == "POST" and user.is_authenticated and not user.is_staff and response.status_code == 302:
-            from django.shortcuts import redirect
-
             return redirect("account")
         return response
