@@ -80,6 +80,21 @@ def _database(env: dict):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def wait_until(probe, proc: subprocess.Popen, failure, errors=(requests.ConnectionError, requests.Timeout),
+               timeout: float = 30):
+    """probe()'s result once it stops raising `errors` (a server not listening yet: a loaded
+    machine starts slowly); RuntimeError(failure()) when `proc` exits first or after `timeout`.
+    The one wait of the live tests and the benchmarks (bench/harness.py, bench/cyrus.py)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return probe()
+        except errors:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(failure()) from None
+            time.sleep(0.2)
+
+
 @contextmanager
 def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool = True, prepare=None,
                 command: list[str] | None = None, ready_url: str | None = None):
@@ -107,15 +122,8 @@ def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool =
             argv = command or [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        requests.get(ready_url or server.url + "/admin/login/", timeout=2, verify=False)
-                        break
-                    except (requests.ConnectionError, requests.Timeout):  # a loaded machine starts slowly
-                        if proc.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError((Path(tmp) / "gunicorn.log").read_text()) from None
-                        time.sleep(0.2)
+                wait_until(lambda: requests.get(ready_url or server.url + "/admin/login/", timeout=2, verify=False),
+                           proc, lambda: (Path(tmp) / "gunicorn.log").read_text())
                 yield server
             finally:
                 stop_process(proc)
