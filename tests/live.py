@@ -6,10 +6,12 @@ the test process share no memory, so the tests see exactly what a client would.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,6 +97,23 @@ def wait_until(probe, proc: subprocess.Popen, failure, errors=(requests.Connecti
             time.sleep(0.2)
 
 
+_collected: Path | None = None
+
+
+def collected_static(env: dict) -> Path:
+    """The static files, collected once per process and served by every live server (a symlink
+    in its var directory): one collectstatic cost each server several seconds of its start."""
+    global _collected
+    if _collected is None or not _collected.is_dir():
+        shared = Path(tempfile.mkdtemp(prefix="stalwart-static-"))
+        atexit.register(shutil.rmtree, shared, True)
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v0"],
+                       env={**env, "STALWART_VAR_DIR": str(shared)}, cwd=ROOT, check=True, capture_output=True,
+                       timeout=300)
+        _collected = shared / "static"
+    return _collected
+
+
 @contextmanager
 def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool = True, prepare=None,
                 command: list[str] | None = None, ready_url: str | None = None):
@@ -115,7 +134,7 @@ def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool =
             server = LiveServer(f"http://127.0.0.1:{port}", env, Path(tmp))
             if migrate:
                 server.manage("migrate", "--noinput", "-v0")
-            server.manage("collectstatic", "--noinput", "-v0")
+            (Path(tmp) / "static").symlink_to(collected_static(env))
             if prepare is not None:
                 prepare(server)
             log = open(Path(tmp) / "gunicorn.log", "w")
