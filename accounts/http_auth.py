@@ -167,7 +167,7 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
     if not header:
         raise NoCredentials("You have to authenticate first.")
     ctx = context.current()
-    if (ctx is None or ctx.checked_address != remote_ip) and security.is_blocked(remote_ip):
+    if security.blocked_after_the_edge(remote_ip):
         raise login.Banned()
     scheme, _, value = header.partition(" ")
     method = SCHEMES.get(scheme.lower())

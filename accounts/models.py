@@ -347,11 +347,11 @@ class Account(AbstractBaseUser):
         help_text="Groups this account is a member of.",
     )
     max_app_passwords = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        "maximum app passwords", null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Overrides the default maximum number of app passwords (empty: use the default).",
     )
     max_api_keys = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        "maximum API keys", null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Overrides the default maximum number of API keys (empty: use the default).",
     )
     locale = models.CharField(max_length=16, default="en_US")
@@ -592,11 +592,11 @@ class Authentication(SingletonModel):
         "will be required to change their password.",
     )
     max_app_passwords = models.PositiveIntegerField(
-        null=True, blank=True, default=5, validators=[MinValueValidator(1)],
+        "maximum app passwords", null=True, blank=True, default=5, validators=[MinValueValidator(1)],
         help_text="The default maximum number of app passwords a user can create (empty: unlimited).",
     )
     max_api_keys = models.PositiveIntegerField(
-        null=True, blank=True, default=5, validators=[MinValueValidator(1)],
+        "maximum API keys", null=True, blank=True, default=5, validators=[MinValueValidator(1)],
         help_text="The default maximum number of API keys a user can create (empty: unlimited).",
     )
 

@@ -15,9 +15,10 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from harness import wait_until  # the one server wait (tests/live.py), with the repository on sys.path
 
 CYRUS_BIN = Path("/usr/lib/cyrus/bin")
 SASLPASSWD = "saslpasswd2"
@@ -113,15 +114,8 @@ def cyrus_server(connections: int, free_port):
 
 def _create_inbox(port: int, proc: subprocess.Popen) -> None:
     """The user's INBOX, through IMAP as Cyrus's administrator (JMAP answers nobody without one)."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            imap = imaplib.IMAP4("127.0.0.1", port, timeout=5)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("Cyrus did not start listening (see its master.log)") from None
-            time.sleep(0.2)
+    imap = wait_until(lambda: imaplib.IMAP4("127.0.0.1", port, timeout=5), proc,
+                      lambda: "Cyrus did not start listening (see its master.log)", errors=OSError)
     try:
         imap.login(ADMIN, PASSWORD)
         status, detail = imap.create(f"user/{USER}")

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.live import free_port, live_server  # noqa: E402  (needs ROOT on sys.path)
 from tests.live import stop_process as stop  # noqa: E402
+from tests.live import wait_until  # noqa: E402
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -66,15 +67,7 @@ def server_model() -> str:
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url, timeout=2)
-            return
-        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(log_path.read_text()) from None
-            time.sleep(0.2)
+    wait_until(lambda: requests.get(url, timeout=2), proc, log_path.read_text)
 
 
 # --- wrk -------------------------------------------------------------------------------------

@@ -17,8 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.http.request import validate_host
 from django.utils import timezone
 
@@ -62,29 +67,19 @@ def withdraw(tokens) -> None:
 
 # --- keys, CSR and files ----------------------------------------------------------------------
 def new_private_key():
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     return ec.generate_private_key(ec.SECP256R1())
 
 
 def private_pem(key) -> str:
-    from cryptography.hazmat.primitives import serialization
-
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption()).decode()
 
 
 def load_private_key(pem: str):
-    from cryptography.hazmat.primitives import serialization
-
     return serialization.load_pem_private_key(pem.encode(), password=None)
 
 
 def make_csr(key, names: list[str]) -> bytes:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import NameOID
-
     builder = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False))
@@ -149,8 +144,6 @@ def _note_attempt(provider_pk: int, error: str = "") -> None:
     fields = {"last_attempt_at": timezone.now(), "last_error": error[:4000]}
     qs = AcmeProvider.objects.filter(pk=provider_pk)
     if error:
-        from django.db.models import F
-
         qs.update(failures=F("failures") + 1, **fields)
     else:
         qs.update(failures=0, **fields)
@@ -158,7 +151,6 @@ def _note_attempt(provider_pk: int, error: str = "") -> None:
 
 def store(provider: AcmeProvider, fullchain_pem: str, key, actor) -> Certificate:
     """Keep an issued certificate: its row (audited) and its files, in one transaction."""
-    from cryptography import x509
 
     chain = x509.load_pem_x509_certificates(fullchain_pem.encode())
     leaf = chain[0]
@@ -184,6 +176,7 @@ def store(provider: AcmeProvider, fullchain_pem: str, key, actor) -> Certificate
 
 # --- the ACME client --------------------------------------------------------------------------
 def _account_jwk(provider: AcmeProvider, actor):
+    # Loaded when an order runs: every worker imports this module (HTTP-01) and never needs them.
     import josepy
 
     if not provider.account_key:
@@ -196,6 +189,7 @@ def _account_jwk(provider: AcmeProvider, actor):
 
 
 def _client(provider: AcmeProvider, jwk, ca_bundle):
+    # Loaded when an order runs: every worker imports this module (HTTP-01) and never needs them.
     import josepy
     from acme import client as acme_client
 
@@ -207,6 +201,7 @@ def _client(provider: AcmeProvider, jwk, ca_bundle):
 
 def _account(provider: AcmeProvider, client, jwk, actor) -> AcmeProvider:
     """Register the account, or reuse the one registered with this directory."""
+    # Loaded when an order runs: every worker imports this module (HTTP-01) and never needs them.
     from acme import errors, messages
 
     if provider.account_uri and provider.account_directory == provider.directory:
@@ -230,6 +225,7 @@ def _account(provider: AcmeProvider, client, jwk, actor) -> AcmeProvider:
 
 
 def _describe(exc) -> str:
+    # Loaded when an order runs: every worker imports this module (HTTP-01) and never needs them.
     from acme import errors, messages
 
     if isinstance(exc, errors.ValidationError):
@@ -261,6 +257,7 @@ def obtain(provider: AcmeProvider, *, actor="acme", ca_bundle: str | None = None
 
     Raises AcmeFailure with a readable reason, and counts the failure on the provider.
     """
+    # Loaded when an order runs: every worker imports this module (HTTP-01) and never needs them.
     import requests
     from acme import challenges, errors, messages
 

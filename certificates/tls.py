@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography import x509
+
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0  # seconds between two looks at the files
@@ -40,6 +42,7 @@ CHECK_INTERVAL = 1.0  # seconds between two looks at the files
 
 def _settings_value(name: str, env: str, default: str) -> str:
     try:
+        # Here, not at the top: the gunicorn master reads this module before Django is configured.
         from django.conf import settings
 
         return str(getattr(settings, name))
@@ -76,8 +79,6 @@ def _stamp(directory: Path) -> tuple | None:
 
 
 def _leaf_names(chain_path: Path) -> tuple[list[str], float]:
-    from cryptography import x509
-
     leaf = x509.load_pem_x509_certificate(chain_path.read_bytes())
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

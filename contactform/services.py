@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from email.utils import formataddr, formatdate, make_msgid
 from urllib.parse import urlsplit
 
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.resolver
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
@@ -101,9 +105,6 @@ def _tld_ok(domain: str) -> bool:
 
 
 def _resolver():
-    import dns.nameserver
-    import dns.resolver
-
     servers = getattr(settings, "DNS_SERVERS", None) or []
     resolver = dns.resolver.Resolver(configure=not servers)
     if servers:
@@ -126,9 +127,6 @@ def mail_domain(domain: str) -> str:
     """Whether `domain` can receive mail: "ok", "none" (no such domain, a null MX, or neither MX
     nor address records: RFC 5321 §5.1 falls back to the A/AAAA records), or "error" (DNS could
     not answer in time)."""
-    import dns.exception
-    import dns.name
-    import dns.resolver
 
     budget = float(getattr(settings, "DNS_TIMEOUT", 5))
     deadline = time.monotonic() + budget

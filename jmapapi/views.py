@@ -150,6 +150,7 @@ def session_document(principal, request=None) -> dict:
 STALWART_CAP = engine.STALWART
 
 
+@endpoint.endpoint("GET", "HEAD", options="cors")
 def well_known(request):
     response = HttpResponseRedirect("/jmap/session")
     response.status_code = 307

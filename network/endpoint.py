@@ -87,6 +87,12 @@ def public_base(request=None) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
 
+# `endpoint(ANY)`: every method reaches the view (a catch-all, a redirect the reference answers
+# whatever the method).
+ANY = "*"
+NOT_FOUND = "The requested resource does not exist on this server."
+
+
 def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth: bool = False,
              states: tuple[str, ...] = SETTINGS_TYPES, max_body: int | None = None, body_name: str = "request body",
              allow: str | None = None, refusal: str | None = None):
@@ -103,6 +109,8 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
        one (whatever its Content-Length claims) is a 400 problem+json ("The <body_name> is
        larger than … bytes.").
     5. `cors`: every answer, errors included, carries the CORS headers.
+
+    `ANY` as the only method takes every method (there is then no 405).
     """
     context.needs(*states)
     shown = allow or ", ".join(methods + (("OPTIONS",) if options and "OPTIONS" not in methods else ()))
@@ -118,7 +126,7 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
         def _dispatch(view, request, args, kwargs):
             if request.method == "OPTIONS" and options and "OPTIONS" not in methods:
                 return preflight(request) if options == "cors" else HttpResponse(status=204)
-            if request.method not in methods:
+            if request.method not in methods and methods != (ANY,):
                 return problem(405, detail, headers={"Allow": shown})
             if auth:
                 request.principal, error = authenticate(request)
@@ -134,3 +142,13 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
         return inner
 
     return wrap
+
+
+def not_found(*, options: str | None = None):
+    """A catch-all: every method (OPTIONS the preflight when `options` says so) gets the
+    reference's fallthrough, 404 problem+json, through the same rules as every endpoint."""
+    @endpoint(ANY, options=options)
+    def view(request, *args, **kwargs):
+        return problem(404, NOT_FOUND)
+
+    return view

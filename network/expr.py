@@ -56,10 +56,12 @@ class ExprError(ValueError):
     source (None for errors of a rule's shape); ``part`` names the piece of a rule
     (``match/0/if``, ``else``) when raised by ``compile_rule``."""
 
-    def __init__(self, message: str, position: int | None = None, part: str | None = None):
+    def __init__(self, message: str, position: int | None = None, part: str | None = None, limit: bool = False):
         self.message = message
         self.position = position
         self.part = part
+        # A size or nesting limit, not a mistake in the expression's grammar.
+        self.limit = limit
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -1168,7 +1170,7 @@ class _Parser:
     def enter(self, pos: int) -> None:
         self.depth += 1
         if self.depth > MAX_NESTING:
-            raise ExprError(f"expression is nested too deeply (more than {MAX_NESTING} levels)", pos)
+            raise ExprError(f"expression is nested too deeply (more than {MAX_NESTING} levels)", pos, limit=True)
 
     def leave(self) -> None:
         self.depth -= 1
@@ -1428,7 +1430,7 @@ def compile_expression(source: str, variables: Iterable[str] = HTTP_VARIABLES) -
         raise ExprError("an expression must be a string", 0)
     if len(source) > MAX_SOURCE_LENGTH:
         raise ExprError(f"expression is too long ({len(source)} characters, at most {MAX_SOURCE_LENGTH})",
-                        MAX_SOURCE_LENGTH)
+                        MAX_SOURCE_LENGTH, limit=True)
     if "\x00" in source:
         raise ExprError("unexpected character '\\x00'", source.index("\x00"))
     names = variables if isinstance(variables, frozenset) else frozenset(variables)

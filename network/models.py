@@ -12,6 +12,8 @@ from django.db import models
 from registry.fields import NameSetField
 from registry.models import SingletonModel
 
+from .expr import ExprError, compile_rule
+
 DEFAULT_RULE = {"else": "200"}
 
 
@@ -53,7 +55,6 @@ class RuleField(models.JSONField):
 
     def validate(self, value, model_instance):
         super().validate(value, model_instance)
-        from .expr import ExprError, compile_rule
 
         try:
             compile_rule(value, self.variables)

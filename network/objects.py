@@ -2,22 +2,30 @@ from registry.composites import RateChoice
 from registry.declaration import ObjectType, register
 
 from . import models
+from .pipeline import drop_config
 
 
 def _dropped(obj=None):
-    from .pipeline import drop_config
-
     drop_config()
 
 
 HTTP = register(ObjectType(
     model=models.Http, name="Http", singleton=True, section="Settings › Network › HTTP",
     description="Access rule, response headers, CORS, HSTS, forwarded addresses and rate limits of the HTTP service.",
+    # The groups keep the properties' order of the JSON faces; the reference's menu shows them
+    # on two pages, HTTP › General and HTTP › Security.
     groups=[
-        ("Security", ["allowed_endpoints", "use_x_forwarded", "enable_hsts"]),
-        ("Response headers", ["response_headers", "use_permissive_cors"]),
+        ("Access control", ["allowed_endpoints"]),
+        ("Client address", ["use_x_forwarded"]),
+        ("Strict transport security", ["enable_hsts"]),
+        ("Response headers", ["response_headers"]),
+        ("Cross-origin requests", ["use_permissive_cors"]),
         ("Rate limits", ["rate_limit_anonymous_count", "rate_limit_anonymous_period",
                          "rate_limit_authenticated_count", "rate_limit_authenticated_period"]),
+    ],
+    pages=[
+        ("General", ["Client address", "Response headers", "Rate limits"]),
+        ("Security", ["Access control", "Strict transport security", "Cross-origin requests"]),
     ],
     composites=[
         RateChoice("rateLimitAnonymous", "rate_limit_anonymous_count", "rate_limit_anonymous_period"),

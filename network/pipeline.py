@@ -13,11 +13,17 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from accounts.models import SystemSettings
 from registry import context, memo
 from security import ratelimit
+from security.models import Security
 from security.services import ClientAddress
 from stalwart_site.http import CORS
 from stalwart_site.problem import problem
+
+from .expr import compile_rule
+from .expr import to_status
+from .models import DEFAULT_RULE, Http, NetworkListener
 
 STATE_NAMES = ("Http", "NetworkListener", "BlockedIp", "AllowedIp", "Security", "SystemSettings")
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
@@ -62,11 +68,7 @@ def _rate(count, period) -> tuple[int, float] | None:
 
 
 def _build(token: tuple) -> Config:
-    from accounts.models import SystemSettings
-    from security.models import Security
 
-    from .expr import compile_rule
-    from .models import DEFAULT_RULE, Http, NetworkListener
 
     http = Http.load()
     rule_source = http.allowed_endpoints or DEFAULT_RULE
@@ -258,7 +260,6 @@ class RuleContext(dict):
 
 def rule_status(cfg: Config, ctx) -> int:
     """The status the rule gives this request; errors and non-numbers allow, as in the reference."""
-    from .expr import to_status
 
     try:
         status = to_status(cfg.rule.evaluate(ctx))

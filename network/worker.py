@@ -27,7 +27,9 @@ HTTP_READ_TIMEOUT, HTTP_BODY_TIMEOUT, HTTP_MAX_BODY, WORKER_CONNECTIONS).
 from __future__ import annotations
 
 import json
+import os
 
+from gunicorn import sock
 from gunicorn.asgi import protocol as gunicorn_protocol
 from gunicorn.workers import gasgi
 
@@ -35,7 +37,6 @@ from gunicorn.workers import gasgi
 def limits() -> dict:
     """The limits, from the environment; gunicorn.conf.py calls this in the master so that a
     bad value stops the server at start-up rather than every worker at boot."""
-    import os
 
     def number(name: str, default: float, minimum: float) -> float:
         raw = os.environ.get(name, "").strip()
@@ -175,7 +176,6 @@ class Worker(gasgi.ASGIWorker):
     def _get_ssl_context(self):
         if not self.cfg.is_ssl:
             return None
-        from gunicorn import sock
 
         # No fallback: a TLS listener that cannot build its context must not serve in clear.
         return sock.ssl_context(self.cfg)

@@ -86,7 +86,7 @@ def register(request):
         if not principal.has("oAuthClientRegistration"):
             return problem(403, "Registering OAuth clients needs the oAuthClientRegistration permission.")
     else:
-        if security.is_blocked(address):
+        if security.blocked_after_the_edge(address):
             return problem(429, "Too many requests from this address.", headers={"Retry-After": "60"})
         if not _anonymous_allowed(address):
             return problem(429, "Too many client registrations from this address; try again later.",

@@ -161,21 +161,50 @@ def device(request):
 API_AUTH_MAX_BODY = 1024 * 1024  # the reference's limit
 
 
+# The longest value any field of /api/auth may carry; the body as a whole has the limit above.
+API_AUTH_MAX_FIELD = 4096
+
+
+class JsonString(serializers.CharField):
+    """A JSON string exactly as sent: DRF's CharField would take 1 for "1" and trim a password's
+    spaces. NUL and lone surrogates are refused by CharField's own validators (they cannot be
+    stored nor hashed); null is as good as absent."""
+
+    def __init__(self, **kwargs):
+        kwargs = {"required": False, "allow_blank": True, "allow_null": True, "trim_whitespace": False,
+                  "max_length": API_AUTH_MAX_FIELD, **kwargs}
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class AuthRequestSerializer(serializers.Serializer):
-    """The body the login and device pages post (validated in the view, in the reference's order)."""
+    """The body the login and device pages post. It checks the shape (the type, every value a
+    string of bounded length); what the values mean is checked in the view, in the reference's
+    order (a code request's client and redirect URI before the password)."""
 
     type = serializers.ChoiceField(["authCode", "authDevice", "denyDevice"])
-    accountName = serializers.CharField(required=False)
-    accountSecret = serializers.CharField(required=False)
-    mfaToken = serializers.CharField(required=False)
-    clientId = serializers.CharField(required=False)
-    redirectUri = serializers.CharField(required=False)
-    code = serializers.CharField(required=False, help_text="The device flow's user code.")
-    scope = serializers.CharField(required=False)
-    nonce = serializers.CharField(required=False)
-    codeChallenge = serializers.CharField(required=False)
-    codeChallengeMethod = serializers.CharField(required=False)
-    state = serializers.CharField(required=False)
+    accountName = JsonString()
+    accountSecret = JsonString()
+    mfaToken = JsonString()
+    clientId = JsonString()
+    redirectUri = JsonString()
+    code = JsonString(help_text="The device flow's user code.")
+    scope = JsonString()
+    nonce = JsonString()
+    codeChallenge = JsonString()
+    codeChallengeMethod = JsonString()
+    state = JsonString()
+
+
+def first_error(errors) -> str:
+    """The first of a serializer's errors as one line: "accountName: Not a valid string."."""
+    field, messages = next(iter(errors.items()))
+    message = messages[0] if isinstance(messages, list) and messages else messages
+    return str(message) if field == "non_field_errors" else f"{field}: {message}"
 
 
 class AuthResponseSerializer(serializers.Serializer):
@@ -186,7 +215,8 @@ class AuthResponseSerializer(serializers.Serializer):
 
 class ApiAuthView(ApiView):
     """POST /api/auth. DRF's parsers are not used: the body is read as untrusted JSON below, with
-    the reference's limit and errors."""
+    the reference's limit and errors (depth, duplicate keys, size), then AuthRequestSerializer
+    validates it; a refusal of either is a 400 problem+json naming the field."""
 
     authentication_classes: list = []
 
@@ -213,24 +243,15 @@ def api_auth_answer(request):
         if len(request.body) > API_AUTH_MAX_BODY:  # a chunked body, sent without its length
             return problem(400, "The request body is too large.", title="Invalid parameters")
         body = untrusted.loads(request.body or b"{}")
-        if not isinstance(body, dict) or body.get("type") not in ("authCode", "authDevice", "denyDevice"):
-            raise ValueError("type must be authCode, authDevice or denyDevice")
-        for key in ("accountName", "accountSecret", "clientId", "redirectUri", "code", "scope", "nonce",
-                    "codeChallenge", "codeChallengeMethod", "mfaToken", "state"):
-            value = body.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise ValueError(f"{key} must be a string")
-            # Lone surrogates ("\ud800") cannot be stored nor hashed; NUL cannot be stored.
-            value.encode("utf-8")
-            if "\x00" in value:
-                raise ValueError(f"{key} may not contain NUL characters")
     except SuspiciousOperation:  # a body larger than Django accepts, sent without its length
         return problem(400, "The request body is too large.", title="Invalid parameters")
     except (ValueError, UnicodeError) as exc:  # UntrustedJSONError is a ValueError
         detail = str(exc)[:200]
         return problem(400, detail, title="Invalid parameters")
+    request_body = AuthRequestSerializer(data=body)
+    if not request_body.is_valid():
+        return problem(400, first_error(request_body.errors), title="Invalid parameters", errors=request_body.errors)
+    body = dict(request_body.validated_data)
     kind = body["type"]
     if kind == "authCode":
         try:

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models, transaction
-from django.utils.functional import cached_property
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.db import models, transaction
+from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.functional import cached_property
 from django.utils.http import urlencode
+from django.utils.text import slugify
 
 from . import admin_widgets
 from . import declaration as decl_mod
@@ -153,8 +156,9 @@ class DeclaredAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if self.fieldsets:
             return self.fieldsets
-        return self.mask_secrets(request, obj, [(title, {"fields": list(names)})
-                                                for title, names in self.declared_groups(request, obj)])
+        page = getattr(request, "settings_page", None)
+        groups = self.decl.page_groups(page) if page else self.declared_groups(request, obj)
+        return self.mask_secrets(request, obj, [(title, {"fields": list(names)}) for title, names in groups])
 
     def add_view(self, request, form_url="", extra_context=None):
         # A multi-variant object's add page asks for the variant first: its form has only that
@@ -357,8 +361,6 @@ class DeclaredAdmin(admin.ModelAdmin):
         """An action on selected ids that are not ids of this model (a crafted form: "abc", a huge
         number) is refused with a message, as an empty selection is: Django filtered on them and
         the action's query raised ValueError, a 500."""
-        from django.contrib.admin import helpers
-        from django.core.exceptions import ValidationError
 
         pk = self.model._meta.pk
         for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
@@ -416,16 +418,40 @@ class DeclaredAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(f"{url}?{query}")
 
 
+def page_url_name(opts) -> str:
+    return "admin:%s_%s_page" % (opts.app_label, opts.model_name)
+
+
 class SingletonAdmin(DeclaredAdmin):
-    """A settings page: the one object's edit form, with no list, add or delete."""
+    """A settings page: the one object's edit form, with no list, add or delete.
+
+    A declaration with `pages` gets one page per entry (`<model>/<page slug>/`), each a form
+    over its own groups only, so saving one page leaves the other's fields alone; the plain
+    change page keeps every group."""
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         urls = super().get_urls()
-        return [path("", self.admin_site.admin_view(self.changelist_view), name="%s_%s_changelist" % info)] + urls
+        pages = []
+        if self.decl.pages:
+            pages = [path("<slug:page>/", self.admin_site.admin_view(self.page_view), name="%s_%s_page" % info)]
+        return [path("", self.admin_site.admin_view(self.changelist_view), name="%s_%s_changelist" % info),
+                *pages] + urls
+
+    def page_view(self, request, page):
+        titles = {slugify(title): title for title, _groups in self.decl.pages}
+        if page not in titles:
+            raise Http404("No such settings page.")
+        request.settings_page = titles[page]
+        others = [(title, reverse(page_url_name(self.opts), args=[slugify(title)]), title == titles[page])
+                  for title, _groups in self.decl.pages]
+        return self.change_view(request, str(self.model.SINGLETON_PK),
+                                extra_context={"settings_pages": others, "settings_page": titles[page]})
 
     def changelist_view(self, request, extra_context=None):
         self.model.load()
+        if self.decl.pages:
+            return HttpResponseRedirect(reverse(page_url_name(self.opts), args=[slugify(self.decl.pages[0][0])]))
         info = self.opts.app_label, self.opts.model_name
         return HttpResponseRedirect(reverse("admin:%s_%s_change" % info, args=[self.model.SINGLETON_PK]))
 
@@ -434,7 +460,9 @@ class SingletonAdmin(DeclaredAdmin):
         return super().get_object(request, str(self.model.SINGLETON_PK), from_field)
 
     def response_change(self, request, obj):
-        self.message_user(request, f"The {menu_label(self.decl)} settings were saved.", messages.SUCCESS)
+        page = getattr(request, "settings_page", None)
+        label = f"{menu_label(self.decl)} › {page}" if page else menu_label(self.decl)
+        self.message_user(request, f"The {label} settings were saved.", messages.SUCCESS)
         return HttpResponseRedirect(request.path)
 
 

@@ -89,6 +89,27 @@ def _loads(value):
     return value
 
 
+class RowsJson(str):
+    """The JSON a row widget posts, with the names its rows gave more than once."""
+
+    def __new__(cls, text: str, duplicates=()):
+        obj = super().__new__(cls, text)
+        obj.duplicates = list(duplicates)
+        return obj
+
+
+class KeyValueFormField(forms.JSONField):
+    """The form field of a key/value widget: a name given in two rows is an error on the field."""
+
+    def to_python(self, value):
+        duplicates = getattr(value, "duplicates", None)
+        if duplicates:
+            raise forms.ValidationError(
+                "%(names)s given in more than one row; each name may appear once.", code="duplicate",
+                params={"names": ", ".join(duplicates) + (" is" if len(duplicates) == 1 else " are")})
+        return super().to_python(value)
+
+
 class KeyValueWidget(ProjectTemplateWidget):
     """Rows of name and value inputs (response headers); posts a JSON object."""
 
@@ -114,11 +135,17 @@ class KeyValueWidget(ProjectTemplateWidget):
         if name in data:
             return data.get(name)
         keys, values = data.getlist(name + "__key"), data.getlist(name + "__value")
-        out = {}
+        out, first, twice = {}, {}, []
         for key, text in zip(keys, values):
             if key.strip() or text.strip():
+                # Header names are case-insensitive: two rows naming one header would have been
+                # merged into one (the last row winning) without a word.
+                folded = key.strip().lower()
+                if folded in first and first[folded] not in twice:
+                    twice.append(first[folded])
+                first.setdefault(folded, key.strip())
                 out[key] = text
-        return json.dumps(out)
+        return RowsJson(json.dumps(out), twice)
 
     def value_omitted_from_data(self, data, files, name):
         return name not in data and name + "__key" not in data
@@ -309,7 +336,7 @@ def formfield_overrides(db_field) -> dict:
     if kind == "DurationField":
         return {"widget": DurationWidget}
     if kind == "HeaderMapField":
-        return {"widget": KeyValueWidget(key_label="Header", value_label="Value")}
+        return {"widget": KeyValueWidget(key_label="Header", value_label="Value"), "form_class": KeyValueFormField}
     if kind == "RuleField":
         path = f"{db_field.model._meta.label_lower}.{db_field.name}"
         return {"widget": RuleWidget(field_path=path)}

@@ -49,6 +49,16 @@ def check_declaration(decl, known_permissions: set[str]) -> list[checks.Error]:
                 errors.append(_error(decl, f"the field {name!r} is in more than one group.", 3))
             grouped.append(name)
     grouped_set = set(grouped)
+    if decl.pages:
+        titles = [title for title, _names in decl.groups]
+        paged = [group for _page, groups in decl.pages for group in groups]
+        for group in paged:
+            if group not in titles:
+                errors.append(_error(decl, f"a page names the group {group!r}, which the declaration does not have.", 18))
+        for group in titles:
+            if paged.count(group) != 1:
+                errors.append(_error(decl, f"the group {group!r} is on {paged.count(group)} pages; with pages, each "
+                                           "group is on exactly one.", 18))
     named = [("secret", decl.secret), ("server_set", decl.server_set), ("create_only", decl.create_only),
              ("property_names", decl.property_names), ("enum_names", decl.enum_names),
              ("json_values", decl.json_values)]

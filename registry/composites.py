@@ -5,6 +5,8 @@ A composite reads and writes a group of fields as one JSON value, e.g. Account.r
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from . import ids
 from .errors import InvalidPatch
 
@@ -183,8 +185,6 @@ class RateChoice(Composite):
         return {"count": count, "period": int(period.total_seconds() * 1000) if period is not None else None}
 
     def decode(self, value):
-        import datetime as dt
-
         if value is None:
             return {self.count_field: None}
         if not isinstance(value, dict):

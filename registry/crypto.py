@@ -16,9 +16,11 @@ import functools
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.apps import apps
 from django.conf import settings
 from django.core import validators
 from django.core.exceptions import ImproperlyConfigured
+from django.db import migrations
 from django.db import models
 
 # Marks an encrypted value: a clear value written before encryption existed has no such prefix
@@ -124,7 +126,6 @@ class EncryptedTextField(models.TextField):
 
 def encrypted_fields():
     """(model, field) for every EncryptedTextField of the installed models."""
-    from django.apps import apps
 
     for model in apps.get_models():
         for f in model._meta.concrete_fields:
@@ -164,7 +165,6 @@ def decrypt_rows(model, names) -> int:
 
 def migration(app_label: str, fields: dict[str, list[str]]):
     """The RunPython operation of a data migration that encrypts `fields` ({model: [field]})."""
-    from django.db import migrations
 
     def forward(apps, schema_editor):
         for model, names in fields.items():

@@ -227,6 +227,9 @@ class ObjectType:
     section: str = ""
     # (title, [model field names]) in display order; fields not listed are not public.
     groups: list[tuple[str, list[str]]] = field(default_factory=list)
+    # Where the reference's menu splits one object over several settings pages ("HTTP ›
+    # General" and "HTTP › Security"): (page title, [group titles]), each group on one page.
+    pages: list[tuple[str, list[str]]] = field(default_factory=list)
     # Model field name -> public property name, where the convention does not fit.
     property_names: dict[str, str] = field(default_factory=dict)
     server_set: tuple[str, ...] = ()
@@ -372,6 +375,11 @@ class ObjectType:
     @property
     def section_parts(self) -> list[str]:
         return [part.strip() for part in self.section.split("›") if part.strip()]
+
+    def page_groups(self, page: str) -> list[tuple[str, list[str]]]:
+        """The groups shown on one of the declaration's settings pages, in their declared order."""
+        titles = next((set(titles) for title, titles in self.pages if title == page), set())
+        return [(title, names) for title, names in self.groups if title in titles]
 
     def perm(self, op: str) -> str:
         return self.permissions.get(op) or f"sys{self.name}{op}"

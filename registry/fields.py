@@ -2,6 +2,8 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from .forms import NameSetFormField
+
 
 class NameSetField(models.JSONField):
     """A set of names, stored as a sorted JSON list and encoded as {"name": true, …} in JMAP.
@@ -41,8 +43,6 @@ class NameSetField(models.JSONField):
                 )
 
     def formfield(self, **kwargs):
-        from .forms import NameSetFormField
-
         return NameSetFormField(
             required=not self.blank, label=self.verbose_name.capitalize(), help_text=self.help_text, allowed=self.allowed,
         )

@@ -132,6 +132,7 @@ def bump_state(*names: str) -> int:
                 ObjectState.objects.filter(name=name).update(state=F("state") + 1)
         state = ObjectState.objects.filter(name=name).values_list("state", flat=True).first()
         context.moved(name)
+        memo.changed()
         if seen is not None:
             seen.setdefault(name, set()).add(state)
     return state

@@ -113,6 +113,16 @@ def is_blocked(address: str | None, known: dict | None = None) -> bool:
     return _in(ip, blocked) and not _in(ip, allowed)
 
 
+def blocked_after_the_edge(address: str | None) -> bool:
+    """is_blocked() for a check after the edge: the edge refused blocked addresses already, so an
+    address it checked in this request (the request context says which) is not looked up again;
+    outside a request, or for another address, the lists are read."""
+    ctx = context.current()
+    if ctx is not None and ctx.checked_address == address:
+        return False
+    return is_blocked(address)
+
+
 def _hit(key: str, period_s: int) -> int:
     """The count of authentication failures of `key` in the current window, this one included."""
     return ratelimit.hit(f"ftb:{key}", 0, period_s).count

@@ -1,7 +1,12 @@
+from functools import wraps
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import SuspiciousOperation
+from django.shortcuts import redirect
+from django.urls import path
 from django.urls import reverse
 from django.utils.text import slugify
 
@@ -72,14 +77,32 @@ def menu_order(group: str) -> tuple:
     return (TOP_ORDER.get(top, 2), group.count(" › "), group)
 
 
-def search_terms(model, label: str, group: str) -> str:
-    """What the menu's search box matches: the page's path and the labels of its fields."""
+def search_terms(model, label: str, group: str, fields: set[str] | None = None) -> str:
+    """What the menu's search box matches: the page's path and the labels of its fields (those
+    of `fields` only, for one page of an object split over several)."""
     terms = [group, label]
     decl = decl_mod.for_model(model)
     if decl is not None:
         for prop in decl.props:
-            terms.append(str(prop.field.verbose_name))
+            if fields is None or prop.attname in fields:
+                terms.append(str(prop.field.verbose_name))
     return " | ".join(terms).lower()
+
+
+def settings_pages(model: dict, label: str) -> list[tuple[dict, str, set[str] | None]]:
+    """The menu entries of one admin page: itself, or one per settings page of a declaration
+    split over several ("HTTP › General", "HTTP › Security"), each with the fields it shows."""
+    decl = decl_mod.for_model(model["model"])
+    if decl is None or not decl.pages or not model.get("admin_url"):
+        return [(model, label, None)]
+    out = []
+    opts = model["model"]._meta
+    for title, _groups in decl.pages:
+        entry = {**model, "object_name": model["object_name"] + title.replace(" ", ""),
+                 "admin_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_page", args=[slugify(title)])}
+        fields = {name for _group, names in decl.page_groups(title) for name in names}
+        out.append((entry, f"{label} › {title}", fields))
+    return out
 
 
 class StalwartAdminSite(admin.AdminSite):
@@ -97,9 +120,7 @@ class StalwartAdminSite(admin.AdminSite):
         """Every admin page refuses a NUL in its query string or form (400) before any query:
         PostgreSQL refuses NUL in text, so a search (?q=) or a list filter holding one was a 500
         there. No admin value may hold one anyway (Django's form fields refuse it)."""
-        from functools import wraps
 
-        from django.core.exceptions import SuspiciousOperation
 
         inner = super().admin_view(view, cacheable)
 
@@ -125,9 +146,10 @@ class StalwartAdminSite(admin.AdminSite):
         for app in apps:
             for model in app["models"]:
                 group, label = menu_place(model["model"], app["name"])
-                model["name"] = label
-                model["search_terms"] = search_terms(model["model"], label, group)
-                groups.setdefault(group, []).append(model)
+                for entry, name, fields in settings_pages(model, label):
+                    entry["name"] = name
+                    entry["search_terms"] = search_terms(model["model"], name, group, fields)
+                    groups.setdefault(group, []).append(entry)
         out = []
         for name in sorted(groups, key=menu_order):
             out.append({
@@ -137,8 +159,6 @@ class StalwartAdminSite(admin.AdminSite):
         return out
 
     def get_urls(self):
-        from django.urls import path
-
         # Django's admin_view refuses its own logout to those without admin access (it redirects
         # them to the index, logged in still); everyone logs in here, so everyone may log out.
         return [
@@ -156,13 +176,10 @@ class StalwartAdminSite(admin.AdminSite):
         refuses) the credential service; the link on every admin page leads instead to the
         self-service page, which changes the password through accounts.credentials (policy,
         current password, audit)."""
-        from django.shortcuts import redirect
 
         return redirect("account-password")
 
     def password_change_done(self, request, extra_context=None):
-        from django.shortcuts import redirect
-
         return redirect("account")
 
     def login(self, request, extra_context=None):
@@ -170,7 +187,5 @@ class StalwartAdminSite(admin.AdminSite):
         # Everyone logs in here; those who do not administer go to their own account page.
         user = request.user
         if request.method == "POST" and user.is_authenticated and not user.is_staff and response.status_code == 302:
-            from django.shortcuts import redirect
-
             return redirect("account")
         return response

@@ -5,10 +5,7 @@ from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.http import JsonResponse
 
-from network.expr import ExprError, compile_expression
-
-# An expression is short; anything longer is refused before parsing (the parser has its own cap).
-MAX_QUERY = 8192
+from network.expr import MAX_SOURCE_LENGTH, ExprError, compile_expression
 
 
 def rule_check(request):
@@ -16,9 +13,13 @@ def rule_check(request):
     field (with its variables), and where the first error is: {"ok": false, "error", "position"}.
     The rule editor calls it as one types; the form's own validation stays the authority."""
     path, source = request.GET.get("field", ""), request.GET.get("expr")
+    if source is not None and len(source) > MAX_SOURCE_LENGTH:
+        # Refused before anything is parsed: the check costs the same whatever was sent.
+        return JsonResponse({"ok": False, "error": f"The expression is longer than {MAX_SOURCE_LENGTH} characters.",
+                             "position": MAX_SOURCE_LENGTH}, status=400)
     variables = None
     parts = path.rsplit(".", 1)
-    if len(parts) == 2 and source is not None and len(source) <= MAX_QUERY:
+    if len(parts) == 2 and source is not None:
         try:
             model = apps.get_model(parts[0])
             field = model._meta.get_field(parts[1])
@@ -31,5 +32,7 @@ def rule_check(request):
     try:
         compile_expression(source, variables)
     except ExprError as exc:
-        return JsonResponse({"ok": False, "error": exc.message, "position": exc.position})
+        # A limit (too deep) is a 400 the editor shows like any other error.
+        return JsonResponse({"ok": False, "error": exc.message, "position": exc.position},
+                            status=400 if exc.limit else 200)
     return JsonResponse({"ok": True})

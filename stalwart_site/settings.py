@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "network.middleware.PageExpiredPassword",
     "network.middleware.PageMessages",
     "network.middleware.PageClickjacking",
+    "stalwart_site.csp.PageCspMiddleware",
     "telemetry.middleware.PrometheusAfter",
 ]
 

@@ -49,3 +49,6 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# A path no route answers: problem+json on machine paths, Django's page elsewhere.
+handler404 = "network.views.not_found"

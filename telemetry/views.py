@@ -2,11 +2,11 @@
 from django.db.models import Q
 from django.http import HttpResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 from prometheus_client.core import GaugeMetricFamily
 
 from accounts import login as account_login
-from network.endpoint import CHALLENGES, auth_problem, endpoint
+from network.endpoint import CHALLENGES, NOT_FOUND, auth_problem, endpoint, not_found
+from registry import context
 from registry import services as registry
 from security.models import BlockedIp
 from stalwart_site.problem import problem
@@ -14,9 +14,6 @@ from stalwart_site.problem import problem
 from . import metrics as telemetry_metrics
 from .models import Metrics
 from .services import authorized
-
-NOT_FOUND = "The requested resource does not exist on this server."
-
 
 class BlockedIpsCollector:
     """A gauge read from the database at scrape time: the same for every worker, so it needs
@@ -29,13 +26,10 @@ class BlockedIpsCollector:
                                 "(bans and manual blocks that have not expired).", value=count)
 
 
-def not_found(request, *args, **kwargs):
-    return problem(404, NOT_FOUND)
-
-
 @endpoint("GET", "HEAD")
 def prometheus(request):
-    state = registry.states("Metrics")["Metrics"]
+    # The state the edge read for this request (Metrics is a settings singleton), not a query.
+    state = context.states("Metrics")["Metrics"]
     settings = registry.current(Metrics, {"Metrics": state})
     if not settings.prometheus_enabled:
         return problem(404, NOT_FOUND)
@@ -57,4 +51,5 @@ def prometheus(request):
     return response
 
 
-unknown = csrf_exempt(not_found)
+# /metrics/otel is reserved by the reference, and nothing else lives under /metrics.
+unknown = not_found()

@@ -6,10 +6,12 @@ the test process share no memory, so the tests see exactly what a client would.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,6 +82,38 @@ def _database(env: dict):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def wait_until(probe, proc: subprocess.Popen, failure, errors=(requests.ConnectionError, requests.Timeout),
+               timeout: float = 30):
+    """probe()'s result once it stops raising `errors` (a server not listening yet: a loaded
+    machine starts slowly); RuntimeError(failure()) when `proc` exits first or after `timeout`.
+    The one wait of the live tests and the benchmarks (bench/harness.py, bench/cyrus.py)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return probe()
+        except errors:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(failure()) from None
+            time.sleep(0.2)
+
+
+_collected: Path | None = None
+
+
+def collected_static(env: dict) -> Path:
+    """The static files, collected once per process and served by every live server (a symlink
+    in its var directory): one collectstatic cost each server several seconds of its start."""
+    global _collected
+    if _collected is None or not _collected.is_dir():
+        shared = Path(tempfile.mkdtemp(prefix="stalwart-static-"))
+        atexit.register(shutil.rmtree, shared, True)
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v0"],
+                       env={**env, "STALWART_VAR_DIR": str(shared)}, cwd=ROOT, check=True, capture_output=True,
+                       timeout=300)
+        _collected = shared / "static"
+    return _collected
+
+
 @contextmanager
 def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool = True, prepare=None,
                 command: list[str] | None = None, ready_url: str | None = None):
@@ -100,22 +134,15 @@ def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool =
             server = LiveServer(f"http://127.0.0.1:{port}", env, Path(tmp))
             if migrate:
                 server.manage("migrate", "--noinput", "-v0")
-            server.manage("collectstatic", "--noinput", "-v0")
+            (Path(tmp) / "static").symlink_to(collected_static(env))
             if prepare is not None:
                 prepare(server)
             log = open(Path(tmp) / "gunicorn.log", "w")
             argv = command or [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        requests.get(ready_url or server.url + "/admin/login/", timeout=2, verify=False)
-                        break
-                    except (requests.ConnectionError, requests.Timeout):  # a loaded machine starts slowly
-                        if proc.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError((Path(tmp) / "gunicorn.log").read_text()) from None
-                        time.sleep(0.2)
+                wait_until(lambda: requests.get(ready_url or server.url + "/admin/login/", timeout=2, verify=False),
+                           proc, lambda: (Path(tmp) / "gunicorn.log").read_text())
                 yield server
             finally:
                 stop_process(proc)

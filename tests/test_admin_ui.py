@@ -45,7 +45,8 @@ def test_menu_is_the_reference_tree_with_unique_meaningful_labels(admin_client):
     places = [(group, label) for group, label, _ in entries]
     assert len(places) == len(set(places)), places
     for expected in [("Settings › Authentication", "General"), ("Settings › Authentication", "OpenID Connect"),
-                     ("Settings › Network", "HTTP"), ("Settings › Network", "HTTP › Contact form"),
+                     ("Settings › Network", "HTTP › General"), ("Settings › Network", "HTTP › Security"),
+                     ("Settings › Network", "HTTP › Contact form"),
                      ("Settings › MTA", "MTA-STS"), ("Settings › TLS", "Certificates"),
                      ("Management", "Accounts"), ("Management", "Audit log")]:
         assert expected in places
@@ -56,7 +57,9 @@ def test_menu_is_the_reference_tree_with_unique_meaningful_labels(admin_client):
 def test_menu_search_terms_hold_the_fields_of_each_page(admin_client):
     terms = {(group, label): t for group, label, t in menu(admin_client.get("/admin/").content.decode())}
     assert "password min length" in terms[("Settings › Authentication", "General")]
-    assert "response headers" in terms[("Settings › Network", "HTTP")]
+    assert "response headers" in terms[("Settings › Network", "HTTP › General")]
+    assert "response headers" not in terms[("Settings › Network", "HTTP › Security")]
+    assert "enable hsts" in terms[("Settings › Network", "HTTP › Security")]
     assert "proxy trusted networks" in terms[("Settings › System", "General")]
     # The search is a static script: the pages forbid inline script.
     html = admin_client.get(HTTP_URL).content.decode()
@@ -118,6 +121,18 @@ def test_response_headers_are_name_and_value_rows(admin_client):
     assert "Set-Cookie" not in Http.load().response_headers
 
 
+@pytest.mark.parametrize("keys", [["X-Team", "X-Team"], ["X-Team", "x-team "]])
+def test_a_header_named_in_two_rows_is_refused_not_merged(admin_client, keys):
+    data = form_data(admin_client.get(HTTP_URL).content.decode())
+    data["response_headers__key"] = ["X-Frame-Options", *keys]
+    data["response_headers__value"] = ["DENY", "red", "blue"]
+    resp = admin_client.post(HTTP_URL, data)
+    html = resp.content.decode()
+    assert resp.status_code == 200
+    assert "X-Team is given in more than one row; each name may appear once." in html, html[:3000]
+    assert Http.load().response_headers == {}
+
+
 def test_access_rule_is_rows_of_conditions(admin_client):
     data = form_data(admin_client.get(HTTP_URL).content.decode())
     data["allowed_endpoints__if"] = ["starts_with(path, '/api/')", ""]
@@ -144,6 +159,20 @@ def test_rule_check_answers_with_the_error_position(admin_client):
     assert admin_client.get("/admin/rule-check/?field=nope&expr=x").status_code == 400
     assert admin_client.get("/admin/rule-check/?field=network.nosuch.x&expr=x").status_code == 400
     assert Client().get(url + "is_tls").status_code == 302  # not logged in: the login page
+
+
+@pytest.mark.parametrize("expr, says", [
+    ("is_tls || " * 100_000 + "is_tls", "longer than 4096 characters"),      # about a megabyte
+    ("(" * 2000 + "1" + ")" * 2000, "nested too deeply"),
+    ("!" * 3000 + "is_tls", "nested too deeply"),
+    ("contains(" * 200 + ")" * 200, "nested too deeply"),
+])
+def test_rule_check_refuses_huge_and_deep_expressions_with_a_400(admin_client, expr, says):
+    # The length is refused before parsing, the depth at the 33rd level: neither walks the rest.
+    resp = admin_client.get("/admin/rule-check/", {"field": "network.http.allowed_endpoints", "expr": expr})
+    assert resp.status_code == 400, resp.content[:300]
+    body = resp.json()
+    assert body["ok"] is False and says in body["error"] and isinstance(body["position"], int)
 
 
 def test_permissions_are_checkboxes(admin_client):

@@ -98,6 +98,16 @@ def test_pacc_issuer_is_the_request_address(server):
     assert doc["authentication"]["oauth-public"]["issuer"] == base
 
 
+def test_autodiscover_v2_points_to_v1_here(server):
+    base = base_of(server, "localhost")
+    pointer = follow(base + "/autodiscover/autodiscover.json?Email=jane@example.org&Protocol=AutodiscoverV1").json()
+    assert pointer["Url"] == base + "/autodiscover/autodiscover.xml"
+    request = ('<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">'
+               "<Request><EMailAddress>jane@example.org</EMailAddress></Request></Autodiscover>")
+    answer = follow(pointer["Url"], method="POST", data=request, headers={"Content-Type": "text/xml"})
+    assert answer.status_code == 200 and "jane@example.org" in answer.text
+
+
 def test_scheme_is_the_listeners_as_the_trusted_proxy_says(server):
     # gunicorn believes X-Forwarded-Proto from loopback (FORWARDED_ALLOW_IPS): a TLS proxy in front.
     doc = follow(server.url + "/.well-known/openid-configuration", headers={"X-Forwarded-Proto": "https"}).json()

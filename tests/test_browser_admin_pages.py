@@ -1,8 +1,9 @@
 """Every settings page in Chromium, against gunicorn: the dashboard, every page the admin's menu
 leads to (list, add form, and one object's form), and /account/. Each is screenshotted and fails
-on a 5xx, a form input without a label, or the site's stylesheet not applied; the menu's labels
-are unique. Set ADMIN_SCREENSHOTS to a directory to keep the screenshots (else they go to the
-test's temporary directory).
+on a 5xx, a form input without a label, the site's stylesheet not applied, a missing
+Content-Security-Policy header, or any violation of that policy (the page's script and style come
+from static files only); the menu's labels are unique. Set ADMIN_SCREENSHOTS to a directory to
+keep the screenshots (else they go to the test's temporary directory).
 """
 from __future__ import annotations
 
@@ -55,6 +56,15 @@ PAGE_CHECKS = """() => {
 }"""
 
 
+# Violations reach the page as events and the console as "Refused to ..." messages; both are
+# collected from before the page's first script runs.
+WATCH_CSP = ("window.__csp = [];"
+             "document.addEventListener('securitypolicyviolation',"
+             " function (e) { window.__csp.push(e.violatedDirective + ' ' + e.blockedURI); });")
+CSP_DIRECTIVES = ("default-src 'none'", "script-src 'self'", "style-src 'self'", "object-src 'none'",
+                  "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'")
+
+
 def seed_admin(server: LiveServer) -> str:
     name = f"pages{secrets.token_hex(3)}"
     return server.shell_json(SEED.format(domain=DOMAIN, name=name, password=STRONG_PASSWORD,
@@ -67,7 +77,7 @@ def shots_dir(tmp_path) -> Path:
     return out
 
 
-def visit(page, url: str, shots: Path, problems: list[str]) -> None:
+def visit(page, url: str, shots: Path, problems: list[str], heading: bool = True) -> None:
     response = page.goto(url)
     status = response.status if response is not None else 0
     name = re.sub(r"[^a-z0-9]+", "-", url.split("//", 1)[1].split("/", 1)[1].lower()).strip("-") or "root"
@@ -75,10 +85,17 @@ def visit(page, url: str, shots: Path, problems: list[str]) -> None:
     if status >= 500 or status == 0:
         problems.append(f"{url}: status {status}")
         return
+    policy = response.headers.get("content-security-policy", "")
+    missing = [d for d in CSP_DIRECTIVES if d not in policy.split("; ")]
+    if missing or "unsafe" in policy:
+        problems.append(f"{url}: Content-Security-Policy {policy!r} lacks {missing}")
+    violations = page.evaluate("() => window.__csp || ['no watcher']")
+    if violations:
+        problems.append(f"{url}: CSP violations {violations}")
     seen = page.evaluate(PAGE_CHECKS)
     if seen["headerBg"] != STALWART_HEADER_BG:
         problems.append(f"{url}: unstyled (header background {seen['headerBg']})")
-    if not seen["h1"].strip():
+    if heading and not seen["h1"].strip():
         problems.append(f"{url}: no heading")
     if seen["unlabelled"]:
         problems.append(f"{url}: inputs without a label: {seen['unlabelled'][:5]}")
@@ -89,8 +106,13 @@ def test_every_settings_page_renders_styled_and_labelled(live, chromium, tmp_pat
     shots = shots_dir(tmp_path)
 
     def body(page):
-        log_in_admin_form(page, live.url, login, STRONG_PASSWORD)
+        refused: list[str] = []
+        page.add_init_script(WATCH_CSP)
+        page.on("console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None)
         problems: list[str] = []
+        # Django's login page names the site, not itself, in its header.
+        visit(page, live.url + "/admin/login/", shots, problems, heading=False)
+        log_in_admin_form(page, live.url, login, STRONG_PASSWORD)
         visit(page, live.url + "/admin/", shots, problems)
 
         # The menu: every entry is a (group, label) pair found once.
@@ -115,7 +137,9 @@ def test_every_settings_page_renders_styled_and_labelled(live, chromium, tmp_pat
         for href in adds:
             visit(page, href, shots, problems)
         visit(page, live.url + "/account/", shots, problems)
+        visit(page, live.url + "/account/password/", shots, problems)
         assert not problems, "\n".join(problems)
+        assert not refused, refused
         return len(entries) + len(adds)
 
     visited = chromium.run(body)
@@ -138,7 +162,7 @@ def test_search_rule_editor_and_permission_filter_work_in_the_browser(live, chro
         page.fill("#settings-search", "")
 
         # The rule editor asks the server's parser and shows where the error is.
-        page.goto(live.url + "/admin/network/http/1/change/")
+        page.goto(live.url + "/admin/network/http/security/")
         condition = page.locator("input[name=allowed_endpoints__if]").first
         condition.fill("starts_with(path, ")
         status = page.locator("table.rule-editor tbody tr").first.locator(".rule-status").first

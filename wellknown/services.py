@@ -7,12 +7,15 @@ address a client sends) can reach the output only escaped.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from accounts.discovery import SERVICE_PROTOCOLS
 from accounts.models import SystemSettings, domain_name_validator
@@ -257,9 +260,7 @@ def current_policy() -> Policy | None:
 # --- health ---------------------------------------------------------------------------------
 def readiness() -> list[str]:
     """What is down, as short phrases (empty when ready): the database and the cache are asked."""
-    import secrets
 
-    from django.db import connection
 
     down = []
     try:
@@ -284,6 +285,4 @@ def readiness() -> list[str]:
 
 
 def _log(exc: Exception, what: str) -> None:
-    import logging
-
     logging.getLogger(__name__).warning("readiness: %s unavailable: %s", what, exc)

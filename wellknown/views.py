@@ -11,7 +11,7 @@ import defusedxml.ElementTree as SafeET
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from network.endpoint import endpoint, public_base
+from network.endpoint import endpoint, not_found, public_base
 from stalwart_site.http import BodyError, preflight, read_body, with_cors
 from stalwart_site.problem import problem
 
@@ -119,8 +119,9 @@ def autodiscover_json(request, rest: str | None = None):
         return problem(400, str(exc))
     protocol = request.GET.get("Protocol", "")
     if protocol.lower() == "autodiscoverv1":
-        host = services.system_settings().hostname
-        body = {"Protocol": "AutodiscoverV1", "Url": f"https://{host}/autodiscover/autodiscover.xml"}
+        # Like every advertised URL (the reference writes https://{hostname}, which a client cannot
+        # reach when this server listens elsewhere): publicUrl when set, else where it was asked.
+        body = {"Protocol": "AutodiscoverV1", "Url": f"{public_base(request)}/autodiscover/autodiscover.xml"}
         return HttpResponse(json.dumps(body), content_type="application/json; charset=utf-8")
     shown = re.sub(r"[^A-Za-z0-9]", "", protocol)[:64]
     body = {"ErrorCode": "InvalidProtocol",
@@ -160,12 +161,8 @@ caldav = _dav_redirect("/dav/cal")
 carddav = _dav_redirect("/dav/card")
 
 
-@csrf_exempt
-def well_known_other(request, rest: str = ""):
-    """Any other /.well-known/ path: OPTIONS is the CORS preflight, the rest is not found."""
-    if request.method == "OPTIONS":
-        return preflight(request)
-    return problem(404, "The requested resource does not exist on this server.")
+# Any other /.well-known/ path: OPTIONS is the CORS preflight, the rest is not found.
+well_known_other = not_found(options="cors")
 
 
 # --- health and robots ----------------------------------------------------------------------

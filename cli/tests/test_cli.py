@@ -70,8 +70,8 @@ Password policy
   Password default expiry: <none>
 
 Credentials
-  Max app passwords: 5
-  Max api keys:      5
+  Maximum app passwords: 5
+  Maximum API keys:      5
 """
 
 
@@ -109,7 +109,7 @@ def test_update_authentication_field_parses_by_schema_type_and_audits():
        "--field", 'defaultGroupRoleIds={"b":true}')
     view = ok("get", "authentication")
     assert "  Password default expiry: 90 d\n" in view
-    assert "  Max api keys:      <none>\n" in view
+    assert "  Maximum API keys:      <none>\n" in view
     assert "  Default group roles:  user (id: b)\n" in view
     ok("update", "authentication", "--json", '{"passwordDefaultExpiry": 104400000, "passwordMinLength": 10}')
     view = ok("get", "authentication")

@@ -131,8 +131,8 @@ def test_describe_account_lists_credentials_aliases_and_quota_keys():
     alias = ok("describe", "emailalias")
     assert re.search(r"^    domainId +id<Domain>  mutable$", alias, re.M)
     assert ok("describe", "storagequota") == (
-        "StorageQuota  (enum)\n\n  Variants:\n    maxAppPasswords  Max app passwords\n"
-        "    maxApiKeys       Max api keys\n")
+        "StorageQuota  (enum)\n\n  Variants:\n    maxAppPasswords  Maximum app passwords\n"
+        "    maxApiKeys       Maximum API keys\n")
 
 
 @pytest.mark.django_db
@@ -142,7 +142,7 @@ def test_get_account_labels_quotas_aliases_and_credentials(make_account, did):
     ok("update", "account", bid, "--field", 'quotas={"maxAppPasswords":3,"maxApiKeys":1}',
        "--field", 'aliases/0={"name":"robert","domainId":"%s"}' % did)
     text = ok("get", "account", bid)
-    assert "\nQuotas\n  Quotas: Max app passwords → 3, Max api keys → 1\n" in text
+    assert "\nQuotas\n  Quotas: Maximum app passwords → 3, Maximum API keys → 1\n" in text
     assert "Credential limits" not in text
     # The content of the row, not its padding: after other tests on PostgreSQL the Domain column
     # came out one character wider than its widest cell (left for the CLI renderer's owners).
@@ -179,7 +179,7 @@ def test_remote_accounts_by_pointer_paths(remote):
         local = remote.manage(*args, check=False)
         assert (got.returncode, got.stdout, got.stderr) == (local.returncode, local.stdout, local.stderr)
     text = remote_run(remote, "get", "account", aid).stdout
-    assert "\nQuotas\n  Quotas: Max api keys → 2\n" in text and "    0  r     example.org (id: b)" in text
+    assert "\nQuotas\n  Quotas: Maximum API keys → 2\n" in text and "    0  r     example.org (id: b)" in text
 
     got = remote_run(remote, "update", "account", aid, "--field", "credentials/0/secret=short")
     local = remote.manage("update", "account", aid, "--field", "credentials/0/secret=short", check=False)

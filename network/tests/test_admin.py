@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -21,11 +22,60 @@ def page(admin_client):
 
 def test_http_page_groups_and_help(admin_client, page):
     assert "Settings › Network › HTTP" in page
-    for group in ("Security", "Response headers", "Rate limits"):
+    for group in ("Access control", "Client address", "Response headers", "Rate limits"):
         assert f">{group}<" in page
     assert "Loopback clients are always let through" in page
     html = admin_client.get("/admin/").content.decode()
-    assert 'href="/admin/network/http/"' in html and 'href="/admin/network/networklistener/"' in html
+    assert 'href="/admin/network/networklistener/"' in html
+
+
+GENERAL_URL = "/admin/network/http/general/"
+SECURITY_URL = "/admin/network/http/security/"
+
+
+def test_the_menu_splits_http_into_general_and_security(admin_client):
+    """The reference's tree: Settings › Network › HTTP › General / Security, two menu entries
+    leading to two pages, each with its own groups, searchable by its own fields."""
+    html = admin_client.get("/admin/").content.decode()
+    assert f'href="{GENERAL_URL}">HTTP › General<' in html and f'href="{SECURITY_URL}">HTTP › Security<' in html
+    assert 'href="/admin/network/http/">' not in html
+    rows = dict(re.findall(r'<tr data-search="([^"]*)"[^>]*>\s*<th[^>]*>\s*<a href="([^"]+)"', html))
+    by_url = {url: terms for terms, url in rows.items()}
+    assert "hsts" in by_url[SECURITY_URL] and "hsts" not in by_url[GENERAL_URL]
+    assert "rate limit" in by_url[GENERAL_URL] and "rate limit" not in by_url[SECURITY_URL]
+    # The object's old address leads to the first page.
+    assert admin_client.get("/admin/network/http/")["Location"] == GENERAL_URL
+
+    general = admin_client.get(GENERAL_URL).content.decode()
+    security = admin_client.get(SECURITY_URL).content.decode()
+    for group in ("Client address", "Response headers", "Rate limits"):
+        assert f">{group}<" in general and f">{group}<" not in security
+    for group in ("Access control", "Strict transport security", "Cross-origin requests"):
+        assert f">{group}<" in security and f">{group}<" not in general
+    assert "Settings › Network › HTTP › Security" in security
+    assert 'name="allowed_endpoints' in security and 'name="allowed_endpoints' not in general
+    assert admin_client.get("/admin/network/http/nosuchpage/").status_code == 404
+
+
+def test_saving_one_page_keeps_the_other_pages_fields(admin_client):
+    rule = {"match": [{"if": "starts_with(path, '/api/')", "then": "403"}], "else": "200"}
+    page = admin_client.get(SECURITY_URL).content.decode()
+    resp = admin_client.post(SECURITY_URL, form_data(page, allowed_endpoints=json.dumps(rule), enable_hsts="on"))
+    assert resp.status_code == 302 and resp["Location"] == SECURITY_URL
+    page = admin_client.get(GENERAL_URL).content.decode()
+    resp = admin_client.post(GENERAL_URL, form_data(page, rate_limit_anonymous_count="7"), follow=True)
+    assert resp.redirect_chain, re.findall(r'class="errorlist[^"]*"[^>]*>(.*?)</ul>', resp.content.decode(), re.S)
+    assert "The Network › HTTP › General settings were saved." in resp.content.decode()
+    http = Http.load()
+    assert http.allowed_endpoints == rule and http.enable_hsts and http.rate_limit_anonymous_count == 7
+    # Only what the General page changed is in its audit rows.
+    assert not AuditEvent.objects.filter(object_type="Http", field="allowedEndpoints", old_value=rule).exists()
+
+
+def test_a_page_needs_the_same_permission_as_the_object(client, django_user_model):
+    """The split pages go through the admin's own permission check: no sysHttpGet, no page."""
+    resp = client.get(SECURITY_URL)
+    assert resp.status_code == 302 and "/admin/login/" in resp["Location"]
 
 
 def test_rule_saved_from_the_page(admin_client, page):

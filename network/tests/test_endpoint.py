@@ -1,6 +1,8 @@
 """The endpoint decorator's rules (network/endpoint.py), through endpoints that use them."""
 import json
 
+import pytest
+
 from stalwart_site.http import CORS
 
 
@@ -42,3 +44,50 @@ def test_a_body_over_the_limit_is_a_400_whatever_its_length_says(client, db):
                                   CONTENT_LENGTH="x"), 400)
     assert body["detail"] == "Invalid Content-Length."
 
+
+
+# --- the catch-alls and the JMAP well-known redirect go through the same decorator -----------
+NOT_FOUND_BODY = {"type": "about:blank", "status": 404, "title": "Not Found",
+                  "detail": "The requested resource does not exist on this server."}
+
+
+def _set_response_headers(headers):
+    from network.models import Http
+    from registry import services as registry_services
+
+    registry_services.update(Http._declaration, Http.SINGLETON_PK, {"response_headers": headers}, "test")
+
+
+@pytest.mark.parametrize("path", ["/.well-known/nothing", "/metrics/otel", "/api/nothing", "/jmap/nothing",
+                                  "/auth/nothing", "/healthz/nothing", "/autodiscover/nothing"])
+@pytest.mark.parametrize("method", ["get", "post", "put", "delete", "patch"])
+def test_catch_alls_are_404_problems_for_every_method(client, db, path, method):
+    _set_response_headers({"X-Catch-All": "yes"})
+    resp = getattr(client, method)(path)
+    assert problem_of(resp, 404) == NOT_FOUND_BODY
+    # The edge's headers, no Allow (every method is a 404, not a 405), no cookie, no CSRF page.
+    assert resp["X-Catch-All"] == "yes" and "Allow" not in resp and not resp.cookies
+
+
+def test_catch_all_options_is_the_preflight_only_under_well_known(client, db):
+    cors = client.options("/.well-known/nothing")
+    assert cors.status_code == 204 and all(cors[name] == value for name, value in CORS.items())
+    assert problem_of(client.options("/metrics/otel"), 404) == NOT_FOUND_BODY
+    assert problem_of(client.options("/api/nothing"), 404) == NOT_FOUND_BODY
+
+
+def test_a_page_path_no_route_answers_keeps_the_html_page(client, db):
+    resp = client.get("/no/such/page")
+    assert resp.status_code == 404 and resp["Content-Type"].startswith("text/html")
+
+
+def test_the_jmap_well_known_redirect_takes_get_and_head(client, db):
+    for method in ("get", "head"):
+        resp = getattr(client, method)("/.well-known/jmap")
+        assert resp.status_code == 307 and resp["Location"] == "/jmap/session"
+        assert resp["Cache-Control"] == "no-cache, no-store, must-revalidate"
+    preflight = client.options("/.well-known/jmap")
+    assert preflight.status_code == 204 and preflight["Access-Control-Allow-Origin"] == "*"
+    resp = client.post("/.well-known/jmap")
+    body = problem_of(resp, 405)
+    assert resp["Allow"] == "GET, HEAD, OPTIONS" and body["detail"] == "This endpoint takes GET, HEAD, OPTIONS requests."

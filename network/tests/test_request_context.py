@@ -106,3 +106,26 @@ def test_response_headers_are_sent(client):
 def test_response_headers_of_an_earlier_test_are_not_sent(client):
     _update_http(enable_hsts=True)
     assert not client.get("/healthz/live").has_header("X-Leak-Check")
+
+
+# --- the views take the context, not their own reads -----------------------------------------
+def test_an_anonymous_registration_checks_the_block_list_once(client, db, monkeypatch):
+    from oauth.models import OidcProvider
+
+    registry_services.update(OidcProvider._declaration, OidcProvider.SINGLETON_PK,
+                             {"anonymous_client_registration": True}, "test")
+    checks = []
+    real = security.is_blocked
+    monkeypatch.setattr(security, "is_blocked", lambda *a, **kw: checks.append(a) or real(*a, **kw))
+    resp = client.post("/auth/register", data='{"redirect_uris": ["https://app.example.net/cb"]}',
+                       content_type="application/json", REMOTE_ADDR=CLIENT)
+    assert resp.status_code == 201, resp.content
+    assert len(checks) == 1  # the edge's
+
+
+def test_a_scrape_reads_the_states_once(client, admin):
+    admin.ok("x:Metrics/set", {"update": {"singleton": {"prometheus": {"@type": "Enabled"}}}})
+    assert client.get("/metrics/prometheus").status_code == 200  # the settings are kept from here on
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get("/metrics/prometheus").status_code == 200
+    assert _count([q["sql"] for q in captured.captured_queries], "registry_objectstate") == 1

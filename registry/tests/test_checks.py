@@ -141,3 +141,16 @@ def test_variant_mistakes_are_errors(variant_model):
     no_field = ObjectType(model=variant_model, name="Shape", groups=[("G", ["name", "radius"])],
                           variant_field="shape", variants={"circle": ("radius",)})
     assert ids_of(checks.check_declarations([no_field])) == ["registry.E015"]
+
+
+def test_pages_name_each_group_once(scratch_model):
+    sound = ObjectType(model=scratch_model, name="Paged", groups=[("A", ["name"]), ("B", ["mode"])],
+                       pages=[("General", ["A"]), ("Security", ["B"])])
+    assert checks.check_declarations([sound]) == []
+    assert sound.page_groups("Security") == [("B", ["mode"])]
+    broken = ObjectType(model=scratch_model, name="Paged", groups=[("A", ["name"]), ("B", ["mode"])],
+                        pages=[("General", ["A", "C"]), ("Security", ["A"])])
+    messages = [e.msg for e in checks.check_declarations([broken]) if e.id == "registry.E018"]
+    assert any("'C'" in m for m in messages)        # a group that does not exist
+    assert any("'A' is on 2 pages" in m for m in messages)
+    assert any("'B' is on 0 pages" in m for m in messages)

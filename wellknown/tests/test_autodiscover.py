@@ -208,11 +208,28 @@ def test_csrf_exempt(system):
 # --- v2 (JSON) ------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["get", "post", "put"])
 def test_v2_points_to_v1(client, system, method):
+    system(public_url="https://mail.example.org")
     resp = getattr(client, method)("/autodiscover/autodiscover.json/v1.0/Jane@Example.org?Protocol=autodiscoverv1")
     assert resp.status_code == 200
     assert resp["Content-Type"] == "application/json; charset=utf-8"
     assert resp.json() == {"Protocol": "AutodiscoverV1",
                            "Url": "https://mail.example.org/autodiscover/autodiscover.xml"}
+
+
+def test_v2_url_is_derived_like_every_advertised_url(client, system, settings):
+    """Without publicUrl (nor PUBLIC_URL) the v1 address is where the client asked, scheme and
+    Host (checked against ALLOWED_HOSTS); with publicUrl set, that; never the bare hostname."""
+    settings.PUBLIC_URL_CONFIGURED = ""
+    system(public_url="")
+    path = "/autodiscover/autodiscover.json?Email=jane@example.org&Protocol=AutodiscoverV1"
+    assert client.get(path, HTTP_HOST="localhost:18380").json()["Url"] == \
+        "http://localhost:18380/autodiscover/autodiscover.xml"
+    assert client.get(path, HTTP_HOST="localhost:18380", secure=True).json()["Url"] == \
+        "https://localhost:18380/autodiscover/autodiscover.xml"
+    assert client.get(path, HTTP_HOST="evil.example").status_code == 400
+    system(public_url="https://mx.example.net:8443")
+    assert client.get(path, HTTP_HOST="localhost:18380").json()["Url"] == \
+        "https://mx.example.net:8443/autodiscover/autodiscover.xml"
 
 
 def test_v2_email_from_the_query_and_percent_decoded_path(client, system):

@@ -6,6 +6,7 @@ forwards signals to both and stops when either stops.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -13,8 +14,16 @@ import sys
 import time
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+from accounts.models import SystemSettings
+from network.models import NetworkListener
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -33,14 +42,8 @@ def tls_files() -> tuple[Path, Path]:
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
-    import datetime as dt
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    from accounts.models import SystemSettings
 
     chain, keyfile = folder / "fullchain.pem", folder / "privkey.pem"
     if chain.exists() and keyfile.exists():
@@ -64,7 +67,6 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
 def plan() -> list[list[str]]:
     """The gunicorn command lines: one for the plain listeners, one for the TLS listeners."""
-    from network.models import NetworkListener
 
     plain, tls = [], []
     for listener in NetworkListener.objects.filter(enabled=True, protocol="http").order_by("name"):
@@ -97,7 +99,6 @@ class Command(BaseCommand):
             for command in commands:
                 self.stdout.write(" ".join(command))
             return
-        from django.db import connections
 
         connections.close_all()
         if len(commands) == 1:

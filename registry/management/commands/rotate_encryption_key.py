@@ -7,6 +7,8 @@ Rows still in clear (written before encryption existed) are encrypted too.
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
 from registry import crypto
 
@@ -47,8 +49,5 @@ class Command(BaseCommand):
 
     @staticmethod
     def _stale(model, name) -> int:
-        from django.db.models import TextField
-        from django.db.models.functions import Cast
-
         raws = model._base_manager.values_list(Cast(name, output_field=TextField()), flat=True)
         return sum(1 for raw in raws.iterator() if raw and crypto.needs_rotation(raw))
