@@ -15,7 +15,9 @@ from __future__ import annotations
 import queue
 import re
 import sqlite3
+import ssl
 import threading
+from urllib.parse import quote
 
 from .base import DirectoryError, DirectoryUnavailable, ExternalPrincipal, SqlConfig
 
@@ -96,7 +98,7 @@ class _Postgres(_Driver):
             raise DirectoryUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from None
 
     def lost(self, exc):
-        import psycopg
+        import psycopg  # only a directory on PostgreSQL needs it here
 
         return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg.errors.QueryCanceled)
 
@@ -113,7 +115,6 @@ class _MySql(_Driver):
         if s.use_tls:
             params["ssl"] = {"check_hostname": not s.allow_invalid_certs}
             if s.allow_invalid_certs:
-                import ssl
 
                 params["ssl"] = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
         try:
@@ -122,7 +123,7 @@ class _MySql(_Driver):
             raise DirectoryUnavailable(f"cannot connect to MySQL: {_first_line(exc)}") from None
 
     def lost(self, exc):
-        import pymysql
+        import pymysql  # only a directory on MySQL or MariaDB needs it
 
         # Client-side error codes (2000 and up: gone away, lost connection) mean the link broke;
         # the server's own (below 2000: unknown column, syntax) mean the query is wrong.
@@ -182,7 +183,6 @@ def _first_line(exc: Exception) -> str:
 
 
 def _uri_path(path: str) -> str:
-    from urllib.parse import quote
 
     return quote(path, safe="/")
 

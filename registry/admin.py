@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.http import urlencode
@@ -164,8 +165,6 @@ class DeclaredAdmin(admin.ModelAdmin):
         # A multi-variant object's add page asks for the variant first: its form has only that
         # variant's fields (the variant decides which fields exist at all).
         if self.decl.multi and self.variant(request) is None and self.has_add_permission(request):
-            from django.template.response import TemplateResponse
-
             choices = [{"value": v, "label": self.decl.variant_label(v),
                         "url": f"?{urlencode({self.decl.variant_field: v})}"} for v in self.decl.variants]
             context = {**self.admin_site.each_context(request), "opts": self.opts, "declaration": self.decl,

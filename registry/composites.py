@@ -362,7 +362,6 @@ class SqlAuthStore(Composite):
         return out
 
     def decode(self, value):
-        import datetime as dt
 
         if not isinstance(value, dict):
             raise self.bad()

@@ -2,7 +2,7 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .forms import NameSetFormField
+from .forms import NameSetFormField, StringListFormField
 
 
 class NameSetField(models.JSONField):
@@ -70,7 +70,6 @@ class StringListField(models.JSONField):
             raise ValidationError("Expected a list of strings.", code="invalid", params={"value": value})
 
     def formfield(self, **kwargs):
-        from .forms import StringListFormField
 
         # Through Field.formfield(): the add page starts from the model's default list.
         return super().formfield(**{"form_class": StringListFormField, **kwargs})
