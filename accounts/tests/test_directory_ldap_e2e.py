@@ -15,6 +15,8 @@ import logging
 import ldap3
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Account, Authentication, Credential
 from accounts.tests.test_directory_login import echo, oauth_token
@@ -165,6 +167,10 @@ def test_repeated_basic_requests_add_no_binds(client, ldap_on, slapd):  # noqa: 
     for _ in range(5):
         assert echo(client, auth).status_code == 200
     assert slapd.binds() - before == 1  # binds() itself
+    # Nor any query: a cached directory login costs what a cached internal one does.
+    with CaptureQueriesContext(connection) as queries:
+        assert echo(client, auth).status_code == 200
+    assert len(queries) == 0, [q["sql"] for q in queries]
 
 
 # --- f. Active Directory schema ----------------------------------------------------------------
