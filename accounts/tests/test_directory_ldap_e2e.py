@@ -261,3 +261,40 @@ def test_the_bind_secret_from_a_file(client, activate, tmp_path):
     secret.write_text(server.READER_PASSWORD + "\n")
     activate(bindSecret={"@type": "File", "filePath": str(secret)})
     assert echo(client, basic(ALICE, server.ALICE_PASSWORD)).status_code == 200
+
+
+# --- h, on a real server: every worker sees the switch -----------------------------------------
+def _statuses(url: str, auth: str, count: int = 12) -> set[int]:
+    import requests
+
+    body = json.dumps({"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {}, "c"]]})
+    # A new connection per request, so that the requests spread over the workers.
+    return {requests.post(url, data=body, headers={"Authorization": auth, "Content-Type": "application/json",
+                                                   "Connection": "close"}, timeout=30).status_code
+            for _ in range(count)}
+
+
+@pytest.mark.django_db(databases=[])
+def test_every_worker_of_a_live_server_sees_the_switch(live, slapd):  # noqa: F811
+    import re
+
+    password = "Carol-Internal-Passphrase-5"
+    live.shell_json(
+        "from accounts.models import Account, Domain\nfrom accounts import credentials\n"
+        "d, _ = Domain.objects.get_or_create(name='example.org')\n"
+        "a, _ = Account.objects.get_or_create(name='carol', domain=d, defaults={'kind': 'user'})\n"
+        f"credentials.set_password(a, {password!r}, 'test')\nresult = a.pk")
+    created = live.manage("create", "directory", "--json", json.dumps(slapd.directory_create()), "--no-color").stdout
+    directory_id = re.search(r"Created .* (\S+)\s*$", created.strip()).group(1)
+    url, carol = live.url + "/jmap/", basic("carol@example.org", password)
+    alice = basic(ALICE, server.ALICE_PASSWORD)
+    assert _statuses(url, carol) == {200}
+    try:
+        done = live.manage("update", "authentication", "--field", f"directoryId={directory_id}", check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert _statuses(url, carol) == {401}
+        assert _statuses(url, alice) == {200}
+    finally:
+        live.manage("update", "authentication", "--field", "directoryId=null")
+    assert _statuses(url, carol) == {200}
+    assert _statuses(url, alice) == {401}
