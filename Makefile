@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus slapd
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus slapd
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,11 @@ bench: install-dev
 # Options through BENCH_ARGS, e.g. BENCH_ARGS="--duration 5".
 bench-jmap: install-dev cyrus
 	$(BIN)/python bench/jmap.py $(BENCH_ARGS)
+
+# Core/echo with Basic through an LDAP directory (a local slapd) beside the internal directory in
+# the same run, with slapd's bind count (docs/performance.md); needs wrk.
+bench-directory: install-dev slapd
+	$(BIN)/python bench/directory.py $(BENCH_ARGS)
 
 # OAuth requests per second (introspection with Basic, Core/echo with a Bearer access token got
 # through dynamic registration and the code flow) against bare WSGI (docs/performance.md); needs wrk.

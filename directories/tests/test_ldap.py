@@ -493,10 +493,11 @@ def test_the_payload_for_the_end_to_end_tests_matches_the_config(slapd):
         assert validate_filter(payload[name]) is None
 
 
-# --- the worked examples of docs/directories-ldap.md -------------------------------------------
+# --- the worked examples of docs/authentication.md, "LDAP and Active Directory" ------------------
 
 def _doc_examples() -> dict[str, dict]:
-    text = (Path(__file__).resolve().parents[2] / "docs" / "directories-ldap.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "authentication.md").read_text()
+    text = text.split("### LDAP and Active Directory", 1)[1].split("\n### ", 1)[0]
     examples = {}
     for block in re.findall(r"```json\n(.*?)```", text, re.S):
         method, arguments, _ = json.loads(block)
