@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 
 from tests.clients import STRONG_PASSWORD
-from tests.test_browser_admin_pages import log_in_admin_form, seed_admin, shots_dir, visit
+from tests.test_browser_admin_pages import WATCH_CSP, log_in_admin_form, seed_admin, shots_dir, visit
 
 SEED = """
 from accounts.models import Directory
@@ -35,6 +35,7 @@ def test_directory_pages_in_the_browser(live, chromium, tmp_path):
     base = live.url + "/admin/accounts/directory/"
 
     def body(page):
+        page.add_init_script(WATCH_CSP)
         log_in_admin_form(page, live.url, login, STRONG_PASSWORD)
         problems: list[str] = []
         visit(page, base + "add/", shots, problems)
