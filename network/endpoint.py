@@ -89,7 +89,7 @@ def public_base(request=None) -> str:
 
 def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth: bool = False,
              states: tuple[str, ...] = SETTINGS_TYPES, max_body: int | None = None, body_name: str = "request body",
-             allow: str | None = None, refusal: str | None = None):
+             allow: str | None = None, refusal: str | None = None, outage=None):
     """The rules of a machine endpoint, in the order they apply:
 
     1. `options`: "cors" answers OPTIONS with the CORS preflight (204 and the CORS headers, as
@@ -103,6 +103,9 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
        one (whatever its Content-Length claims) is a 400 problem+json ("The <body_name> is
        larger than … bytes.").
     5. `cors`: every answer, errors included, carries the CORS headers.
+
+    `outage(exc)` answers instead of the 503 problem when the external directory that checks the
+    caller's credentials is down (OAuth endpoints: RFC 6749's `temporarily_unavailable`).
     """
     context.needs(*states)
     shown = allow or ", ".join(methods + (("OPTIONS",) if options and "OPTIONS" not in methods else ()))
@@ -122,6 +125,8 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
                 return problem(405, detail, headers={"Allow": shown})
             if auth:
                 request.principal, error = authenticate(request)
+                if error is not None and outage is not None and error.status_code == 503:
+                    return outage()
                 if error is not None:
                     return error
             if max_body is not None:
