@@ -293,7 +293,7 @@ def _check_code_request(body: dict) -> None:
 
 
 # --- introspection and userinfo -------------------------------------------------------------
-def _directory_down():
+def directory_down():
     """The bearer's identity provider (the OIDC directory) could not be asked: a temporary
     failure, as on the sign-in endpoints, in OAuth's words."""
     response = oauth_error(OAuthError("temporarily_unavailable",
@@ -303,7 +303,7 @@ def _directory_down():
     return response
 
 
-@endpoint("POST", options="cors", auth=True, outage=_directory_down)
+@endpoint("POST", options="cors", auth=True, outage=directory_down)
 def introspect(request):
     principal = request.principal
     if not principal.has("sysOAuthClientGet"):
@@ -328,7 +328,7 @@ def introspect(request):
     return _json(body, no_store=True)
 
 
-@endpoint("GET", "HEAD", "POST", options="cors", auth=True, outage=_directory_down)  # OIDC Core §5.3.1: GET, POST
+@endpoint("GET", "HEAD", "POST", options="cors", auth=True, outage=directory_down)  # OIDC Core §5.3.1: GET, POST
 def userinfo(request):
     account = request.principal.account
     body = {"sub": str(account.pk), "preferred_username": account.email_address, "email": account.email_address,

@@ -144,6 +144,12 @@ def test_the_provider_down_is_503_not_a_ban_and_logged_once(client, idp, oidc, c
         resp = client.post("/auth/introspect", {"token": fresh[0]}, HTTP_AUTHORIZATION=f"Bearer {fresh[1]}",
                            REMOTE_ADDR="198.51.100.32")
         assert resp.status_code == 503 and resp.json()["error"] == "temporarily_unavailable", resp.content
+        resp = client.post("/auth/register", json.dumps({"redirect_uris": ["https://app.example/cb"],
+                                                          # confidential: needs the caller's bearer
+                                                          "token_endpoint_auth_method": "client_secret_basic"}),
+                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {fresh[1]}",
+                           REMOTE_ADDR="198.51.100.32")
+        assert resp.status_code == 503 and resp.json()["error"] == "temporarily_unavailable", resp.content
     assert not BlockedIp.objects.exists()
     warnings = [r for r in caplog.records if r.name == "accounts.external" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage(), caplog.text
