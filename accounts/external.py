@@ -327,6 +327,11 @@ def test_login(directory: Directory, login: str, secret: str | None, default_dom
     """Ask `directory` (active or not) about `login`, check `secret` when given, and show the
     account a login would mirror, without creating or changing anything. A backend of its own,
     closed after: the test neither waits behind nor disturbs the logins' pool."""
+    if directory.kind == Directory.Kind.OIDC:
+        # The provider's tokens name people; there is no query to ask it about a login.
+        raise TestFailed("An OpenID Connect directory cannot look people up or check passwords: it only "
+                         "validates the bearer tokens its provider issues. Sign in with such a token to "
+                         "create the account.")
     login = (login or "").strip().lower()
     if not login:
         raise TestFailed("A login name is required.")

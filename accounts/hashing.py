@@ -3,8 +3,9 @@
 New hashes use the algorithm chosen in the Authentication settings, with the parameters of the
 reference (the OWASP minimums): argon2id m=19 MiB t=2 p=1, bcrypt cost 10, scrypt N=2^17 r=8
 p=1, PBKDF2-SHA256 600 000 rounds. Verification accepts any of the four whatever the setting,
-plus the LDAP-style schemes administrators import ({SHA}, {SSHA}, {SHA256}, …), so that a
-change of setting never locks anyone out; `needs_rehash` tells the caller to upgrade a hash
+plus what directories and imports hand over: the Unix crypt family ($6$/$5$ SHA-crypt, $sha1$,
+$1$ MD5-crypt, _ BSDi and traditional DES) and the LDAP-style schemes ({SHA}, {SSHA}, {CRYPT},
+…), so that a change of setting never locks anyone out; `needs_rehash` tells the caller to upgrade a hash
 after a successful login.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import secrets
 
 import argon2
 import bcrypt as _bcrypt
+from passlib.hash import bsdi_crypt, des_crypt, md5_crypt, sha1_crypt, sha256_crypt, sha512_crypt
 
 ARGON2 = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
 BCRYPT_COST = 10
@@ -122,12 +124,49 @@ def verify_secret(secret: str | bytes, stored: str) -> bool:
         params, salt, digest = _phc(stored, scheme)
         got = hashlib.pbkdf2_hmac(name, raw, salt, int(params["i"]), len(digest))
         return hmac.compare_digest(got, digest)
+    handler = _crypt_handler(stored)
+    if handler is not None:
+        return _verify_crypt(handler, raw, stored)
     if stored.startswith("{"):
         return _verify_ldap(raw, stored)
     if stored.startswith("$"):
         raise UnknownHashFormat("unsupported hash scheme")
     # A plain value (from an imported directory) compares as plain text.
     return hmac.compare_digest(raw, stored.encode("utf-8"))
+
+
+# The crypt(3) family, by the prefix the reference dispatches on (spec auth §2.2). libpass (the
+# maintained fork of passlib) implements them; the stdlib crypt module is gone from Python 3.13.
+_CRYPT_PREFIXES = (("$6$", sha512_crypt), ("$5$", sha256_crypt), ("$sha1$", sha1_crypt), ("$1$", md5_crypt),
+                   ("_", bsdi_crypt))
+
+
+def _crypt_handler(stored: str):
+    for prefix, handler in _CRYPT_PREFIXES:
+        if stored.startswith(prefix):
+            return handler
+    return None
+
+
+def _verify_crypt(handler, raw: bytes, stored: str) -> bool:
+    try:
+        # The handlers compare their checksums in constant time.
+        return handler.verify(raw, stored)
+    except (ValueError, TypeError):
+        raise UnknownHashFormat(f"malformed {handler.name} hash") from None
+
+
+def _verify_unix_crypt(raw: bytes, value: str) -> bool:
+    """{CRYPT}'s payload: a $-prefixed or _ crypt, else a traditional 13-character DES crypt."""
+    handler = _crypt_handler(value)
+    if handler is None and value.startswith("$"):
+        if value.startswith("$2"):
+            try:
+                return _bcrypt.checkpw(_bcrypt_input(raw), value.encode())
+            except ValueError:
+                raise UnknownHashFormat("malformed bcrypt hash") from None
+        raise UnknownHashFormat("unsupported crypt scheme")
+    return _verify_crypt(handler or des_crypt, raw, value)
 
 
 def _phc(stored: str, scheme: str):
@@ -154,6 +193,8 @@ def _verify_ldap(raw: bytes, stored: str) -> bool:
         return hmac.compare_digest(raw, rest.encode("utf-8"))
     if scheme in ("ARGON2", "ARGON2I", "ARGON2ID", "PBKDF2"):
         return verify_secret(raw, rest)
+    if scheme == "CRYPT":
+        return _verify_unix_crypt(raw, rest)
     salted = scheme.startswith("S") and scheme[1:] in _LDAP_DIGESTS
     name = _LDAP_DIGESTS.get(scheme[1:] if salted else scheme)
     if not name:
@@ -184,6 +225,18 @@ def is_password_hash(value: str) -> bool:
         except UnknownHashFormat:
             return False
         return True
+    # Only $… and {…} values count (spec auth §2.3): a bare BSDi `_…` is indistinguishable from a
+    # 20-character password, which must go through the policy and be hashed.
+    handler = _crypt_handler(value) if value.startswith("$") else None
+    if handler is not None:
+        return _well_formed_crypt(handler, value)
+    m = re.match(r"^\{CRYPT\}(.+)$", value, re.I | re.S)
+    if m:
+        inner = m.group(1)
+        if _BCRYPT_RE.match(inner):
+            return True
+        handler = _crypt_handler(inner) or (None if inner.startswith("$") else des_crypt)
+        return handler is not None and _well_formed_crypt(handler, inner)
     m = re.match(r"^\{(S?(SHA|SHA256|SHA512|MD5))\}(.+)$", value, re.I)
     if m:
         try:
@@ -191,6 +244,16 @@ def is_password_hash(value: str) -> bool:
         except UnknownHashFormat:
             return False
     return False
+
+
+def _well_formed_crypt(handler, value: str) -> bool:
+    # identify() checks the prefix only; parsing checks the salt and checksum lengths.
+    try:
+        parsed = handler.from_string(value)
+    except (ValueError, TypeError):
+        return False
+    # A salt without its checksum is a configuration string, not a hash.
+    return bool(parsed.checksum) and value == value.strip()
 
 
 # A hash verified when the login name is unknown, so that a miss costs what a hit costs.

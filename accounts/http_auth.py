@@ -146,6 +146,12 @@ def bearer(value: str, remote_ip: str | None) -> Principal:
             # ours, the outage is the answer (a temporary failure, not a wrong token).
             down = exc
             continue
+        except login.AuthFailed:
+            # A later method refused a token it took for its own (ours and the provider's may
+            # look alike): the provider could not say, so that is no wrong token either.
+            if down is not None:
+                raise down from None
+            raise
         if principal is not None:
             return principal
     if down is not None:

@@ -95,7 +95,7 @@ NOT_FOUND = "The requested resource does not exist on this server."
 
 def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth: bool = False,
              states: tuple[str, ...] = SETTINGS_TYPES, max_body: int | None = None, body_name: str = "request body",
-             allow: str | None = None, refusal: str | None = None):
+             allow: str | None = None, refusal: str | None = None, outage=None):
     """The rules of a machine endpoint, in the order they apply:
 
     1. `options`: "cors" answers OPTIONS with the CORS preflight (204 and the CORS headers, as
@@ -111,6 +111,9 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
     5. `cors`: every answer, errors included, carries the CORS headers.
 
     `ANY` as the only method takes every method (there is then no 405).
+
+    `outage(exc)` answers instead of the 503 problem when the external directory that checks the
+    caller's credentials is down (OAuth endpoints: RFC 6749's `temporarily_unavailable`).
     """
     context.needs(*states)
     shown = allow or ", ".join(methods + (("OPTIONS",) if options and "OPTIONS" not in methods else ()))
@@ -130,6 +133,8 @@ def endpoint(*methods: str, options: str | None = None, cors: bool = False, auth
                 return problem(405, detail, headers={"Allow": shown})
             if auth:
                 request.principal, error = authenticate(request)
+                if error is not None and outage is not None and error.status_code == 503:
+                    return outage()
                 if error is not None:
                     return error
             if max_body is not None:

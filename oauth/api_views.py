@@ -1,9 +1,11 @@
 """The /api helpers of the OAuth slice: /api/discover/{email} and /api/account.
 
 /api/discover/{email} (oauth.md §6.12, http.md §8.2): the OpenID Connect discovery document of
-the identity provider of the address's domain. No external OIDC directory is bound to a domain
-yet, so it is always this server's own document, the one /.well-known/openid-configuration
-serves, with absolute URLs: the reference makes them relative (and the issuer "") when the
+the identity provider of the address's domain. While the active directory is an OpenID Connect
+one, an address with a domain part gets that provider's discovery document as the directory
+fetched and checked it (no-cache; 503 problem while the provider cannot be reached). Otherwise it
+is this server's own document, the one /.well-known/openid-configuration serves, with absolute
+URLs: the reference makes them relative (and the issuer "") when the
 request did not come over TLS, which breaks issuer validation in clients; our issuer is the
 configured public URL whatever the transport. Any method; no email → 404.
 
@@ -14,10 +16,12 @@ account's locale. Any method; authenticated like the JMAP API.
 from __future__ import annotations
 
 import inspect
+import logging
 
 from django.http import JsonResponse
 
-from accounts import permissions as catalogue
+from accounts import external, permissions as catalogue
+from directories.base import DirectoryError, DirectoryUnavailable
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -28,6 +32,25 @@ from stalwart_site.problem import problem
 from . import views as oauth_views
 
 EDITION = "oss"
+log = logging.getLogger(__name__)
+
+
+def _provider_document(address: str):
+    """The active OIDC directory's discovery document as a response, or None when logins do not
+    go to an OpenID Connect provider (or the address names no domain)."""
+    if "@" not in address or not address.rsplit("@", 1)[1]:
+        return None
+    directory = external.active_directory()
+    if directory is None or directory.kind != directory.Kind.OIDC:
+        return None
+    try:
+        doc = external.call(directory, "metadata")
+    except DirectoryUnavailable:
+        return problem(503, "The identity provider is temporarily unavailable; try again later.")
+    except DirectoryError as exc:
+        log.error("directory %s: unusable discovery document: %s", directory.pk, exc)
+        return problem(503, "The identity provider's discovery document is unusable.")
+    return JsonResponse(doc)
 
 
 class DiscoverView(ApiView):
@@ -36,15 +59,18 @@ class DiscoverView(ApiView):
 
     @extend_schema(summary="OpenID Connect discovery for an address",
                    description="The discovery document of the identity provider of the address's domain: "
-                               "this server's own (/.well-known/openid-configuration). Any method.",
-                   responses={200: OpenApiTypes.OBJECT, 404: PROBLEM}, auth=[])
+                               "the active OpenID Connect directory's provider, else this server's own "
+                               "(/.well-known/openid-configuration). Any method.",
+                   responses={200: OpenApiTypes.OBJECT, 404: PROBLEM, 503: PROBLEM}, auth=[])
     def get(self, request, email: str = ""):
         address = (email or "").strip().lower()
         if not address:
             return problem(404, "The address is missing: /api/discover/{email}.")
-        # The document of /.well-known/openid-configuration, whatever the method: the view itself
-        # is called without its decorators, which only answer GET and HEAD.
-        response = inspect.unwrap(oauth_views.openid_configuration)(request._request)
+        response = _provider_document(address)
+        if response is None:
+            # The document of /.well-known/openid-configuration, whatever the method: the view
+            # itself is called without its decorators, which only answer GET and HEAD.
+            response = inspect.unwrap(oauth_views.openid_configuration)(request._request)
         response["Cache-Control"] = "no-cache"
         return response
 

@@ -26,6 +26,7 @@ from stalwart_site import untrusted
 from stalwart_site.problem import problem
 
 from . import clients, services
+from .views import directory_down
 
 MAX_BODY = 20 * 1024
 # Anonymous registrations per client address and window (oauth.clients stores every client).
@@ -81,6 +82,8 @@ def register(request):
     principal = None
     if reg.confidential or not services.provider().anonymous_client_registration:
         principal, error = authenticate(request)
+        if error is not None and error.status_code == 503:
+            return directory_down()
         if error is not None:
             return error
         if not principal.has("oAuthClientRegistration"):

@@ -314,7 +314,17 @@ def _check_code_request(body: dict) -> None:
 
 
 # --- introspection and userinfo -------------------------------------------------------------
-@endpoint("POST", options="cors", auth=True)
+def directory_down():
+    """The bearer's identity provider (the OIDC directory) could not be asked: a temporary
+    failure, as on the sign-in endpoints, in OAuth's words."""
+    response = oauth_error(OAuthError("temporarily_unavailable",
+                                      "The directory service is temporarily unavailable; try again later.", 503))
+    response["Retry-After"] = "30"
+    response._has_been_logged = True  # the outage is logged once, where it starts
+    return response
+
+
+@endpoint("POST", options="cors", auth=True, outage=directory_down)
 def introspect(request):
     principal = request.principal
     if not principal.has("sysOAuthClientGet"):
@@ -339,7 +349,7 @@ def introspect(request):
     return _json(body, no_store=True)
 
 
-@endpoint("GET", "HEAD", "POST", options="cors", auth=True)  # OpenID Connect Core §5.3.1: GET and POST
+@endpoint("GET", "HEAD", "POST", options="cors", auth=True, outage=directory_down)  # OIDC Core §5.3.1: GET, POST
 def userinfo(request):
     account = request.principal.account
     body = {"sub": str(account.pk), "preferred_username": account.email_address, "email": account.email_address,

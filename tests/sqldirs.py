@@ -27,7 +27,20 @@ ALICE_PASSWORD = "alice directory pass phrase"
 CAROL_PASSWORD = "carol directory pass phrase"
 
 
-FORMATS = ("argon2id", "bcrypt", "scrypt", "pbkdf2", "sha", "ssha", "ssha512", "plain")
+# ALICE_PASSWORD in the crypt(3) formats, made by other implementations than the one verifying them
+# (`openssl passwd -6/-5/-1 -salt saltsalt`, glibc/libxcrypt crypt() for the rest).
+CRYPT_VECTORS = {
+    "sha512crypt": "$6$saltsalt$/mCeu8bXDr8RDeD9RN6.fI7uoTj7AS74YAXOzYltpN5OUzSd7puy6wkzt/Ls0bQiIahb4ln9yUIBGJQET0T/z1",
+    "sha256crypt": "$5$saltsalt$dj0vd0GTPjPvEJYjShYZD/o5y85sJ67hN3rCgf7LDc5",
+    "sha256crypt-rounds": "$5$rounds=10000$saltsalt$zjPTqA31SV6pPSC4qBbVkojAWnFE12lKgNLNKGN8rnC",
+    "md5crypt": "$1$saltsalt$jFwTnnLosj7hBxyzn.oi8.",
+    "sha1crypt": "$sha1$40000$saltsalt$GEaIAwekjNeIon4tyIKllVVnGVdS",
+    "bsdicrypt": "_J9..saltapLIxJsQdPc",
+    "crypt-sha512": "{CRYPT}$6$saltsalt$/mCeu8bXDr8RDeD9RN6.fI7uoTj7AS74YAXOzYltpN5OUzSd7puy6wkzt/Ls0bQiIahb4ln9yUIBGJQET0T/z1",
+    "crypt-des": "{CRYPT}abIzKsA61A0xU",
+}
+
+FORMATS = ("argon2id", "bcrypt", "scrypt", "pbkdf2", "sha", "ssha", "ssha512", "plain", *CRYPT_VECTORS)
 
 
 def hash_as(password: str, fmt: str) -> str:
@@ -46,6 +59,10 @@ def hash_as(password: str, fmt: str) -> str:
         return "{SSHA512}" + base64.b64encode(hashlib.sha512(password.encode() + salt).digest() + salt).decode()
     if fmt == "plain":
         return password
+    if fmt in CRYPT_VECTORS:
+        if password != ALICE_PASSWORD:
+            raise ValueError("the crypt vectors are of ALICE_PASSWORD")
+        return CRYPT_VECTORS[fmt]
     raise ValueError(fmt)
 
 

@@ -115,6 +115,16 @@ def test_wrong_or_unknown_logins_are_refused(client, directory, login, secret):
     assert not Account.objects.filter(kind="user").exists()
 
 
+@pytest.mark.parametrize("fmt", list(sqldirs.CRYPT_VECTORS))
+def test_a_directory_holding_crypt_hashes_logs_people_in(client, domain, tmp_path, fmt):
+    with sqldirs.sqlite_store(tmp_path, fmt) as made:
+        use_directory(sqldirs.directory_row(made))
+        assert echo(client, basic(ALICE, "wrong " + sqldirs.ALICE_PASSWORD)).status_code == 401
+        assert echo(client, basic(ALICE, sqldirs.ALICE_PASSWORD)).status_code == 200
+    cred = Account.objects.get(email_address=ALICE).credentials.get(kind=Credential.Kind.PASSWORD)
+    assert cred.secret_hash == sqldirs.CRYPT_VECTORS[fmt]
+
+
 def test_internal_passwords_stop_working_while_a_directory_is_active(client, directory, make_account):
     make_account("bob")
     assert echo(client, basic("bob@example.org")).status_code == 401

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import random
 import re
 import string
@@ -27,6 +28,8 @@ from accounts.permissions import EXPIRED_PASSWORD_PERMISSIONS, all_permissions
 from accounts.policy import PolicyViolation, check_password
 from conftest import STRONG_PASSWORD
 from registry import errors
+from tests import sqldirs
+from tests.clients import basic
 from registry import services as registry
 from registry.models import AuditEvent
 from security.models import BlockedIp, Security
@@ -459,6 +462,44 @@ class TestHashing:
         assert not hashing.verify_secret("abd", value)
         salted = "{S%s}" % scheme + base64.b64encode(hashlib.new(digest, b"abc" + b"NaCl").digest() + b"NaCl").decode()
         assert hashing.verify_secret("abc", salted) and not hashing.verify_secret("abd", salted)
+
+    @pytest.mark.parametrize("fmt", list(sqldirs.CRYPT_VECTORS))
+    def test_crypt_family_prehashed_logs_in_over_http(self, client, make_account, fmt):
+        value = sqldirs.CRYPT_VECTORS[fmt]
+        assert hashing.is_password_hash(value) == (fmt != "bsdicrypt")
+        if fmt == "bsdicrypt":
+            value = "{CRYPT}" + value  # bare `_…` could be a password; wrapped it is a hash
+            assert hashing.is_password_hash(value)
+        account = make_account("tess")
+        credentials.set_password(account, value, "test")
+        assert stored_hash(account) == value  # stored as given, policy skipped
+        echo = json.dumps({"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {}, "c"]]})
+
+        def post(password):
+            return client.post("/jmap/", echo, content_type="application/json", REMOTE_ADDR=REMOTE,
+                               HTTP_AUTHORIZATION=basic("tess@example.org", password)).status_code
+
+        assert post("x" + sqldirs.ALICE_PASSWORD) == 401
+        assert stored_hash(account) == value
+        assert post(sqldirs.ALICE_PASSWORD) == 200
+        assert stored_hash(account).startswith("$argon2id$")  # upgraded after the successful login
+
+    @pytest.mark.parametrize("bad", [
+        "$6$saltsalt$short", "$1$saltsalt$", "$sha1$40000$saltsalt$", "$5$rounds=x$saltsalt$abc",
+        "{CRYPT}$9$x$y", "{CRYPT}abc", "_J9..salt", "$6$" + "a" * 17 + "$" + "b" * 86 + "\n",
+    ])
+    def test_malformed_crypt_values_are_neither_hashes_nor_matches(self, bad):
+        assert not hashing.is_password_hash(bad)
+        with pytest.raises(hashing.UnknownHashFormat):
+            hashing.verify_secret(sqldirs.ALICE_PASSWORD, bad)
+
+    def test_glibc_reference_vector(self):
+        # Ulrich Drepper's SHA-crypt specification, test vector 1.
+        value = ("$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcb"
+                 "YEdFCoEOfaS35inz1")
+        assert hashing.is_password_hash(value)
+        assert hashing.verify_secret("Hello world!", value)
+        assert not hashing.verify_secret("Hello world?", value)
 
     def test_plain_scheme_is_not_a_hash(self, make_account):
         account = make_account("pia")
