@@ -20,6 +20,7 @@ import threading
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from directories import base
@@ -161,7 +162,7 @@ def mirror(directory: Directory, principal: base.ExternalPrincipal, default_doma
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _mirror(directory, principal, domain, local, stored, default_domain)
+                return _mirror(directory, principal, domain, local, stored)
         except IntegrityError:
             # Two first logins of one entry at once: the other created it; sync with its row.
             if attempt == 2:
@@ -169,7 +170,7 @@ def mirror(directory: Directory, principal: base.ExternalPrincipal, default_doma
     raise AssertionError("unreachable")
 
 
-def _mirror(directory, principal, domain, local, stored, default_domain) -> Account:
+def _mirror(directory, principal, domain, local, stored) -> Account:
     account = (Account.objects.select_for_update().select_related("domain")
                .filter(name=local, domain=domain).first())
     changed: list[str] = []
@@ -193,7 +194,7 @@ def _mirror(directory, principal, domain, local, stored, default_domain) -> Acco
             account.save(update_fields=[*changed])
             registry.audit_event(ACTOR, "Account", ids.encode(account.pk), "update", ",".join(changed), None, None)
     changed += _sync_aliases(account, principal, domain)
-    changed += _sync_groups(directory, account, principal, domain, default_domain)
+    changed += _sync_groups(directory, account, principal, domain)
     password = _sync_password(account, stored)
     if created or changed or password:
         registry.touch("Account", ids.encode(account.pk), "created" if created else "updated",
@@ -206,38 +207,51 @@ def _mirror(directory, principal, domain, local, stored, default_domain) -> Acco
     return account
 
 
-def _sync_aliases(account: Account, principal, domain) -> list[str]:
-    wanted = set()
+def alias_plan(principal, local: str, domain_name: str) -> tuple[dict[tuple[str, str], Domain], list[str]]:
+    """Which of the entry's further addresses become aliases of the account local@domain_name:
+    those in a domain this server serves and not held by another account (as its address or an
+    alias); the directory never takes an address over. Returns {(name, domain): Domain} and the
+    addresses left out. One query per kind, whatever the number of addresses."""
+    wanted: set[tuple[str, str]] = set()
     for email in principal.emails:
         if "@" not in email:
             continue
-        name, domain_name = email.strip().lower().rsplit("@", 1)
-        if (name, domain_name) == (account.name, domain.name) or not _valid_local(name):
-            continue
-        wanted.add((name, domain_name))
+        name, alias_domain = email.strip().lower().rsplit("@", 1)
+        if (name, alias_domain) != (local, domain_name) and _valid_local(name):
+            wanted.add((name, alias_domain))
     domains = {d.name: d for d in Domain.objects.filter(name__in={d for _, d in wanted})}
+    held = Q(pk__in=[])
+    for name, alias_domain in wanted:
+        held |= Q(name=name, domain__name=alias_domain)
+    own = Q(name=local, domain__name=domain_name)
+    taken = set(Account.objects.filter(held).exclude(own).values_list("name", "domain__name"))
+    taken |= set(Alias.objects.filter(held).exclude(Q(account__name=local, account__domain__name=domain_name))
+                 .values_list("name", "domain__name"))
+    plan = {key: domains[key[1]] for key in wanted if key[1] in domains and key not in taken}
+    skipped = sorted(f"{n}@{d}" for n, d in wanted if (n, d) not in plan)
+    return plan, skipped
+
+
+def _sync_aliases(account: Account, principal, domain) -> list[str]:
+    plan, _ = alias_plan(principal, account.name, domain.name)
     current = {(a.name, a.domain.name): a for a in account.aliases.select_related("domain")}
     changed = False
     for key, alias in current.items():
-        if key not in wanted:
+        if key not in plan:
             alias.delete()
             changed = True
-    for name, domain_name in sorted(wanted - set(current)):
-        target = domains.get(domain_name)
-        if target is None:
-            continue  # not a domain this server serves
-        if Account.objects.filter(name=name, domain=target).exists() or \
-                Alias.objects.filter(name=name, domain=target).exists():
-            continue  # taken by another account: the directory does not take it over
-        Alias.objects.create(account=account, name=name, domain=target)
-        changed = True
+    for (name, _), target in sorted(plan.items()):
+        if (name, target.name) not in current:
+            Alias.objects.create(account=account, name=name, domain=target)
+            changed = True
     return ["aliases"] if changed else []
 
 
-def _sync_groups(directory, account: Account, principal, domain, default_domain) -> list[str]:
+def _sync_groups(directory, account: Account, principal, domain) -> list[str]:
     groups = []
     for name in principal.groups:
-        local, domain_name = split_address(name, domain.name if "@" not in name else default_domain)
+        # A bare group name is in the member's own domain.
+        local, domain_name = split_address(name, domain.name)
         if not _valid_local(local):
             continue
         group_domain = domain if domain_name == domain.name else Domain.objects.filter(name=domain_name).first()
@@ -289,17 +303,8 @@ def preview(directory: Directory, principal: base.ExternalPrincipal, default_dom
     local, domain_name = split_address(principal.name, default_domain)
     domain = Domain.objects.select_related("tenant").filter(name=domain_name).first()
     auth = Authentication.load()
-    aliases, skipped = [], []
-    for email in principal.emails:
-        if "@" not in email or email == f"{local}@{domain_name}":
-            continue
-        name, alias_domain = email.rsplit("@", 1)
-        served = Domain.objects.filter(name=alias_domain).first()
-        taken = served is not None and (
-            Account.objects.filter(name=name, domain=served).exclude(name=local, domain__name=domain_name).exists()
-            or Alias.objects.filter(name=name, domain=served).exclude(account__name=local,
-                                                                       account__domain__name=domain_name).exists())
-        (aliases if served is not None and not taken else skipped).append(email)
+    plan, skipped = alias_plan(principal, local, domain_name)
+    aliases = sorted(f"{name}@{alias_domain}" for name, alias_domain in plan)
     existing = Account.objects.filter(name=local, domain__name=domain_name).first()
     return {
         "name": f"{local}@{domain_name}",

@@ -230,13 +230,7 @@ def _authenticate_external(directory, login: str, secret: str, remote_ip: str | 
                            algorithm: str) -> AuthResult:
     """The login order's directory step (spec auth §7.2 step 6): the directory checks the
     password (LDAP bind) or hands back its hash, verified here; the entry is then mirrored."""
-    try:
-        principal = external.call(directory, "authenticate", login, secret)
-    except DirectoryUnavailable:
-        raise DirectoryDown() from None
-    except DirectoryError as exc:
-        log.error("directory %s answered unusably: %s", directory.pk, exc)
-        raise AuthInternalError("Authentication error.") from None
+    principal = _ask(directory, "authenticate", login, secret)
     if principal is None or principal.kind != "user":
         hashing.dummy_verify(secret, algorithm)
         raise AuthFailed()
@@ -248,6 +242,25 @@ def _authenticate_external(directory, login: str, secret: str, remote_ip: str | 
             raise AuthInternalError("Authentication error.") from None
         if not ok:
             raise AuthFailed()
+    return _mirrored(directory, principal, default_domain, remote_ip)
+
+
+def _ask(directory, method: str, *args):
+    """One question to the directory's backend, its failures as login errors."""
+    try:
+        return external.call(directory, method, *args)
+    except DirectoryUnavailable:
+        raise DirectoryDown() from None
+    except DirectoryError as exc:
+        log.error("directory %s answered unusably: %s", directory.pk, exc)
+        raise AuthInternalError("Authentication error.") from None
+
+
+def _mirrored(directory, principal, default_domain: str, remote_ip: str | None) -> AuthResult:
+    """The local account of an entry the directory vouched for, brought in line, then the
+    checks every login ends with."""
+    if principal.kind != "user":
+        raise AuthFailed()
     try:
         account = external.mirror(directory, principal, default_domain)
     except external.NotServed:
@@ -334,23 +347,10 @@ def authenticate_directory_bearer(token: str, remote_ip: str | None) -> AuthResu
     if security.is_blocked(remote_ip):
         raise Banned()
     try:
-        try:
-            principal = external.call(directory, "authenticate_bearer", token)
-        except DirectoryUnavailable:
-            raise DirectoryDown() from None
-        except DirectoryError as exc:
-            log.error("directory %s answered unusably: %s", directory.pk, exc)
-            raise AuthInternalError("Authentication error.") from None
+        principal = _ask(directory, "authenticate_bearer", token)
         if principal is None:
             return None
-        if principal.kind != "user":
-            raise AuthFailed()
-        try:
-            account = external.mirror(directory, principal, default_domain_name())
-        except external.NotServed:
-            raise AuthFailed() from None
-        cred = account.credentials.filter(kind=Credential.Kind.PASSWORD).first()
-        return _finish(account, cred, remote_ip)
+        return _mirrored(directory, principal, default_domain_name(), remote_ip)
     except AuthError as exc:
         raise count_failure(exc, remote_ip) from None
 
