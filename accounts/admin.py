@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -331,11 +331,12 @@ class DirectoryAdmin(DeclaredAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         # Stricter than reading the page: the test reaches out to the directory with its secret.
-        if not request.user.has_perm("sysDirectoryUpdate"):
+        if not self.has_change_permission(request):
             raise PermissionDenied
         directory = self.get_object(request, object_id)
         if directory is None:
-            return redirect("admin:accounts_directory_changelist")
+            # Missing, or another tenant's: the same answer, so neither is told from the other.
+            raise Http404
         form = DirectoryTestForm(request.POST)
         if not form.is_valid():
             messages.error(request, "Enter a login to test.")
@@ -352,5 +353,5 @@ class DirectoryAdmin(DeclaredAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra = {**(extra_context or {}), "directory_test_form": DirectoryTestForm(),
-                 "can_test_directory": request.user.has_perm("sysDirectoryUpdate")}
+                 "can_test_directory": self.has_change_permission(request)}
         return super().change_view(request, object_id, form_url, extra_context=extra)

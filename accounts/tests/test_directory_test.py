@@ -110,3 +110,25 @@ def test_the_button_needs_the_update_permission(client, make_account, directory)
     assert page.status_code == 200 and 'value="Test"' not in page.content.decode()
     resp = client.post(f"/admin/accounts/directory/{directory.pk}/test/", {"login": ALICE})
     assert resp.status_code == 403
+
+
+def test_a_tenants_administrator_cannot_test_another_tenants_directory(client, make_account, directory):
+    """The button reaches out with the directory's secret: a tenant's administrator holding the
+    update permission may not fire it at a directory outside its tenant (here, the system's)."""
+    tenant = Tenant.objects.create(name="other")
+    editors = Role.objects.create(description="Directory editors", tenant=tenant, enabled_permissions=[
+        "authenticate", "sysDirectoryGet", "sysDirectoryQuery", "sysDirectoryUpdate"])
+    # A tenant's administrators hold at most what the tenant itself is granted.
+    Tenant.objects.filter(pk=tenant.pk).update(roles_mode="custom")
+    tenant.roles.set([editors])
+    editor = make_account("editor", roles_mode=Account.RolesMode.CUSTOM)
+    editor.roles.set([editors])
+    Account.objects.filter(pk=editor.pk).update(tenant=tenant)
+    assert client.login(username="editor@example.org", password=STRONG_PASSWORD)
+    assert client.get("/admin/accounts/directory/").status_code == 200  # the pages are theirs, not the directory
+    resp = client.post(f"/admin/accounts/directory/{directory.pk}/test/", {"login": ALICE})
+    assert resp.status_code == 404
+    # Their own tenant's directory they may test.
+    type(directory).objects.filter(pk=directory.pk).update(tenant=tenant)
+    resp = client.post(f"/admin/accounts/directory/{directory.pk}/test/", {"login": ALICE}, follow=True)
+    assert any(str(m).startswith("Test ") for m in resp.context["messages"])
