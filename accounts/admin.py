@@ -12,6 +12,7 @@ from registry import declaration as decl_mod
 from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values
 from registry.admin_widgets import LabelledSplitDateTime
+from registry.composites import SqlAuthStore
 
 from . import credentials, external, hashing, services
 from .models import Account, Alias, Credential, Directory, Domain
@@ -350,6 +351,12 @@ class DirectoryAdmin(DeclaredAdmin):
             lines = "; ".join(f"{label}: {value}" for label, value in external.describe(mapped))
             messages.success(request, f"Test passed. {lines}")
         return redirect(change_url)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Which rows each kind of database uses, from the one list JMAP reads and writes.
+        store = next(c for c in self.decl.composites if isinstance(c, SqlAuthStore))
+        extra_context = {**(extra_context or {}), "sql_store_rows": store.fields_of()}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra = {**(extra_context or {}), "directory_test_form": DirectoryTestForm(),
