@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -12,6 +12,7 @@ from registry import declaration as decl_mod
 from registry import services as registry
 from registry.admin import DeclaredAdmin, form_values
 from registry.admin_widgets import LabelledSplitDateTime
+from registry.composites import SqlAuthStore
 
 from . import credentials, external, hashing, services
 from .models import Account, Alias, Credential, Directory, Domain
@@ -331,11 +332,12 @@ class DirectoryAdmin(DeclaredAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         # Stricter than reading the page: the test reaches out to the directory with its secret.
-        if not request.user.has_perm("sysDirectoryUpdate"):
+        if not self.has_change_permission(request):
             raise PermissionDenied
         directory = self.get_object(request, object_id)
         if directory is None:
-            return redirect("admin:accounts_directory_changelist")
+            # Missing, or another tenant's: the same answer, so neither is told from the other.
+            raise Http404
         form = DirectoryTestForm(request.POST)
         if not form.is_valid():
             messages.error(request, "Enter a login to test.")
@@ -350,7 +352,13 @@ class DirectoryAdmin(DeclaredAdmin):
             messages.success(request, f"Test passed. {lines}")
         return redirect(change_url)
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Which rows each kind of database uses, from the one list JMAP reads and writes.
+        store = next(c for c in self.decl.composites if isinstance(c, SqlAuthStore))
+        extra_context = {**(extra_context or {}), "sql_store_rows": store.fields_of()}
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra = {**(extra_context or {}), "directory_test_form": DirectoryTestForm(),
-                 "can_test_directory": request.user.has_perm("sysDirectoryUpdate")}
+                 "can_test_directory": self.has_change_permission(request)}
         return super().change_view(request, object_id, form_url, extra_context=extra)

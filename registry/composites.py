@@ -345,6 +345,12 @@ class SqlAuthStore(Composite):
         self.paths = {self.kind_field: f"{name}/@type", **{prefix + c: f"{name}/{k}" for k, c in self.COLUMNS.items()},
                       **self.secret.paths}
 
+    def fields_of(self) -> dict[str, list[str]]:
+        """The columns each kind of store uses (the admin page shows only those)."""
+        return {kind: [f for key in self.KEYS[variant]
+                       for f in (self.secret.fields if key == "authSecret" else (self.prefix + self.COLUMNS[key],))]
+                for kind, variant in self.VARIANTS.items()}
+
     def encode(self, values):
         kind = values[self.kind_field]
         variant = self.VARIANTS.get(kind, "Default")

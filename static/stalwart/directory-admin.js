@@ -28,15 +28,6 @@
     document.querySelectorAll('.form-row.field-' + name).forEach(function (row) { row.hidden = hidden; });
   }
 
-  const SERVER = ['sql_host', 'sql_port', 'sql_database', 'sql_auth_username', 'sql_auth_secret_kind',
-    'sql_auth_secret', 'sql_auth_secret_variable', 'sql_auth_secret_file', 'sql_timeout', 'sql_use_tls',
-    'sql_allow_invalid_certs', 'sql_pool_max_connections'];
-  const STORE_ROWS = {
-    default: [], postgresql: SERVER.concat(['sql_options']), mysql: SERVER,
-    sqlite: ['sql_path', 'sql_pool_max_connections'],
-  };
-  const ALL_STORE_ROWS = SERVER.concat(['sql_options', 'sql_path']);
-
   // A password's value, variable and file rows follow its source.
   function secretRows(prefix, source, shown) {
     setHidden(prefix, !(shown && source === 'value'));
@@ -50,6 +41,11 @@
     const store = document.getElementById('id_sql_store');
     const bindSource = document.getElementById('id_bind_secret_kind');
     const sqlSource = document.getElementById('id_sql_auth_secret_kind');
+    // Which rows each kind of database uses: the server's list (registry.composites.SqlAuthStore),
+    // given to the page as JSON data.
+    const rowsData = document.getElementById('sql-store-rows');
+    const STORE_ROWS = rowsData ? JSON.parse(rowsData.textContent) : {};
+    const ALL_STORE_ROWS = Array.from(new Set(Object.values(STORE_ROWS).flat()));
     function apply() {
       if (bindSource) secretRows('bind_secret', bindSource.value, true);
       if (store) {
