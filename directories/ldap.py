@@ -334,20 +334,19 @@ class LdapDirectory:
 
     def _principal(self, login, attributes, groups, verified, with_hash) -> ExternalPrincipal:
         config = self.config
-        first = lambda names: next((v for a in names for v in attributes.get(a.lower(), ()) if v), None)  # noqa: E731
-        emails = [v.lower() for a in config.attr_email for v in attributes.get(a.lower(), ()) if v]
-        emails += [v.lower() for a in config.attr_email_alias for v in attributes.get(a.lower(), ()) if v]
-        emails = list(dict.fromkeys(emails))
+        emails = tuple(dict.fromkeys(
+            v.lower() for v in _each(attributes, (*config.attr_email, *config.attr_email_alias))))
         group_class = config.group_class.lower()
-        classes = {v.lower() for a in config.attr_class for v in attributes.get(a.lower(), ())}
+        classes = {v.lower() for v in _each(attributes, config.attr_class)}
         return ExternalPrincipal(
             name=emails[0] if emails else login.lower(),
             kind="group" if group_class and group_class in classes else "user",
-            description=first(config.attr_description) or "",
-            emails=tuple(emails),
+            description=_first(attributes, config.attr_description) or "",
+            emails=emails,
             groups=groups,
-            secret_hash=first(config.attr_secret) if with_hash and not config.bind_authentication else None,
-            secret_marker=first(config.attr_secret_changed),
+            secret_hash=(_first(attributes, config.attr_secret)
+                         if with_hash and not config.bind_authentication else None),
+            secret_marker=_first(attributes, config.attr_secret_changed),
             verified=verified,
         )
 
@@ -367,15 +366,18 @@ def _values(entry) -> dict[str, list[str]]:
     return out
 
 
+def _each(attributes: dict, names) -> list[str]:
+    """The non-empty values of the attributes `names`, in the order the settings list them."""
+    return [v for name in names for v in attributes.get(name.lower(), ()) if v]
+
+
+def _first(attributes: dict, names) -> str | None:
+    return next(iter(_each(attributes, names)), None)
+
+
 def _group_name(attributes: dict, attr_email) -> str | None:
-    for name in attr_email:
-        for value in attributes.get(name.lower(), ()):
-            if value:
-                return value.lower()
-    for value in attributes.get("cn", ()):
-        if value:
-            return value
-    return None
+    email = _first(attributes, attr_email)
+    return email.lower() if email else _first(attributes, ("cn",))
 
 
 __all__ = ["LdapDirectory", "validate_filter", "render_filter", "escape_filter_value"]

@@ -289,13 +289,16 @@ class OidcDirectory:
             return None
         if kid is not None and not isinstance(kid, str):
             return None
+        obj = jws.JWS()
+        try:
+            obj.deserialize(token)
+        except JWException:
+            return None  # unparsable: no key could verify it, so no reason to refetch the key set
+        obj.allowed_algs = [alg]
         keys = self._current_keys()
         for attempt in (1, 2):
             for key in self._candidates(keys, alg, kid):
-                obj = jws.JWS()
                 try:
-                    obj.deserialize(token)
-                    obj.allowed_algs = [alg]
                     obj.verify(key)
                     return obj.payload
                 except JWException:

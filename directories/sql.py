@@ -90,6 +90,9 @@ class _Postgres(_Driver):
             params["connect_timeout"] = max(1, int(self.timeout))
         if s.use_tls:
             params["sslmode"] = "require" if s.allow_invalid_certs else "verify-full"
+            if not s.allow_invalid_certs:
+                # libpq's default trust is ~/.postgresql/root.crt, which a server seldom has.
+                params["sslrootcert"] = "system"
         if s.options:
             params["options"] = s.options
         try:
@@ -113,10 +116,9 @@ class _MySql(_Driver):
         if self.timeout:
             params.update(connect_timeout=self.timeout, read_timeout=self.timeout, write_timeout=self.timeout)
         if s.use_tls:
-            params["ssl"] = {"check_hostname": not s.allow_invalid_certs}
-            if s.allow_invalid_certs:
-
-                params["ssl"] = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+            # A context, not pymysql's ssl dict: given no CA file, the dict turns verification
+            # off altogether, so useTls alone would accept any certificate.
+            params["ssl"] = _tls_context(s.allow_invalid_certs)
         try:
             return pymysql.connect(**params)
         except pymysql.err.OperationalError as exc:
@@ -182,8 +184,15 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-def _uri_path(path: str) -> str:
+def _tls_context(allow_invalid_certs: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if allow_invalid_certs:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
+
+def _uri_path(path: str) -> str:
     return quote(path, safe="/")
 
 

@@ -84,6 +84,20 @@ def ssha(password: str, salt: bytes = b"s4lt!") -> str:
 ALICE_HASH = ssha(ALICE_PASSWORD)
 
 
+def _ad_user(corp: str, cn: str, sam: str, password: str, salt: bytes, account_control: int,
+             member_of: tuple[str, ...] = (), display_name: bool = False) -> str:
+    """An Active Directory style user under `corp`: `sam`@corp.example.org, memberOf values on
+    the entry itself."""
+    address = f"{sam}@corp.example.org"
+    lines = [f"dn: cn={cn},{corp}", "objectClass: user", f"cn: {cn}", f"sn: {cn.split()[-1]}"]
+    if display_name:
+        lines.append(f"displayName: {cn}")
+    lines += [f"sAMAccountName: {sam}", f"userPrincipalName: {address}", f"mail: {address}"]
+    lines += [f"memberOf: cn={group},{corp}" for group in member_of]
+    lines += [f"userAccountControl: {account_control}", f"userPassword: {ssha(password, salt)}"]
+    return "\n".join(lines)
+
+
 def _ldif() -> str:
     people, groups, corp = f"ou=people,{BASE_DN}", f"ou=groups,{BASE_DN}", f"ou=corp,{BASE_DN}"
     entries = [
@@ -159,37 +173,10 @@ cn: Remote Workers
 sAMAccountName: remote
 member: cn=Dave Jones,{corp}
 member: cn=Erin Smith,{corp}""",
-        f"""dn: cn=Dave Jones,{corp}
-objectClass: user
-cn: Dave Jones
-sn: Jones
-displayName: Dave Jones
-sAMAccountName: dave
-userPrincipalName: dave@corp.example.org
-mail: dave@corp.example.org
-memberOf: cn=Engineering,{corp}
-memberOf: cn=Remote Workers,{corp}
-userAccountControl: 512
-userPassword: {ssha(DAVE_PASSWORD, b"dd")}""",
-        f"""dn: cn=Frank Gone,{corp}
-objectClass: user
-cn: Frank Gone
-sn: Gone
-sAMAccountName: frank
-userPrincipalName: frank@corp.example.org
-mail: frank@corp.example.org
-userAccountControl: 514
-userPassword: {ssha(FRANK_PASSWORD, b"ff")}""",
-        f"""dn: cn=Erin Smith,{corp}
-objectClass: user
-cn: Erin Smith
-sn: Smith
-sAMAccountName: erin
-userPrincipalName: erin@corp.example.org
-mail: erin@corp.example.org
-memberOf: cn=Remote Workers,{corp}
-userAccountControl: 66048
-userPassword: {ssha(ERIN_PASSWORD, b"ee")}""",
+        _ad_user(corp, "Dave Jones", "dave", DAVE_PASSWORD, b"dd", 512,
+                 ("Engineering", "Remote Workers"), display_name=True),
+        _ad_user(corp, "Frank Gone", "frank", FRANK_PASSWORD, b"ff", 514),
+        _ad_user(corp, "Erin Smith", "erin", ERIN_PASSWORD, b"ee", 66048, ("Remote Workers",)),
     ]
     return "\n\n".join(entries) + "\n"
 

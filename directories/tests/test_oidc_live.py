@@ -234,6 +234,12 @@ services.update(OidcProvider._declaration, None, {"signature_key": ""}, "test-oi
         assert backend.authenticate_bearer(forge(claims, rogue, "ES256", kid=secrets.token_hex(8))) is None
     assert idp.proxy.hits["/auth/jwks.json"] == before + 2
     assert backend.authenticate_bearer(new).name == idp.login
+    # a token that does not even parse (a one-character signature is no base64) costs no fetch,
+    # even once the interval has passed
+    clock.offset = 3 * (backend.refresh_interval + 1)
+    head, body, _ = new.split(".")
+    assert backend.authenticate_bearer(f"{head}.{body}.A") is None
+    assert idp.proxy.hits["/auth/jwks.json"] == before + 2
 
 
 def test_an_rsa_provider_and_the_hmac_confusion_attack_on_its_key(idp):

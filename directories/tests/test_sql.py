@@ -221,3 +221,62 @@ def test_the_default_store_is_this_servers_database():
             assert cur.fetchone()[0] == 1
     finally:
         backend.close()
+
+
+class _TlsGreeter:
+    """A stand-in MySQL server that only greets, offers TLS with a self-signed certificate and
+    records whether the client completed the TLS handshake (the shared MariaDB has no TLS)."""
+
+    # CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION; upper half: CLIENT_PLUGIN_AUTH
+    GREETING = (b"\x0a" + b"5.7.0-greeter\x00" + b"\x01\x00\x00\x00" + b"abcdefgh\x00"
+                + (0x8A00).to_bytes(2, "little") + b"\x21" + b"\x02\x00" + (0x0008).to_bytes(2, "little")
+                + bytes([21]) + bytes(10) + b"ijklmnopqrst\x00" + b"mysql_native_password\x00")
+
+    def __init__(self, folder):
+        import socket
+        import ssl
+
+        from tests.slapd import _self_signed
+
+        cert, key = _self_signed(folder)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.handshakes: list[bool] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import ssl
+
+        sock, _ = self.listener.accept()
+        with sock:
+            sock.settimeout(5)
+            sock.sendall(len(self.GREETING).to_bytes(3, "little") + b"\x00" + self.GREETING)
+            header = sock.recv(4)  # the client's SSLRequest
+            sock.recv(int.from_bytes(header[:3], "little"))
+            try:
+                with self.context.wrap_socket(sock, server_side=True):
+                    self.handshakes.append(True)
+            except (ssl.SSLError, OSError):
+                self.handshakes.append(False)
+
+
+@pytest.mark.parametrize("allow_invalid", [False, True])
+def test_mysql_over_tls_checks_the_certificate_unless_told_not_to(tmp_path, allow_invalid):
+    server = _TlsGreeter(tmp_path)
+    config = sqldirs.sql_config({"kind": "mysql", "host": "127.0.0.1", "port": server.port,
+                                 "database": "stalwart", "username": "stalwart"},
+                                store={"use_tls": True, "allow_invalid_certs": allow_invalid})
+    backend = build(config)
+    try:
+        # Either way this server never logs anyone in: the login is unavailable.
+        with pytest.raises(DirectoryUnavailable):
+            backend.lookup("alice@example.org")
+    finally:
+        backend.close()
+    server.thread.join(5)
+    server.listener.close()
+    # A self-signed certificate must stop the client before it sends anything more.
+    assert server.handshakes == [allow_invalid]
