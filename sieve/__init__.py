@@ -7,6 +7,7 @@
 
 A pure library: it imports nothing else of ours, so delivery and the SieveScript objects build
 on it from any layer. See docs/sieve.md."""
+from .capability import account_capability
 from .errors import SieveError, SieveRuntimeError
 from .grammar import CAPABILITIES, Script, parse, validate
 from .interpreter import Discard, FileInto, Keep, Redirect, Reject, Result, Vacation, evaluate
@@ -16,5 +17,5 @@ from .message import Envelope, Message, Part
 __all__ = [
     "CAPABILITIES", "Discard", "Envelope", "FileInto", "Keep", "Limits", "Message", "Part",
     "Redirect", "Reject", "Result", "Script", "SieveError", "SieveRuntimeError", "Vacation",
-    "evaluate", "parse", "validate",
+    "account_capability", "evaluate", "parse", "validate",
 ]

@@ -330,9 +330,12 @@ class _Checker:
         if spec.optional_first and len(positional) == len(wanted) + 1:
             wanted.insert(0, spec.optional_first)
         if len(positional) != len(wanted):
+            # Too many: point at the first one too many; too few: at the command.
+            most = len(spec.positional) + (1 if spec.optional_first else 0)
+            at = positional[most] if len(positional) > most else node
             raise SieveError(f"'{name}' takes {len(spec.positional)} positional argument(s)"
                              + (f" (or {len(spec.positional) + 1})" if spec.optional_first else "")
-                             + f", not {len(positional)}", node.line, node.column)
+                             + f", not {len(positional)}", at.line, at.column)
         for arg, kind in zip(positional, wanted):
             if not _fits(arg, kind):
                 raise SieveError(f"'{name}' expects {_kind_name(kind)} here", arg.line, arg.column)
