@@ -250,6 +250,9 @@ class _Run:
         reason = self.expand(node.args[0])
         subject = self.expand(tags[":subject"]) if ":subject" in tags else None
         from_address = self.expand(tags[":from"]) if ":from" in tags else ""
+        # RFC 5230 §4.4: a :from that is not an address is an error, not a reply from nowhere.
+        if from_address and "@" not in parseaddr(from_address)[1]:
+            self.fail(f'vacation :from is not an address: "{from_address[:100]}"')
         if ":seconds" in tags:
             period = max(limits.min_vacation_seconds, min(tags[":seconds"], limits.max_vacation_days * 86400))
         else:

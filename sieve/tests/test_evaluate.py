@@ -250,6 +250,8 @@ def test_vacation_to_auto_submitted_no_is_sent():
     ('require "vacation"; vacation "a"; vacation :handle "b" "b";', "'vacation' can run only once"),
     ('redirect "a@example.net"; redirect "b@example.net";', "more than 1 redirect"),
     ('redirect "not an address";', "invalid address"),
+    ('require ["vacation", "variables"]; set "f" "nobody"; vacation :from "${f}" "away";',
+     "vacation :from is not an address"),
 ])
 def test_runtime_errors_keep_the_message(script, message):
     """RFC 5228 §2.10.6: a run that fails does nothing planned so far and keeps the message."""
