@@ -14,8 +14,8 @@ from .limits import Limits
 # What `require` accepts: the extensions this interpreter runs. Anything else is refused by name.
 CAPABILITIES = (
     "body", "comparator-i;ascii-numeric", "comparator-i;ascii-casemap", "comparator-i;octet",
-    "copy", "envelope", "ereject", "fileinto", "imap4flags", "regex", "reject", "relational",
-    "vacation", "vacation-seconds", "variables",
+    "copy", "encoded-character", "envelope", "ereject", "fileinto", "imap4flags", "regex", "reject",
+    "relational", "subaddress", "vacation", "vacation-seconds", "variables",
 )
 _BUILTIN_COMPARATORS = {"i;octet", "i;ascii-casemap"}
 COMPARATORS = {"i;octet", "i;ascii-casemap", "i;ascii-numeric"}
@@ -24,16 +24,18 @@ SET_MODIFIERS = {  # RFC 5229 §4.1: applied in this order of precedence, highes
     ":lower": 40, ":upper": 40, ":lowerfirst": 30, ":upperfirst": 30,
     ":quotewildcard": 20, ":length": 10,
 }
+_HEX = re.compile(r"\$\{hex:((?:[ \t\r\n]*[0-9A-Fa-f]{2})*[ \t\r\n]*)\}", re.I)
+_UNICODE = re.compile(r"\$\{unicode:((?:[ \t\r\n]*[0-9A-Fa-f]+)*[ \t\r\n]*)\}", re.I)
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # Tag groups: at most one tag of a group per command (RFC 5228 §2.6.2).
 _MATCH = {":is": None, ":contains": None, ":matches": None, ":regex": None, ":value": "string", ":count": "string"}
 _COMPARATOR = {":comparator": "string"}
-_ADDRESS_PART = {":all": None, ":localpart": None, ":domain": None}
+ADDRESS_PART = {":all": None, ":localpart": None, ":domain": None, ":user": None, ":detail": None}
 _TRANSFORM = {":raw": None, ":text": None, ":content": "strings"}
 _TAG_CAPABILITY = {
     ":regex": "regex", ":value": "relational", ":count": "relational", ":copy": "copy",
-    ":flags": "imap4flags", ":seconds": "vacation-seconds",
+    ":flags": "imap4flags", ":seconds": "vacation-seconds", ":user": "subaddress", ":detail": "subaddress",
 }
 
 
@@ -75,8 +77,8 @@ SPECS = {
     "setflag": _cmd("imap4flags", ("strings",), optional_first="string"),
     "addflag": _cmd("imap4flags", ("strings",), optional_first="string"),
     "removeflag": _cmd("imap4flags", ("strings",), optional_first="string"),
-    "address": _test(None, ("strings", "strings"), groups=(_COMPARATOR, _ADDRESS_PART, _MATCH)),
-    "envelope": _test("envelope", ("strings", "strings"), groups=(_COMPARATOR, _ADDRESS_PART, _MATCH)),
+    "address": _test(None, ("strings", "strings"), groups=(_COMPARATOR, ADDRESS_PART, _MATCH)),
+    "envelope": _test("envelope", ("strings", "strings"), groups=(_COMPARATOR, ADDRESS_PART, _MATCH)),
     "header": _test(None, ("strings", "strings"), groups=(_COMPARATOR, _MATCH)),
     "string": _test("variables", ("strings", "strings"), groups=(_COMPARATOR, _MATCH)),
     "body": _test("body", ("strings",), groups=(_COMPARATOR, _MATCH, _TRANSFORM)),
@@ -324,7 +326,7 @@ class _Checker:
             if i >= len(args) or not _fits(args[i], kind):
                 raise SieveError(f"'{tag}' must be followed by {_kind_name(kind)}", arg.line, arg.column)
             value = args[i].value
-            node.tags[tag] = [value] if kind == "strings" and args[i].kind == "string" else value
+            node.tags[tag] = self._decoded([value] if kind == "strings" and args[i].kind == "string" else value, args[i])
             i += 1
         wanted = list(spec.positional)
         if spec.optional_first and len(positional) == len(wanted) + 1:
@@ -339,7 +341,7 @@ class _Checker:
         for arg, kind in zip(positional, wanted):
             if not _fits(arg, kind):
                 raise SieveError(f"'{name}' expects {_kind_name(kind)} here", arg.line, arg.column)
-            node.args.append([arg.value] if kind == "strings" and arg.kind == "string" else arg.value)
+            node.args.append(self._decoded([arg.value] if kind == "strings" and arg.kind == "string" else arg.value, arg))
         if spec.tests == "one" and len(tests) != 1:
             raise SieveError(f"'{name}' takes exactly one test", node.line, node.column)
         if spec.tests == "list" and not tests:
@@ -351,6 +353,34 @@ class _Checker:
             node.block = self.block(block)
         self._semantics(node, positional)
         return node
+
+    def _decoded(self, value, arg: Arg):
+        """RFC 5228 §2.4.2.4: with "encoded-character", ${hex:..} and ${unicode:..} in a string
+        stand for the characters they encode; a malformed one is left as written."""
+        if "encoded-character" not in self.requires or isinstance(value, int):
+            return value
+        if isinstance(value, list):
+            return [self._decoded(v, arg) for v in value]
+        if "${" not in value:
+            return value
+
+        def hex_bytes(found):
+            try:
+                return bytes.fromhex("".join(found.group(1).split())).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return found.group(0)
+
+        def unicode_chars(found):
+            out = []
+            for word in found.group(1).split():
+                code = int(word, 16) if len(word) <= 8 else 0x110000
+                if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                    raise SieveError(f"${{unicode:...}} names no character: {word[:10]}", arg.line, arg.column)
+                out.append(chr(code))
+            return "".join(out)
+
+        value = _HEX.sub(hex_bytes, value)
+        return _UNICODE.sub(unicode_chars, value)
 
     def _test_spec(self, tok: Token) -> Spec:
         spec = SPECS.get(tok.value)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses, parseaddr
 
 from .errors import SieveRuntimeError
-from .grammar import SET_MODIFIERS, Node, Script
+from .grammar import ADDRESS_PART, SET_MODIFIERS, Node, Script
 from .limits import Limits
 from .match import Matcher, compare
 from .message import Envelope, Message, html_text
@@ -338,8 +338,9 @@ class _Run:
             out = []
             for header in self.expand_all(node.args[0]):
                 for _, address in getaddresses(self.message.header_values(header)[:limit]):
-                    if address:
-                        out.append(_address_part(address, node))
+                    part = _address_part(address, node) if address else None
+                    if part is not None:
+                        out.append(part)
             return out[:limit]
         if name == "envelope":
             out = []
@@ -347,8 +348,9 @@ class _Run:
                 address = self.envelope.mail_from if part.lower() == "from" else self.envelope.rcpt_to
                 address = address.strip().strip("<>")
                 # RFC 5228 §5.4: the null reverse-path is "" for :all and matches no part else.
-                if address or node.tag({":all": None, ":localpart": None, ":domain": None}, ":all") == ":all":
-                    out.append(_address_part(address, node) if address else "")
+                part = _address_part(address, node) if address else ("" if node.tag(ADDRESS_PART, ":all") == ":all" else None)
+                if part is not None:
+                    out.append(part)
             return out
         if name == "string":
             return self.expand_all(node.args[0])
@@ -410,14 +412,23 @@ class _Run:
         return False
 
 
-def _address_part(address: str, node: Node) -> str:
-    part = node.tag({":all": None, ":localpart": None, ":domain": None}, ":all")
+def _address_part(address: str, node: Node) -> str | None:
+    """The part of `address` the test compares, or None when it has none (:detail without '+')."""
+    part = node.tag(ADDRESS_PART, ":all")
     if part == ":all":
         return address
     local, at, domain = address.rpartition("@")
     if not at:
         local, domain = address, ""
-    return local if part == ":localpart" else domain
+    if part == ":domain":
+        return domain
+    if part == ":localpart":
+        return local
+    # RFC 5233: the separator is '+', the first one splits the user from the detail.
+    user, plus, detail = local.partition("+")
+    if part == ":user":
+        return user
+    return detail if plus else None
 
 
 def _flag_list(items: list) -> tuple:

@@ -162,6 +162,22 @@ CASES = [
      'if body :content "text/plain" :contains "<b>" { fileinto "no"; }'
      'if body :content "text" :contains "<b>" { fileinto "major"; }', MULTIPART, ME,
      [FileInto("html"), FileInto("major")]),
+    # RFC 5233: subaddress
+    ("rfc5233 :user and :detail", 'require ["envelope", "subaddress", "fileinto", "variables"];\n'
+     'if envelope :detail :matches "to" "*" { fileinto "plus.${1}"; }'
+     'if address :user :is "to" "me" { fileinto "user"; }'
+     'if address :detail :is "to" "" { fileinto "no-detail-is-no-match"; }',
+     PLAIN, Envelope("a@b.example", "me+lists@example.com"), [FileInto("plus.lists"), FileInto("user")]),
+    ("rfc5233 empty detail", 'require ["envelope", "subaddress"]; if envelope :detail :is "to" "" { discard; }',
+     PLAIN, Envelope("a@b.example", "me+@example.com"), [Discard()]),
+    # RFC 5228 §2.4.2.4: encoded-character
+    ("encoded-character hex and unicode", 'require ["encoded-character", "fileinto"];\n'
+     'if header :contains "subject" "${hex: 70 72 65}${unicode:73 0065 6E}t" { fileinto "${hex:43 61 66 C3 A9}"; }',
+     PLAIN, ME, [FileInto("Café")]),
+    ("encoded-character malformed stays as written", 'require ["encoded-character", "fileinto"];\n'
+     'fileinto "${hex:4}${hex:zz}";', PLAIN, ME, [FileInto("${hex:4}${hex:zz}")]),
+    ("without encoded-character, ${hex:} is literal", 'require "fileinto"; fileinto "${hex:41}";', PLAIN, ME,
+     [FileInto("${hex:41}")]),
     # regex (RE2)
     ("regex with match variables", 'require ["regex", "variables", "fileinto"];\n'
      'if header :regex "subject" "^\\\\[([a-z-]+)\\\\]" { fileinto "${1}"; }', LIST, ME, [FileInto("acme-users")]),
@@ -284,3 +300,11 @@ def test_broken_message_still_runs():
     result = evaluate(script, Message.from_bytes(raw), ME)
     assert result.error is None
     assert FileInto("c") in result.actions
+
+
+def test_a_run_touches_no_database(django_assert_num_queries):
+    """Delivery runs a script per recipient: parsing and running must cost no query at all."""
+    with django_assert_num_queries(0):
+        script = parse(RFC5228_EXAMPLE)
+        for raw in (PLAIN, SPAM, LIST, MULTIPART):
+            evaluate(script, Message.from_bytes(raw), ME)
