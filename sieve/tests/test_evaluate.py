@@ -302,6 +302,7 @@ def test_broken_message_still_runs():
     assert FileInto("c") in result.actions
 
 
+@pytest.mark.django_db
 def test_a_run_touches_no_database(django_assert_num_queries):
     """Delivery runs a script per recipient: parsing and running must cost no query at all."""
     with django_assert_num_queries(0):
