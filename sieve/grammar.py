@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 
 import re2
 
@@ -347,7 +348,10 @@ class _Checker:
         if spec.tests == "list" and not tests:
             raise SieveError(f"'{name}' takes a test list in parentheses", node.line, node.column)
         if spec.tests is None and tests:
-            raise SieveError(f"'{name}' takes no test", tests[0][0].line, tests[0][0].column)
+            first = tests[0][0]
+            if spec.kind == "action":   # most often a forgotten ';' before the next command
+                raise SieveError(f"expected ';' after '{name}', found '{first.value}'", first.line, first.column)
+            raise SieveError(f"'{name}' takes no test", first.line, first.column)
         node.tests = [self.node(t[0], self._test_spec(t[0]), t[1], t[2], None) for t in tests]
         if block is not None:
             node.block = self.block(block)
@@ -406,6 +410,9 @@ class _Checker:
             raise SieveError("'size' needs :over or :under", *where)
         if node.name == "vacation" and ":days" in tags and ":seconds" in tags:
             raise SieveError("':days' cannot be combined with ':seconds'", *where)
+        if node.name == "redirect" and not self._may_vary(node.args[0]) and \
+                "@" not in parseaddr(node.args[0])[1]:
+            raise SieveError(f'redirect to an invalid address "{node.args[0][:100]}"', positional[0].line, positional[0].column)
         if node.name == "envelope":
             for part in node.args[0]:
                 if part.lower() not in ("from", "to"):
@@ -424,6 +431,9 @@ class _Checker:
             keys = node.args[-1]
             if "variables" not in self.requires or not any("${" in k for k in keys):
                 node.regex = [_compile_regex(k, comparator, positional[-1]) for k in keys]
+
+    def _may_vary(self, text: str) -> bool:
+        return "variables" in self.requires and "${" in text
 
     def _variable_name(self, name: str, arg: Arg) -> None:
         if not _VARIABLE_NAME.match(name):

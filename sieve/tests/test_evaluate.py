@@ -265,7 +265,7 @@ def test_vacation_to_auto_submitted_no_is_sent():
     ('require ["reject"]; reject "no"; keep;', "'reject' cannot be combined"),
     ('require "vacation"; vacation "a"; vacation :handle "b" "b";', "'vacation' can run only once"),
     ('redirect "a@example.net"; redirect "b@example.net";', "more than 1 redirect"),
-    ('redirect "not an address";', "invalid address"),
+    ('require "variables"; set "a" "not an address"; redirect "${a}";', "invalid address"),
     ('require ["vacation", "variables"]; set "f" "nobody"; vacation :from "${f}" "away";',
      "vacation :from is not an address"),
 ])

@@ -77,6 +77,8 @@ INVALID = [
     ('require "encoded-character";\nif header :is "a" "${unicode:110000}" { keep; }', 2, 19,
      "${unicode:...} names no character: 110000"),
     ('if address :user "to" "x" { keep; }', 1, 12, "':user' needs require \"subaddress\""),
+    ("keep\ndiscard;", 2, 1, "expected ';' after 'keep', found 'discard'"),
+    ('redirect "nobody";', 1, 10, 'redirect to an invalid address "nobody"'),
     ("keep; @", 1, 7, "unexpected character '@'"),
     ("keep; : x", 1, 7, "a tag is ':' followed by a name"),
     ("if true { keep; }\n  elsif", 2, 8, "expected ';' or a block after 'elsif'"),
