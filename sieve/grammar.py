@@ -430,7 +430,8 @@ class _Checker:
             # Keys with variables are compiled at run time; constant ones fail here, at upload.
             keys = node.args[-1]
             if "variables" not in self.requires or not any("${" in k for k in keys):
-                node.regex = [_compile_regex(k, comparator, positional[-1]) for k in keys]
+                node.regex = [_compile_regex(k, comparator, positional[-1], self.limits.max_regex_memory)
+                              for k in keys]
 
     def _may_vary(self, text: str) -> bool:
         return "variables" in self.requires and "${" in text
@@ -452,26 +453,20 @@ def _kind_name(kind: str) -> str:
     return {"string": "a string", "strings": "a string list", "number": "a number"}[kind]
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
-_RE2_OPTIONS.max_mem = 1 << 21   # a hostile pattern is refused instead of taking memory
-_RE2_OPTIONS.dot_nl = True
-_RE2_OPTIONS_FOLD = re2.Options()
-_RE2_OPTIONS_FOLD.log_errors = False
-_RE2_OPTIONS_FOLD.max_mem = 1 << 21
-_RE2_OPTIONS_FOLD.dot_nl = True
-_RE2_OPTIONS_FOLD.case_sensitive = False
-
-
-def compile_regex(pattern: str, comparator: str):
-    """A :regex key as a linear-time RE2 pattern (no back-references, no catastrophic cases)."""
-    options = _RE2_OPTIONS_FOLD if comparator == "i;ascii-casemap" else _RE2_OPTIONS
+def compile_regex(pattern: str, comparator: str, max_mem: int):
+    """A :regex key (or a translated :matches one) as a linear-time RE2 pattern: no
+    back-references, no catastrophic cases, and past `max_mem` bytes refused, not built."""
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = max_mem
+    options.dot_nl = True
+    options.case_sensitive = comparator != "i;ascii-casemap"
     return re2.compile(pattern, options=options)
 
 
-def _compile_regex(pattern: str, comparator: str, arg: Arg):
+def _compile_regex(pattern: str, comparator: str, arg: Arg, max_mem: int):
     try:
-        return compile_regex(pattern, comparator)
+        return compile_regex(pattern, comparator, max_mem)
     except Exception as exc:  # re2.error and its friends: the message is all the user needs
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):

@@ -101,7 +101,7 @@ class _Run:
         self.steps = 0
         self.redirects = 0
         self.notes: list[str] = []
-        self.matcher = Matcher()
+        self.matcher = Matcher(limits.max_regex_memory)
         self.node: Node | None = None
 
     def fail(self, message: str):
@@ -400,10 +400,13 @@ class _Run:
                 try:
                     found = self.matcher.match(value, key, match_type, comparator, relation,
                                                compiled[index] if compiled else None)
-                except Exception as exc:   # a :regex key made of variables that does not compile
-                    if match_type != ":regex":
+                except Exception as exc:
+                    # A :regex key made of variables that does not compile, or a pattern past
+                    # RE2's memory bound: the run stops and keeps the message.
+                    if match_type not in (":regex", ":matches"):
                         raise
-                    self.fail(f"invalid regular expression: {exc}")
+                    self.fail(f"invalid regular expression: {exc}" if match_type == ":regex"
+                              else f"the :matches pattern is too complex: {exc}")
                 if found:
                     if isinstance(found, list):
                         self.match_vars = [v[:self.limits.max_variable_size]

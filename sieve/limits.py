@@ -21,6 +21,7 @@ class Limits:
     max_actions: int = 32                # actions of one run (keep, fileinto, redirect, vacation, ...)
     max_steps: int = 5000                # commands, tests and match work units of one run
     max_header_values: int = 1000        # header fields one test looks at
+    max_regex_memory: int = 2 << 20      # bytes RE2 may use for one :matches or :regex pattern
     min_vacation_seconds: int = 60       # RFC 5230 §4.1 / RFC 6131: the floor of :days / :seconds
     max_vacation_days: int = 60          # a larger :days is cut to this (RFC 5230 §4.1 allows it)
     default_vacation_days: int = 7

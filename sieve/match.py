@@ -54,8 +54,9 @@ def glob_to_regex(pattern: str) -> str:
 class Matcher:
     """One run's matching, with its compiled patterns cached (a key is compiled once per run)."""
 
-    def __init__(self, max_cache: int = 256):
+    def __init__(self, max_mem: int, max_cache: int = 256):
         self._cache: dict = {}
+        self._max_mem = max_mem
         self._max_cache = max_cache
 
     def _compiled(self, kind: str, key: str, comparator: str):
@@ -65,9 +66,9 @@ class Matcher:
             if kind == ":matches":
                 # Folding the pattern as well as the value keeps the match ASCII-case-blind
                 # without RE2's Unicode folding, which i;ascii-casemap does not do.
-                pattern = compile_regex(glob_to_regex(fold(key, comparator)), "i;octet")
+                pattern = compile_regex(glob_to_regex(fold(key, comparator)), "i;octet", self._max_mem)
             else:
-                pattern = compile_regex(key, comparator)
+                pattern = compile_regex(key, comparator, self._max_mem)
             if len(self._cache) < self._max_cache:
                 self._cache[entry] = pattern
         return pattern

@@ -205,3 +205,18 @@ def test_many_headers_are_capped():
     # Only the first max_header_values values are looked at.
     assert result.actions == [Keep(implicit=True)] and result.error is None
     assert result.steps < 3 * Limits().max_header_values
+
+
+def test_pattern_past_the_regex_memory_bound():
+    """RE2 refuses to build a pattern past its memory bound: a constant :regex key is refused at
+    upload, a :matches key (or a :regex one from variables) stops the run, which keeps the message."""
+    small = Limits(max_regex_memory=4096)
+    error = validate('require "regex"; if header :regex "subject" "%s" { keep; }' % ("(a+b*)" * 200), small)
+    assert (error.line, error.column) == (1, 45) and "invalid regular expression" in error.message
+    script = parse('if header :matches "subject" "%s" { discard; }' % ("*x" * 500), small)
+    result = evaluate(script, PLAIN, ME, small)
+    assert result.actions == [Keep(implicit=True)]
+    assert "the :matches pattern is too complex" in result.error
+    # The default bound takes the same patterns.
+    assert validate('require "regex"; if header :regex "subject" "%s" { keep; }' % ("(a+b*)" * 200)) is None
+    assert evaluate(parse('if header :matches "subject" "%s" { discard; }' % ("*x" * 500)), PLAIN, ME).error is None
