@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "network",
     "contactform",
     "certificates",
+    # No models: the Sieve language library (validate and run scripts), for delivery and JMAP.
+    "sieve",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
