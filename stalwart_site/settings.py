@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "network",
     "contactform",
     "certificates",
+    "mail",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
