@@ -244,20 +244,31 @@ class _Builder:
             return None
         if not b:
             return None
-        delim = re.compile(rb"^--" + re.escape(b) + rb"(--)?[ \t]*\r?$", re.M)
-        spans, open_at = [], None
-        for m in delim.finditer(self.raw, start, end):
+        raw, marker = self.raw, b"--" + b
+        spans, open_at, pos = [], None, start
+        while True:
+            at = raw.find(marker, pos, end)
+            if at < 0:
+                break
+            pos = at + len(marker)
+            if at > start and raw[at - 1:at] != b"\n":
+                continue  # a delimiter starts a line (RFC 2046 §5.1.1)
+            nl = _LINE_END.search(raw, pos, end)
+            line_end, next_line = (nl.start(), nl.end()) if nl else (end, end)
+            rest = raw[pos:line_end]
+            closing = rest.startswith(b"--")
+            if rest[2 if closing else 0:].strip(b" \t"):
+                continue  # "--boundary" followed by more than blanks is another boundary
             if open_at is not None:
-                # The line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
-                stop = m.start()
-                if stop > open_at and self.raw[stop - 1:stop] == b"\n":
-                    stop -= 2 if self.raw[stop - 2:stop] == b"\r\n" else 1
+                # The line break before a delimiter belongs to the delimiter.
+                stop = at
+                if stop > open_at and raw[stop - 1:stop] == b"\n":
+                    stop -= 2 if raw[stop - 2:stop] == b"\r\n" else 1
                 spans.append((open_at, max(open_at, stop)))
-            if m.group(1):
+            if closing:
                 open_at = None
                 break
-            nl = _LINE_END.search(self.raw, m.end(), end)
-            open_at = nl.end() if nl else end
+            open_at = pos = next_line
             if len(spans) >= MAX_PARTS:
                 return spans
         if open_at is not None:  # no closing delimiter: the last part runs to the end
@@ -331,14 +342,14 @@ _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 def transfer_decode(data: bytes, encoding: str) -> tuple[bytes, bool]:
     """Content-Transfer-Encoding decoding -> (octets, problem?); never raises."""
     if encoding == "base64":
-        head, pad, tail = data.partition(b"=")
-        problem = bool(_B64_JUNK.search(head.translate(None, b" \t\r\n"))) \
-            or bool(tail.strip(b"= \t\r\n"))
-        clean = _B64_JUNK.sub(b"", head)
-        if len(clean) % 4 == 1:  # one stray character cannot encode anything
-            clean, problem = clean[:-1], True
+        head, _, tail = data.translate(None, b" \t\r\n").partition(b"=")
+        problem = bool(tail.strip(b"="))
+        if _B64_JUNK.search(head):
+            head, problem = _B64_JUNK.sub(b"", head), True
+        if len(head) % 4 == 1:  # one stray character cannot encode anything
+            head, problem = head[:-1], True
         try:
-            return base64.b64decode(clean + b"=" * (-len(clean) % 4)), problem
+            return binascii.a2b_base64(head + b"=" * (-len(head) % 4)), problem
         except (binascii.Error, ValueError):
             return b"", True
     if encoding == "quoted-printable":
@@ -453,23 +464,21 @@ def parse(raw: bytes) -> ParsedMessage:
     from_ = hd("From", "Addresses")
     to = hd("To", "Addresses")
 
-    preview_src = next((p for p in text_body if p["type"].startswith("text/")), None) \
-        or next((p for p in html_body if p["type"].startswith("text/")), None)
-    preview = _WSP.sub(" ", part_text(raw, preview_src)).strip()[:PREVIEW_LENGTH] \
+    # Each body part's text once: the preview and the search text share it.
+    texts = {p["partId"]: part_text(raw, p) for p in text_body + html_body
+             if p["type"].startswith("text/")}
+    preview_src = next((p["partId"] for p in text_body + html_body if p["partId"] in texts), None)
+    preview = _WSP.sub(" ", texts[preview_src][:PREVIEW_LENGTH * 8]).strip()[:PREVIEW_LENGTH] \
         if preview_src else ""
-
-    body_parts = {id(p): p for p in text_body + html_body if p["type"].startswith("text/")}
-    body_text = "\n".join(part_text(raw, p) for p in body_parts.values())
+    body_text = "\n".join(texts.values())
     # An inline image a related HTML body refers to by its cid is part of the body, not an
     # attachment the user sees (the reference and common clients count it so too).
     has_attachment = any(not (p["disposition"] != "attachment" and p["cid"]
                               and _inline_media(p["type"])) for p in attachments)
     cc, bcc = hd("Cc", "Addresses"), hd("Bcc", "Addresses")
-    thread_ids = []
-    for ids in (message_id, in_reply_to, references):
-        for i in ids or ():
-            if i not in thread_ids:
-                thread_ids.append(i)
+    # Unique, first occurrence first (a dict keeps insertion order).
+    thread_ids = list(dict.fromkeys(i for ids in (message_id, in_reply_to, references)
+                                    for i in ids or ()))
     base = base_subject(subject)
     return ParsedMessage(
         size=len(raw),
