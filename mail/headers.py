@@ -204,7 +204,7 @@ _LONG_CHUNK = 8192
 
 
 def _chunks(value: str):
-    """The list cut at top-level commas into runs of _CHUNK addresses.
+    """The list cut into runs of _CHUNK addresses at top-level commas, and after each group.
 
     The stdlib parser's time grows with the square of a list's length: a To of thousands of
     addresses would take seconds. Commas inside quotes, comments, angle brackets or a group
@@ -233,16 +233,23 @@ def _chunks(value: str):
         elif c == ":" and not angle:
             group = True
         elif c == ";" and group:
+            # A group ends its chunk: adjacent groups without a comma between them (common,
+            # though RFC 5322 wants one) would otherwise be read as one broken list.
             group = False
+            cuts.append(i + 1)
         elif c == "," and not angle and not group:
             count += 1
             if count % _CHUNK == 0:
                 cuts.append(i)
     start = 0
     for cut in cuts:
-        yield value[start:cut]
-        start = cut + 1
-    yield value[start:]
+        chunk = value[start:cut].strip(" \t,")
+        if chunk:
+            yield chunk
+        start = cut
+    chunk = value[start:].strip(" \t,")
+    if chunk:
+        yield chunk
 
 
 def as_grouped_addresses(raw: str):

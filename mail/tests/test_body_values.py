@@ -99,3 +99,17 @@ def test_text_html_attachments_algorithm(tree, text, html, att):
 ])
 def test_base_subject(subject, base):
     assert mime.base_subject(subject) == base
+
+
+def test_inline_images_around_an_alternative_are_body_parts():
+    # The shape of mail-parser's issue 107 (an image before the alternative), written anew:
+    # per RFC 8621 §4.1.4 inline images in a mixed go into both body lists, not attachments.
+    tree = ("multipart/mixed", [
+        ("image/png; name=a.png", "iVBORw0KGgo=", "Content-Disposition: inline; filename=a.png\r\n"),
+        ("multipart/alternative", [("text/plain", "plain", ""), ("text/html", "<b>html</b>", "")], ""),
+        ("image/png; name=b.png", "iVBORw0KGgo=", "Content-Disposition: inline; filename=b.png\r\n"),
+    ], "")
+    m = mime.parse(build(tree).encode())
+    assert (m.textBody, m.htmlBody, m.attachments) == (["1", "2", "4"], ["1", "3", "4"], [])
+    assert m.hasAttachment is False
+    assert m.preview == "plain"  # the first text part, not the image

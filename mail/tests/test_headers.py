@@ -115,3 +115,16 @@ def test_long_lists_are_cut_only_between_addresses():
     # A comma-free run too long to be a real list still parses (the looser parser).
     assert headers.as_addresses(" " + "x" * 20000 + "@example.com") == [
         {"name": None, "email": "x" * 20000 + "@example.com"}]
+
+
+def test_adjacent_groups_and_a_group_between_addresses():
+    # Shapes Stalwart's mail-parser keeps as regression cases (its issue 98), written anew here.
+    assert headers.as_grouped_addresses(" first: a@x.org; second: b@y.org;") == [
+        {"name": "first", "addresses": [{"name": None, "email": "a@x.org"}]},
+        {"name": "second", "addresses": [{"name": None, "email": "b@y.org"}]},
+    ]
+    assert headers.as_grouped_addresses(" p@x.org, g: q@x.org;, r@x.org") == [
+        {"name": None, "addresses": [{"name": None, "email": "p@x.org"}]},
+        {"name": "g", "addresses": [{"name": None, "email": "q@x.org"}]},
+        {"name": None, "addresses": [{"name": None, "email": "r@x.org"}]},
+    ]
