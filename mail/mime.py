@@ -397,36 +397,40 @@ def part_text(raw: bytes, part: dict) -> str:
 # -- RFC 5256 §2.1 base subject ---------------------------------------------------------------
 
 _BLOB = r"\[[^\[\]]*\][ \t]*"
-_LEADER = re.compile(r"^(?:[ \t]*(?:" + _BLOB + r")*(?:re|fwd?)[ \t]*(?:" + _BLOB + r")?:[ \t]*)",
-                     re.I)
-_LEADING_BLOB = re.compile(r"^[ \t]*" + _BLOB)
-_TRAILER = re.compile(r"(?:[ \t]*\(fwd\)|[ \t]+)$", re.I)
+# subj-leader is *subj-blob subj-refwd; its blobs are skipped one at a time below, which is the
+# same (a blob before a "Re:" always leaves something) and keeps each match short.
+_LEADER = re.compile(r"[ \t]*(?:re|fwd?)[ \t]*(?:" + _BLOB + r")?:[ \t]*", re.I)
+_LEADING_BLOB = re.compile(r"[ \t]*" + _BLOB)
+_TRAILERS = re.compile(r"(?:[ \t]*\(fwd\)|[ \t])+$", re.I)
+_MAX_FWD_WRAPS = 64
 
 
 def base_subject(subject: str | None) -> str:
-    """The base subject of RFC 5256 §2.1 (not case-folded)."""
+    """The base subject of RFC 5256 §2.1 (not case-folded).
+
+    Linear in the subject's length (a hostile "Re: Re: …" of a megabyte must not cost seconds):
+    leaders and blobs are skipped by position instead of by slicing the string each time.
+    """
     s = _WSP.sub(" ", subject or "")
-    while True:
-        # (2) subj-trailer: "(fwd)" and blanks at the end.
-        prev = None
-        while prev != s:
-            prev, s = s, _TRAILER.sub("", s)
-        # (3)-(4) subj-leader and leading blobs, as long as something remains.
-        while True:
-            m = _LEADER.match(s)
+    for _ in range(_MAX_FWD_WRAPS):
+        s = _TRAILERS.sub("", s)  # (2) "(fwd)" and blanks at the end
+        pos = 0
+        while True:  # (3)-(4) leaders, and leading blobs as long as something remains
+            m = _LEADER.match(s, pos)
             if m:
-                s = s[m.end():]
+                pos = m.end()
                 continue
-            m = _LEADING_BLOB.match(s)
-            if m and s[m.end():].strip():
-                s = s[m.end():]
+            m = _LEADING_BLOB.match(s, pos)
+            if m and m.end() < len(s):  # s ends with no blank: something remains
+                pos = m.end()
                 continue
             break
-        # (5) "[fwd: …]" wrapping.
-        if s[:5].lower() == "[fwd:" and s.endswith("]"):
+        s = s[pos:].lstrip(" \t")  # a lone blank is a subj-leader too
+        if s[:5].lower() == "[fwd:" and s.endswith("]"):  # (5) and again from (2)
             s = s[5:-1]
             continue
-        return s.strip()
+        break
+    return s.strip()
 
 
 # -- parse ------------------------------------------------------------------------------------

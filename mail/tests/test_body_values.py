@@ -113,3 +113,11 @@ def test_inline_images_around_an_alternative_are_body_parts():
     assert (m.textBody, m.htmlBody, m.attachments) == (["1", "2", "4"], ["1", "3", "4"], [])
     assert m.hasAttachment is False
     assert m.preview == "plain"  # the first text part, not the image
+
+
+def test_base_subject_of_hostile_lengths():
+    assert mime.base_subject("Re: " * 100_000 + "x") == "x"
+    assert mime.base_subject("[a] " * 100_000 + "x") == "x"
+    assert mime.base_subject("[a] " * 3) == "[a]"
+    assert mime.base_subject("x" + " (fwd)" * 100_000) == "x"
+    assert mime.base_subject("[fwd: " * 10 + "x" + "]" * 10) == "x"
