@@ -262,3 +262,19 @@ def test_html_only_preview_is_converted_text():
     assert headers.header(m.headers, "List-Help", "URLs") == ["mailto:help@example.com"]
     assert headers.header(m.headers, "List-Post", "URLs") is None  # "NO" has no URL
     assert m.sentAt == "2024-03-18T06:00:00Z"
+
+
+def test_public_part_answers_only_the_asked_properties():
+    raw, m = load("02-nested-related.eml")
+    props = ("partId", "blobId", "type", "name", "subParts", "header:Content-ID:asText")
+    out = mime.public_part(m.bodyStructure, props, blob_id=lambda p: "B" + p["partId"])
+    assert out["partId"] is None and out["blobId"] is None and out["type"] == "multipart/mixed"
+    related, pdf = out["subParts"]
+    assert related["subParts"][1] == {"partId": "3", "blobId": "B3", "type": "image/png", "name": None,
+                                      "header:Content-ID:asText": "<logo@example.fr>"}
+    assert "subParts" not in pdf and pdf["name"] == "résumé €.pdf"
+    # The stored offsets and encoding never leak into an answer.
+    default = mime.public_part(m.parts()["4"])
+    assert set(default) == set(mime.DEFAULT_BODY_PROPERTIES)
+    with pytest.raises(headers.HeaderFormError):
+        mime.public_part(m.bodyStructure, ("header:From:asText",))
