@@ -24,6 +24,11 @@ from . import headers as h
 from .htmltext import html_to_text
 
 PREVIEW_LENGTH = 256
+# HTML beyond this is not converted to text (inscriptis takes about a second per megabyte), and
+# the search text of the body parts stops here: a hostile message must not cost minutes or
+# store its whole size twice. Both are far above any message a person writes.
+MAX_HTML_TO_TEXT = 2 * 1024 * 1024
+MAX_SEARCH_BODY = 4 * 1024 * 1024
 MAX_DEPTH = 32  # nesting beyond this is read as one opaque part (a MIME bomb is not a tree)
 MAX_PARTS = 5000
 
@@ -390,7 +395,7 @@ def part_text(raw: bytes, part: dict) -> str:
     """A text part's words as plain text: HTML is converted, other text/* read as is."""
     value = body_value(raw, part)["value"]
     if part["type"] == "text/html":
-        return html_to_text(value)
+        return html_to_text(value[:MAX_HTML_TO_TEXT])
     return value
 
 
@@ -474,7 +479,7 @@ def parse(raw: bytes) -> ParsedMessage:
     preview_src = next((p["partId"] for p in text_body + html_body if p["partId"] in texts), None)
     preview = _WSP.sub(" ", texts[preview_src][:PREVIEW_LENGTH * 8]).strip()[:PREVIEW_LENGTH] \
         if preview_src else ""
-    body_text = "\n".join(texts.values())
+    body_text = "\n".join(texts.values())[:MAX_SEARCH_BODY]
     # An inline image a related HTML body refers to by its cid is part of the body, not an
     # attachment the user sees (the reference and common clients count it so too).
     has_attachment = any(not (p["disposition"] != "attachment" and p["cid"]

@@ -121,3 +121,17 @@ def test_base_subject_of_hostile_lengths():
     assert mime.base_subject("[a] " * 3) == "[a]"
     assert mime.base_subject("x" + " (fwd)" * 100_000) == "x"
     assert mime.base_subject("[fwd: " * 10 + "x" + "]" * 10) == "x"
+
+
+def test_huge_bodies_are_bounded_in_the_search_text(monkeypatch):
+    monkeypatch.setattr(mime, "MAX_HTML_TO_TEXT", 1000)
+    monkeypatch.setattr(mime, "MAX_SEARCH_BODY", 5000)
+    html = ("<p>" + "word " * 2000 + "</p>").encode()
+    raw, part = one_part(html, b"text/html; charset=utf-8")
+    m = mime.parse(raw)
+    assert 0 < len(m.search["body"]) < 1000  # only the first 1000 characters were converted
+    assert m.preview.startswith("word word")
+    raw, part = one_part(b"x" * 20000)
+    assert len(mime.parse(raw).search["body"]) == 5000
+    # The body value itself is never cut but by maxBodyValueBytes.
+    assert len(mime.body_value(raw, part)["value"]) == 20000
