@@ -233,8 +233,8 @@ class _Builder:
                 # A multipart has no blob of its own; its size is that of its raw body.
                 part["size"] = max(0, end - body_start)
                 return part
-            # No boundary in the body: the content is read as one text part (as Python's email
-            # and the reference do), so its text is not lost.
+            # No usable boundary, or too deep: the content is read as one text part (as
+            # Python's email reads it), so its text is not lost.
             part["type"], part["charset"] = "text/plain", "us-ascii"
         part["encoding"] = encoding
         part["bodyStart"], part["bodyEnd"] = body_start, max(body_start, end)
