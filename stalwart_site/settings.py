@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "certificates",
     # No models: the Sieve language library (validate and run scripts), for delivery and JMAP.
     "sieve",
+    "mail",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
