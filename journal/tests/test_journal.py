@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from journal import services as journal
 from journal.models import Entry
 from journal.services import CannotCalculateChanges, Change, TooManyChanges
+from registry import ids
 
 pytestmark = pytest.mark.django_db
 
@@ -249,3 +250,13 @@ def test_query_changes_reads_the_journal_before_the_results(alice):
     got = journal.query_changes(alice, "Email", since, results)
     assert got.new_state == since  # the late write is not claimed as seen
     assert "late" in journal.changes(alice, "Email", got.new_state, 10).created
+
+
+def test_destroying_an_account_takes_its_journal_and_only_its_own(jmap, alice, bob):
+    journal.record(alice, "Email", created=["a"], destroyed={"z": "/dav/z"})
+    journal.record(bob, "Email", created=["b"])
+    got = jmap.ok("x:Account/set", {"destroy": [ids.encode(alice)]})
+    assert got["destroyed"] == [ids.encode(alice)], got
+    assert not Entry.objects.filter(account_id=alice).exists()
+    assert journal.state(alice, "Email") == "0"
+    assert journal.changes(bob, "Email", "0", 10).created == ["b"]
