@@ -6,9 +6,9 @@
 
 In-process, on a throw-away database that Django's test runner creates and drops (a SQLite
 file in a temporary directory by default, `test_<name>` on PostgreSQL). For each size N, one account
-gets N journal entries of type "Email" (one record() per change, with a Thread change beside
-every tenth, as a real import does), interleaved with as many of a second account, so the index
-also has to skip a neighbour. Then, after 100 more changes, it times:
+gets N journal entries of type "Email" (ten per record() call, with a Thread change beside
+each, as a real import does), interleaved with as many of a second account, so the index also
+has to skip a neighbour. Then, after 100 more changes, it times:
 
 1. changes(since the state 100 changes ago, maxChanges=500): what a client polling finds;
 2. changes(since "0") on the pruned-free journal with maxChanges=500: the oldest state, one page;
@@ -60,15 +60,15 @@ def timed(fn, repeat: int) -> tuple[float, float]:
 
 
 def fill(account: int, other: int, count: int, prefix: str) -> None:
-    batch = 1000
-    for start in range(0, count, batch):
+    """`count` changes for `account` (and as many for `other`), ten per record() call, with a
+    Thread change beside each call, a thousand changes per transaction."""
+    for start in range(0, count, 1000):
         with transaction.atomic():
-            for n in range(start, min(start + batch, count)):
-                changes = {"Email": Change(created=[f"{prefix}{n}"])}
-                if n % 10 == 0:
-                    changes["Thread"] = Change(updated=[f"t{n // 10}"])
-                journal.record_many(account, changes)
-                journal.record(other, "Email", created=[f"o{prefix}{n}"])
+            for n in range(start, min(start + 1000, count), 10):
+                block = range(n, min(n + 10, count))
+                journal.record_many(account, {"Email": Change(created=[f"{prefix}{i}" for i in block]),
+                                              "Thread": Change(updated=[f"t{n // 10}"])})
+                journal.record(other, "Email", created=[f"o{prefix}{i}" for i in block])
 
 
 def run(size: int, repeat: int) -> None:

@@ -203,36 +203,37 @@ def parse_state(since_state) -> int:
     return int(since_state)
 
 
-def _window(account_id: int, type: str, since_state: str, limit: int | None) -> tuple[int, list[tuple]]:
+def _window(account_id: int, type: str, since_state: str, limit: int) -> tuple[int, list[tuple]]:
     """(the type's last change id, the first `limit` entries after since_state), in one query.
 
     One statement, so one snapshot: a pruning that commits between reading the counter and
-    reading the entries cannot make entries vanish from an answer that believed them there.
+    reading the entries cannot make entries vanish from an answer that believed them there; and
+    in that snapshot no entry is past the counter's `last` (both are written in one transaction).
+    The entries are a subquery of their own, ordered and limited, so that the database walks
+    the (account, type, change) index from `since` and stops after `limit` rows; a join to the
+    counter would make PostgreSQL read and sort the whole window first.
     """
     since = parse_state(since_state)
     counter = connection.ops.quote_name(Counter._meta.db_table)
     entry = connection.ops.quote_name(Entry._meta.db_table)
-    sql = (f"SELECT c.last, c.pruned, e.change, e.object_id, e.kind, e.href FROM {counter} c "
-           f"LEFT JOIN {entry} e ON e.account_id = c.account_id AND e.type = c.type "
-           "AND e.change > %s AND e.change <= c.last "
-           "WHERE c.account_id = %s AND c.type = %s ORDER BY e.change")
-    params: list = [since, account_id, type]
-    if limit is not None:
-        sql += " LIMIT %s"
-        params.append(limit)
+    sql = (f"SELECT last, pruned, CAST(NULL AS BIGINT), CAST(NULL AS TEXT), CAST(NULL AS SMALLINT), "
+           f"CAST(NULL AS TEXT) FROM {counter} WHERE account_id = %s AND type = %s "
+           "UNION ALL SELECT * FROM (SELECT CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), change, object_id, kind, href "
+           f"FROM {entry} WHERE account_id = %s AND type = %s AND change > %s ORDER BY change LIMIT %s) AS w")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [account_id, type, account_id, type, since, limit])
         rows = cursor.fetchall()
-    if not rows:  # no counter: nothing was ever recorded, the state is "0"
+    head = [row for row in rows if row[2] is None]
+    if not head:  # no counter: nothing was ever recorded, the state is "0"
         if since != 0:
             raise CannotCalculateChanges("That state is in the future.")
         return 0, []
-    last, pruned = rows[0][0], rows[0][1]
+    last, pruned = head[0][0], head[0][1]
     if since > last:
         raise CannotCalculateChanges("That state is in the future.")
     if since < pruned:
         raise CannotCalculateChanges("The changes since that state are no longer kept.")
-    return last, [row[2:] for row in rows if row[2] is not None]
+    return last, sorted(row[2:] for row in rows if row[2] is not None)
 
 
 def changes(account_id: int, type: str, since_state: str, max_changes: int) -> Changes:
