@@ -150,16 +150,17 @@ def _items(ids: Ids, kind: int) -> list[tuple[str, int, str]]:
     pairs = ids.items() if isinstance(ids, Mapping) else ((object_id, "") for object_id in ids)
     out = []
     for object_id, href in pairs:
-        if not isinstance(object_id, str) or not 0 < len(object_id) <= MAX_ID_LENGTH:
+        # NUL is refused here because PostgreSQL refuses it in text (a 5xx at the INSERT).
+        if not isinstance(object_id, str) or not 0 < len(object_id) <= MAX_ID_LENGTH or "\0" in object_id:
             raise ValueError(f"an object id is a string of 1 to {MAX_ID_LENGTH} characters, not {object_id!r}")
-        if not isinstance(href, str) or len(href) > MAX_HREF_LENGTH:
-            raise ValueError(f"an href is a string of at most {MAX_HREF_LENGTH} characters")
+        if not isinstance(href, str) or len(href) > MAX_HREF_LENGTH or "\0" in href:
+            raise ValueError(f"an href is a string of at most {MAX_HREF_LENGTH} characters, without NUL")
         out.append((object_id, kind, href))
     return out
 
 
 def _check_type(type: str) -> None:
-    if not isinstance(type, str) or not 0 < len(type) <= MAX_TYPE_LENGTH:
+    if not isinstance(type, str) or not 0 < len(type) <= MAX_TYPE_LENGTH or "\0" in type:
         raise ValueError(f"a data type is a string of 1 to {MAX_TYPE_LENGTH} characters, not {type!r}")
 
 
@@ -191,6 +192,8 @@ def state(account_id: int, type: str) -> str:
 
 def states(account_id: int, types: Sequence[str]) -> dict[str, str]:
     """The states of several types of one account, in one query."""
+    for type in types:
+        _check_type(type)
     found = dict(Counter.objects.filter(account_id=account_id, type__in=list(types)).values_list("type", "last"))
     return {type: str(found.get(type, 0)) for type in types}
 
@@ -213,6 +216,7 @@ def _window(account_id: int, type: str, since_state: str, limit: int) -> tuple[i
     the (account, type, change) index from `since` and stops after `limit` rows; a join to the
     counter would make PostgreSQL read and sort the whole window first.
     """
+    _check_type(type)
     since = parse_state(since_state)
     counter = connection.ops.quote_name(Counter._meta.db_table)
     entry = connection.ops.quote_name(Entry._meta.db_table)

@@ -155,7 +155,7 @@ def test_record_many_moves_several_types_and_leaves_empty_ones(alice):
 
 def test_bad_arguments_are_refused_before_anything_is_written(alice):
     for bad in ({"created": "abc"}, {"created": [""]}, {"created": [7]}, {"created": ["x" * 256]},
-                {"destroyed": {"x": "/" * 3000}}):
+                {"destroyed": {"x": "/" * 3000}}, {"created": ["a\0b"]}, {"destroyed": {"x": "/a\0"}}):
         with pytest.raises((TypeError, ValueError)):
             journal.record(alice, "Email", **bad)
     with pytest.raises(ValueError):
