@@ -115,8 +115,8 @@ def record_many(account_id: int, changes_by_type: Mapping[str, Change]) -> dict[
     """Journal one write that touched several types (an Email, its Thread, its Mailboxes' counts).
 
     Two queries, however many types and ids: one upsert that bumps (or creates) every counter,
-    locking them in the order of their names, and one INSERT of every entry. Returns each type's new state; a type with no ids keeps its
-    state (and is read, not written).
+    locking them in the order of their names, and one INSERT of every entry. Returns each
+    type's new state; a type with no ids keeps its state (read, not written: one query more).
     """
     rows: dict[str, list[tuple[str, int, str]]] = {}
     for type, change in changes_by_type.items():
