@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "security",
     "directories",
     "accounts",
+    "journal",
     "jmapapi",
     "cli",
     "oauth2_provider",
@@ -245,3 +246,12 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", SERVER_EMAIL)
 # /etc/resolv.conf. DNS_TIMEOUT bounds the whole check, in seconds.
 DNS_SERVERS = env_list("DNS_SERVERS", [])
 DNS_TIMEOUT = env_int("DNS_TIMEOUT", 5)
+
+# --- The change journal (journal app) --------------------------------------------------------
+# `manage.py journal prune` forgets changes older than JOURNAL_MAX_AGE_DAYS, and beyond the
+# JOURNAL_MAX_CHANGES newest of each account and type (0: no such limit); a client whose state
+# is older gets cannotCalculateChanges and resynchronises.
+JOURNAL_MAX_AGE_DAYS = env_int("JOURNAL_MAX_AGE_DAYS", 30)
+JOURNAL_MAX_CHANGES = env_int("JOURNAL_MAX_CHANGES", 0)
+# The most journal entries one /queryChanges reads before asking the client to query again.
+JOURNAL_QUERY_CHANGES_MAX = env_int("JOURNAL_QUERY_CHANGES_MAX", 10_000)
