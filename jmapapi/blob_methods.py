@@ -43,8 +43,13 @@ def _account_capability(principal, limits) -> dict:
 capabilities.register(BLOB, account=_account_capability, permission="jmapBlobGet")
 
 
+def upload_ttl(limits) -> timedelta:
+    # At least a minute: a zero or negative lifetime would lose every upload before its use.
+    return max(limits.upload_ttl or timedelta(hours=1), timedelta(minutes=1))
+
+
 def upload_expiry(limits):
-    return timezone.now() + (limits.upload_ttl or timedelta(hours=1))
+    return timezone.now() + upload_ttl(limits)
 
 
 def upload_owner() -> str:
@@ -58,7 +63,7 @@ def upload_check(principal, pk: int, limits):
         return None
 
     def check(size: int) -> None:
-        ttl = limits.upload_ttl or timedelta(hours=1)
+        ttl = upload_ttl(limits)
         count, used = blobs.window_usage(pk, blobs.UPLOAD, timezone.now() - ttl)
         if count + 1 > limits.max_upload_count or used + size > limits.upload_quota:
             raise blobs.WindowExceeded(

@@ -70,6 +70,10 @@ def upload(request, account_id: str):
     unlimited = principal.has("unlimitedUploads")
     max_size = None if unlimited else limits.max_upload_size
     declared = request.META.get("CONTENT_LENGTH") or ""
+    if not declared and request.META.get("HTTP_TRANSFER_ENCODING"):
+        # Django reads a body without Content-Length as empty: a chunked upload would silently
+        # become an empty blob.
+        return problem(411, "An upload needs a Content-Length header.", title="Length Required")
     if declared and not declared.isdigit():
         return problem(400, "Invalid Content-Length.", title="Invalid parameters")
     too_large = problem(400, f"The upload is larger than {max_size} bytes.", type=LIMIT, limit="maxSizeUpload")

@@ -38,7 +38,7 @@ class Jmap(SingletonModel):
         default=1000, validators=[MinValueValidator(1)],
         help_text="Maximum number of blobs one account may upload within the upload lifetime.")
     upload_ttl = models.DurationField(
-        default=timedelta(hours=1), validators=[MinValueValidator(timedelta(minutes=1))],
+        default=timedelta(hours=1),
         help_text="How long an uploaded blob that nothing references is kept (RFC 8620 §6.1).")
 
     class Meta:
