@@ -225,8 +225,11 @@ def _attach(account_id: int, blob: Blob, owner_kind: str, owner_id: str, expires
         raise OverQuota("The account's storage quota would be exceeded.")
     if view is None:
         view = AccountBlob.objects.create(account_id=account_id, blob=blob, jmap_id=jmap_id(account_id, blob.digest))
-    Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),
-                                  defaults={"expires_at": expires_at})
+        # A new view has no holds yet: no need to look for one to update.
+        Hold.objects.create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id), expires_at=expires_at)
+    else:
+        Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),
+                                      defaults={"expires_at": expires_at})
     view.blob = blob
     return view
 

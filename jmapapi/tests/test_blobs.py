@@ -474,3 +474,12 @@ def test_an_expired_upload_is_gone_everywhere_and_collected(alice, django_captur
         done = blobs.collect()
     assert (done.holds, done.views, done.blobs) == (1, 1, 1)
     assert not blobs.storage().exists(name)
+
+
+def test_upload_query_count_is_bounded(alice):
+    upload(alice, b"warm the verdict cache")
+    with CaptureQueriesContext(connection) as queries:
+        assert upload(alice, b"a new blob").status_code == 201
+    # The edge's states; the account's lock; the upload window; the content's lock and insert; the
+    # view's lock and insert; the hold; and the savepoints (the outer one, the content insert's).
+    assert len(queries) <= 12, [q["sql"] for q in queries]
