@@ -222,7 +222,7 @@ def blob_get(ctx: Context, args: dict) -> dict:
     wanted = _id_list(args, "ids", ctx.limits.get_max_results)
     props = args.get("properties")
     if props is None:
-        props = ["data:asBase64", "digest:sha-256", "size"]
+        props = ["data", "size"]  # RFC 9404 §4.2
     if not isinstance(props, list) or not all(isinstance(p, str) for p in props):
         raise invalid_arguments('"properties" must be an array of property names.')
     unknown = [p for p in props if p not in GET_PROPERTIES]
@@ -297,7 +297,7 @@ def blob_lookup(ctx: Context, args: dict) -> dict:
             not_found.append(asked)
             continue
         held = owners.get(blob_id, {})
-        listed.append({"id": asked, "matchedIds": {
+        listed.append({"id": blob_id, "matchedIds": {
             t.name: [t.to_jmap_id(o) for o in held.get(t.owner_kind, [])] for t in types}})
     return {"accountId": args["accountId"], "list": listed, "notFound": not_found}
 

@@ -483,3 +483,11 @@ def test_upload_query_count_is_bounded(alice):
     # The edge's states; the account's lock; the upload window; the content's lock and insert; the
     # view's lock and insert; the hold; and the savepoints (the outer one, the content insert's).
     assert len(queries) <= 12, [q["sql"] for q in queries]
+
+
+def test_blob_get_default_properties_are_data_and_size(alice):
+    text_id = upload(alice, b"plain text").json()["blobId"]
+    binary_id = upload(alice, b"\xff\x00").json()["blobId"]
+    _, answer, _ = call(alice, "Blob/get", {"ids": [text_id, binary_id]})
+    assert answer["list"] == [{"id": text_id, "size": 10, "data:asText": "plain text"},
+                              {"id": binary_id, "size": 2, "data:asBase64": "/wA="}]
