@@ -320,3 +320,16 @@ def test_s3_backend_against_moto_server():
             out = s3site.server.manage("collect_blobs").stdout
             assert "blobs: 1" in out, out
             assert s3.list_objects_v2(Bucket="mail-blobs").get("Contents", []) == []
+
+
+def test_concurrent_uploads_cannot_overrun_the_disk_quota(site):
+    user = User(site, "quota")
+    got = site.admin.ok("x:Account/set", {"update": {user.id: {"quotas": {"maxDiskQuota": 1000}}}})
+    assert got["notUpdated"] is None, got
+    payloads = [os.urandom(400) for _ in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(user.upload, payloads))
+    codes = sorted(a.status_code for a in answers)
+    # Two fit (800 bytes), a third would pass 1000: the account's row lock serialises the checks.
+    assert codes == [201, 201, 403, 403, 403, 403], [a.text for a in answers]
+    assert all(a.json()["title"] == "Quota exceeded" for a in answers if a.status_code == 403)
