@@ -9,6 +9,7 @@ states) and, for rate limits, one cache operation.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -124,6 +125,13 @@ def _networks(masks) -> list:
 
 def normal_ip(text: str | None) -> str | None:
     """The canonical text of an IP address (IPv4-mapped IPv6 unmapped), or None."""
+    # str(): a ClientAddress would otherwise be the cache's key, and its flags are no part of it.
+    return _normal_ip(None if text is None else str(text))
+
+
+# Every request parses its peer's address several times, and a worker sees few distinct peers.
+@functools.lru_cache(maxsize=4096)
+def _normal_ip(text: str | None) -> str | None:
     try:
         ip = ipaddress.ip_address((text or "").strip().split("%")[0])
     except ValueError:

@@ -7,6 +7,7 @@ node refuses it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from datetime import timedelta
@@ -73,6 +74,13 @@ class ClientAddress(str):
 
 
 def _ip(address: str | None):
+    return _parse_ip(None if address is None else str(address))
+
+
+# Each request asks about its client's address several times (blocked, allowed, loopback);
+# the parsed address is immutable, and a worker sees few distinct ones.
+@functools.lru_cache(maxsize=4096)
+def _parse_ip(address: str | None):
     try:
         return ipaddress.ip_address((address or "").split("%")[0])
     except ValueError:

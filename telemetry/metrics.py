@@ -52,8 +52,22 @@ for _reason in BAN_REASONS:
 
 
 # --- counting, called from the other apps ---------------------------------------------------
+# The labelled series once found: labels() validates and looks its arguments up under a lock,
+# which on every request cost more than the count. The label values are bounded (above), and
+# so is this dict.
+_children: dict[tuple, object] = {}
+
+
+def _series(metric, *values: str):
+    key = (metric, *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 def count_request(endpoint: str, status: int) -> None:
-    HTTP_REQUESTS.labels(endpoint, str(status)).inc()
+    _series(HTTP_REQUESTS, endpoint, str(status)).inc()
 
 
 def jmap_call(name: str, response: list) -> None:
@@ -61,9 +75,9 @@ def jmap_call(name: str, response: list) -> None:
     if response[0] == "error":
         # Only methods that exist are named: an unknown name is whatever the client sent.
         method = "unknown" if response[1].get("type") == "unknownMethod" else name.replace("\\/", "/")
-        JMAP_CALLS.labels(method, "error").inc()
+        _series(JMAP_CALLS, method, "error").inc()
     else:
-        JMAP_CALLS.labels(response[0], "ok").inc()
+        _series(JMAP_CALLS, response[0], "ok").inc()
 
 
 def counts_logins(fn):

@@ -33,7 +33,26 @@ class PrometheusAfter(PrometheusAfterMiddleware):
     """django-prometheus' "after" middleware, which now sees every request, machine endpoints
     included. It reads Content-Length with int(), so a client's malformed value ("x") would be a
     500 before the endpoint could answer it with its 400; such a request's body size goes
-    unobserved instead, and everything else is counted as usual."""
+    unobserved instead, and everything else is counted as usual.
+
+    The labelled series a request counts into are kept once found: prometheus_client's
+    labels() checks and looks up its arguments under a lock, nine times per request, which
+    cost more than the counting itself. Every label takes its values from a small fixed set (a
+    valid method or "<invalid method>", view names, status codes, charsets), so the dict stays
+    as small as the series themselves."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._children = {}
+
+    def label_metric(self, metric, request, response=None, **labels):
+        if not labels:
+            return metric
+        key = (id(metric), *labels.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(**labels)
+        return child
 
     def process_request(self, request):
         try:
