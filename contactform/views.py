@@ -12,9 +12,8 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpResponse
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.utils.http import parse_header_parameters
-from django.views.decorators.csrf import csrf_exempt
 
-from network.endpoint import client_ip, endpoint
+from network.endpoint import ANY, client_ip, endpoint
 from stalwart_site.http import BodyError, read_body
 from stalwart_site.problem import problem
 
@@ -85,9 +84,11 @@ def _json(status: int, success: bool, details: str | None) -> HttpResponse:
     return HttpResponse(body, status=status, content_type="application/json; charset=utf-8")
 
 
-# CSRF-exempt: the form is posted cross-site from static websites, which can hold no CSRF token;
-# nothing here uses cookies or a session, so there is nothing for a forged request to ride on.
-@csrf_exempt
+# Every method reaches the view (a disabled form is a 404 whatever the method); the endpoint's
+# rules for an enabled form are _submit's. CSRF-exempt, as every endpoint: the form is posted
+# cross-site from static websites, which can hold no CSRF token; nothing here uses cookies or a
+# session, so there is nothing for a forged request to ride on.
+@endpoint(ANY)
 def form(request):
     settings_now = services.current()
     # A disabled form does not exist, whatever the method: checked before the endpoint's rules.

@@ -16,6 +16,7 @@ from __future__ import annotations
 from django.http import Http404, HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
@@ -157,3 +158,11 @@ class ApiView(APIView):
         if self.preflight == "bare":
             return HttpResponse(status=204)
         raise exceptions.MethodNotAllowed(request.method)
+
+
+class OpenApiView(ApiView, SpectacularJSONAPIView):
+    """/api/openapi.json: drf-spectacular's document under the rules of every /api endpoint (OPTIONS
+    an empty 204, another method a 405 problem+json). Public, like the schema it describes."""
+
+    authentication_classes: list = []
+    preflight = "bare"

@@ -27,6 +27,12 @@ HTTP = register(ObjectType(
         ("General", ["Client address", "Response headers", "Rate limits"]),
         ("Security", ["Access control", "Strict transport security", "Cross-origin requests"]),
     ],
+    page_descriptions={
+        "General": "Where the client address is read from, the headers added to every response, and the "
+                   "request rate limits.",
+        "Security": "Which requests reach an endpoint at all, HSTS on TLS listeners, and cross-origin requests.",
+    },
+    labels={"use_permissive_cors": "Permissive CORS", "use_x_forwarded": "Use X-Forwarded headers"},
     composites=[
         RateChoice("rateLimitAnonymous", "rate_limit_anonymous_count", "rate_limit_anonymous_period"),
         RateChoice("rateLimitAuthenticated", "rate_limit_authenticated_count", "rate_limit_authenticated_period"),

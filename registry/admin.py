@@ -227,9 +227,11 @@ class DeclaredAdmin(admin.ModelAdmin):
             for p in secrets:
                 if p.field.blank:
                     attrs[p.attname + CLEAR] = forms.BooleanField(
-                        required=False, label=f"Remove the stored {p.field.verbose_name}")
+                        required=False, label=f"Remove the stored {self.decl.label_of(p.attname)}")
             bases = (base,) if issubclass(base, DeclaredModelForm) else (DeclaredModelForm, base)
             base = type(base.__name__, bases, attrs)
+        # Meta.labels, not the fields' own: Django's read-only display reads its label there too.
+        kwargs.setdefault("labels", {p.attname: self.decl.label_of(p.attname) for p in self.decl.props})
         form = super().get_form(request, obj, change, form=base, **kwargs)
         variant = self.variant(request, obj)
         if variant is not None and obj is None:
@@ -263,7 +265,7 @@ class DeclaredAdmin(admin.ModelAdmin):
                 def masked(obj):
                     return MASK if getattr(obj, attname, "") else "-"
 
-                masked.short_description = prop.field.verbose_name
+                masked.short_description = self.decl.label_of(attname)
                 return masked
         raise AttributeError(name)
 
@@ -285,7 +287,7 @@ class DeclaredAdmin(admin.ModelAdmin):
         return super().lookup_allowed(lookup, value, request)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
-        picker = admin_widgets.name_choice_field(db_field)
+        picker = admin_widgets.name_choice_field(db_field, kwargs.get("label"))
         if picker is not None:
             return picker
         for key, value in admin_widgets.formfield_overrides(db_field).items():
@@ -304,7 +306,8 @@ class DeclaredAdmin(admin.ModelAdmin):
         return services.scope(self.decl, request.user, super().get_queryset(request))
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "declaration": self.decl}
+        extra_context = {**(extra_context or {}), "declaration": self.decl,
+                         "page_description": self.decl.page_description(getattr(request, "settings_page", None))}
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     # --- permissions: the reference's names -------------------------------------------
@@ -478,10 +481,20 @@ def admin_class_for(decl) -> type[DeclaredAdmin]:
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ("at", "actor", "action", "object_type", "object_id", "field", "old_value", "new_value")
+    list_display = ("at", "actor", "action", "object_type", "object_ref", "field", "old_value", "new_value")
     list_filter = ("object_type", "action")
     search_fields = ("actor", "object_type", "object_id", "field")
     date_hierarchy = "at"
+
+    # Labels with their acronyms in capitals ("Object ID"), as on the declared objects' pages;
+    # the model's verbose names stay as they are (changing them would be a migration).
+    @admin.display(description="Object ID", ordering="object_id")
+    def object_ref(self, obj):
+        return obj.object_id
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs.setdefault("labels", {f.name: decl_mod.label(f.verbose_name) for f in self.model._meta.fields})
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_list_filter(self, request):
         return self.list_filter

@@ -17,6 +17,7 @@ from django.contrib.admin.widgets import AdminSplitDateTime
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
+from django.utils.text import capfirst
 from django.utils.dateparse import parse_duration
 
 from .forms import NameSetFormField
@@ -321,10 +322,30 @@ class LabelledSplitDateTime(AdminSplitDateTime):
         self.widgets[1].attrs.setdefault("aria-label", "Time (HH:MM:SS)")
 
 
+_EXAMPLE = re.compile(r"\s*Example: (?=[\[{])")
+
+
+def without_json_examples(text: str) -> str:
+    """The help text without its "Example: <JSON>." sentences: they show the JSON faces (JMAP,
+    manage.py, /api/schema) what to send, and mean nothing beside a widget that writes the JSON."""
+    out, start = [], 0
+    for match in _EXAMPLE.finditer(text):
+        if match.start() < start:
+            continue
+        try:
+            _value, end = json.JSONDecoder().raw_decode(text, match.end())
+        except ValueError:
+            continue
+        out.append(text[start:match.start()])
+        start = end + (1 if text[end:end + 1] == "." else 0)
+    out.append(text[start:])
+    return "".join(out).strip()
+
+
 def plain_help(field, db_field) -> None:
     """Drop the "type JSON like this" half of a help text where a widget replaced the JSON."""
-    if isinstance(field.widget, (ServicesWidget, MailExchangersWidget)):
-        field.help_text = db_field.help_text
+    if isinstance(field.widget, ProjectTemplateWidget):
+        field.help_text = without_json_examples(str(db_field.help_text or ""))
 
 
 def formfield_overrides(db_field) -> dict:
@@ -348,10 +369,10 @@ def formfield_overrides(db_field) -> dict:
     return {}
 
 
-def name_choice_field(db_field):
+def name_choice_field(db_field, label: str | None = None):
     """A checkbox picker for a set of names from a known, finite catalogue (permissions)."""
     allowed = getattr(db_field, "allowed", None)
     if allowed is None or not hasattr(db_field, "jmap_encode"):
         return None
-    return NameChoiceFormField(required=not db_field.blank, label=db_field.verbose_name.capitalize(),
+    return NameChoiceFormField(required=not db_field.blank, label=label or capfirst(db_field.verbose_name),
                                help_text=db_field.help_text, allowed=allowed)

@@ -59,6 +59,17 @@ def check_declaration(decl, known_permissions: set[str]) -> list[checks.Error]:
             if paged.count(group) != 1:
                 errors.append(_error(decl, f"the group {group!r} is on {paged.count(group)} pages; with pages, each "
                                            "group is on exactly one.", 18))
+    page_titles = [title for title, _groups in decl.pages]
+    for title in page_titles:
+        if not decl.page_descriptions.get(title):
+            errors.append(_error(decl, f"the page {title!r} has no description; the object's describes every "
+                                       "page at once.", 31, hint="Add it to page_descriptions."))
+    for title in decl.page_descriptions:
+        if title not in page_titles:
+            errors.append(_error(decl, f"page_descriptions names the page {title!r}, which it does not have.", 31))
+    for name in decl.labels:
+        if name not in fields:
+            errors.append(_error(decl, f"labels names {name!r}, which is not a field of the model.", 30))
     named = [("secret", decl.secret), ("server_set", decl.server_set), ("create_only", decl.create_only),
              ("property_names", decl.property_names), ("enum_names", decl.enum_names),
              ("json_values", decl.json_values)]

@@ -9,6 +9,7 @@ verbs, admin pages and /api/schema are all built from these declarations.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,6 +24,23 @@ from .errors import InvalidPatch
 # Values of ObjectType.tenant_scope other than a lookup path.
 SYSTEM = "system"
 TENANT_SELF = "self"
+
+
+# How these words are written in a label, whatever the case of the field name they come from
+# ("enable_hsts" is "Enable HSTS", not Django's "Enable hsts").
+ACRONYMS = {word.lower(): word for word in (
+    "ACME", "API", "CIDR", "CORS", "CSP", "DKIM", "DMARC", "DNS", "EAB", "HMAC", "HSTS", "HTTP", "HTTPS",
+    "ID", "IDs", "IMAP", "IP", "IPs", "JMAP", "JSON", "JWT", "LDAP", "MFA", "MTA", "MX", "OAuth", "OIDC",
+    "OTLP", "PEM", "POP3", "SASL", "SMTP", "SPF", "SQL", "SSL", "STS", "TLS", "TOTP", "TTL", "URI", "URIs",
+    "URL", "URLs", "UTF", "XML",
+)}
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def label(text: str) -> str:
+    """A field's name as people read it: the first letter capitalised, acronyms in capitals."""
+    text = _WORD.sub(lambda m: ACRONYMS.get(m.group(0).lower(), m.group(0)), str(text).replace("_", " "))
+    return text[:1].upper() + text[1:]
 
 
 def camel(name: str) -> str:
@@ -230,6 +248,12 @@ class ObjectType:
     # Where the reference's menu splits one object over several settings pages ("HTTP ›
     # General" and "HTTP › Security"): (page title, [group titles]), each group on one page.
     pages: list[tuple[str, list[str]]] = field(default_factory=list)
+    # What each of those pages is for, shown at its top instead of `description` (which
+    # describes the whole object): page title -> text. Every page has one (registry.checks).
+    page_descriptions: dict[str, str] = field(default_factory=dict)
+    # Model field name -> the label people read (admin, CLI), where the field's verbose name,
+    # its acronyms capitalised (`label()`), does not say it well ("use_permissive_cors").
+    labels: dict[str, str] = field(default_factory=dict)
     # Model field name -> public property name, where the convention does not fit.
     property_names: dict[str, str] = field(default_factory=dict)
     server_set: tuple[str, ...] = ()
@@ -398,6 +422,17 @@ class ObjectType:
 
     def prop_for_field(self, attname: str) -> Prop | None:
         return self._by_attname.get(attname)
+
+    def label_of(self, attname: str) -> str:
+        """The label of a field on the admin's pages and in manage.py describe."""
+        if attname in self.labels:
+            return self.labels[attname]
+        f = model_fields(self.model).get(attname)
+        return label(f.verbose_name if f is not None else attname)
+
+    def page_description(self, page: str | None) -> str:
+        """The text at the top of a settings page: the page's own, else the object's."""
+        return self.page_descriptions.get(page, self.description) if page else self.description
 
     def public_name(self, attname: str) -> str:
         owner = self._json_by_field.get(attname) if hasattr(self, "_json_by_field") else None

@@ -1,6 +1,7 @@
 """Model fields for values the reference encodes specially in JSON."""
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.text import capfirst
 
 from .forms import NameSetFormField, StringListFormField
 
@@ -43,8 +44,10 @@ class NameSetField(models.JSONField):
                 )
 
     def formfield(self, **kwargs):
+        # The form's label when it gives one (an admin page: the declaration's), else the field's.
         return NameSetFormField(
-            required=not self.blank, label=self.verbose_name.capitalize(), help_text=self.help_text, allowed=self.allowed,
+            required=not self.blank, label=kwargs.get("label") or capfirst(self.verbose_name),
+            help_text=self.help_text, allowed=self.allowed,
         )
 
 

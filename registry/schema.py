@@ -113,7 +113,8 @@ def _enum_name(prop) -> str:
 def _label(prop) -> str:
     if isinstance(prop, Composite):
         return prop.name[:1].upper() + prop.name[1:]
-    return str(prop.field.verbose_name)[:1].upper() + str(prop.field.verbose_name)[1:]
+    decl = decl_mod.for_model(prop.field.model)
+    return decl.label_of(prop.attname) if decl is not None else decl_mod.label(prop.field.verbose_name)
 
 
 def _description(prop) -> str:
@@ -136,13 +137,8 @@ def extend(name: str, *, properties: dict, sections: list[dict], embedded: dict 
 
 def _quota_keys(decl, comp) -> list[dict]:
     """The keys of a quota map as an enum: each key labelled like the field it stands for."""
-    return [{"name": key, "label": _capital(decl.model._meta.get_field(field).verbose_name)}
+    return [{"name": key, "label": decl.label_of(field)}
             for key, field in comp.keys.items()]
-
-
-def _capital(text) -> str:
-    text = str(text)
-    return text[:1].upper() + text[1:]
 
 
 def _properties(decl, json_props, enums: dict) -> tuple[dict, dict]:

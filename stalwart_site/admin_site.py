@@ -85,7 +85,7 @@ def search_terms(model, label: str, group: str, fields: set[str] | None = None) 
     if decl is not None:
         for prop in decl.props:
             if fields is None or prop.attname in fields:
-                terms.append(str(prop.field.verbose_name))
+                terms.append(decl.label_of(prop.attname))
     return " | ".join(terms).lower()
 
 

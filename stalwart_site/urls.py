@@ -1,11 +1,11 @@
 """The URL table, in the order of the reference's endpoint list as slices arrive."""
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularJSONAPIView
 
 from accounts import views as account_views
 from jmapapi import blob_views as jmap_blobs
 from jmapapi import views as jmap
+from network.drf import OpenApiView
 from oauth import api_views as oauth_api
 from oauth import registration as oauth_registration
 from oauth import views as oauth
@@ -24,7 +24,7 @@ urlpatterns = [
     path("api/schema", jmap.schema),
     path("api/schema/<str:digest>", jmap.schema_document),
     # OpenAPI 3 description of the /api endpoints that run on DRF (docs/api.md).
-    path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("api/openapi.json", OpenApiView.as_view(), name="openapi"),
     # OAuth 2.0 and OpenID Connect
     path("auth/token", oauth.token),
     path("auth/device", oauth.device),

@@ -82,6 +82,84 @@ def _database(env: dict):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# --- the migrated schema, built once per test process ---------------------------------------
+# Each live server used to run `migrate` itself (tens of seconds on a loaded machine, for the
+# same schema every time). The first server of a process migrates a template instead; every
+# server then starts from a copy of it: the SQLite file copied, or on PostgreSQL a
+# `CREATE DATABASE ... TEMPLATE`. The one row the migrations write from the environment, the
+# default listener's address (network 0002: HOST and PORT), is rewritten for each server.
+TEMPLATE_PORT = "1"
+_templates: dict[str, str | Path] = {}
+
+
+def _pg_admin(url: str):
+    import dj_database_url
+    import psycopg
+
+    cfg = dj_database_url.parse(url)
+    dsn = dict(host=cfg["HOST"] or None, port=cfg["PORT"] or None, user=cfg["USER"] or None,
+               password=cfg["PASSWORD"] or None, dbname="postgres")
+    return psycopg.connect(**{k: v for k, v in dsn.items() if v is not None}, autocommit=True)
+
+
+def _migrated_template(env: dict) -> str | Path:
+    """The migrated template of this process: a SQLite file, or a PostgreSQL database's name."""
+    url = os.environ.get("DATABASE_URL") or ""
+    if url in _templates:
+        return _templates[url]
+    template_env = {**env, "PORT": TEMPLATE_PORT, "HOST": "127.0.0.1", "CACHE_KEY_PREFIX": f"tmpl{secrets.token_hex(3)}"}
+    if url:
+        name = f"stalwart_tmpl_{secrets.token_hex(4)}"
+        with _pg_admin(url) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+        def drop(name=name):
+            with _pg_admin(url) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        atexit.register(drop)
+        template_env["DATABASE_URL"] = f"{url.rsplit('/', 1)[0]}/{name}"
+        template: str | Path = name
+    else:
+        var = Path(tempfile.mkdtemp(prefix="stalwart-template-"))
+        atexit.register(shutil.rmtree, var, True)
+        template_env["STALWART_VAR_DIR"] = str(var)
+        template = var / "stalwart.sqlite3"
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"], env=template_env,
+                   cwd=ROOT, check=True, capture_output=True, timeout=600)
+    _templates[url] = template
+    return template
+
+
+def _listener_bind(env: dict) -> str:
+    host, port = env.get("HOST", "127.0.0.1").strip("[]"), env.get("PORT", "8080")
+    return json.dumps([f"[{host}]:{port}" if ":" in host else f"{host}:{port}"])
+
+
+def _from_template(env: dict) -> None:
+    """The server's database (SQLite under its var directory, or the empty PostgreSQL database
+    _database() made) as a copy of the migrated template."""
+    template = _migrated_template(env)
+    bind = _listener_bind(env)
+    if isinstance(template, Path):
+        import sqlite3
+
+        target = Path(env["STALWART_VAR_DIR"]) / "stalwart.sqlite3"
+        # The backup API, not a file copy: the template may still hold part of its data in its WAL.
+        with sqlite3.connect(template) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)
+            dst.execute("UPDATE network_networklistener SET bind = ? WHERE name = 'http'", (bind,))
+        return
+    name = env["DATABASE_URL"].rsplit("/", 1)[1]
+    with _pg_admin(env["DATABASE_URL"]) as conn:
+        conn.execute(f'DROP DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    import psycopg
+
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("UPDATE network_networklistener SET bind = %s::jsonb WHERE name = 'http'", (bind,))
+
+
 def wait_until(probe, proc: subprocess.Popen, failure, errors=(requests.ConnectionError, requests.Timeout),
                timeout: float = 30):
     """probe()'s result once it stops raising `errors` (a server not listening yet: a loaded
@@ -117,7 +195,8 @@ def collected_static(env: dict) -> Path:
 @contextmanager
 def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool = True, prepare=None,
                 command: list[str] | None = None, ready_url: str | None = None):
-    """extra_env may name its own DATABASE_URL (then used as it is); migrate=False serves a
+    """extra_env may name its own DATABASE_URL (then used as it is, and migrated here); else the
+    database starts as a copy of the process's migrated template. migrate=False serves a
     database that is not (or cannot be) migrated, e.g. an unreachable one. prepare(server) runs
     after the migrations, before the server starts; command replaces the gunicorn command line
     (e.g. manage.py serve), and ready_url is then the URL that answers once it is up."""
@@ -132,8 +211,10 @@ def live_server(workers: int = 2, extra_env: dict | None = None, migrate: bool =
         own_database = "DATABASE_URL" in (extra_env or {})
         with (nullcontext(env) if own_database else _database(env)) as env:
             server = LiveServer(f"http://127.0.0.1:{port}", env, Path(tmp))
-            if migrate:
+            if migrate and own_database:
                 server.manage("migrate", "--noinput", "-v0")
+            elif migrate:
+                _from_template(env)
             (Path(tmp) / "static").symlink_to(collected_static(env))
             if prepare is not None:
                 prepare(server)

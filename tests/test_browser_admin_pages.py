@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.declaration import ACRONYMS
 from tests.browser import log_in_admin_form
 from tests.clients import STRONG_PASSWORD
 from tests.live import LiveServer
@@ -50,7 +51,11 @@ PAGE_CHECKS = """() => {
                   el.getAttribute('aria-labelledby') || el.getAttribute('title');
     if (!named) unlabelled.push(el.name || el.id || el.outerHTML.slice(0, 80));
   }
+  const texts = (selector) => Array.from(document.querySelectorAll(selector)).map(el => el.textContent.trim());
   return {
+    labels: texts('#content-main label, #content-main fieldset h2, #result_list thead th, .readonly-label, ' +
+                  '.form-row .flex-container > label'),
+    helps: texts('#content-main .help, #content-main .helptext'),
     headerBg: header ? getComputedStyle(header).backgroundColor : null,
     h1: (document.querySelector('h1') || {}).textContent || '',
     unlabelled,
@@ -101,6 +106,14 @@ def visit(page, url: str, shots: Path, problems: list[str], heading: bool = True
         problems.append(f"{url}: no heading")
     if seen["unlabelled"]:
         problems.append(f"{url}: inputs without a label: {seen['unlabelled'][:5]}")
+    # Labels come from field names ("enable_hsts"): an acronym left in lower case ("Enable hsts")
+    # means the declaration's label mechanism was bypassed (registry.declaration.label).
+    wrong = sorted({word for text in seen["labels"] for word in re.findall(r"[A-Za-z0-9]+", text)
+                    if word.lower() in ACRONYMS and word != ACRONYMS[word.lower()]})
+    if wrong:
+        problems.append(f"{url}: acronyms not in capitals in labels: {wrong}")
+    if any('{"' in text or '[{' in text for text in seen["helps"]):
+        problems.append(f"{url}: a help text shows raw JSON beside a widget")
 
 
 def test_every_settings_page_renders_styled_and_labelled(live, chromium, tmp_path):

@@ -9,10 +9,9 @@ import xml.etree.ElementTree as ET
 import defusedxml
 import defusedxml.ElementTree as SafeET
 from django.http import HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
-from network.endpoint import endpoint, not_found, public_base
-from stalwart_site.http import BodyError, preflight, read_body, with_cors
+from network.endpoint import ANY, endpoint, not_found, public_base
+from stalwart_site.http import BodyError, read_body, with_cors
 from stalwart_site.problem import problem
 
 from . import services
@@ -105,9 +104,10 @@ def autodiscover_xml(request):
     return HttpResponse(services.outlook_autodiscover(services.system_settings(), email), content_type=XML)
 
 
-@csrf_exempt
+@endpoint(ANY)
 def autodiscover_json(request, rest: str | None = None):
-    """Autodiscover v2: a JSON pointer to the v1 (POX) endpoint, any method (spec §5)."""
+    """Autodiscover v2: a JSON pointer to the v1 (POX) endpoint, any method (spec §5); OPTIONS
+    too is answered like GET (no preflight: the reference has none under /autodiscover/)."""
     raw = next((seg for seg in (rest or "").split("/") if "@" in seg), None)
     if raw is None:
         raw = request.GET.get("Email")
@@ -147,7 +147,9 @@ def mta_sts(request):
 
 # --- redirects and the rest of /.well-known/ ------------------------------------------------
 def _dav_redirect(target: str):
-    @csrf_exempt
+    # Any method, OPTIONS and PROPFIND included, is redirected (RFC 6764 §5): a client probes
+    # the well-known URI with whatever it is about to send.
+    @endpoint(ANY)
     def view(request, rest: str | None = None):
         response = HttpResponse(status=307)
         response["Location"] = target

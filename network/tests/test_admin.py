@@ -139,3 +139,19 @@ def test_names_and_addresses_are_fixed_once_created(jmap, admin_client):
     location = jmap.client.get("/api/schema", HTTP_AUTHORIZATION=jmap.auth)["Location"]
     props = jmap.client.get(location, HTTP_AUTHORIZATION=jmap.auth).json()["fields"]["x:NetworkListener"]["properties"]
     assert props["name"]["update"] == "immutable" and props["bind"]["update"] == "mutable"
+
+
+def test_security_page_describes_itself_with_readable_labels(admin_client):
+    """The Security page's text is about its own groups (not the whole object's), its labels are
+    written as people write them, and the rule editor's help has no JSON example (the editor
+    writes the JSON; the example stays in the model's help text for the JSON faces)."""
+    html = admin_client.get(SECURITY_URL).content.decode()
+    general = admin_client.get(GENERAL_URL).content.decode()
+    assert "Which requests reach an endpoint at all, HSTS on TLS listeners" in html
+    assert "Which requests reach an endpoint" not in general and "Where the client address" in general
+    assert "rate limits of the HTTP service" not in html  # the object's description, listing every group
+    assert re.search(r'<label[^>]*for="id_enable_hsts"[^>]*>Enable HSTS', html)
+    assert re.search(r'<label[^>]*for="id_use_permissive_cors"[^>]*>Permissive CORS', html)
+    assert re.search(r'<label[^>]*for="id_use_x_forwarded"[^>]*>Use X-Forwarded headers', general)
+    assert "Loopback clients are always let through" in html and '{&quot;match&quot;' not in html
+    assert '"match"' not in re.sub(r"<textarea.*?</textarea>|<script.*?</script>|value=\"[^\"]*\"", "", html, flags=re.S)

@@ -20,7 +20,9 @@ import requests
 
 from tests.live import BIN, ROOT, host_port, live_server, raw_http
 
-READ_TIMEOUT = 2
+# Long enough that a loaded machine still serves the other requests of a test before the slow
+# clients' deadline passes (at 2 s it sometimes did not); every wait below is counted in it.
+READ_TIMEOUT = 4
 SLOW = 150  # of each kind: slow headers, slow bodies
 
 
@@ -30,11 +32,30 @@ def site():
         yield s
 
 
-def prompt_health(url: str, **kw) -> float:
-    started = time.monotonic()
-    got = requests.get(url + "/healthz/live", timeout=5, **kw)
+def still_waiting(sock) -> bool:
+    """Whether the server has neither answered nor closed this connection yet (a look, no wait)."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        # TLS: recv() may consume a session ticket, never application data that is not there.
+        got = sock.recv(1) if isinstance(sock, ssl.SSLSocket) else sock.recv(1, socket.MSG_PEEK)
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return True
+    finally:
+        sock.settimeout(timeout)
+    return False  # an answer, or the connection closed
+
+
+def served_while_held(url: str, held=(), **kw) -> None:
+    """/healthz/live is answered while every connection of `held` is still waiting.
+
+    What happened first, not how long it took: a server that makes other clients wait for the
+    slow ones (the former sync workers) answers only once it has dropped or served one of them,
+    which the check then sees; on a loaded machine a prompt answer may still take seconds."""
+    got = requests.get(url + "/healthz/live", timeout=30, **kw)
     assert got.status_code == 200, got.text
-    return time.monotonic() - started
+    waiting = [still_waiting(sock) for sock in held]
+    assert all(waiting), f"{waiting.count(False)} of {len(held)} held connections were answered or closed first"
 
 
 def closed_by_server(sock: socket.socket, within: float) -> bytes:
@@ -67,11 +88,11 @@ def test_hundreds_of_slow_clients_do_not_stall_the_others_and_are_dropped(site):
     with connections(site.url, SLOW, slow_headers) as heads, connections(site.url, SLOW, slow_body) as bodies:
         started = time.monotonic()
         # Everybody else is served at once, again and again, while they dribble.
-        for i in range(5):
-            assert prompt_health(site.url) < 1
-            jmap = requests.get(site.url + "/jmap/session", timeout=5)
+        for i in range(3):
+            served_while_held(site.url, heads + bodies)
+            jmap = requests.get(site.url + "/jmap/session", timeout=30)
             assert jmap.status_code == 401  # answered by the application, not a gateway
-            for sock in heads[i::5]:
+            for sock in heads[i::3]:
                 sock.sendall(b"X-Dribble: 1\r\n")  # progress does not extend the headers' deadline
             time.sleep(0.2)
         # Past the read timeout every one of them is answered 408 and closed.
@@ -79,8 +100,8 @@ def test_hundreds_of_slow_clients_do_not_stall_the_others_and_are_dropped(site):
             data = closed_by_server(sock, within=READ_TIMEOUT + 10)
             assert data.startswith(b"HTTP/1.1 408 "), data[:80]
             assert b'"status": 408' in data
-        assert time.monotonic() - started < READ_TIMEOUT + 12
-        assert prompt_health(site.url) < 1
+        assert time.monotonic() - started < READ_TIMEOUT + 20  # dropped, not merely closed by us
+        served_while_held(site.url)
 
 
 def test_a_body_that_keeps_dribbling_is_dropped_after_the_read_timeout(site):
@@ -89,21 +110,24 @@ def test_a_body_that_keeps_dribbling_is_dropped_after_the_read_timeout(site):
     head = b"POST /jmap/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
     with socket.create_connection(host_port(site.url), timeout=10) as sock:
         sock.sendall(head)
-        for _ in range(6):  # 3 s of progress: longer than the read timeout, still open
+        for _ in range(2 * READ_TIMEOUT + 2):  # progress for longer than the read timeout, still open
             sock.sendall(b" ")
             time.sleep(0.5)
+        assert still_waiting(sock)
         started = time.monotonic()
-        data = closed_by_server(sock, within=READ_TIMEOUT + 5)  # then silence
+        data = closed_by_server(sock, within=READ_TIMEOUT + 15)  # then silence
         assert data.startswith(b"HTTP/1.1 408 ")
-        assert READ_TIMEOUT - 0.5 < time.monotonic() - started < READ_TIMEOUT + 5
+        # Not before the pause reached the read timeout (the last byte went 0.5 s before `started`);
+        # a loaded machine can only make it later, so the upper bound is only the wait's.
+        assert READ_TIMEOUT - 0.6 < time.monotonic() - started
 
 
 def test_an_idle_connection_is_dropped_after_the_read_timeout(site):
     with socket.create_connection(host_port(site.url), timeout=10) as sock:
         started = time.monotonic()
-        data = closed_by_server(sock, within=READ_TIMEOUT + 5)
+        data = closed_by_server(sock, within=READ_TIMEOUT + 15)
         assert data.startswith(b"HTTP/1.1 408 ")
-        assert READ_TIMEOUT - 0.5 < time.monotonic() - started < READ_TIMEOUT + 5
+        assert READ_TIMEOUT - 0.5 < time.monotonic() - started
 
 
 def test_a_complete_request_is_served_in_full_and_kept_alive(site):
@@ -115,9 +139,9 @@ def test_a_complete_request_is_served_in_full_and_kept_alive(site):
     with socket.create_connection(host_port(site.url), timeout=10) as sock:
         sock.sendall(b"POST /jmap/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
-        for i in range(0, len(body), 20):
-            sock.sendall(body[i:i + 20])
-            time.sleep(0.3)  # slower than one read timeout in total, each pause well under it
+        for i in range(0, len(body), 8):
+            sock.sendall(body[i:i + 8])
+            time.sleep(0.4)  # slower than one read timeout in total, each pause well under it
         data = closed_by_server(sock, within=10)
     assert data.startswith(b"HTTP/1.1 401 "), data[:80]  # the application's answer (no credentials)
 
@@ -206,7 +230,7 @@ def test_tls_with_hundreds_of_slow_clients_and_the_connection_limit(tmp_path):
         def wrap(sock):
             return client.wrap_socket(sock, server_hostname="localhost")
 
-        assert prompt_health(url, verify=str(chain)) < 1
+        served_while_held(url, verify=str(chain))
         # Plain HTTP on the TLS port is not served.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
             plain.sendall(b"GET /healthz/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -221,7 +245,7 @@ def test_tls_with_hundreds_of_slow_clients_and_the_connection_limit(tmp_path):
                             wrap):
             # limit - 1 slow clients held open over TLS: the last free place still answers promptly.
             time.sleep(0.3)
-            assert prompt_health(url, verify=str(chain)) < 2
+            served_while_held(url, heads, verify=str(chain))
             # With every place taken, a new connection is refused at once, not queued.
             time.sleep(0.3)  # the health check's connection is gone
             with connections(url, 1, slow, wrap):
@@ -231,7 +255,7 @@ def test_tls_with_hundreds_of_slow_clients_and_the_connection_limit(tmp_path):
                     data = closed_by_server(extra, within=10)
                     assert data.startswith(b"HTTP/1.1 503 "), data[:80]
             time.sleep(0.3)  # the place it held is free again
-            assert prompt_health(url, verify=str(chain)) < 2
+            served_while_held(url, heads, verify=str(chain))
             heads[0].sendall(b"\r\n")  # a slow client that finishes is served
             assert closed_by_server(heads[0], within=15).startswith(b"HTTP/1.1 200 ")
 
@@ -239,7 +263,7 @@ def test_tls_with_hundreds_of_slow_clients_and_the_connection_limit(tmp_path):
 # --- the sync fallback and a bad model ----------------------------------------------------------
 def test_sync_fallback_still_serves():
     with live_server(workers=1, extra_env={"SERVER_MODEL": "sync"}) as server:
-        assert prompt_health(server.url) < 1
+        served_while_held(server.url)
         log = (server.var_dir / "gunicorn.log").read_text()
         assert "Using worker: sync" in log
 

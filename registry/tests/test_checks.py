@@ -145,7 +145,8 @@ def test_variant_mistakes_are_errors(variant_model):
 
 def test_pages_name_each_group_once(scratch_model):
     sound = ObjectType(model=scratch_model, name="Paged", groups=[("A", ["name"]), ("B", ["mode"])],
-                       pages=[("General", ["A"]), ("Security", ["B"])])
+                       pages=[("General", ["A"]), ("Security", ["B"])],
+                       page_descriptions={"General": "The name.", "Security": "The mode."})
     assert checks.check_declarations([sound]) == []
     assert sound.page_groups("Security") == [("B", ["mode"])]
     broken = ObjectType(model=scratch_model, name="Paged", groups=[("A", ["name"]), ("B", ["mode"])],
@@ -154,3 +155,31 @@ def test_pages_name_each_group_once(scratch_model):
     assert any("'C'" in m for m in messages)        # a group that does not exist
     assert any("'A' is on 2 pages" in m for m in messages)
     assert any("'B' is on 0 pages" in m for m in messages)
+
+
+def test_pages_need_their_own_description_and_labels_name_fields(scratch_model):
+    decl = ObjectType(model=scratch_model, name="Scratch", description="Name and mode.",
+                      groups=[("Naming", ["name"]), ("Mode", ["mode"])],
+                      pages=[("General", ["Naming"]), ("Advanced", ["Mode"])],
+                      page_descriptions={"General": "What it is called.", "Elsewhere": "?"},
+                      labels={"name": "Name", "nmae": "Typo"})
+    errors = checks.check_declarations([decl])
+    assert ids_of(errors) == ["registry.E030", "registry.E031", "registry.E031"]
+    messages = " ".join(e.msg for e in errors)
+    assert "'Advanced' has no description" in messages and "'Elsewhere'" in messages and "'nmae'" in messages
+    sound = ObjectType(model=scratch_model, name="Scratch", description="Name and mode.",
+                       groups=[("Naming", ["name"]), ("Mode", ["mode"])],
+                       pages=[("General", ["Naming"]), ("Advanced", ["Mode"])],
+                       page_descriptions={"General": "What it is called.", "Advanced": "How it runs."})
+    assert checks.check_declarations([sound]) == []
+    assert sound.page_description("Advanced") == "How it runs." and sound.page_description(None) == "Name and mode."
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("enable hsts", "Enable HSTS"), ("use permissive cors", "Use permissive CORS"), ("tls_ca_file", "TLS ca file"),
+    ("oidc provider url", "OIDC provider URL"), ("client ID", "Client ID"), ("ip address", "IP address"),
+    ("jmap upload limit", "JMAP upload limit"), ("smtp/ldap/sql", "SMTP/LDAP/SQL"), ("identity", "Identity"),
+    ("description", "Description"),
+])
+def test_labels_write_acronyms_in_capitals(name, shown):
+    assert decl_mod.label(name) == shown
