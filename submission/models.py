@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -116,12 +117,17 @@ class MtaRoute(models.Model):
     auth_secret_variable = models.CharField(max_length=255, blank=True, default="")
     auth_secret_file = models.CharField(max_length=1024, blank=True, default="")
     timeout = models.DurationField(default=timedelta(seconds=60),
-                                   validators=[MinValueValidator(timedelta(seconds=1)),
-                                               MaxValueValidator(timedelta(minutes=30))],
-                                   help_text="How long to wait for the server at each step.")
+                                   help_text="How long to wait for the server at each step (1 second to 30 "
+                                             "minutes).")
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        # Bounds here, not as field validators: the schema publishes validator bounds as numbers.
+        if self.timeout is not None and not timedelta(seconds=1) <= self.timeout <= timedelta(minutes=30):
+            raise ValidationError({"timeout": ValidationError("The timeout is 1 second to 30 minutes.",
+                                                              code="out_of_range")})
