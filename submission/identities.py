@@ -110,7 +110,9 @@ def _check_properties(values: dict, *, current: Identity | None) -> None:
             continue
         if current is not None and prop == "id" and values[prop] == ids.encode(current.pk):
             continue
-        if current is not None and prop == "mayDelete" and values[prop] is (not current.is_default):
+        # A server-set value given as the server would set it is accepted (clients such as jmapc
+        # send their whole object back); any other value is the client's mistake.
+        if prop == "mayDelete" and values[prop] is (current is None or not current.is_default):
             continue
         reason = "is set by the server" if prop in ("id", "mayDelete") else "is not an Identity property"
         raise InvalidProperties(f'"{prop}" {reason}.', properties=[prop])
@@ -129,7 +131,8 @@ def create(account: Account, values: dict) -> Identity:
         raise InvalidProperties('"email" is not a valid address.', properties=["email"])
     if not addresses.may_use_identity_email(account, email):
         raise ForbiddenFrom(f"You are not allowed to send as {email}.")
-    fields = {WRITABLE[prop]: _clean(prop, value) for prop, value in values.items() if prop != "email"}
+    fields = {WRITABLE[prop]: _clean(prop, value) for prop, value in values.items()
+              if prop in WRITABLE and prop != "email"}
     identity = Identity.objects.create(account=account, email=email, **fields)
     journal.record(account.pk, TYPE, created=[ids.encode(identity.pk)])
     return identity

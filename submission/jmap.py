@@ -131,7 +131,9 @@ def identity_set(ctx: Context, args: dict) -> dict:
             identity = identities.create(account, body)
             new_id = ids.encode(identity.pk)
             ctx.created_ids[cid] = new_id
-            out["created"][cid] = {"id": new_id, "mayDelete": True}
+            # RFC 8620 §5.3 asks for the server-set and defaulted properties at least; the whole
+            # object is sent, since clients such as jmapc decode it as a complete Identity.
+            out["created"][cid] = identities.to_json(identity)
         except SetError as exc:
             out["notCreated"][cid] = exc.to_json()
     for object_id, patch in update.items():

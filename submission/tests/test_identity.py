@@ -91,7 +91,7 @@ def test_create_with_the_own_address_an_alias_and_a_catch_all(bob_jmap, bob, dom
     Alias.objects.create(account=bob, name="*", domain=other)
     got = call(bob_jmap, "Identity/set", {"create": {
         "own": {"email": "bob@example.org", "name": "Bob at work", "replyTo": [{"name": None, "email": "r@x.org"}],
-                "textSignature": "-- \nBob"},
+                "textSignature": "-- \nBob", "mayDelete": True},
         "alias": {"email": "Robert@Example.org"},
         "any": {"email": "sales@example.net"},
         "wild": {"email": "*@example.net"},
