@@ -25,6 +25,7 @@ from django.conf import settings
 
 from directories.base import DirectoryError, SecretRef
 
+from . import addresses
 from .models import MtaRoute
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,20 @@ def send(raw: bytes, mail_from: str, rcpt_to: Sequence[str], route: MtaRoute | N
     (default: the route named by SUBMISSION_ROUTE). Never raises for the relay's answers or a
     dead relay: every recipient gets a result."""
     recipients = list(dict.fromkeys(rcpt_to))
+    # A line break in an address would be a second SMTP command (smtplib raises on it): such
+    # an address, or one with spaces or controls, is refused here for good, before connecting.
+    bad = [r for r in recipients if not addresses.is_address(r)]
+    if mail_from and not addresses.is_address(mail_from):
+        bad = recipients
+    if bad:
+        why = "invalid envelope sender" if bad is recipients else "invalid recipient address"
+        good = [] if bad is recipients else [r for r in recipients if r not in bad]
+        refused = [RecipientResult(r, PERMANENT, None, why, "mail" if bad is recipients else "rcpt") for r in bad]
+        if not good:
+            return _log(SendResult(route.name if route else "", tuple(refused)))
+        sent = send(raw, mail_from, good, route)
+        by_address = {r.address: r for r in (*refused, *sent.recipients)}
+        return SendResult(sent.route, tuple(by_address[r] for r in recipients))
     route = route or default_route()
     if route is None:
         result = SendResult("", tuple(RecipientResult(r, TEMPORARY, None, f'no route named "{settings.SUBMISSION_ROUTE}" '

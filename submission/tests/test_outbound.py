@@ -191,3 +191,15 @@ def test_probe_checks_the_session_without_sending(certificate):
     with pytest.raises(outbound.RelayFailure) as failure:
         outbound.probe(route(free_port(), name="dead"))
     assert failure.value.stage == "connect"
+
+
+def test_addresses_that_would_inject_commands_are_refused_before_connecting():
+    with sink() as (handler, port):
+        relay = route(port)
+        result = outbound.send(MESSAGE, "bob@example.org",
+                               ["carol@example.net", "x@example.net\r\nRCPT TO:<victim@example.com>", "a b@c.d"], relay)
+        forged = outbound.send(MESSAGE, "bob@example.org>\r\nRSET", ["carol@example.net"], relay)
+    assert [r.status for r in result.recipients] == ["sent", "permanent", "permanent"]
+    assert result.recipients[1].message == "invalid recipient address"
+    assert [r.rcpt_tos for r in handler.received] == [["carol@example.net"]]
+    assert [(r.status, r.message) for r in forged.recipients] == [("permanent", "invalid envelope sender")]
