@@ -207,7 +207,8 @@ def vacation_set(ctx: Context, args: dict) -> dict:
 
 
 def _register(name: str, fn, capability: str, transactional: bool) -> None:
-    METHODS[name] = Method(name, fn, capability, account_optional=True, transactional=transactional)
+    # RFC 8620 §5: accountId is required by the standard methods (unlike the x: management ones).
+    METHODS[name] = Method(name, fn, capability, account_optional=False, transactional=transactional)
 
 
 # Reads make the default identity in a short transaction of their own, only the first time.

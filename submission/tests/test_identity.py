@@ -55,9 +55,12 @@ def test_the_session_advertises_submission_with_the_reference_values(bob_jmap, b
     assert session["primaryAccounts"][SUBMISSION] == account
 
 
-def test_methods_need_the_capability_in_using(bob_jmap, bob):
+def test_methods_need_the_capability_in_using_and_an_account_id(bob_jmap, bob):
     got = bob_jmap.error("Identity/get", {"accountId": ids.encode(bob.pk)})
     assert got["type"] == "unknownMethod"
+    for name in ("Identity/get", "Identity/set", "Identity/changes", "VacationResponse/get", "VacationResponse/set"):
+        got = bob_jmap.call(name, {}, using=[*USING, "urn:ietf:params:jmap:vacationresponse"])
+        assert got[0] == "error" and got[1]["type"] == "invalidArguments", got
 
 
 def test_the_first_get_makes_the_default_identity_once(bob_jmap, bob):
