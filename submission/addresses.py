@@ -41,10 +41,7 @@ class SendAs:
         if not isinstance(address, str) or "@" not in address:
             return False
         address = normalise(address)
-        local, _, domain = address.rpartition("@")
-        if address in self.addresses or domain in self.domains:
-            return True
-        return False
+        return address in self.addresses or address.rpartition("@")[2] in self.domains
 
     def matches(self, identity_email: str, address: str) -> bool:
         """Whether `address` is what an identity of `identity_email` stands for."""

@@ -217,8 +217,8 @@ def send(raw: bytes, mail_from: str, rcpt_to: Sequence[str], route: MtaRoute | N
     try:
         smtp = connect(route)
     except RelayFailure as exc:
-        return _log(SendResult(route.name, tuple(RecipientResult(r, exc.status if exc.code else TEMPORARY, exc.code,
-                                                                 exc.message, exc.stage) for r in recipients)))
+        return _log(SendResult(route.name, tuple(RecipientResult(r, exc.status, exc.code, exc.message, exc.stage)
+                                                 for r in recipients)))
     try:
         return _log(SendResult(route.name, tuple(_transaction(smtp, _crlf(raw), mail_from, recipients))))
     finally:
@@ -281,8 +281,10 @@ def probe(route: MtaRoute) -> str:
     without sending anything. Returns a description of the session; raises RelayFailure."""
     smtp = connect(route)
     try:
-        tls = "implicit TLS" if route.implicit_tls else ("STARTTLS" if smtp.sock and isinstance(smtp.sock, ssl.SSLSocket)
-                                                          else "no TLS")
+        if route.implicit_tls:
+            tls = "implicit TLS"
+        else:
+            tls = "STARTTLS" if isinstance(smtp.sock, ssl.SSLSocket) else "no TLS"
         auth = f"authenticated as {route.auth_username}" if route.auth_username else "no authentication"
         code, reply = smtp.noop()
         return f"{route.address}:{route.port}: {tls}, {auth}; NOOP answered {code} {_text(reply)}"
