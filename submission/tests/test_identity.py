@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Alias, Domain
 from registry import ids
-from submission.models import Identity
+from submission.models import Identity, VacationResponse
 from tests.clients import Jmap, basic
 
 pytestmark = pytest.mark.django_db
@@ -220,3 +220,13 @@ def test_forbidden_without_the_permissions(bob_jmap, bob):
     assert got[0] == "error" and got[1]["type"] == "forbidden"
     got = call(bob_jmap, "Identity/set", {"create": {"a": {"email": "bob@example.org"}}}, bob)
     assert got["notCreated"]["a"]["type"] == "forbidden"
+
+
+def test_an_account_destroyed_takes_its_identities_and_vacation_with_it(bob_jmap, bob, jmap):
+    call(bob_jmap, "Identity/get", {}, bob)
+    bob_jmap.ok("VacationResponse/set", {"accountId": ids.encode(bob.pk), "update": {"singleton": {"isEnabled": True}}},
+                using=[*USING, "urn:ietf:params:jmap:vacationresponse"])
+    got = jmap.ok("x:Account/set", {"destroy": [ids.encode(bob.pk)]})
+    assert got["destroyed"] == [ids.encode(bob.pk)], got
+    assert not Identity.objects.filter(account_id=bob.pk).exists()
+    assert not VacationResponse.objects.filter(account_id=bob.pk).exists()
