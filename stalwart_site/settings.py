@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     # No models: the Sieve language library (validate and run scripts), for delivery and JMAP.
     "sieve",
     "mail",
+    # Identities, the vacation response, the relay routes and the outbound engine.
+    "submission",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
@@ -288,3 +290,10 @@ JOURNAL_MAX_AGE_DAYS = env_int("JOURNAL_MAX_AGE_DAYS", 30)
 JOURNAL_MAX_CHANGES = env_int("JOURNAL_MAX_CHANGES", 0)
 # The most journal entries one /queryChanges reads before asking the client to query again.
 JOURNAL_QUERY_CHANGES_MAX = env_int("JOURNAL_QUERY_CHANGES_MAX", 10_000)
+
+# --- Sending (submission app) ----------------------------------------------------------------
+# The MtaRoute (x:MtaRoute, Settings › MTA › Outbound › Routes) that submitted mail is relayed
+# through, by its name.
+SUBMISSION_ROUTE = env_str("SUBMISSION_ROUTE", "relay")
+# The name this server gives in EHLO to the relay; empty: the machine's fully qualified name.
+SUBMISSION_EHLO_NAME = env_str("SUBMISSION_EHLO_NAME", "")

@@ -17,6 +17,7 @@ from conftest import STRONG_PASSWORD
 from oauth.models import OAuthClient, OidcProvider
 from registry import declaration
 from registry import services as registry
+from submission.models import MtaRoute
 from telemetry.models import Metrics
 
 EAB_KEY = "c2VjcmV0LWVhYi1obWFjLWtleS12YWx1ZS0xMjM0NTY3ODkw"
@@ -75,6 +76,13 @@ def _directory_sql():
     return row, f"/admin/accounts/directory/{row.pk}/change/", row.sql_auth_secret
 
 
+def _mta_route():
+    row = registry.create(MtaRoute._declaration, {
+        "name": "relay", "address": "smtp.example.net", "auth_username": "bob", "auth_secret_kind": "value",
+        "auth_secret": "Relay-Secret-Value-1"}, "test")
+    return row, f"/admin/submission/mtaroute/{row.pk}/change/", row.auth_secret
+
+
 # (declared type, model field) -> maker of (object, change page, stored value as written in the row)
 PAGES = {
     ("OidcProvider", "signature_key"): _oidc,
@@ -83,6 +91,7 @@ PAGES = {
     ("Metrics", "prometheus_auth_secret"): _metrics,
     ("Directory", "bind_secret"): _directory_ldap,
     ("Directory", "sql_auth_secret"): _directory_sql,
+    ("MtaRoute", "auth_secret"): _mta_route,
 }
 
 

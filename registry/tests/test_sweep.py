@@ -39,6 +39,7 @@ VALUES = {
     "Directory/Oidc": {"issuerUrl": "https://sso.example.org/realms/sweep"},
     "AllowedIp": {"address": "192.0.2.78"},
     "NetworkListener": {"name": "sweep", "bind": {"127.0.0.1:18999": True}},
+    "MtaRoute": {"name": "sweep", "address": "relay.example.org"},
     "OAuthClient": {"clientId": "sweep-client", "redirectUris": {"https://app.example.org/cb": True},
                     "logo": "https://app.example.org/logo.png"},
 }
