@@ -58,7 +58,11 @@ def test_vacation_response_over_http(site):
     user_id, login = site.create_user("vera")
     using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:vacationresponse"]
 
+    session = requests.get(f"{site.url}/jmap/session", auth=(login, STRONG), timeout=30).json()
+    account = session["primaryAccounts"]["urn:ietf:params:jmap:vacationresponse"]
+
     def call(name, args):
+        args = {"accountId": account, **args}
         resp = requests.post(f"{site.url}/jmap/", json={"using": using, "methodCalls": [[name, args, "0"]]},
                              auth=(login, STRONG), timeout=30)
         assert resp.status_code == 200, resp.text
@@ -66,7 +70,7 @@ def test_vacation_response_over_http(site):
 
     _, updated, _ = call("VacationResponse/set", {"update": {"singleton": {
         "isEnabled": True, "subject": "Away", "textBody": "Back Monday", "fromDate": "2026-01-01T00:00:00Z"}}})
-    assert updated["updated"] == {"singleton": None}
+    assert updated.get("updated") == {"singleton": None}, updated
     _, got, _ = call("VacationResponse/get", {"ids": ["singleton"]})
     assert got["list"][0]["isEnabled"] is True and got["list"][0]["fromDate"] == "2026-01-01T00:00:00Z"
     script = site.server.shell_json(
