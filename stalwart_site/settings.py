@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     # No models: the Sieve language library (validate and run scripts), for delivery and JMAP.
     "sieve",
     "mail",
+    # Full-text search behind one interface (SQLite FTS5 or PostgreSQL tsvector).
+    "fulltext",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
