@@ -32,12 +32,31 @@ def _clean(fields: dict) -> dict:
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise ValueError(f"unknown full-text fields: {sorted(unknown)}")
-    return {name: value for name, value in fields.items() if value}
+    return {name: _storable(value) for name, value in fields.items() if value}
+
+
+def _storable(value: str) -> str:
+    """A broken message's NUL or lone surrogate would be refused by PostgreSQL's jsonb (and is
+    no word): a space and U+FFFD instead."""
+    if not isinstance(value, str):
+        raise TypeError("full-text fields are strings")
+    if "\x00" in value:
+        value = value.replace("\x00", " ")
+    if not value.isascii():
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _kind(kind: str) -> str:
+    if not isinstance(kind, str) or not 0 < len(kind) <= Document._meta.get_field("kind").max_length:
+        raise ValueError(f"bad full-text kind {kind!r}")
+    return kind
 
 
 def index(account_id: int, kind: str, doc_id: int, fields: dict[str, str]) -> None:
     """Index (or re-index: the old words go) one document. Call it inside the transaction that
     stores the document, with the text the parser computed (`ParsedMessage.search`)."""
+    kind = _kind(kind)
     fields = _clean(fields)
     vector = None if connection.vendor == "sqlite" else text.pg_tsvector(fields)
     for attempt in range(2):
@@ -69,6 +88,7 @@ def _index(account_id, kind, doc_id, fields, vector):
 def index_many(account_id: int, kind: str, docs: list[tuple[int, dict]]) -> None:
     """Index many new documents at once (imports, rebuilds): ids that are indexed already are
     re-indexed one by one."""
+    kind = _kind(kind)
     docs = [(doc_id, _clean(fields)) for doc_id, fields in docs]
     sqlite = connection.vendor == "sqlite"
     with transaction.atomic():

@@ -118,7 +118,7 @@ HOSTILE = ['"', '""', '"""', '*', '**', 'a*b*', '"*"', 'NEAR(', 'NEAR(a b, 2)', 
            '{subject} : x', ':', '&|!()', "'", "''", "\\", "a & b", "!report", "report | lunch",
            "(", ")", "^report", "-report", "report:*", "<->", "<2>", "'s:report'", "\x00",
            "AND", "OR NOT", "report AND", "NOT report", "+", "a:b:c", "x" * 5000,
-           "report" + "\u0301" * 200, "\ufffd\ud7ff", "🙂🙂🙂"]
+           "report" + "\u0301" * 200, "\ufffd\ud7ff", "\ud800report", "🙂🙂🙂"]
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
@@ -170,11 +170,21 @@ def test_delete_and_reindex(docs):
     assert found(And()) == set()
 
 
+def test_broken_text_is_stored():
+    """A broken message's NUL and lone surrogates (which PostgreSQL's jsonb refuses)."""
+    ft.index(A, "email", 11, {"subject": "nul\x00here", "body": "half \ud800 pair\udfff ok"})
+    assert found(Match("subject", "here")) == {11}
+    assert found(Match("body", '"half pair ok"')) == {11}
+    assert ft.snippet(A, "email", 11, Match("body", "pair"))["preview"] == "half \ufffd <mark>pair</mark>\ufffd ok"
+
+
 def test_unknown_fields_and_too_complex():
     with pytest.raises(ValueError):
         Match("header", "x")
     with pytest.raises(ValueError):
         ft.index(A, "email", 1, {"headers": "x"})
+    with pytest.raises(ValueError):
+        ft.index(A, "e" * 33, 1, {"subject": "x"})
     with pytest.raises(ft.TooComplex):
         ft.search(A, "email", Match("text", " ".join(["w"] * 65)))
     with pytest.raises(ft.TooComplex):
