@@ -96,7 +96,8 @@ def index_many(account_id: int, kind: str, docs: list[tuple[int, dict]]) -> None
     """Index many new documents at once (imports, rebuilds): ids that are indexed already are
     re-indexed one by one."""
     kind = _kind(kind)
-    docs = [(doc_id, _clean(fields)) for doc_id, fields in docs]
+    # One document given twice: the last one counts, as with index() called in turn.
+    docs = list({doc_id: _clean(fields) for doc_id, fields in docs}.items())
     sqlite = connection.vendor == "sqlite"
     with transaction.atomic():
         known = set(Document.objects.filter(account_id=account_id, kind=kind,
@@ -118,26 +119,29 @@ def index_many(account_id: int, kind: str, docs: list[tuple[int, dict]]) -> None
                 index(account_id, kind, d, f)
 
 
-def _drop(rows: list[int]) -> None:
-    if rows and connection.vendor == "sqlite":
+def _drop(documents) -> None:
+    """Delete a queryset of Documents and, on SQLite, their FTS5 rows (one statement each)."""
+    if connection.vendor == "sqlite":
+        sql, params = documents.values("id").query.sql_with_params()
         with connection.cursor() as cursor:
-            for start in range(0, len(rows), 500):
-                chunk = rows[start:start + 500]
-                cursor.execute(f"DELETE FROM fulltext_fts WHERE rowid IN ({', '.join(['%s'] * len(chunk))})", chunk)
-    Document.objects.filter(id__in=rows).delete()
+            cursor.execute(f"DELETE FROM fulltext_fts WHERE rowid IN ({sql})", params)
+    documents.delete()
 
 
 def delete(account_id: int, kind: str, doc_ids) -> None:
     """Forget documents (ids of other accounts or never indexed are ignored)."""
+    doc_ids = list(doc_ids)
     with transaction.atomic():
-        _drop(list(Document.objects.filter(account_id=account_id, kind=kind, doc_id__in=list(doc_ids))
-                   .values_list("id", flat=True)))
+        # SQLite takes at most 32,766 parameters in one statement.
+        for start in range(0, len(doc_ids), 10_000):
+            _drop(Document.objects.filter(account_id=account_id, kind=kind,
+                                          doc_id__in=doc_ids[start:start + 10_000]))
 
 
 def purge(account_id: int) -> None:
     """Forget every document of an account (the account is being deleted)."""
     with transaction.atomic():
-        _drop(list(Document.objects.filter(account_id=account_id).values_list("id", flat=True)))
+        _drop(Document.objects.filter(account_id=account_id))
 
 
 class _Fts5Probe(Func):

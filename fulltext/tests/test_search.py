@@ -178,6 +178,22 @@ def test_broken_text_is_stored():
     assert ft.snippet(A, "email", 11, Match("body", "pair"))["preview"] == "half \ufffd <mark>pair</mark>\ufffd ok"
 
 
+def test_many_at_once():
+    ft.index(A, "email", 1, {"subject": "old words"})
+    ft.index_many(A, "email", [(i, {"subject": f"bulk item{i}"}) for i in range(1, 40_001)]
+                  + [(3, {"subject": "given twice"})])
+    assert found(Match("subject", "old")) == set()
+    assert found(Match("subject", "item1")) == {1}
+    assert found(Match("subject", "twice")) == {3}
+    assert len(found(Match("subject", "bulk"))) == 39_999
+    ft.delete(A, "email", range(1, 35_001))  # more ids than SQLite's parameters
+    assert len(found(Match("subject", "bulk"))) == 5_000
+    ft.index(B, "email", 1, {"subject": "bulk"})
+    ft.purge(A)
+    assert found(Match("subject", "bulk")) == set()
+    assert found(Match("subject", "bulk"), account=B) == {1}
+
+
 def test_unknown_fields_and_too_complex():
     with pytest.raises(ValueError):
         Match("header", "x")
