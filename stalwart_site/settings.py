@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "mail",
     # Identities, the vacation response, the relay routes and the outbound engine.
     "submission",
+    # Full-text search behind one interface (SQLite FTS5 or PostgreSQL tsvector).
+    "fulltext",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FulltextConfig(AppConfig):
+    name = "fulltext"
+    verbose_name = "Full-text search"
