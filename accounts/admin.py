@@ -211,66 +211,68 @@ class DirectoryTestForm(forms.Form):
                                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}))
 
 
-# Labels and explanations of the Directory fields on its settings page, where the column's own
-# (a name shared by every variant, a secret's four parts) would not tell an operator enough.
-DIRECTORY_FIELDS = {
-    "kind": ("Kind", "LDAP (OpenLDAP, Active Directory…), a SQL database, or an OpenID Connect provider. Chosen "
-                     "when the directory is added; to switch, use JMAP or manage.py with the new kind's settings."),
-    "tenant": ("Tenant", "The tenant this directory belongs to (empty: the whole server). The server's login "
-                         "directory (Authentication) must belong to no tenant."),
-    "url": ("Server URL", "ldap://host[:port] or ldaps://host[:port] (TLS from the start)."),
-    "use_tls": ("StartTLS", "On an ldap:// URL, upgrade the connection with StartTLS before binding."),
-    "base_dn": ("Base DN", "Where searches begin, e.g. dc=example,dc=org or ou=people,dc=example,dc=org."),
-    "bind_dn": ("Bind DN", "The entry the server binds as to search, e.g. cn=admin,dc=example,dc=org. Empty: an "
-                           "anonymous bind."),
-    "bind_secret_kind": ("Bind password source", "None, a value typed here (stored encrypted), an environment "
-                                                 "variable or a file, read at each new connection."),
-    "bind_secret": ("Bind password", "The bind DN's password (source: Value)."),
-    "bind_secret_variable": ("Bind password variable", "The environment variable holding the password (source: "
-                                                       "Environment variable)."),
-    "bind_secret_file": ("Bind password file", "The file holding the password, its first line (source: File)."),
-    "bind_authentication": ("Check passwords by binding as the user", None),
-    "filter_login": ("Login filter", "Finds the entry of the address a user logs in with: ? stands for the address "
-                                     "(escaped, so a login name cannot widen the search). The preview below shows it "
-                                     "for a sample address."),
-    "filter_mailbox": ("Recipient filter", None),
-    "filter_member_of": ("Member-of filter", "Finds the groups of an entry; ? stands for the entry's DN. Empty: the "
-                                             "member-of attributes of the entry are used instead."),
-    "attr_class": ("Class attributes", "One per line. Entries whose class is the group class are groups."),
-    "attr_description": ("Description attributes", "One per line: the display name."),
-    "attr_email": ("E-mail attributes", "One per line: the primary address."),
-    "attr_email_alias": ("Alias attributes", "One per line: further addresses of the entry."),
-    "attr_member_of": ("Member-of attributes", "One per line: the groups listed in the entry itself (AD: memberOf)."),
-    "attr_secret": ("Password attributes", "One per line: the password hash, read when passwords are not checked by "
-                                           "binding as the user."),
-    "attr_secret_changed": ("Password-changed attributes", None),
-    "sql_store": ("Database", "This server's own database, or another PostgreSQL, MySQL / MariaDB or SQLite one."),
-    "sql_host": ("Host", "Host name of the database server (PostgreSQL, MySQL)."),
-    "sql_port": ("Port", None),
-    "sql_database": ("Database name", None),
-    "sql_auth_username": ("User name", None),
-    "sql_auth_secret_kind": ("Password source", "None, a value typed here (stored encrypted), an environment "
-                                                "variable or a file."),
-    "sql_auth_secret": ("Password", "The database password (source: Value)."),
-    "sql_auth_secret_variable": ("Password variable", "The environment variable holding the password."),
-    "sql_auth_secret_file": ("Password file", "The file holding the password, its first line."),
-    "sql_options": ("Options", "Additional connection options (PostgreSQL)."),
-    "sql_path": ("SQLite file", "Path of the SQLite database file."),
-    "sql_timeout": ("Timeout", None),
-    "sql_use_tls": ("TLS", None),
-    "sql_allow_invalid_certs": ("Allow invalid certificates", None),
-    "sql_pool_max_connections": ("Connections at most", None),
-    "query_login": ("Login query", "Returns the account of a login address, given as $1 (bound, never pasted into "
-                                   "the query). One SELECT, with $1 only."),
-    "query_recipient": ("Recipient query", None),
-    "query_member_of": ("Member-of query", "Returns the names of the groups of $1. Empty: none."),
-    "query_email_aliases": ("Aliases query", "Returns the further addresses of $1. Empty: none."),
-    "issuer_url": ("Issuer URL", "The provider's base URL, e.g. https://sso.example.org/realms/staff: its "
-                                 "endpoints and keys are discovered from /.well-known/openid-configuration. https, "
-                                 "or http for a provider on this machine."),
-    "require_scopes": ("Required scopes", "One per line: a token lacking any of them is refused."),
-    "username_domain": ("Username domain", "Appended to a login name without @ (john → john@example.org)."),
+# The Directory settings page: each field's explanation is its model help_text (what JMAP's
+# schema and manage.py show too), followed by a note only where the page has more to say to
+# an operator (an example, what an empty value means) or where the column has none of its own
+# (the kind, a secret's four parts). Labels: the columns' names are the reference's property
+# names in snake case, which would read poorly as labels.
+DIRECTORY_LABELS = {
+    "kind": "Kind", "tenant": "Tenant", "url": "Server URL", "use_tls": "StartTLS", "base_dn": "Base DN",
+    "bind_dn": "Bind DN", "bind_secret_kind": "Bind password source", "bind_secret": "Bind password",
+    "bind_secret_variable": "Bind password variable", "bind_secret_file": "Bind password file",
+    "bind_authentication": "Check passwords by binding as the user", "filter_login": "Login filter",
+    "filter_mailbox": "Recipient filter", "filter_member_of": "Member-of filter",
+    "attr_class": "Class attributes", "attr_description": "Description attributes",
+    "attr_email": "E-mail attributes", "attr_email_alias": "Alias attributes",
+    "attr_member_of": "Member-of attributes", "attr_secret": "Password attributes",
+    "attr_secret_changed": "Password-changed attributes", "sql_store": "Database", "sql_host": "Host",
+    "sql_port": "Port", "sql_database": "Database name", "sql_auth_username": "User name",
+    "sql_auth_secret_kind": "Password source", "sql_auth_secret": "Password",
+    "sql_auth_secret_variable": "Password variable", "sql_auth_secret_file": "Password file",
+    "sql_options": "Options", "sql_path": "SQLite file", "sql_timeout": "Timeout", "sql_use_tls": "TLS",
+    "sql_allow_invalid_certs": "Allow invalid certificates", "sql_pool_max_connections": "Connections at most",
+    "query_login": "Login query", "query_recipient": "Recipient query", "query_member_of": "Member-of query",
+    "query_email_aliases": "Aliases query", "issuer_url": "Issuer URL", "require_scopes": "Required scopes",
+    "username_domain": "Username domain",
 }
+_SECRET_SOURCE = "None, a value typed here (stored encrypted), an environment variable or a file."
+DIRECTORY_NOTES = {
+    "kind": "LDAP (OpenLDAP, Active Directory…), a SQL database, or an OpenID Connect provider. Chosen "
+            "when the directory is added; to switch, use JMAP or manage.py with the new kind's settings.",
+    "tenant": "The tenant this directory belongs to (empty: the whole server). The server's login "
+              "directory (Authentication) must belong to no tenant.",
+    "url": "ldap://host[:port], or ldaps://host[:port] for TLS from the start.",
+    "base_dn": "E.g. dc=example,dc=org or ou=people,dc=example,dc=org.",
+    "bind_dn": "E.g. cn=admin,dc=example,dc=org. Empty: an anonymous bind.",
+    "bind_secret_kind": _SECRET_SOURCE + " Read at each new connection.",
+    "bind_secret": "(Source: Value.)",
+    "bind_secret_variable": "The environment variable holding the password (source: Environment variable).",
+    "bind_secret_file": "The file holding the password, its first line (source: File).",
+    "filter_login": "The address is escaped, so a login name cannot widen the search. The preview below "
+                    "shows the filter for a sample address.",
+    "filter_member_of": "Empty: the member-of attributes of the entry are used instead.",
+    "attr_class": "One per line. Entries whose class is the group class are groups.",
+    "attr_description": "One per line.", "attr_email": "One per line.", "attr_email_alias": "One per line.",
+    "attr_member_of": "One per line (Active Directory: memberOf).", "attr_secret": "One per line.",
+    "sql_store": "This server's own database, or another PostgreSQL, MySQL / MariaDB or SQLite one.",
+    "sql_auth_secret_kind": _SECRET_SOURCE,
+    "sql_auth_secret": "(Source: Value.)",
+    "sql_auth_secret_variable": "The environment variable holding the password.",
+    "sql_auth_secret_file": "The file holding the password, its first line.",
+    "sql_options": "PostgreSQL only.",
+    "query_login": "$1 is bound, never pasted into the query. One SELECT, with $1 only.",
+    "query_member_of": "Empty: none.", "query_email_aliases": "Empty: none.",
+    "issuer_url": "E.g. https://sso.example.org/realms/staff (/.well-known/openid-configuration is read "
+                  "from there). https, or http for a provider on this machine.",
+    "require_scopes": "One per line.",
+    "username_domain": "E.g. john → john@example.org.",
+}
+
+
+def directory_help(name: str, own) -> str:
+    """The settings page's explanation of a Directory field: the field's own help text (its
+    model help_text), then the page's note."""
+    return " ".join(part for part in (str(own or ""), DIRECTORY_NOTES.get(name, "")) if part)
 
 
 @admin.register(Directory)
@@ -316,11 +318,9 @@ class DirectoryAdmin(DeclaredAdmin):
         elif db_field.name.startswith("query_"):
             kwargs["widget"] = forms.Textarea(attrs={"rows": 3, "cols": 80, "spellcheck": "false"})
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        label, help_text = DIRECTORY_FIELDS.get(db_field.name, (None, None))
-        if field is not None and label:
-            field.label = label
-        if field is not None and help_text:
-            field.help_text = help_text
+        if field is not None:
+            field.label = DIRECTORY_LABELS.get(db_field.name, field.label)
+            field.help_text = directory_help(db_field.name, field.help_text)
         return field
 
     def get_urls(self):

@@ -248,37 +248,79 @@ def _sync_aliases(account: Account, principal, domain) -> list[str]:
 
 
 def _sync_groups(directory, account: Account, principal, domain) -> list[str]:
-    groups = []
+    """Bring the account's memberships of mirrored groups in line with the entry's groups, in a
+    constant number of queries whatever their number.
+
+    Which groups a directory may put its people in: the entry's group names are whatever the
+    directory says (an LDAP memberOf someone may edit, a provider's groups claim), so they only
+    reach groups that an external directory mirrored itself (Account.directory set), in a
+    domain of the account's own tenant. An internal group of the same name, made here by an
+    administrator and perhaps holding roles or shared mail, is never joined that way, and a
+    group is never created in another tenant's domain. Memberships of internal groups that an
+    administrator gave the mirrored account are left as they are."""
+    wanted: dict[tuple[str, str], None] = {}
     for name in principal.groups:
         # A bare group name is in the member's own domain.
         local, domain_name = split_address(name, domain.name)
-        if not _valid_local(local):
-            continue
-        group_domain = domain if domain_name == domain.name else Domain.objects.filter(name=domain_name).first()
-        if group_domain is None:
-            continue
-        group = Account.objects.filter(name=local, domain=group_domain).first()
-        if group is None:
-            group = Account(name=local, domain=group_domain, kind=Account.Kind.GROUP,
-                            roles_mode=Account.RolesMode.DEFAULT, tenant=group_domain.tenant, directory=directory)
-            try:
-                with transaction.atomic():
-                    group.save()
-            except IntegrityError:
-                group = Account.objects.filter(name=local, domain=group_domain).first()
-                if group is None:
-                    continue
-            else:
-                registry.audit_event(ACTOR, "Account", ids.encode(group.pk), "create", "name", None,
-                                     group.email_address)
-                registry.touch("Account", ids.encode(group.pk), "created", tenant_id=group.tenant_id)
-        if group.kind == Account.Kind.GROUP:
-            groups.append(group.pk)
-    current = set(account.member_groups.values_list("pk", flat=True))
-    if current == set(groups):
+        if _valid_local(local):
+            wanted[(local, domain_name)] = None
+    mirrored = account.member_groups.filter(directory__isnull=False)
+    current = set(mirrored.values_list("pk", flat=True))
+    groups: set[int] = set()
+    if wanted:
+        domains = {d.name: d for d in Domain.objects.filter(name__in={d for _, d in wanted})
+                   if d.tenant_id == domain.tenant_id}
+        wanted = {key: None for key in wanted if key[1] in domains}
+        held = Q(pk__in=[])
+        for local, domain_name in wanted:
+            held |= Q(name=local, domain__name=domain_name)
+        existing = {(a.name, a.domain.name): a for a in
+                    Account.objects.filter(held).select_related("domain").only(
+                        "pk", "name", "kind", "directory_id", "domain__name")}
+        # An address that is some account's alias is that account's, never a new group's.
+        aliased = set(Alias.objects.filter(held).values_list("name", "domain__name"))
+        missing = [key for key in wanted if key not in existing and key not in aliased]
+        if missing:
+            created = _create_groups(directory, missing, domains)
+            existing.update(created)
+        for key in wanted:
+            group = existing.get(key)
+            if group is not None and group.kind == Account.Kind.GROUP and group.directory_id is not None:
+                groups.add(group.pk)
+            elif group is not None:
+                log.info("directory %s names %s@%s as a group of %s: not a group an external directory "
+                         "mirrored, left alone", directory.pk, key[0], key[1], account.email_address)
+    if current == groups:
         return []
-    account.member_groups.set(groups)
+    through = Account.member_groups.through
+    if current - groups:
+        through.objects.filter(from_account=account, to_account__in=current - groups).delete()
+    if groups - current:
+        through.objects.bulk_create([through(from_account=account, to_account_id=pk) for pk in groups - current],
+                                    ignore_conflicts=True)
     return ["memberGroups"]
+
+
+def _create_groups(directory, keys, domains) -> dict[tuple[str, str], Account]:
+    """The groups `keys` created as mirrors of `directory` (those another login created at the
+    same moment are read back, not created twice): one insert, one read."""
+    Account.objects.bulk_create(
+        # bulk_create skips Account.save(), which would have set the address.
+        [Account(name=local, domain=domains[domain_name], email_address=f"{local}@{domain_name}",
+                 kind=Account.Kind.GROUP,
+                 roles_mode=Account.RolesMode.DEFAULT, tenant=domains[domain_name].tenant, directory=directory)
+         for local, domain_name in keys],
+        ignore_conflicts=True)
+    held = Q(pk__in=[])
+    for local, domain_name in keys:
+        held |= Q(name=local, domain__name=domain_name)
+    made = {(a.name, a.domain.name): a for a in Account.objects.filter(held).select_related("domain")}
+    fresh = [a for a in made.values() if a.directory_id == directory.pk and a.kind == Account.Kind.GROUP]
+    if fresh:
+        registry.audit_events(ACTOR, "Account", [(ids.encode(a.pk), "create", "name", None, a.email_address)
+                                                 for a in fresh])
+        registry.touch_many("Account", [(ids.encode(a.pk), a.tenant_id) for a in fresh], "created")
+    return made
 
 
 def _sync_password(account: Account, stored: str) -> bool:

@@ -156,17 +156,28 @@ def _verify_crypt(handler, raw: bytes, stored: str) -> bool:
         raise UnknownHashFormat(f"malformed {handler.name} hash") from None
 
 
-def _verify_unix_crypt(raw: bytes, value: str) -> bool:
-    """{CRYPT}'s payload: a $-prefixed or _ crypt, else a traditional 13-character DES crypt."""
+def _crypt_payload_handler(value: str):
+    """The verifier of a {CRYPT} payload: a $-prefixed or _ crypt, else a traditional
+    13-character DES crypt; None for a $-scheme we do not know. The one place {CRYPT} is parsed,
+    for verifying and for recognising a pre-hashed value alike."""
+    if value.startswith("$2"):
+        return _bcrypt
     handler = _crypt_handler(value)
     if handler is None and value.startswith("$"):
-        if value.startswith("$2"):
-            try:
-                return _bcrypt.checkpw(_bcrypt_input(raw), value.encode())
-            except ValueError:
-                raise UnknownHashFormat("malformed bcrypt hash") from None
+        return None
+    return handler or des_crypt
+
+
+def _verify_unix_crypt(raw: bytes, value: str) -> bool:
+    handler = _crypt_payload_handler(value)
+    if handler is None:
         raise UnknownHashFormat("unsupported crypt scheme")
-    return _verify_crypt(handler or des_crypt, raw, value)
+    if handler is _bcrypt:
+        try:
+            return _bcrypt.checkpw(_bcrypt_input(raw), value.encode())
+        except ValueError:
+            raise UnknownHashFormat("malformed bcrypt hash") from None
+    return _verify_crypt(handler, raw, value)
 
 
 def _phc(stored: str, scheme: str):
@@ -233,9 +244,9 @@ def is_password_hash(value: str) -> bool:
     m = re.match(r"^\{CRYPT\}(.+)$", value, re.I | re.S)
     if m:
         inner = m.group(1)
-        if _BCRYPT_RE.match(inner):
-            return True
-        handler = _crypt_handler(inner) or (None if inner.startswith("$") else des_crypt)
+        handler = _crypt_payload_handler(inner)
+        if handler is _bcrypt:
+            return bool(_BCRYPT_RE.match(inner))
         return handler is not None and _well_formed_crypt(handler, inner)
     m = re.match(r"^\{(S?(SHA|SHA256|SHA512|MD5))\}(.+)$", value, re.I)
     if m:

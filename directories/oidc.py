@@ -134,6 +134,12 @@ class OidcDirectory:
     leeway = 30             # clock skew allowed on exp, nbf and iat
     userinfo_ttl = 60
     userinfo_cache_size = 4096
+    # Userinfo calls for tokens not in the cache, per worker and directory: a bucket of this
+    # many, refilled at userinfo_rate a second. A flood of made-up tokens from many addresses
+    # (each under the ban's count) would otherwise become as many calls to the provider;
+    # beyond the bucket the answer is "temporarily unavailable" (503, never a ban).
+    userinfo_burst = 40
+    userinfo_rate = 20.0
     timeout = 10
     userinfo_timeout = 5
 
@@ -153,6 +159,8 @@ class OidcDirectory:
         self._keys_at = 0.0
         self._keys_tried: float | None = None  # the last key-set fetch attempt, successful or not
         self._userinfo: OrderedDict[str, tuple[float, ExternalPrincipal | None]] = OrderedDict()
+        self._bucket = float(self.userinfo_burst)
+        self._bucket_at = clock()
 
     # --- the Backend protocol -----------------------------------------------------------------
     def authenticate(self, login: str, secret: str) -> ExternalPrincipal | None:
@@ -368,6 +376,12 @@ class OidcDirectory:
             hit = self._userinfo.get(digest)
             if hit is not None and hit[0] > now:
                 return hit[1]
+            self._bucket = min(float(self.userinfo_burst),
+                               self._bucket + (now - self._bucket_at) * self.userinfo_rate)
+            self._bucket_at = now
+            if self._bucket < 1:
+                raise DirectoryUnavailable("too many userinfo look-ups of unknown tokens; the provider is spared")
+            self._bucket -= 1
         endpoint = self.metadata().get("userinfo_endpoint")
         if not endpoint:
             log.info("refused an opaque token: %s publishes no userinfo endpoint", self.config.issuer_url)

@@ -24,6 +24,10 @@ class Composite:
     def decode(self, value) -> dict:
         raise NotImplementedError
 
+    def bind(self, model) -> None:
+        """Called once with the declaration's model: a composite reads what it needs of the
+        model's fields (their defaults) from there rather than repeating it."""
+
     def bad(self, path: str = ""):
         return InvalidPatch("Invalid value for object property", properties=[path or self.name])
 
@@ -332,9 +336,8 @@ class SqlAuthStore(Composite):
     COLUMNS = {"host": "host", "port": "port", "database": "database", "authUsername": "auth_username",
                "timeout": "timeout", "useTls": "use_tls", "allowInvalidCerts": "allow_invalid_certs",
                "poolMaxConnections": "pool_max_connections", "options": "options", "path": "path"}
-    DEFAULTS = {"host": "", "port": None, "database": "stalwart", "authUsername": "stalwart", "timeout": 15000,
-                "useTls": False, "allowInvalidCerts": False, "poolMaxConnections": 10, "options": None,
-                "path": ""}
+    # The JSON defaults are the model's column defaults (bind()), timeout in milliseconds.
+    DEFAULTS: dict = {}
 
     def __init__(self, name: str, prefix: str, description: str = ""):
         self.name, self.prefix, self.description = name, prefix, description
@@ -344,6 +347,15 @@ class SqlAuthStore(Composite):
         self.fields = (self.kind_field, *(prefix + c for c in self.COLUMNS.values()), *self.secret.fields)
         self.paths = {self.kind_field: f"{name}/@type", **{prefix + c: f"{name}/{k}" for k, c in self.COLUMNS.items()},
                       **self.secret.paths}
+
+    def bind(self, model) -> None:
+        defaults = {}
+        for key, column in self.COLUMNS.items():
+            value = model._meta.get_field(self.prefix + column).get_default()
+            if key == "timeout" and value is not None:
+                value = int(value.total_seconds() * 1000)
+            defaults[key] = value
+        self.DEFAULTS = defaults
 
     def fields_of(self) -> dict[str, list[str]]:
         """The columns each kind of store uses (the admin page shows only those)."""
@@ -426,8 +438,9 @@ class SqlAuthStore(Composite):
             "authUsername": f("Username to connect to the store", string, True),
             "authSecret": f("Password to connect to the store", secret),
         }
-        defaults = {"timeout": 15000, "useTls": False, "allowInvalidCerts": False, "poolMaxConnections": 10,
-                    "database": "stalwart", "authUsername": "stalwart", "authSecret": {"@type": "None"}}
+        defaults = {**{k: self.DEFAULTS[k] for k in ("timeout", "useTls", "allowInvalidCerts", "poolMaxConnections",
+                                                     "database", "authUsername")},
+                    "authSecret": {"@type": "None"}}
         return {
             **secret_schema_types(),
             "SqlAuthStore": {
@@ -444,7 +457,7 @@ class SqlAuthStore(Composite):
                     "SqliteStore": {"properties": {
                         "path": f("Path to the SQLite database", string),
                         "poolMaxConnections": common["poolMaxConnections"]},
-                        "defaults": {"poolMaxConnections": 10}},
+                        "defaults": {"poolMaxConnections": self.DEFAULTS["poolMaxConnections"]}},
                 },
             },
         }

@@ -318,6 +318,8 @@ class ObjectType:
                 ))
         self._by_prop = {p.name: p for p in self.props}
         self._by_attname = {p.attname: p for p in self.props}
+        for comp in self.composites:
+            comp.bind(self.model)
         owner = {f: c for c in self.composites for f in c.fields}
         # The properties of the JSON faces (JMAP, manage.py, schema), in display order: a
         # composite stands where its first field would.

@@ -182,6 +182,15 @@ def touch(decl_name: str, object_id: str, kind: str = "updated", tenant_id: int 
     return state
 
 
+def touch_many(decl_name: str, objects, kind: str = "updated") -> int:
+    """touch() for several objects of one type at once, [(object_id, tenant_id)]: one state
+    step and one insert whatever their number."""
+    state = bump_state(decl_name)
+    ChangeLog.objects.bulk_create([ChangeLog(object_type=decl_name, state=state, object_id=object_id,
+                                             kind=kind, tenant_id=tenant_id) for object_id, tenant_id in objects])
+    return state
+
+
 def states(*names: str) -> dict[str, int]:
     """The current states of `names` (0 for a type never changed), read now from the database."""
     return context.read(*names)
@@ -490,3 +499,12 @@ def audit_event(actor, object_type: str, object_id, action: str, field: str = ""
         actor=actor_label(actor), object_type=object_type, object_id=str(object_id), action=action,
         field=field, old_value=old, new_value=new,
     )
+
+
+def audit_events(actor, object_type: str, events) -> None:
+    """audit_event() for several objects in one insert: [(object_id, action, field, old, new)]."""
+    label = actor_label(actor)
+    AuditEvent.objects.bulk_create([
+        AuditEvent(actor=label, object_type=object_type, object_id=str(object_id), action=action,
+                   field=field, old_value=old, new_value=new)
+        for object_id, action, field, old, new in events])

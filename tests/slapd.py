@@ -340,6 +340,14 @@ access to * by * read
                         search_scope="BASE", attributes=["monitorOpCompleted"])
             return int(conn.response[0]["attributes"]["monitorOpCompleted"][0])
 
+    def searches(self) -> int:
+        """Search operations completed since the server started, this call's own included (it
+        searches once): for tests that count what a login asks the directory."""
+        with self.admin() as conn:
+            conn.search("cn=Search,cn=Operations,cn=Monitor", "(objectClass=*)",
+                        search_scope="BASE", attributes=["monitorOpCompleted"])
+            return int(conn.response[0]["attributes"]["monitorOpCompleted"][0])
+
     # Configurations for the backend and the JMAP face.
 
     def config(self, **overrides):

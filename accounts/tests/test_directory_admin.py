@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 
+from accounts.admin import DIRECTORY_LABELS, DIRECTORY_NOTES
 from accounts.models import Directory
 from accounts.tests.test_passwords import form_data, form_errors
 from registry import services as registry
@@ -100,3 +102,16 @@ def test_the_test_form_is_on_the_change_page(admin_client):
     action = reverse("admin:accounts_directory_test", args=[directory.pk])
     assert f'action="{action}"' in page and 'value="Test"' in page
     assert page.index(action) < page.index('id="directory_form"')
+
+
+def test_the_settings_page_explains_fields_from_the_model(admin_client):
+    """Each field's explanation on the page starts with its model help_text (the one text JMAP's
+    schema shows too), the page adding only its own note; labels are readable names."""
+    html = admin_client.get("/admin/accounts/directory/add/?kind=ldap").content.decode()
+    for name in ("url", "base_dn", "filter_login", "filter_member_of", "attr_member_of", "bind_authentication"):
+        own = str(Directory._meta.get_field(name).help_text)
+        # Django's admin renders help texts as they are (they are the code's, not a user's).
+        assert (f"{own} {DIRECTORY_NOTES[name]}" if name in DIRECTORY_NOTES else own) in html, name
+        assert escape(DIRECTORY_LABELS[name]) in html
+    # A secret's source has no help_text of its own: the page's note stands alone.
+    assert DIRECTORY_NOTES["bind_secret_kind"] in html

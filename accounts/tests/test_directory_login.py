@@ -14,6 +14,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts import credentials, external
 from accounts.models import Account, Alias, Authentication, Credential, Domain, Role, Tenant
@@ -163,6 +164,57 @@ def test_each_login_brings_the_mirror_in_line(client, directory, store):
     assert alice.description == "Alice Renamed"
     assert [str(a) for a in alice.aliases.all()] == ["taken@example.org"]
     assert [g.email_address for g in alice.member_groups.all()] == ["staff@example.org"]
+
+
+def _login_queries(client, ip):
+    with CaptureQueriesContext(connection) as queries:
+        assert echo(client, basic(ALICE, sqldirs.ALICE_PASSWORD), ip=ip).status_code == 200
+    return len(queries)
+
+
+def test_group_sync_costs_the_same_whatever_the_number_of_groups(client, directory, store):
+    """Mirroring the entry's groups is a constant number of queries: 2 groups or 43 already
+    there, 1 group or 40 to create."""
+    assert echo(client, basic(ALICE, sqldirs.ALICE_PASSWORD)).status_code == 200
+    steady_few = _login_queries(client, "198.51.100.40")
+    sqldirs.execute(store, "INSERT INTO group_members VALUES (%s, %s)", (ALICE, "solo"))
+    creating_one = _login_queries(client, "198.51.100.41")
+    for i in range(40):
+        sqldirs.execute(store, "INSERT INTO group_members VALUES (%s, %s)", (ALICE, f"team{i}"))
+    creating_many = _login_queries(client, "198.51.100.42")
+    steady_many = _login_queries(client, "198.51.100.43")
+    alice = Account.objects.get(email_address=ALICE)
+    assert alice.member_groups.count() == 43
+    assert steady_many == steady_few
+    assert creating_many == creating_one
+    created = list(Account.objects.filter(name__startswith="team").values_list("directory_id", "kind", "email_address"))
+    assert len(created) == 40 and all(d == directory.pk and k == "group" and e.endswith("@example.org")
+                                      for d, k, e in created)
+
+
+def test_a_directory_cannot_put_its_people_in_internal_or_foreign_groups(client, directory, store, make_account,
+                                                                      domain):
+    """The attacker controls the directory entry's group list (memberOf, a groups claim): naming
+    an administrator's internal group, another account's address or alias, or a group in
+    another tenant's domain gains nothing; an internal group an administrator put the account in
+    stays."""
+    admins = make_account("admins", kind="group", roles_mode=Account.RolesMode.DEFAULT)
+    helpdesk = make_account("helpdesk", kind="group", roles_mode=Account.RolesMode.DEFAULT)
+    make_account("boss")
+    Alias.objects.create(account=Account.objects.get(name="boss"), name="ceo", domain=domain)
+    other = Domain.objects.create(name="other.test", tenant=Tenant.objects.create(name="other"))
+    for name in ("admins", "boss@example.org", "ceo", "finance@other.test"):
+        sqldirs.execute(store, "INSERT INTO group_members VALUES (%s, %s)", (ALICE, name))
+    assert echo(client, basic(ALICE, sqldirs.ALICE_PASSWORD)).status_code == 200
+    alice = Account.objects.get(email_address=ALICE)
+    alice.member_groups.add(helpdesk)  # an administrator's doing
+    assert echo(client, basic(ALICE, sqldirs.ALICE_PASSWORD), ip="198.51.100.43").status_code == 200
+    assert {g.email_address for g in alice.member_groups.all()} == {
+        "staff@example.org", "sales@example.org", "helpdesk@example.org"}
+    assert not admins.members.exists()
+    assert Account.objects.get(pk=admins.pk).directory_id is None
+    assert not Account.objects.filter(name__in=["ceo", "finance"]).exists()
+    assert not Account.objects.filter(domain=other).exists()
 
 
 def test_an_unchanged_login_writes_nothing(client, directory):

@@ -21,6 +21,7 @@ from jwcrypto import jwk
 
 from accounts.models import Account, Domain
 from conftest import STRONG_PASSWORD
+from directories.oidc import OidcDirectory
 from registry import ids
 from security.models import BlockedIp, Security
 from registry import services as registry
@@ -122,6 +123,51 @@ def test_wrong_audience_expired_and_forged_tokens_are_401_and_count_toward_a_ban
     assert not Account.objects.filter(email_address=idp.login).exists()
     statuses = [session(client, bad[i % 3], ip="198.51.100.31").status_code for i in range(8)]
     assert 429 in statuses and BlockedIp.objects.filter(address="198.51.100.31").exists()
+
+
+def test_one_opaque_token_sent_many_times_costs_one_userinfo_call(client, idp, oidc):
+    """Userinfo verdicts are cached per token digest (directories/oidc.py): a client re-sending
+    its token, or a flood of one stolen or made-up token, reaches the provider once."""
+    token = tokens(idp)["access_token"]
+    garbage = "not-a-token-the-provider-issued"
+    before = idp.proxy.hits["/auth/userinfo"]
+    # Other addresses each time: not the edge's verdict cache keyed by the caller answering.
+    for i in range(6):
+        assert session(client, token, ip=f"198.51.100.{100 + i}").status_code == 200
+    assert idp.proxy.hits["/auth/userinfo"] == before + 1
+    for i in range(6):
+        assert session(client, garbage, ip=f"198.51.100.{120 + i}").status_code == 401
+    assert idp.proxy.hits["/auth/userinfo"] == before + 2
+
+
+def test_a_flood_of_different_garbage_tokens_stops_reaching_the_provider_at_the_ban(client, idp, oidc):
+    """Each made-up opaque token is a userinfo call (nothing else can tell it is not the
+    provider's) and a failed login: the caller's address is banned after auth_ban_rate_count
+    of them, and from then on none reaches the provider."""
+    registry.update(Security._declaration, 1, {"auth_ban_rate_count": 4}, "test")
+    before = idp.proxy.hits["/auth/userinfo"]
+    statuses = [session(client, f"garbage-{i}-{'x' * 20}", ip="198.51.100.140").status_code for i in range(20)]
+    assert statuses[:4] == [401] * 4 and set(statuses[4:]) <= {429, 403}, statuses
+    assert BlockedIp.objects.filter(address="198.51.100.140").exists()
+    # The failure that crosses the count was asked about too (it is answered 429); none after it.
+    assert idp.proxy.hits["/auth/userinfo"] - before == 4 + 1
+
+
+def test_a_flood_from_many_addresses_is_capped_per_directory(client, idp, oidc, monkeypatch, caplog):
+    """Made-up tokens from many addresses, each under the ban's count: userinfo calls for unknown
+    tokens are capped per directory (a bucket, OidcDirectory.userinfo_burst and userinfo_rate);
+    beyond it the answer is 503 (not a ban), while a token already known still signs in."""
+    monkeypatch.setattr(OidcDirectory, "userinfo_burst", 3)
+    monkeypatch.setattr(OidcDirectory, "userinfo_rate", 0.001)
+    token = tokens(idp)["access_token"]
+    assert session(client, token, ip="198.51.100.150").status_code == 200
+    before = idp.proxy.hits["/auth/userinfo"]
+    statuses = [session(client, f"garbage-{i}-{'y' * 20}", ip=f"198.51.100.{160 + i}").status_code
+                for i in range(12)]
+    assert statuses == [401, 401] + [503] * 10, statuses
+    assert idp.proxy.hits["/auth/userinfo"] - before == 2
+    assert not BlockedIp.objects.exists()
+    assert session(client, token, ip="198.51.100.151").status_code == 200
 
 
 # --- c. the provider down --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from accounts.hashing import verify_secret
 from directories.base import DirectoryError, DirectoryUnavailable, SecretRef, build
-from directories.ldap import LdapDirectory, render_filter, validate_filter
+from directories.ldap import MEMBER_OF_BATCH, LdapDirectory, render_filter, validate_filter
 from tests.slapd import (ALICE_HASH, ALICE_PASSWORD, BASE_DN, BOB_PASSWORD, DAVE_PASSWORD,
                          ERIN_PASSWORD, FRANK_PASSWORD, READER_PASSWORD, SCARLETT_DN, SCARLETT_PASSWORD,
                          start_or_skip, slapd)  # noqa: F401  (slapd: the module's server fixture)
@@ -242,6 +242,41 @@ def test_active_directory_group_kind(slapd, directory):
     ad = directory(slapd.ad_config(filter_login=slapd.ad_config().filter_mailbox))
     group = ad.lookup("engineering@corp.example.org")
     assert group.kind == "group" and group.name == "engineering@corp.example.org"
+
+
+def test_member_of_groups_resolve_in_one_search_per_batch(own_slapd):
+    """memberOf DNs are named with one search per MEMBER_OF_BATCH groups, not one per group
+    (counted by the server's monitor); an entry sharing a group's cn elsewhere in the tree is
+    not taken for it, and a DN outside the base DN is still resolved, on its own."""
+    corp = f"ou=corp,{BASE_DN}"
+    count = MEMBER_OF_BATCH + 5
+    with own_slapd.admin() as admin:
+        admin.add(f"ou=many,{corp}", "organizationalUnit", {"ou": "many"})
+        admin.add(f"ou=decoys,{BASE_DN}", "organizationalUnit", {"ou": "decoys"})
+        groups = []
+        for i in range(count):
+            dn = f"cn=Team {i:03},ou=many,{corp}"
+            assert admin.add(dn, "group", {"cn": f"Team {i:03}", "mail": f"team{i:03}@corp.example.org"})
+            groups.append(dn)
+        # Same cn, not a group the user is in: must not name it.
+        assert admin.add(f"cn=Team 000,ou=decoys,{BASE_DN}", "group",
+                         {"cn": "Team 000", "mail": "decoy@example.org"})
+        # Outside the AD config's base DN (ou=corp): resolved by a search of its own.
+        assert admin.add(f"cn=Outside,ou=groups,{BASE_DN}", "groupOfNames",
+                         {"cn": "Outside", "member": f"cn=Dave Jones,{corp}"})
+        groups.append(f"cn=Outside,ou=groups,{BASE_DN}")
+        assert admin.modify(f"cn=Dave Jones,{corp}", {"memberOf": [(ldap3.MODIFY_ADD, groups)]})
+    ad = LdapDirectory(own_slapd.ad_config())
+    try:
+        ad.lookup("dave")  # the connection and the service bind
+        before = own_slapd.searches()
+        dave = ad.lookup("dave")
+        # The login search, two batches under the base DN, one outside it (and searches() itself).
+        assert own_slapd.searches() - before - 1 == 1 + 2 + 1
+    finally:
+        ad.close()
+    assert dave.groups == ("engineering@corp.example.org", "Remote Workers",
+                           *(f"team{i:03}@corp.example.org" for i in range(count)), "Outside")
 
 
 # --- secret changes ---------------------------------------------------------------------------
