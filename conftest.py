@@ -25,6 +25,16 @@ def _plain_static_storage(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _own_blob_store(_plain_static_storage, settings, tmp_path_factory):
+    """Each test's blobs in a directory of its own (not the worktree's var/)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                  "OPTIONS": {"location": str(tmp_path_factory.mktemp("blobs"))}},
+    }
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _own_rate_counters(tmp_path_factory):
     """Rate-limit counters in a file of this run's (another run on the machine resets its own)."""

@@ -25,10 +25,11 @@ def actor_permissions(actor):
 # holds more than the actor is a takeover (set its password and log in as it, or lock it out).
 PROTECTED_FIELDS = frozenset({
     "credentials", "is_active", "roles_mode", "roles", "permissions_mode", "enabled_permissions",
-    "disabled_permissions", "tenant", "max_app_passwords", "max_api_keys", "destroy",
+    "disabled_permissions", "tenant", "max_app_passwords", "max_api_keys", "max_disk_quota", "destroy",
 })
 _WHAT = {"credentials": "credentials", "is_active": "enabled state", "tenant": "tenant", "destroy": "existence",
-         "max_app_passwords": "quotas", "max_api_keys": "quotas"}
+         "max_app_passwords": "quotas", "max_api_keys": "quotas",
+         "max_disk_quota": "quotas"}
 
 
 def _actor_account_id(actor):

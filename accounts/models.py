@@ -354,6 +354,10 @@ class Account(AbstractBaseUser):
         "maximum API keys", null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Overrides the default maximum number of API keys (empty: use the default).",
     )
+    max_disk_quota = models.PositiveBigIntegerField(
+        "disk quota", null=True, blank=True,
+        help_text="Maximum number of bytes the account may store (blobs, later messages); empty: unlimited.",
+    )
     locale = models.CharField(max_length=16, default="en_US")
     # Set when the account is a mirror of an external directory's entry: its password and
     # second factor belong to that directory and cannot be changed here.

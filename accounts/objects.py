@@ -187,7 +187,7 @@ ACCOUNT = register(ObjectType(
                      "locale", "created_at"]),
         ("Roles and permissions", ["roles_mode", "roles", "permissions_mode", "enabled_permissions",
                                    "disabled_permissions"]),
-        ("Quotas", ["max_app_passwords", "max_api_keys"]),
+        ("Quotas", ["max_app_passwords", "max_api_keys", "max_disk_quota"]),
     ],
     property_names={"kind": "@type", "tenant": "memberTenantId", "is_active": "enabled"},
     server_set=("email_address", "created_at"),
@@ -198,7 +198,8 @@ ACCOUNT = register(ObjectType(
         RolesChoice("roles", "roles_mode", "roles",
                     {"user": "User", "admin": "Admin", "default": "Default", "custom": "Custom"}),
         PermissionsChoice("permissions", "permissions_mode", "enabled_permissions", "disabled_permissions"),
-        QuotaMap("quotas", {"maxAppPasswords": "max_app_passwords", "maxApiKeys": "max_api_keys"}),
+        QuotaMap("quotas", {"maxAppPasswords": "max_app_passwords", "maxApiKeys": "max_api_keys",
+                             "maxDiskQuota": "max_disk_quota"}),
     ],
     json_values={"kind": {"user": "User", "group": "Group"}},
 ))

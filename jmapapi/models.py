@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -29,6 +31,15 @@ class Jmap(SingletonModel):
     max_concurrent_uploads = models.PositiveIntegerField(
         null=True, blank=True, default=4, validators=[MinValueValidator(1)],
         help_text="Maximum number of uploads one account may have in flight (empty: unlimited).")
+    upload_quota = models.PositiveBigIntegerField(
+        default=50_000_000, validators=[MinValueValidator(1)],
+        help_text="Maximum number of bytes one account may upload within the upload lifetime.")
+    max_upload_count = models.PositiveIntegerField(
+        default=1000, validators=[MinValueValidator(1)],
+        help_text="Maximum number of blobs one account may upload within the upload lifetime.")
+    upload_ttl = models.DurationField(
+        default=timedelta(hours=1),
+        help_text="How long an uploaded blob that nothing references is kept (RFC 8620 §6.1).")
 
     class Meta:
         verbose_name = "JMAP"

@@ -8,7 +8,7 @@ JMAP = register(ObjectType(
     groups=[
         ("Requests", ["max_request_size", "max_method_calls", "max_concurrent_requests"]),
         ("Methods", ["get_max_results", "set_max_objects", "query_max_results", "changes_max_results"]),
-        ("Uploads", ["max_upload_size", "max_concurrent_uploads"]),
+        ("Uploads", ["max_upload_size", "max_concurrent_uploads", "upload_quota", "max_upload_count", "upload_ttl"]),
     ],
     property_names={"get_max_results": "getMaxResults", "set_max_objects": "setMaxObjects"},
 ))

@@ -16,7 +16,8 @@ from registry import services as registry_services
 from registry.schema import document
 from stalwart_site.problem import problem
 
-from . import engine
+from . import capabilities, engine
+from . import blob_views  # noqa: F401  (registers the blob capability with its methods)
 from .models import Jmap
 from .registry_methods import FILTER_LIMITS
 
@@ -128,16 +129,19 @@ def session_document(principal, request=None) -> dict:
                 "maxObjectsInSet": limits.set_max_objects,
                 "collationAlgorithms": ["i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"],
             },
+            **capabilities.session_values(limits),
             # Our own limits on /query filters (the reference advertises none here).
             STALWART_CAP: dict(FILTER_LIMITS),
         },
         "accounts": {
             account_id: {"name": principal.name, "isPersonal": True, "isReadOnly": False,
-                         "accountCapabilities": {STALWART_CAP: {}}},
+                         "accountCapabilities": {**capabilities.account_values(principal, limits), STALWART_CAP: {}}},
         },
         # Core is not an account capability in RFC 8620, but clients such as jmapc find the
         # account to use through it.
-        "primaryAccounts": {"urn:ietf:params:jmap:core": account_id, STALWART_CAP: account_id},
+        "primaryAccounts": {"urn:ietf:params:jmap:core": account_id,
+                            **{urn: account_id for urn in capabilities.primary_for(principal, limits)},
+                            STALWART_CAP: account_id},
         "username": principal.name,
         "apiUrl": f"{base}/jmap/",
         "downloadUrl": f"{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}",

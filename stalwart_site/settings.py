@@ -6,6 +6,7 @@ nothing here needs editing for a deployment.
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from . import varfiles
 from .env import env_bool, env_int, env_list, env_str, persistent_secret
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "accounts",
     "journal",
     "jmapapi",
+    "blobs",
     "cli",
     "oauth2_provider",
     "oauth",
@@ -212,6 +214,37 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# The blob store (blobs/): files under var/blobs by default, or any S3-compatible store for
+# scale-out (docs/jmap.md, "Blobs").
+BLOB_STORE = env_str("BLOB_STORE", "file").lower()
+if BLOB_STORE == "file":
+    STORAGES["blobs"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env_str("BLOB_DIR", str(VAR_DIR / "blobs")), "file_permissions_mode": 0o600,
+                    "directory_permissions_mode": 0o700},
+    }
+elif BLOB_STORE == "s3":
+    STORAGES["blobs"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("BLOB_S3_BUCKET"),
+            "endpoint_url": env_str("BLOB_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("BLOB_S3_REGION") or None,
+            "access_key": env_str("BLOB_S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("BLOB_S3_SECRET_ACCESS_KEY") or None,
+            "location": env_str("BLOB_S3_PREFIX"),
+            "default_acl": None,
+            "file_overwrite": False,
+            # A read spools to disk beyond 1 MB instead of holding the whole object in memory
+            # (django-storages' default 0 never rolls over).
+            "max_memory_size": 1024 * 1024,
+        },
+    }
+    if not STORAGES["blobs"]["OPTIONS"]["bucket_name"]:
+        raise ImproperlyConfigured("BLOB_STORE=s3 needs BLOB_S3_BUCKET.")
+else:
+    raise ImproperlyConfigured(f"BLOB_STORE must be file or s3, got {BLOB_STORE!r}")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

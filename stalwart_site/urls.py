@@ -1,9 +1,10 @@
 """The URL table, in the order of the reference's endpoint list as slices arrive."""
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from accounts import views as account_views
+from jmapapi import blob_views as jmap_blobs
 from jmapapi import views as jmap
 from oauth import api_views as oauth_api
 from oauth import registration as oauth_registration
@@ -15,6 +16,9 @@ urlpatterns = [
     path("jmap", jmap.api),
     path("jmap/", jmap.api),
     path("jmap/session", jmap.session),
+    path("jmap/upload/<str:account_id>/", jmap_blobs.upload),
+    # The name may hold anything, control characters included (blob_views cleans it).
+    re_path(r"^jmap/download/(?P<account_id>[^/]+)/(?P<blob_id>[^/]+)/(?P<name>[\s\S]+)$", jmap_blobs.download),
     # The reference's documentation posts JMAP to /api: accept it too.
     path("api", jmap.api),
     path("api/schema", jmap.schema),

@@ -62,14 +62,22 @@ def test_session_urls_are_where_the_client_connected(server, host):
     echo = follow(session["apiUrl"], method="POST", headers={"Authorization": server.auth},
                   json={"using": [CORE], "methodCalls": [["Core/echo", {"n": 1}, "e"]]})
     assert echo.status_code == 200 and echo.json()["methodResponses"][0][1] == {"n": 1}
-    # Upload, download and push are not served yet: their URLs still reach this server, which
-    # answers for itself (no connection refused, no other host).
+    # Upload and download answer at the advertised addresses; push (issue 15) is not served yet:
+    # its URL still reaches this server, which answers for itself (no connection refused).
     account = session["primaryAccounts"][CORE]
-    for url in (session["uploadUrl"].replace("{accountId}", account),
-                session["downloadUrl"].format(accountId=account, blobId="b", name="n", type="text/plain"),
-                session["eventSourceUrl"].format(types="*", closeafter="no", ping="0")):
-        assert urlsplit(url).netloc == urlsplit(base).netloc
-        follow(url, headers={"Authorization": server.auth})
+    upload = session["uploadUrl"].replace("{accountId}", account)
+    assert urlsplit(upload).netloc == urlsplit(base).netloc
+    blob = follow(upload, method="POST", data=b"advertised", headers={"Authorization": server.auth,
+                                                                      "Content-Type": "text/plain"})
+    assert blob.status_code == 201, blob.text
+    download = session["downloadUrl"].format(accountId=account, blobId=blob.json()["blobId"], name="n",
+                                             type="text/plain")
+    assert urlsplit(download).netloc == urlsplit(base).netloc
+    got = follow(download, headers={"Authorization": server.auth})
+    assert got.status_code == 200 and got.content == b"advertised"
+    event_source = session["eventSourceUrl"].format(types="*", closeafter="no", ping="0")
+    assert urlsplit(event_source).netloc == urlsplit(base).netloc
+    follow(event_source, headers={"Authorization": server.auth})
 
 
 @pytest.mark.parametrize("path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration",

@@ -132,7 +132,7 @@ def test_describe_account_lists_credentials_aliases_and_quota_keys():
     assert re.search(r"^    domainId +id<Domain>  mutable$", alias, re.M)
     assert ok("describe", "storagequota") == (
         "StorageQuota  (enum)\n\n  Variants:\n    maxAppPasswords  Maximum app passwords\n"
-        "    maxApiKeys       Maximum API keys\n")
+        "    maxApiKeys       Maximum API keys\n    maxDiskQuota     Disk quota\n")
 
 
 @pytest.mark.django_db

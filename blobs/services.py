@@ -1,0 +1,422 @@
+"""The blob store: content-addressed, deduplicated bytes, referenced per account. It knows no
+protocol: the JMAP face (jmapapi) and, later, the mail store and Sieve call these functions.
+
+- `spool()` streams bytes to a temporary file, hashing and counting while it writes.
+- `ingest()` files a spooled blob under an account, with a first reference (who holds it).
+- `hold()` / `release()` add and remove references; `resolve()` answers which of an account's
+  blob ids it may read; `chunks()` streams the content (or a range of it).
+- `collect()` deletes what nothing references any more (expired uploads, released blobs,
+  content no account holds, files no row names).
+
+Concurrency: a reference is added under a row lock of the content (`Blob`) and of the
+account's view (`AccountBlob`); collection deletes a row only under the same lock, after checking
+again that nothing references it. A reference being added and a collection of the same
+content are therefore serialised, whichever comes first (PostgreSQL: row locks; SQLite: the
+write lock every transaction takes at BEGIN). Files are named uniquely per row, so a collection
+that deletes an old row's file never touches the file of a new row for the same content.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Iterable, Iterator
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from accounts.models import Account
+
+from .models import AccountBlob, Blob, Hold
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+UPLOAD = "upload"
+# A file no row names is left alone this long: it may belong to an upload still in flight.
+ORPHAN_GRACE = timedelta(hours=1)
+
+
+class BlobError(Exception):
+    pass
+
+
+class TooLarge(BlobError):
+    def __init__(self, limit: int):
+        super().__init__(f"The blob is larger than {limit} bytes.")
+        self.limit = limit
+
+
+class OverQuota(BlobError):
+    pass
+
+
+class WindowExceeded(BlobError):
+    """More references of one kind within a time window than allowed (the upload quota)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotFound(BlobError):
+    pass
+
+
+def storage():
+    return storages["blobs"]
+
+
+# --- writing ---------------------------------------------------------------------------------
+class _Spooled(File):
+    """A temporary file Django's FileSystemStorage can move into place instead of copying."""
+
+    def temporary_file_path(self) -> str:
+        return self.file.name
+
+
+@dataclass
+class Spool:
+    """Bytes written to a temporary file, with their digest and size."""
+
+    path: str
+    digest: str
+    size: int
+    sha1: str = ""
+    sha512: str = ""
+
+    def discard(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass  # moved into the storage
+
+
+def spool(chunks: Iterable[bytes], max_size: int | None = None) -> Spool:
+    """Write `chunks` to a temporary file, hashing as it writes; TooLarge beyond `max_size`
+    (the rest is not read)."""
+    sha256 = hashlib.sha256()
+    size = 0
+    fd, path = tempfile.mkstemp(prefix="blob-", dir=settings.FILE_UPLOAD_TEMP_DIR)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise TooLarge(max_size)
+                sha256.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return Spool(path, sha256.hexdigest(), size)
+
+
+def spool_bytes(data: bytes, max_size: int | None = None) -> Spool:
+    return spool([data], max_size)
+
+
+def jmap_id(account_id: int, digest: str) -> str:
+    """The id an account knows a content by: keyed on the server's secret and the account, so
+    that the same bytes have unrelated ids in two accounts."""
+    mac = salted_hmac("blobs.jmap_id", f"{account_id}:{digest}", algorithm="sha256").digest()
+    return base64.b32encode(mac[:20]).decode().lower()
+
+
+def _store(sp: Spool) -> str:
+    name = f"{sp.digest[:2]}/{sp.digest[2:4]}/{sp.digest}.{secrets.token_hex(8)}"
+    with open(sp.path, "rb") as fh:
+        return storage().save(name, _Spooled(fh, name=name))
+
+
+def ingest(account_id: int, sp: Spool, owner_kind: str, owner_id: str, expires_at: datetime | None = None,
+           check: Callable[[int], None] | None = None) -> AccountBlob:
+    """File spooled bytes under an account, held by (owner_kind, owner_id).
+
+    The account's disk quota is checked under a lock of its row (concurrent ingests of one
+    account queue there); `check()`, if given, runs under the same lock (the upload quota).
+    The spool is consumed whatever happens.
+    """
+    try:
+        name = _store(sp)
+    finally:
+        sp.discard()
+    keep = False
+    try:
+        with transaction.atomic():
+            quota = _lock_account(account_id)
+            if check is not None:
+                check(sp.size)
+            blob = _lock_or_create_blob(sp, name)
+            view = _attach(account_id, blob, owner_kind, owner_id, expires_at, quota)
+            keep = blob.name == name
+    finally:
+        if not keep:
+            # The content was stored already (or nothing was filed): no row names our copy.
+            _delete_file(name)
+    return view
+
+
+def put(account_id: int, data: bytes, owner_kind: str, owner_id: str, expires_at: datetime | None = None) -> AccountBlob:
+    return ingest(account_id, spool_bytes(data), owner_kind, owner_id, expires_at)
+
+
+def _lock_account(account_id: int) -> int | None:
+    row = Account.objects.select_for_update().filter(pk=account_id).values_list("max_disk_quota", flat=True)
+    quota = list(row)
+    if not quota:
+        raise NotFound("No such account.")
+    return quota[0]
+
+
+def _lock_or_create_blob(sp: Spool, name: str) -> Blob:
+    for _ in range(3):
+        blob = Blob.objects.select_for_update().filter(digest=sp.digest).first()
+        if blob is not None:
+            return blob
+        try:
+            with transaction.atomic():
+                return Blob.objects.create(digest=sp.digest, size=sp.size, name=name)
+        except IntegrityError:
+            continue  # created meanwhile by a concurrent ingest of the same bytes: lock that one
+    raise BlobError("The blob could not be stored; try again.")
+
+
+def _live() -> Q:
+    return Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+
+
+def _live_holds():
+    return Hold.objects.filter(_live(), account_blob=OuterRef("pk"))
+
+
+def usage(account_id: int) -> int:
+    """Bytes the account holds: each distinct content it references once."""
+    total = (AccountBlob.objects.filter(account_id=account_id).filter(Exists(_live_holds()))
+             .aggregate(total=Sum("blob__size"))["total"])
+    return total or 0
+
+
+def window_usage(account_id: int, owner_kind: str, since: datetime) -> tuple[int, int]:
+    """(count, bytes) of the account's references of one kind made since `since`."""
+    row = (Hold.objects.filter(account_blob__account_id=account_id, owner_kind=owner_kind, created_at__gt=since)
+           .aggregate(n=Count("pk"), total=Sum("account_blob__blob__size")))
+    return row["n"], row["total"] or 0
+
+
+def _attach(account_id: int, blob: Blob, owner_kind: str, owner_id: str, expires_at, quota: int | None) -> AccountBlob:
+    """Give the account a (new) reference to `blob`; the caller holds the account's and the
+    blob's row locks."""
+    view = AccountBlob.objects.select_for_update().filter(account_id=account_id, blob=blob).first()
+    held = view is not None and view.holds.filter(_live()).exists()
+    if not held and quota is not None and usage(account_id) + blob.size > quota:
+        raise OverQuota("The account's storage quota would be exceeded.")
+    if view is None:
+        view = AccountBlob.objects.create(account_id=account_id, blob=blob, jmap_id=jmap_id(account_id, blob.digest))
+        # A new view has no holds yet: no need to look for one to update.
+        Hold.objects.create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id), expires_at=expires_at)
+    else:
+        Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),
+                                      defaults={"expires_at": expires_at})
+    view.blob = blob
+    return view
+
+
+# --- references ------------------------------------------------------------------------------
+def resolve(account_id: int, blob_ids: Iterable[str]) -> dict[str, AccountBlob]:
+    """Which of these ids name a blob the account holds (one query). Another account's id, an
+    expired upload or garbage are simply absent."""
+    wanted = {b for b in blob_ids if isinstance(b, str) and 0 < len(b) <= 64}
+    if not wanted:
+        return {}
+    rows = (AccountBlob.objects.select_related("blob").filter(account_id=account_id, jmap_id__in=wanted)
+            .filter(Exists(_live_holds())))
+    return {row.jmap_id: row for row in rows}
+
+
+def hold(account_id: int, blob_id: str, owner_kind: str, owner_id: str, expires_at: datetime | None = None) -> AccountBlob:
+    """Add a reference to a blob the account already holds (an email made of an upload). NotFound
+    when the account does not hold it (or its upload expired)."""
+    with transaction.atomic():
+        view = (AccountBlob.objects.select_for_update().select_related("blob")
+                .filter(account_id=account_id, jmap_id=blob_id).first())
+        if view is None or not view.holds.filter(_live()).exists():
+            raise NotFound(f"Blob {blob_id} not found.")
+        Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),
+                                      defaults={"expires_at": expires_at})
+        return view
+
+
+def copy(from_account_id: int, to_account_id: int, blob_id: str, owner_kind: str, owner_id: str,
+         expires_at: datetime | None = None) -> AccountBlob:
+    """The content of one account's blob, held by another account (its quota applies)."""
+    source = resolve(from_account_id, [blob_id]).get(blob_id)
+    if source is None:
+        raise NotFound(f"Blob {blob_id} not found.")
+    with transaction.atomic():
+        quota = _lock_account(to_account_id)
+        blob = Blob.objects.select_for_update().filter(pk=source.blob.pk).first()
+        if blob is None:
+            raise NotFound(f"Blob {blob_id} not found.")
+        return _attach(to_account_id, blob, owner_kind, owner_id, expires_at, quota)
+
+
+def release(account_id: int, blob_id: str, owner_kind: str, owner_id: str) -> bool:
+    """Remove one reference; the content goes at the next collection if nothing else holds it."""
+    deleted, _ = Hold.objects.filter(account_blob__account_id=account_id, account_blob__jmap_id=blob_id,
+                                     owner_kind=owner_kind, owner_id=str(owner_id)).delete()
+    return bool(deleted)
+
+
+def release_owner(owner_kind: str, owner_id: str) -> int:
+    """Remove every reference an owner holds (an email destroyed)."""
+    deleted, _ = Hold.objects.filter(owner_kind=owner_kind, owner_id=str(owner_id)).delete()
+    return deleted
+
+
+def holders(account_id: int, blob_ids: Iterable[str], owner_kinds: Iterable[str]) -> dict[str, dict[str, list[str]]]:
+    """blob id -> owner kind -> owner ids, for the account's live references of these kinds."""
+    out: dict[str, dict[str, list[str]]] = {}
+    rows = (Hold.objects.filter(_live(), account_blob__account_id=account_id, account_blob__jmap_id__in=list(blob_ids),
+                                owner_kind__in=list(owner_kinds))
+            .order_by("pk").values_list("account_blob__jmap_id", "owner_kind", "owner_id"))
+    for blob_id, kind, owner in rows:
+        out.setdefault(blob_id, {}).setdefault(kind, []).append(owner)
+    return out
+
+
+# --- data types that reference blobs (RFC 9404 §4.3 Blob/lookup) ---------------------------
+@dataclass
+class DataType:
+    """A JMAP data type whose objects hold blobs, under `owner_kind`, as `to_jmap_id(owner_id)`."""
+
+    name: str
+    owner_kind: str
+    to_jmap_id: Callable[[str], str] = field(default=str)
+
+
+DATA_TYPES: dict[str, DataType] = {}
+
+
+def register_data_type(name: str, owner_kind: str, to_jmap_id: Callable[[str], str] = str) -> DataType:
+    DATA_TYPES[name] = DataType(name, owner_kind, to_jmap_id)
+    return DATA_TYPES[name]
+
+
+# --- reading ---------------------------------------------------------------------------------
+def chunks(blob: Blob, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """The bytes [start, end) of a blob, streamed."""
+    end = blob.size if end is None else min(end, blob.size)
+    if start >= end:
+        return
+    st = storage()
+    bucket = getattr(st, "bucket", None)
+    if bucket is not None:
+        # S3: a ranged GET streams just those bytes; S3File would download the whole object first.
+        # _normalize_name is django-storages' own mapping of a name to the key (prefix applied).
+        key = st._normalize_name(blob.name)
+        body = bucket.Object(key).get(Range=f"bytes={start}-{end - 1}")["Body"]
+        try:
+            yield from body.iter_chunks(CHUNK)
+        finally:
+            body.close()
+        return
+    with st.open(blob.name, "rb") as fh:
+        fh.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            data = fh.read(min(CHUNK, remaining))
+            if not data:
+                raise BlobError(f"The stored content of blob {blob.digest} is shorter than recorded.")
+            remaining -= len(data)
+            yield data
+
+
+def read(blob: Blob, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join(chunks(blob, start, end))
+
+
+# --- collection ------------------------------------------------------------------------------
+@dataclass
+class Collected:
+    holds: int = 0
+    views: int = 0
+    blobs: int = 0
+    files: int = 0
+
+
+def collect(now: datetime | None = None, orphans: bool = True) -> Collected:
+    """Delete expired references, then what nothing references: account views, content rows and
+    their files, and (with `orphans`) files no row names that are older than ORPHAN_GRACE."""
+    now = now or timezone.now()
+    done = Collected()
+    done.holds, _ = Hold.objects.filter(expires_at__lte=now).delete()
+    for pk in list(AccountBlob.objects.filter(~Exists(Hold.objects.filter(account_blob=OuterRef("pk"))))
+                   .values_list("pk", flat=True)):
+        with transaction.atomic():
+            view = AccountBlob.objects.select_for_update().filter(pk=pk).first()
+            if view is not None and not view.holds.exists():
+                view.delete()
+                done.views += 1
+    for pk in list(Blob.objects.filter(~Exists(AccountBlob.objects.filter(blob=OuterRef("pk"))))
+                   .values_list("pk", flat=True)):
+        with transaction.atomic():
+            blob = Blob.objects.select_for_update().filter(pk=pk).first()
+            if blob is not None and not AccountBlob.objects.filter(blob=blob).exists():
+                blob.delete()
+                name = blob.name
+                transaction.on_commit(lambda name=name: _delete_file(name))
+                done.blobs += 1
+    if orphans:
+        done.files = _collect_orphans(now)
+    return done
+
+
+def _walk(st, path: str = "") -> Iterator[str]:
+    dirs, files = st.listdir(path)
+    for name in files:
+        yield f"{path}/{name}" if path else name
+    for name in dirs:
+        yield from _walk(st, f"{path}/{name}" if path else name)
+
+
+def _collect_orphans(now: datetime) -> int:
+    st = storage()
+    try:
+        names = list(_walk(st))
+    except FileNotFoundError:
+        return 0  # nothing stored yet
+    known = set(Blob.objects.filter(name__in=names).values_list("name", flat=True))
+    removed = 0
+    for name in names:
+        if name in known:
+            continue
+        try:
+            if st.get_modified_time(name) > now - ORPHAN_GRACE:
+                continue
+        except (FileNotFoundError, OSError):
+            continue
+        # Checked again by name: a row may have been filed since the listing.
+        if not Blob.objects.filter(name=name).exists():
+            _delete_file(name)
+            removed += 1
+    return removed
+
+
+def _delete_file(name: str) -> None:
+    try:
+        storage().delete(name)
+    except Exception:  # noqa: BLE001 - a file left behind is an orphan the next collection removes
+        log.warning("Could not delete blob file %s", name, exc_info=True)
