@@ -73,9 +73,9 @@ def mallory(client, make_account):
     return Who(client, "mallory", make_account("mallory"))
 
 
-def message(subject="Hello", body="Hi there", message_id=None, in_reply_to=None, sender="bob@example.com",
+def message(subject="Hello", body="Hi there", message_id=None, in_reply_to=None, sender="bob@example.com", name="Bob",
             to="alice@example.org", date="Mon, 07 Dec 2026 10:00:00 +0000", extra="") -> bytes:
-    lines = [f"From: Bob <{sender}>", f"To: {to}", f"Subject: {subject}", f"Date: {date}"]
+    lines = [f"From: {name} <{sender}>", f"To: {to}", f"Subject: {subject}", f"Date: {date}"]
     if message_id:
         lines.append(f"Message-ID: <{message_id}>")
     if in_reply_to:
