@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils.dateparse import parse_datetime
 
 from blobs import services as blobs
+from jmapapi.blob_methods import DERIVED_BLOBS
 from jmapapi.engine import Context, MethodError, invalid_arguments, method
 from jmapapi.journal_methods import changes_method, query_changes_method
 from journal import services as journal
@@ -52,11 +53,6 @@ def utc(dt: datetime.datetime) -> str:
     return dt.astimezone(datetime.timezone.utc).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
-def part_blob_id(email_id: str, part_id: str) -> str:
-    """A body part's blobId: derived from the email and the part (`m_<email>_<partId>`)."""
-    return f"m_{email_id}_{part_id}"
-
-
 # --- Email/get --------------------------------------------------------------------------------
 class _BodyOptions:
     def __init__(self, args: dict):
@@ -85,7 +81,7 @@ def render(meta: dict, props, opts: _BodyOptions, *, email_id: str | None, raw_o
     parts = mime.parts_by_id(meta["bodyStructure"])
 
     def blob_id(part):
-        return part_blob_id(email_id, part["partId"]) if email_id else None
+        return store.part_blob_id(ids.decode(email_id), part["partId"]) if email_id else None
 
     for p in props:
         if p in ("messageId", "inReplyTo", "references", "sender", "to", "cc", "bcc", "replyTo", "subject",
@@ -792,15 +788,17 @@ def email_parse(ctx: Context, args: dict) -> dict:
     found = blobs.resolve(pk, [ctx.resolve_creation_id(b) or "" for b in wanted])
     parsed, not_parsable, not_found = {}, [], []
     for asked in wanted:
-        view = found.get(ctx.resolve_creation_id(asked) or "")
-        if view is None:
+        blob_id = ctx.resolve_creation_id(asked) or ""
+        view = found.get(blob_id)
+        # An attached message (message/rfc822 part) parses from its derived blob.
+        raw = blobs.read(view.blob) if view is not None else store.part_content(pk, blob_id)
+        if raw is None:
             not_found.append(asked)
             continue
-        raw = blobs.read(view.blob)
         meta = mime.parse(raw).as_dict()
         out = {p: None for p in props if p in ("id", "threadId", "mailboxIds", "keywords", "receivedAt")}
         if "blobId" in props:
-            out["blobId"] = view.jmap_id
+            out["blobId"] = blob_id
         if "size" in props:
             out["size"] = meta["size"]
         out.update(render(meta, [p for p in props if p not in out], opts, email_id=None, raw_of=lambda raw=raw: raw))
@@ -870,6 +868,7 @@ def email_copy(ctx: Context, args: dict) -> dict:
     return out
 
 
+DERIVED_BLOBS.append(store.part_content)
 # Blob/lookup (RFC 9404 §4.3): which emails and threads hold a blob.
 blobs.register_data_type("Email", store.OWNER, lambda owner_id: ids.encode(int(owner_id)))
 blobs.register_data_type("Thread", store.OWNER, lambda owner_id: ids.encode(

@@ -277,3 +277,28 @@ def destroy_emails(account_id: int, emails: list[Email], touched: Touched) -> No
 def new_message_id(domain: str) -> str:
     return f"{secrets.token_hex(12)}@{domain}"
 
+
+
+# --- body parts as blobs --------------------------------------------------------------------
+PART_BLOB_PREFIX = "m_"
+
+
+def part_blob_id(email_pk: int, part_id: str) -> str:
+    """A body part's blobId (RFC 8621 §4.1.4): derived from the email and the part, never stored."""
+    return f"{PART_BLOB_PREFIX}{ids.encode(email_pk)}_{part_id}"
+
+
+def part_content(account_id: int, blob_id: str) -> bytes | None:
+    """The transfer-decoded octets of a body part named by its derived blobId, if the account
+    holds the email; None for any other id."""
+    if not isinstance(blob_id, str) or not blob_id.startswith(PART_BLOB_PREFIX) or len(blob_id) > 64:
+        return None
+    email_id, _, part_id = blob_id[len(PART_BLOB_PREFIX):].partition("_")
+    email_pk = ids.decode(email_id)
+    if email_pk is None or not part_id.isdigit():
+        return None
+    email = Email.objects.filter(account_id=account_id, pk=email_pk).only("blob_id", "meta", "account_id").first()
+    part = mime.parts_by_id(email.meta["bodyStructure"]).get(part_id) if email is not None else None
+    if part is None:
+        return None
+    return mime.decoded_content(raw_message(email), part)

@@ -9,7 +9,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mail import store
+from accounts.models import Account
+from mail import mime, store
 from mail.models import Email
 
 from .conftest import CORPUS, message
@@ -52,6 +53,29 @@ def test_import_and_get_every_property(alice):
     assert b"".join(resp.streaming_content) == HTML_MESSAGE
 
 
+def test_part_blobs_download_and_an_attached_message_parses(alice, mallory):
+    raw = (CORPUS / "09-rfc822-attachment.eml").read_bytes()
+    eid = alice.import_(raw)["id"]
+    e = alice.ok("Email/get", {"ids": [eid], "properties": ["attachments", "bodyStructure"]})["list"][0]
+    attached = next(p for p in e["attachments"] if p["type"] == "message/rfc822")
+    part = mime.parse(raw).parts()[attached["partId"]]
+    resp = alice.jmap.client.get(f"/jmap/download/{alice.account_id}/{attached['blobId']}/m.eml?accept=message/rfc822",
+                                 HTTP_AUTHORIZATION=alice.jmap.auth)
+    assert resp.status_code == 200 and resp.content == mime.decoded_content(raw, part)
+    assert resp["Content-Type"] == "message/rfc822"
+    got = alice.ok("Email/parse", {"blobIds": [attached["blobId"]], "properties": ["subject", "blobId"]})
+    assert got["parsed"][attached["blobId"]] == {"subject": mime.parse(resp.content).subject,
+                                                 "blobId": attached["blobId"]}
+    # Another account cannot read it, even knowing the id; a made-up part is 404.
+    resp = mallory.jmap.client.get(f"/jmap/download/{mallory.account_id}/{attached['blobId']}/m.eml",
+                                   HTTP_AUTHORIZATION=mallory.jmap.auth)
+    assert resp.status_code == 404
+    for bad in (attached["blobId"] + "9", "m_zzzz_1", "m__", "m_" + eid + "_x"):
+        resp = alice.jmap.client.get(f"/jmap/download/{alice.account_id}/{bad}/m.eml",
+                                     HTTP_AUTHORIZATION=alice.jmap.auth)
+        assert resp.status_code == 404, bad
+
+
 def test_body_value_options(alice):
     eid = alice.import_(HTML_MESSAGE)["id"]
     base = {"ids": [eid], "properties": ["bodyValues", "textBody", "htmlBody"]}
@@ -67,8 +91,6 @@ def test_body_value_options(alice):
 
 
 def test_corpus_imports_and_reads_back_exactly(alice):
-    from mail import mime
-
     for path in sorted(CORPUS.glob("*.eml")):
         raw = path.read_bytes()
         created = alice.import_(raw)
@@ -196,8 +218,6 @@ def test_bad_drafts_are_set_errors(alice, values, error):
 
 
 def test_over_quota_is_the_set_error(alice):
-    from accounts.models import Account
-
     boxes = alice.mailboxes()
     Account.objects.filter(pk=alice.pk).update(max_disk_quota=100)
     got = alice.ok("Email/set", {"create": {"d": {
