@@ -33,7 +33,7 @@ class Mailbox(models.Model):
 
     account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=255)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.RESTRICT, related_name="children")
     role = models.CharField(max_length=32, null=True, blank=True)
     sort_order = models.PositiveIntegerField(default=0)
     is_subscribed = models.BooleanField(default=True)
@@ -52,7 +52,7 @@ class Mailbox(models.Model):
 class Email(models.Model):
     account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     blob_id = models.CharField(max_length=64, help_text="The account's JMAP blob id of the raw message.")
-    thread = models.ForeignKey(Thread, on_delete=models.PROTECT, related_name="emails")
+    thread = models.ForeignKey(Thread, on_delete=models.RESTRICT, related_name="emails")
     # mail.mime.parse(raw).as_dict() minus the search text (that goes to the full-text index).
     meta = models.JSONField()
     keywords = models.JSONField(default=dict)

@@ -72,15 +72,10 @@ class Touched:
 
 # --- mailboxes ------------------------------------------------------------------------------
 def create_role_mailboxes(account_id: int) -> None:
-    """The role mailboxes of a new account (journaled as created, so a client syncs them)."""
-    with transaction.atomic():
-        made = Mailbox.objects.bulk_create(
-            [Mailbox(account_id=account_id, name=name, role=role, sort_order=i)
-             for i, (role, name) in enumerate(ROLE_MAILBOXES)])
-        pks = [m.pk for m in made if m.pk is not None]
-        if len(pks) < len(made):  # SQLite before 3.35 returns no ids from bulk_create
-            pks = list(Mailbox.objects.filter(account_id=account_id).values_list("pk", flat=True))
-        journal.record(account_id, MAILBOX, created=[ids.encode(pk) for pk in pks])
+    """The role mailboxes of a new account. Not journaled: they exist at the account's first
+    Mailbox state ("0"), so a client's first Mailbox/get sees them and /changes owes nothing."""
+    Mailbox.objects.bulk_create([Mailbox(account_id=account_id, name=name, role=role, sort_order=i)
+                                 for i, (role, name) in enumerate(ROLE_MAILBOXES)])
 
 
 def mailbox_counts(account_id: int, mailbox_pks: list[int]) -> dict[int, dict]:

@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
                 ('sort_order', models.PositiveIntegerField(default=0)),
                 ('is_subscribed', models.BooleanField(default=True)),
                 ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='mail.mailbox')),
+                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.RESTRICT, related_name='children', to='mail.mailbox')),
             ],
         ),
         migrations.CreateModel(
@@ -77,7 +77,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='email',
             name='thread',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='emails', to='mail.thread'),
+            field=models.ForeignKey(on_delete=django.db.models.deletion.RESTRICT, related_name='emails', to='mail.thread'),
         ),
         migrations.CreateModel(
             name='ThreadKey',

@@ -415,3 +415,11 @@ def test_huge_inputs_are_refused_properly(alice):
     got = alice.ok("Email/query", {"filter": {"text": "y" * 1000}})
     assert got["ids"] == []
     assert alice.error("Email/query", {"filter": {"text": "y" * 10_000}})["type"] == "unsupportedFilter"
+
+
+def test_blob_lookup_finds_the_email_and_thread_of_a_message(alice):
+    created = alice.import_(message())
+    got = alice.ok("Blob/lookup", {"typeNames": ["Email", "Thread"], "ids": [created["blobId"]]},
+                   using=["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:blob", "urn:ietf:params:jmap:mail"])
+    assert got["list"] == [{"id": created["blobId"], "matchedIds": {"Email": [created["id"]],
+                                                                    "Thread": [created["threadId"]]}}]

@@ -1,6 +1,7 @@
 """Mailbox/get, set, query, changes over HTTP (RFC 8621 §2), with the attacker's tests."""
 from __future__ import annotations
 
+from accounts.models import Account
 from mail.models import Mailbox
 
 from .conftest import message
@@ -157,3 +158,11 @@ def test_hostile_set_arguments(alice):
     assert got["notUpdated"]["a"]["type"] == "notFound"
     assert alice.error("Mailbox/set", {"create": {str(i): {"name": str(i)} for i in range(10_000)}})[
         "type"] == "requestTooLarge"
+
+
+def test_an_account_with_nested_mailboxes_and_mail_can_be_deleted(alice):
+    got = alice.ok("Mailbox/set", {"create": {"a": {"name": "A"}, "b": {"name": "B", "parentId": "#a"}}})
+    alice.import_(message("kept until the end"), mailbox="B")
+    Account.objects.get(pk=alice.pk).delete()
+    assert not Mailbox.objects.filter(account_id=alice.pk).exists()
+    assert got["created"]
