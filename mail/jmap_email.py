@@ -4,6 +4,7 @@ raw message (a slice of its blob)."""
 from __future__ import annotations
 
 import datetime
+import email.errors
 import email.policy
 import email.utils
 import re
@@ -685,7 +686,12 @@ def email_set(ctx: Context, args: dict) -> dict:
             mailbox_pks = _mailbox_map(ctx, values["mailboxIds"])
             keywords = _keywords(values.get("keywords") or {})
             received_at = _received_at(values.get("receivedAt"))
-            raw = build_message(ctx, pk, values, _domain(ctx))
+            try:
+                raw = build_message(ctx, pk, values, _domain(ctx))
+            except (ValueError, TypeError, UnicodeError, email.errors.MessageError) as exc:
+                # Python's email package refuses what it cannot write (an address it cannot
+                # quote, a header it cannot fold): the client's values, not our failure.
+                raise _refuse("invalidProperties", f"The message cannot be built: {str(exc)[:200]}") from None
             with transaction.atomic():
                 e = store.store_message(pk, raw, mailbox_pks=mailbox_pks, keywords=keywords,
                                         received_at=received_at, touched=local)

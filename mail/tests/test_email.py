@@ -423,3 +423,26 @@ def test_blob_lookup_finds_the_email_and_thread_of_a_message(alice):
                    using=["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:blob", "urn:ietf:params:jmap:mail"])
     assert got["list"] == [{"id": created["blobId"], "matchedIds": {"Email": [created["id"]],
                                                                     "Thread": [created["threadId"]]}}]
+
+
+@pytest.mark.parametrize("values", [
+    {"from": [{"email": "a b@c d", "name": "x"}]},
+    {"from": [{"email": "@", "name": "\u0001\u007f"}]},
+    {"to": [{"email": "a@b", "name": "\"" * 5000}]},
+    {"from": [{"email": "a@b\r\nBcc: x@y"}]},
+    {"subject": "\u2028" * 3000},
+    {"sentAt": "2026-13-45T99:00:00Z"},
+    {"attachments": [{"blobId": None}]},
+    {"attachments": ["x"]},
+    {"bodyValues": {"t": "x"}, "textBody": [{"partId": "t"}]},
+    {"textBody": [{"partId": "t"}, {"partId": "u"}]},
+    {"keywords": {"$seen": 1}},
+    {"receivedAt": 5},
+])
+def test_hostile_drafts_never_fail_the_server(alice, values):
+    boxes = alice.mailboxes()
+    got = alice.call("Email/set", {"create": {"d": {"mailboxIds": {boxes["drafts"]: True}, **values}}})
+    assert got[0] == "Email/set", got
+    assert got[1]["created"] is None or "d" in got[1]["created"]
+    if got[1]["created"] is None:
+        assert got[1]["notCreated"]["d"]["type"] in ("invalidProperties", "blobNotFound"), got
