@@ -24,6 +24,18 @@ def _account_capability(principal, limits) -> dict:
 capabilities.register(MAIL, account=_account_capability, permission="jmapEmailGet")
 
 
+def guarded(entry, permission: str):
+    """A method registered by jmapapi.journal_methods, checked against the caller's permission."""
+    inner = entry.fn
+
+    def fn(ctx: Context, args: dict):
+        ctx.require(permission)
+        return inner(ctx, args)
+
+    entry.fn = fn
+    return entry
+
+
 def account(ctx: Context, args: dict) -> int:
     return account_of(ctx, args)
 

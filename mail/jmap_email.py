@@ -174,8 +174,8 @@ def email_get(ctx: Context, args: dict) -> dict:
     return {"accountId": ids.encode(pk), "state": state, "list": listed, "notFound": not_found}
 
 
-changes_method("Email/changes", store.EMAIL, c.MAIL)
-changes_method("Thread/changes", store.THREAD, c.MAIL)
+c.guarded(changes_method("Email/changes", store.EMAIL, c.MAIL), "jmapEmailChanges")
+c.guarded(changes_method("Thread/changes", store.THREAD, c.MAIL), "jmapThreadChanges")
 
 
 # --- Thread/get -------------------------------------------------------------------------------
@@ -415,7 +415,8 @@ def email_query(ctx: Context, args: dict) -> dict:
     return out
 
 
-query_changes_method("Email/queryChanges", store.EMAIL, c.MAIL, results=query_ids)
+c.guarded(query_changes_method("Email/queryChanges", store.EMAIL, c.MAIL, results=query_ids),
+          "jmapEmailQueryChanges")
 
 
 # --- Email/set ----------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from jmapapi.engine import Context, MethodError, method
-from jmapapi.journal_methods import changes_method, query_changes_method
+from jmapapi.journal_methods import changes as journal_changes
+from jmapapi.journal_methods import query_changes_method
 from journal import services as journal
 from registry import ids
 
@@ -71,7 +72,11 @@ def mailbox_get(ctx: Context, args: dict) -> dict:
     return {"accountId": ids.encode(pk), "state": state, "list": listed, "notFound": not_found}
 
 
-changes_method("Mailbox/changes", store.MAILBOX, c.MAIL)
+@method("Mailbox/changes", c.MAIL, account_optional=False, transactional=False)
+def mailbox_changes(ctx: Context, args: dict) -> dict:
+    ctx.require("jmapMailboxChanges")
+    # RFC 8621 §2.2: null says any property may have changed (the journal keeps no property list).
+    return {**journal_changes(ctx, args, store.MAILBOX), "updatedProperties": None}
 
 
 # --- query --------------------------------------------------------------------------------
@@ -180,7 +185,8 @@ def mailbox_query(ctx: Context, args: dict) -> dict:
     return out
 
 
-query_changes_method("Mailbox/queryChanges", store.MAILBOX, c.MAIL, results=query_ids)
+c.guarded(query_changes_method("Mailbox/queryChanges", store.MAILBOX, c.MAIL, results=query_ids),
+          "jmapMailboxQueryChanges")
 
 
 # --- set ----------------------------------------------------------------------------------

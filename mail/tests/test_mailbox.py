@@ -4,7 +4,7 @@ from __future__ import annotations
 from accounts.models import Account
 from mail.models import Mailbox
 
-from .conftest import message
+from .conftest import Who, message
 
 
 def test_new_account_has_the_role_mailboxes_and_the_capability(alice):
@@ -166,3 +166,25 @@ def test_an_account_with_nested_mailboxes_and_mail_can_be_deleted(alice):
     Account.objects.get(pk=alice.pk).delete()
     assert not Mailbox.objects.filter(account_id=alice.pk).exists()
     assert got["created"]
+
+
+def test_mailbox_changes_has_updated_properties(alice):
+    state = alice.ok("Mailbox/get", {"ids": []})["state"]
+    alice.ok("Mailbox/set", {"create": {"a": {"name": "A"}}})
+    got = alice.ok("Mailbox/changes", {"sinceState": state})
+    assert got["updatedProperties"] is None and len(got["created"]) == 1
+
+
+def test_a_user_without_mail_permissions_is_refused(client, make_account):
+    denied = ["jmapEmailGet", "jmapMailboxGet", "jmapMailboxChanges", "jmapEmailChanges", "jmapEmailQueryChanges",
+              "jmapMailboxCreate"]
+    account = make_account("carol", enabled_permissions=[], disabled_permissions=denied, permissions_mode="merge")
+    carol = Who(client, "carol", account)
+    session = client.get("/jmap/session", HTTP_AUTHORIZATION=carol.jmap.auth).json()
+    assert "urn:ietf:params:jmap:mail" not in session["accounts"][carol.account_id]["accountCapabilities"]
+    for name, args in (("Mailbox/get", {"ids": None}), ("Mailbox/changes", {"sinceState": "0"}),
+                       ("Email/changes", {"sinceState": "0"}), ("Email/get", {"ids": []}),
+                       ("Email/queryChanges", {"sinceQueryState": "0"}),
+                       ("Mailbox/set", {"create": {"a": {"name": "A"}}})):
+        assert carol.error(name, args)["type"] == "forbidden", name
+    assert not Mailbox.objects.filter(account_id=carol.pk, name="A").exists()
