@@ -43,7 +43,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+from django.test.utils import CaptureQueriesContext, setup_databases, teardown_databases  # noqa: E402
 
 from accounts import services  # noqa: E402
 from accounts.models import Account, Domain, SystemSettings  # noqa: E402
@@ -138,6 +138,19 @@ def run(size: int, repeat: int, domain) -> None:
         runner = _Echo(bench) if method_name == "Core/echo" else bench
         p50, p99 = runner.timed(method_name, args, repeat)
         print(f"  {label:42s} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+    explain(bench, query)
+
+
+def explain(bench: Bench, query: dict) -> None:
+    """The database's plan of the first page's statement: the index walk the docs promise."""
+    with CaptureQueriesContext(connection) as queries:
+        bench.call("Email/query", query)
+    sql = next(q["sql"] for q in queries.captured_queries if "mail_membership" in q["sql"])
+    prefix = "EXPLAIN" if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{prefix} {sql}")
+        plan = [" ".join(str(col) for col in row) for row in cursor.fetchall()]
+    print("  plan of Email/query's page:\n    " + "\n    ".join(plan))
 
 
 class _Echo(Bench):
