@@ -245,8 +245,8 @@ def update_email(account_id: int, email: Email, *, keywords: dict | None = None,
             touched.mailboxes["updated"].extend(ids.encode(pk) for pk in gone | new)
             changed = True
     if changed:
+        # The thread's emailIds did not move: a Thread change would only wake clients for nothing.
         touched.emails["updated"].append(ids.encode(email.pk))
-        touched.threads["updated"].append(ids.encode(email.thread_id))
 
 
 def destroy_emails(account_id: int, emails: list[Email], touched: Touched) -> None:

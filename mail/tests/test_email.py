@@ -446,3 +446,18 @@ def test_hostile_drafts_never_fail_the_server(alice, values):
     assert got[1]["created"] is None or "d" in got[1]["created"]
     if got[1]["created"] is None:
         assert got[1]["notCreated"]["d"]["type"] in ("invalidProperties", "blobNotFound"), got
+
+
+def test_journal_entries_of_one_import_and_one_keyword_change(alice):
+    boxes = alice.mailboxes()
+    states = {t: alice.ok(f"{t}/get", {"ids": []})["state"] for t in ("Email", "Mailbox", "Thread")}
+    created = alice.import_(message())
+    assert alice.ok("Email/changes", {"sinceState": states["Email"]})["created"] == [created["id"]]
+    assert alice.ok("Thread/changes", {"sinceState": states["Thread"]})["created"] == [created["threadId"]]
+    assert alice.ok("Mailbox/changes", {"sinceState": states["Mailbox"]})["updated"] == [boxes["inbox"]]
+    states = {t: alice.ok(f"{t}/get", {"ids": []})["state"] for t in ("Email", "Mailbox", "Thread")}
+    alice.ok("Email/set", {"update": {created["id"]: {"keywords/$flagged": True}}})
+    assert alice.ok("Email/changes", {"sinceState": states["Email"]})["updated"] == [created["id"]]
+    # Neither the thread's emails nor a mailbox's counts moved.
+    assert alice.ok("Thread/changes", {"sinceState": states["Thread"]})["newState"] == states["Thread"]
+    assert alice.ok("Mailbox/changes", {"sinceState": states["Mailbox"]})["newState"] == states["Mailbox"]
