@@ -13,7 +13,7 @@ from accounts.models import Account
 from mail import mime, store
 from mail.models import Email
 
-from .conftest import CORPUS, message
+from .conftest import CORPUS, Who, message
 
 HTML_MESSAGE = (b"From: Carol <carol@example.com>\r\nTo: alice@example.org\r\nSubject: =?utf-8?q?Caf=C3=A9?=\r\n"
                 b"Date: Tue, 01 Dec 2026 09:30:00 +0100\r\nMessage-ID: <html@x>\r\nX-Tag: one\r\nX-Tag: two\r\n"
@@ -461,3 +461,18 @@ def test_journal_entries_of_one_import_and_one_keyword_change(alice):
     # Neither the thread's emails nor a mailbox's counts moved.
     assert alice.ok("Thread/changes", {"sinceState": states["Thread"]})["newState"] == states["Thread"]
     assert alice.ok("Mailbox/changes", {"sinceState": states["Mailbox"]})["newState"] == states["Mailbox"]
+
+
+def test_copy_from_an_account_the_caller_may_open(client, alice, admin_account):
+    admin = Who(client, "admin", admin_account)
+    source = alice.import_(HTML_MESSAGE, keywords={"$seen": True})
+    target_box = admin.mailboxes()["archive"]
+    got = admin.ok("Email/copy", {"fromAccountId": alice.account_id, "onSuccessDestroyOriginal": True,
+                                  "create": {"c": {"id": source["id"], "mailboxIds": {target_box: True}},
+                                             "x": {"id": "zzzz", "mailboxIds": {target_box: True}}}})
+    assert got["notCreated"]["x"]["type"] == "notFound"
+    copy = got["created"]["c"]
+    assert copy["size"] == source["size"] and copy["blobId"] != source["blobId"]
+    e = admin.ok("Email/get", {"ids": [copy["id"]], "properties": ["subject", "keywords", "mailboxIds"]})["list"][0]
+    assert e == {"id": copy["id"], "subject": "Café", "keywords": {"$seen": True}, "mailboxIds": {target_box: True}}
+    assert alice.ok("Email/get", {"ids": [source["id"]]})["notFound"] == [source["id"]]
