@@ -3,6 +3,7 @@ database. Mailboxes, an upload imported, a query whose ids feed a get by result 
 keywords set, a draft created, and the changes a syncing client reads."""
 from __future__ import annotations
 
+import concurrent.futures
 from urllib.parse import urlsplit
 
 import jmapc
@@ -12,7 +13,7 @@ from jmapc.methods import (CustomMethod, CustomResponse, EmailGet, EmailGetRespo
                            MailboxQuery, MailboxQueryResponse, MailboxSet, MailboxSetResponse, ThreadGet,
                            ThreadGetResponse)
 
-from tests.test_jmap_live import STRONG, PlainHttpAdapter, first_run_site
+from tests.test_jmap_live import STRONG, Jmap, PlainHttpAdapter, basic, first_run_site
 
 from .conftest import CORPUS
 
@@ -113,3 +114,25 @@ def test_another_users_mail_is_invisible(site, client):
     assert got.data == [] and got.not_found == [theirs["id"]]
     mine = client.request(EmailQuery(filter=jmapc.EmailQueryFilterCondition(in_mailbox=inbox)))
     assert mine.ids == []
+
+
+def test_concurrent_writes_to_one_account_never_fail(site):
+    """Workers creating the same mailbox name at once: one create wins, the others are the
+    SetError (the unique index decides, not a read before the write); never a 5xx."""
+    user_id, login = site.create_user("racer")
+    jmap = Jmap(site.url, basic(login, STRONG))
+    using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
+
+    def create(i):
+        return jmap.request([["Mailbox/set", {"accountId": user_id, "create": {"m": {"name": "Same"}}}, "s"]],
+                            using=using)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(create, range(8)))
+    assert all(a[0] == "Mailbox/set" for a in answers), answers
+    created = [a for a in answers if a[1]["created"]]
+    assert len(created) == 1, answers
+    assert all(a[1]["notCreated"]["m"]["type"] == "invalidProperties" for a in answers if not a[1]["created"])
+    boxes = jmap.request([["Mailbox/query", {"accountId": user_id, "filter": {"name": "Same"}}, "q"]],
+                         using=using)[0][1]["ids"]
+    assert len(boxes) == 1
