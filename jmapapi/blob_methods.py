@@ -9,6 +9,7 @@ import binascii
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Callable
 
 from django.utils import timezone
 
@@ -41,6 +42,20 @@ def _account_capability(principal, limits) -> dict:
 
 
 capabilities.register(BLOB, account=_account_capability, permission="jmapBlobGet")
+
+
+# Blobs a data type derives from what it stores (an email's body parts, RFC 8621 §4.1.4 blobId):
+# each resolver takes (account pk, blob id) and answers the octets, or None when the id is not
+# one of its own. The mail store registers one; downloads and Blob/get fall back to them.
+DERIVED_BLOBS: list[Callable[[int, str], bytes | None]] = []
+
+
+def derived_blob(account_pk: int, blob_id: str) -> bytes | None:
+    for resolver in DERIVED_BLOBS:
+        data = resolver(account_pk, blob_id)
+        if data is not None:
+            return data
+    return None
 
 
 def upload_ttl(limits) -> timedelta:

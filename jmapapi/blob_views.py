@@ -20,7 +20,7 @@ from registry import ids
 from registry import services as registry_services
 from stalwart_site.problem import problem
 
-from .blob_methods import upload_check, upload_expiry, upload_owner
+from .blob_methods import derived_blob, upload_check, upload_expiry, upload_owner
 from .models import Jmap
 
 SETTINGS_TYPES = ("Jmap", "SystemSettings")
@@ -150,8 +150,13 @@ def download(request, account_id: str, blob_id: str, name: str):
     principal = request.principal
     pk = _account(request, account_id)
     view = blobs.resolve(pk, [blob_id]).get(blob_id) if pk is not None else None
-    if view is None or not (principal.has("jmapBlobGet") or principal.has("fetchAnyBlob")):
+    if not (principal.has("jmapBlobGet") or principal.has("fetchAnyBlob")):
         return problem(404, endpoint.NOT_FOUND)
+    if view is None:
+        data = derived_blob(pk, blob_id) if pk is not None else None
+        if data is None:
+            return problem(404, endpoint.NOT_FOUND)
+        return _derived_response(request, data, blob_id, name)
     blob = view.blob
     etag = f'"{view.jmap_id}"'
     headers = {
@@ -185,6 +190,19 @@ def download(request, account_id: str, blob_id: str, name: str):
     response["Content-Length"] = str(end - start)
     for key, value in headers.items():
         response[key] = value
+    return response
+
+
+def _derived_response(request, data: bytes, blob_id: str, name: str) -> HttpResponse:
+    """A derived blob (an email's body part), decoded on request: whole, without ranges."""
+    response = HttpResponse(data if request.method == "GET" else b"",
+                            content_type=_media_type(request.GET.get("accept"), "application/octet-stream"))
+    response["Content-Length"] = str(len(data))
+    response["Content-Disposition"] = content_disposition(name)
+    response["Cache-Control"] = "private, immutable, max-age=31536000"
+    response["ETag"] = f'"{blob_id}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     return response
 
 

@@ -1,0 +1,299 @@
+"""The mail store's services: every write to mailboxes, emails and threads goes through here,
+in the caller's transaction, with its journal entries (Email, Mailbox, Thread) in the same one.
+
+It knows no protocol: the JMAP face (mail.jmap_mailbox, mail.jmap_email) translates arguments
+and refusals; LMTP and `deliver` will call `import_raw()`. Messages are parsed once, here.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from blobs import services as blobs
+from journal import services as journal
+from registry import ids
+
+from . import headers as h
+from . import mime
+from .models import Email, Keyword, Mailbox, Membership, Thread, ThreadKey
+
+EMAIL, MAILBOX, THREAD = "Email", "Mailbox", "Thread"
+OWNER = "email"  # the blob store's owner kind of a message's raw octets
+# The role mailboxes every account gets, in the order a client lists them.
+ROLE_MAILBOXES = (("inbox", "Inbox"), ("drafts", "Drafts"), ("sent", "Sent Items"), ("archive", "Archive"),
+                  ("junk", "Junk Mail"), ("trash", "Deleted Items"))
+MAX_KEYWORD_LENGTH = 255
+MAX_HEADER_SEARCH = 1000  # characters of each header value the header filter sees
+# RFC 8621 §4.1.1: a keyword is an IMAP atom (RFC 3501 §9) of printable ASCII without these.
+_KEYWORD_FORBIDDEN = set('(){]%*"\\')
+
+
+class StoreError(Exception):
+    """A refusal, shaped as the JMAP SetError it is answered with."""
+
+    def __init__(self, type: str, description: str, properties: list[str] | None = None):
+        super().__init__(description)
+        self.type, self.description, self.properties = type, description, properties
+
+    def to_json(self) -> dict:
+        out = {"type": self.type, "description": self.description}
+        if self.properties:
+            out["properties"] = self.properties
+        return out
+
+
+# --- journal ------------------------------------------------------------------------------
+@dataclass
+class Touched:
+    """What one write changed, journaled at the end of it in two queries."""
+
+    emails: dict = field(default_factory=lambda: {"created": [], "updated": [], "destroyed": []})
+    threads: dict = field(default_factory=lambda: {"created": [], "updated": [], "destroyed": []})
+    mailboxes: dict = field(default_factory=lambda: {"created": [], "updated": [], "destroyed": []})
+
+    def record(self, account_id: int) -> dict[str, str]:
+        changes = {}
+        for type, bucket in ((EMAIL, self.emails), (THREAD, self.threads), (MAILBOX, self.mailboxes)):
+            created = list(dict.fromkeys(bucket["created"]))
+            destroyed = [i for i in dict.fromkeys(bucket["destroyed"]) if i not in created]
+            updated = [i for i in dict.fromkeys(bucket["updated"]) if i not in created and i not in destroyed]
+            created = [i for i in created if i not in bucket["destroyed"]]
+            if created or updated or destroyed:
+                changes[type] = journal.Change(created=created, updated=updated, destroyed=destroyed)
+        return journal.record_many(account_id, changes) if changes else {}
+
+
+# --- mailboxes ------------------------------------------------------------------------------
+def create_role_mailboxes(account_id: int) -> None:
+    """The role mailboxes of a new account. Not journaled: they exist at the account's first
+    Mailbox state ("0"), so a client's first Mailbox/get sees them and /changes owes nothing."""
+    Mailbox.objects.bulk_create([Mailbox(account_id=account_id, name=name, role=role, sort_order=i)
+                                 for i, (role, name) in enumerate(ROLE_MAILBOXES)])
+
+
+def mailbox_counts(account_id: int, mailbox_pks: list[int]) -> dict[int, dict]:
+    """totalEmails, unreadEmails, totalThreads, unreadThreads per mailbox (RFC 8621 §2), two
+    grouped queries for any number of mailboxes."""
+    unread = ~Exists(Keyword.objects.filter(email=OuterRef("email_id"), keyword="$seen"))
+    base = Membership.objects.filter(mailbox_id__in=mailbox_pks)
+    out = {pk: {"totalEmails": 0, "unreadEmails": 0, "totalThreads": 0, "unreadThreads": 0} for pk in mailbox_pks}
+    for row in base.values("mailbox_id").annotate(
+            total=Count("email_id"), threads=Count("email__thread_id", distinct=True)):
+        out[row["mailbox_id"]].update(totalEmails=row["total"], totalThreads=row["threads"])
+    for row in base.filter(unread).values("mailbox_id").annotate(
+            total=Count("email_id"), threads=Count("email__thread_id", distinct=True)):
+        out[row["mailbox_id"]].update(unreadEmails=row["total"], unreadThreads=row["threads"])
+    return out
+
+
+# --- keywords -------------------------------------------------------------------------------
+def valid_keyword(keyword) -> bool:
+    return (isinstance(keyword, str) and 0 < len(keyword) <= MAX_KEYWORD_LENGTH
+            and all(0x21 <= ord(c) <= 0x7e and c not in _KEYWORD_FORBIDDEN for c in keyword))
+
+
+def normalise_keywords(value) -> dict[str, bool]:
+    """A Keywords object (`{"$seen": true}`) checked and lower-cased; ValueError otherwise."""
+    if not isinstance(value, dict):
+        raise ValueError("keywords must be an object")
+    out = {}
+    for key, flag in value.items():
+        if not valid_keyword(key) or flag is not True:
+            raise ValueError(f"invalid keyword {key[:64]!r}" if isinstance(key, str) else "invalid keyword")
+        out[key.lower()] = True
+    return out
+
+
+# --- emails ---------------------------------------------------------------------------------
+def _thread_digests(parsed: dict) -> list[str]:
+    subject = parsed.get("threadSubject") or ""
+    return [hashlib.sha1(f"{key}\0{subject}".encode("utf-8", "surrogatepass")).hexdigest()
+            for key in parsed.get("threadIds") or ()]
+
+
+def _assign_thread(account_id: int, parsed: dict, touched: Touched) -> int:
+    """RFC 5322 threading as the keys mail.mime computed: the thread of any earlier message that
+    shares a message id (Message-ID, In-Reply-To, References) and the base subject; else a new one."""
+    digests = _thread_digests(parsed)
+    found = None
+    if digests:
+        found = (ThreadKey.objects.filter(account_id=account_id, digest__in=digests)
+                 .order_by("thread_id").values_list("thread_id", flat=True).first())
+    if found is None:
+        found = Thread.objects.create(account_id=account_id).pk
+        touched.threads["created"].append(ids.encode(found))
+    else:
+        touched.threads["updated"].append(ids.encode(found))
+    if digests:
+        ThreadKey.objects.bulk_create([ThreadKey(account_id=account_id, digest=d, thread_id=found) for d in digests],
+                                      ignore_conflicts=True)
+    return found
+
+
+def _parse_utc(value: str | None):
+    return parse_datetime(value) if value else None
+
+
+def _check_mailboxes(account_id: int, mailbox_pks) -> list[int]:
+    pks = sorted(set(mailbox_pks))
+    if not pks:
+        raise StoreError("invalidProperties", "An email must be in at least one mailbox.", ["mailboxIds"])
+    found = set(Mailbox.objects.filter(account_id=account_id, pk__in=pks).values_list("pk", flat=True))
+    if len(found) < len(pks):
+        raise StoreError("invalidProperties", "A mailbox of mailboxIds does not exist.", ["mailboxIds"])
+    return pks
+
+
+def store_message(account_id: int, raw: bytes, *, mailbox_pks, keywords: dict | None = None,
+                  received_at: datetime | None = None, blob_id: str | None = None,
+                  touched: Touched | None = None) -> Email:
+    """Parse `raw` once and file it: the email row, its blob hold, memberships, keywords, thread,
+    and (unless the caller journals a larger write through `touched`) the journal entries.
+
+    `blob_id` names a blob the account holds already (an upload being imported); otherwise the
+    octets are filed in the blob store under the account's quota (blobs.OverQuota).
+    """
+    own = touched is None
+    touched = touched or Touched()
+    received_at = received_at or timezone.now()
+    keywords = keywords or {}
+    parsed = mime.parse(raw).as_dict()
+    search = parsed.pop("search")
+    # The header filter (RFC 8621 §4.4.1 `header`) matches "name: value" lines, one per field.
+    search["headers"] = "".join(f"\n{f['name'].lower()}: {h.unfold(f['value'])[:MAX_HEADER_SEARCH]}"
+                                for f in parsed["headers"])
+    with transaction.atomic():
+        pks = _check_mailboxes(account_id, mailbox_pks)
+        thread_id = _assign_thread(account_id, parsed, touched)
+        email = Email.objects.create(
+            account_id=account_id, blob_id=blob_id or "", thread_id=thread_id, meta=parsed, keywords=keywords,
+            received_at=received_at, sent_at=_parse_utc(parsed["sentAtUtc"]), size=parsed["size"],
+            sort_from=parsed["sortFrom"][:255], sort_to=parsed["sortTo"][:255],
+            sort_subject=parsed["sortSubject"][:255], has_attachment=parsed["hasAttachment"],
+            message_id=(parsed["messageId"] or [None])[0] and parsed["messageId"][0][:255], search=search)
+        try:
+            if blob_id:
+                blobs.hold(account_id, blob_id, OWNER, str(email.pk))
+            else:
+                email.blob_id = blobs.put(account_id, raw, OWNER, str(email.pk)).jmap_id
+                Email.objects.filter(pk=email.pk).update(blob_id=email.blob_id)
+        except blobs.OverQuota as exc:
+            raise StoreError("overQuota", str(exc)) from None
+        except blobs.NotFound:
+            raise StoreError("blobNotFound", f"Blob {blob_id} not found.") from None
+        Membership.objects.bulk_create([Membership(mailbox_id=pk, email=email, received_at=received_at) for pk in pks])
+        Keyword.objects.bulk_create([Keyword(email=email, keyword=k) for k in keywords])
+        touched.emails["created"].append(ids.encode(email.pk))
+        touched.mailboxes["updated"].extend(ids.encode(pk) for pk in pks)
+        if own:
+            touched.record(account_id)
+    return email
+
+
+def import_raw(account_id: int, raw: bytes, mailbox_pks, keywords=None, received_at=None) -> Email:
+    """Deliver octets (LMTP, `deliver`, the benchmark's generator)."""
+    return store_message(account_id, raw, mailbox_pks=mailbox_pks, keywords=keywords, received_at=received_at)
+
+
+def import_blob(account_id: int, blob_id: str, mailbox_pks, keywords=None, received_at=None,
+                touched: Touched | None = None) -> Email:
+    """Email/import: a blob the account holds (an upload) becomes an email."""
+    view = blobs.resolve(account_id, [blob_id]).get(blob_id)
+    if view is None:
+        raise StoreError("blobNotFound", f"Blob {blob_id} not found.")
+    raw = blobs.read(view.blob)
+    return store_message(account_id, raw, mailbox_pks=mailbox_pks, keywords=keywords, received_at=received_at,
+                         blob_id=blob_id, touched=touched)
+
+
+def raw_message(email: Email, view=None) -> bytes:
+    view = view or blobs.resolve(email.account_id, [email.blob_id]).get(email.blob_id)
+    if view is None:
+        raise blobs.NotFound(f"The message of email {email.pk} is gone.")
+    return blobs.read(view.blob)
+
+
+def update_email(account_id: int, email: Email, *, keywords: dict | None = None, mailbox_pks=None,
+                 touched: Touched) -> None:
+    """Replace the keywords and/or the mailboxes of one email (a patch is resolved by the caller)."""
+    changed = False
+    if keywords is not None and keywords != email.keywords:
+        old = set(email.keywords)
+        Keyword.objects.filter(email=email, keyword__in=old - set(keywords)).delete()
+        Keyword.objects.bulk_create([Keyword(email=email, keyword=k) for k in set(keywords) - old])
+        email.keywords = keywords
+        Email.objects.filter(pk=email.pk).update(keywords=keywords)
+        changed = True
+        if "$seen" in old ^ set(keywords):
+            touched.mailboxes["updated"].extend(
+                ids.encode(pk) for pk in Membership.objects.filter(email=email).values_list("mailbox_id", flat=True))
+    if mailbox_pks is not None:
+        pks = _check_mailboxes(account_id, mailbox_pks)
+        current = set(Membership.objects.filter(email=email).values_list("mailbox_id", flat=True))
+        gone, new = current - set(pks), set(pks) - current
+        if gone or new:
+            Membership.objects.filter(email=email, mailbox_id__in=gone).delete()
+            Membership.objects.bulk_create([Membership(mailbox_id=pk, email=email, received_at=email.received_at)
+                                            for pk in new])
+            touched.mailboxes["updated"].extend(ids.encode(pk) for pk in gone | new)
+            changed = True
+    if changed:
+        # The thread's emailIds did not move: a Thread change would only wake clients for nothing.
+        touched.emails["updated"].append(ids.encode(email.pk))
+
+
+def destroy_emails(account_id: int, emails: list[Email], touched: Touched) -> None:
+    """Destroy emails: their rows, memberships, keywords, blob holds; a thread left empty goes."""
+    if not emails:
+        return
+    pks = [e.pk for e in emails]
+    thread_pks = {e.thread_id for e in emails}
+    touched.mailboxes["updated"].extend(ids.encode(pk) for pk in set(
+        Membership.objects.filter(email_id__in=pks).values_list("mailbox_id", flat=True)))
+    for email in emails:
+        blobs.release(account_id, email.blob_id, OWNER, str(email.pk))
+    Email.objects.filter(pk__in=pks).delete()
+    touched.emails["destroyed"].extend(ids.encode(pk) for pk in pks)
+    alive = set(Email.objects.filter(thread_id__in=thread_pks).values_list("thread_id", flat=True).distinct())
+    dead = thread_pks - alive
+    if dead:
+        Thread.objects.filter(pk__in=dead).delete()  # its keys go with it (CASCADE)
+    touched.threads["destroyed"].extend(ids.encode(pk) for pk in dead)
+    touched.threads["updated"].extend(ids.encode(pk) for pk in alive)
+
+
+def new_message_id(domain: str) -> str:
+    return f"{secrets.token_hex(12)}@{domain}"
+
+
+
+# --- body parts as blobs --------------------------------------------------------------------
+PART_BLOB_PREFIX = "m_"
+
+
+def part_blob_id(email_pk: int, part_id: str) -> str:
+    """A body part's blobId (RFC 8621 §4.1.4): derived from the email and the part, never stored."""
+    return f"{PART_BLOB_PREFIX}{ids.encode(email_pk)}_{part_id}"
+
+
+def part_content(account_id: int, blob_id: str) -> bytes | None:
+    """The transfer-decoded octets of a body part named by its derived blobId, if the account
+    holds the email; None for any other id."""
+    if not isinstance(blob_id, str) or not blob_id.startswith(PART_BLOB_PREFIX) or len(blob_id) > 64:
+        return None
+    email_id, _, part_id = blob_id[len(PART_BLOB_PREFIX):].partition("_")
+    email_pk = ids.decode(email_id)
+    if email_pk is None or not part_id.isdigit():
+        return None
+    email = Email.objects.filter(account_id=account_id, pk=email_pk).only("blob_id", "meta", "account_id").first()
+    part = mime.parts_by_id(email.meta["bodyStructure"]).get(part_id) if email is not None else None
+    if part is None:
+        return None
+    return mime.decoded_content(raw_message(email), part)
