@@ -235,10 +235,16 @@ def _attach(account_id: int, blob: Blob, owner_kind: str, owner_id: str, expires
 
 
 # --- references ------------------------------------------------------------------------------
+def well_formed(blob_id) -> bool:
+    """Whether a client's blob id could be one of ours (jmap_id's alphabet): anything else is
+    absent without a query, so a NUL (PostgreSQL refuses it in text) never reaches the database."""
+    return isinstance(blob_id, str) and 0 < len(blob_id) <= 64 and blob_id.isascii() and blob_id.isalnum()
+
+
 def resolve(account_id: int, blob_ids: Iterable[str]) -> dict[str, AccountBlob]:
     """Which of these ids name a blob the account holds (one query). Another account's id, an
     expired upload or garbage are simply absent."""
-    wanted = {b for b in blob_ids if isinstance(b, str) and 0 < len(b) <= 64}
+    wanted = {b for b in blob_ids if well_formed(b)}
     if not wanted:
         return {}
     rows = (AccountBlob.objects.select_related("blob").filter(account_id=account_id, jmap_id__in=wanted)
@@ -251,7 +257,7 @@ def hold(account_id: int, blob_id: str, owner_kind: str, owner_id: str, expires_
     when the account does not hold it (or its upload expired)."""
     with transaction.atomic():
         view = (AccountBlob.objects.select_for_update().select_related("blob")
-                .filter(account_id=account_id, jmap_id=blob_id).first())
+                .filter(account_id=account_id, jmap_id=blob_id).first()) if well_formed(blob_id) else None
         if view is None or not view.holds.filter(_live()).exists():
             raise NotFound(f"Blob {blob_id} not found.")
         Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),

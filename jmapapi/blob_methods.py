@@ -22,6 +22,8 @@ from .engine import Context, MethodError, invalid_arguments, method
 
 BLOB = "urn:ietf:params:jmap:blob"
 DIGESTS = {"sha": hashlib.sha1, "sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
+# RFC 8620 §1.3: UnsignedInt is at most 2^53-1.
+MAX_UNSIGNED_INT = 2**53 - 1
 # RFC 9404 §4: a server MUST accept at least 64 data sources in one creation.
 MAX_DATA_SOURCES = 64
 GET_PROPERTIES = ("id", "data", "data:asText", "data:asBase64", "size") + tuple(f"digest:{d}" for d in DIGESTS)
@@ -116,7 +118,8 @@ def _id_list(args: dict, name: str, limit: int) -> list[str]:
 def _range(spec: dict, where: str) -> tuple[int, int | None]:
     offset, length = spec.get("offset"), spec.get("length")
     for name, value in (("offset", offset), ("length", length)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or not 0 <= value <= MAX_UNSIGNED_INT):
             raise ValueError(f"{where}{name} must be an unsigned integer.")
     offset = offset or 0
     return offset, None if length is None else offset + length
@@ -135,14 +138,22 @@ def blob_upload(ctx: Context, args: dict) -> dict:
     limit = max_size_blob_set(ctx.limits)
     created, not_created = {}, {}
     for cid, obj in create.items():
+        check = upload_check(ctx.principal, pk, ctx.limits)
         try:
-            parts = _sources(ctx, pk, obj, created, limit)
+            parts, total = _sources(ctx, pk, obj, created, limit)
+            if check is not None:
+                # Before spooling: past the quota, each creation costs one query, not a copy
+                # of up to maxSizeBlobSet bytes written and thrown away (500 per call).
+                check(total)
         except _Refused as exc:
             not_created[cid] = exc.error
             continue
+        except blobs.WindowExceeded as exc:
+            not_created[cid] = _set_error("overQuota", str(exc))
+            continue
         try:
             view = blobs.ingest(pk, blobs.spool(parts, limit), blobs.UPLOAD, upload_owner(),
-                                upload_expiry(ctx.limits), check=upload_check(ctx.principal, pk, ctx.limits))
+                                upload_expiry(ctx.limits), check=check)
         except blobs.TooLarge:
             not_created[cid] = _set_error("tooLarge", f"The blob would be larger than {limit} bytes.", maxSize=limit)
             continue
@@ -165,7 +176,8 @@ class _Refused(Exception):
 
 
 def _sources(ctx: Context, pk: int, obj, created: dict, limit: int):
-    """The creation's bytes, spooled (the data sources in order); _Refused with its SetError."""
+    """The creation's bytes (the data sources in order, streamed) and their total size;
+    _Refused with its SetError."""
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list) or not obj["data"]:
         raise _Refused(_set_error("invalidProperties", '"data" must be a non-empty array of data sources.',
                                   properties=["data"]))
@@ -226,7 +238,7 @@ def _sources(ctx: Context, pk: int, obj, created: dict, limit: int):
             else:
                 yield from blobs.chunks(*part)
 
-    return stream()
+    return stream(), total
 
 
 # --- Blob/get (RFC 9404 §4.2) ----------------------------------------------------------------

@@ -27,8 +27,9 @@ SETTINGS_TYPES = ("Jmap", "SystemSettings")
 LIMIT = "urn:ietf:params:jmap:error:limit"
 CHUNK = 64 * 1024
 # RFC 6838 §4.2 names, with optional parameters; anything else is served as octets.
+# Around ";" only RFC 9110 OWS (space, tab): `\s` would let CR LF through into the header.
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-                         r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\\\x00-\x1f\x7f]*\"|[A-Za-z0-9!#$&^_.+-]+))*$")
+                         r"([ \t]*;[ \t]*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\\\x00-\x1f\x7f]*\"|[A-Za-z0-9!#$&^_.+-]+))*\Z")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -74,11 +75,21 @@ def upload(request, account_id: str):
         # Django reads a body without Content-Length as empty: a chunked upload would silently
         # become an empty blob.
         return problem(411, "An upload needs a Content-Length header.", title="Length Required")
-    if declared and not declared.isdigit():
+    # isdigit() alone takes "²" (int() then fails) and other scripts' digits.
+    if declared and not (declared.isascii() and declared.isdigit()):
         return problem(400, "Invalid Content-Length.", title="Invalid parameters")
     too_large = problem(400, f"The upload is larger than {max_size} bytes.", type=LIMIT, limit="maxSizeUpload")
     if max_size is not None and declared and int(declared) > max_size:
         return too_large
+    check = upload_check(principal, pk, limits)
+    if check is not None and declared and int(declared) > CHUNK:
+        # Refused before the body is read: a client past its quota cannot make us spool and
+        # store what is then thrown away. The store checks again under its lock; a small body
+        # costs less to read than this query does on every upload.
+        try:
+            check(int(declared))
+        except blobs.WindowExceeded as exc:
+            return _window_exceeded(exc, limits)
     slot = None if unlimited else _acquire(principal, limits)
     if slot is False:
         return problem(400, "Too many concurrent uploads.", type=LIMIT, limit="maxConcurrentUpload")
@@ -88,15 +99,11 @@ def upload(request, account_id: str):
         except blobs.TooLarge:
             return too_large
         try:
-            view = blobs.ingest(pk, sp, blobs.UPLOAD, upload_owner(), upload_expiry(limits),
-                                check=upload_check(principal, pk, limits))
+            view = blobs.ingest(pk, sp, blobs.UPLOAD, upload_owner(), upload_expiry(limits), check=check)
         except blobs.OverQuota:
             return problem(403, "The account's storage quota would be exceeded.", title="Quota exceeded")
         except blobs.WindowExceeded as exc:
-            return problem(429, str(exc), title="Quota exceeded", headers={
-                "Retry-After": str(exc.retry_after),
-                "RateLimit-Policy": f'"blob-upload-files";q={limits.max_upload_count}, '
-                                    f'"blob-upload-bytes";q={limits.upload_quota};qu="content-bytes"'})
+            return _window_exceeded(exc, limits)
         except blobs.NotFound:
             return problem(404, endpoint.NOT_FOUND)
     finally:
@@ -105,6 +112,13 @@ def upload(request, account_id: str):
     content_type = _media_type(request.META.get("CONTENT_TYPE"), "application/octet-stream")
     return JsonResponse({"accountId": ids.encode(pk), "blobId": view.jmap_id, "type": content_type,
                          "size": view.blob.size}, status=201)
+
+
+def _window_exceeded(exc, limits):
+    return problem(429, str(exc), title="Quota exceeded", headers={
+        "Retry-After": str(exc.retry_after),
+        "RateLimit-Policy": f'"blob-upload-files";q={limits.max_upload_count}, '
+                            f'"blob-upload-bytes";q={limits.upload_quota};qu="content-bytes"'})
 
 
 def _body(request):

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import requests
 
 from cli.tests.test_cli import _local_mode, fails, ok, remote, remote_run, run  # noqa: F401 - fixtures by name
 from tests.clients import STRONG_PASSWORD
+from tests.live import ROOT
 
 NEW_PASSWORD = "Cobalt-Harbour-Violin-58"
 
@@ -203,3 +206,62 @@ def test_snapshot_of_accounts_keeps_aliases_and_leaves_credentials_out(make_acco
     code, _, err = run("apply", "--file", str(path))
     assert code == 0 and err.endswith("(0 failed)\n"), err
     assert can_log_in("robert@example.org", STRONG_PASSWORD)
+
+
+# --- issue 10, items 1 and 2: the service layer's rules hold for remote mode too ------------------
+TAKEOVER_PASSWORD = "Violet-Harbour-Kettle-4821"
+
+
+def _jmap(server, user: str, password: str, name: str, args: dict) -> dict:
+    got = requests.post(server.url + "/jmap", auth=(user, password), timeout=60, json={
+        "using": ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"], "methodCalls": [[name, args, "c"]]})
+    assert got.status_code == 200, got.text
+    return got.json()["methodResponses"][0][1]
+
+
+def _as(server, user: str, password: str, *args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args, "--url", server.url + "/", "--user", user,
+         "--password", password], env=server.client_env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_remote_mode_cannot_take_over_an_administrator_nor_cross_tenants(remote):
+    admin = (remote, remote.login, remote.password)
+    admin_id = _jmap(*admin, "x:Account/query", {"filter": {"name": remote.login.split("@")[0]}})["ids"][0]
+    role = _jmap(*admin, "x:Role/set", {"create": {"r": {"description": "Helpdesk (remote)", "enabledPermissions": {
+        p: True for p in ("authenticate", "sysAccountGet", "sysAccountQuery", "sysAccountUpdate")}}}})
+    rid = role["created"]["r"]["id"]
+    tenants = _jmap(*admin, "x:Tenant/set", {"create": {"t1": {"name": "rt1"}, "t2": {"name": "rt2"}}})["created"]
+    t1, t2 = tenants["t1"]["id"], tenants["t2"]["id"]
+    domains = _jmap(*admin, "x:Domain/set", {"create": {"d1": {"name": "rone.test", "memberTenantId": t1},
+                                                       "d2": {"name": "rtwo.test", "memberTenantId": t2}}})["created"]
+    password = {"0": {"@type": "Password", "secret": STRONG_PASSWORD}}
+    made = _jmap(*admin, "x:Account/set", {"create": {
+        "hd": {"name": "rhelp", "domainId": "b", "credentials": password,
+               "roles": {"@type": "Custom", "roleIds": {rid: True}}},
+        "boss": {"name": "rboss", "domainId": domains["d1"]["id"], "memberTenantId": t1, "credentials": password,
+                 "roles": {"@type": "Admin"}},
+        "zed": {"name": "rzed", "domainId": domains["d2"]["id"], "memberTenantId": t2, "credentials": password,
+                "roles": {"@type": "User"}}}})
+    assert not made.get("notCreated"), made
+    zed = made["created"]["zed"]["id"]
+
+    # Item 1: the limited administrator cannot reset the system administrator's password.
+    got = _as(remote, "rhelp@example.org", STRONG_PASSWORD, "update", "account", admin_id,
+              "--field", f"credentials/0/secret={TAKEOVER_PASSWORD}")
+    assert got.returncode != 0 and "forbidden" in got.stderr.lower() + got.stdout.lower(), (got.stdout, got.stderr)
+    assert _session_status(remote, remote.login, TAKEOVER_PASSWORD) == 401
+    assert _session_status(remote, remote.login, remote.password) == 200
+
+    # Item 2: the tenant administrator lists only its tenant, and another tenant's account is
+    # not found (never forbidden), whether read or reset.
+    boss = (remote, "rboss@rone.test", STRONG_PASSWORD)
+    listed = _as(*boss, "query", "account", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert zed not in listed.stdout and admin_id not in json.loads(listed.stdout)
+    assert made["created"]["boss"]["id"] in json.loads(listed.stdout)
+    got = _as(*boss, "update", "account", zed, "--field", f"credentials/0/secret={TAKEOVER_PASSWORD}")
+    assert got.returncode != 0 and "notfound" in (got.stderr + got.stdout).lower().replace(" ", ""), got.stderr
+    assert _session_status(remote, "rzed@rtwo.test", TAKEOVER_PASSWORD) == 401
+    got = _as(*boss, "get", "account", zed)
+    assert got.returncode != 0, got.stdout

@@ -202,7 +202,9 @@ def test_download_type_name_and_caching(alice):
     assert plain["Content-Type"] == "application/octet-stream"
 
 
-@pytest.mark.parametrize("accept", ["text/html\r\nSet-Cookie: x=1", "no-slash", "a/b; c=\"d\re\""])
+# CR LF before ";" was taken as optional whitespace: Django then refused the header (a 500).
+@pytest.mark.parametrize("accept", ["text/html\r\nSet-Cookie: x=1", "no-slash", "a/b; c=\"d\re\"",
+                                    "text/plain\r\n;a=b", "text/plain;\ra=b"])
 def test_hostile_accept_falls_back_to_octets(alice, accept):
     blob_id = upload(alice, b"<script>").json()["blobId"]
     got = download(alice, blob_id, accept=accept.replace("\r", "%0D").replace("\n", "%0A"))
@@ -492,3 +494,84 @@ def test_blob_get_default_properties_are_data_and_size(alice):
     _, answer, _ = call(alice, "Blob/get", {"ids": [text_id, binary_id]})
     assert answer["list"] == [{"id": text_id, "size": 10, "data:asText": "plain text"},
                               {"id": binary_id, "size": 2, "data:asBase64": "/wA="}]
+
+
+# --- final hostile-input pass (audit of issue 10) ---------------------------------------------
+@pytest.mark.parametrize("length", ["\u00b2", "\u0661", "\uff11"])
+def test_a_content_length_of_non_ascii_digits_is_a_400(alice, length):
+    # str.isdigit() takes these; int() fails on "²" (was a 500) and reads "١" as 1.
+    got = upload(alice, b"x", CONTENT_LENGTH=length)
+    assert got.status_code == 400 and got["Content-Type"] == "application/problem+json"
+    assert Blob.objects.count() == 0
+
+
+@pytest.mark.parametrize("blob_id", ["%00", "a%00b", "%ED%A0%80", "%C3%A9", "a-b"])
+def test_download_of_ids_outside_the_alphabet_is_404_without_a_query(alice, blob_id):
+    # A NUL reached PostgreSQL, which refuses it in text: a 500 there.
+    upload(alice, b"x")
+    jmap, account_id = alice
+    with CaptureQueriesContext(connection) as queries:
+        got = jmap.client.get(f"/jmap/download/{account_id}/{blob_id}/x", HTTP_AUTHORIZATION=jmap.auth)
+    assert got.status_code == 404 and got["Content-Type"] == "application/problem+json"
+    assert not any("blobs_accountblob" in q["sql"] for q in queries.captured_queries)
+
+
+def test_blob_methods_refuse_ids_with_nul_without_a_server_error(alice):
+    upload(alice, b"x")
+    for method, args in (("Blob/copy", {"fromAccountId": alice[1], "blobIds": ["a\u0000"]}),
+                         ("Blob/get", {"ids": ["a\u0000"]}), ("Blob/lookup", {"typeNames": [], "ids": ["\u0000"]})):
+        name, answer, _ = call(alice, method, args)
+        assert (name, answer["type"]) == ("error", "invalidArguments"), (method, answer)
+
+
+@pytest.mark.parametrize("args", [{"offset": 2 ** 53}, {"length": 2 ** 70}, {"offset": -1}])
+def test_blob_get_offsets_beyond_unsigned_int_are_invalid_arguments(alice, args):
+    blob_id = upload(alice, b"0123").json()["blobId"]
+    name, answer, _ = call(alice, "Blob/get", {"ids": [blob_id], **args})
+    assert name == "error" and answer["type"] == "invalidArguments"
+    assert call(alice, "Blob/get", {"ids": [blob_id], "offset": 2 ** 53 - 1})[1]["list"][0]["isTruncated"] is True
+
+
+def test_blob_upload_offsets_beyond_unsigned_int_are_invalid_properties(alice):
+    blob_id = upload(alice, b"0123").json()["blobId"]
+    _, answer, _ = call(alice, "Blob/upload", {"create": {"x": {"data": [{"blobId": blob_id, "length": 2 ** 53}]}}})
+    assert answer["notCreated"]["x"]["type"] == "invalidProperties"
+
+
+@pytest.fixture
+def spools(monkeypatch):
+    """Every temporary file made (the blob store spools each creation and upload there)."""
+    import tempfile
+
+    made = []
+    real = tempfile.mkstemp
+
+    def counting(*args, **kwargs):
+        made.append(kwargs.get("prefix"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", counting)
+    return made
+
+
+def test_creations_past_the_upload_quota_are_refused_before_they_are_spooled(alice, spools):
+    # 50 creations of a 1,000-byte blob with a 3,000-byte window: each refused one was spooled
+    # and stored before the refusal (a call of 500 could write 500 x maxSizeBlobSet bytes).
+    set_limits(upload_quota=3000)
+    source = upload(alice, b"z" * 1000).json()["blobId"]
+    spools.clear()
+    create = {f"c{i}": {"data": [{"blobId": source}]} for i in range(50)}
+    _, answer, _ = call(alice, "Blob/upload", {"create": create})
+    assert len(answer["created"]) == 2 and len(answer["notCreated"]) == 48
+    assert {e["type"] for e in answer["notCreated"].values()} == {"overQuota"}
+    assert len(spools) == 2
+
+
+def test_an_upload_past_the_window_is_refused_before_its_body_is_read(alice, spools):
+    set_limits(upload_quota=300_000)
+    assert upload(alice, b"a" * 200_000).status_code == 201
+    spools.clear()
+    got = upload(alice, b"b" * 200_000)
+    assert got.status_code == 429 and got["Retry-After"]
+    assert spools == []
+    assert upload(alice, b"c" * 100_000).status_code == 201

@@ -84,6 +84,18 @@ def test_the_server_limit_caps_max_changes(bob_jmap, bob):
     ({"sinceState": "nonsense"}, "cannotCalculateChanges"),
     ({"sinceState": "99"}, "cannotCalculateChanges"),
     ({"sinceState": "9" * 40}, "cannotCalculateChanges"),
+    # The audit's hostile pass: other scripts' digits, signs, spaces, exponents, the largest
+    # number of digits a state has (beyond bigint once more are allowed), NUL.
+    ({"sinceState": "\u0661"}, "cannotCalculateChanges"),
+    ({"sinceState": "+1"}, "cannotCalculateChanges"),
+    ({"sinceState": " 0"}, "cannotCalculateChanges"),
+    ({"sinceState": "1e3"}, "cannotCalculateChanges"),
+    ({"sinceState": "-0"}, "cannotCalculateChanges"),
+    ({"sinceState": "9" * 18}, "cannotCalculateChanges"),
+    ({"sinceState": "9" * 19}, "cannotCalculateChanges"),
+    ({"sinceState": "0\u0000"}, "invalidArguments"),
+    ({"sinceState": "0", "maxChanges": 2**63}, "invalidArguments"),
+    ({"sinceState": ["0"]}, "invalidArguments"),
 ])
 def test_bad_changes_arguments_get_the_rfc_error(bob_jmap, bob, args, error):
     got = bob_jmap.error("Note/changes", {"accountId": ids.encode(bob.pk), **args})
@@ -124,6 +136,10 @@ def test_query_changes_over_http(bob_jmap, bob):
     ({"sinceQueryState": "0", "calculateTotal": "yes"}, "invalidArguments"),
     ({"sinceQueryState": "x"}, "cannotCalculateChanges"),
     ({"sinceQueryState": "0", "maxChanges": 1}, "tooManyChanges"),
+    ({"sinceQueryState": "9" * 19}, "cannotCalculateChanges"),
+    ({"sinceQueryState": "0", "upToId": "a\u0000"}, "invalidArguments"),
+    ({"sinceQueryState": "0", "maxChanges": 2**64}, "invalidArguments"),
+    ({"sinceQueryState": "0", "calculateTotal": None}, "invalidArguments"),
 ])
 def test_bad_query_changes_arguments_get_the_rfc_error(bob_jmap, bob, args, error):
     journal.record(bob.pk, "Note", created=["a", "b"])
