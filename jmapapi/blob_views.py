@@ -10,7 +10,6 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-from django.core.cache import cache
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 
 from accounts.models import Account
@@ -20,6 +19,7 @@ from registry import ids
 from registry import services as registry_services
 from stalwart_site.problem import problem
 
+from . import inflight
 from .blob_methods import derived_blob, upload_check, upload_expiry, upload_owner
 from .models import Jmap
 
@@ -90,7 +90,7 @@ def upload(request, account_id: str):
             check(int(declared))
         except blobs.WindowExceeded as exc:
             return _window_exceeded(exc, limits)
-    slot = None if unlimited else _acquire(principal, limits)
+    slot = None if unlimited else inflight.acquire("uploads", principal.account_id, limits.max_concurrent_uploads)
     if slot is False:
         return problem(400, "Too many concurrent uploads.", type=LIMIT, limit="maxConcurrentUpload")
     try:
@@ -108,7 +108,7 @@ def upload(request, account_id: str):
             return problem(404, endpoint.NOT_FOUND)
     finally:
         if slot:
-            _release(principal)
+            inflight.release("uploads", principal.account_id)
     content_type = _media_type(request.META.get("CONTENT_TYPE"), "application/octet-stream")
     return JsonResponse({"accountId": ids.encode(pk), "blobId": view.jmap_id, "type": content_type,
                          "size": view.blob.size}, status=201)
@@ -127,34 +127,6 @@ def _body(request):
         if not chunk:
             return
         yield chunk
-
-
-def _slot_key(principal) -> str:
-    return f"jmap-uploads:{principal.account_id}"
-
-
-def _acquire(principal, limits):
-    """Count the caller's uploads in flight; False when over maxConcurrentUpload."""
-    if limits.max_concurrent_uploads is None:
-        return None
-    key = _slot_key(principal)
-    cache.add(key, 0, 300)
-    try:
-        current = cache.incr(key)
-    except ValueError:
-        cache.add(key, 1, 300)
-        current = 1
-    if current > limits.max_concurrent_uploads:
-        _release(principal)
-        return False
-    return True
-
-
-def _release(principal) -> None:
-    try:
-        cache.decr(_slot_key(principal))
-    except ValueError:
-        pass
 
 
 # --- download -----------------------------------------------------------------------------

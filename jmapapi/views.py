@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 
 from drf_spectacular.types import OpenApiTypes
@@ -16,7 +15,7 @@ from registry import services as registry_services
 from registry.schema import document
 from stalwart_site.problem import problem
 
-from . import capabilities, engine
+from . import capabilities, engine, inflight
 from . import blob_views  # noqa: F401  (registers the blob capability with its methods)
 from .models import Jmap
 from .registry_methods import FILTER_LIMITS
@@ -38,7 +37,10 @@ def api(request):
         return problem(400, "The Content-Type header must be application/json.",
                        type="urn:ietf:params:jmap:error:notJSON")
     limits = jmap_limits(request)
-    slot = _acquire(principal, limits)
+    limit = limits.max_concurrent_requests
+    if limit is not None and principal.has("unlimitedRequests"):
+        limit = None
+    slot = inflight.acquire("inflight", principal.account_id, limit)
     if slot is False:
         return problem(400, "Too many concurrent requests.", type="urn:ietf:params:jmap:error:limit",
                        limit="maxConcurrentRequests",
@@ -52,7 +54,7 @@ def api(request):
         return problem(exc.status, exc.detail, type=exc.type, **exc.extra)
     finally:
         if slot:
-            _release(principal)
+            inflight.release("inflight", principal.account_id)
     return HttpResponse(json.dumps(result, separators=(",", ":")), content_type="application/json; charset=utf-8")
 
 
@@ -76,34 +78,6 @@ def read_request(request, limit: int) -> bytes:
     if len(body) > limit:
         raise too_large
     return body
-
-
-def _slot_key(principal) -> str:
-    return f"jmap-inflight:{principal.account_id}"
-
-
-def _acquire(principal, limits):
-    """Count the caller's requests in flight; False when over maxConcurrentRequests."""
-    if limits.max_concurrent_requests is None or principal.has("unlimitedRequests"):
-        return None
-    key = _slot_key(principal)
-    cache.add(key, 0, 300)
-    try:
-        current = cache.incr(key)
-    except ValueError:
-        cache.add(key, 1, 300)
-        current = 1
-    if current > limits.max_concurrent_requests:
-        _release(principal)
-        return False
-    return True
-
-
-def _release(principal) -> None:
-    try:
-        cache.decr(_slot_key(principal))
-    except ValueError:
-        pass
 
 
 @endpoint.endpoint("GET", "HEAD", auth=True, states=SETTINGS_TYPES, allow="GET",
