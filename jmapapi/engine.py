@@ -63,6 +63,23 @@ def invalid_arguments(description: str) -> MethodError:
     return MethodError("invalidArguments", description)
 
 
+def set_arguments(args: dict) -> tuple[dict, dict, list]:
+    """The create, update and destroy arguments of any /set (RFC 8620 §5.3), checked for shape."""
+    create, update, destroy = args.get("create"), args.get("update"), args.get("destroy")
+    if create is not None and not isinstance(create, dict):
+        raise invalid_arguments('"create" must be an object.')
+    if update is not None and not isinstance(update, dict):
+        raise invalid_arguments('"update" must be an object.')
+    if destroy is not None and not (isinstance(destroy, list) and all(isinstance(d, str) for d in destroy)):
+        raise invalid_arguments('"destroy" must be an array of ids.')
+    return create or {}, update or {}, destroy or []
+
+
+def check_set_size(ctx, create: dict, update: dict, destroy: list) -> None:
+    if len(create) + len(update) + len(destroy) > ctx.limits.set_max_objects:
+        raise MethodError("requestTooLarge", f"At most {ctx.limits.set_max_objects} objects may be set at once.")
+
+
 @dataclass
 class Method:
     name: str

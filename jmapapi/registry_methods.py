@@ -21,7 +21,7 @@ from registry.declaration import for_model as decl_for_model
 from registry.errors import InvalidPatch, InvalidProperties, NotFound, SetError, SingletonError
 from registry.models import ChangeLog
 
-from .engine import Context, MethodError, invalid_arguments
+from .engine import Context, MethodError, check_set_size, invalid_arguments, set_arguments
 
 _OPS = {"Create", "Update", "Destroy"}
 FILTER_LIMITS = {"maxFilterConditions": 100, "maxFilterDepth": 16}
@@ -254,14 +254,7 @@ class RegistryMethods:
                 self.require_reach(ctx, op)
 
     def set(self, ctx: Context, args: dict) -> dict:
-        create, update, destroy = args.get("create"), args.get("update"), args.get("destroy")
-        if create is not None and not isinstance(create, dict):
-            raise invalid_arguments('"create" must be an object.')
-        if update is not None and not isinstance(update, dict):
-            raise invalid_arguments('"update" must be an object.')
-        if destroy is not None and not (isinstance(destroy, list) and all(isinstance(d, str) for d in destroy)):
-            raise invalid_arguments('"destroy" must be an array of ids.')
-        create, update, destroy = create or {}, update or {}, destroy or []
+        create, update, destroy = set_arguments(args)
         self._check_set_permissions(ctx, create, update, destroy)
         if_in_state = args.get("ifInState")
         old_state = _state(self.decl)
@@ -270,8 +263,7 @@ class RegistryMethods:
                 raise invalid_arguments('"ifInState" must be a string.')
             if if_in_state != old_state:
                 raise MethodError("stateMismatch", "The state does not match ifInState.")
-        if len(create) + len(update) + len(destroy) > ctx.limits.set_max_objects:
-            raise MethodError("requestTooLarge", f"At most {ctx.limits.set_max_objects} objects may be set at once.")
+        check_set_size(ctx, create, update, destroy)
         out = {"accountId": ctx.account_id, "oldState": old_state, "newState": None,
                "created": {}, "updated": {}, "destroyed": [], "notCreated": {}, "notUpdated": {}, "notDestroyed": {}}
         created_before = dict(ctx.created_ids)

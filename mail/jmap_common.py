@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jmapapi import capabilities
-from jmapapi.engine import Context, MethodError, invalid_arguments
+from jmapapi.engine import Context, MethodError, check_set_size, invalid_arguments, set_arguments
 from jmapapi.journal_methods import MAX_UNSIGNED_INT, account_of
 from registry import ids
 
@@ -92,16 +92,8 @@ def boolean(args: dict, name: str, default: bool = False) -> bool:
 
 
 def set_objects(args: dict, ctx: Context) -> tuple[dict, dict, list]:
-    create, update, destroy = args.get("create"), args.get("update"), args.get("destroy")
-    if create is not None and not isinstance(create, dict):
-        raise invalid_arguments('"create" must be an object.')
-    if update is not None and not isinstance(update, dict):
-        raise invalid_arguments('"update" must be an object.')
-    if destroy is not None and (not isinstance(destroy, list) or not all(isinstance(d, str) for d in destroy)):
-        raise invalid_arguments('"destroy" must be an array of ids.')
-    create, update, destroy = create or {}, update or {}, destroy or []
-    if len(create) + len(update) + len(destroy) > ctx.limits.set_max_objects:
-        raise MethodError("requestTooLarge", f"At most {ctx.limits.set_max_objects} objects may be set at once.")
+    create, update, destroy = set_arguments(args)
+    check_set_size(ctx, create, update, destroy)
     return create, update, destroy
 
 

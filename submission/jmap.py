@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from accounts.models import Account
 from jmapapi import capabilities
-from jmapapi.engine import METHODS, Context, Method, MethodError, invalid_arguments
+from jmapapi.engine import METHODS, Context, Method, MethodError, check_set_size, invalid_arguments, set_arguments
 from jmapapi.journal_methods import account_of, changes
 from jmapapi.registry_methods import WillDestroy
 from journal import services as journal
@@ -48,16 +48,9 @@ def _pick(doc: dict, props: list[str] | None) -> dict:
 
 
 def _set_arguments(ctx: Context, args: dict) -> tuple[dict, dict, list]:
-    create, update, destroy = args.get("create"), args.get("update"), args.get("destroy")
-    if create is not None and not isinstance(create, dict):
-        raise invalid_arguments('"create" must be an object.')
-    if update is not None and not isinstance(update, dict):
-        raise invalid_arguments('"update" must be an object.')
-    if destroy is not None and not (isinstance(destroy, list) and all(isinstance(d, str) for d in destroy)):
-        raise invalid_arguments('"destroy" must be an array of ids.')
-    create, update, destroy = create or {}, update or {}, list(dict.fromkeys(destroy or []))
-    if len(create) + len(update) + len(destroy) > ctx.limits.set_max_objects:
-        raise MethodError("requestTooLarge", f"At most {ctx.limits.set_max_objects} objects may be set at once.")
+    create, update, destroy = set_arguments(args)
+    destroy = list(dict.fromkeys(destroy))
+    check_set_size(ctx, create, update, destroy)
     return create, update, destroy
 
 
