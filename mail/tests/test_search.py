@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Account
 from fulltext import services as ft
 from fulltext.models import Document
 from mail import store
+from mail.models import Email
 from registry import ids
 
 from .conftest import CORPUS, message
@@ -230,3 +232,25 @@ def test_text_query_and_snippets_query_counts_do_not_grow(alice):
         counts.append(row)
     assert counts[0] == counts[1], counts
     assert sizes[:3] == [3, 6, 6] and sizes[3:] == [20, 20, 20], sizes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_indexes_emails_stored_before_it(make_account):
+    account = make_account("olduser")
+    executor = MigrationExecutor(connection)
+    target = [("mail", "0001_mailstore_initial")]
+    executor.migrate(target)
+    try:
+        old = executor.loader.project_state(target).apps
+        thread = old.get_model("mail", "Thread").objects.create(account_id=account.pk)
+        email = old.get_model("mail", "Email").objects.create(
+            account_id=account.pk, blob_id="x", thread=thread, meta={}, received_at="2026-12-01T00:00:00Z", size=1,
+            search={"subject": "Legacy zeppelin", "from": "old@example.org", "body": "stored before the index",
+                    "attachmentNames": "", "headers": "\nsubject: Legacy zeppelin"})
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    assert ft.search(account.pk, "email", ft.Match("subject", "zeppelin")) == {email.pk}
+    assert ft.search(account.pk, "email", ft.Match("body", "before index")) == {email.pk}
+    assert Email.objects.get(pk=email.pk).search == {"headers": "\nsubject: Legacy zeppelin"}
