@@ -13,7 +13,7 @@ Core/echo through the same path:
 
 1. Email/query inMailbox, sort receivedAt descending, limit 50;
 2. the same with collapseThreads;
-3. Email/query with a text filter (the plain fallback until the full-text index plugs in);
+3. Email/query with a text filter (over the full-text index);
 4. Email/get of 50 ids with preview and the usual list properties;
 5. Email/changes after 100 changes;
 
@@ -127,7 +127,7 @@ def run(size: int, repeat: int, domain) -> None:
         ("Core/echo", "Core/echo", {}),
         ("Email/query inMailbox, receivedAt, 50", "Email/query", query),
         ("  with collapseThreads", "Email/query", {**query, "collapseThreads": True}),
-        ("  with a text filter (fallback)", "Email/query", {**query, "filter": {"inMailbox": inbox_id,
+        ("  with a text filter (full-text)", "Email/query", {**query, "filter": {"inMailbox": inbox_id,
                                                                                 "text": "quarterly"}}),
         ("Email/get 50 with preview", "Email/get", {"ids": page, "properties": [
             "threadId", "mailboxIds", "keywords", "from", "to", "subject", "receivedAt", "size", "preview",

@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 
 
 class MailConfig(AppConfig):
@@ -11,6 +11,8 @@ class MailConfig(AppConfig):
         # registry ready (models), hence here and not at module level.
         from accounts.models import Account
 
+        from fulltext import services as ft
+
         from . import jmap_email, jmap_mailbox  # noqa: F401
         from .store import create_role_mailboxes
 
@@ -21,3 +23,10 @@ class MailConfig(AppConfig):
                 create_role_mailboxes(instance.pk)
 
         post_save.connect(role_mailboxes, sender=Account, weak=False, dispatch_uid="mail.role_mailboxes")
+
+        def purge_index(sender, instance, **kwargs):
+            # The index has no foreign key to the account (fulltext knows no app of ours): the
+            # account's rows CASCADE away, its documents go here, in the same transaction.
+            ft.purge(instance.pk)
+
+        post_delete.connect(purge_index, sender=Account, weak=False, dispatch_uid="mail.purge_index")

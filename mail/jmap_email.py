@@ -38,6 +38,9 @@ DEFAULT_PROPERTIES = ("id", "blobId", "threadId", "mailboxIds", "keywords", "siz
 PARSE_DEFAULT = ("messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo", "subject",
                  "sentAt", "hasAttachment", "preview", "bodyValues", "textBody", "htmlBody", "attachments")
 MAX_HEADER_FILTER = 1000
+# Each text condition is a subquery (and, on SQLite, a count of its matches): a filter is
+# bounded as the full-text query tree is (fulltext.text.MAX_QUERY_NODES).
+MAX_TEXT_CONDITIONS = 256
 
 
 def _is_header_prop(prop: str) -> bool:
@@ -230,7 +233,10 @@ class _Query:
     """Filter and sort of one Email/query over Email rows, or over a mailbox's Membership rows
     (the index-ordered fast path) when the filter is one condition naming inMailbox."""
 
-    def __init__(self, ctx: Context, args: dict):
+    def __init__(self, ctx: Context, args: dict, *, snippets: bool = False):
+        # snippets: validate the filter as Email/query does, but keep its text conditions as a
+        # full-text query tree (`self.text_tree`) instead of building the SQL.
+        self.snippets = snippets
         self.ctx, self.account = ctx, c.account(ctx, args)
         filt = args.get("filter")
         self.base_mailbox = None
@@ -238,7 +244,13 @@ class _Query:
             self.base_mailbox = _mailbox_pk(filt["inMailbox"], ctx, "inMailbox")
         self.p = "email__" if self.base_mailbox is not None else ""
         self.eid = "email_id" if self.base_mailbox is not None else "id"
-        self.q = self._tree(c.walk_filter(filt, self._leaf)) if filt is not None else Q()
+        self.texts = 0
+        tree = c.walk_filter(filt, self._leaf) if filt is not None else None
+        if snippets:
+            self.text_tree = search.snippet_query(tree)
+            self.q = Q()
+        else:
+            self.q = self._tree(tree) if tree is not None else Q()
         self.comparators = c.sort_list(args, c.SORT_OPTIONS) or [{"property": "receivedAt", "isAscending": False}]
         self.collapse = c.boolean(args, "collapseThreads")
 
@@ -268,6 +280,7 @@ class _Query:
         if unknown:
             raise MethodError("unsupportedFilter", f"Unknown filter {sorted(unknown)[0][:64]}.")
         p, eid, q = self.p, self.eid, Q()
+        texts = []
         for name, value in cond.items():
             if name == "inMailbox":
                 mpk = _mailbox_pk(value, self.ctx, name)
@@ -308,10 +321,19 @@ class _Query:
             elif name in ("text", *search.FIELDS):
                 if not isinstance(value, str) or len(value) > MAX_HEADER_FILTER:
                     raise MethodError("unsupportedFilter", f"{name} must be a string.")
-                q &= search.text_condition(self.account, name, value, p)
+                self.texts += 1
+                if self.texts > MAX_TEXT_CONDITIONS:
+                    raise MethodError("unsupportedFilter", "Too many text conditions in one filter.")
+                if self.snippets:
+                    texts.append((name, value))
+                    continue
+                try:
+                    q &= search.text_condition(self.account, name, value, eid)
+                except search.TooComplex as exc:
+                    raise MethodError("unsupportedFilter", f"{name}: {exc}.") from None
             elif name == "header":
                 q &= self._header(value)
-        return q
+        return search.Leaf(texts) if self.snippets else q
 
     def _header(self, value) -> Q:
         if (not isinstance(value, list) or not 1 <= len(value) <= 2 or not all(isinstance(v, str) for v in value)
@@ -417,6 +439,37 @@ def email_query(ctx: Context, args: dict) -> dict:
 
 c.guarded(query_changes_method("Email/queryChanges", store.EMAIL, c.MAIL, results=query_ids),
           "jmapEmailQueryChanges")
+
+
+# --- SearchSnippet/get ------------------------------------------------------------------------
+# The reference's default `snippetMaxResults` (spec jmap.md §6): more emailIds is requestTooLarge.
+SNIPPET_MAX_RESULTS = 100
+
+
+@method("SearchSnippet/get", c.MAIL, account_optional=False, transactional=False)
+def search_snippet_get(ctx: Context, args: dict) -> dict:
+    """RFC 8621 §5.1: for each asked email of the account, its subject and a preview with the
+    filter's text matches in <mark> (HTML-escaped; null where nothing matched)."""
+    ctx.require("jmapSearchSnippetGet")
+    query = _Query(ctx, args, snippets=True)
+    pk = query.account
+    wanted = c.id_list(args, "emailIds", SNIPPET_MAX_RESULTS, required=True)
+    asked = c.decode_ids(ctx, wanted)
+    known = set(Email.objects.filter(account_id=pk, pk__in=[v for v in asked.values() if v is not None])
+                .values_list("pk", flat=True))
+    try:
+        found = search.snippets(pk, sorted(known), query.text_tree) if known else {}
+    except search.TooComplex as exc:
+        raise MethodError("unsupportedFilter", f"{exc}.") from None
+    listed, not_found = [], []
+    for asked_id, epk in asked.items():
+        if epk not in known:
+            not_found.append(asked_id)
+            continue
+        snippet = found.get(epk) or {}
+        listed.append({"emailId": ids.encode(epk), "subject": snippet.get("subject"),
+                       "preview": snippet.get("preview")})
+    return {"accountId": ids.encode(pk), "list": listed, "notFound": not_found or None}
 
 
 # --- Email/set ----------------------------------------------------------------------------------

@@ -64,8 +64,8 @@ class Email(models.Model):
     sort_subject = models.CharField(max_length=255, default="")
     has_attachment = models.BooleanField(default=False)
     message_id = models.CharField(max_length=255, null=True)
-    # mail.mime's search text ({"from", "to", "cc", "bcc", "subject", "body", ...}): what the
-    # plain fallback of the text filters reads (mail.search); the full-text index replaces it.
+    # {"headers": "\n<name>: <value>" lines}: what the `header` filter matches. The text filters'
+    # text (mail.mime's search dict) lives in the full-text index (fulltext.Document).
     search = models.JSONField(default=dict)
 
     class Meta:

@@ -17,11 +17,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from blobs import services as blobs
+from fulltext import services as ft
 from journal import services as journal
 from registry import ids
 
 from . import headers as h
 from . import mime
+from . import search as search_seam
 from .models import Email, Keyword, Mailbox, Membership, Thread, ThreadKey
 
 EMAIL, MAILBOX, THREAD = "Email", "Mailbox", "Thread"
@@ -165,10 +167,11 @@ def store_message(account_id: int, raw: bytes, *, mailbox_pks, keywords: dict | 
     received_at = received_at or timezone.now()
     keywords = keywords or {}
     parsed = mime.parse(raw).as_dict()
-    search = parsed.pop("search")
-    # The header filter (RFC 8621 §4.4.1 `header`) matches "name: value" lines, one per field.
-    search["headers"] = "".join(f"\n{f['name'].lower()}: {h.unfold(f['value'])[:MAX_HEADER_SEARCH]}"
-                                for f in parsed["headers"])
+    text = parsed.pop("search")
+    # The header filter (RFC 8621 §4.4.1 `header`) matches "name: value" lines, one per field;
+    # the text filters go to the full-text index (mail.search), which keeps the rest.
+    search = {"headers": "".join(f"\n{f['name'].lower()}: {h.unfold(f['value'])[:MAX_HEADER_SEARCH]}"
+                                  for f in parsed["headers"])}
     with transaction.atomic():
         pks = _check_mailboxes(account_id, mailbox_pks)
         thread_id = _assign_thread(account_id, parsed, touched)
@@ -190,6 +193,7 @@ def store_message(account_id: int, raw: bytes, *, mailbox_pks, keywords: dict | 
             raise StoreError("blobNotFound", f"Blob {blob_id} not found.") from None
         Membership.objects.bulk_create([Membership(mailbox_id=pk, email=email, received_at=received_at) for pk in pks])
         Keyword.objects.bulk_create([Keyword(email=email, keyword=k) for k in keywords])
+        ft.index(account_id, search_seam.KIND, email.pk, text)
         touched.emails["created"].append(ids.encode(email.pk))
         touched.mailboxes["updated"].extend(ids.encode(pk) for pk in pks)
         if own:
@@ -260,6 +264,7 @@ def destroy_emails(account_id: int, emails: list[Email], touched: Touched) -> No
     for email in emails:
         blobs.release(account_id, email.blob_id, OWNER, str(email.pk))
     Email.objects.filter(pk__in=pks).delete()
+    ft.delete(account_id, search_seam.KIND, pks)
     touched.emails["destroyed"].extend(ids.encode(pk) for pk in pks)
     alive = set(Email.objects.filter(thread_id__in=thread_pks).values_list("thread_id", flat=True).distinct())
     dead = thread_pks - alive
