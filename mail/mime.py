@@ -13,7 +13,6 @@ broken input. Nothing here raises on bad input: broken MIME parses as far as it 
 This module imports nothing of ours.
 """
 
-import base64
 import binascii
 import dataclasses
 import datetime
