@@ -90,6 +90,18 @@ def make_account(db, domain):
 
 
 @pytest.fixture
+def builtin_role_rows(db):
+    """The built-in roles as migration 0002 makes them, for a transaction=True test: a test that
+    committed before it emptied the tables (serialized_rollback would restore them, but clashes
+    with the content types that the other test's flush created again)."""
+    import importlib
+
+    from django.apps import apps as global_apps
+
+    importlib.import_module("accounts.migrations.0002_builtin_roles").create(global_apps, None)
+
+
+@pytest.fixture
 def admin_account(make_account):
     from accounts.models import Account
 

@@ -71,7 +71,7 @@ def basic(login: str, password: str) -> bytes:
     return b"Basic " + base64.b64encode(f"{login}:{password}".encode())
 
 
-def test_a_jmap_call_is_answered_whole_and_closed_once_off_the_loop(admin_account, signals_seen):
+def test_a_jmap_call_is_answered_whole_and_closed_once_off_the_loop(builtin_role_rows, admin_account, signals_seen):
     body = json.dumps({"using": ["urn:ietf:params:jmap:core"],
                        "methodCalls": [["Core/echo", {"hello": True, "n": [1, 2, 3]}, "c0"]]}).encode()
     auth = basic(admin_account.email_address, STRONG_PASSWORD)

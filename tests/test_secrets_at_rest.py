@@ -29,6 +29,7 @@ from accounts.models import Credential, Directory
 from certificates.models import AcmeProvider, Certificate
 from conftest import STRONG_PASSWORD
 from oauth.models import OidcProvider
+from submission.models import MtaRoute
 from registry import crypto, ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ ACCOUNT_KEY = "-----BEGIN PRIVATE KEY-----\naccount-key-material\n-----END PRIVA
 CERT_KEY = "-----BEGIN PRIVATE KEY-----\ncertificate-key-material\n-----END PRIVATE KEY-----\n"
 LDAP_BIND_SECRET = "ldap-bind-Secret-4471"
 SQL_AUTH_SECRET = "sql-auth-Secret-9013"
+RELAY_SECRET = "relay-auth-Secret-5521"
 
 
 def raw(model, field, pk):
@@ -95,9 +97,15 @@ def stored(jmap, make_account, client):
             "@type": "PostgreSql", "host": "db.example.org",
             "authSecret": {"@type": "Value", "secret": SQL_AUTH_SECRET}}}}})["created"]
     ldap_pk, sql_pk = ids.decode(made["l"]["id"]), ids.decode(made["s"]["id"])
+    # The SMTP relay's password, likewise.
+    route = jmap.ok("x:MtaRoute/set", {"create": {"r": {
+        "name": "relay", "address": "smtp.example.net", "port": 587, "authUsername": "bob",
+        "authSecret": {"@type": "Value", "secret": RELAY_SECRET}}}})["created"]["r"]
+    route_pk = ids.decode(route["id"])
     return {
         (Directory, "bind_secret", ldap_pk): LDAP_BIND_SECRET,
         (Directory, "sql_auth_secret", sql_pk): SQL_AUTH_SECRET,
+        (MtaRoute, "auth_secret", route_pk): RELAY_SECRET,
         (OidcProvider, "signature_key", 1): pem,
         (AcmeProvider, "eab_hmac_key", provider.pk): EAB_KEY,
         (AcmeProvider, "account_key", provider.pk): ACCOUNT_KEY,
@@ -115,7 +123,7 @@ def test_every_encrypted_column_is_covered():
     declared = {(m, f.name) for m, f in crypto.encrypted_fields() if not m._meta.proxy}
     assert declared == {(OidcProvider, "signature_key"), (AcmeProvider, "eab_hmac_key"),
                         (AcmeProvider, "account_key"), (Certificate, "private_key"), (Credential, "otp_url"),
-                        (Directory, "bind_secret"), (Directory, "sql_auth_secret")}
+                        (Directory, "bind_secret"), (Directory, "sql_auth_secret"), (MtaRoute, "auth_secret")}
 
 
 def test_raw_columns_hold_no_clear_secret(stored):

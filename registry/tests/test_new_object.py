@@ -12,7 +12,6 @@ import io
 import json
 
 import pytest
-from django.apps import apps as global_apps
 from django.contrib import admin
 from django.core.management import call_command
 from django.db import connection, models
@@ -77,16 +76,8 @@ def role(slug):
     return Role.objects.get(name=slug, tenant__isnull=True)
 
 
-@pytest.fixture
-def builtin():
-    """The built-in roles as migration 0002 makes them: a test that committed before this one
-    emptied the tables (serialized_rollback would restore them, but clashes with the content
-    types that the other test's flush created again)."""
-    importlib.import_module("accounts.migrations.0002_builtin_roles").create(global_apps, None)
-
-
 @pytest.mark.django_db(transaction=True)
-def test_a_declared_object_gets_its_permissions_and_every_face(builtin, client, make_account, foo):
+def test_a_declared_object_gets_its_permissions_and_every_face(builtin_role_rows, client, make_account, foo):
     make_account("admin", roles_mode="admin")
     jmap = Jmap(client, basic("admin@example.org"))
 
