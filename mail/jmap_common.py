@@ -5,6 +5,7 @@ from __future__ import annotations
 from jmapapi import capabilities
 from jmapapi.engine import Context, MethodError, check_set_size, invalid_arguments, set_arguments
 from jmapapi.journal_methods import MAX_UNSIGNED_INT, account_of
+from journal import services as journal
 from registry import ids
 
 MAIL = "urn:ietf:params:jmap:mail"
@@ -95,6 +96,22 @@ def set_objects(args: dict, ctx: Context) -> tuple[dict, dict, list]:
     create, update, destroy = set_arguments(args)
     check_set_size(ctx, create, update, destroy)
     return create, update, destroy
+
+
+def begin_set(ctx: Context, args: dict, type_name: str) -> tuple[int, dict, dict, list, dict]:
+    """What every mail /set does before its first object (RFC 8620 §5.3): the account, the
+    arguments, the jmap<Type>Create/Update/Destroy permission each non-empty branch needs,
+    ifInState, and the response to fill in (its oldState set)."""
+    pk = account(ctx, args)
+    create, update, destroy = set_objects(args, ctx)
+    for op, branch in (("Create", create), ("Update", update), ("Destroy", destroy)):
+        if branch:
+            ctx.require(f"jmap{type_name}{op}")
+    old_state = journal.state(pk, type_name)
+    check_if_in_state(args, old_state)
+    out = {"accountId": ids.encode(pk), "oldState": old_state, "created": {}, "updated": {}, "destroyed": [],
+           "notCreated": {}, "notUpdated": {}, "notDestroyed": {}}
+    return pk, create, update, destroy, out
 
 
 def check_if_in_state(args: dict, current: str) -> None:

@@ -717,18 +717,8 @@ def _merge(into: store.Touched, local: store.Touched) -> None:
 
 @method("Email/set", c.MAIL, account_optional=False)
 def email_set(ctx: Context, args: dict) -> dict:
-    pk = c.account(ctx, args)
-    create, update, destroy = c.set_objects(args, ctx)
-    if create:
-        ctx.require("jmapEmailCreate")
-    if update:
-        ctx.require("jmapEmailUpdate")
-    if destroy:
-        ctx.require("jmapEmailDestroy")
-    old_state = journal.state(pk, store.EMAIL)
-    c.check_if_in_state(args, old_state)
-    out = {"accountId": ids.encode(pk), "oldState": old_state, "created": {}, "updated": {}, "destroyed": [],
-           "notCreated": {}, "notUpdated": {}, "notDestroyed": {}}
+    pk, create, update, destroy, out = c.begin_set(ctx, args, store.EMAIL)
+    old_state = out["oldState"]
     touched = store.Touched()
     for cid, values in create.items():
         local = store.Touched()

@@ -277,19 +277,9 @@ def _destroy(pk: int, mb: Mailbox, remove_emails: bool, touched: store.Touched) 
 
 @method("Mailbox/set", c.MAIL, account_optional=False)
 def mailbox_set(ctx: Context, args: dict) -> dict:
-    pk = c.account(ctx, args)
-    create, update, destroy = c.set_objects(args, ctx)
-    if create:
-        ctx.require("jmapMailboxCreate")
-    if update:
-        ctx.require("jmapMailboxUpdate")
-    if destroy:
-        ctx.require("jmapMailboxDestroy")
-    old_state = journal.state(pk, store.MAILBOX)
-    c.check_if_in_state(args, old_state)
+    pk, create, update, destroy, out = c.begin_set(ctx, args, store.MAILBOX)
+    old_state = out["oldState"]
     remove_emails = c.boolean(args, "onDestroyRemoveEmails")
-    out = {"accountId": ids.encode(pk), "oldState": old_state, "created": {}, "updated": {}, "destroyed": [],
-           "notCreated": {}, "notUpdated": {}, "notDestroyed": {}}
     touched = store.Touched()
     for cid, values in create.items():
         try:
