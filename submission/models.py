@@ -122,6 +122,9 @@ class MtaRoute(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Django's default ("mta route") would head the admin pages in lower case.
+        verbose_name = "MTA route"
+        verbose_name_plural = "MTA routes"
 
     def __str__(self):
         return self.name

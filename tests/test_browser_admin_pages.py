@@ -106,9 +106,10 @@ def visit(page, url: str, shots: Path, problems: list[str], heading: bool = True
         problems.append(f"{url}: no heading")
     if seen["unlabelled"]:
         problems.append(f"{url}: inputs without a label: {seen['unlabelled'][:5]}")
-    # Labels come from field names ("enable_hsts"): an acronym left in lower case ("Enable hsts")
-    # means the declaration's label mechanism was bypassed (registry.declaration.label).
-    wrong = sorted({word for text in seen["labels"] for word in re.findall(r"[A-Za-z0-9]+", text)
+    # Labels and headings come from field and model names ("enable_hsts"): an acronym left in lower
+    # case ("Enable hsts", "Add mta route")
+    # means the label mechanism (registry.declaration.label) or a verbose_name was bypassed.
+    wrong = sorted({word for text in [*seen["labels"], seen["h1"]] for word in re.findall(r"[A-Za-z0-9]+", text)
                     if word.lower() in ACRONYMS and word != ACRONYMS[word.lower()]})
     if wrong:
         problems.append(f"{url}: acronyms not in capitals in labels: {wrong}")
