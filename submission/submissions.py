@@ -186,7 +186,7 @@ def _send_at(mail_from: dict, now: datetime) -> datetime:
         if not (isinstance(hold_for, str) and hold_for.isdigit() and len(hold_for) <= 12):
             raise InvalidProperties("envelope/mailFrom: HOLDFOR must be a number of seconds.",
                                     properties=["envelope"])
-        delay = int(hold_for)
+        when = now + timedelta(seconds=min(int(hold_for), MAX_DELAYED_SEND + 1))
     elif hold_until is not None:
         try:
             when = parse_datetime(hold_until) if isinstance(hold_until, str) else None
@@ -195,13 +195,12 @@ def _send_at(mail_from: dict, now: datetime) -> datetime:
         if when is None or when.tzinfo is None:
             raise InvalidProperties("envelope/mailFrom: HOLDUNTIL must be a date-time with a time zone "
                                     "(RFC 3339).", properties=["envelope"])
-        delay = (when - now).total_seconds()
     else:
         return now
-    if delay > MAX_DELAYED_SEND:
+    if when > now + timedelta(seconds=MAX_DELAYED_SEND):
         raise InvalidProperties(f"envelope/mailFrom: a message can be held for at most {MAX_DELAYED_SEND} seconds "
                                 "(maxDelayedSend).", properties=["envelope"])
-    return now + timedelta(seconds=max(delay, 0))
+    return max(when, now)
 
 
 def create(account: Account, values, *, may_send: bool, resolve=lambda value: value,
