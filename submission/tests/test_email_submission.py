@@ -393,3 +393,78 @@ def test_strip_bcc_keeps_everything_else():
            b"Subject: x\r\n\r\nBcc: this line is body\r\n")
     assert submissions.strip_bcc(raw) == (b"From: a@example.org\r\nTo: b@example.net\r\nSubject: x\r\n\r\n"
                                           b"Bcc: this line is body\r\n")
+
+
+def test_a_submission_being_sent_cannot_be_canceled(alice, relay):
+    identity, eid = alice.identity(), alice.draft()
+    sid = alice.submit({"identityId": identity, "emailId": eid, "envelope": {
+        "mailFrom": {"email": "alice@example.org", "parameters": {"HOLDFOR": "60"}},
+        "rcptTo": [{"email": "bob@example.net"}]}})["created"]["s"]["id"]
+    row = EmailSubmission.objects.get()
+    later = row.send_at + dt.timedelta(seconds=1)
+    # A sender holds it (what `deliver` does before talking to the relay): cancel loses the race.
+    token = submissions.claim(row.pk, later, dt.timedelta(minutes=15))
+    assert token
+    got = alice.ok("EmailSubmission/set", {"update": {sid: {"undoStatus": "canceled"}}})
+    assert got["notUpdated"][sid]["type"] == "cannotUnsend"
+    # And the other way round: a canceled submission is never claimed.
+    EmailSubmission.objects.filter(pk=row.pk).update(claim_token="", claimed_until=None)
+    assert alice.ok("EmailSubmission/set", {"update": {sid: {"undoStatus": "canceled"}}})["updated"] == {sid: None}
+    assert submissions.claim(row.pk, later, dt.timedelta(minutes=15)) is None
+    assert submissions.run_due(later) == [] and relay.received == []
+
+
+@pytest.mark.parametrize("args", [
+    {"onSuccessUpdateEmail": ["#s"]}, {"onSuccessUpdateEmail": {"#s": True}},
+    {"onSuccessDestroyEmail": {"#s": True}}, {"onSuccessDestroyEmail": [1]},
+    {"create": {"s": "not an object"}}, {"ifInState": "999"},
+])
+def test_hostile_set_arguments(alice, relay, args):
+    identity, eid = alice.identity(), alice.draft()
+    create = {"create": {"s": {"identityId": identity, "emailId": eid}}}
+    got = alice.call("EmailSubmission/set", {**create, **args})
+    if "create" in args:
+        assert got[1]["notCreated"]["s"]["type"] == "invalidProperties", got
+    else:
+        assert got[0] == "error" and got[1]["type"] in ("invalidArguments", "stateMismatch"), got
+    assert EmailSubmission.objects.count() == 0 and relay.received == []
+
+
+def test_hostile_envelopes(alice, relay):
+    identity, eid = alice.identity(), alice.draft()
+    for envelope in (
+        {"mailFrom": {"email": "alice@example.org"}, "rcptTo": [{"email": "b@example.net"}] * 5000},
+        {"mailFrom": {"email": "alice@example.org\r\nRCPT TO:<x@example.net>"}, "rcptTo": [{"email": "b@example.net"}]},
+        {"mailFrom": {"email": "alice@example.org"}, "rcptTo": [{"email": "b@example.net\r\nDATA"}]},
+        {"mailFrom": {"email": "alice@example.org", "parameters": {"HOLDFOR": "1\r\nRSET"}},
+         "rcptTo": [{"email": "b@example.net"}]},
+        {"mailFrom": {"email": "alice@example.org", "parameters": {"HOLDUNTIL": "yesterday"}},
+         "rcptTo": [{"email": "b@example.net"}]},
+        {"mailFrom": {"email": "a" * 5000 + "@example.org"}, "rcptTo": [{"email": "b@example.net"}]},
+        {"mailFrom": {"email": "alice@example.org"}, "rcptTo": [{"email": "b@example.net", "parameters": {
+            "NOTIFY": "NEVER", "ENVID": "x"}}]},
+    ):
+        got = alice.submit({"identityId": identity, "emailId": eid, "envelope": envelope})
+        assert got["notCreated"]["s"]["type"] in ("invalidProperties", "invalidRecipients", "forbiddenMailFrom"), got
+    assert EmailSubmission.objects.count() == 0 and relay.received == []
+
+
+def test_the_periodic_command(alice, relay, django_capture_on_commit_callbacks):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    identity, eid = alice.identity(), alice.draft()
+    alice.submit({"identityId": identity, "emailId": eid, "envelope": {
+        "mailFrom": {"email": "alice@example.org", "parameters": {"HOLDFOR": "0"}},
+        "rcptTo": [{"email": "bob@example.net"}]}})
+    out = StringIO()
+    call_command("submissions", "status", stdout=out)
+    assert "1 recipient(s) queued" in out.getvalue() and "next due" in out.getvalue()
+    out = StringIO()
+    call_command("submissions", "run", "--loop", "--rounds", "1", "--interval", "1s", stdout=out)
+    assert ": 1 sent, 0 to retry, 0 refused" in out.getvalue()
+    assert len(relay.received) == 1
+    out = StringIO()
+    call_command("submissions", "status", stdout=out)
+    assert out.getvalue().strip() == "Nothing to send."
