@@ -113,10 +113,18 @@ class Context:
     created_ids: dict[str, str] = field(default_factory=dict)
     account_id: str = ""
     may_hold_nul: bool = False
+    # Implicit calls a method asks for, answered right after it under the same call id
+    # (RFC 8621 §7.5: EmailSubmission/set's onSuccessUpdateEmail is an implicit Email/set).
+    implicit_calls: list[tuple[str, dict]] = field(default_factory=list)
 
     def require(self, permission: str) -> None:
         if not self.principal.has(permission):
             raise MethodError("forbidden", "You are not authorized to perform this action")
+
+    def then_call(self, name: str, args: dict) -> None:
+        """Have the engine run `name` with `args` after this call, its response following
+        this call's under the same call id."""
+        self.implicit_calls.append((name, args))
 
     def resolve_creation_id(self, value: str) -> str | None:
         """'#cid' -> the id created for cid in this request (or given in createdIds)."""
@@ -237,20 +245,21 @@ def run(request: dict, principal, limits) -> dict:
                   may_hold_nul=getattr(request, "may_hold_nul", True))
     responses: list = []
     for name, args, call_id in request["methodCalls"]:
-        for item in _call(ctx, name, args, call_id, responses):
-            responses.append(item)
-        jmap_call(name, responses[-1])
+        produced = _call(ctx, name, args, call_id, responses)
+        responses.extend(produced)
+        jmap_call(name, produced[0])
     out = {"methodResponses": responses, "sessionState": session_state(principal)}
     if "createdIds" in request:
         out["createdIds"] = ctx.created_ids
     return out
 
 
-def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list) -> list:
+def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list, *, implicit: bool = False) -> list:
     entry = METHODS.get(name.replace("\\/", "/"))
     if entry is None:
         return [["error", {"type": "unknownMethod", "description": f"Unknown method {name}."}, call_id]]
-    if entry.capability != STALWART and entry.capability not in ctx.using:
+    # An implicit call is part of the method that asked for it, whose capability was checked.
+    if not implicit and entry.capability != STALWART and entry.capability not in ctx.using:
         return [["error", {"type": "unknownMethod", "description":
                            f"Method {name} requires capability {entry.capability} which is not present in the "
                            '"using" property.'}, call_id]]
@@ -274,11 +283,17 @@ def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list) ->
         with transaction.atomic() if entry.transactional else contextlib.nullcontext():
             result = entry.fn(ctx, args)
     except MethodError as exc:
+        ctx.implicit_calls.clear()
         return [["error", exc.to_json(), call_id]]
     except Exception:  # noqa: BLE001 - a bug must cost one call, not the request
         log.exception("JMAP method %s failed", name)
+        ctx.implicit_calls.clear()
         return [["error", {"type": "serverFail", "description": "The server failed to process this call."}, call_id]]
-    return [[entry.name, result, call_id]]
+    out = [[entry.name, result, call_id]]
+    implicit_calls, ctx.implicit_calls = ctx.implicit_calls, []
+    for implicit_name, implicit_args in implicit_calls:
+        out.extend(_call(ctx, implicit_name, implicit_args, call_id, [*responses, *out], implicit=True))
+    return out
 
 
 def _account_exists(pk: int) -> bool:

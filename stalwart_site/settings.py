@@ -299,3 +299,13 @@ JOURNAL_QUERY_CHANGES_MAX = env_int("JOURNAL_QUERY_CHANGES_MAX", 10_000)
 SUBMISSION_ROUTE = env_str("SUBMISSION_ROUTE", "relay")
 # The name this server gives in EHLO to the relay; empty: the machine's fully qualified name.
 SUBMISSION_EHLO_NAME = env_str("SUBMISSION_EHLO_NAME", "")
+# EmailSubmission/set refuses a message with more envelope recipients (tooManyRecipients) or
+# more octets (tooLarge) than these.
+SUBMISSION_MAX_RECIPIENTS = env_int("SUBMISSION_MAX_RECIPIENTS", 100)
+SUBMISSION_MAX_SIZE = env_int("SUBMISSION_MAX_SIZE", 75_000_000)
+# A recipient the relay refused for now is tried again after SUBMISSION_RETRY_FIRST seconds,
+# the wait doubling up to SUBMISSION_RETRY_MAX; SUBMISSION_GIVE_UP_AFTER seconds after the
+# message was due it is given up (delivered: "no").
+SUBMISSION_RETRY_FIRST = env_int("SUBMISSION_RETRY_FIRST", 60)
+SUBMISSION_RETRY_MAX = env_int("SUBMISSION_RETRY_MAX", 4 * 3600)
+SUBMISSION_GIVE_UP_AFTER = env_int("SUBMISSION_GIVE_UP_AFTER", 5 * 86400)

@@ -9,4 +9,4 @@ class SubmissionConfig(AppConfig):
     def ready(self):
         # The JMAP methods and session capabilities register themselves on import; the module
         # reads models, so it can only be imported once the app registry is ready.
-        from . import jmap  # noqa: F401
+        from . import checks, jmap  # noqa: F401

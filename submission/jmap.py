@@ -1,6 +1,7 @@
 """The JMAP face of sending: Identity/get|changes|set (RFC 8621 §6), VacationResponse/get|set
-(§8), and the session capabilities `urn:ietf:params:jmap:submission` and
-`urn:ietf:params:jmap:vacationresponse` (advertised because these methods exist).
+(§8), EmailSubmission/* (§7, in jmap_submission), and the session capabilities
+`urn:ietf:params:jmap:submission` and `urn:ietf:params:jmap:vacationresponse` (advertised
+because these methods exist).
 
 The engine has already checked that the caller may open `accountId`; the services decide the
 rest (an identity of another account is notFound, an address the account may not use is
@@ -16,14 +17,11 @@ from journal import services as journal
 from registry import ids
 from registry.errors import Forbidden, SetError, SingletonError
 
-from . import identities, vacation
+from . import identities, jmap_submission, vacation  # noqa: F401  (EmailSubmission/* join METHODS)
+from .submissions import MAX_DELAYED_SEND, SUBMISSION_EXTENSIONS
 
 SUBMISSION = "urn:ietf:params:jmap:submission"
 VACATION = "urn:ietf:params:jmap:vacationresponse"
-# spec/jmap.md §2.3: the reference's account capability, as it advertises it.
-SUBMISSION_EXTENSIONS = {"FUTURERELEASE": [], "SIZE": [], "DSN": [], "DELIVERYBY": [], "MT-PRIORITY": ["MIXER"],
-                         "REQUIRETLS": []}
-MAX_DELAYED_SEND = 2_592_000  # 30 days, in seconds
 
 
 def _string_list(args: dict, name: str) -> list[str] | None:

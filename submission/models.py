@@ -134,3 +134,51 @@ class MtaRoute(models.Model):
         if self.timeout is not None and not timedelta(seconds=1) <= self.timeout <= timedelta(minutes=30):
             raise ValidationError({"timeout": ValidationError("The timeout is 1 second to 30 minutes.",
                                                               code="out_of_range")})
+
+
+class EmailSubmission(models.Model):
+    """A message handed over for sending (RFC 8621 §7), and where its sending stands.
+
+    The email, identity and thread are kept as plain ids, not foreign keys: the submission
+    outlives them (RFC 8621 §7: destroying the email does not change the submission), and the
+    message's octets stay held in the blob store (a Hold of kind "submission") while the row
+    exists."""
+
+    class UndoStatus(models.TextChoices):
+        PENDING = "pending", "Pending"
+        FINAL = "final", "Final"
+        CANCELED = "canceled", "Canceled"
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    identity_pk = models.BigIntegerField()
+    email_pk = models.BigIntegerField()
+    thread_pk = models.BigIntegerField()
+    blob_id = models.CharField(max_length=64, help_text="The account's JMAP blob id of the message sent.")
+    # The Envelope as the client gave it or as derived from the message (RFC 8621 §7):
+    # {"mailFrom": Address, "rcptTo": [Address]}, Address = {"email", "parameters"}.
+    envelope = models.JSONField()
+    send_at = models.DateTimeField()
+    undo_status = models.CharField(max_length=8, choices=UndoStatus.choices, default=UndoStatus.PENDING)
+    # address -> {"smtpReply", "delivered", "displayed"} (RFC 8621 §7 DeliveryStatus).
+    delivery_status = models.JSONField(default=dict)
+    # When the sender should next try the recipients still queued; null once none is left.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    # A sender working on the row: its token until the lease runs out (a crashed sender's
+    # claim lapses and another takes the row over).
+    claim_token = models.CharField(max_length=32, blank=True, default="")
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    # Destroyed by the client while recipients were still queued: invisible to JMAP, kept until
+    # the sender is done with it, then deleted.
+    hidden = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "send_at", "id"], name="submission_sub_send_at"),
+            models.Index(fields=["next_attempt_at"], name="submission_sub_due"),
+        ]
+
+    def __str__(self):
+        return f"submission {self.pk} of account {self.account_id}"

@@ -83,9 +83,9 @@ class Sink:
 
 @contextmanager
 def sink(*, starttls: ssl.SSLContext | None = None, implicit: ssl.SSLContext | None = None, auth: bool = False,
-         mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")):
-    """Run a sink; yields (Sink, port)."""
-    handler = Sink()
+         mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"), handler: Sink | None = None):
+    """Run a sink (a new Sink, or `handler`); yields (Sink, port)."""
+    handler = handler or Sink()
     port = free_port()
     kwargs = {}
     if starttls is not None:
