@@ -338,11 +338,14 @@ def query(book, flt: Filter, *, limit: int | None = None, with_data: bool = Fals
         matched = list(cards.order_by("name").values_list("pk", flat=True)[:cap + 1])
     else:
         candidates = list(cards.order_by("name").values_list("pk", flat=True))
+        # Only the rows of the properties the filter names are read: a card's others (its
+        # photo's row, its notes) cannot change the answer.
+        names = sorted({pf.name for pf in flt.props})
         matched = []
         for start in range(0, len(candidates), BATCH):
             batch = candidates[start:start + BATCH]
             rows: dict[int, list[Row]] = {pk: [] for pk in batch}
-            for card_id, *row in (CardProperty.objects.filter(card_id__in=batch)
+            for card_id, *row in (CardProperty.objects.filter(card_id__in=batch, name__in=names)
                                   .values_list("card_id", "name", "group", "value", "folded", "params")):
                 rows[card_id].append(tuple(row))
             matched.extend(pk for pk in batch if matches(flt, rows[pk]))

@@ -31,6 +31,7 @@ from .models import AddressBook, Card, CardProperty
 
 BOOK, CARD = "AddressBook", "ContactCard"
 MAX_NAME = 255
+MAX_PROPERTIES_SIZE = 65_536
 _UNSET = object()
 
 
@@ -164,7 +165,7 @@ def create_book(account_id: int, slug: str, *, display_name: str = "", descripti
         if AddressBook.objects.filter(account_id=account_id).count() >= settings.CONTACTS_MAX_BOOKS:
             raise LimitReached(f"An account has at most {settings.CONTACTS_MAX_BOOKS} address books.")
         book = AddressBook.objects.create(account_id=account_id, slug=slug, display_name=display_name,
-                                          description=description, properties=properties or {})
+                                          description=description, properties=_properties(properties or {}))
         journal.record(account_id, BOOK, created={book_id(book): book_href(book)})
     return book
 
@@ -179,9 +180,7 @@ def update_book(book: AddressBook, *, display_name=_UNSET, description=_UNSET, p
         book.description = _text(description, 10_000, "description")
         fields.append("description")
     if properties is not _UNSET:
-        if not isinstance(properties, dict):
-            raise Invalid("Properties are a mapping.")
-        book.properties = properties
+        book.properties = _properties(properties)
         fields.append("properties")
     with transaction.atomic():
         if not AddressBook.objects.filter(pk=book.pk).update(revision=F("revision") + 1):
@@ -204,6 +203,17 @@ def delete_book(book: AddressBook) -> None:
         if cards:
             changes[CARD] = journal.Change(destroyed=cards)
         journal.record_many(book.account_id, changes)
+
+
+def _properties(value) -> dict:
+    """Dead properties: {"{namespace}name": "<xml…/>"}, text without NUL (PostgreSQL's JSON
+    refuses it), at most MAX_PROPERTIES_SIZE characters in all (the DAV layer has its own limit)."""
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and "\0" not in k and "\0" not in v for k, v in value.items()):
+        raise Invalid("Dead properties map names to XML text.")
+    if sum(len(k) + len(v) for k, v in value.items()) > MAX_PROPERTIES_SIZE:
+        raise Invalid(f"Dead properties hold at most {MAX_PROPERTIES_SIZE} characters in all.")
+    return value
 
 
 def _text(value, limit: int, what: str) -> str:
@@ -296,8 +306,14 @@ def _index(card: Card, parsed: vcard.VCard) -> None:
     CardProperty.objects.bulk_create(rows, batch_size=500)
 
 
+def _may_be_name(name) -> bool:
+    """Whether `name` could name a card: anything else is absent without a query (a NUL would
+    make PostgreSQL fail the statement)."""
+    return isinstance(name, str) and 0 < len(name) <= MAX_NAME and "\0" not in name
+
+
 def get_card(book: AddressBook, name: str) -> Card:
-    card = Card.objects.filter(book=book, name=name).first() if isinstance(name, str) and "\0" not in name else None
+    card = Card.objects.filter(book=book, name=name).first() if _may_be_name(name) else None
     if card is None:
         raise NotFound("No such card.")
     return card
@@ -317,7 +333,7 @@ def delete_card(book: AddressBook, name: str, *, if_match=None) -> None:
     with transaction.atomic():
         if not AddressBook.objects.filter(pk=book.pk).update(revision=F("revision") + 1):
             raise NotFound("No such address book.")
-        card = Card.objects.filter(book=book, name=name).first() if isinstance(name, str) else None
+        card = Card.objects.filter(book=book, name=name).first() if _may_be_name(name) else None
         check_conditions(card, if_match)
         if card is None:
             raise NotFound("No such card.")
@@ -356,7 +372,7 @@ def listing(book: AddressBook) -> list[tuple[str, str, int, object]]:
 
 def multiget(book: AddressBook, names, *, with_data: bool = True) -> dict[str, Card]:
     """The cards of `book` among `names` (others are simply absent): one query."""
-    wanted = [n for n in dict.fromkeys(names) if isinstance(n, str) and 0 < len(n) <= MAX_NAME and "\0" not in n]
+    wanted = [n for n in dict.fromkeys(names) if _may_be_name(n)]
     rows = Card.objects.filter(book=book, name__in=wanted)
     if not with_data:
         rows = rows.defer("data")

@@ -264,3 +264,24 @@ def test_ten_thousand_properties_are_stored_and_indexed_in_batches(alice):
         services.put_card(book, "many.vcf", data)
     assert CardProperty.objects.filter(name="EMAIL").count() == 10_000
     assert len(queries) < 100  # the index rows go in batches (SQLite: as many as its parameter limit allows)
+
+
+def test_hostile_names_and_properties_never_reach_the_database_as_errors(alice):
+    book = services.default_book(alice.pk)
+    for name in ("a\0b", "", "x" * 300, None, 7):
+        with pytest.raises(services.NotFound):
+            services.get_card(book, name)
+        with pytest.raises(services.NotFound):
+            services.delete_card(book, name)
+    with pytest.raises(services.NotFound):
+        services.get_book(alice.pk, "a\0b")
+    for bad in ({"{DAV:}x": "a\0"}, {"{DAV:}x": 1}, ["not", "a", "mapping"], {"{DAV:}x": "y" * 70_000}):
+        with pytest.raises(services.Invalid):
+            services.update_book(book, properties=bad)
+        with pytest.raises(services.Invalid):
+            services.create_book(alice.pk, "new", properties=bad)
+    for bad in ("x" * 256, "nul\0", 5):
+        with pytest.raises(services.Invalid):
+            services.update_book(book, display_name=bad)
+    book.refresh_from_db()
+    assert book.properties == {} and book.revision == 0
