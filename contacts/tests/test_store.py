@@ -285,3 +285,12 @@ def test_hostile_names_and_properties_never_reach_the_database_as_errors(alice):
             services.update_book(book, display_name=bad)
     book.refresh_from_db()
     assert book.properties == {} and book.revision == 0
+
+
+def test_deleting_an_account_takes_its_books_cards_and_index(alice, bob):
+    services.put_card(services.default_book(alice.pk), "a.vcf", card_bytes("google.vcf"))
+    services.put_card(services.default_book(bob.pk), "b.vcf", card_bytes("google.vcf"))
+    alice.delete()
+    assert list(AddressBook.objects.values_list("account_id", flat=True)) == [bob.pk]
+    assert list(Card.objects.values_list("name", flat=True)) == ["b.vcf"]
+    assert set(CardProperty.objects.values_list("card__name", flat=True)) == {"b.vcf"}
