@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "submission",
     # Full-text search behind one interface (SQLite FTS5 or PostgreSQL tsvector).
     "fulltext",
+    # Address books and vCards (the store under CardDAV; no HTTP of its own).
+    "contacts",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
@@ -292,6 +294,17 @@ JOURNAL_MAX_AGE_DAYS = env_int("JOURNAL_MAX_AGE_DAYS", 30)
 JOURNAL_MAX_CHANGES = env_int("JOURNAL_MAX_CHANGES", 0)
 # The most journal entries one /queryChanges reads before asking the client to query again.
 JOURNAL_QUERY_CHANGES_MAX = env_int("JOURNAL_QUERY_CHANGES_MAX", 10_000)
+
+# --- Contacts (contacts app) ------------------------------------------------------------------
+# The address book every account gets on first use (its href segment; empty: none is created)
+# and its display name, followed by the account's address in parentheses, as the reference.
+CONTACTS_DEFAULT_SLUG = env_str("CONTACTS_DEFAULT_SLUG", "default")
+CONTACTS_DEFAULT_DISPLAY_NAME = env_str("CONTACTS_DEFAULT_DISPLAY_NAME", "Stalwart Address Book")
+# The largest vCard stored, in octets (CardDAV max-resource-size), and address books per account.
+CONTACTS_MAX_VCARD_SIZE = env_int("CONTACTS_MAX_VCARD_SIZE", 524_288)
+CONTACTS_MAX_BOOKS = env_int("CONTACTS_MAX_BOOKS", 250)
+# The most cards one addressbook-query answers, whatever limit the client asks (507 beyond).
+CONTACTS_MAX_RESULTS = env_int("CONTACTS_MAX_RESULTS", 2000)
 
 # --- Sending (submission app) ----------------------------------------------------------------
 # The MtaRoute (x:MtaRoute, Settings › MTA › Outbound › Routes) that submitted mail is relayed
