@@ -474,13 +474,42 @@ def comparable(email: dict) -> dict:
     out = {k: email.get(k) for k in COMPARED}
     out["bodyStructure"] = shape(email["bodyStructure"])
     out["from"] = [a.get("email") for a in email.get("from") or []]
+    if isinstance(out["preview"], str):
+        out["preview"] = out["preview"].strip()
     return out
 
 
 # Where Cyrus 3.6 answers differently, per corpus message: {property: (ours, Cyrus's)}. Each is
 # explained in docs/jmap.md ("Beside Cyrus IMAP"); a new difference fails the test until it is
-# understood and listed there.
-CYRUS_DIFFERENCES: dict[str, dict] = {}
+# understood and listed there. (Cyrus also ends most previews with a space; previews are
+# compared without their outer white space.)
+CYRUS_DIFFERENCES: dict[str, dict] = {
+    '06-iso2022jp.eml': {
+        'preview': ('明日の会議は十時からです。 よろしくお願いします。', '明日の会議は十時からです。 よろしくお願い...'),
+    },
+    '08-encoded-words.eml': {
+        'subject': ('This is a long subject with ✓ café and plain words x', 'This is a long subject with ✓ café and plain words �'),
+    },
+    '11-bad-encodings.eml': {
+        'hasAttachment': (True, False),
+        'preview': ('Hello world', 'Hello world���j\x07 Unknown charset text.'),
+    },
+    '12-no-content-type.eml': {
+        'notImported': (None, 'invalidEmail'),
+    },
+    '13-8bit-headers.eml': {
+        'notImported': (None, 'invalidEmail'),
+    },
+    '14-mixed-line-endings.eml': {
+        'notImported': (None, 'invalidEmail'),
+    },
+    '16-multipart-no-boundary.eml': {
+        'preview': ('Text that was meant to be parts.', None),
+    },
+    '18-html-only.eml': {
+        'preview': ('Weekly * First item * Second item A B', '<!DOCTYPE html><html><head><style>p{color:red}</style><title>...'),
+    },
+}
 
 
 def test_beside_cyrus(site):
@@ -500,7 +529,10 @@ def test_beside_cyrus(site):
     differences = {}
     for name in raws:
         a, b = comparable(ours[name]), comparable(theirs[name])
-        diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+        if "notImported" in a or "notImported" in b:
+            diff = {"notImported": (a.get("notImported"), b.get("notImported"))}
+        else:
+            diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
         if diff:
             differences[name] = diff
     print(json.dumps(differences, ensure_ascii=False, indent=1))
