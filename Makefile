@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus slapd
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus slapd jsclients
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,7 +69,20 @@ slapd:
 	    && { invoke-rc.d slapd stop >/dev/null 2>&1 || true; }; \
 	  else echo "slapd is missing: apt-get install slapd ldap-utils (as root)" >&2; exit 1; fi; }
 
-test: install-dev browser promtool pebble slapd
+# The JavaScript JMAP client the mail live tests drive (jmap-jam, pinned with its dependencies by
+# tests/js/package-lock.json), installed with `npm ci` when the lock file is newer than the last
+# install. npm comes from Debian's nodejs and npm packages, installed when missing as root;
+# without npm the jmap-jam test is skipped and says why.
+jsclients:
+	@command -v npm >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || true; }
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "npm is missing: the jmap-jam tests will be skipped (apt-get install nodejs npm)" >&2; \
+	elif [ ! -f tests/js/node_modules/.installed ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.installed ]; then \
+	  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error && touch tests/js/node_modules/.installed; \
+	fi
+
+test: install-dev browser promtool pebble slapd jsclients
 	$(BIN)/python -m pytest
 
 # Logins per second per password hash algorithm (docs/performance.md); needs wrk (apt-get install wrk).
@@ -109,4 +122,4 @@ bench-slow: install-dev
 	$(BIN)/python bench/slow_clients.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache tests/js/node_modules

@@ -18,7 +18,7 @@ from blobs import services as blobs
 from registry import ids
 
 from . import capabilities
-from .engine import Context, MethodError, invalid_arguments, method
+from .engine import CORE, Context, MethodError, invalid_arguments, method
 
 BLOB = "urn:ietf:params:jmap:blob"
 DIGESTS = {"sha": hashlib.sha1, "sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
@@ -330,7 +330,9 @@ def blob_lookup(ctx: Context, args: dict) -> dict:
 
 
 # --- Blob/copy (RFC 8620 §6.3) ---------------------------------------------------------------
-@method("Blob/copy", BLOB, account_optional=False, transactional=False)
+# RFC 8620 §6.3 defines Blob/copy in the core capability, and clients that follow it (jmaplib)
+# name only core; the reference files it under the blob capability. Either will do.
+@method("Blob/copy", (CORE, BLOB), account_optional=False, transactional=False)
 def blob_copy(ctx: Context, args: dict) -> dict:
     ctx.require("jmapBlobCopy")
     to_pk = account_pk(ctx, args)

@@ -84,7 +84,8 @@ def check_set_size(ctx, create: dict, update: dict, destroy: list) -> None:
 class Method:
     name: str
     fn: Callable
-    capability: str
+    # The capability `using` must name; a tuple when any one of several will do.
+    capability: str | tuple[str, ...]
     # Methods that always act on the caller's own data may omit accountId.
     account_optional: bool = True
     # Whether the call runs in a transaction of its own. Only methods that touch no data may
@@ -95,7 +96,8 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
-def method(name: str, capability: str = CORE, account_optional: bool = True, transactional: bool = True):
+def method(name: str, capability: str | tuple[str, ...] = CORE, account_optional: bool = True,
+           transactional: bool = True):
     def register(fn):
         METHODS[name] = Method(name, fn, capability, account_optional, transactional)
         return fn
@@ -258,10 +260,11 @@ def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list, *,
     entry = METHODS.get(name.replace("\\/", "/"))
     if entry is None:
         return [["error", {"type": "unknownMethod", "description": f"Unknown method {name}."}, call_id]]
+    needed = entry.capability if isinstance(entry.capability, tuple) else (entry.capability,)
     # An implicit call is part of the method that asked for it, whose capability was checked.
-    if not implicit and entry.capability != STALWART and entry.capability not in ctx.using:
+    if not implicit and STALWART not in needed and not any(c in ctx.using for c in needed):
         return [["error", {"type": "unknownMethod", "description":
-                           f"Method {name} requires capability {entry.capability} which is not present in the "
+                           f"Method {name} requires capability {' or '.join(needed)} which is not present in the "
                            '"using" property.'}, call_id]]
     try:
         args = resolve_references(args, responses)

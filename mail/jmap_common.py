@@ -5,6 +5,7 @@ from __future__ import annotations
 from jmapapi import capabilities
 from jmapapi.engine import Context, MethodError, check_set_size, invalid_arguments, set_arguments
 from jmapapi.journal_methods import MAX_UNSIGNED_INT, account_of
+from jmapapi.registry_methods import FILTER_LIMITS
 from journal import services as journal
 from registry import ids
 
@@ -120,12 +121,33 @@ def check_if_in_state(args: dict, current: str) -> None:
         raise MethodError("stateMismatch", "The state has changed.")
 
 
-MAX_FILTER_DEPTH = 16
+MAX_FILTER_DEPTH = FILTER_LIMITS["maxFilterDepth"]
+# The management objects' limit, advertised in urn:stalwart:jmap: an OR of n conditions is an
+# SQL expression n deep, and SQLite refuses one deeper than 1 000 (a serverFail, not the
+# client's error); a request of a few hundred KB could otherwise hold thousands.
+MAX_FILTER_CONDITIONS = FILTER_LIMITS["maxFilterConditions"]
+
+
+def _check_filter_size(node) -> None:
+    count, stack = 0, [node]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, dict):
+            continue
+        is_operator = "operator" in item
+        count += 1 if is_operator else max(len(item), 1)
+        if count > MAX_FILTER_CONDITIONS:
+            raise MethodError("unsupportedFilter", f"A filter may have at most {MAX_FILTER_CONDITIONS} conditions "
+                                                   "and operators (maxFilterConditions).")
+        if is_operator and isinstance(item.get("conditions"), list):
+            stack.extend(item["conditions"])
 
 
 def walk_filter(node, leaf, depth: int = 0):
     """A FilterOperator tree (RFC 8620 §5.5) folded with `leaf(condition)`: returns
     ("AND"|"OR"|"NOT", [children]) trees of leaf results, validating operators."""
+    if depth == 0:
+        _check_filter_size(node)
     if depth > MAX_FILTER_DEPTH:
         raise MethodError("unsupportedFilter", "The filter is nested too deeply.")
     if not isinstance(node, dict):

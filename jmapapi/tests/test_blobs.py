@@ -356,6 +356,18 @@ def test_blob_methods_need_the_capability_in_using(alice):
     assert name == "error" and answer["type"] == "unknownMethod"
 
 
+def test_blob_copy_answers_with_core_or_blob_in_using(alice):
+    """RFC 8620 §6.3 puts Blob/copy in the core capability (a client such as jmaplib names only
+    core); the reference files it under the blob capability. Either is enough, neither is not."""
+    blob_id = upload(alice, b"mine").json()["blobId"]
+    for using in ([CORE], [CORE, BLOB], [BLOB]):
+        name, answer, _ = call(alice, "Blob/copy", {"fromAccountId": alice[1], "blobIds": [blob_id]}, using=using)
+        assert name == "Blob/copy" and answer["copied"] == {blob_id: blob_id}, (using, answer)
+    name, answer, _ = call(alice, "Blob/copy", {"fromAccountId": alice[1], "blobIds": [blob_id]},
+                           using=["urn:ietf:params:jmap:mail"])
+    assert name == "error" and answer["type"] == "unknownMethod"
+
+
 # --- Blob/get --------------------------------------------------------------------------------
 def test_blob_get_properties_ranges_and_digests(alice):
     data = "héllo wörld".encode()

@@ -417,6 +417,20 @@ def test_huge_inputs_are_refused_properly(alice):
     assert alice.error("Email/query", {"filter": {"text": "y" * 10_000}})["type"] == "unsupportedFilter"
 
 
+@pytest.mark.parametrize("method", ["Email/query", "Mailbox/query", "SearchSnippet/get"])
+def test_a_wide_filter_is_refused_before_any_sql(alice, method):
+    """A flat OR of thousands of conditions (well under maxSizeRequest) would compile to an SQL
+    expression deeper than SQLite allows: refused as the advertised maxFilterConditions (100),
+    like the management objects' /query, never a serverFail."""
+    leaf = {"Mailbox/query": {"role": "inbox"}}.get(method, {"hasKeyword": "x"})
+    extra = {"emailIds": []} if method == "SearchSnippet/get" else {}
+    wide = {"operator": "OR", "conditions": [leaf] * 5000}
+    got = alice.error(method, {"filter": wide, **extra})
+    assert got["type"] == "unsupportedFilter" and "maxFilterConditions" in got["description"], got
+    fits = {"operator": "OR", "conditions": [leaf] * 99}
+    assert alice.call(method, {"filter": fits, **extra})[0] == method
+
+
 def test_blob_lookup_finds_the_email_and_thread_of_a_message(alice):
     created = alice.import_(message())
     got = alice.ok("Blob/lookup", {"typeNames": ["Email", "Thread"], "ids": [created["blobId"]]},

@@ -136,3 +136,50 @@ def test_concurrent_writes_to_one_account_never_fail(site):
     boxes = jmap.request([["Mailbox/query", {"accountId": user_id, "filter": {"name": "Same"}}, "q"]],
                          using=using)[0][1]["ids"]
     assert len(boxes) == 1
+
+
+def test_jmapc_moves_renames_and_destroys(client):
+    """What the first test leaves out: a move by mailboxIds patch, the counts that follow it,
+    Email/changes and Email/queryChanges after it, a rename, a destroy with
+    onDestroyRemoveEmails, and an Email/set destroy, each through jmapc's own types."""
+    from jmapc.methods import EmailChanges, EmailChangesResponse, EmailQueryChanges, EmailQueryChangesResponse
+
+    listed = client.request(MailboxGet(ids=None))
+    roles = {m.role: m.id for m in listed.data if m.role}
+    inbox = roles["inbox"]
+    made = client.request(MailboxSet(create={"f": jmapc.Mailbox(name="Folder")}))
+    folder = made.created["f"].id
+    paths = [CORPUS / "04-latin1.eml", CORPUS / "05-windows1252.eml", CORPUS / "07-koi8r.eml"]
+    emails = [_import(client, p, inbox) for p in paths]
+    query = EmailQuery(filter=jmapc.EmailQueryFilterCondition(in_mailbox=inbox),
+                       sort=[jmapc.Comparator(property="receivedAt", is_ascending=False)])
+    before = client.request(query)
+    assert isinstance(before, EmailQueryResponse) and set(before.ids) == {e["id"] for e in emails}
+    email_state = client.request(EmailGet(ids=[], properties=["id"])).state
+
+    moved = client.request(EmailSet(update={emails[0]["id"]: {f"mailboxIds/{inbox}": None,
+                                                              f"mailboxIds/{folder}": True}}))
+    assert isinstance(moved, EmailSetResponse) and moved.updated == {emails[0]["id"]: None}, moved
+    counts = client.request(MailboxGet(ids=[inbox, folder], properties=["totalEmails", "unreadEmails"]))
+    assert [(m.total_emails, m.unread_emails) for m in counts.data] == [(2, 2), (1, 1)]
+    changes = client.request(EmailChanges(since_state=email_state))
+    assert isinstance(changes, EmailChangesResponse) and changes.updated == [emails[0]["id"]], changes
+    after = client.request(EmailQueryChanges(
+        filter=jmapc.EmailQueryFilterCondition(in_mailbox=inbox),
+        sort=[jmapc.Comparator(property="receivedAt", is_ascending=False)], since_query_state=before.query_state))
+    assert isinstance(after, EmailQueryChangesResponse) and emails[0]["id"] in after.removed, after
+
+    renamed = client.request(MailboxSet(update={folder: {"name": "Renamed"}}))
+    assert isinstance(renamed, MailboxSetResponse) and folder in renamed.updated, renamed
+    # A mailbox with mail is kept unless onDestroyRemoveEmails says otherwise (RFC 8621 §2.5).
+    kept = client.request(MailboxSet(destroy=[folder]))
+    assert kept.not_destroyed[folder].type == "mailboxHasEmail", kept
+    gone = client.request(MailboxSet(destroy=[folder], on_destroy_remove_emails=True))
+    assert gone.destroyed == [folder], gone
+    # Its only mailbox gone, the email went with it.
+    got = client.request(EmailGet(ids=[emails[0]["id"]], properties=["id"]))
+    assert got.not_found == [emails[0]["id"]]
+
+    destroyed = client.request(EmailSet(destroy=[emails[1]["id"]]))
+    assert destroyed.destroyed == [emails[1]["id"]]
+    assert client.request(query).ids == [emails[2]["id"]]
