@@ -2,23 +2,25 @@
 upload between HTTP_MAX_BODY (16 MiB, every other endpoint's cap) and maxSizeUpload (50 MB) is
 stored, one octet past maxSizeUpload is JMAP's limit problem, and past HTTP_MAX_UPLOAD_BODY the
 worker refuses it before reading. Other endpoints keep the small cap."""
-import base64
 import hashlib
-import re
 
 import requests
 
 from .live import live_server, raw_http
+from .test_jmap_live import STRONG, Site, basic, bootstrap
 
 CORE = "urn:ietf:params:jmap:core"
 
 
 def test_uploads_up_to_the_advertised_size_over_a_real_server():
     with live_server(workers=1) as server:
-        out = server.manage("bootstrap").stdout
-        login = re.search(r"^\s*login:\s+(\S+)\s*$", out, re.M).group(1)
-        password = re.search(r"^\s*password:\s+(\S+)\s*$", out, re.M).group(1)
-        auth = "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+        site = Site(server, *bootstrap(server))
+        # An ordinary user: the administrator's unlimitedUploads would lift the limit.
+        _, login = site.create_user("big")
+        # Room for the three uploads below within one upload window (uploadQuota, 50 MB by default).
+        got = site.admin.ok("x:Jmap/set", {"update": {"singleton": {"uploadQuota": 200_000_000}}})
+        assert got["notUpdated"] is None, got
+        auth = basic(login, STRONG)
         session = requests.get(server.url + "/jmap/session", headers={"Authorization": auth}, timeout=30).json()
         limit = session["capabilities"][CORE]["maxSizeUpload"]
         assert limit == 50_000_000
