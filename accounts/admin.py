@@ -14,7 +14,7 @@ from registry.admin import DeclaredAdmin, form_values
 from registry.admin_widgets import LabelledSplitDateTime
 from registry.composites import SqlAuthStore
 
-from . import credentials, external, hashing, services
+from . import credentials, external, hashing, services, usage
 from .models import Account, Alias, Credential, Directory, Domain
 from .policy import PolicyViolation
 from .services import default_domain_name
@@ -141,18 +141,40 @@ class AccountAdmin(DeclaredAdmin):
     list_filter = ("kind", "roles_mode", "is_active", ("domain", admin.RelatedOnlyFieldListFilter))
     search_fields = ("email_address", "name", "description")
 
-    def get_fieldsets(self, request, obj=None):
+    def _fieldsets(self, request, obj=None):
         # The declaration's "Credential limits" are the account's quotas in the reference's terms.
         sets = [("Quotas" if title == "Credential limits" else title, {"fields": names})
                 for title, names in self.decl.groups]
         sets.insert(1, ("Password", {"fields": ["new_password", "new_password_confirm", "password_expires_at"]}))
         return sets
 
+    def get_fieldsets(self, request, obj=None):
+        sets = self._fieldsets(request, obj)
+        if obj is not None:
+            for title, options in sets:
+                if "max_disk_quota" in options["fields"]:
+                    names = list(options["fields"])
+                    names.insert(names.index("max_disk_quota") + 1, "disk_usage")
+                    options["fields"] = names
+        return sets
+
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj)) + ["last_login"]
         if obj is not None:
             fields.append("kind")  # a user does not turn into a group
+            fields.append("disk_usage")
         return fields
+
+    @admin.display(description="Disk used")
+    def disk_usage(self, obj):
+        used = usage.disk_usage(obj.pk)
+        limit = obj.max_disk_quota
+        if limit is None:
+            return format_html('<span id="disk-usage">{} of no limit</span>', usage.human_size(used))
+        share = f" ({used * 100 // limit}%)" if used is not None and limit else ""
+        return format_html('<span id="disk-usage" data-used="{}" data-limit="{}">{} of {}{}</span>',
+                           "" if used is None else used, limit, usage.human_size(used), usage.human_size(limit),
+                           share)
 
     def save_related(self, request, form, formsets, change):
         decl = self.decl

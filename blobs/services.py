@@ -31,11 +31,13 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from accounts.models import Account
+from journal import services as journal
+from registry import ids
 
 from .models import AccountBlob, Blob, Hold
 
@@ -45,6 +47,11 @@ CHUNK = 64 * 1024
 UPLOAD = "upload"
 # A file no row names is left alone this long: it may belong to an upload still in flight.
 ORPHAN_GRACE = timedelta(hours=1)
+# The account's disk quota as a JMAP Quota (RFC 9425): the journal's data type and the quota's
+# id (the reference's: document 0). A change of the usage journals it as updated, so that
+# Quota/changes tells a client to read `used` again.
+QUOTA_TYPE = "Quota"
+DISK_QUOTA_ID = ids.encode(0)
 
 
 class BlobError(Exception):
@@ -230,8 +237,37 @@ def _attach(account_id: int, blob: Blob, owner_kind: str, owner_id: str, expires
     else:
         Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),
                                       defaults={"expires_at": expires_at})
+    if not held and quota is not None:
+        usage_moved([account_id], limited=True)
     view.blob = blob
     return view
+
+
+def usage_moved(account_ids: Iterable[int], limited: bool = False) -> None:
+    """Journal the disk quota of these accounts as updated (their usage changed), in the
+    caller's transaction. An account without a limit has no Quota object: nothing to journal
+    (setting a limit journals it as created). `limited`: the caller knows they have one."""
+    wanted = set(account_ids)
+    if wanted and not limited:
+        wanted = set(Account.objects.filter(pk__in=wanted, max_disk_quota__isnull=False).values_list("pk", flat=True))
+    for account_id in sorted(wanted):
+        journal.record(account_id, QUOTA_TYPE, updated=[DISK_QUOTA_ID])
+
+
+def check_quota(account_id: int, extra: int = 0) -> None:
+    """OverQuota when the account, with `extra` more octets, would be past its disk quota
+    (DAV and other faces that store outside ingest()). Takes the account's row lock: call it
+    inside the transaction that then stores."""
+    quota = _lock_account(account_id)
+    if quota is not None and usage(account_id) + extra > quota:
+        raise OverQuota("The account's storage quota would be exceeded.")
+
+
+def usage_expression():
+    """The usage of the account of the outer query's row (`OuterRef("pk")`), as a subquery:
+    a list of accounts with their usage in one query."""
+    return Subquery(AccountBlob.objects.filter(account_id=OuterRef("pk")).filter(Exists(_live_holds()))
+                    .values("account_id").annotate(total=Sum("blob__size")).values("total")[:1])
 
 
 # --- references ------------------------------------------------------------------------------
@@ -256,10 +292,17 @@ def hold(account_id: int, blob_id: str, owner_kind: str, owner_id: str, expires_
     """Add a reference to a blob the account already holds (an email made of an upload). NotFound
     when the account does not hold it (or its upload expired)."""
     with transaction.atomic():
+        # The account first, as ingest() locks it: one lock order for every writer.
+        quota = _lock_account(account_id) if expires_at is None else None
         view = (AccountBlob.objects.select_for_update().select_related("blob")
                 .filter(account_id=account_id, jmap_id=blob_id).first()) if well_formed(blob_id) else None
         if view is None or not view.holds.filter(_live()).exists():
             raise NotFound(f"Blob {blob_id} not found.")
+        # The content is counted already (an upload holds it); a lasting reference is still
+        # refused while the account is past its quota (lowered since the upload), so that an
+        # import never leaves the account over it.
+        if quota is not None and usage(account_id) > quota:
+            raise OverQuota("The account is over its storage quota.")
         Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),
                                       defaults={"expires_at": expires_at})
         return view
@@ -283,12 +326,20 @@ def release(account_id: int, blob_id: str, owner_kind: str, owner_id: str) -> bo
     """Remove one reference; the content goes at the next collection if nothing else holds it."""
     deleted, _ = Hold.objects.filter(account_blob__account_id=account_id, account_blob__jmap_id=blob_id,
                                      owner_kind=owner_kind, owner_id=str(owner_id)).delete()
+    if deleted and not Hold.objects.filter(_live(), account_blob__account_id=account_id,
+                                           account_blob__jmap_id=blob_id).exists():
+        usage_moved([account_id])
     return bool(deleted)
 
 
 def release_owner(owner_kind: str, owner_id: str) -> int:
     """Remove every reference an owner holds (an email destroyed)."""
+    held = list(Hold.objects.filter(owner_kind=owner_kind, owner_id=str(owner_id))
+                .values_list("account_blob_id", "account_blob__account_id"))
     deleted, _ = Hold.objects.filter(owner_kind=owner_kind, owner_id=str(owner_id)).delete()
+    still = set(Hold.objects.filter(_live(), account_blob_id__in=[v for v, _ in held])
+                .values_list("account_blob_id", flat=True))
+    usage_moved(a for v, a in held if v not in still)
     return deleted
 
 
@@ -306,18 +357,25 @@ def holders(account_id: int, blob_ids: Iterable[str], owner_kinds: Iterable[str]
 # --- data types that reference blobs (RFC 9404 §4.3 Blob/lookup) ---------------------------
 @dataclass
 class DataType:
-    """A JMAP data type whose objects hold blobs, under `owner_kind`, as `to_jmap_id(owner_id)`."""
+    """A JMAP data type whose objects hold blobs, under `owner_kind`: `to_jmap_ids(owner ids)`
+    answers the ids of the type's objects that hold them (several owners may map to one object,
+    one owner to several: an email in two mailboxes), in one query or none."""
 
     name: str
     owner_kind: str
-    to_jmap_id: Callable[[str], str] = field(default=str)
+    to_jmap_ids: Callable[[list[str]], list[str]] = field(default=list)
 
 
 DATA_TYPES: dict[str, DataType] = {}
 
 
-def register_data_type(name: str, owner_kind: str, to_jmap_id: Callable[[str], str] = str) -> DataType:
-    DATA_TYPES[name] = DataType(name, owner_kind, to_jmap_id)
+def register_data_type(name: str, owner_kind: str, to_jmap_id: Callable[[str], str] | None = None,
+                       to_jmap_ids: Callable[[list[str]], list[str]] | None = None) -> DataType:
+    """Register a type; give `to_jmap_id` (one owner, one object) or `to_jmap_ids` (batched)."""
+    if to_jmap_ids is None:
+        one = to_jmap_id or str
+        to_jmap_ids = lambda owners: list(dict.fromkeys(one(o) for o in owners))  # noqa: E731
+    DATA_TYPES[name] = DataType(name, owner_kind, to_jmap_ids)
     return DATA_TYPES[name]
 
 
@@ -368,7 +426,12 @@ def collect(now: datetime | None = None, orphans: bool = True) -> Collected:
     their files, and (with `orphans`) files no row names that are older than ORPHAN_GRACE."""
     now = now or timezone.now()
     done = Collected()
-    done.holds, _ = Hold.objects.filter(expires_at__lte=now).delete()
+    expired = Hold.objects.filter(expires_at__lte=now)
+    with transaction.atomic():
+        accounts = set(expired.values_list("account_blob__account_id", flat=True).distinct())
+        done.holds, _ = expired.delete()
+        # Their usage fell when the holds expired; the journal learns it now.
+        usage_moved(accounts)
     for pk in list(AccountBlob.objects.filter(~Exists(Hold.objects.filter(account_blob=OuterRef("pk"))))
                    .values_list("pk", flat=True)):
         with transaction.atomic():

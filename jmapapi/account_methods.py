@@ -14,6 +14,7 @@ from django.db.models import Prefetch
 from accounts import credentials, services
 from accounts.models import Account, Alias, Credential
 from accounts.policy import PolicyViolation
+from blobs import services as blobs
 from registry import ids, schema
 from registry.errors import Forbidden, InvalidPatch, InvalidProperties, NotFound, OverQuota
 
@@ -72,13 +73,17 @@ class AccountMethods(RegistryMethods):
         return Account.objects.select_related("domain")
 
     def prefetch(self, qs):
-        return super().prefetch(qs).prefetch_related("credentials", Prefetch("aliases", Alias.objects.order_by("pk")))
+        # The usage of every account listed in the same query (a subquery each), not one more per account.
+        return (super().prefetch(qs).prefetch_related("credentials", Prefetch("aliases", Alias.objects.order_by("pk")))
+                .annotate(used_disk_quota=blobs.usage_expression()))
 
     def public_props(self):
-        return [*super().public_props(), "credentials", "aliases"]
+        return [*super().public_props(), "credentials", "aliases", "usedDiskQuota"]
 
     def encode(self, ctx, obj):
         doc = super().encode(ctx, obj)
+        used = obj.used_disk_quota if hasattr(obj, "used_disk_quota") else blobs.usage(obj.pk)
+        doc["usedDiskQuota"] = used or 0
         if obj.kind == Account.Kind.USER:
             doc["credentials"] = {str(i): encode_credential(c) for i, c in enumerate(obj.credentials.all())}
         prefetched = "aliases" in getattr(obj, "_prefetched_objects_cache", {})
@@ -94,6 +99,7 @@ class AccountMethods(RegistryMethods):
         body = dict(body)
         body.pop("credentials", None)
         body.pop("aliases", None)
+        body.pop("usedDiskQuota", None)  # server-set: what a snapshot read back carries is ignored
         return super().decode_create(body)
 
     def do_create(self, ctx, values, body):
@@ -370,6 +376,9 @@ schema.extend(
                                  "only their owner creates.", {"type": "objectList", "objectName": "Credential"}),
                         "exported": False},
         "aliases": _field("More addresses of the account.", {"type": "objectList", "objectName": "EmailAlias"}),
+        "usedDiskQuota": {**_field("Octets the account stores: each distinct content it holds (messages, "
+                                   "uploads) once.", {"type": "number", "format": "unsignedInteger"}, "serverSet"),
+                          "exported": False},
     },
     sections=[{"title": "Aliases", "fields": [{"name": "aliases", "label": "Aliases"}]},
               {"title": "Credentials", "fields": [{"name": "credentials", "label": "Credentials"}]}],

@@ -11,6 +11,7 @@ import secrets
 from datetime import timedelta
 from typing import Callable
 
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Account
@@ -27,6 +28,13 @@ MAX_UNSIGNED_INT = 2**53 - 1
 # RFC 9404 §4: a server MUST accept at least 64 data sources in one creation.
 MAX_DATA_SOURCES = 64
 GET_PROPERTIES = ("id", "data", "data:asText", "data:asBase64", "size") + tuple(f"digest:{d}" for d in DIGESTS)
+
+
+def max_size_upload(limits) -> int:
+    """maxSizeUpload as advertised and enforced: the Jmap setting, but never above what the
+    event-loop worker lets an upload body be (HTTP_MAX_UPLOAD_BODY), so that nothing the session
+    advertises is cut before it reaches the upload view."""
+    return min(limits.max_upload_size, settings.HTTP_MAX_UPLOAD_BODY)
 
 
 def max_size_blob_set(limits) -> int:
@@ -221,12 +229,14 @@ def _sources(ctx: Context, pk: int, obj, created: dict, limit: int):
                 ref = created.get(blob_id[1:])
                 blob_id = ref["id"] if ref else ctx.created_ids.get(blob_id[1:], "")
             view = blobs.resolve(pk, [blob_id]).get(blob_id)
-            if view is None:
+            derived = derived_blob(pk, blob_id) if view is None else None
+            if view is None and derived is None:
                 raise _Refused(_set_error("notFound", f"Blob {value} not found.", notFound=[value]))
-            if start > view.blob.size or (end is not None and end > view.blob.size):
+            size = view.blob.size if view is not None else len(derived)
+            if start > size or (end is not None and end > size):
                 raise _Refused(_set_error("invalidProperties", f"{where} offset and length reach past the end of "
-                                          f"blob {value} ({view.blob.size} bytes).", properties=[f"data/{i}"]))
-            plan.append((view.blob, start, end))
+                                          f"blob {value} ({size} bytes).", properties=[f"data/{i}"]))
+            plan.append((view.blob, start, end) if view is not None else derived[start:end])
     total = sum(len(p) if isinstance(p, bytes) else (p[2] if p[2] is not None else p[0].size) - p[1] for p in plan)
     if total > limit:
         raise _Refused(_set_error("tooLarge", f"The blob would be larger than {limit} bytes.", maxSize=limit))
@@ -264,22 +274,28 @@ def blob_get(ctx: Context, args: dict) -> dict:
     for asked in wanted:
         blob_id = ctx.resolve_creation_id(asked) or ""
         view = found.get(blob_id)
-        if view is None:
+        if view is not None:
+            listed.append(_blob_object(view.jmap_id, view.blob.size, lambda a, b, blob=view.blob: blobs.read(blob, a, b),
+                                       props, start, end))
+            continue
+        # A body part of an email (its derived blobId, RFC 8621 §4.1.4) reads like any blob.
+        data = derived_blob(pk, blob_id)
+        if data is None:
             not_found.append(asked)
             continue
-        listed.append(_blob_object(view, props, start, end))
+        listed.append(_blob_object(blob_id, len(data), lambda a, b, data=data: data[a:b], props, start, end))
     return {"accountId": args["accountId"], "list": listed, "notFound": not_found}
 
 
-def _blob_object(view, props: list[str], start: int, end: int | None) -> dict:
-    size = view.blob.size
-    out = {"id": view.jmap_id}
+def _blob_object(blob_id: str, size: int, read: Callable[[int, int], bytes], props: list[str], start: int,
+                 end: int | None) -> dict:
+    out = {"id": blob_id}
     if "size" in props:
         out["size"] = size
     stop = size if end is None else min(end, size)
     truncated = start > size or (end is not None and end > size)
     needs_bytes = any(p.startswith("data") or p.startswith("digest:") for p in props)
-    data = blobs.read(view.blob, start, stop) if needs_bytes and start < stop else b""
+    data = read(start, stop) if needs_bytes and start < stop else b""
     text = None
     if {"data", "data:asText"} & set(props):
         try:
@@ -325,7 +341,7 @@ def blob_lookup(ctx: Context, args: dict) -> dict:
             continue
         held = owners.get(blob_id, {})
         listed.append({"id": blob_id, "matchedIds": {
-            t.name: [t.to_jmap_id(o) for o in held.get(t.owner_kind, [])] for t in types}})
+            t.name: t.to_jmap_ids(held[t.owner_kind]) if held.get(t.owner_kind) else [] for t in types}})
     return {"accountId": args["accountId"], "list": listed, "notFound": not_found}
 
 
@@ -347,7 +363,13 @@ def blob_copy(ctx: Context, args: dict) -> dict:
     copied, not_copied = {}, {}
     for blob_id in wanted:
         try:
-            view = blobs.copy(from_pk, to_pk, blob_id, blobs.UPLOAD, upload_owner(), upload_expiry(ctx.limits))
+            derived = derived_blob(from_pk, blob_id) if blobs.resolve(from_pk, [blob_id]).get(blob_id) is None else None
+            if derived is not None:
+                # A body part becomes content of its own in the target account, under its quota.
+                view = blobs.ingest(to_pk, blobs.spool_bytes(derived), blobs.UPLOAD, upload_owner(),
+                                    upload_expiry(ctx.limits))
+            else:
+                view = blobs.copy(from_pk, to_pk, blob_id, blobs.UPLOAD, upload_owner(), upload_expiry(ctx.limits))
         except blobs.NotFound:
             not_copied[blob_id] = _set_error("notFound", f"Blob {blob_id} not found.")
         except blobs.OverQuota as exc:

@@ -20,7 +20,7 @@ from registry import services as registry_services
 from stalwart_site.problem import problem
 
 from . import inflight
-from .blob_methods import derived_blob, upload_check, upload_expiry, upload_owner
+from .blob_methods import derived_blob, max_size_upload, upload_check, upload_expiry, upload_owner
 from .models import Jmap
 
 SETTINGS_TYPES = ("Jmap", "SystemSettings")
@@ -69,7 +69,7 @@ def upload(request, account_id: str):
         return problem(403, "You are not allowed to upload blobs.")
     limits = _limits()
     unlimited = principal.has("unlimitedUploads")
-    max_size = None if unlimited else limits.max_upload_size
+    max_size = None if unlimited else max_size_upload(limits)
     declared = request.META.get("CONTENT_LENGTH") or ""
     if not declared and request.META.get("HTTP_TRANSFER_ENCODING"):
         # Django reads a body without Content-Length as empty: a chunked upload would silently
@@ -142,9 +142,15 @@ def download(request, account_id: str, blob_id: str, name: str):
         data = derived_blob(pk, blob_id) if pk is not None else None
         if data is None:
             return problem(404, endpoint.NOT_FOUND)
-        return _derived_response(request, data, blob_id, name)
+        # A body part (its derived blobId), decoded on request, served as any blob.
+        return _serve(request, len(data), blob_id, name, lambda a, b: iter((data[a:b],)))
     blob = view.blob
-    etag = f'"{view.jmap_id}"'
+    return _serve(request, blob.size, view.jmap_id, name, lambda a, b: blobs.chunks(blob, a, b))
+
+
+def _serve(request, size: int, blob_id: str, name: str, chunks):
+    """The download response: whole, 304 on a matching ETag, or one byte range (206/416)."""
+    etag = f'"{blob_id}"'
     headers = {
         "Content-Disposition": content_disposition(name),
         "Cache-Control": "private, immutable, max-age=31536000",
@@ -160,35 +166,22 @@ def download(request, account_id: str, blob_id: str, name: str):
             response[key] = headers[key]
         return response
     content_type = _media_type(request.GET.get("accept"), "application/octet-stream")
-    start, end, status = 0, blob.size, 200
+    start, end, status = 0, size, 200
     wanted = request.META.get("HTTP_RANGE")
     if wanted and (not request.META.get("HTTP_IF_RANGE") or request.META["HTTP_IF_RANGE"].strip() == etag):
-        parsed = parse_range(wanted, blob.size)
+        parsed = parse_range(wanted, size)
         if parsed == "unsatisfiable":
             return problem(416, "The requested range is not satisfiable.", title="Range Not Satisfiable",
-                           headers={"Content-Range": f"bytes */{blob.size}"})
+                           headers={"Content-Range": f"bytes */{size}"})
         if parsed is not None:
             start, end = parsed
             status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
-    body = blobs.chunks(blob, start, end) if request.method == "GET" else iter(())
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    body = chunks(start, end) if request.method == "GET" else iter(())
     response = StreamingHttpResponse(body, status=status, content_type=content_type)
     response["Content-Length"] = str(end - start)
     for key, value in headers.items():
         response[key] = value
-    return response
-
-
-def _derived_response(request, data: bytes, blob_id: str, name: str) -> HttpResponse:
-    """A derived blob (an email's body part), decoded on request: whole, without ranges."""
-    response = HttpResponse(data if request.method == "GET" else b"",
-                            content_type=_media_type(request.GET.get("accept"), "application/octet-stream"))
-    response["Content-Length"] = str(len(data))
-    response["Content-Disposition"] = content_disposition(name)
-    response["Cache-Control"] = "private, immutable, max-age=31536000"
-    response["ETag"] = f'"{blob_id}"'
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     return response
 
 

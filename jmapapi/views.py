@@ -17,6 +17,7 @@ from stalwart_site.problem import problem
 
 from . import capabilities, engine, inflight
 from . import blob_views  # noqa: F401  (registers the blob capability with its methods)
+from .blob_methods import max_size_upload
 from .models import Jmap
 from .registry_methods import FILTER_LIMITS
 
@@ -94,7 +95,7 @@ def session_document(principal, request=None) -> dict:
     return {
         "capabilities": {
             "urn:ietf:params:jmap:core": {
-                "maxSizeUpload": limits.max_upload_size,
+                "maxSizeUpload": max_size_upload(limits),
                 "maxConcurrentUpload": limits.max_concurrent_uploads or unlimited,
                 "maxSizeRequest": limits.max_request_size,
                 "maxConcurrentRequests": limits.max_concurrent_requests or unlimited,

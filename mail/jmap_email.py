@@ -669,10 +669,13 @@ def build_message(ctx: Context, account_pk: int, values: dict, domain: str) -> b
     for i, part in enumerate(attachments):
         blob_ref = part.get("blobId") if isinstance(part, dict) else None
         view = found.get(ctx.resolve_creation_id(blob_ref) or "") if isinstance(blob_ref, str) else None
-        if view is None:
+        # A part of another email (a forwarded attachment) by its derived blobId.
+        data = (store.part_content(account_pk, ctx.resolve_creation_id(blob_ref) or "")
+                if view is None and isinstance(blob_ref, str) else None)
+        if view is None and data is None:
             raise _refuse("blobNotFound" if isinstance(blob_ref, str) else "invalidProperties",
                           f"attachments/{i}: no such blob.", f"attachments/{i}")
-        total += view.blob.size
+        total += view.blob.size if view is not None else len(data)
         if total > c.MAX_ATTACHMENTS_SIZE:
             raise _refuse("tooLarge", "The attachments exceed maxSizeAttachmentsPerEmail.", "attachments")
         ctype = part.get("type") or "application/octet-stream"
@@ -686,7 +689,8 @@ def build_message(ctx: Context, account_pk: int, values: dict, domain: str) -> b
         if disposition not in ("attachment", "inline"):
             raise _refuse("invalidProperties", f"attachments/{i}/disposition is not valid.", f"attachments/{i}")
         cid = part.get("cid")
-        data = blobs.read(view.blob)
+        if view is not None:
+            data = blobs.read(view.blob)
         if maintype == "text":
             text_value, _ = h.decode_bytes(data, part.get("charset") or "utf-8")
             msg.add_attachment(text_value, subtype=subtype, filename=name, disposition=disposition,
@@ -920,8 +924,25 @@ def email_copy(ctx: Context, args: dict) -> dict:
 
 DERIVED_BLOBS.append(store.part_content)
 # Blob/lookup (RFC 9404 §4.3): which emails and threads hold a blob.
-blobs.register_data_type("Email", store.OWNER, lambda owner_id: ids.encode(int(owner_id)))
-blobs.register_data_type("Thread", store.OWNER, lambda owner_id: ids.encode(
-    Email.objects.filter(pk=int(owner_id)).values_list("thread_id", flat=True).first() or 0))
+def _owner_pks(owners: list[str]) -> list[int]:
+    return [int(o) for o in owners if o.isdigit()]
+
+
+def _threads_of(owners: list[str]) -> list[str]:
+    pks = _owner_pks(owners)
+    found = dict(Email.objects.filter(pk__in=pks).values_list("pk", "thread_id"))
+    return list(dict.fromkeys(ids.encode(found[pk]) for pk in pks if pk in found))
+
+
+def _mailboxes_of(owners: list[str]) -> list[str]:
+    rows = (Membership.objects.filter(email_id__in=_owner_pks(owners)).order_by("mailbox_id")
+            .values_list("mailbox_id", flat=True).distinct())
+    return [ids.encode(pk) for pk in rows]
+
+
+blobs.register_data_type("Email", store.OWNER,
+                         to_jmap_ids=lambda owners: list(dict.fromkeys(ids.encode(pk) for pk in _owner_pks(owners))))
+blobs.register_data_type("Thread", store.OWNER, to_jmap_ids=_threads_of)
+blobs.register_data_type("Mailbox", store.OWNER, to_jmap_ids=_mailboxes_of)
 
 

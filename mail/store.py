@@ -122,21 +122,35 @@ def _thread_digests(parsed: dict) -> list[str]:
 
 def _assign_thread(account_id: int, parsed: dict, touched: Touched) -> int:
     """RFC 5322 threading as the keys mail.mime computed: the thread of any earlier message that
-    shares a message id (Message-ID, In-Reply-To, References) and the base subject; else a new one."""
+    shares a message id (Message-ID, In-Reply-To, References) and the base subject; else a new one.
+
+    A message whose keys lead to several threads (a reply that references two conversations
+    threaded apart until now) bridges them: they merge into the oldest, whose emails, keys and
+    id survive; the others are destroyed and their emails updated (their threadId moved)."""
     digests = _thread_digests(parsed)
-    found = None
+    found = set()
     if digests:
-        found = (ThreadKey.objects.filter(account_id=account_id, digest__in=digests)
-                 .order_by("thread_id").values_list("thread_id", flat=True).first())
-    if found is None:
-        found = Thread.objects.create(account_id=account_id).pk
-        touched.threads["created"].append(ids.encode(found))
+        found = set(ThreadKey.objects.filter(account_id=account_id, digest__in=digests)
+                    .values_list("thread_id", flat=True))
+    if not found:
+        target = Thread.objects.create(account_id=account_id).pk
+        touched.threads["created"].append(ids.encode(target))
     else:
-        touched.threads["updated"].append(ids.encode(found))
+        target = min(found)
+        touched.threads["updated"].append(ids.encode(target))
+        others = sorted(found - {target})
+        if others:
+            moved = list(Email.objects.filter(account_id=account_id, thread_id__in=others)
+                         .values_list("pk", flat=True))
+            Email.objects.filter(pk__in=moved).update(thread_id=target)
+            ThreadKey.objects.filter(account_id=account_id, thread_id__in=others).update(thread_id=target)
+            Thread.objects.filter(account_id=account_id, pk__in=others).delete()
+            touched.threads["destroyed"].extend(ids.encode(pk) for pk in others)
+            touched.emails["updated"].extend(ids.encode(pk) for pk in moved)
     if digests:
-        ThreadKey.objects.bulk_create([ThreadKey(account_id=account_id, digest=d, thread_id=found) for d in digests],
+        ThreadKey.objects.bulk_create([ThreadKey(account_id=account_id, digest=d, thread_id=target) for d in digests],
                                       ignore_conflicts=True)
-    return found
+    return target
 
 
 def _parse_utc(value: str | None):

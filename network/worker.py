@@ -15,7 +15,10 @@ What is added to gunicorn's protocol (gunicorn.asgi.protocol.ASGIProtocol), and 
   longer than `read_timeout`, and must be complete within `body_timeout`. Past that: 408 and
   the connection is closed.
 - **Largest body.** A declared length over `max_body` gets 413 before any of it is read; a
-  chunked body is cut when it passes the limit. Nothing is buffered past it.
+  chunked body is cut when it passes the limit. Nothing is buffered past it. A POST to the JMAP
+  upload URL has its own, larger limit (`max_upload`, above the 50 MB `maxSizeUpload` the
+  session advertises by default): an upload the server advertises is never cut here, and the
+  session never advertises more than this limit (jmapapi.blob_methods.max_size_upload).
 - **Connections per worker.** gunicorn's asgi worker counts connections but never refuses
   one; over `worker_connections` a new connection gets 503 and is closed at once.
 - **TLS fails closed.** gunicorn serves plain HTTP on a TLS listener whose context it could
@@ -54,7 +57,20 @@ def limits() -> dict:
         "read_timeout": number("HTTP_READ_TIMEOUT", 15, 0.1),
         "body_timeout": number("HTTP_BODY_TIMEOUT", 120, 0.1),
         "max_body": int(number("HTTP_MAX_BODY", 16 * 1024 * 1024, 1)),
+        "max_upload": int(number("HTTP_MAX_UPLOAD_BODY", DEFAULT_MAX_UPLOAD_BODY, 1)),
     }
+
+
+# Above the reference's default maxSizeUpload (50,000,000 bytes); stalwart_site.settings reads the
+# same variable with the same default for the session document.
+DEFAULT_MAX_UPLOAD_BODY = 64 * 1024 * 1024
+UPLOAD_PATH = "/jmap/upload/"
+
+
+def _body_limit(limits: dict, request) -> int:
+    if request.method == "POST" and (request.path or "").startswith(UPLOAD_PATH):
+        return max(limits["max_upload"], limits["max_body"])
+    return limits["max_body"]
 
 
 def _problem(status: int, title: str, detail: str) -> bytes:
@@ -71,6 +87,7 @@ class Protocol(gunicorn_protocol.ASGIProtocol):
         self._deadline = None  # the pending read-timeout call, if any
         self._body_deadline = None
         self._body_seen = 0
+        self._body_limit = self._limits["max_body"]
         self._refused = False
 
     # -- connection ---------------------------------------------------------------------------
@@ -93,9 +110,9 @@ class Protocol(gunicorn_protocol.ASGIProtocol):
         result = super()._on_headers_complete()
         request = self._current_request
         self._body_seen = 0
-        if request is not None and (request.content_length or 0) > self._limits["max_body"]:
-            self._refuse(413, "Content Too Large",
-                         f"The request body is larger than {self._limits['max_body']} bytes.")
+        self._body_limit = _body_limit(self._limits, request) if request is not None else self._limits["max_body"]
+        if request is not None and (request.content_length or 0) > self._body_limit:
+            self._refuse(413, "Content Too Large", f"The request body is larger than {self._body_limit} bytes.")
             return result
         if request is not None and (request.content_length or request.chunked):
             # The body's pace is watched from here; the total is bounded separately.
@@ -109,9 +126,8 @@ class Protocol(gunicorn_protocol.ASGIProtocol):
         if self._refused:
             return
         self._body_seen += len(chunk)
-        if self._body_seen > self._limits["max_body"]:
-            self._refuse(413, "Content Too Large",
-                         f"The request body is larger than {self._limits['max_body']} bytes.")
+        if self._body_seen > self._body_limit:
+            self._refuse(413, "Content Too Large", f"The request body is larger than {self._body_limit} bytes.")
             return
         self._arm(self._limits["read_timeout"])
         super()._on_body(chunk)

@@ -286,6 +286,11 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", SERVER_EMAIL)
 DNS_SERVERS = env_list("DNS_SERVERS", [])
 DNS_TIMEOUT = env_int("DNS_TIMEOUT", 5)
 
+# --- Uploads -----------------------------------------------------------------------------------
+# The event-loop worker (network/worker.py) lets a POST to the JMAP upload URL be this large
+# (other bodies stop at HTTP_MAX_BODY); the session never advertises a maxSizeUpload above it.
+HTTP_MAX_UPLOAD_BODY = max(env_int("HTTP_MAX_UPLOAD_BODY", 64 * 1024 * 1024), env_int("HTTP_MAX_BODY", 16 * 1024 * 1024))
+
 # --- The change journal (journal app) --------------------------------------------------------
 # `manage.py journal prune` forgets changes older than JOURNAL_MAX_AGE_DAYS, and beyond the
 # JOURNAL_MAX_CHANGES newest of each account and type (0: no such limit); a client whose state

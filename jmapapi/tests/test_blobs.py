@@ -430,7 +430,7 @@ def test_blob_lookup_without_types_and_with_unknown_types(alice):
 
 
 def test_blob_lookup_answers_from_registered_types(alice, mallory, monkeypatch):
-    monkeypatch.setitem(blobs.DATA_TYPES, "Note", blobs.DataType("Note", "note", lambda owner: f"N{owner}"))
+    monkeypatch.setitem(blobs.DATA_TYPES, "Note", blobs.DataType("Note", "note", lambda owners: [f"N{o}" for o in owners]))
     blob_id = upload(alice, b"referenced").json()["blobId"]
     pk = ids.decode(alice[1])
     blobs.hold(pk, blob_id, "note", "7")
