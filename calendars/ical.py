@@ -330,14 +330,28 @@ def span_of(comp) -> Span | None:
             return Span(moment, _bound(MAX, floating), floating, FREE)
         return Span(MIN, MAX, False, FREE)
     if name == "VFREEBUSY":
-        periods = [p for prop in _as_list(comp.get("FREEBUSY")) for p in getattr(prop, "dts", [])]
-        if not periods:
+        found = [period for prop in _as_list(comp.get("FREEBUSY")) for period in periods(prop)]
+        if not found:
             return None
-        low = min(_moment(p.dt[0])[0] for p in periods)
-        high = max(_moment(p.dt[1] if not isinstance(p.dt[1], timedelta) else p.dt[0] + p.dt[1])[0]
-                   for p in periods)
-        return Span(low, high, False, FREE)
+        return Span(min(low for low, _ in found), max(high for _, high in found), False, FREE)
     return None
+
+
+def periods(prop) -> list[tuple[datetime, datetime]]:
+    """The (start, end) pairs of one FREEBUSY value (a period, or a list of them), in UTC."""
+    out = []
+    for period in getattr(prop, "dts", None) or [prop]:
+        value = getattr(period, "dt", None)
+        if not isinstance(value, tuple) or len(value) != 2:
+            continue
+        low, high = value
+        if isinstance(high, timedelta):
+            high = low + high
+        if isinstance(low, datetime) and isinstance(high, datetime):
+            low = low.replace(tzinfo=UTC) if low.tzinfo is None else low.astimezone(UTC)
+            high = high.replace(tzinfo=UTC) if high.tzinfo is None else high.astimezone(UTC)
+            out.append((low, high))
+    return out
 
 
 def _bound(value: datetime, floating: bool) -> datetime:

@@ -664,14 +664,11 @@ def _limit_freebusy(cal, window: TimeRange) -> None:
             continue
         del comp["FREEBUSY"]
         for prop in periods:
-            kept = []
-            for period in getattr(prop, "dts", []):
-                low, high = period.dt
-                high = low + high if isinstance(high, timedelta) else high
-                if window.overlaps(low, high):
-                    kept.append((low, high))
+            kept = [(low, high) for low, high in ical.periods(prop) if window.overlaps(low, high)]
             if kept:
-                comp.add("FREEBUSY", kept, parameters=dict(prop.params) if prop.params else None)
+                params = {k: v for k, v in (prop.params or {}).items() if k != "VALUE"}
+                comp.add("FREEBUSY", kept, parameters=params or None)
+        _plain_periods(comp)
 
 
 def _select(comp, selection: _Selection):
@@ -728,10 +725,7 @@ def free_busy(calendars: list[Calendar], start: datetime, end: datetime, *, tz=N
                     for prop in _values(comp, "FREEBUSY"):
                         kind = str(prop.params.get("FBTYPE", "BUSY")).upper()
                         kind = kind if kind in periods else "BUSY"
-                        for period in getattr(prop, "dts", []):
-                            low, high = period.dt
-                            high = low + high if isinstance(high, timedelta) else high
-                            low, high = _utc_value(low, tz), _utc_value(high, tz)
+                        for low, high in ical.periods(prop):
                             if window.overlaps(low, high):
                                 periods[kind].append((low, high))
                 continue
@@ -756,8 +750,16 @@ def free_busy(calendars: list[Calendar], start: datetime, end: datetime, *, tz=N
         merged = _merge([(max(s, start), min(e, end)) for s, e in periods[kind]])
         if merged:
             fb.add("FREEBUSY", merged, parameters={"FBTYPE": kind})
+    _plain_periods(fb)
     out.add_component(fb)
     return out.to_ical().decode("utf-8")
+
+
+def _plain_periods(comp) -> None:
+    """FREEBUSY values are periods by definition (RFC 5545 §3.8.2.6): no VALUE=PERIOD."""
+    for prop in _values(comp, "FREEBUSY"):
+        if getattr(prop, "params", None) is not None:
+            prop.params.pop("VALUE", None)
 
 
 def _merge(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
