@@ -11,7 +11,7 @@ calendar gets N events, one a hour from 1 January 2026, 10 % of them weekly for 
 (COUNT=52), with UTC times as issue 14's generator. Then it times, p50/p99 in milliseconds:
 
 1. put_object() of one new event (what PUT costs, independent of N);
-2. list_objects(): names, etags and sizes of every object (PROPFIND Depth 1 getetag);
+2. list_objects() and list_etags(): names, etags and sizes of every object (PROPFIND Depth 1 getetag);
 3. collection_changes() after 100 changes (sync-collection);
 4. calendar_query() of one week, VEVENT time-range (calendar-query, etags only);
 5. get_objects() of 100 random names with their data (calendar-multiget).
@@ -92,7 +92,8 @@ def run(size: int, repeat: int) -> None:
     for label, fn in [
         ("put_object() one new event", lambda: services.put_object(
             calendar, f"new{next(counter)}.ics", ics(next(counter), base + timedelta(hours=3)))),
-        ("list_objects() (PROPFIND D1 getetag)", lambda: services.list_objects(calendar)),
+        ("list_objects() (models, no data)", lambda: services.list_objects(calendar)),
+        ("list_etags() (PROPFIND D1 getetag)", lambda: services.list_etags(calendar)),
         ("collection_changes() after 100", lambda: services.collection_changes(calendar, since, 2000)),
         ("calendar_query() one week", lambda: query.calendar_query(calendar, WEEK)),
         ("get_objects() 100 with data", lambda: services.get_objects(calendar, random.sample(names, 100))),

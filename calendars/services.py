@@ -306,6 +306,13 @@ def list_objects(calendar: Calendar) -> list[CalendarObject]:
     return out
 
 
+def list_etags(calendar: Calendar) -> list[tuple[str, str, int, datetime]]:
+    """(name, etag, size, modified) of every object, in name order: PROPFIND Depth 1 with
+    getetag at the cost of one query and no model instances."""
+    return list(CalendarObject.objects.filter(calendar=calendar).order_by("name")
+                .values_list("name", "etag", "size", "modified"))
+
+
 def _check_dates(expansion: ical.Expansion, lim: Limits) -> None:
     for span in expansion.spans:
         start, end = span.utc(ical.UTC)

@@ -86,6 +86,8 @@ def test_put_get_and_etags(work):
             if_match="*")
     listed = services.list_objects(work)
     assert [(o.name, o.etag) for o in listed] == [("standup.ics", updated.object.etag)]
+    assert [row[:3] for row in services.list_etags(work)] == [("standup.ics", updated.object.etag,
+                                                               updated.object.size)]
     services.delete_object(work, "standup.ics", if_match=updated.object.etag)
     refused("not-found", services.get_object, work, "standup.ics")
     refused("not-found", services.delete_object, work, "standup.ics")
