@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "fulltext",
     # Address books and vCards (the store under CardDAV; no HTTP of its own).
     "contacts",
+    # The calendar store (calendars, objects, the occurrence index) under CalDAV.
+    "calendars",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
@@ -310,6 +312,26 @@ CONTACTS_MAX_VCARD_SIZE = env_int("CONTACTS_MAX_VCARD_SIZE", 524_288)
 CONTACTS_MAX_BOOKS = env_int("CONTACTS_MAX_BOOKS", 250)
 # The most cards one addressbook-query answers, whatever limit the client asks (507 beyond).
 CONTACTS_MAX_RESULTS = env_int("CONTACTS_MAX_RESULTS", 2000)
+
+# --- The calendar store (calendars app; docs/calendars.md) ----------------------------------
+# The reference's Calendar object: the largest iCalendar resource in octets, the most instances
+# a finite recurrence may have (an open one is indexed up to it), attendees per instance,
+# calendars per account, objects per account (0: no limit), and the first and last moments an
+# instance may touch (CalDAV min-date-time / max-date-time).
+CALENDAR_MAX_ICALENDAR_SIZE = env_int("CALENDAR_MAX_ICALENDAR_SIZE", 524_288)
+CALENDAR_MAX_RECURRENCE_EXPANSIONS = env_int("CALENDAR_MAX_RECURRENCE_EXPANSIONS", 3000)
+CALENDAR_MAX_ATTENDEES = env_int("CALENDAR_MAX_ATTENDEES", 20)
+CALENDAR_MAX_CALENDARS = env_int("CALENDAR_MAX_CALENDARS", 250)
+CALENDAR_MAX_EVENTS = env_int("CALENDAR_MAX_EVENTS", 0)
+CALENDAR_MIN_DATE_TIME = env_str("CALENDAR_MIN_DATE_TIME", "00010101T000000Z")
+CALENDAR_MAX_DATE_TIME = env_str("CALENDAR_MAX_DATE_TIME", "99991231T235959Z")
+# An open-ended recurrence is indexed this many days past the moment it is stored; a query
+# reaching further reads the object itself.
+CALENDAR_INDEX_HORIZON_DAYS = env_int("CALENDAR_INDEX_HORIZON_DAYS", 730)
+# Every account gets a calendar of this name on first use (empty: none), displayed as
+# "<display name> (<address>)".
+CALENDAR_DEFAULT_HREF_NAME = env_str("CALENDAR_DEFAULT_HREF_NAME", "default")
+CALENDAR_DEFAULT_DISPLAY_NAME = env_str("CALENDAR_DEFAULT_DISPLAY_NAME", "Stalwart Calendar")
 
 # --- Sending (submission app) ----------------------------------------------------------------
 # The MtaRoute (x:MtaRoute, Settings › MTA › Outbound › Routes) that submitted mail is relayed

@@ -1,0 +1,128 @@
+"""The calendar store's tables: calendars, their objects (one iCalendar resource each), and the
+occurrence index written when an object is stored, so that time-range queries and free-busy
+read rows instead of parsing iCalendar.
+
+See docs/calendars.md.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+# The components a calendar object resource is about (RFC 4791 §4.1: one type per resource).
+COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY", "VAVAILABILITY")
+
+
+class Calendar(models.Model):
+    """One calendar collection of an account: `/dav/cal/{account}/{slug}/`."""
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The collection's last path segment, as the client sent it (already percent-encoded).
+    slug = models.CharField(max_length=255)
+    display_name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    color = models.CharField(max_length=32, blank=True)
+    sort_order = models.IntegerField(null=True, blank=True)
+    # RFC 4791 calendar-timezone (a VCALENDAR holding one VTIMEZONE) and RFC 7809
+    # calendar-timezone-id; either, both or none. Floating times are read in this zone.
+    timezone = models.TextField(blank=True)
+    timezone_id = models.CharField(max_length=64, blank=True)
+    # Space-separated component names; empty means every component is accepted.
+    components = models.CharField(max_length=128, blank=True)
+    # RFC 6638 schedule-calendar-transp: a transparent calendar never counts as busy.
+    transparent = models.BooleanField(default=False)
+    # Properties the DAV layer stores verbatim: {"{namespace}name": "<xml…/>"}.
+    dead_properties = models.JSONField(default=dict, blank=True)
+    # The journal's CalendarEvent / Calendar states when a member / the calendar itself last
+    # changed: the calendar's ctag, so that a client re-reads only the calendars that changed.
+    member_change = models.BigIntegerField(default=0)
+    own_change = models.BigIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "slug"], name="calendars_calendar_slug")]
+        ordering = ["sort_order", "slug"]
+
+    def __str__(self):
+        return f"{self.slug} of account {self.account_id}"
+
+    @property
+    def component_set(self) -> tuple[str, ...]:
+        return tuple(self.components.split()) if self.components else COMPONENTS
+
+    @property
+    def ctag(self) -> str:
+        return f"{self.member_change}-{self.own_change}"
+
+
+class CalendarObject(models.Model):
+    """One calendar object resource: `/dav/cal/{account}/{slug}/{name}`, one UID, one type."""
+
+    calendar = models.ForeignKey(Calendar, on_delete=models.CASCADE, related_name="items")
+    # The owner again, so that the per-account object limit is one indexed count.
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=255)
+    uid = models.CharField(max_length=255)
+    component = models.CharField(max_length=16)
+    data = models.TextField()
+    # A hash of `data`, unquoted: an identical PUT keeps it, any other change moves it.
+    etag = models.CharField(max_length=40)
+    size = models.PositiveIntegerField()
+    # The span of every instance: first start, last end (NULL: an RRULE without end).
+    first_start = models.DateTimeField(null=True)
+    last_end = models.DateTimeField(null=True)
+    # The occurrence rows cover every instance starting before this moment; NULL: all of them.
+    # Only an RRULE without end leaves it set; a query reaching past it reads the object itself.
+    indexed_until = models.DateTimeField(null=True)
+    has_alarms = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["calendar", "name"], name="calendars_object_name"),
+            models.UniqueConstraint(fields=["calendar", "uid"], name="calendars_object_uid"),
+        ]
+        indexes = [models.Index(fields=["calendar", "indexed_until"], name="calendars_object_open")]
+
+    def __str__(self):
+        return f"{self.name} in calendar {self.calendar_id}"
+
+    @property
+    def quoted_etag(self) -> str:
+        return f'"{self.etag}"'
+
+    @property
+    def href(self) -> str:
+        """The path below the account's home (what the journal keeps for tombstones)."""
+        return f"{self.calendar.slug}/{self.name}"
+
+
+class Occurrence(models.Model):
+    """One instance span of an object: the index time-range queries and free-busy read.
+
+    Floating times (no time zone, or all-day dates) are stored as if they were UTC, with
+    `floating` set: a query moves them into its own time zone before comparing. A span
+    without any time (a VTODO without dates) runs from the minimum to the maximum moment.
+    """
+
+    class Busy(models.IntegerChoices):
+        FREE = 0  # TRANSP:TRANSPARENT or STATUS:CANCELLED
+        BUSY = 1
+        TENTATIVE = 2
+
+    object = models.ForeignKey(CalendarObject, on_delete=models.CASCADE, related_name="occurrences")
+    calendar = models.ForeignKey(Calendar, on_delete=models.CASCADE, related_name="+", db_index=False)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    floating = models.BooleanField(default=False)
+    busy = models.PositiveSmallIntegerField(choices=Busy.choices, default=Busy.BUSY)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["calendar", "end", "start"], name="calendars_occurrence_span"),
+        ]
+
+    def __str__(self):
+        return f"{self.start}–{self.end} of object {self.object_id}"
