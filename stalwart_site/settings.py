@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "submission",
     # Full-text search behind one interface (SQLite FTS5 or PostgreSQL tsvector).
     "fulltext",
+    # Mail in: LMTP, `manage.py deliver`, the Sieve scripts of RFC 9661 and what delivery runs.
+    "delivery",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
@@ -299,3 +301,13 @@ JOURNAL_QUERY_CHANGES_MAX = env_int("JOURNAL_QUERY_CHANGES_MAX", 10_000)
 SUBMISSION_ROUTE = env_str("SUBMISSION_ROUTE", "relay")
 # The name this server gives in EHLO to the relay; empty: the machine's fully qualified name.
 SUBMISSION_EHLO_NAME = env_str("SUBMISSION_EHLO_NAME", "")
+
+# --- Delivery (delivery app: `manage.py lmtp`, `manage.py deliver`) ---------------------------
+# Where the LMTP listener binds: loopback by default, since LMTP has no authentication (the
+# MTA on this machine hands mail over). See docs/mail-delivery.md.
+LMTP_HOST = env_str("LMTP_HOST", "127.0.0.1")
+LMTP_PORT = env_int("LMTP_PORT", 2424)
+# The largest message LMTP and `deliver` take, in bytes (552 5.3.4 / exit 73 beyond).
+LMTP_MAX_MESSAGE_SIZE = env_int("LMTP_MAX_MESSAGE_SIZE", 50_000_000)
+# How many Sieve scripts an account may store (RFC 9661 maxNumberScripts).
+SIEVE_MAX_SCRIPTS = env_int("SIEVE_MAX_SCRIPTS", 100)
