@@ -34,7 +34,7 @@ dom, _ = Domain.objects.get_or_create(name="example.org")
 result = services.create_account({"name": "bench", "domain": dom.pk, "roles_mode": "user", "kind": "user"},
                                  "bench", password=%r).pk
 """ % PASSWORD
-FILLER = ("The quarterly report is attached below; please review the figures before the meeting. " * 20)
+FILLER = "\r\n".join(["The quarterly report is attached below; please review the figures before the meeting."] * 20)
 
 
 def message(i: int) -> bytes:

@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 IDENT = "Stalwart LMTP"
 
 
+class _Lmtp(LMTP):
+    # RFC 5321 caps a line at 1000 octets, but real mail breaks it (generated HTML on one
+    # line); such a message is stored as it came rather than refused with 500.
+    line_length_limit = 64 * 1024
+
+
 def _in_db_thread(fn, *args):
     # What Django does around each request: a connection older than CONN_MAX_AGE, or one that
     # failed and no longer answers (the database restarted), is replaced before the next
@@ -76,7 +82,7 @@ async def _serve(host, port, max_size, hostname, ready):
     loop = asyncio.get_running_loop()
 
     def factory():
-        return LMTP(handler, data_size_limit=max_size, enable_SMTPUTF8=True, hostname=hostname, ident=IDENT,
+        return _Lmtp(handler, data_size_limit=max_size, enable_SMTPUTF8=True, hostname=hostname, ident=IDENT,
                     loop=loop)
 
     server = await loop.create_server(factory, host=host, port=port)

@@ -132,8 +132,11 @@ def test_lmtp_refuses_oversize_and_stores_malformed(site, lmtp_port):
         client.ehlo()
         client.sendmail("", ["bob@example.org"], b"Subject: =?utf-8?q?broken\r\nContent-Type: multipart/mixed; "
                                                  b"boundary=x\r\n\r\n--x\r\nno end")
-    assert "Huge" not in site.subjects("bob")
-    assert len(site.subjects("bob")) == 1
+    with smtplib.LMTP("127.0.0.1", lmtp_port) as client:
+        client.ehlo()
+        client.sendmail("carol@example.net", ["bob@example.org"], raw(subject="Long line", body="w" * 5000))
+    assert "Huge" not in site.subjects("bob") and "Long line" in site.subjects("bob")
+    assert len(site.subjects("bob")) == 2
 
 
 def test_a_script_set_over_jmap_files_lmtp_mail(site, lmtp_port):
