@@ -170,14 +170,19 @@ class _Plan:
 
 def _plan(account: Account, rcpt: str, envelope_from: str, message) -> _Plan:
     plan = _Plan(targets={}, redirects=[], vacations=[])
-    addresses = tuple(sorted(send_as(account).addresses))
-    envelope = sieve.Envelope(mail_from=envelope_from, rcpt_to=normalise(rcpt), user_addresses=addresses)
     limits = sieve.Limits.from_settings()
     try:
         script = scripts.active_script(account.pk)
     except sieve.SieveError as exc:
         log.warning("delivery: the active script of account %s no longer compiles (%s); keeping", account.pk, exc)
         script = None
+    vacation_text = vacation.vacation_script(account)
+    if script is None and vacation_text is None:
+        # The common case: nothing to run, the inbox without keywords.
+        plan.targets[()] = {_inbox(account.pk)}
+        return plan
+    addresses = tuple(sorted(send_as(account).addresses))
+    envelope = sieve.Envelope(mail_from=envelope_from, rcpt_to=normalise(rcpt), user_addresses=addresses)
     actions = [sieve.Keep(implicit=True)]
     if script is not None:
         result = sieve.evaluate(script, message(), envelope, limits)
@@ -201,12 +206,10 @@ def _plan(account: Account, rcpt: str, envelope_from: str, message) -> _Plan:
             plan.redirects.append(action.address)
         elif isinstance(action, sieve.Vacation):
             plan.vacations.append(action)
-    if plan.reject is None:
+    if plan.reject is None and vacation_text is not None:
         # The vacation response runs as a script of its own (submission.vacation).
-        text = vacation.vacation_script(account)
-        if text is not None:
-            result = sieve.evaluate(sieve.parse(text, limits), message(), envelope, limits)
-            plan.vacations.extend(a for a in result.actions if isinstance(a, sieve.Vacation))
+        result = sieve.evaluate(sieve.parse(vacation_text, limits), message(), envelope, limits)
+        plan.vacations.extend(a for a in result.actions if isinstance(a, sieve.Vacation))
     return plan
 
 
