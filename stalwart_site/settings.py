@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "contacts",
     # The calendar store (calendars, objects, the occurrence index) under CalDAV.
     "calendars",
+    # Mail in: LMTP, `manage.py deliver`, the Sieve scripts of RFC 9661 and what delivery runs.
+    "delivery",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
@@ -349,3 +351,13 @@ SUBMISSION_MAX_SIZE = env_int("SUBMISSION_MAX_SIZE", 75_000_000)
 SUBMISSION_RETRY_FIRST = env_int("SUBMISSION_RETRY_FIRST", 60)
 SUBMISSION_RETRY_MAX = env_int("SUBMISSION_RETRY_MAX", 4 * 3600)
 SUBMISSION_GIVE_UP_AFTER = env_int("SUBMISSION_GIVE_UP_AFTER", 5 * 86400)
+
+# --- Delivery (delivery app: `manage.py lmtp`, `manage.py deliver`) ---------------------------
+# Where the LMTP listener binds: loopback by default, since LMTP has no authentication (the
+# MTA on this machine hands mail over). See docs/mail-delivery.md.
+LMTP_HOST = env_str("LMTP_HOST", "127.0.0.1")
+LMTP_PORT = env_int("LMTP_PORT", 2424)
+# The largest message LMTP and `deliver` take, in bytes (552 5.3.4 / exit 65, EX_DATAERR, beyond).
+LMTP_MAX_MESSAGE_SIZE = env_int("LMTP_MAX_MESSAGE_SIZE", 50_000_000)
+# How many Sieve scripts an account may store (RFC 9661 maxNumberScripts).
+SIEVE_MAX_SCRIPTS = env_int("SIEVE_MAX_SCRIPTS", 100)
