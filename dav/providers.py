@@ -30,7 +30,8 @@ the ACLs it keeps, so every decision is made with the same rules. See docs/dav.m
 - `reports(entry)`: the REPORT names (Clark notation) the store answers; `report(owner, entry,
   root, caller)` returns the multistatus element;
 - `journal_type(owner)`: the journal type whose state is the sync token and ctag of the
-  owner's tree (destroyed entries carry their href), so sync-collection works unchanged.
+  owner's tree (destroyed entries carry their href), and `by_ids(owner, ids)`: the live entries
+  of journal object ids, so sync-collection works unchanged.
 """
 from __future__ import annotations
 
@@ -95,6 +96,8 @@ class CollectionProvider(Protocol):
     def report(self, owner, entry: Entry, root, caller): ...
 
     def journal_type(self, owner) -> str: ...
+
+    def by_ids(self, owner, ids: list[str]) -> list[Entry]: ...
 
 
 _PROVIDERS: dict[str, CollectionProvider] = {}

@@ -211,22 +211,27 @@ def _locate_href(q: Request, path: str) -> R.Resource | None:
         return None
 
 
-def _evaluate_if(q: Request) -> set[str]:
-    """Check the If header (412 when no list holds); the lock tokens it submits."""
+def _submitted(q: Request) -> set[str]:
+    """The lock tokens the If header submits (a malformed header is 400)."""
+    return locks.submitted_tokens(locks.parse_if(q.header("If")))
+
+
+def _if_holds(q: Request) -> None:
+    """412 when the If header has lists and none of them holds (RFC 4918 §10.4). Checked after
+    the locks: a write to a locked resource without its token is 423 whatever the conditions."""
     lists = locks.parse_if(q.header("If"))
     if not lists:
-        return set()
-    holds = False
+        return
     for lst in lists:
         res = q.res if lst.resource is None else _locate_href(q, lst.resource)
-        if res is None:
-            continue
-        if all(_condition(q, res, c) for c in lst.conditions):
-            holds = True
-            break
-    if not holds:
-        raise refuse(412)
-    return {c.token for lst in lists for c in lst.conditions if c.token}
+        if res is not None and all(_condition(q, res, c) for c in lst.conditions):
+            return
+    raise refuse(412)
+
+
+def _evaluate_if(q: Request) -> set[str]:
+    _if_holds(q)
+    return _submitted(q)
 
 
 def _condition(q: Request, res: R.Resource, c: locks.Condition) -> bool:
@@ -531,8 +536,9 @@ def proppatch(q: Request):
         return error(403, d("need-privileges"))
     _need(q, access.MODIFY)
     ops = _operations(q.xml, d("propertyupdate"))
-    tokens = _evaluate_if(q)
+    tokens = _submitted(q)
     _check_locks(q, res, tokens)
+    _if_holds(q)
     props, failed, content_type = _apply_props(res, ops)
     if not failed:
         if res.node is not None:
@@ -571,8 +577,9 @@ def mkcol(q: Request):
         entry = prov.mkcol(res.owner, res.path, {el.tag: tostring(el) for _, el in ops})
         return error(201, headers={"ETag": entry.etag} if entry.etag else None)
     _need(q, access.ADD_ITEMS)
-    tokens = _evaluate_if(q)
+    tokens = _submitted(q)
     _check_locks(q, res, tokens, parent=True)
+    _if_holds(q)
     failed = {}
     resourcetype = next((el for _, el in ops if el.tag == d("resourcetype")), None)
     if resourcetype is not None and [c.tag for c in children(resourcetype)] != [d("collection")]:
@@ -688,8 +695,9 @@ def put(q: Request):
     if res.kind == "unmapped" and "/" not in res.path and res.service != "file":
         return error(405, headers={"Allow": ALLOW})
     _need(q, access.MODIFY_ITEMS if res.exists else access.ADD_ITEMS)
-    tokens = _evaluate_if(q)
+    tokens = _submitted(q)
     _check_locks(q, res, tokens, parent=not res.exists)
+    _if_holds(q)
     if (q.header("Overwrite") or "T").strip().upper() == "F" and res.exists:
         return error(412)
     content_type = q.request.META.get("CONTENT_TYPE", "")
@@ -727,8 +735,9 @@ def delete(q: Request):
     refused = _http_preconditions(q, res)
     if refused is not None:
         return refused
-    tokens = _evaluate_if(q)
+    tokens = _submitted(q)
     _check_locks(q, res, tokens, descendants=True)
+    _if_holds(q)
     if res.node is not None:
         files.delete(res.owner, res.node)
         locks.drop_tree(res.service, res.owner.pk, res.path)
@@ -791,10 +800,11 @@ def copy_move(q: Request):
     if method == "MOVE":
         _need(q, access.DELETE)
     _need(q, access.ADD_ITEMS, dest)
-    tokens = _evaluate_if(q)
+    tokens = _submitted(q)
     if method == "MOVE":
         _check_locks(q, res, tokens, descendants=True)
     _check_locks(q, dest, tokens, descendants=dest.exists, parent=True)
+    _if_holds(q)
     overwrite = (q.header("Overwrite") or "T").strip().upper()
     if overwrite not in ("T", "F"):
         return error(400)
@@ -967,19 +977,22 @@ def report(q: Request):
     return error(403, d("supported-report"))
 
 
-def _parse_sync_token(text: str) -> tuple[int, int | None] | None:
-    """(state, cursor of an initial listing) or None for an initial sync; Refusal when foreign."""
+def _parse_sync_token(text: str) -> tuple[int, str | None] | None:
+    """(state, cursor of an initial listing, as sent) or None for an initial sync; a Refusal
+    (403 valid-sync-token) for a token this server cannot have given out."""
     text = (text or "").strip()
     if not text:
         return None
-    if not text.startswith(locks.SYNC_PREFIX):
+    if not text.startswith(locks.SYNC_PREFIX) or len(text) > 2200:
         raise refuse(403, d("valid-sync-token"))
-    body = text[len(locks.SYNC_PREFIX):]
-    head, _, cursor = body.partition(":")
+    head, _, cursor = text[len(locks.SYNC_PREFIX):].partition(":")
     try:
-        if not head or len(head) > 15 or (cursor and len(cursor) > 15):
+        if not head or len(head) > 15:
             raise ValueError
-        return int(head, 16), (int(cursor, 16) if cursor else None)
+        state = int(head, 16)
+        if cursor:
+            int(cursor, 16)
+        return state, cursor or None
     except ValueError:
         raise refuse(403, d("valid-sync-token")) from None
 
@@ -993,9 +1006,11 @@ def _in_scope(target_href: str, href_: str, infinite: bool) -> bool:
 
 def sync_collection(q: Request):
     res = q.res
-    if res.service != "file" or res.kind not in ("home", "folder"):
-        # Provider collections answer sync-collection through their own report for now (see
-        # docs/dav.md); a service root or a principal is not a collection to synchronise.
+    prov = provider_registry.provider(res.service) if res.service != "file" else None
+    if res.service == "file" and res.kind not in ("home", "folder"):
+        return error(403, d("supported-report"))
+    if res.service != "file" and (prov is None or res.kind not in ("home", "collection")
+                                  or not hasattr(prov, "by_ids")):
         return error(403, d("supported-report"))
     root_el = q.xml
     token = _parse_sync_token((child(root_el, d("sync-token")).text if child(root_el, d("sync-token")) is not None
@@ -1016,6 +1031,8 @@ def sync_collection(q: Request):
         except ValueError:
             return error(400)
     owner = res.owner
+    if prov is not None:
+        return _provider_sync(q, prov, token, infinite, tags, limit)
     out = element(d("multistatus"))
     if token is None or token[1] is not None:
         # The initial listing, in pages ordered by node id; the state is the one taken before
@@ -1023,7 +1040,12 @@ def sync_collection(q: Request):
         state = int(files.state(owner.pk)) if token is None else token[0]
         if token is not None and state > int(files.state(owner.pk)):
             return error(403, d("valid-sync-token"))
-        cursor = token[1] if token is not None else 0
+        try:
+            cursor = int(token[1], 16) if token is not None and len(token[1]) <= 15 else 0
+        except ValueError:
+            cursor = 0
+        if token is not None and len(token[1]) > 15:
+            return error(403, d("valid-sync-token"))
         qs = FileNode.objects.filter(account_id=owner.pk, pk__gt=cursor).order_by("pk")
         if res.path:
             qs = qs.filter(path__startswith=f"{res.path}/")
@@ -1059,6 +1081,66 @@ def sync_collection(q: Request):
     for object_id in found.destroyed:
         gone = found.hrefs.get(object_id)
         if gone and gone not in live_hrefs and _in_scope(target, gone, infinite):
+            out.append(_status_response(gone, "HTTP/1.1 404 Not Found"))
+    if found.has_more_changes:
+        out.append(_truncated(res))
+    sub(out, d("sync-token"), f"{locks.SYNC_PREFIX}{int(found.new_state):x}")
+    return multistatus(out)
+
+
+def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], limit: int):
+    """sync-collection over a provider's tree: the same tokens, paging and refusals as the file
+    store, from the provider's journal type. The initial listing pages in path order; its
+    cursor is the last path listed (hex of its UTF-8)."""
+    res, owner = q.res, q.res.owner
+    jtype = prov.journal_type(owner)
+    out = element(d("multistatus"))
+
+    def entry_resource(entry):
+        return R.Resource(res.service, "collection" if entry.collection else "item", owner, entry.path, entry=entry,
+                          member=res.member, rights=access.rights(q.caller, owner.pk, [entry.acl]),
+                          acl_chain=[entry.acl])
+
+    if token is None or token[1] is not None:
+        current = int(journal.state(owner.pk, jtype))
+        state = current if token is None else token[0]
+        if state > current:
+            return error(403, d("valid-sync-token"))
+        try:
+            after = bytes.fromhex(token[1]).decode("utf-8", "replace") if token is not None else ""
+        except ValueError:
+            return error(403, d("valid-sync-token"))
+        if res.kind == "home":
+            entries = list(prov.collections(owner))
+            if infinite:
+                entries += [item for coll in list(entries) for item in prov.children(owner, coll)]
+        else:
+            entries = list(prov.children(owner, res.entry))
+        entries = sorted((e for e in entries if e.path > after), key=lambda e: e.path)
+        page, more = entries[:limit], len(entries) > limit
+        for entry in page:
+            r = entry_resource(entry)
+            if r.member or access.READ in r.rights:
+                out.append(_response(q, r, "prop", tags))
+        if more:
+            out.append(_truncated(res))
+            sub(out, d("sync-token"), f"{locks.SYNC_PREFIX}{state:x}:{page[-1].path.encode().hex()}")
+        else:
+            sub(out, d("sync-token"), f"{locks.SYNC_PREFIX}{state:x}")
+        return multistatus(out)
+    try:
+        found = journal.changes(owner.pk, jtype, str(token[0]), limit)
+    except journal.CannotCalculateChanges:
+        return error(403, d("valid-sync-token"))
+    live = set()
+    for entry in prov.by_ids(owner, [*found.created, *found.updated]):
+        r = entry_resource(entry)
+        if (r.member or access.READ in r.rights) and _in_scope(res.href, r.href, infinite):
+            live.add(r.href)
+            out.append(_response(q, r, "prop", tags))
+    for object_id in found.destroyed:
+        gone = found.hrefs.get(object_id)
+        if gone and gone not in live and _in_scope(res.href, gone, infinite):
             out.append(_status_response(gone, "HTTP/1.1 404 Not Found"))
     if found.has_more_changes:
         out.append(_truncated(res))

@@ -88,6 +88,9 @@ class MemoryBooks:
     def journal_type(self, owner):
         return "ContactCard"
 
+    def by_ids(self, owner, ids):
+        return [e for e in (self.resolve(owner, i) for i in ids) if e is not None]
+
 
 @pytest.fixture
 def books():
@@ -139,3 +142,18 @@ def test_extended_mkcol_creates_a_collection(alice, books):
     assert alice.request("MKCOL", "/dav/card/alice%40example.org/work/", body).status_code == 201
     owner = Account.objects.get(email_address="alice@example.org")
     assert "work" in [e.path for e in books.collections(owner)]
+
+
+def test_initial_sync_of_a_provider_collection_pages(alice, books):
+    book = "/dav/card/alice%40example.org/default/"
+    for n in range(3):
+        alice.put(f"{book}{n}.vcf", f"BEGIN:VCARD\r\nFN:{n}\r\nEND:VCARD\r\n".encode(), "text/vcard")
+    body = ('<D:sync-collection xmlns:D="DAV:"><D:sync-token>{}</D:sync-token><D:sync-level>1</D:sync-level>'
+            '<D:limit><D:nresults>2</D:nresults></D:limit><D:prop><D:getetag/></D:prop></D:sync-collection>')
+    first = alice.report(book, body.format(""))
+    assert first.status_code == 207
+    assert hrefs(first) == [book + "0.vcf", book + "1.vcf", book]
+    token = xml(first).findtext("D:sync-token", namespaces=NS)
+    second = alice.report(book, body.format(token))
+    assert hrefs(second) == [book + "2.vcf"]
+    assert alice.report(book, body.format("urn:stalwart:davsync:0:abc")).status_code == 403
