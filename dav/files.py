@@ -298,13 +298,14 @@ def move(account: Account, node: FileNode, dest_path: str, *, replace: FileNode 
             destroyed = {str(n.pk): href(account, n.path, n.is_collection) for n in gone}
         parent = _parent(account.pk, dest_path)
         moved = _subtree(node)
-        if any(len(dest_path + m.path[len(node.path):]) > MAX_PATH for m in moved):
+        old_root = node.path
+        if any(len(dest_path + m.path[len(old_root):]) > MAX_PATH for m in moved):
             raise TooLarge("The path is too long.")
         old_parent = node.parent_id
         for m in moved:
             old_href = href(account, m.path, m.is_collection)
             destroyed[_tombstone(old_href)] = old_href
-            m.path = dest_path + m.path[len(node.path):]
+            m.path = dest_path + m.path[len(old_root):]
         node.parent = parent
         node.name = dest_path.rpartition("/")[2]
         node.modified_at = now

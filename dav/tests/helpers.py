@@ -72,3 +72,7 @@ def statuses(response, href: str) -> dict[str, str]:
                 for p in ps.find("D:prop", NS):
                     out[p.tag] = ps.findtext("D:status", namespaces=NS)
     return out
+
+
+def body(response) -> bytes:
+    return b"".join(response.streaming_content) if response.streaming else response.content

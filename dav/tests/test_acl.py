@@ -1,7 +1,7 @@
 """Sharing between accounts with the ACL method (RFC 3744 subset) and what the sharee sees."""
 from __future__ import annotations
 
-from .helpers import NS, hrefs, prop, xml
+from .helpers import body, NS, hrefs, prop, xml
 
 
 def acl_body(principal: str, *privileges: str, deny: bool = False) -> str:
@@ -20,7 +20,7 @@ def test_read_share(alice, bob):
     alice.mkcol(alice.home + "Private/")
     assert alice.request("ACL", alice.home + "Shared/", acl_body(BOB, "read")).status_code == 200
     got = bob.request("GET", alice.home + "Shared/doc.txt")
-    assert got.status_code == 200 and b"".join(got.streaming_content) == b"doc"
+    assert got.status_code == 200 and body(got) == b"doc"
     assert bob.put(alice.home + "Shared/doc.txt", b"changed").status_code == 403
     assert bob.request("DELETE", alice.home + "Shared/doc.txt").status_code == 403
     assert bob.request("GET", alice.home + "Private/").status_code == 403

@@ -1,7 +1,7 @@
 """Write locks (RFC 4918 §6-7, §9.10-9.11) and the If header (§10.4)."""
 from __future__ import annotations
 
-from .helpers import NS, xml
+from .helpers import body, NS, xml
 
 LOCKINFO = ('<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:{scope}/></D:lockscope><D:locktype><D:write/></D:locktype>'
             '<D:owner><D:href>mailto:alice@example.org</D:href></D:owner></D:lockinfo>')
@@ -75,7 +75,7 @@ def test_lock_on_unmapped_url_makes_an_empty_file(alice):
     made = lock(alice, alice.home + "null.txt")
     assert made.status_code == 201
     got = alice.request("GET", alice.home + "null.txt")
-    assert got.status_code == 200 and b"".join(got.streaming_content) == b""
+    assert got.status_code == 200 and body(got) == b""
     assert lock(alice, alice.home + "nowhere/x.txt").status_code == 409
 
 

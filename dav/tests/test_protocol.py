@@ -4,7 +4,7 @@ from __future__ import annotations
 from .helpers import NS, hrefs, prop, xml
 
 
-def test_options_needs_no_authentication_and_names_the_classes(client):
+def test_options_needs_no_authentication_and_names_the_classes(client, db):
     response = client.options("/dav/file/")
     assert response.status_code == 200
     assert response["DAV"].startswith("1, 2, 3, access-control, extended-mkcol")
