@@ -217,8 +217,10 @@ def _submitted(q: Request) -> set[str]:
 
 
 def _if_holds(q: Request) -> None:
-    """412 when the If header has lists and none of them holds (RFC 4918 §10.4). Checked after
-    the locks: a write to a locked resource without its token is 423 whatever the conditions."""
+    """412 when the If header has lists and none of them holds (RFC 4918 §10.4), checked before
+    the locks. When it fails on a locked resource and names a state token that is not the
+    lock's (a stale or mangled lock token), the answer is 423 with the lock, as litmus and
+    clients expect: the client believes it holds a lock it does not."""
     lists = locks.parse_if(q.header("If"))
     if not lists:
         return
@@ -226,6 +228,12 @@ def _if_holds(q: Request) -> None:
         res = q.res if lst.resource is None else _locate_href(q, lst.resource)
         if res is not None and all(_condition(q, res, c) for c in lst.conditions):
             return
+    tokens = locks.submitted_tokens(lists)
+    res = q.res
+    if res.owner is not None and any(not t.startswith("DAV:") for t in tokens):
+        for held in q.ctx.locks_covering(res):
+            if held.token not in tokens:
+                raise refuse(423, d("lock-token-submitted"), [R._lock_root_href(res, held.path)])
     raise refuse(412)
 
 
@@ -537,8 +545,8 @@ def proppatch(q: Request):
     _need(q, access.MODIFY)
     ops = _operations(q.xml, d("propertyupdate"))
     tokens = _submitted(q)
-    _check_locks(q, res, tokens)
     _if_holds(q)
+    _check_locks(q, res, tokens)
     props, failed, content_type = _apply_props(res, ops)
     if not failed:
         if res.node is not None:
@@ -578,8 +586,8 @@ def mkcol(q: Request):
         return error(201, headers={"ETag": entry.etag} if entry.etag else None)
     _need(q, access.ADD_ITEMS)
     tokens = _submitted(q)
-    _check_locks(q, res, tokens, parent=True)
     _if_holds(q)
+    _check_locks(q, res, tokens, parent=True)
     failed = {}
     resourcetype = next((el for _, el in ops if el.tag == d("resourcetype")), None)
     if resourcetype is not None and [c.tag for c in children(resourcetype)] != [d("collection")]:
@@ -696,8 +704,8 @@ def put(q: Request):
         return error(405, headers={"Allow": ALLOW})
     _need(q, access.MODIFY_ITEMS if res.exists else access.ADD_ITEMS)
     tokens = _submitted(q)
-    _check_locks(q, res, tokens, parent=not res.exists)
     _if_holds(q)
+    _check_locks(q, res, tokens, parent=not res.exists)
     if (q.header("Overwrite") or "T").strip().upper() == "F" and res.exists:
         return error(412)
     content_type = q.request.META.get("CONTENT_TYPE", "")
@@ -736,8 +744,8 @@ def delete(q: Request):
     if refused is not None:
         return refused
     tokens = _submitted(q)
-    _check_locks(q, res, tokens, descendants=True)
     _if_holds(q)
+    _check_locks(q, res, tokens, descendants=True)
     if res.node is not None:
         files.delete(res.owner, res.node)
         locks.drop_tree(res.service, res.owner.pk, res.path)
@@ -801,10 +809,10 @@ def copy_move(q: Request):
         _need(q, access.DELETE)
     _need(q, access.ADD_ITEMS, dest)
     tokens = _submitted(q)
+    _if_holds(q)
     if method == "MOVE":
         _check_locks(q, res, tokens, descendants=True)
     _check_locks(q, dest, tokens, descendants=dest.exists, parent=True)
-    _if_holds(q)
     overwrite = (q.header("Overwrite") or "T").strip().upper()
     if overwrite not in ("T", "F"):
         return error(400)
