@@ -139,9 +139,9 @@ def test_items_through_the_dav_layer(alice, bob, books):
 def test_extended_mkcol_creates_a_collection(alice, books):
     body = ('<D:mkcol xmlns:D="DAV:" xmlns:B="urn:ietf:params:xml:ns:carddav"><D:set><D:prop><D:resourcetype>'
             '<D:collection/><B:addressbook/></D:resourcetype></D:prop></D:set></D:mkcol>')
-    assert alice.request("MKCOL", "/dav/card/alice%40example.org/work/", body).status_code == 201
+    assert alice.request("MKCOL", "/dav/card/alice%40example.org/team/", body).status_code == 201
     owner = Account.objects.get(email_address="alice@example.org")
-    assert "work" in [e.path for e in books.collections(owner)]
+    assert "team" in [e.path for e in books.collections(owner)]
 
 
 def test_initial_sync_of_a_provider_collection_pages(alice, books):
