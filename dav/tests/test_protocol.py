@@ -120,3 +120,25 @@ def test_missing_permission_is_403(alice):
     account.save()
     response = alice.put(alice.home + "x.txt", b"hello")
     assert response.status_code == 403
+
+
+def test_app_passwords_and_api_keys_authenticate_like_jmap(client, alice):
+    import base64
+
+    from accounts import credentials
+    from accounts.models import Account
+
+    account = Account.objects.get(email_address="alice@example.org")
+    _, app_password = credentials.create_secondary_credential(account, "app_password", "test", description="phone")
+    basic = "Basic " + base64.b64encode(f"alice@example.org:{app_password}".encode()).decode()
+    response = client.generic("PROPFIND", alice.home, b"", HTTP_DEPTH="0", HTTP_AUTHORIZATION=basic)
+    assert response.status_code == 207
+    _, key = credentials.create_secondary_credential(account, "api_key", "test", description="sync")
+    response = client.generic("PROPFIND", alice.home, b"", HTTP_DEPTH="0", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 207
+    # a key scoped to mail only may not touch files: the operation's permission is checked
+    _, narrow = credentials.create_secondary_credential(account, "api_key", "test", description="mail only",
+                                                        permissions_mode="replace",
+                                                        permissions=["authenticate", "jmapEmailGet"])
+    refused = client.generic("PUT", alice.home + "x.txt", b"x", HTTP_AUTHORIZATION=f"Bearer {narrow}")
+    assert refused.status_code == 403
