@@ -363,6 +363,9 @@ def value(res: Resource, tag: str, ctx: Context):
         return el
     if res.kind in ("principal", "home") and owner is not None:
         return _principal_value(res, tag, el, ctx)
+    if res.kind == "root" and tag in PRINCIPAL and not ctx.caller.principal.recovery:
+        # A client that starts at /dav/cal/ (the well-known redirect) asks the root for its homes.
+        return _principal_value(Resource(res.service, "principal", ctx.caller.principal.account), tag, el, ctx)
     if entry is not None:
         prov = provider_registry.provider(res.service)
         if prov is not None:

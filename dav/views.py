@@ -322,7 +322,7 @@ def _response(q: Request, res: R.Resource, mode: str, tags: list[str], *, minima
     found, missing = [], []
     if mode == "propname":
         for tag in [*R.names(res), *R.dead_props(res)]:
-            found.append(element(tag) if tag.startswith("{") else element(tag))
+            found.append(element(tag))
     elif mode == "allprop":
         for tag in [*R.ALLPROP, *tags]:
             el = R.value(res, tag, q.ctx)

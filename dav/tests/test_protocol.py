@@ -53,6 +53,8 @@ def test_current_user_principal_and_home_sets(alice):
     assert response.status_code == 207
     principal = prop(response, "/dav/cal/", "D:current-user-principal")
     assert principal.findtext("D:href", namespaces=NS) == "/dav/pal/alice%40example.org/"
+    home_set = prop(response, "/dav/cal/", "A:calendar-home-set")
+    assert home_set.findtext("D:href", namespaces=NS) == "/dav/cal/alice%40example.org/"
     response = alice.propfind("/dav/pal/alice%40example.org/",
                               ["D:displayname", "A:calendar-home-set", "B:addressbook-home-set",
                                "A:calendar-user-address-set", "D:principal-URL", "D:resourcetype"], depth="0")
