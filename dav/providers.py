@@ -29,6 +29,8 @@ the ACLs it keeps, so every decision is made with the same rules. See docs/dav.m
   entry, set, remove)` for PROPPATCH, all or nothing;
 - `reports(entry)`: the REPORT names (Clark notation) the store answers; `report(owner, entry,
   root, caller)` returns the multistatus element;
+- `set_acl(owner, entry, acl)` (optional): store the grants the ACL method parsed, in the
+  shape `dav.access` reads (`[{"principal": account id, "rights": [...]}]`);
 - `journal_type(owner)`: the journal type whose state is the sync token and ctag of the
   owner's tree (destroyed entries carry their href), and `by_ids(owner, ids)`: the live entries
   of journal object ids, so sync-collection works unchanged.

@@ -954,7 +954,10 @@ def acl(q: Request):
     if res.node is not None:
         files.set_acl(res.owner, res.node, entries)
     else:
-        return error(403, d("not-supported-privilege"))
+        prov = provider_registry.provider(res.service)
+        if prov is None or not hasattr(prov, "set_acl"):
+            return error(403, d("not-supported-privilege"))
+        prov.set_acl(res.owner, res.entry, entries)
     return error(200)
 
 

@@ -24,6 +24,7 @@ class MemoryBooks:
     def __init__(self):
         self.items: dict[tuple[int, str], bytes] = {}
         self.books: dict[tuple[int, str], dict] = {}
+        self.acls: dict[tuple[int, str], list] = {}
 
     def _etag(self, data: bytes) -> str:
         return '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
@@ -37,10 +38,13 @@ class MemoryBooks:
         book, _, item = path.partition("/")
         if (owner.pk, book) not in self.books and book != "default":
             return None
+        acl = self.acls.get((owner.pk, book), [])
         if not item:
-            return Entry(book, True, etag='"b"', resourcetype=(BOOK,), dead_props=self.books.get((owner.pk, book), {}))
+            return Entry(book, True, etag='"b"', resourcetype=(BOOK,), dead_props=self.books.get((owner.pk, book), {}),
+                         acl=acl)
         data = self.items.get((owner.pk, path))
-        return Entry(path, False, etag=self._etag(data), content_type="text/vcard", size=len(data)) if data else None
+        return (Entry(path, False, etag=self._etag(data), content_type="text/vcard", size=len(data), acl=acl)
+                if data else None)
 
     def children(self, owner, entry):
         return [self.resolve(owner, path) for (pk, path) in sorted(self.items)
@@ -87,6 +91,9 @@ class MemoryBooks:
 
     def journal_type(self, owner):
         return "ContactCard"
+
+    def set_acl(self, owner, entry, acl):
+        self.acls[(owner.pk, entry.path)] = acl
 
     def by_ids(self, owner, ids):
         return [e for e in (self.resolve(owner, i) for i in ids) if e is not None]
@@ -157,3 +164,17 @@ def test_initial_sync_of_a_provider_collection_pages(alice, books):
     second = alice.report(book, body.format(token))
     assert hrefs(second) == [book + "2.vcf"]
     assert alice.report(book, body.format("urn:stalwart:davsync:0:abc")).status_code == 403
+
+
+def test_acl_on_a_provider_collection_shares_it(alice, bob, books):
+    book = "/dav/card/alice%40example.org/default/"
+    card = b"BEGIN:VCARD\r\nFN:Jane\r\nEND:VCARD\r\n"
+    alice.put(book + "jane.vcf", card, "text/vcard")
+    assert bob.request("GET", book + "jane.vcf").status_code == 403
+    grant = ('<D:acl xmlns:D="DAV:"><D:ace><D:principal><D:href>/dav/pal/bob%40example.org/</D:href></D:principal>'
+             "<D:grant><D:privilege><D:read/></D:privilege></D:grant></D:ace></D:acl>")
+    assert bob.request("ACL", book, grant).status_code == 403
+    assert alice.request("ACL", book + "jane.vcf", grant).status_code == 403
+    assert alice.request("ACL", book, grant).status_code == 200
+    assert bob.request("GET", book + "jane.vcf").status_code == 200
+    assert bob.put(book + "jane.vcf", card, "text/vcard").status_code == 403
