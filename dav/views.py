@@ -790,12 +790,12 @@ def copy_move(q: Request):
     if res.kind not in ("folder", "file"):
         return error(403 if res.kind in ("home", "root", "principal", "principals") else 501)
     dest = _destination(q)
-    if not dest.path:
-        return error(502)
-    if dest.path == res.path:
+    # 403 (RFC 4918 §9.8.5, §9.9.4) for a destination in the same tree that cannot take it: the
+    # home itself, the resource itself, its own subtree, an ancestor.
+    if not dest.path or dest.path == res.path:
         return error(403)
     if res.collection and dest.path.startswith(f"{res.path}/"):
-        return error(502)
+        return error(403)
     if res.path.startswith(f"{dest.path}/"):
         return error(403)
     depth = q.depth("infinity")

@@ -143,7 +143,9 @@ def test_copy_and_move(alice):
     moved_b = alice.request("GET", alice.home + "moved/sub/b.txt")
     assert moved_b.status_code == 200, (moved_b.status_code, moved_b.content)
     assert body(moved_b) == b"B"
-    assert alice.request("MOVE", alice.home + "moved/", Destination=alice.home + "moved/sub/x/").status_code == 502
+    assert alice.request("MOVE", alice.home + "moved/", Destination=alice.home + "moved/sub/x/").status_code == 403
+    assert alice.request("MOVE", alice.home + "moved/sub/", Destination=alice.home + "moved/").status_code == 403
+    assert alice.request("COPY", alice.home + "moved/a.txt", Destination=alice.home).status_code == 403
     assert alice.request("MOVE", alice.home + "moved/", Destination=alice.home + "moved/").status_code == 403
     assert alice.request("COPY", alice.home + "moved/a.txt", Destination=alice.home + "none/a.txt").status_code == 409
     assert alice.request("COPY", alice.home + "moved/a.txt").status_code == 400
