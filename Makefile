@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus slapd jsclients
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus slapd jsclients litmus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,7 +82,13 @@ jsclients:
 	  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error && touch tests/js/node_modules/.installed; \
 	fi
 
-test: install-dev browser promtool pebble slapd jsclients
+# Debian's litmus, the WebDAV compliance suite dav/tests/test_litmus.py runs against /dav/file.
+litmus:
+	@command -v litmus >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends litmus >/dev/null; \
+	  else echo "litmus is missing: apt-get install litmus (as root)" >&2; exit 1; fi; }
+
+test: install-dev browser promtool pebble slapd jsclients litmus
 	$(BIN)/python -m pytest
 
 # Logins per second per password hash algorithm (docs/performance.md); needs wrk (apt-get install wrk).

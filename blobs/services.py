@@ -332,6 +332,13 @@ def release(account_id: int, blob_id: str, owner_kind: str, owner_id: str) -> bo
     return bool(deleted)
 
 
+def release_owners(account_id: int, owner_kind: str, owner_ids: Iterable[str]) -> int:
+    """Remove the references of many owners of one kind at once (a folder of files deleted)."""
+    deleted, _ = Hold.objects.filter(account_blob__account_id=account_id, owner_kind=owner_kind,
+                                     owner_id__in=[str(o) for o in owner_ids]).delete()
+    return deleted
+
+
 def release_owner(owner_kind: str, owner_id: str) -> int:
     """Remove every reference an owner holds (an email destroyed)."""
     held = list(Hold.objects.filter(owner_kind=owner_kind, owner_id=str(owner_id))

@@ -71,6 +71,9 @@ INSTALLED_APPS = [
     "calendars",
     # Mail in: LMTP, `manage.py deliver`, the Sieve scripts of RFC 9661 and what delivery runs.
     "delivery",
+    # WebDAV: the /dav tree (principals, the file store, the protocol layer for calendars and
+    # contacts).
+    "dav",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]
@@ -334,6 +337,23 @@ CALENDAR_INDEX_HORIZON_DAYS = env_int("CALENDAR_INDEX_HORIZON_DAYS", 730)
 # "<display name> (<address>)".
 CALENDAR_DEFAULT_HREF_NAME = env_str("CALENDAR_DEFAULT_HREF_NAME", "default")
 CALENDAR_DEFAULT_DISPLAY_NAME = env_str("CALENDAR_DEFAULT_DISPLAY_NAME", "Stalwart Calendar")
+# --- WebDAV (dav app) -------------------------------------------------------------------------
+# Bytes of one file PUT into /dav/file (the reference's FileStorage.maxSize); beyond: 413.
+DAV_MAX_FILE_SIZE = env_int("DAV_MAX_FILE_SIZE", 25 * 1024 * 1024)
+# Bytes of an XML request body (PROPFIND, PROPPATCH, REPORT, LOCK, ACL, MKCOL); beyond: 413.
+DAV_MAX_XML_SIZE = env_int("DAV_MAX_XML_SIZE", 1024 * 1024)
+# Responses one PROPFIND or REPORT lists at most (WebDav.maxResults); beyond: a 507 entry.
+DAV_MAX_RESULTS = env_int("DAV_MAX_RESULTS", 2000)
+# Bytes of all dead properties of one resource, serialised (WebDav.deadPropertyMaxSize).
+DAV_DEAD_PROPERTY_MAX_SIZE = env_int("DAV_DEAD_PROPERTY_MAX_SIZE", 16384)
+# Bytes of one writable live property value, e.g. displayname (WebDav.livePropertyMaxSize).
+DAV_LIVE_PROPERTY_MAX_SIZE = env_int("DAV_LIVE_PROPERTY_MAX_SIZE", 250)
+# Seconds a lock lasts at most (WebDav.maxLockTimeout), and locks one user may hold (maxLocks).
+DAV_MAX_LOCK_TIMEOUT = env_int("DAV_MAX_LOCK_TIMEOUT", 3600)
+DAV_MAX_LOCKS = env_int("DAV_MAX_LOCKS", 10)
+# Nodes (files and folders) below one account's file home at most; a MKCOL, PUT or COPY beyond
+# gets 507 (the reference's FileStorage.maxFiles + maxFolders; 0: no limit).
+DAV_MAX_NODES = env_int("DAV_MAX_NODES", 100_000)
 
 # --- Sending (submission app) ----------------------------------------------------------------
 # The MtaRoute (x:MtaRoute, Settings › MTA › Outbound › Routes) that submitted mail is relayed

@@ -48,6 +48,8 @@ urlpatterns = [
     path("", include("wellknown.urls")),
     path("", include("contactform.urls")),
     path("", include("telemetry.urls")),
+    # WebDAV: principals, the file store, calendar and contact homes (dav/urls.py)
+    path("", include("dav.urls")),
     # Web UI
     path("", account_views.home, name="home"),
     path("account/", include("accounts.urls")),

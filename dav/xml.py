@@ -1,0 +1,126 @@
+"""XML in and out of the /dav tree.
+
+In: the body is first read by defusedxml (expat, no DTD, no entity: a billion-laughs or an
+external entity is refused before anything expands), then parsed by lxml with a parser that
+loads nothing and resolves nothing, for the tree the handlers read. Out: lxml, with the fixed
+prefixes of the reference (D: DAV, A: CalDAV, B: CardDAV, C: calendarserver.org) declared on
+the root element only where they are used.
+"""
+from __future__ import annotations
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
+from lxml import etree
+
+DAV = "DAV:"
+CALDAV = "urn:ietf:params:xml:ns:caldav"
+CARDDAV = "urn:ietf:params:xml:ns:carddav"
+CS = "http://calendarserver.org/ns/"
+PREFIXES = {DAV: "D", CALDAV: "A", CARDDAV: "B", CS: "C"}
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                          huge_tree=False, remove_blank_text=False)
+# Elements deeper than this are refused: nothing a client sends nests so far.
+MAX_DEPTH = 64
+
+
+class XmlError(Exception):
+    """The body is not XML we accept."""
+
+
+def d(name: str) -> str:
+    return f"{{{DAV}}}{name}"
+
+
+def parse(body: bytes) -> etree._Element:
+    if not body.strip():
+        raise XmlError("The body is empty.")
+    try:
+        SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (defusedxml.DefusedXmlException, SafeET.ParseError, ValueError) as exc:
+        raise XmlError(str(exc)) from None
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise XmlError(str(exc)) from None
+    # libxml2 stops at 256 levels; nothing a client sends nests beyond MAX_DEPTH.
+    for el in root.iter():
+        if len(el) == 0 and isinstance(el.tag, str):
+            depth = sum(1 for _ in el.iterancestors())
+            if depth > MAX_DEPTH:
+                raise XmlError("The document nests too deeply.")
+    return root
+
+
+def children(el, tag: str | None = None):
+    return [c for c in el if isinstance(c.tag, str) and (tag is None or c.tag == tag)]
+
+
+def child(el, tag: str):
+    for c in el:
+        if c.tag == tag:
+            return c
+    return None
+
+
+# --- building ---------------------------------------------------------------------------------
+def element(tag: str, text: str | None = None, *kids) -> etree._Element:
+    el = etree.Element(tag, nsmap=_nsmap_for(tag))
+    if text is not None:
+        el.text = text
+    for k in kids:
+        el.append(k)
+    return el
+
+
+def sub(parent, tag: str, text: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, tag, nsmap=_nsmap_for(tag))
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _nsmap_for(tag: str) -> dict:
+    if tag.startswith("{"):
+        ns = tag[1:].split("}", 1)[0]
+        prefix = PREFIXES.get(ns)
+        if prefix:
+            return {prefix: ns}
+    return {}
+
+
+def href(value: str) -> etree._Element:
+    return element(d("href"), value)
+
+
+def serialize(root) -> bytes:
+    """The document with every known namespace in use declared once, on the root."""
+    used = {PREFIXES[ns]: ns for ns in _namespaces(root) if ns in PREFIXES}
+    used.setdefault("D", DAV)
+    clean = etree.Element(root.tag, nsmap=used, attrib=dict(root.attrib))
+    clean.text = root.text
+    for k in root:
+        clean.append(k)
+    etree.cleanup_namespaces(clean, top_nsmap=used)
+    return etree.tostring(clean, xml_declaration=True, encoding="UTF-8")
+
+
+def _namespaces(root):
+    seen = set()
+    for el in root.iter():
+        if isinstance(el.tag, str) and el.tag.startswith("{"):
+            seen.add(el.tag[1:].split("}", 1)[0])
+    return seen
+
+
+def tostring(el) -> str:
+    return etree.tostring(el, encoding="unicode")
+
+
+def fromstring(text: str) -> etree._Element:
+    """A fragment this server stored itself (a dead property, a lock's owner)."""
+    return etree.fromstring(text.encode(), _PARSER)
+
+
+def clark(ns: str | None, name: str) -> str:
+    return f"{{{ns}}}{name}" if ns else name
