@@ -16,9 +16,10 @@ What is added to gunicorn's protocol (gunicorn.asgi.protocol.ASGIProtocol), and 
   the connection is closed.
 - **Largest body.** A declared length over `max_body` gets 413 before any of it is read; a
   chunked body is cut when it passes the limit. Nothing is buffered past it. A POST to the JMAP
-  upload URL has its own, larger limit (`max_upload`, above the 50 MB `maxSizeUpload` the
-  session advertises by default): an upload the server advertises is never cut here, and the
-  session never advertises more than this limit (jmapapi.blob_methods.max_size_upload).
+  upload URL, and a PUT into the WebDAV file store, have their own, larger limit (`max_upload`,
+  above the 50 MB `maxSizeUpload` the session advertises by default and DAV_MAX_FILE_SIZE): an
+  upload the server advertises is never cut here, and the session never advertises more than
+  this limit (jmapapi.blob_methods.max_size_upload).
 - **Connections per worker.** gunicorn's asgi worker counts connections but never refuses
   one; over `worker_connections` a new connection gets 503 and is closed at once.
 - **TLS fails closed.** gunicorn serves plain HTTP on a TLS listener whose context it could
@@ -65,10 +66,15 @@ def limits() -> dict:
 # same variable with the same default for the session document.
 DEFAULT_MAX_UPLOAD_BODY = 64 * 1024 * 1024
 UPLOAD_PATH = "/jmap/upload/"
+# A file PUT into the WebDAV file store is an upload too (DAV_MAX_FILE_SIZE, 25 MiB by default, is
+# above HTTP_MAX_BODY); the dav view enforces its own, smaller limit on what it reads.
+DAV_FILE_PATH = "/dav/file/"
 
 
 def _body_limit(limits: dict, request) -> int:
-    if request.method == "POST" and (request.path or "").startswith(UPLOAD_PATH):
+    path = request.path or ""
+    if (request.method == "POST" and path.startswith(UPLOAD_PATH)) or (
+            request.method == "PUT" and path.startswith(DAV_FILE_PATH)):
         return max(limits["max_upload"], limits["max_body"])
     return limits["max_body"]
 

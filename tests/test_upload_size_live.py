@@ -1,7 +1,8 @@
 """The advertised maxSizeUpload through a real gunicorn server with the event-loop worker: an
 upload between HTTP_MAX_BODY (16 MiB, every other endpoint's cap) and maxSizeUpload (50 MB) is
 stored, one octet past maxSizeUpload is JMAP's limit problem, and past HTTP_MAX_UPLOAD_BODY the
-worker refuses it before reading. Other endpoints keep the small cap."""
+worker refuses it before reading. A WebDAV file PUT shares the upload cap; other endpoints
+keep the small cap."""
 import hashlib
 
 import requests
@@ -49,6 +50,13 @@ def test_uploads_up_to_the_advertised_size_over_a_real_server():
             f"POST /jmap/upload/{account}/ HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
             f"Content-Length: {64 * 1024 * 1024 + 1}\r\nConnection: close\r\n\r\n").encode(), b"x", timeout=30)
         assert status == 413, body
+        # A file PUT into the WebDAV store is an upload too: the same 20 MiB (under
+        # DAV_MAX_FILE_SIZE, 25 MiB) is stored and reads back.
+        file_url = f"{server.url}/dav/file/{login}/big.bin"
+        resp = requests.put(file_url, data=data, headers=headers, timeout=120)
+        assert resp.status_code == 201, resp.text[:300]
+        got = requests.get(file_url, headers={"Authorization": auth}, timeout=120)
+        assert got.status_code == 200 and hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
         # Any other endpoint keeps HTTP_MAX_BODY: the same 20 MiB to /jmap/ is refused unread.
         status, body = raw_http(server.url, (
             f"POST /jmap/ HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n"
