@@ -33,9 +33,17 @@ from __future__ import annotations
 import json
 import os
 
+from http import HTTPStatus
+
 from gunicorn import sock
 from gunicorn.asgi import protocol as gunicorn_protocol
 from gunicorn.workers import gasgi
+
+# gunicorn's event-loop protocol knows the reason phrases of 37 statuses and writes "Unknown" for
+# the others, among them WebDAV's 207, 423 and 507 and HTTP's own 412 and 416. Every status
+# Python knows gets its standard phrase; the ones gunicorn has stay as they are.
+for _status in HTTPStatus:
+    gunicorn_protocol._REASON_PHRASES.setdefault(_status.value, _status.phrase)
 
 
 def limits() -> dict:

@@ -275,3 +275,30 @@ def test_an_unknown_model_or_limit_stops_the_server_at_start():
                               timeout=60)
         assert proc.returncode != 0, env
         assert next(iter(env)) in proc.stdout + proc.stderr, (env, proc.stdout, proc.stderr)
+
+
+def test_every_status_line_carries_its_reason_phrase(site):
+    """gunicorn's own table lacks 207, 412, 416, 423, 507 …: they went out as "Unknown"."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from tests.test_jmap_live import basic, bootstrap
+
+    login, password = bootstrap(site) or pytest.skip("bootstrap printed no credentials")
+    parts = urlsplit(site.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        body = b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/></D:prop></D:propfind>'
+        conn.request("PROPFIND", f"/dav/file/{login}/", body=body,
+                     headers={"Authorization": basic(login, password), "Depth": "0",
+                              "Content-Type": "application/xml"})
+        resp = conn.getresponse()
+        resp.read()
+        assert (resp.status, resp.reason) == (207, "Multi-Status")
+        conn.request("PUT", f"/dav/file/{login}/a.txt", body=b"x",
+                     headers={"Authorization": basic(login, password), "If-Match": '"nope"'})
+        resp = conn.getresponse()
+        resp.read()
+        assert (resp.status, resp.reason) == (412, "Precondition Failed")
+    finally:
+        conn.close()
