@@ -79,23 +79,12 @@ def _leaf(cond: dict):
     return lambda s: all(check(s) for check in checks)
 
 
-def _matches(tree, script) -> bool:
-    if callable(tree):
-        return tree(script)
-    op, children = tree
-    if op == "AND":
-        return all(_matches(t, script) for t in children)
-    if op == "OR":
-        return any(_matches(t, script) for t in children)
-    return not any(_matches(t, script) for t in children)
-
-
 def query_ids(ctx: Context, args: dict) -> list[str]:
     pk = c.account(ctx, args)
     filt = args.get("filter")
     tree = c.walk_filter(filt, _leaf) if filt is not None else None
     comparators = c.sort_list(args, ("name", "isActive"))
-    found = [s for s in SieveScript.objects.filter(account_id=pk).order_by("pk") if tree is None or _matches(tree, s)]
+    found = [s for s in SieveScript.objects.filter(account_id=pk).order_by("pk") if tree is None or c.evaluate(tree, s)]
     for comp in reversed(comparators):
         key = (lambda s: s.is_active) if comp["property"] == "isActive" else (lambda s: s.name)
         found.sort(key=key, reverse=not comp.get("isAscending", True))
@@ -107,14 +96,7 @@ def script_query(ctx: Context, args: dict) -> dict:
     ctx.require("jmapSieveScriptQuery")
     pk = c.account(ctx, args)
     state = journal.state(pk, scripts.TYPE)
-    page, position, limit, total = c.window(args, ctx, query_ids(ctx, args))
-    out = {"accountId": ids.encode(pk), "queryState": state, "canCalculateChanges": True, "position": position,
-           "ids": page}
-    if c.boolean(args, "calculateTotal"):
-        out["total"] = total
-    if args.get("limit") is not None and args["limit"] > limit:
-        out["limit"] = limit
-    return out
+    return c.query_result(ctx, args, pk, state, query_ids(ctx, args))
 
 
 c.guarded(query_changes_method("SieveScript/queryChanges", scripts.TYPE, SIEVE, results=query_ids),

@@ -15,16 +15,15 @@ from blobs import services as blobs
 from journal import services as journal
 from registry import ids
 
-from . import capabilities
+from . import capabilities, query
 from .engine import Context, MethodError, invalid_arguments, method
-from .journal_methods import MAX_UNSIGNED_INT, account_of, changes_method, query_changes_method
+from .journal_methods import account_of, changes_method, query_changes_method
 
 QUOTA = "urn:ietf:params:jmap:quota"
 PROPERTIES = ("id", "resourceType", "used", "hardLimit", "warnLimit", "softLimit", "scope", "name", "description",
               "types")
 FILTERS = ("name", "scope", "resourceType", "type")
 SORTS = ("name", "used")
-MAX_FILTER_DEPTH = 16
 # The data types whose storage the disk quota counts (RFC 9425 §4.1 `types`): messages, and the
 # uploads (blobs) not yet made into one.
 TYPES = ["Email", "Blob"]
@@ -103,22 +102,8 @@ _guarded(changes_method("Quota/changes", blobs.QUOTA_TYPE, QUOTA), "jmapQuotaCha
 
 
 # --- Quota/query (RFC 9425 §4.4) --------------------------------------------------------------
-def _condition(node, depth: int = 0):
-    """The filter as a predicate over a quota's properties; unsupportedFilter when malformed."""
-    if depth > MAX_FILTER_DEPTH:
-        raise MethodError("unsupportedFilter", "The filter is nested too deeply.")
-    if not isinstance(node, dict):
-        raise MethodError("unsupportedFilter", "A filter must be an object.")
-    if "operator" in node:
-        op, conditions = node.get("operator"), node.get("conditions")
-        if op not in ("AND", "OR", "NOT") or not isinstance(conditions, list) or set(node) - {"operator", "conditions"}:
-            raise MethodError("unsupportedFilter", "A FilterOperator has an operator (AND, OR, NOT) and conditions.")
-        children = [_condition(c, depth + 1) for c in conditions]
-        if op == "AND":
-            return lambda q: all(c(q) for c in children)
-        if op == "OR":
-            return lambda q: any(c(q) for c in children)
-        return lambda q: not any(c(q) for c in children)
+def _leaf(node: dict):
+    """One FilterCondition as a predicate over a quota's properties."""
     unknown = set(node) - set(FILTERS)
     if unknown:
         raise MethodError("unsupportedFilter", f"Unknown filter {sorted(unknown)[0][:64]}.")
@@ -137,44 +122,16 @@ def _condition(node, depth: int = 0):
     return lambda q: all(t(q) for t in tests)
 
 
-def _sort(args: dict) -> list[tuple[str, bool]]:
-    value = args.get("sort")
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise invalid_arguments('"sort" must be an array of Comparators.')
-    out = []
-    for comparator in value:
-        if not isinstance(comparator, dict) or not isinstance(comparator.get("property"), str):
-            raise invalid_arguments("A Comparator must be an object with a property.")
-        if comparator["property"] not in SORTS:
-            raise MethodError("unsupportedSort", f"Sorting by {comparator['property'][:64]} is not supported.")
-        ascending = comparator.get("isAscending", True)
-        if not isinstance(ascending, bool):
-            raise invalid_arguments('"isAscending" must be a boolean.')
-        out.append((comparator["property"], ascending))
-    return out
-
-
 def _query_ids(ctx: Context, args: dict) -> list[str]:
     pk = account_of(ctx, args)
-    test = _condition(args["filter"]) if args.get("filter") is not None else (lambda q: True)
-    order = _sort(args)
-    found = [q for q in quotas(pk) if test(q)]
+    tree = query.walk_filter(args["filter"], _leaf) if args.get("filter") is not None else None
+    found = [q for q in quotas(pk) if tree is None or query.evaluate(tree, q)]
     found.sort(key=lambda q: q["id"])
-    for prop, ascending in reversed(order):
-        found.sort(key=lambda q: (q[prop] or "").casefold() if prop == "name" else q[prop], reverse=not ascending)
+    for comp in reversed(query.sort_list(args, SORTS)):
+        prop = comp["property"]
+        found.sort(key=lambda q: (q[prop] or "").casefold() if prop == "name" else q[prop],
+                   reverse=not comp.get("isAscending", True))
     return [q["id"] for q in found]
-
-
-def _unsigned(args: dict, name: str, default, *, signed: bool = False):
-    value = args.get(name, default)
-    if value is None:
-        return default
-    low = -MAX_UNSIGNED_INT if signed else 0
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_UNSIGNED_INT:
-        raise invalid_arguments(f'"{name}" must be {"an" if signed else "an unsigned"} integer.')
-    return value
 
 
 @method("Quota/query", QUOTA, account_optional=False, transactional=False)
@@ -182,30 +139,7 @@ def quota_query(ctx: Context, args: dict) -> dict:
     ctx.require("jmapQuotaQuery")
     pk = account_of(ctx, args)
     state = _state(pk)
-    found = _query_ids(ctx, args)
-    position = _unsigned(args, "position", 0, signed=True)
-    anchor = args.get("anchor")
-    anchor_offset = _unsigned(args, "anchorOffset", 0, signed=True)
-    limit = _unsigned(args, "limit", None)
-    calculate_total = args.get("calculateTotal", False)
-    if not isinstance(calculate_total, bool):
-        raise invalid_arguments('"calculateTotal" must be a boolean.')
-    if anchor is not None and not isinstance(anchor, str):
-        raise invalid_arguments('"anchor" must be an id.')
-    cap = ctx.limits.query_max_results
-    limit = cap if limit is None else min(limit, cap)
-    total = len(found)
-    if anchor is not None:
-        if anchor not in found:
-            raise MethodError("anchorNotFound", "The anchor is not in the results.")
-        start = max(found.index(anchor) + anchor_offset, 0)
-    else:
-        start = position if position >= 0 else max(total + position, 0)
-    out = {"accountId": ids.encode(pk), "queryState": state, "canCalculateChanges": True,
-           "position": min(start, total), "ids": found[start:start + limit], "limit": limit}
-    if calculate_total:
-        out["total"] = total
-    return out
+    return query.query_result(ctx, args, pk, state, _query_ids(ctx, args))
 
 
 _guarded(query_changes_method("Quota/queryChanges", blobs.QUOTA_TYPE, QUOTA, _query_ids), "jmapQuotaQueryChanges")

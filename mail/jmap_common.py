@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from jmapapi import capabilities
 from jmapapi.engine import Context, MethodError, check_set_size, invalid_arguments, set_arguments
-from jmapapi.journal_methods import MAX_UNSIGNED_INT, account_of
-from jmapapi.registry_methods import FILTER_LIMITS
+from jmapapi.journal_methods import account_of
+# Re-exported: the mail methods call them as jmap_common.<name>.
+from jmapapi.query import (MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, boolean, evaluate,  # noqa: F401
+                           query_result, sort_list, unsigned, walk_filter, window)
 from journal import services as journal
 from registry import ids
 
@@ -74,25 +76,6 @@ def properties(args: dict, known: tuple, default: tuple, *, extra=lambda p: Fals
     return list(dict.fromkeys(["id", *value]))
 
 
-def unsigned(args: dict, name: str, default=None, *, signed: bool = False):
-    value = args.get(name)
-    if value is None:
-        return default
-    low = -MAX_UNSIGNED_INT if signed else 0
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_UNSIGNED_INT:
-        raise invalid_arguments(f'"{name}" must be {"an" if signed else "an unsigned"} integer.')
-    return value
-
-
-def boolean(args: dict, name: str, default: bool = False) -> bool:
-    value = args.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise invalid_arguments(f'"{name}" must be a boolean.')
-    return value
-
-
 def set_objects(args: dict, ctx: Context) -> tuple[dict, dict, list]:
     create, update, destroy = set_arguments(args)
     check_set_size(ctx, create, update, destroy)
@@ -119,83 +102,3 @@ def check_if_in_state(args: dict, current: str) -> None:
     wanted = args.get("ifInState")
     if wanted is not None and wanted != current:
         raise MethodError("stateMismatch", "The state has changed.")
-
-
-MAX_FILTER_DEPTH = FILTER_LIMITS["maxFilterDepth"]
-# The management objects' limit, advertised in urn:stalwart:jmap: an OR of n conditions is an
-# SQL expression n deep, and SQLite refuses one deeper than 1 000 (a serverFail, not the
-# client's error); a request of a few hundred KB could otherwise hold thousands.
-MAX_FILTER_CONDITIONS = FILTER_LIMITS["maxFilterConditions"]
-
-
-def _check_filter_size(node) -> None:
-    count, stack = 0, [node]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, dict):
-            continue
-        is_operator = "operator" in item
-        count += 1 if is_operator else max(len(item), 1)
-        if count > MAX_FILTER_CONDITIONS:
-            raise MethodError("unsupportedFilter", f"A filter may have at most {MAX_FILTER_CONDITIONS} conditions "
-                                                   "and operators (maxFilterConditions).")
-        if is_operator and isinstance(item.get("conditions"), list):
-            stack.extend(item["conditions"])
-
-
-def walk_filter(node, leaf, depth: int = 0):
-    """A FilterOperator tree (RFC 8620 §5.5) folded with `leaf(condition)`: returns
-    ("AND"|"OR"|"NOT", [children]) trees of leaf results, validating operators."""
-    if depth == 0:
-        _check_filter_size(node)
-    if depth > MAX_FILTER_DEPTH:
-        raise MethodError("unsupportedFilter", "The filter is nested too deeply.")
-    if not isinstance(node, dict):
-        raise MethodError("unsupportedFilter", "A filter must be an object.")
-    if "operator" in node:
-        op, conditions = node.get("operator"), node.get("conditions")
-        if op not in ("AND", "OR", "NOT") or not isinstance(conditions, list) or set(node) - {"operator", "conditions"}:
-            raise MethodError("unsupportedFilter", "A FilterOperator has an operator (AND, OR, NOT) and conditions.")
-        return op, [walk_filter(c, leaf, depth + 1) for c in conditions]
-    return leaf(node)
-
-
-def sort_list(args: dict, allowed) -> list[dict]:
-    value = args.get("sort")
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise invalid_arguments('"sort" must be an array of Comparators.')
-    out = []
-    for comparator in value:
-        if not isinstance(comparator, dict) or not isinstance(comparator.get("property"), str):
-            raise invalid_arguments("A Comparator must be an object with a property.")
-        if comparator["property"] not in allowed:
-            raise MethodError("unsupportedSort", f"Sorting by {comparator['property'][:64]} is not supported.")
-        if not isinstance(comparator.get("isAscending", True), bool):
-            raise invalid_arguments('"isAscending" must be a boolean.')
-        out.append(comparator)
-    return out
-
-
-def window(args: dict, ctx: Context, ordered_ids, total: int | None = None):
-    """position/anchor/anchorOffset/limit of RFC 8620 §5.5 over a full list of ids."""
-    position = unsigned(args, "position", 0, signed=True)
-    anchor = args.get("anchor")
-    anchor_offset = unsigned(args, "anchorOffset", 0, signed=True)
-    limit = unsigned(args, "limit", None)
-    if anchor is not None and not isinstance(anchor, str):
-        raise invalid_arguments('"anchor" must be an id.')
-    cap = ctx.limits.query_max_results
-    limit = cap if limit is None else min(limit, cap)
-    ordered_ids = list(ordered_ids)
-    total = len(ordered_ids)
-    if anchor is not None:
-        try:
-            start = ordered_ids.index(anchor) + anchor_offset
-        except ValueError:
-            raise MethodError("anchorNotFound", "The anchor is not in the results.") from None
-        start = max(start, 0)
-    else:
-        start = position if position >= 0 else max(total + position, 0)
-    return ordered_ids[start:start + limit], min(start, total), limit, total

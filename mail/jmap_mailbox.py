@@ -115,17 +115,6 @@ def _leaf(cond: dict):
     return lambda m: all(check(m) for check in checks)
 
 
-def _evaluate(tree, mb) -> bool:
-    if callable(tree):
-        return tree(mb)
-    op, children = tree
-    if op == "AND":
-        return all(_evaluate(t, mb) for t in children)
-    if op == "OR":
-        return any(_evaluate(t, mb) for t in children)
-    return not any(_evaluate(t, mb) for t in children)
-
-
 def _sorted(mailboxes, comparators):
     out = list(mailboxes)
     out.sort(key=lambda m: m.pk)
@@ -143,7 +132,7 @@ def query_ids(ctx: Context, args: dict) -> list[str]:
     as_tree, filter_as_tree = c.boolean(args, "sortAsTree"), c.boolean(args, "filterAsTree")
     everything = list(Mailbox.objects.filter(account_id=pk))
     by_pk = {m.pk: m for m in everything}
-    matches = {m.pk for m in everything if tree is None or _evaluate(tree, m)}
+    matches = {m.pk for m in everything if tree is None or c.evaluate(tree, m)}
     if filter_as_tree:
         # RFC 8621 §2.3: a mailbox matches only if its parents all match too.
         def chain_ok(m):
@@ -175,14 +164,7 @@ def mailbox_query(ctx: Context, args: dict) -> dict:
     pk = c.account(ctx, args)
     state = journal.state(pk, store.MAILBOX)
     found = query_ids(ctx, args)
-    page, position, limit, total = c.window(args, ctx, found)
-    out = {"accountId": ids.encode(pk), "queryState": state, "canCalculateChanges": True, "position": position,
-           "ids": page}
-    if c.boolean(args, "calculateTotal"):
-        out["total"] = total
-    if args.get("limit") is not None and args["limit"] > limit:
-        out["limit"] = limit
-    return out
+    return c.query_result(ctx, args, pk, state, found)
 
 
 c.guarded(query_changes_method("Mailbox/queryChanges", store.MAILBOX, c.MAIL, results=query_ids),

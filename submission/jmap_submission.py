@@ -133,14 +133,7 @@ def submission_query(ctx: Context, args: dict) -> dict:
     pk = c.account(ctx, args)
     state = journal.state(pk, TYPE)
     found = query_ids(ctx, args)
-    page, position, limit, total = c.window(args, ctx, found)
-    out = {"accountId": ids.encode(pk), "queryState": state, "canCalculateChanges": True, "position": position,
-           "ids": page}
-    if c.boolean(args, "calculateTotal"):
-        out["total"] = total
-    if args.get("limit") is not None and args["limit"] > limit:
-        out["limit"] = limit
-    return out
+    return c.query_result(ctx, args, pk, state, found)
 
 
 # --- set ------------------------------------------------------------------------------------
