@@ -17,6 +17,7 @@ import html
 import json
 import math
 
+from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
@@ -267,7 +268,10 @@ def _pg_q(account_id: int, kind: str, query, field: str) -> Q:
     With more, the plain subquery lets it walk the caller's sorted index and test rows until
     the page is full, the fast plan for a frequent word."""
     documents = matching(account_id, kind, query)
-    sql, params = documents.query.sql_with_params()
+    try:
+        sql, params = documents.query.sql_with_params()
+    except EmptyResultSet:  # a tree that can match nothing ("!!", an empty OR)
+        return Q(**{f"{field}__in": []})
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
