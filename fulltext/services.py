@@ -33,7 +33,7 @@ PREVIEW_OCTETS = 255
 # probe about 180 µs (FTS5 starts the expression again) and a first page needs 50 / density of
 # them; the two meet near sqrt(1400 × N), where either costs about 75 ms at N = 100,000.
 SQLITE_DENSE = 1400  # RFC 8621 §5: a preview is at most 255 octets
-# PostgreSQL's crossing point (see _pg_q), measured the same way at 100,000 messages.
+# PostgreSQL's crossing point (see _pg_q): SQLite's, not measured apart.
 PG_DENSE = 1400
 _FTS5_COLUMNS = ", ".join(column for _, column in FIELDS.values())
 _FTS5_INSERT = f"INSERT OR REPLACE INTO fulltext_fts (rowid, {_FTS5_COLUMNS}) VALUES (%s{', %s' * len(FIELDS)})"
@@ -262,11 +262,12 @@ def q(account_id: int, kind: str, query, field: str = "pk") -> Q:
 def _pg_q(account_id: int, kind: str, query, field: str) -> Q:
     """PostgreSQL: the planner's own estimate of the matches decides the form, as SQLite's
     count does. With fewer than sqrt(PG_DENSE × documents), the matches are listed from the GIN
-    index alone, behind an `OFFSET 0` fence: the planner may no longer turn the list into a test
-    of each of the caller's rows, which reads the row's vector out of TOAST, a cost its model
-    does not see (a word in 2 % of 100,000 messages took 100-200 ms that way, 10 ms listed).
-    With more, the plain subquery lets it walk the caller's sorted index and test rows until
-    the page is full, the fast plan for a frequent word."""
+    index behind an `OFFSET 0` fence, so that the planner cannot turn the list into a test of
+    each of the caller's rows in date order (each test reads that row's vector; the planner's
+    model does not see the cost): the cost is bounded by the matches, wherever they fall in
+    the mailbox. With more, the plain subquery lets it walk the caller's sorted index and test
+    rows until the page is full, the fast plan for a frequent word. Figures in
+    docs/performance.md, "Mail at 100,000 messages"."""
     documents = matching(account_id, kind, query)
     try:
         sql, params = documents.query.sql_with_params()
