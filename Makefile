@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow clean browser promtool pebble cyrus slapd jsclients litmus
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow bench-mail clean browser promtool pebble cyrus slapd jsclients litmus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -121,6 +121,12 @@ bench-ratelimit: install-dev
 # (docs/performance.md); needs wrk.
 bench-discovery: install-dev
 	$(BIN)/python bench/discovery.py $(BENCH_ARGS)
+
+# The mail store's hot JMAP reads at 1,000 and 100,000 messages (bench/mailgen.py fills the
+# account) beside the bare server and Core/echo (docs/performance.md); needs wrk. On PostgreSQL:
+# DATABASE_URL=postgres://... make bench-mail.
+bench-mail: install-dev
+	$(BIN)/python bench/mail.py $(BENCH_ARGS)
 
 # Throughput with 500 slow clients held open, sync vs asgi serving models, and Core/echo and the
 # session on both in the same run (docs/performance.md); needs wrk.

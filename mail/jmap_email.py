@@ -418,14 +418,23 @@ def email_query(ctx: Context, args: dict) -> dict:
             out["position"] = min(position, total)
     elif anchor is None and position >= 0 and not total_wanted:
         # collapseThreads: walk in order, keep each thread's first email, stop once the page is full.
+        # Slices with LIMIT, not a cursor: PostgreSQL plans a server-side cursor for its first
+        # tenth only (cursor_tuple_fraction) and chose to join and sort the whole mailbox (316 ms
+        # at 100,000 messages); a LIMIT keeps the index walk that stops after the slice.
         seen, found = set(), []
-        for epk, tpk in query.rows().iterator(chunk_size=max(limit * 2, 100)):
-            if tpk in seen:
-                continue
-            seen.add(tpk)
-            found.append(ids.encode(epk))
-            if len(found) >= position + limit:
+        rows, start, step = query.rows(), 0, max((position + limit) * 4, 200)
+        while len(found) < position + limit:
+            chunk = list(rows[start:start + step])
+            for epk, tpk in chunk:
+                if tpk in seen:
+                    continue
+                seen.add(tpk)
+                found.append(ids.encode(epk))
+                if len(found) >= position + limit:
+                    break
+            if len(chunk) < step:
                 break
+            start, step = start + step, step * 2
         out.update(position=min(position, len(found)), ids=found[position:position + limit])
     else:
         page, start, _, total = c.window(args, ctx, query_ids(ctx, args))

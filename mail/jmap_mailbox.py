@@ -16,14 +16,17 @@ from .models import Email, Mailbox, Membership
 PROPERTIES = ("id", "name", "parentId", "role", "sortOrder", "totalEmails", "unreadEmails", "totalThreads",
               "unreadThreads", "myRights", "isSubscribed")
 COUNTS = ("totalEmails", "unreadEmails", "totalThreads", "unreadThreads")
+# The counters the store keeps on the row (store.counting): a Mailbox/get counts nothing.
+COUNT_COLUMNS = dict(store.COUNTS)
 SETTABLE = ("name", "parentId", "role", "sortOrder", "isSubscribed")
+EDITABLE_COLUMNS = ("name", "parent", "role", "sort_order", "is_subscribed")
 # The owner of an account may do everything with its mailboxes (RFC 8621 §2 MailboxRights).
 OWNER_RIGHTS = {"mayReadItems": True, "mayAddItems": True, "mayRemoveItems": True, "maySetSeen": True,
                 "maySetKeywords": True, "mayCreateChild": True, "mayRename": True, "mayDelete": True,
                 "maySubmit": True}
 
 
-def _json(mb: Mailbox, props, counts) -> dict:
+def _json(mb: Mailbox, props) -> dict:
     out = {}
     for p in props:
         if p == "id":
@@ -41,7 +44,7 @@ def _json(mb: Mailbox, props, counts) -> dict:
         elif p == "myRights":
             out[p] = dict(OWNER_RIGHTS)
         else:
-            out[p] = counts[mb.pk][p]
+            out[p] = getattr(mb, COUNT_COLUMNS[p])
     return out
 
 
@@ -58,15 +61,14 @@ def mailbox_get(ctx: Context, args: dict) -> dict:
         asked = c.decode_ids(ctx, wanted)
         rows = rows.filter(pk__in=[v for v in asked.values() if v is not None])
     rows = list(rows)
-    counts = store.mailbox_counts(pk, [m.pk for m in rows]) if any(p in COUNTS for p in props) else {}
     by_pk = {m.pk: m for m in rows}
     if wanted is None:
-        listed = [_json(m, props, counts) for m in rows]
+        listed = [_json(m, props) for m in rows]
     else:
         listed = []
         for value, mpk in asked.items():
             if mpk in by_pk:
-                listed.append(_json(by_pk[mpk], props, counts))
+                listed.append(_json(by_pk[mpk], props))
             else:
                 not_found.append(value)
     return {"accountId": ids.encode(pk), "state": state, "list": listed, "notFound": not_found}
@@ -234,7 +236,9 @@ def _apply(ctx: Context, pk: int, mb: Mailbox, values: dict, created_here: dict)
 def _save(mb: Mailbox) -> None:
     try:
         with transaction.atomic():
-            mb.save()
+            # An update writes only what a client sets: the counters are the store's (a
+            # concurrent import may have moved them since this row was read).
+            mb.save(update_fields=None if mb._state.adding else EDITABLE_COLUMNS)
     except IntegrityError:
         raise _refuse("invalidProperties", "A sibling mailbox has this name.", "name") from None
 
@@ -277,7 +281,7 @@ def mailbox_set(ctx: Context, args: dict) -> dict:
         new_id = ids.encode(mb.pk)
         ctx.created_ids[cid] = new_id
         touched.mailboxes["created"].append(new_id)
-        out["created"][cid] = {"id": new_id, **_json(mb, ("myRights", *COUNTS), {mb.pk: dict.fromkeys(COUNTS, 0)})}
+        out["created"][cid] = {"id": new_id, **_json(mb, ("myRights", *COUNTS))}
     for mid, values in update.items():
         mpk = ids.decode(ctx.resolve_creation_id(mid) or "")
         mb = Mailbox.objects.filter(account_id=pk, pk=mpk).first() if mpk is not None else None

@@ -37,6 +37,12 @@ class Mailbox(models.Model):
     role = models.CharField(max_length=32, null=True, blank=True)
     sort_order = models.PositiveIntegerField(default=0)
     is_subscribed = models.BooleanField(default=True)
+    # RFC 8621 §2's counts, kept by the store in the transaction of every write that moves them
+    # (store.counting): Mailbox/get reads them instead of counting a mailbox per request.
+    total_emails = models.PositiveIntegerField(default=0)
+    unread_emails = models.PositiveIntegerField(default=0)
+    total_threads = models.PositiveIntegerField(default=0)
+    unread_threads = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -80,19 +80,98 @@ def create_role_mailboxes(account_id: int) -> None:
                                  for i, (role, name) in enumerate(ROLE_MAILBOXES)])
 
 
+COUNTS = (("totalEmails", "total_emails"), ("unreadEmails", "unread_emails"), ("totalThreads", "total_threads"),
+          ("unreadThreads", "unread_threads"))
+_PAIRS_PER_QUERY = 5000  # thread ids per statement: SQLite takes at most 32,766 parameters
+
+
+def _unread():
+    return ~Exists(Keyword.objects.filter(email=OuterRef("email_id"), keyword="$seen"))
+
+
 def mailbox_counts(account_id: int, mailbox_pks: list[int]) -> dict[int, dict]:
-    """totalEmails, unreadEmails, totalThreads, unreadThreads per mailbox (RFC 8621 §2), two
-    grouped queries for any number of mailboxes."""
-    unread = ~Exists(Keyword.objects.filter(email=OuterRef("email_id"), keyword="$seen"))
-    base = Membership.objects.filter(mailbox_id__in=mailbox_pks)
+    """totalEmails, unreadEmails, totalThreads, unreadThreads per mailbox (RFC 8621 §2) counted
+    from the rows, two grouped queries for any number of mailboxes: the recount that the stored
+    counters (`Mailbox.total_emails`, …) must always equal, and `recount()` writes."""
+    base = Membership.objects.filter(mailbox_id__in=mailbox_pks, mailbox__account_id=account_id)
     out = {pk: {"totalEmails": 0, "unreadEmails": 0, "totalThreads": 0, "unreadThreads": 0} for pk in mailbox_pks}
     for row in base.values("mailbox_id").annotate(
             total=Count("email_id"), threads=Count("email__thread_id", distinct=True)):
         out[row["mailbox_id"]].update(totalEmails=row["total"], totalThreads=row["threads"])
-    for row in base.filter(unread).values("mailbox_id").annotate(
+    for row in base.filter(_unread()).values("mailbox_id").annotate(
             total=Count("email_id"), threads=Count("email__thread_id", distinct=True)):
         out[row["mailbox_id"]].update(unreadEmails=row["total"], unreadThreads=row["threads"])
     return out
+
+
+def recount(account_id: int, mailbox_pks: list[int] | None = None) -> None:
+    """Set the stored counters from a recount (bulk loads, repairs): three queries and one
+    UPDATE per mailbox."""
+    if mailbox_pks is None:
+        mailbox_pks = list(Mailbox.objects.filter(account_id=account_id).values_list("pk", flat=True))
+    for pk, counts in mailbox_counts(account_id, mailbox_pks).items():
+        Mailbox.objects.filter(pk=pk).update(**{column: counts[name] for name, column in COUNTS})
+
+
+def _pair_counts(mailbox_pks, thread_pks) -> dict[tuple[int, int], tuple[int, int]]:
+    """{(mailbox, thread): (emails, unread emails)} of the given mailboxes and threads."""
+    out = {}
+    threads = sorted(set(thread_pks))
+    for start in range(0, len(threads), _PAIRS_PER_QUERY):
+        rows = (Membership.objects.filter(mailbox_id__in=mailbox_pks,
+                                          email__thread_id__in=threads[start:start + _PAIRS_PER_QUERY])
+                .values("mailbox_id", "email__thread_id")
+                .annotate(n=Count("email_id"), unread=Count("email_id", filter=Q(_unread())))
+                .order_by())
+        for row in rows:
+            out[(row["mailbox_id"], row["email__thread_id"])] = (row["n"], row["unread"])
+    return out
+
+
+class counting:
+    """Keeps the stored counters of `mailbox_pks` right across a write that may move emails of
+    `thread_pks` in or out of them, or change whether they are read.
+
+        with counting(mailbox_pks, thread_pks):
+            ...  # the write
+
+    Only the (mailbox, thread) pairs named are counted, before and after (one grouped query
+    each), and the difference is added to each mailbox's counters in one UPDATE: the cost is
+    the write's, never the mailbox's size. The mailbox rows are locked first (in pk order) so
+    that two concurrent writes to one mailbox count one after the other. Every mailbox an email
+    of the write enters or leaves, and every thread it belongs to before or after, must be
+    named (a thread merge names both threads)."""
+
+    def __init__(self, mailbox_pks, thread_pks):
+        self.mailboxes = sorted(set(mailbox_pks))
+        self.threads = sorted(set(thread_pks))
+
+    def __enter__(self):
+        if self.mailboxes and self.threads:
+            if transaction.get_connection().in_atomic_block:  # outside one there is nothing to hold
+                list(Mailbox.objects.select_for_update().filter(pk__in=self.mailboxes).order_by("pk")
+                     .values_list("pk", flat=True))
+            self.before = _pair_counts(self.mailboxes, self.threads)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None or not (self.mailboxes and self.threads):
+            return False
+        after = _pair_counts(self.mailboxes, self.threads)
+        deltas: dict[int, list[int]] = {}
+        for key in set(self.before) | set(after):
+            b_emails, b_unread = self.before.get(key, (0, 0))
+            a_emails, a_unread = after.get(key, (0, 0))
+            d = deltas.setdefault(key[0], [0, 0, 0, 0])
+            d[0] += a_emails - b_emails
+            d[1] += a_unread - b_unread
+            d[2] += (a_emails > 0) - (b_emails > 0)
+            d[3] += (a_unread > 0) - (b_unread > 0)
+        for pk, d in sorted(deltas.items()):
+            if any(d):
+                Mailbox.objects.filter(pk=pk).update(**{column: F(column) + delta
+                                                        for (_, column), delta in zip(COUNTS, d) if delta})
+        return False
 
 
 # --- keywords -------------------------------------------------------------------------------
@@ -189,24 +268,25 @@ def store_message(account_id: int, raw: bytes, *, mailbox_pks, keywords: dict | 
     with transaction.atomic():
         pks = _check_mailboxes(account_id, mailbox_pks)
         thread_id = _assign_thread(account_id, parsed, touched)
-        email = Email.objects.create(
-            account_id=account_id, blob_id=blob_id or "", thread_id=thread_id, meta=parsed, keywords=keywords,
-            received_at=received_at, sent_at=_parse_utc(parsed["sentAtUtc"]), size=parsed["size"],
-            sort_from=parsed["sortFrom"][:255], sort_to=parsed["sortTo"][:255],
-            sort_subject=parsed["sortSubject"][:255], has_attachment=parsed["hasAttachment"],
-            message_id=(parsed["messageId"] or [None])[0] and parsed["messageId"][0][:255], search=search)
-        try:
-            if blob_id:
-                blobs.hold(account_id, blob_id, OWNER, str(email.pk))
-            else:
-                email.blob_id = blobs.put(account_id, raw, OWNER, str(email.pk)).jmap_id
-                Email.objects.filter(pk=email.pk).update(blob_id=email.blob_id)
-        except blobs.OverQuota as exc:
-            raise StoreError("overQuota", str(exc)) from None
-        except blobs.NotFound:
-            raise StoreError("blobNotFound", f"Blob {blob_id} not found.") from None
-        Membership.objects.bulk_create([Membership(mailbox_id=pk, email=email, received_at=received_at) for pk in pks])
-        Keyword.objects.bulk_create([Keyword(email=email, keyword=k) for k in keywords])
+        with counting(pks, [thread_id]):
+            email = Email.objects.create(
+                account_id=account_id, blob_id=blob_id or "", thread_id=thread_id, meta=parsed, keywords=keywords,
+                received_at=received_at, sent_at=_parse_utc(parsed["sentAtUtc"]), size=parsed["size"],
+                sort_from=parsed["sortFrom"][:255], sort_to=parsed["sortTo"][:255],
+                sort_subject=parsed["sortSubject"][:255], has_attachment=parsed["hasAttachment"],
+                message_id=(parsed["messageId"] or [None])[0] and parsed["messageId"][0][:255], search=search)
+            try:
+                if blob_id:
+                    blobs.hold(account_id, blob_id, OWNER, str(email.pk))
+                else:
+                    email.blob_id = blobs.put(account_id, raw, OWNER, str(email.pk)).jmap_id
+                    Email.objects.filter(pk=email.pk).update(blob_id=email.blob_id)
+            except blobs.OverQuota as exc:
+                raise StoreError("overQuota", str(exc)) from None
+            except blobs.NotFound:
+                raise StoreError("blobNotFound", f"Blob {blob_id} not found.") from None
+            Membership.objects.bulk_create([Membership(mailbox_id=pk, email=email, received_at=received_at) for pk in pks])
+            Keyword.objects.bulk_create([Keyword(email=email, keyword=k) for k in keywords])
         ft.index(account_id, search_seam.KIND, email.pk, text)
         touched.emails["created"].append(ids.encode(email.pk))
         touched.mailboxes["updated"].extend(ids.encode(pk) for pk in pks)
@@ -242,26 +322,29 @@ def update_email(account_id: int, email: Email, *, keywords: dict | None = None,
                  touched: Touched) -> None:
     """Replace the keywords and/or the mailboxes of one email (a patch is resolved by the caller)."""
     changed = False
-    if keywords is not None and keywords != email.keywords:
-        old = set(email.keywords)
-        Keyword.objects.filter(email=email, keyword__in=old - set(keywords)).delete()
-        Keyword.objects.bulk_create([Keyword(email=email, keyword=k) for k in set(keywords) - old])
-        email.keywords = keywords
-        Email.objects.filter(pk=email.pk).update(keywords=keywords)
-        changed = True
-        if "$seen" in old ^ set(keywords):
-            touched.mailboxes["updated"].extend(
-                ids.encode(pk) for pk in Membership.objects.filter(email=email).values_list("mailbox_id", flat=True))
-    if mailbox_pks is not None:
-        pks = _check_mailboxes(account_id, mailbox_pks)
+    pks = _check_mailboxes(account_id, mailbox_pks) if mailbox_pks is not None else None
+    seen_moves = keywords is not None and "$seen" in set(email.keywords) ^ set(keywords)
+    current = None
+    if seen_moves or pks is not None:
         current = set(Membership.objects.filter(email=email).values_list("mailbox_id", flat=True))
-        gone, new = current - set(pks), set(pks) - current
-        if gone or new:
-            Membership.objects.filter(email=email, mailbox_id__in=gone).delete()
-            Membership.objects.bulk_create([Membership(mailbox_id=pk, email=email, received_at=email.received_at)
-                                            for pk in new])
-            touched.mailboxes["updated"].extend(ids.encode(pk) for pk in gone | new)
+    with counting((current or set()) | set(pks or ()), [email.thread_id] if current is not None else []):
+        if keywords is not None and keywords != email.keywords:
+            old = set(email.keywords)
+            Keyword.objects.filter(email=email, keyword__in=old - set(keywords)).delete()
+            Keyword.objects.bulk_create([Keyword(email=email, keyword=k) for k in set(keywords) - old])
+            email.keywords = keywords
+            Email.objects.filter(pk=email.pk).update(keywords=keywords)
             changed = True
+            if seen_moves:
+                touched.mailboxes["updated"].extend(ids.encode(pk) for pk in current)
+        if pks is not None:
+            gone, new = current - set(pks), set(pks) - current
+            if gone or new:
+                Membership.objects.filter(email=email, mailbox_id__in=gone).delete()
+                Membership.objects.bulk_create([Membership(mailbox_id=pk, email=email,
+                                                           received_at=email.received_at) for pk in new])
+                touched.mailboxes["updated"].extend(ids.encode(pk) for pk in gone | new)
+                changed = True
     if changed:
         # The thread's emailIds did not move: a Thread change would only wake clients for nothing.
         touched.emails["updated"].append(ids.encode(email.pk))
@@ -273,11 +356,16 @@ def destroy_emails(account_id: int, emails: list[Email], touched: Touched) -> No
         return
     pks = [e.pk for e in emails]
     thread_pks = {e.thread_id for e in emails}
-    touched.mailboxes["updated"].extend(ids.encode(pk) for pk in set(
-        Membership.objects.filter(email_id__in=pks).values_list("mailbox_id", flat=True)))
+    mailbox_pks = set()
+    for start in range(0, len(pks), 10_000):
+        mailbox_pks.update(Membership.objects.filter(email_id__in=pks[start:start + 10_000])
+                           .values_list("mailbox_id", flat=True).distinct())
+    touched.mailboxes["updated"].extend(ids.encode(pk) for pk in mailbox_pks)
     for email in emails:
         blobs.release(account_id, email.blob_id, OWNER, str(email.pk))
-    Email.objects.filter(pk__in=pks).delete()
+    with counting(mailbox_pks, thread_pks):
+        for start in range(0, len(pks), 10_000):
+            Email.objects.filter(pk__in=pks[start:start + 10_000]).delete()
     ft.delete(account_id, search_seam.KIND, pks)
     touched.emails["destroyed"].extend(ids.encode(pk) for pk in pks)
     alive = set(Email.objects.filter(thread_id__in=thread_pks).values_list("thread_id", flat=True).distinct())
