@@ -221,7 +221,12 @@ def _assign_thread(account_id: int, parsed: dict, touched: Touched) -> int:
         if others:
             moved = list(Email.objects.filter(account_id=account_id, thread_id__in=others)
                          .values_list("pk", flat=True))
-            Email.objects.filter(pk__in=moved).update(thread_id=target)
+            # A mailbox holding emails of two merged threads now holds one thread: its thread
+            # counters change although no email enters or leaves it.
+            shared = (Membership.objects.filter(email__account_id=account_id, email__thread_id__in=found)
+                      .values_list("mailbox_id", flat=True).distinct())
+            with counting(list(shared), sorted(found)):
+                Email.objects.filter(pk__in=moved).update(thread_id=target)
             ThreadKey.objects.filter(account_id=account_id, thread_id__in=others).update(thread_id=target)
             Thread.objects.filter(account_id=account_id, pk__in=others).delete()
             touched.threads["destroyed"].extend(ids.encode(pk) for pk in others)

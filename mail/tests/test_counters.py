@@ -85,6 +85,22 @@ def test_counters_equal_a_recount_after_random_writes(alice, mallory):
     assert sum(m["totalEmails"] for m in totals) > 10 and sum(m["unreadThreads"] for m in totals) > 0
 
 
+def test_counters_stay_right_when_a_message_merges_two_threads(alice):
+    """A bridging message moves the emails of one thread into the other: every mailbox that held
+    emails of both threads now holds one thread, not two (and one unread thread, not two)."""
+    boxes = alice.mailboxes()
+    alice.import_(message("Plans", message_id="a@m"))
+    alice.import_(message("Plans", message_id="b@m"))
+    alice.import_(message("Re: Plans", message_id="b2@m", in_reply_to="b@m"), mailbox="archive")
+    alice.import_(message("Plans", message_id="a2@m", in_reply_to="a@m"), mailbox="archive", keywords={"$seen": True})
+    inbox = alice.ok("Mailbox/get", {"ids": [boxes["inbox"]]})["list"][0]
+    assert (inbox["totalThreads"], inbox["unreadThreads"]) == (2, 2)
+    alice.import_(message("Re: Plans", message_id="c@m", extra="References: <a@m> <b@m>"), mailbox="trash")
+    _check(alice)
+    inbox = alice.ok("Mailbox/get", {"ids": [boxes["inbox"]]})["list"][0]
+    assert (inbox["totalEmails"], inbox["totalThreads"], inbox["unreadThreads"]) == (2, 1, 1)
+
+
 def test_recount_repairs_and_mailbox_set_never_writes_counters(alice):
     inbox = alice.mailboxes()["inbox"]
     alice.import_(message(message_id="1@t"))
