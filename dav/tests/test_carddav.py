@@ -213,3 +213,22 @@ def test_well_known_carddav_leads_to_the_home(alice):
     me = xml(principal).findtext(".//D:current-user-principal/D:href", namespaces=NS)
     homes = alice.propfind(me, ["B:addressbook-home-set"], depth="0")
     assert xml(homes).findtext(".//B:addressbook-home-set/D:href", namespaces=NS) == HOME
+
+
+def test_hostile_paths_and_methods_on_books(alice):
+    assert put(alice, HOME + "nobook/a.vcf", vcard("a", "A")).status_code == 409
+    assert put(alice, HOME + "a.vcf", vcard("a", "A")).status_code == 405
+    assert put(alice, BOOK + "x/y.vcf", vcard("a", "A")).status_code in (403, 409)
+    assert put(alice, BOOK + "%2e%2e/a.vcf", vcard("a", "A")).status_code == 400
+    assert put(alice, BOOK + "a%00.vcf", vcard("a", "A")).status_code == 400
+    grant = ('<D:acl xmlns:D="DAV:"><D:ace><D:principal><D:href>/dav/pal/bob%40example.org/</D:href>'
+             "</D:principal><D:grant><D:privilege><D:read/></D:privilege></D:grant></D:ace></D:acl>")
+    assert alice.request("ACL", BOOK, grant).status_code == 403
+    assert not Card.objects.exists()
+
+
+def test_propfind_of_a_card_gives_its_address_data(alice):
+    card = vcard("u1", "Jane")
+    put(alice, BOOK + "jane.vcf", card)
+    response = alice.propfind(BOOK, ["D:getetag", "B:address-data"], depth="1")
+    assert prop(response, BOOK + "jane.vcf", "B:address-data").text.encode() == card
