@@ -44,6 +44,7 @@ status_path = "{tmp / 'status'}/"
 a = "contacts_local"
 b = "contacts_remote"
 collections = ["from b"]
+conflict_resolution = "b wins"
 
 [storage contacts_local]
 type = "filesystem"
@@ -97,6 +98,17 @@ def test_vdirsyncer_discovers_and_syncs_both_ways(site, tmp_path):
     sync.run("sync")
     assert "FN:Remote Renamed" in remote_local.read_text()
     assert "FN:Local Renamed" in requests.get(local_href, auth=auth).text
+
+    # The same card changed on both sides: the server's version wins (the pair's policy) and
+    # reaches the local file; nothing is duplicated.
+    remote_tag = requests.head(book + "remote.vcf", auth=auth).headers["ETag"]
+    assert requests.put(book + "remote.vcf", card("remote-1", "Server Side"), auth=auth,
+                        headers={"Content-Type": "text/vcard", "If-Match": remote_tag}).status_code == 204
+    remote_local.write_text(card("remote-1", "Client Side"))
+    sync.run("sync")
+    assert "FN:Server Side" in remote_local.read_text()
+    assert "FN:Server Side" in requests.get(book + "remote.vcf", auth=auth).text
+    assert len(list(local_book.glob("*.vcf"))) == 2
 
     # A deletion on the server removes the local file; the next sync has nothing to do.
     assert requests.delete(local_href, auth=auth).status_code == 204
