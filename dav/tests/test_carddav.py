@@ -232,3 +232,15 @@ def test_propfind_of_a_card_gives_its_address_data(alice):
     put(alice, BOOK + "jane.vcf", card)
     response = alice.propfind(BOOK, ["D:getetag", "B:address-data"], depth="1")
     assert prop(response, BOOK + "jane.vcf", "B:address-data").text.encode() == card
+
+
+def test_multiget_reads_the_targeted_book_in_a_fixed_number_of_queries(alice, django_assert_max_num_queries):
+    for n in range(30):
+        put(alice, f"{BOOK}{n}.vcf", vcard(f"u{n}", f"Person {n}"))
+    body = (f'<B:addressbook-multiget {CR}><D:prop><D:getetag/><B:address-data/></D:prop>'
+            + "".join(f"<D:href>{BOOK}{n}.vcf</D:href>" for n in range(30)) + "</B:addressbook-multiget>")
+    alice.report(BOOK, body)  # warms what the first request of a client caches (its login)
+    with django_assert_max_num_queries(15):
+        response = alice.report(BOOK, body)
+    assert len(hrefs(response)) == 30
+    assert all("Person" in prop(response, f"{BOOK}{n}.vcf", "B:address-data").text for n in range(30))
