@@ -8,3 +8,6 @@ class DavConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401 - registers the system checks
+        # The contact store's provider imports models: only once the app registry is ready.
+        from . import carddav, providers
+        providers.register(carddav.CardProvider())

@@ -13,7 +13,7 @@ defined, the precondition element in a `DAV:error` body; never a 5xx for bad inp
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
@@ -155,7 +155,7 @@ def dav(request, rest: str | None = None):
             return error(507, d("quota-not-exceeded"))
         return error(exc.status)
     except provider_registry.ProviderError as exc:
-        return error(exc.status, exc.condition)
+        return error(exc.status, exc.condition, getattr(exc, "hrefs", ()))
 
 
 def _read_xml(q: Request) -> None:
@@ -659,7 +659,12 @@ def get(q: Request):
         return refused
     head = q.request.method == "HEAD"
     if res.kind == "item":
-        body, content_type = provider_registry.provider(res.service).get(res.owner, res.entry)
+        prov = provider_registry.provider(res.service)
+        if hasattr(prov, "negotiate"):
+            # A store with several representations (vCard 3.0 / 4.0) picks one by Accept.
+            body, content_type = prov.negotiate(res.owner, res.entry, q.header("Accept"))
+        else:
+            body, content_type = prov.get(res.owner, res.entry)
         response = HttpResponse(b"" if head else body, content_type=content_type)
         response["Content-Length"] = str(len(body))
         response["ETag"] = res.etag or ""
@@ -1149,8 +1154,12 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
         if (r.member or access.READ in r.rights) and _in_scope(res.href, r.href, infinite):
             live.add(r.href)
             out.append(_response(q, r, "prop", tags))
+    home = R.Resource(res.service, "home", owner).href
     for object_id in found.destroyed:
         gone = found.hrefs.get(object_id)
+        if gone and not gone.startswith("/"):
+            # A store may journal hrefs relative to the home (the contact store does).
+            gone = home + quote(gone, safe="/-._~!$&'()*+,;=:@")
         if gone and gone not in live and _in_scope(res.href, gone, infinite):
             out.append(_status_response(gone, "HTTP/1.1 404 Not Found"))
     if found.has_more_changes:

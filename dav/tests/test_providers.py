@@ -102,9 +102,12 @@ class MemoryBooks:
 @pytest.fixture
 def books():
     provider = MemoryBooks()
+    before = providers.provider("card")
     providers.register(provider)
     yield provider
     providers.unregister("card")
+    if before is not None:
+        providers.register(before)
 
 
 def test_register_refuses_what_is_not_a_provider():
