@@ -8,3 +8,8 @@ class DavConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401 - registers the system checks
+        # The CalDAV provider reads the calendar store's models: only once the apps are loaded.
+        from .caldav import CalendarProvider
+        from .providers import register
+
+        register(CalendarProvider())

@@ -64,10 +64,12 @@ class ProviderError(Exception):
     """A refusal the DAV layer sends as it is: a status, and the precondition element
     (Clark notation) of an RFC 4918 §16 error body when there is one."""
 
-    def __init__(self, status: int, condition: str | None = None, detail: str = ""):
+    def __init__(self, status: int, condition: str | None = None, detail: str = "", hrefs=()):
         super().__init__(detail or condition or str(status))
         self.status = status
         self.condition = condition
+        # The DAV:href children of the condition (the other resource of a no-uid-conflict).
+        self.hrefs = list(hrefs)
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ defined, the precondition element in a `DAV:error` body; never a 5xx for bad inp
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
@@ -155,7 +155,7 @@ def dav(request, rest: str | None = None):
             return error(507, d("quota-not-exceeded"))
         return error(exc.status)
     except provider_registry.ProviderError as exc:
-        return error(exc.status, exc.condition)
+        return error(exc.status, exc.condition, exc.hrefs)
 
 
 def _read_xml(q: Request) -> None:
@@ -573,9 +573,11 @@ def mkcol(q: Request):
     if q.body.strip():
         if q.xml is None:
             return error(415)
-        if q.xml.tag != d("mkcol"):
+        # MKCALENDAR's body is a C:mkcalendar (RFC 4791 §5.3.1) with the same set/prop shape.
+        outer = f"{{{CALDAV}}}mkcalendar" if q.request.method == "MKCALENDAR" else d("mkcol")
+        if q.xml.tag != outer:
             return error(415)
-        ops = _operations(q.xml, d("mkcol"))
+        ops = _operations(q.xml, outer)
     if res.service != "file":
         prov = provider_registry.provider(res.service)
         if prov is None or "/" in res.path:
@@ -984,7 +986,9 @@ def report(q: Request):
     if res.entry is not None:
         prov = provider_registry.provider(res.service)
         if prov is not None and name in prov.reports(res.entry):
-            return multistatus(prov.report(res.owner, res.entry, q.xml, q.caller))
+            answer = prov.report(res.owner, res.entry, q.xml, q.caller)
+            # free-busy-query answers text/calendar, not a multistatus (RFC 4791 §7.10).
+            return answer if isinstance(answer, HttpResponse) else multistatus(answer)
     return error(403, d("supported-report"))
 
 
@@ -1149,8 +1153,12 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
         if (r.member or access.READ in r.rights) and _in_scope(res.href, r.href, infinite):
             live.add(r.href)
             out.append(_response(q, r, "prop", tags))
+    home = f"/dav/{res.service}/{files.segment(owner.email_address)}/"
     for object_id in found.destroyed:
         gone = found.hrefs.get(object_id)
+        if gone and not gone.startswith("/"):
+            # The stores journal paths below the home ("work/a.ics"), not hrefs.
+            gone = home + quote(gone, safe="/-._~!$&'()*+,;=:@")
         if gone and gone not in live and _in_scope(res.href, gone, infinite):
             out.append(_status_response(gone, "HTTP/1.1 404 Not Found"))
     if found.has_more_changes:
