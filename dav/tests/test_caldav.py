@@ -115,8 +115,10 @@ def test_objects_with_etags_and_preconditions(alice):
     assert put(alice, HOME + "nothere/x.ics", ics("x")).status_code == 409
     assert put(alice, HOME + "x.ics", ics("x")).status_code == 405
     assert alice.request("DELETE", CAL + "a.ics", If_Match='"stale"').status_code == 412
+    ctag = prop(alice.propfind(CAL, ["C:getctag"], depth="0"), CAL, "C:getctag").text
     assert alice.request("DELETE", CAL + "a.ics").status_code == 204
     assert alice.request("GET", CAL + "a.ics").status_code == 404
+    assert prop(alice.propfind(CAL, ["C:getctag"], depth="0"), CAL, "C:getctag").text != ctag
 
 
 @pytest.mark.django_db
