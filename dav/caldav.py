@@ -42,6 +42,11 @@ FIELDS = {
     C + "supported-calendar-component-set": "components",
     C + "schedule-calendar-transp": "transparent",
 }
+# Live properties computed from the store or its limits: never stored as dead properties, which
+# would shadow them.
+PROTECTED = {C + name for name in ("supported-calendar-data", "max-resource-size", "min-date-time",
+                                   "max-date-time", "max-instances", "max-attendees-per-instance",
+                                   "calendar-data", "supported-collation-set", "calendar-home-set")}
 # RFC 4791 §5.3.2 and §9: a refused precondition is 403, a UID clash 409 (the store names
 # them with the reference's 412).
 CONFLICT = {"no-uid-conflict"}
@@ -85,6 +90,8 @@ def _fields(props: dict, creating: bool) -> tuple[dict, dict]:
     """(store fields, dead properties) of {Clark name: XML text} as PROPPATCH / MKCOL send them."""
     out, dead = {}, {}
     for tag, text in props.items():
+        if tag in PROTECTED:
+            raise ProviderError(403, d("cannot-modify-protected-property"))
         if tag == d("resourcetype"):
             types = {c.tag for c in children(fromstring(text))}
             if CALENDAR_TYPE not in types or not types <= {d("collection"), CALENDAR_TYPE}:
@@ -193,6 +200,8 @@ class CalendarProvider:
         fields, dead = _fields(set_, False)
         kept = dict(cal.dead_properties or {})
         kept.update(dead)
+        if any(tag in PROTECTED for tag in remove):
+            raise ProviderError(403, d("cannot-modify-protected-property"))
         for tag in remove:
             kept.pop(tag, None)
             if tag in FIELDS and FIELDS[tag] != "components":

@@ -71,6 +71,18 @@ def test_mkcalendar_proppatch_and_delete(alice):
                                         "A:supported-calendar-component-set"], depth="0")
     assert prop(r, HOME + "work/", "D:displayname").text == "Jobs"
     assert prop(r, HOME + "work/", "A:calendar-description").text == "Office"
+    # The store's limits are live properties, not writable dead ones.
+    r = alice.request("PROPPATCH", HOME + "work/",
+                      f'<D:propertyupdate xmlns:D="DAV:" xmlns:A="{A}"><D:set><D:prop>'
+                      '<A:max-resource-size>999999999</A:max-resource-size></D:prop></D:set></D:propertyupdate>')
+    assert r.status_code == 403 and b"cannot-modify-protected-property" in body(r)
+    r = alice.propfind(HOME + "work/", ["A:max-resource-size"], depth="0")
+    assert prop(r, HOME + "work/", "A:max-resource-size").text != "999999999"
+    # A calendar inside a calendar, or a resourcetype that is not a calendar: refused.
+    assert alice.request("MKCALENDAR", HOME + "work/inner/").status_code == 403
+    r = alice.request("MKCOL", HOME + "plain/", '<D:mkcol xmlns:D="DAV:"><D:set><D:prop><D:resourcetype>'
+                      '<D:collection/></D:resourcetype></D:prop></D:set></D:mkcol>')
+    assert r.status_code == 403 and b"valid-resourcetype" in body(r)
     # The component set keeps what MKCALENDAR chose: an event is refused.
     r = put(alice, HOME + "work/e.ics", ics("e1"))
     assert r.status_code == 403 and b"supported-calendar-component" in body(r)
