@@ -713,7 +713,10 @@ def put(q: Request):
     content_type = q.request.META.get("CONTENT_TYPE", "")
     if res.service != "file":
         prov = provider_registry.provider(res.service)
-        body = read_body(q.request, settings.DAV_MAX_FILE_SIZE)
+        try:
+            body = read_body(q.request, settings.DAV_MAX_FILE_SIZE)
+        except BodyError:
+            return error(413)
         entry, created = prov.put(res.owner, res.path, body, content_type, _etags(q.header("If-Match")),
                                   _etags(q.header("If-None-Match")))
         return error(201 if created else 204, headers={"ETag": entry.etag} if entry.etag else None)

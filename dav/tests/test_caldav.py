@@ -215,3 +215,15 @@ def test_another_account_and_hostile_bodies(alice, bob):
     for text in bad:
         r = alice.report(CAL, text)
         assert 400 <= r.status_code < 500, (text[:80], r.status_code, body(r))
+
+
+@pytest.mark.django_db
+def test_oversize_objects_are_refused(alice, settings):
+    big = ics("big", extra="DESCRIPTION:" + "x" * 70 + "\r\n " + ("y" * 70 + "\r\n ") * 8000 + "z\r\n")
+    assert len(big) > settings.CALENDAR_MAX_ICALENDAR_SIZE
+    r = put(alice, CAL + "big.ics", big)
+    assert r.status_code == 403 and b"max-resource-size" in body(r)
+    settings.DAV_MAX_FILE_SIZE = 1000
+    r = put(alice, CAL + "big.ics", big)
+    assert r.status_code == 413
+    assert alice.request("GET", CAL + "big.ics").status_code == 404
