@@ -227,3 +227,24 @@ def test_oversize_objects_are_refused(alice, settings):
     r = put(alice, CAL + "big.ics", big)
     assert r.status_code == 413
     assert alice.request("GET", CAL + "big.ics").status_code == 404
+
+
+@pytest.mark.django_db
+def test_listing_and_query_cost_do_not_grow_with_the_calendar(alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def costs():
+        with CaptureQueriesContext(connection) as listing:
+            assert alice.propfind(CAL, ["D:getetag"]).status_code == 207
+        with CaptureQueriesContext(connection) as found:
+            r = alice.report(CAL, query("20260105T000000Z", "20260106T000000Z"))
+            assert r.status_code == 207
+        return len(listing.captured_queries), len(found.captured_queries)
+
+    for n in range(3):
+        put(alice, CAL + f"e{n}.ics", ics(f"e{n}"))
+    before = costs()
+    for n in range(3, 15):
+        put(alice, CAL + f"e{n}.ics", ics(f"e{n}"))
+    assert costs() == before
