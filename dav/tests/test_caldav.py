@@ -146,6 +146,15 @@ def test_reports_query_expand_multiget_freebusy(alice):
     assert sorted(hrefs(r)) == [CAL + "one.ics", CAL + "weekly.ics"]
     expanded = prop(r, CAL + "weekly.ics", "A:calendar-data").text
     assert "RRULE" not in expanded and "RECURRENCE-ID" in expanded and "20260108T090000Z" in expanded
+    r = alice.report(CAL, query("20260105T000000Z", "20260112T000000Z",
+                                '<A:calendar-data><A:limit-recurrence-set start="20260105T000000Z" '
+                                'end="20260112T000000Z"/></A:calendar-data>'))
+    assert "RRULE:FREQ=WEEKLY" in prop(r, CAL + "weekly.ics", "A:calendar-data").text
+    r = alice.report(CAL, query("20260105T000000Z", "20260112T000000Z",
+                                '<A:calendar-data><A:comp name="VCALENDAR"><A:comp name="VEVENT">'
+                                '<A:prop name="UID"/></A:comp></A:comp></A:calendar-data>'))
+    partial = prop(r, CAL + "one.ics", "A:calendar-data").text
+    assert "UID:one" in partial and "SUMMARY" not in partial
     r = alice.report(CAL, f'<A:calendar-multiget xmlns:D="DAV:" xmlns:A="{A}"><D:prop><D:getetag/>'
                           f'<A:calendar-data/></D:prop><D:href>{CAL}late.ics</D:href>'
                           f'<D:href>{CAL}missing.ics</D:href>'
