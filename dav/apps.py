@@ -8,6 +8,7 @@ class DavConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401 - registers the system checks
-        # The contact store's provider imports models: only once the app registry is ready.
-        from . import carddav, providers
+        # The providers read the stores' models: only once the app registry is ready.
+        from . import caldav, carddav, providers
         providers.register(carddav.CardProvider())
+        providers.register(caldav.CalendarProvider())

@@ -68,7 +68,8 @@ class ProviderError(Exception):
         super().__init__(detail or condition or str(status))
         self.status = status
         self.condition = condition
-        self.hrefs = tuple(hrefs)  # inside the condition element (no-uid-conflict names the other item)
+        # The DAV:href children of the condition (the other resource of a no-uid-conflict).
+        self.hrefs = list(hrefs)
 
 
 @runtime_checkable

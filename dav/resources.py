@@ -345,6 +345,10 @@ def value(res: Resource, tag: str, ctx: Context):
             sp = sub(top, d("supported-privilege"))
             _privilege(sp, name)
         return el
+    if tag == f"{{{CS}}}getctag" and entry is not None and entry.collection and entry.etag:
+        # A store's collection etag is its own ctag: a client re-reads only what changed.
+        el.text = entry.etag
+        return el
     if tag in (d("sync-token"), f"{{{CS}}}getctag"):
         if not res.collection or owner is None or res.kind == "principal":
             return None

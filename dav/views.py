@@ -155,7 +155,7 @@ def dav(request, rest: str | None = None):
             return error(507, d("quota-not-exceeded"))
         return error(exc.status)
     except provider_registry.ProviderError as exc:
-        return error(exc.status, exc.condition, getattr(exc, "hrefs", ()))
+        return error(exc.status, exc.condition, exc.hrefs)
 
 
 def _read_xml(q: Request) -> None:
@@ -573,9 +573,11 @@ def mkcol(q: Request):
     if q.body.strip():
         if q.xml is None:
             return error(415)
-        if q.xml.tag != d("mkcol"):
+        # MKCALENDAR's body is a C:mkcalendar (RFC 4791 §5.3.1) with the same set/prop shape.
+        outer = f"{{{CALDAV}}}mkcalendar" if q.request.method == "MKCALENDAR" else d("mkcol")
+        if q.xml.tag != outer:
             return error(415)
-        ops = _operations(q.xml, d("mkcol"))
+        ops = _operations(q.xml, outer)
     if res.service != "file":
         prov = provider_registry.provider(res.service)
         if prov is None or "/" in res.path:
@@ -716,7 +718,10 @@ def put(q: Request):
     content_type = q.request.META.get("CONTENT_TYPE", "")
     if res.service != "file":
         prov = provider_registry.provider(res.service)
-        body = read_body(q.request, settings.DAV_MAX_FILE_SIZE)
+        try:
+            body = read_body(q.request, settings.DAV_MAX_FILE_SIZE)
+        except BodyError:
+            return error(413)
         entry, created = prov.put(res.owner, res.path, body, content_type, _etags(q.header("If-Match")),
                                   _etags(q.header("If-None-Match")))
         return error(201 if created else 204, headers={"ETag": entry.etag} if entry.etag else None)
@@ -989,7 +994,9 @@ def report(q: Request):
     if res.entry is not None:
         prov = provider_registry.provider(res.service)
         if prov is not None and name in prov.reports(res.entry):
-            return multistatus(prov.report(res.owner, res.entry, q.xml, q.caller))
+            answer = prov.report(res.owner, res.entry, q.xml, q.caller)
+            # free-busy-query answers text/calendar, not a multistatus (RFC 4791 §7.10).
+            return answer if isinstance(answer, HttpResponse) else multistatus(answer)
     return error(403, d("supported-report"))
 
 
