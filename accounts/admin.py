@@ -170,7 +170,7 @@ class AccountAdmin(DeclaredAdmin):
         used = usage.disk_usage(obj.pk)
         limit = obj.max_disk_quota
         if limit is None:
-            return format_html('<span id="disk-usage">{} of no limit</span>', usage.human_size(used))
+            return format_html('<span id="disk-usage">{} (no limit)</span>', usage.human_size(used))
         share = f" ({used * 100 // limit}%)" if used is not None and limit else ""
         return format_html('<span id="disk-usage" data-used="{}" data-limit="{}">{} of {}{}</span>',
                            "" if used is None else used, limit, usage.human_size(used), usage.human_size(limit),

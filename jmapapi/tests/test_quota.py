@@ -187,7 +187,7 @@ def test_admin_page_shows_used_and_limit(client, alice, root):
     assert 'id="disk-usage"' in html and "1.5 KiB of 5 GiB (0%)" in html
     Account.objects.filter(pk=alice.pk).update(max_disk_quota=None)
     html = client.get(f"/admin/accounts/account/{alice.pk}/change/").content.decode()
-    assert "1.5 KiB of no limit" in html
+    assert "1.5 KiB (no limit)" in html
 
 
 # --- the disk quota on every way in -------------------------------------------------------------
