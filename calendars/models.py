@@ -35,6 +35,11 @@ class Calendar(models.Model):
     dead_properties = models.JSONField(default=dict, blank=True)
     # The journal's CalendarEvent / Calendar states when a member / the calendar itself last
     # changed: the calendar's ctag, so that a client re-reads only the calendars that changed.
+    # Grants to other accounts, as the ACL method set them: [{"principal": account id,
+    # "rights": [...]}] (the shape dav.access reads); `shared` marks the few calendars that
+    # have any, so that "what is shared with me" reads an index, not every calendar.
+    acl = models.JSONField(default=list, blank=True)
+    shared = models.BooleanField(default=False, db_index=True)
     member_change = models.BigIntegerField(default=0)
     own_change = models.BigIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)

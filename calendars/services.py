@@ -81,10 +81,11 @@ def _check_segment(value: str, what: str, limit: int) -> None:
                             status=400, namespace=None)
 
 
-def calendars(account) -> list[Calendar]:
-    """The account's calendars, the default one created on first use (when it has none)."""
+def calendars(account, *, create: bool = True) -> list[Calendar]:
+    """The account's calendars, the default one created on first use (when it has none) if
+    `create`: a lookup made on behalf of another account must not write to this one."""
     found = list(Calendar.objects.filter(account=account))
-    if found:
+    if found or not create:
         return found
     default = ensure_default(account)
     return [default] if default else []
@@ -117,13 +118,14 @@ def default_calendar(account) -> Calendar | None:
     return next((c for c in found if c.slug == slug), found[0] if found else None)
 
 
-def get_calendar(account, slug: str) -> Calendar:
-    """The account's calendar `slug` (only ever the given account's), or 404."""
+def get_calendar(account, slug: str, *, create: bool = True) -> Calendar:
+    """The account's calendar `slug` (only ever the given account's), or 404. The default one
+    is created on first use only if `create` (the caller is the owner or one of its members)."""
     if not isinstance(slug, str) or not slug:
         raise not_found()
     calendar = Calendar.objects.filter(account=account, slug=slug).first()
     if calendar is None:
-        if slug == limits().default_slug:
+        if create and slug == limits().default_slug:
             calendar = ensure_default(account)
         if calendar is None:
             raise not_found("No such calendar.")
@@ -218,6 +220,27 @@ def update_calendar(calendar: Calendar, **fields) -> Calendar:
         calendar.own_change = int(state)
         calendar.save(update_fields=["own_change"])
     return calendar
+
+
+def set_acl(calendar: Calendar, acl: list) -> Calendar:
+    """Replace the calendar's grants to other accounts (already checked by the DAV layer)."""
+    with transaction.atomic():
+        calendar.acl = list(acl)
+        calendar.shared = bool(acl)
+        calendar.save(update_fields=["acl", "shared", "modified"])
+        state = journal.record(calendar.account_id, CALENDAR, updated={str(calendar.pk): f"{calendar.slug}/"})
+        calendar.own_change = int(state)
+        calendar.save(update_fields=["own_change"])
+    return calendar
+
+
+def shared_owners(account_ids) -> set[int]:
+    """The accounts with a calendar granting something to one of `account_ids`."""
+    # A JSON containment query differs per database: the few shared calendars are read and
+    # filtered here.
+    ids = set(account_ids)
+    return {owner for owner, acl in Calendar.objects.filter(shared=True).values_list("account_id", "acl")
+            if any(ace.get("principal") in ids for ace in acl or ())}
 
 
 def delete_calendar(calendar: Calendar) -> None:

@@ -21,6 +21,10 @@ class AddressBook(models.Model):
     description = models.TextField(blank=True, default="")
     # Dead properties a DAV client set (colours, order): {"{namespace}name": "<xml …/>"}.
     properties = models.JSONField(default=dict, blank=True)
+    # Grants to other accounts, as the ACL method set them: [{"principal": account id,
+    # "rights": [...]}] (the shape dav.access reads); `shared` marks the books that have any.
+    acl = models.JSONField(default=list, blank=True)
+    shared = models.BooleanField(default=False, db_index=True)
     # Bumped in the transaction of every write to the book or one of its cards: the book's ctag.
     # The UPDATE that bumps it also serialises the writers of one book (the UID check).
     revision = models.BigIntegerField(default=0)

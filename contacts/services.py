@@ -116,10 +116,11 @@ def card_id(card: Card) -> str:
 
 
 # --- address books -------------------------------------------------------------------------
-def books(account_id: int) -> list[AddressBook]:
-    """The account's address books, by slug; the default one is created when there is none."""
+def books(account_id: int, *, create: bool = True) -> list[AddressBook]:
+    """The account's address books, by slug; the default one is created when there is none, if
+    `create` (a lookup on behalf of another account never writes to this one)."""
     found = list(AddressBook.objects.filter(account_id=account_id).order_by("slug"))
-    if not found and settings.CONTACTS_DEFAULT_SLUG:
+    if not found and create and settings.CONTACTS_DEFAULT_SLUG:
         found = [default_book(account_id)]
     return found
 
@@ -141,12 +142,12 @@ def default_book(account_id: int) -> AddressBook:
         return AddressBook.objects.get(account_id=account_id, slug=slug)
 
 
-def get_book(account_id: int, slug: str) -> AddressBook:
+def get_book(account_id: int, slug: str, *, create: bool = True) -> AddressBook:
     if not isinstance(slug, str) or not 0 < len(slug) <= MAX_NAME or "\0" in slug:
         raise NotFound("No such address book.")
     book = AddressBook.objects.filter(account_id=account_id, slug=slug).first()
     if book is None:
-        if slug == settings.CONTACTS_DEFAULT_SLUG and not AddressBook.objects.filter(account_id=account_id).exists():
+        if create and slug == settings.CONTACTS_DEFAULT_SLUG and not AddressBook.objects.filter(account_id=account_id).exists():
             return default_book(account_id)
         raise NotFound("No such address book.")
     return book
@@ -189,6 +190,26 @@ def update_book(book: AddressBook, *, display_name=_UNSET, description=_UNSET, p
         book.save(update_fields=fields)
         journal.record(book.account_id, BOOK, updated={book_id(book): book_href(book)})
     return book
+
+
+def set_acl(book: AddressBook, acl: list) -> AddressBook:
+    """Replace the book's grants to other accounts (already checked by the DAV layer)."""
+    with transaction.atomic():
+        if not AddressBook.objects.filter(pk=book.pk).update(revision=F("revision") + 1):
+            raise NotFound("No such address book.")
+        book.revision = AddressBook.objects.filter(pk=book.pk).values_list("revision", flat=True).get()
+        book.acl, book.shared = list(acl), bool(acl)
+        book.save(update_fields=["acl", "shared", "revision", "modified_at"])
+        journal.record(book.account_id, BOOK, updated={book_id(book): book_href(book)})
+    return book
+
+
+def shared_owners(account_ids) -> set[int]:
+    """The accounts with an address book granting something to one of `account_ids`."""
+    # As for calendars: the few shared books are read and filtered here.
+    ids = set(account_ids)
+    return {owner for owner, acl in AddressBook.objects.filter(shared=True).values_list("account_id", "acl")
+            if any(ace.get("principal") in ids for ace in acl or ())}
 
 
 def delete_book(book: AddressBook) -> None:

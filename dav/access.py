@@ -25,6 +25,7 @@ from accounts.http_auth import Principal
 from accounts.models import Account, Alias
 
 from .models import FileNode
+from .providers import provider
 
 READ = "read"
 READ_ITEMS = "readItems"
@@ -169,15 +170,21 @@ def privileges_of(rights_held: frozenset[str], member: bool) -> list[str]:
     return out
 
 
-def shared_with(caller: Caller) -> list[int]:
-    """Accounts (not the caller's own) whose file tree grants the caller something, and the
-    groups the caller belongs to: the homes a Depth 1 listing of /dav/file/ shows."""
-    # A JSON containment query differs per database: the few nodes that carry any grant
-    # (`shared`, indexed) are read and filtered here.
+def shared_with(caller: Caller, service: str = "file") -> list[int]:
+    """Accounts (not the caller's own) whose tree of `service` grants the caller something, and
+    the groups the caller belongs to: the homes a Depth 1 listing of /dav/<service>/ shows.
+    For /dav/cal and /dav/card the store's provider says which accounts share a collection."""
     owners = set(caller.groups)
-    for owner, acl in (FileNode.objects.filter(shared=True).exclude(account_id=caller.account_id)
-                       .values_list("account_id", "acl")):
-        if any(ace.get("principal") in caller.ids for ace in acl or ()):
-            owners.add(owner)
+    if service == "file":
+        # A JSON containment query differs per database: the few nodes that carry any grant
+        # (`shared`, indexed) are read and filtered here.
+        for owner, acl in (FileNode.objects.filter(shared=True).exclude(account_id=caller.account_id)
+                           .values_list("account_id", "acl")):
+            if any(ace.get("principal") in caller.ids for ace in acl or ()):
+                owners.add(owner)
+    else:
+        prov = provider(service)
+        if prov is not None and hasattr(prov, "shared_owners"):
+            owners |= set(prov.shared_owners(caller.ids))
     owners.discard(caller.account_id)
     return sorted(owners)

@@ -74,12 +74,13 @@ def _calendar_entry(cal: Calendar) -> Entry:
     if cal.display_name:
         dead[d("displayname")] = _text(d("displayname"), cal.display_name)
     return Entry(cal.slug, True, etag=f'"{cal.ctag}"', resourcetype=(CALENDAR_TYPE,), dead_props=dead,
-                 created_at=cal.created, modified_at=cal.modified, key=cal)
+                 created_at=cal.created, modified_at=cal.modified, key=cal, acl=list(cal.acl or ()))
 
 
 def _item_entry(cal: Calendar, path: str, etag: str, size: int, modified, created=None, obj=None) -> Entry:
+    # An object has no grants of its own: it carries its calendar's, which decide who reads it.
     return Entry(path, False, etag=f'"{etag}"', content_type=CONTENT_TYPE, size=size, created_at=created,
-                 modified_at=modified, key=(cal, obj))
+                 modified_at=modified, key=(cal, obj), acl=list(cal.acl or ()))
 
 
 def _object_entry(cal: Calendar, obj: CalendarObject) -> Entry:
@@ -121,20 +122,20 @@ class CalendarProvider:
     service = "cal"
 
     # --- the tree --------------------------------------------------------------------------------
-    def collections(self, owner) -> list[Entry]:
-        return [_calendar_entry(c) for c in store.calendars(owner)]
+    def collections(self, owner, create: bool = True) -> list[Entry]:
+        return [_calendar_entry(c) for c in store.calendars(owner, create=create)]
 
-    def _calendar(self, owner, slug: str) -> Calendar | None:
+    def _calendar(self, owner, slug: str, create: bool = True) -> Calendar | None:
         try:
-            return store.get_calendar(owner, slug)
+            return store.get_calendar(owner, slug, create=create)
         except CalendarError:
             return None
 
-    def resolve(self, owner, path: str) -> Entry | None:
+    def resolve(self, owner, path: str, create: bool = True) -> Entry | None:
         slug, _, name = path.partition("/")
         if "/" in name:
             return None
-        cal = self._calendar(owner, slug)
+        cal = self._calendar(owner, slug, create)
         if cal is None:
             return None
         if not name:
@@ -381,6 +382,15 @@ class CalendarProvider:
             raise ProviderError(400)
         text = query.free_busy([cal], window.start, window.end, tz=query.query_zone(cal))
         return HttpResponse(text.encode(), content_type=CONTENT_TYPE)
+
+    # --- sharing ---------------------------------------------------------------------------------
+    def set_acl(self, owner, entry: Entry, acl: list) -> None:
+        if not entry.collection:
+            raise ProviderError(403, d("not-supported-privilege"))
+        store.set_acl(entry.key, acl)
+
+    def shared_owners(self, account_ids) -> set[int]:
+        return store.shared_owners(account_ids)
 
     # --- sync ------------------------------------------------------------------------------------
     def journal_type(self, owner) -> str:

@@ -58,12 +58,14 @@ def _book_entry(book) -> Entry:
     if book.description:
         props[cr("addressbook-description")] = _text_prop(cr("addressbook-description"), book.description)
     return Entry(book.slug, True, etag=f'"{book.revision}"', created_at=book.created_at,
-                 modified_at=book.modified_at, resourcetype=(BOOK_TYPE,), dead_props=props, key=book)
+                 modified_at=book.modified_at, resourcetype=(BOOK_TYPE,), dead_props=props, key=book,
+                 acl=list(book.acl or ()))
 
 
-def _card_entry(slug: str, name: str, etag: str, size: int, modified, created=None, card=None) -> Entry:
+def _card_entry(slug: str, name: str, etag: str, size: int, modified, created=None, card=None, acl=()) -> Entry:
+    # A card has no grants of its own: it carries its book's, which decide who reads it.
     return Entry(f"{slug}/{name}", False, etag=etag, content_type=CONTENT_TYPE, size=size,
-                 created_at=created or modified, modified_at=modified, key=card)
+                 created_at=created or modified, modified_at=modified, key=card, acl=list(acl or ()))
 
 
 def _home_href(owner) -> str:
@@ -74,13 +76,13 @@ class CardProvider:
     service = "card"
 
     # --- the tree ------------------------------------------------------------------------
-    def collections(self, owner) -> list[Entry]:
-        return [_book_entry(b) for b in contacts.books(owner.pk)]
+    def collections(self, owner, create: bool = True) -> list[Entry]:
+        return [_book_entry(b) for b in contacts.books(owner.pk, create=create)]
 
-    def resolve(self, owner, path: str) -> Entry | None:
+    def resolve(self, owner, path: str, create: bool = True) -> Entry | None:
         slug, _, name = path.partition("/")
         try:
-            book = contacts.get_book(owner.pk, slug)
+            book = contacts.get_book(owner.pk, slug, create=create)
         except contacts.NotFound:
             return None
         if not name:
@@ -91,18 +93,29 @@ class CardProvider:
             card = contacts.get_card(book, name)
         except contacts.NotFound:
             return None
-        return _card_entry(book.slug, card.name, card.etag, card.size, card.modified_at, card.created_at, card)
+        return _card_entry(book.slug, card.name, card.etag, card.size, card.modified_at, card.created_at, card,
+                           book.acl)
 
     def children(self, owner, entry: Entry) -> list[Entry]:
         book = entry.key
-        return [_card_entry(book.slug, name, etag, size, modified)
+        return [_card_entry(book.slug, name, etag, size, modified, acl=book.acl)
                 for name, etag, size, modified in contacts.listing(book)]
 
     def by_ids(self, owner, object_ids: list[str]) -> list[Entry]:
         pks = [pk for pk in (ids.decode(i) for i in object_ids) if pk is not None]
         cards = (Card.objects.filter(pk__in=pks, book__account_id=owner.pk).select_related("book")
                  .defer("data").order_by("book__slug", "name"))
-        return [_card_entry(c.book.slug, c.name, c.etag, c.size, c.modified_at, c.created_at) for c in cards]
+        return [_card_entry(c.book.slug, c.name, c.etag, c.size, c.modified_at, c.created_at, acl=c.book.acl)
+                for c in cards]
+
+    # --- sharing -------------------------------------------------------------------------
+    def set_acl(self, owner, entry: Entry, acl: list) -> None:
+        if not entry.collection:
+            raise ProviderError(403, d("not-supported-privilege"))
+        contacts.set_acl(entry.key, acl)
+
+    def shared_owners(self, account_ids) -> set[int]:
+        return contacts.shared_owners(account_ids)
 
     def journal_type(self, owner) -> str:
         return contacts.CARD

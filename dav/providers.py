@@ -14,9 +14,10 @@ provider checks the caller's rights on its own collections through `dav.access.r
 the ACLs it keeps, so every decision is made with the same rules. See docs/dav.md
 ("Collection providers") for the full contract; the short form:
 
-- `collections(owner)`: the owner's collections (`Entry` with `collection=True`), creating the
-  default one on first use if the store does that;
-- `resolve(owner, path)`: the `Entry` at "collection" or "collection/item", or None;
+- `collections(owner, create=True)`: the owner's collections (`Entry` with `collection=True`),
+  creating the default one on first use if the store does that and `create` is true (the DAV
+  layer passes false when the caller is not a member of the owner);
+- `resolve(owner, path, create=True)`: the `Entry` at "collection" or "collection/item", or None;
 - `children(owner, entry)`: an entry's items, each with its etag (a Depth 1 listing);
 - `get(owner, entry)`: (body bytes, content type) of an item;
 - `put(owner, path, body, content_type, if_match, if_none_match)`: (entry, created) or a
@@ -76,9 +77,9 @@ class ProviderError(Exception):
 class CollectionProvider(Protocol):
     service: str  # "cal" or "card"
 
-    def collections(self, owner) -> list[Entry]: ...
+    def collections(self, owner, create: bool = True) -> list[Entry]: ...
 
-    def resolve(self, owner, path: str) -> Entry | None: ...
+    def resolve(self, owner, path: str, create: bool = True) -> Entry | None: ...
 
     def children(self, owner, entry: Entry) -> list[Entry]: ...
 

@@ -128,10 +128,12 @@ def _provider_resource(service, owner, path, caller, member) -> Resource | None:
     prov = provider_registry.provider(service)
     if prov is None:
         return None
-    entry = prov.resolve(owner, path)
+    # Only the owner's own requests create its default collection on first use: a lookup by
+    # anyone else must not write to the account before its rights are even known.
+    entry = prov.resolve(owner, path, create=member)
     if entry is None:
         parent = path.rpartition("/")[0]
-        parent_entry = prov.resolve(owner, parent) if parent else None
+        parent_entry = prov.resolve(owner, parent, create=member) if parent else None
         acl_chain = [parent_entry.acl] if parent_entry is not None else []
         return Resource(service, "unmapped", owner, path, member=member,
                         rights=access.rights(caller, owner.pk, acl_chain), acl_chain=acl_chain)

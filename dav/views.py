@@ -187,9 +187,9 @@ def _readable(q: Request, res: R.Resource) -> bool:
     if res.kind in ("root", "principals") or res.member:
         return True
     if res.kind == "principal":
-        return res.owner.pk in access.shared_with(q.caller)
+        return any(res.owner.pk in access.shared_with(q.caller, s) for s in ("file", "cal", "card"))
     if res.kind == "home":
-        return res.owner.pk in access.shared_with(q.caller)
+        return res.owner.pk in access.shared_with(q.caller, res.service)
     return access.READ in res.rights
 
 
@@ -370,8 +370,8 @@ def _members(q: Request, res: R.Resource, depth: str, limit: int) -> list[R.Reso
     if res.kind in ("root", "principals"):
         own = caller.principal.account if not caller.principal.recovery else None
         ids = list(caller.groups)
-        if res.service == "file":
-            ids += access.shared_with(caller)
+        if res.service in ("file", "cal", "card"):
+            ids += access.shared_with(caller, res.service)
         owners = ([own] if own is not None else []) + list(
             Account.objects.filter(pk__in=set(ids) - {caller.account_id}).select_related("domain")
             .order_by("email_address")[:limit])
@@ -397,7 +397,7 @@ def _members(q: Request, res: R.Resource, depth: str, limit: int) -> list[R.Reso
     if prov is None:
         return []
     if res.kind == "home":
-        entries = prov.collections(res.owner)
+        entries = prov.collections(res.owner, create=res.member)
         out = []
         for entry in entries[:limit]:
             r = R.Resource(res.service, "collection", res.owner, entry.path, entry=entry, member=res.member,
@@ -1134,7 +1134,7 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
         except ValueError:
             return error(403, d("valid-sync-token"))
         if res.kind == "home":
-            entries = list(prov.collections(owner))
+            entries = list(prov.collections(owner, create=res.member))
             if infinite:
                 entries += [item for coll in list(entries) for item in prov.children(owner, coll)]
         else:
@@ -1258,7 +1258,8 @@ def principal_property_search(q: Request):
     any_of = q.xml.get("test") == "anyof"
     prop = child(q.xml, d("prop"))
     tags = [c.tag for c in children(prop)] if prop is not None else [d("displayname")]
-    visible = {q.caller.account_id, *q.caller.groups, *access.shared_with(q.caller)}
+    visible = {q.caller.account_id, *q.caller.groups,
+               *(pk for s in ("file", "cal", "card") for pk in access.shared_with(q.caller, s))}
     out = element(d("multistatus"))
     for account in Account.objects.filter(pk__in=visible).select_related("domain").order_by("email_address"):
         def hit(props, text):

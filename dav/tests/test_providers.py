@@ -29,12 +29,12 @@ class MemoryBooks:
     def _etag(self, data: bytes) -> str:
         return '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
 
-    def collections(self, owner):
+    def collections(self, owner, create=True):
         self.books.setdefault((owner.pk, "default"), {})
         return [Entry(name, True, etag='"b"', resourcetype=(BOOK,), dead_props=props)
                 for (pk, name), props in sorted(self.books.items()) if pk == owner.pk]
 
-    def resolve(self, owner, path):
+    def resolve(self, owner, path, create=True):
         book, _, item = path.partition("/")
         if (owner.pk, book) not in self.books and book != "default":
             return None
