@@ -396,6 +396,13 @@ class CalendarProvider:
     def journal_type(self, owner) -> str:
         return store.EVENT
 
+    def collection_journal_type(self, owner) -> str:
+        return store.CALENDAR
+
+    def collections_by_ids(self, owner, ids: list[str]) -> list[Entry]:
+        pks = [int(i) for i in ids if str(i).isdigit() and len(str(i)) < 19]
+        return [_calendar_entry(c) for c in Calendar.objects.filter(account=owner, pk__in=pks)]
+
     def by_ids(self, owner, ids: list[str]) -> list[Entry]:
         pks = [int(i) for i in ids if str(i).isdigit()]
         objs = CalendarObject.objects.filter(account=owner, pk__in=pks).defer("data").select_related("calendar")

@@ -17,7 +17,7 @@ from django.conf import settings
 from contacts import query as cquery
 from contacts import services as contacts
 from contacts import vcard
-from contacts.models import Card
+from contacts.models import AddressBook, Card
 from registry import ids
 
 from . import access
@@ -116,6 +116,13 @@ class CardProvider:
 
     def shared_owners(self, account_ids) -> set[int]:
         return contacts.shared_owners(account_ids)
+
+    def collection_journal_type(self, owner) -> str:
+        return contacts.BOOK
+
+    def collections_by_ids(self, owner, object_ids: list[str]) -> list[Entry]:
+        pks = [pk for pk in (ids.decode(i) for i in object_ids) if pk is not None]
+        return [_book_entry(b) for b in AddressBook.objects.filter(pk__in=pks, account_id=owner.pk).order_by("slug")]
 
     def journal_type(self, owner) -> str:
         return contacts.CARD

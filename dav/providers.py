@@ -34,7 +34,11 @@ the ACLs it keeps, so every decision is made with the same rules. See docs/dav.m
   shape `dav.access` reads (`[{"principal": account id, "rights": [...]}]`);
 - `journal_type(owner)`: the journal type whose state is the sync token and ctag of the
   owner's tree (destroyed entries carry their href), and `by_ids(owner, ids)`: the live entries
-  of journal object ids, so sync-collection works unchanged.
+  of journal object ids, so sync-collection works unchanged;
+- `collection_journal_type(owner)` and `collections_by_ids(owner, ids)` (optional): the same for
+  the collections themselves, so that a sync of the home reports created and removed ones;
+- `shared_owners(account_ids)` (optional): the accounts with a collection granting something to
+  one of these ids (the homes a grantee sees listed).
 """
 from __future__ import annotations
 

@@ -1000,22 +1000,25 @@ def report(q: Request):
     return error(403, d("supported-report"))
 
 
-def _parse_sync_token(text: str) -> tuple[int, str | None] | None:
-    """(state, cursor of an initial listing, as sent) or None for an initial sync; a Refusal
-    (403 valid-sync-token) for a token this server cannot have given out."""
+def _parse_sync_token(text: str) -> tuple[int, str | None, int | None] | None:
+    """(state, cursor of an initial listing, as sent, collection state) or None for an initial
+    sync; a Refusal (403 valid-sync-token) for a token this server cannot have given out. A
+    token of a provider's home carries a second state, its collections' ("<items>-<colls>"), so
+    that created and removed collections are reported too."""
     text = (text or "").strip()
     if not text:
         return None
     if not text.startswith(locks.SYNC_PREFIX) or len(text) > 2200:
         raise refuse(403, d("valid-sync-token"))
     head, _, cursor = text[len(locks.SYNC_PREFIX):].partition(":")
+    head, dash, colls = head.partition("-")
     try:
-        if not head or len(head) > 15:
+        if not head or len(head) > 15 or len(colls) > 15 or (dash and not colls):
             raise ValueError
         state = int(head, 16)
         if cursor:
             int(cursor, 16)
-        return state, cursor or None
+        return state, cursor or None, int(colls, 16) if colls else None
     except ValueError:
         raise refuse(403, d("valid-sync-token")) from None
 
@@ -1117,7 +1120,14 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
     cursor is the last path listed (hex of its UTF-8)."""
     res, owner = q.res, q.res.owner
     jtype = prov.journal_type(owner)
+    # At the home, the collections' own journal too (created and removed calendars or books).
+    ctype = prov.collection_journal_type(owner) if (
+        res.kind == "home" and hasattr(prov, "collection_journal_type")) else None
     out = element(d("multistatus"))
+
+    def token_text(state: int, cstate: int | None, cursor: str = "") -> str:
+        text = f"{locks.SYNC_PREFIX}{state:x}" + (f"-{cstate:x}" if cstate is not None else "")
+        return text + (f":{cursor}" if cursor else "")
 
     def entry_resource(entry):
         return R.Resource(res.service, "collection" if entry.collection else "item", owner, entry.path, entry=entry,
@@ -1129,6 +1139,12 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
         state = current if token is None else token[0]
         if state > current:
             return error(403, d("valid-sync-token"))
+        cstate = None
+        if ctype is not None:
+            ccurrent = int(journal.state(owner.pk, ctype))
+            cstate = ccurrent if token is None or token[2] is None else token[2]
+            if cstate > ccurrent:
+                return error(403, d("valid-sync-token"))
         try:
             after = bytes.fromhex(token[1]).decode("utf-8", "replace") if token is not None else ""
         except ValueError:
@@ -1147,31 +1163,45 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
                 out.append(_response(q, r, "prop", tags))
         if more:
             out.append(_truncated(res))
-            sub(out, d("sync-token"), f"{locks.SYNC_PREFIX}{state:x}:{page[-1].path.encode().hex()}")
+            sub(out, d("sync-token"), token_text(state, cstate, page[-1].path.encode().hex()))
         else:
-            sub(out, d("sync-token"), f"{locks.SYNC_PREFIX}{state:x}")
+            sub(out, d("sync-token"), token_text(state, cstate))
         return multistatus(out)
     try:
         found = journal.changes(owner.pk, jtype, str(token[0]), limit)
     except journal.CannotCalculateChanges:
         return error(403, d("valid-sync-token"))
+    cfound = None
+    if ctype is not None:
+        if token[2] is None:
+            # A home token given out before collections were tracked: list them all again.
+            return error(403, d("valid-sync-token"))
+        try:
+            cfound = journal.changes(owner.pk, ctype, str(token[2]), limit)
+        except journal.CannotCalculateChanges:
+            return error(403, d("valid-sync-token"))
     live = set()
-    for entry in prov.by_ids(owner, [*found.created, *found.updated]):
+    entries = prov.by_ids(owner, [*found.created, *found.updated])
+    if cfound is not None:
+        entries = prov.collections_by_ids(owner, [*cfound.created, *cfound.updated]) + entries
+    for entry in entries:
         r = entry_resource(entry)
         if (r.member or access.READ in r.rights) and _in_scope(res.href, r.href, infinite):
             live.add(r.href)
             out.append(_response(q, r, "prop", tags))
     home = R.Resource(res.service, "home", owner).href
-    for object_id in found.destroyed:
-        gone = found.hrefs.get(object_id)
+    gones = [found.hrefs.get(object_id) for object_id in found.destroyed]
+    if cfound is not None:
+        gones = [cfound.hrefs.get(object_id) for object_id in cfound.destroyed] + gones
+    for gone in gones:
         if gone and not gone.startswith("/"):
             # A store may journal hrefs relative to the home (the contact store does).
             gone = home + quote(gone, safe="/-._~!$&'()*+,;=:@")
         if gone and gone not in live and _in_scope(res.href, gone, infinite):
             out.append(_status_response(gone, "HTTP/1.1 404 Not Found"))
-    if found.has_more_changes:
+    if found.has_more_changes or (cfound is not None and cfound.has_more_changes):
         out.append(_truncated(res))
-    sub(out, d("sync-token"), f"{locks.SYNC_PREFIX}{int(found.new_state):x}")
+    sub(out, d("sync-token"), token_text(int(found.new_state), int(cfound.new_state) if cfound else None))
     return multistatus(out)
 
 

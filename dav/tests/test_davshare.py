@@ -129,3 +129,39 @@ def test_an_address_book_shared_with_a_group(alice, bob, carol, make_account):
     assert CARD_HOME not in hrefs(carol.propfind("/dav/card/", ["D:resourcetype"]))
     # An ACL on a single card is refused: grants live on the book.
     assert alice.request("ACL", BOOK + "c.vcf", grant(BOB, "read")).status_code == 403
+
+
+def _sync(who, path, token=""):
+    text = (f'<D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>1'
+            '</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>')
+    r = who.report(path, text)
+    assert r.status_code == 207, body(r)
+    from .helpers import xml
+    root = xml(r)
+    gone = [resp.findtext("{DAV:}href") for resp in root.findall("{DAV:}response")
+            if "404" in (resp.findtext("{DAV:}status") or "")]
+    return hrefs(r), gone, root.findtext("{DAV:}sync-token")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("home, make", [(CAL_HOME, "MKCALENDAR"), (CARD_HOME, "MKCOL")])
+def test_home_sync_reports_created_and_removed_collections(alice, home, make):
+    alice.propfind(home, ["D:resourcetype"])  # the default collection, made on first use
+    listed, _, token = _sync(alice, home)
+    assert home + "default/" in listed
+    assert alice.request(make, home + "work/", (
+        '<D:mkcol xmlns:D="DAV:" xmlns:B="urn:ietf:params:xml:ns:carddav"><D:set><D:prop><D:resourcetype>'
+        '<D:collection/><B:addressbook/></D:resourcetype></D:prop></D:set></D:mkcol>') if make == "MKCOL"
+        else b"").status_code == 201
+    listed, gone, token2 = _sync(alice, home, token)
+    assert listed == [home + "work/"] and gone == []
+    assert alice.request("DELETE", home + "work/").status_code == 204
+    listed, gone, token3 = _sync(alice, home, token2)
+    assert gone == [home + "work/"] and home + "work/" not in [h for h in listed if h not in gone]
+    # Nothing changed since: an empty answer; a forged collection state is refused.
+    listed, gone, _ = _sync(alice, home, token3)
+    assert listed == [] and gone == []
+    forged = token3.rpartition("-")[0] + "-fffff"
+    r = alice.report(home, f'<D:sync-collection xmlns:D="DAV:"><D:sync-token>{forged}</D:sync-token>'
+                           '<D:sync-level>1</D:sync-level><D:prop/></D:sync-collection>')
+    assert r.status_code == 403 and b"valid-sync-token" in body(r)
