@@ -427,6 +427,31 @@ def _stored(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=ical.UTC)
 
 
+def move_object(calendar: Calendar, name: str, target: Calendar, target_name: str, *, overwrite: bool = True,
+                copy: bool = False) -> PutResult:
+    """COPY or MOVE an object to another name or calendar of the same account (the DAV layer
+    checks access). All or nothing: a refusal of the target (its UID taken, a component it does
+    not accept) leaves the source and an overwritten destination as they were."""
+    if target.account_id != calendar.account_id:
+        raise CalendarError("bad-request", "Objects move only between calendars of one account.", status=400,
+                            namespace=None)
+    _check_segment(target_name, "calendar object", MAX_NAME_LENGTH)
+    with transaction.atomic():
+        source = get_object(calendar, name)
+        existing = CalendarObject.objects.filter(calendar=target, name=target_name).defer("data").first()
+        if existing is not None and existing.pk == source.pk:
+            raise CalendarError("bad-request", "The source and the destination are the same object.", status=403,
+                                namespace=None)
+        if existing is not None and not overwrite:
+            raise precondition_failed("The destination exists.")
+        if existing is not None:
+            delete_object(target, target_name)
+        if not copy:
+            delete_object(calendar, name)
+        result = put_object(target, target_name, source.data)
+    return PutResult(result.object, created=existing is None, changed=True)
+
+
 def delete_object(calendar: Calendar, name: str, *, if_match=None) -> None:
     """Delete one object (DELETE), its index and journal tombstone with it."""
     with transaction.atomic():

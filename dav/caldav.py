@@ -184,6 +184,18 @@ class CalendarProvider:
         except CalendarError as exc:
             raise _refusal(exc) from None
 
+    def copy_move(self, owner, entry: Entry, dest_path: str, overwrite: bool, copy: bool) -> bool:
+        """COPY/MOVE of an object into a calendar of the same owner; True when it was created."""
+        slug, _, name = dest_path.partition("/")
+        target = self._calendar(owner, slug, create=False)
+        if target is None or not name or "/" in name:
+            raise ProviderError(409)
+        try:
+            return store.move_object(entry.key[0], entry.path.partition("/")[2], target, name,
+                                     overwrite=overwrite, copy=copy).created
+        except CalendarError as exc:
+            raise _refusal(exc, owner) from None
+
     def mkcol(self, owner, name: str, props: dict) -> Entry:
         fields, dead = _fields(props, True)
         if dead:

@@ -192,6 +192,30 @@ class CardProvider:
             raise ProviderError(404) from None
 
     # --- collections ---------------------------------------------------------------------
+    def copy_move(self, owner, entry: Entry, dest_path: str, overwrite: bool, copy: bool) -> bool:
+        """COPY/MOVE of a card into a book of the same owner; True when it was created."""
+        slug, _, name = entry.path.partition("/")
+        target_slug, _, target_name = dest_path.partition("/")
+        if not target_name or "/" in target_name:
+            raise ProviderError(409)
+        try:
+            book = contacts.get_book(owner.pk, slug, create=False)
+            target = contacts.get_book(owner.pk, target_slug, create=False)
+        except contacts.NotFound:
+            raise ProviderError(409) from None
+        try:
+            return contacts.move_card(book, name, target, target_name, overwrite=overwrite, copy=copy).created
+        except contacts.Precondition as exc:
+            hrefs = ([_home_href(owner) + quote(contacts.card_href(target, exc.href), safe="/-._~!$&'()*+,;=:@")]
+                     if exc.href else [])
+            raise ProviderError(403, cr(exc.condition), hrefs=hrefs) from None
+        except contacts.PreconditionFailed:
+            raise ProviderError(412) from None
+        except contacts.Invalid:
+            raise ProviderError(403) from None
+        except contacts.NotFound:
+            raise ProviderError(404) from None
+
     def mkcol(self, owner, name: str, props: dict) -> Entry:
         props = dict(props)
         resourcetype = props.pop(d("resourcetype"), None)

@@ -797,6 +797,8 @@ def copy_move(q: Request):
     res = q.res
     if not res.exists:
         return error(404)
+    if res.kind == "item":
+        return _copy_move_item(q, method)
     if res.kind not in ("folder", "file"):
         return error(403 if res.kind in ("home", "root", "principal", "principals") else 501)
     dest = _destination(q)
@@ -835,6 +837,39 @@ def copy_move(q: Request):
         files.move(res.owner, res.node, dest.path, replace=replace)
         locks.move_tree(res.service, res.owner.pk, res.path, dest.path)
     return error(204 if replace is not None else 201)
+
+
+def _copy_move_item(q: Request, method: str):
+    """COPY/MOVE of an event or a card into a collection of the same owner (the store keeps
+    one UID per collection: a clash is the store's no-uid-conflict)."""
+    res = q.res
+    prov = provider_registry.provider(res.service)
+    if prov is None or not hasattr(prov, "copy_move"):
+        return error(501)
+    dest = _destination(q)
+    if dest.kind not in ("item", "unmapped") or dest.path.count("/") != 1:
+        return error(409 if dest.kind == "unmapped" else 403)
+    if dest.path == res.path:
+        return error(403)
+    if not _readable(q, res):
+        return error(403, d("need-privileges"))
+    if method == "MOVE":
+        _need(q, access.REMOVE_ITEMS)
+    _need(q, access.ADD_ITEMS, dest)
+    if dest.exists:
+        _need(q, access.MODIFY_ITEMS, dest)
+    tokens = _submitted(q)
+    _if_holds(q)
+    if method == "MOVE":
+        _check_locks(q, res, tokens)
+    _check_locks(q, dest, tokens, parent=True)
+    overwrite = (q.header("Overwrite") or "T").strip().upper()
+    if overwrite not in ("T", "F"):
+        return error(400)
+    if dest.exists and overwrite == "F":
+        return error(412)
+    created = prov.copy_move(res.owner, res.entry, dest.path, overwrite == "T", method == "COPY")
+    return error(201 if created else 204)
 
 
 # --- LOCK / UNLOCK ----------------------------------------------------------------------------

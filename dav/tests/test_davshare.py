@@ -165,3 +165,60 @@ def test_home_sync_reports_created_and_removed_collections(alice, home, make):
     r = alice.report(home, f'<D:sync-collection xmlns:D="DAV:"><D:sync-token>{forged}</D:sync-token>'
                            '<D:sync-level>1</D:sync-level><D:prop/></D:sync-collection>')
     assert r.status_code == 403 and b"valid-sync-token" in body(r)
+
+
+@pytest.mark.django_db
+def test_copy_and_move_of_events(alice, bob):
+    work = CAL_HOME + "work/"
+    alice.propfind(CAL_HOME, ["D:resourcetype"])  # the default calendar, made on first use
+    assert alice.request("MKCALENDAR", work).status_code == 201
+    assert put_ics(alice, CAL + "a.ics", ics("a", summary="Alpha")).status_code == 201
+    assert alice.request("COPY", CAL + "a.ics", Destination=work + "a.ics").status_code == 201
+    assert b"Alpha" in body(alice.request("GET", work + "a.ics"))
+    assert alice.request("GET", CAL + "a.ics").status_code == 200
+    assert alice.request("COPY", CAL + "a.ics", Destination=work + "a.ics", Overwrite="F").status_code == 412
+    # One UID per calendar: a second copy in the same calendar, or a move onto another name of
+    # a calendar that holds it, is refused and changes nothing.
+    r = alice.request("COPY", CAL + "a.ics", Destination=CAL + "b.ics")
+    assert r.status_code in (403, 409) and b"no-uid-conflict" in body(r)
+    r = alice.request("MOVE", CAL + "a.ics", Destination=work + "other.ics")
+    assert r.status_code in (403, 409) and b"no-uid-conflict" in body(r)
+    assert alice.request("GET", CAL + "a.ics").status_code == 200
+    assert alice.request("GET", work + "other.ics").status_code == 404
+    # A move onto the copy replaces it (204) and removes the source.
+    assert alice.request("MOVE", CAL + "a.ics", Destination="http://testserver" + work + "a.ics").status_code == 204
+    assert alice.request("GET", CAL + "a.ics").status_code == 404
+    assert alice.request("MOVE", work + "a.ics", Destination=CAL + "m.ics").status_code == 201
+    assert b"Alpha" in body(alice.request("GET", CAL + "m.ics"))
+    # Hostile destinations: nowhere, deeper than a calendar, the object itself, another account.
+    assert alice.request("MOVE", CAL + "m.ics", Destination=CAL_HOME + "nope/m.ics").status_code == 409
+    assert alice.request("MOVE", CAL + "m.ics", Destination=CAL + "m.ics").status_code == 403
+    assert alice.request("MOVE", CAL + "m.ics", Destination=CAL + "x/y.ics").status_code in (403, 409)
+    bob.propfind("/dav/cal/bob%40example.org/", ["D:resourcetype"])
+    assert alice.request("COPY", CAL + "m.ics",
+                         Destination="/dav/cal/bob%40example.org/default/m.ics").status_code == 403
+    # A reader may not move; nobody copies out of another account into their own.
+    assert alice.request("ACL", CAL, grant(BOB, "read")).status_code == 200
+    assert bob.request("MOVE", CAL + "m.ics", Destination=work + "m.ics").status_code == 403
+    assert bob.request("COPY", CAL + "m.ics", Destination=work + "m2.ics").status_code == 403
+    assert bob.request("COPY", CAL + "m.ics",
+                       Destination="/dav/cal/bob%40example.org/default/m.ics").status_code == 403
+    assert alice.request("GET", CAL + "m.ics").status_code == 200
+
+
+@pytest.mark.django_db
+def test_copy_and_move_of_cards(alice):
+    other = CARD_HOME + "other/"
+    alice.propfind(CARD_HOME, ["D:resourcetype"])
+    assert alice.request("MKCOL", other, (
+        '<D:mkcol xmlns:D="DAV:" xmlns:B="urn:ietf:params:xml:ns:carddav"><D:set><D:prop><D:resourcetype>'
+        '<D:collection/><B:addressbook/></D:resourcetype></D:prop></D:set></D:mkcol>')).status_code == 201
+    assert put_vcf(alice, BOOK + "c.vcf", vcard("c", "Card C")).status_code == 201
+    assert alice.request("COPY", BOOK + "c.vcf", Destination=other + "c.vcf").status_code == 201
+    r = alice.request("COPY", BOOK + "c.vcf", Destination=BOOK + "d.vcf")
+    assert r.status_code == 403 and b"no-uid-conflict" in body(r)
+    assert alice.request("COPY", BOOK + "c.vcf", Destination=other + "c.vcf", Overwrite="F").status_code == 412
+    assert alice.request("MOVE", BOOK + "c.vcf", Destination=other + "c.vcf").status_code == 204
+    assert alice.request("GET", BOOK + "c.vcf").status_code == 404
+    assert b"Card C" in body(alice.request("GET", other + "c.vcf"))
+    assert alice.request("MOVE", other + "c.vcf", Destination=CARD_HOME + "missing/c.vcf").status_code == 409
