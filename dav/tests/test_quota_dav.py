@@ -203,22 +203,27 @@ def test_two_puts_racing_for_the_last_octets_do_not_both_pass(builtin_role_rows,
     cards = [vcard(f"u{n}", f"Person {n}") for n in range(writers)]
     # Room for exactly one of them.
     limit(max(len(c) for c in cards) + 1)
+    # Each writer in a book of its own: the book's row lock does not order them, only the
+    # account's row does.
+    home = "/dav/card/alice%40example.org/"
+    mkcol = ('<D:mkcol xmlns:D="DAV:" xmlns:B="urn:ietf:params:xml:ns:carddav"><D:set><D:prop><D:resourcetype>'
+             '<D:collection/><B:addressbook/></D:resourcetype></D:prop></D:set></D:mkcol>')
+    owner = Dav(Client(), "alice@example.org")
+    for n in range(writers):
+        assert owner.request("MKCOL", f"{home}b{n}/", mkcol).status_code == 201
     start = threading.Barrier(writers)
     results: list = [None] * writers
 
     def run(n):
         try:
             dav = Dav(Client(), "alice@example.org")
-            if n == 0:
-                dav.propfind(BOOK, ["D:resourcetype"], depth="0")  # the default book exists
             start.wait()
-            results[n] = put_card(dav, f"c{n}.vcf", cards[n]).status_code
+            results[n] = dav.put(f"{home}b{n}/c.vcf", cards[n], content_type="text/vcard").status_code
         except BaseException as exc:  # noqa: BLE001 - reported below
             results[n] = exc
         finally:
             connection.close()
 
-    Dav(Client(), "alice@example.org").propfind(BOOK, ["D:resourcetype"], depth="0")
     threads = [threading.Thread(target=run, args=(n,)) for n in range(writers)]
     for thread in threads:
         thread.start()
