@@ -31,7 +31,8 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
+from django.db.models import BigIntegerField, Count, Exists, ExpressionWrapper, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -209,11 +210,33 @@ def _live_holds():
     return Hold.objects.filter(_live(), account_blob=OuterRef("pk"))
 
 
+# Stores above this one that keep an account's data outside blobs (calendar objects, vCards)
+# add their octets to the one disk usage: name -> a subquery of the octets of the account of the
+# outer query's row (`OuterRef("pk")`). They register in their AppConfig.ready(), since this
+# app may not import them.
+# `name` is the JMAP data type the Quota object lists in its `types` (RFC 9425 §4.1).
+USAGE_SOURCES: dict[str, Callable[[], Subquery]] = {}
+
+
+def register_usage(name: str, octets: Callable[[], Subquery]) -> None:
+    USAGE_SOURCES[name] = octets
+
+
+def usage_types() -> list[str]:
+    """The data types of the registered stores, by name (whatever the order apps start in)."""
+    return sorted(USAGE_SOURCES)
+
+
+def _blob_octets() -> Subquery:
+    return Subquery(AccountBlob.objects.filter(account_id=OuterRef("pk")).filter(Exists(_live_holds()))
+                    .values("account_id").annotate(total=Sum("blob__size")).values("total")[:1])
+
+
 def usage(account_id: int) -> int:
-    """Bytes the account holds: each distinct content it references once."""
-    total = (AccountBlob.objects.filter(account_id=account_id).filter(Exists(_live_holds()))
-             .aggregate(total=Sum("blob__size"))["total"])
-    return total or 0
+    """Octets the account uses: each distinct content it references once, plus what the
+    registered stores keep (one query, whatever their number)."""
+    total = Account.objects.filter(pk=account_id).annotate(used=usage_expression()).values_list("used", flat=True)
+    return next(iter(total), 0) or 0
 
 
 def window_usage(account_id: int, owner_kind: str, since: datetime) -> tuple[int, int]:
@@ -264,10 +287,28 @@ def check_quota(account_id: int, extra: int = 0) -> None:
 
 
 def usage_expression():
-    """The usage of the account of the outer query's row (`OuterRef("pk")`), as a subquery:
-    a list of accounts with their usage in one query."""
-    return Subquery(AccountBlob.objects.filter(account_id=OuterRef("pk")).filter(Exists(_live_holds()))
-                    .values("account_id").annotate(total=Sum("blob__size")).values("total")[:1])
+    """The usage of the account of the outer query's row (`OuterRef("pk")`), as an
+    expression: a list of accounts with their usage in one query."""
+    total = Coalesce(_blob_octets(), Value(0), output_field=BigIntegerField())
+    for octets in USAGE_SOURCES.values():
+        total = total + Coalesce(octets(), Value(0), output_field=BigIntegerField())
+    return ExpressionWrapper(total, output_field=BigIntegerField())
+
+
+def charge(account_id: int, delta: int) -> None:
+    """A store outside blobs is about to grow (or shrink) the account's usage by `delta`
+    octets, in the caller's transaction: OverQuota when growing would pass the limit (checked
+    under the account's row lock, so two writers cannot both take the last free octets); the
+    Quota is journaled as updated when the usage moves."""
+    if delta > 0:
+        quota = _lock_account(account_id)
+        if quota is None:
+            return  # no limit, no Quota object to journal: one query
+        if usage(account_id) + delta > quota:
+            raise OverQuota("The account's storage quota would be exceeded.")
+        usage_moved([account_id], limited=True)
+    elif delta < 0:
+        usage_moved([account_id])
 
 
 # --- references ------------------------------------------------------------------------------

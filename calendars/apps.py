@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models import OuterRef, Subquery, Sum
 
 
 class CalendarsConfig(AppConfig):
@@ -9,3 +10,13 @@ class CalendarsConfig(AppConfig):
     def ready(self):
         # Registers the system checks of the limits (calendars.E001…).
         from . import checks  # noqa: F401
+
+        # The octets of the calendar objects count toward the account's one disk quota (blobs owns
+        # it and may not import this app); models are ready only now.
+        from blobs import services as blobs
+
+        from .models import CalendarObject
+
+        blobs.register_usage("CalendarEvent", lambda: Subquery(
+            CalendarObject.objects.filter(account_id=OuterRef("pk")).values("account_id")
+            .annotate(total=Sum("size")).values("total")[:1]))

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from blobs import services as blobs
 from journal import services as journal
 
 from . import ical
@@ -257,6 +258,7 @@ def delete_calendar(calendar: Calendar) -> None:
         changes = {CALENDAR: journal.Change(destroyed={str(pk): f"{slug}/"})}
         if gone:
             changes[EVENT] = journal.Change(destroyed=gone)
+            blobs.usage_moved([calendar.account_id])  # the objects' octets are free again
         journal.record_many(calendar.account_id, changes)
 
 
@@ -396,8 +398,14 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
                 CalendarObject.objects.filter(account_id=calendar.account_id).count() >= lim.max_objects:
             raise CalendarError("max-events", f"An account holds at most {lim.max_objects} calendar objects.",
                                 status=507, namespace=None)
+        size = len(parsed.text.encode())
+        try:
+            blobs.charge(calendar.account_id, size - (existing.size if existing is not None else 0))
+        except blobs.OverQuota:
+            raise CalendarError("quota-not-exceeded", "The account's storage quota would be exceeded.",
+                                status=507, namespace="dav") from None
         fields = dict(uid=parsed.uid, component=parsed.component, data=parsed.text, etag=etag,
-                      size=len(parsed.text.encode()), first_start=expansion.first_start,
+                      size=size, first_start=expansion.first_start,
                       last_end=expansion.last_end, indexed_until=expansion.indexed_until,
                       has_alarms=parsed.has_alarms)
         if existing is None:
@@ -463,6 +471,7 @@ def delete_object(calendar: Calendar, name: str, *, if_match=None) -> None:
         _check_conditions(existing, if_match, None)
         pk = existing.pk
         existing.delete()
+        blobs.charge(calendar.account_id, -existing.size)
         state = journal.record(calendar.account_id, EVENT, destroyed={str(pk): f"{calendar.slug}/{name}"})
         Calendar.objects.filter(pk=calendar.pk).update(member_change=int(state))
         calendar.member_change = int(state)

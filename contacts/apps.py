@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models import OuterRef, Subquery, Sum
 
 
 class ContactsConfig(AppConfig):
@@ -10,3 +11,13 @@ class ContactsConfig(AppConfig):
         # Importing the module registers its system checks; at module level it would load
         # settings-dependent code before the app registry is ready.
         from . import checks  # noqa: F401
+
+        # The octets of the vCards count toward the account's one disk quota (blobs owns
+        # it and may not import this app); models are ready only now.
+        from blobs import services as blobs
+
+        from .models import Card
+
+        blobs.register_usage("ContactCard", lambda: Subquery(
+            Card.objects.filter(book__account_id=OuterRef("pk")).values("book__account_id")
+            .annotate(total=Sum("size")).values("total")[:1]))

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from accounts.models import Account
+from blobs import services as blobs
 from journal import services as journal
 from registry import ids
 
@@ -69,6 +70,10 @@ class Precondition(ContactsError):
     def __init__(self, condition: str, message: str, href: str | None = None):
         super().__init__(message)
         self.condition, self.href = condition, href
+
+
+class QuotaExceeded(ContactsError):
+    """The card would take the account past its disk quota (DAV:quota-not-exceeded, 507)."""
 
 
 class SyncStateInvalid(ContactsError):
@@ -223,6 +228,7 @@ def delete_book(book: AddressBook) -> None:
         changes = {BOOK: journal.Change(destroyed={book_id(book): book_href(book)})}
         if cards:
             changes[CARD] = journal.Change(destroyed=cards)
+            blobs.usage_moved([book.account_id])  # the cards' octets are free again
         journal.record_many(book.account_id, changes)
 
 
@@ -307,10 +313,15 @@ def put_card(book: AddressBook, name: str, data: bytes | str, *, if_match=None, 
         if existing is not None and existing.data == text:
             transaction.set_rollback(True)  # the revision bump: nothing changed
             return PutResult(existing, created=False, changed=False)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        try:
+            blobs.charge(book.account_id, size - (existing.size if existing is not None else 0))
+        except blobs.OverQuota:
+            raise QuotaExceeded("The account's storage quota would be exceeded.") from None
         card = existing or Card(book=book, name=name)
         card.uid, card.uid_key, card.data, card.version = parsed.uid, uid_key, text, parsed.version
         card.kind, card.fn = parsed.kind, parsed.fn[:255]
-        card.etag, card.size = etag_of(text), len(text.encode("utf-8", "surrogatepass"))
+        card.etag, card.size = etag_of(text), size
         card.save()
         if existing is not None:
             CardProperty.objects.filter(card=card).delete()
@@ -360,6 +371,7 @@ def delete_card(book: AddressBook, name: str, *, if_match=None) -> None:
             raise NotFound("No such card.")
         destroyed = {card_id(card): card_href(book, name)}
         card.delete()
+        blobs.charge(book.account_id, -card.size)
         journal.record(book.account_id, CARD, destroyed=destroyed)
 
 

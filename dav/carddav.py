@@ -171,6 +171,8 @@ class CardProvider:
             raise ProviderError(403, cr(exc.condition), hrefs=hrefs) from None
         except contacts.PreconditionFailed:
             raise ProviderError(412) from None
+        except contacts.QuotaExceeded:
+            raise ProviderError(507, d("quota-not-exceeded")) from None
         except contacts.Invalid:
             raise ProviderError(400) from None
         except contacts.NotFound:

@@ -2,7 +2,8 @@
 capability.
 
 An account has one quota while it has a disk limit (`Account.max_disk_quota`): the octets of
-distinct content it holds (blobs.services.usage, live), under the reference's id for it. An
+distinct content it holds and of the calendar objects and vCards it stores (blobs.services.usage,
+live), under the reference's id for it. An
 account without a limit has no Quota object (RFC 9425 has no unlimited quota); tenants have no
 quotas in this server yet. Unlike the reference, whose Quota/changes answers
 cannotCalculateChanges, the blob store journals the quota whenever its usage moves and the
@@ -24,9 +25,14 @@ PROPERTIES = ("id", "resourceType", "used", "hardLimit", "warnLimit", "softLimit
               "types")
 FILTERS = ("name", "scope", "resourceType", "type")
 SORTS = ("name", "used")
-# The data types whose storage the disk quota counts (RFC 9425 §4.1 `types`): messages, and the
-# uploads (blobs) not yet made into one.
+# The data types whose storage the disk quota counts (RFC 9425 §4.1 `types`): messages, the
+# uploads (blobs) not yet made into one, then the stores registered with blobs (calendar
+# events, contact cards).
 TYPES = ["Email", "Blob"]
+
+
+def types() -> list[str]:
+    return [*TYPES, *(t for t in blobs.usage_types() if t not in TYPES)]
 
 capabilities.register(QUOTA, account=lambda principal, limits: {}, permission="jmapQuotaGet")
 
@@ -47,7 +53,7 @@ def quotas(account_pk: int) -> list[dict]:
         "scope": "account",
         "name": account.email_address,
         "description": account.description or None,
-        "types": list(TYPES),
+        "types": types(),
     }]
 
 

@@ -90,7 +90,8 @@ def test_quota_get_shows_the_limit_and_the_live_usage(alice, root):
     got = alice.ok("Quota/get", {"ids": None})
     assert got["list"] == [{
         "id": "a", "resourceType": "octets", "used": 0, "hardLimit": 5000, "warnLimit": None, "softLimit": None,
-        "scope": "account", "name": "alice@example.org", "description": "Alice Example", "types": ["Email", "Blob"]}]
+        "scope": "account", "name": "alice@example.org", "description": "Alice Example",
+        "types": ["Email", "Blob", "CalendarEvent", "ContactCard"]}]
     assert alice.upload(b"x" * 1200).status_code == 201
     assert used(alice) == 1200
     # Equal content is stored and counted once.
@@ -128,11 +129,12 @@ def test_quota_query_filters_and_sorts(alice, root):
     set_limit(root, alice, 5000)
     everything = {"ids": ["a"], "position": 0, "canCalculateChanges": True}
     for filt in (None, {"name": "ALICE"}, {"scope": "account"}, {"resourceType": "octets"}, {"type": "Email"},
+                 {"type": "CalendarEvent"}, {"type": "ContactCard"},
                  {"operator": "AND", "conditions": [{"scope": "account"}, {"type": "Blob"}]},
                  {"operator": "NOT", "conditions": [{"scope": "domain"}]}):
         got = alice.ok("Quota/query", {"filter": filt, "calculateTotal": True})
         assert {k: got[k] for k in everything} == everything and got["total"] == 1, filt
-    for filt in ({"name": "bob"}, {"scope": "global"}, {"resourceType": "count"}, {"type": "CalendarEvent"},
+    for filt in ({"name": "bob"}, {"scope": "global"}, {"resourceType": "count"}, {"type": "Mailbox"},
                  {"operator": "OR", "conditions": []}):
         assert alice.ok("Quota/query", {"filter": filt})["ids"] == [], filt
     for sort in ([{"property": "name"}], [{"property": "used", "isAscending": False}]):
