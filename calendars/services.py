@@ -331,13 +331,16 @@ def index(parsed: ical.Parsed, lim: Limits | None = None, *, now: datetime | Non
 
 
 def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=None,
-               if_none_match=None) -> PutResult:
+               if_none_match=None, schedule: bool = True) -> PutResult:
     """Store one calendar object resource (PUT), validated per RFC 4791 §5.3.2.
 
     Refusals: max-resource-size, supported-calendar-data, valid-calendar-data,
     valid-calendar-object-resource, supported-calendar-component, no-uid-conflict (with the
     href of the other object), max-instances, min-date-time, max-date-time,
     max-attendees-per-instance (CalendarError); If-Match / If-None-Match (412 without body).
+
+    With `schedule`, a change of a scheduling object is sent on (iTIP, `scheduling.py`):
+    the store's own deliveries pass False, so that a delivery never schedules again.
     """
     _check_segment(name, "resource", MAX_NAME_LENGTH)
     lim = limits()
@@ -355,6 +358,7 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
             raise not_found("No such calendar.")
         existing = CalendarObject.objects.filter(calendar=calendar, name=name).first()
         _check_conditions(existing, if_match, if_none_match)
+        previous = existing.data if existing is not None else None
         if existing is not None:
             if existing.etag == etag:
                 existing.calendar = calendar
@@ -395,6 +399,11 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
                                                               else {"updated": href}))
         Calendar.objects.filter(pk=calendar.pk).update(member_change=int(state))
         calendar.member_change = int(state)
+        if schedule:
+            # One transaction with the write: a delivery that fails undoes nothing of the
+            # organizer's store, but a crash in between leaves neither half behind.
+            from . import scheduling  # noqa: PLC0415 - scheduling calls back into this module
+            scheduling.after_put(calendar, previous, parsed.calendar)
     obj.calendar = calendar
     return PutResult(obj, created=existing is None, changed=True)
 
@@ -404,20 +413,25 @@ def _stored(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=ical.UTC)
 
 
-def delete_object(calendar: Calendar, name: str, *, if_match=None) -> None:
-    """Delete one object (DELETE), its index and journal tombstone with it."""
+def delete_object(calendar: Calendar, name: str, *, if_match=None, schedule: bool = True) -> None:
+    """Delete one object (DELETE), its index and journal tombstone with it; the organizer's
+    delete is a CANCEL to its attendees (with `schedule`)."""
     with transaction.atomic():
         Calendar.objects.select_for_update().filter(pk=calendar.pk).first()
-        existing = CalendarObject.objects.filter(calendar=calendar, name=name).defer("data").first() \
+        existing = CalendarObject.objects.filter(calendar=calendar, name=name).first() \
             if isinstance(name, str) else None
         if existing is None:
             raise not_found("No such calendar object.")
         _check_conditions(existing, if_match, None)
         pk = existing.pk
+        previous = existing.data
         existing.delete()
         state = journal.record(calendar.account_id, EVENT, destroyed={str(pk): f"{calendar.slug}/{name}"})
         Calendar.objects.filter(pk=calendar.pk).update(member_change=int(state))
         calendar.member_change = int(state)
+        if schedule:
+            from . import scheduling  # noqa: PLC0415 - scheduling calls back into this module
+            scheduling.after_delete(calendar, previous)
 
 
 def reindex(obj: CalendarObject, *, now: datetime | None = None) -> None:
