@@ -312,7 +312,8 @@ def imip(message: Message, recipient: str) -> EmailMessage:
 
 # The seam to the mail submission layer: `calendars` sits above `submission` and cannot import it,
 # so the app that can send registers a callable here at start-up (one EmailMessage, the envelope
-# sender, the recipient; it raises on a refusal). Without one, remote attendees get nothing and
+# sender, the recipient; it raises on a refusal). `scheduling` calls it after the write commits,
+# so that no SMTP conversation holds a calendar's lock. Without one, remote attendees get nothing and
 # their SCHEDULE-STATUS says so (5.3).
 _sender: Callable[[EmailMessage, str, str], None] | None = None
 
@@ -320,6 +321,10 @@ _sender: Callable[[EmailMessage, str, str], None] | None = None
 def register_sender(func: Callable[[EmailMessage, str, str], None] | None) -> None:
     global _sender
     _sender = func
+
+
+def can_send() -> bool:
+    return _sender is not None
 
 
 def send_remote(message: Message, recipients: Iterable[str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ import hashlib
 
 import icalendar
 from django.contrib.auth import get_user_model
+from django.db import transaction
 
 from . import itip, services
 from .errors import CalendarError
@@ -76,7 +77,11 @@ def dispatch(message: itip.Message) -> dict[str, str]:
         if account is not None:
             statuses[rcpt] = deliver(account, message)
     remote = [r for r in message.recipients if r not in local]
-    statuses.update(itip.send_remote(message, remote))
+    if remote:
+        # After the commit: a relay that is slow or down must not hold the calendar's lock, and
+        # a write that rolls back must send nothing.
+        statuses.update({r: itip.SENT if itip.can_send() else itip.NO_SCHEDULING for r in remote})
+        transaction.on_commit(lambda: itip.send_remote(message, remote))
     message.statuses = statuses
     return statuses
 
