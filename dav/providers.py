@@ -105,7 +105,7 @@ class CollectionProvider(Protocol):
 
 
 _PROVIDERS: dict[str, CollectionProvider] = {}
-SERVICES = ("cal", "card")
+SERVICES = ("cal", "card", "itip")
 
 
 def register(provider: CollectionProvider) -> None:

@@ -8,7 +8,7 @@ import pytest
 from calendars import itip
 from calendars.models import CalendarObject, ScheduleMessage
 
-from .helpers import body
+from .helpers import body, hrefs
 
 ALICE_CAL = "/dav/cal/alice%40example.org/default/"
 BOB_CAL = "/dav/cal/bob%40example.org/default/"
@@ -117,3 +117,27 @@ def test_attendees_elsewhere_get_imip_after_the_commit(alice, bob, django_captur
     assert (sender, rcpt) == ("alice@example.org", "carol@elsewhere.example")
     part = next(p for p in mail.walk() if p.get_content_type() == "text/calendar")
     assert part.get_param("method") == "REQUEST"
+
+
+INBOX = "/dav/itip/bob%40example.org/inbox/"
+
+
+@pytest.mark.django_db
+def test_the_invitation_is_in_bobs_schedule_inbox_and_only_bob_reads_it(alice, bob):
+    r = bob.propfind("/dav/pal/bob%40example.org/", ["A:schedule-inbox-URL"], depth="0")
+    assert INBOX.encode() in body(r)
+    assert put(alice, ALICE_CAL + "meet.ics", invitation()).status_code == 201
+    r = bob.propfind(INBOX, ["D:resourcetype", "D:getetag"])
+    assert r.status_code == 207, body(r)
+    assert b"schedule-inbox" in body(r)
+    [msg] = ScheduleMessage.objects.filter(account__email_address="bob@example.org")
+    href = INBOX + msg.name
+    assert href in hrefs(r)
+    got = bob.request("GET", href)
+    assert got.status_code == 200 and b"METHOD:REQUEST" in got.content
+    # Alice cannot read bob's inbox, nor anyone write into it.
+    assert alice.request("GET", href).status_code in (403, 404)
+    assert put(alice, INBOX + "x.ics", invitation()).status_code in (403, 404)
+    assert put(bob, INBOX + "x.ics", invitation()).status_code == 403
+    assert bob.request("DELETE", href).status_code == 204
+    assert not ScheduleMessage.objects.filter(pk=msg.pk).exists()
