@@ -76,6 +76,9 @@ class CalendarObject(models.Model):
     # Only an RRULE without end leaves it set; a query reaching past it reads the object itself.
     indexed_until = models.DateTimeField(null=True)
     has_alarms = models.BooleanField(default=False)
+    # RFC 6638 §3.2.10: set on scheduling objects (those with an ORGANIZER); a client's write
+    # moves it, the server's applying of a REPLY to the organizer's copy does not.
+    schedule_tag = models.CharField(max_length=40, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     modified = models.DateTimeField(auto_now=True)
 

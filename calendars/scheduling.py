@@ -126,7 +126,8 @@ def deliver(account, message: itip.Message) -> str:
             if stored is None or itip.organizer(stored) != me:
                 return "3.7"
             if itip.apply_reply(stored, message):
-                services.put_object(existing.calendar, existing.name, stored.to_ical(), schedule=False)
+                services.put_object(existing.calendar, existing.name, stored.to_ical(), schedule=False,
+                                    keep_schedule_tag=True)
         else:
             return "3.14"
     except CalendarError:

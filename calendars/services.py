@@ -331,7 +331,8 @@ def index(parsed: ical.Parsed, lim: Limits | None = None, *, now: datetime | Non
 
 
 def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=None,
-               if_none_match=None, schedule: bool = True) -> PutResult:
+               if_none_match=None, schedule: bool = True, if_schedule_tag_match: str | None = None,
+               keep_schedule_tag: bool = False) -> PutResult:
     """Store one calendar object resource (PUT), validated per RFC 4791 §5.3.2.
 
     Refusals: max-resource-size, supported-calendar-data, valid-calendar-data,
@@ -359,6 +360,10 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
         existing = CalendarObject.objects.filter(calendar=calendar, name=name).first()
         _check_conditions(existing, if_match, if_none_match)
         previous = existing.data if existing is not None else None
+        if if_schedule_tag_match is not None and (
+                existing is None or not existing.schedule_tag
+                or existing.schedule_tag != if_schedule_tag_match.strip().strip('"')):
+            raise precondition_failed("If-Schedule-Tag-Match: the scheduling object has changed.")
         if existing is not None:
             if existing.etag == etag:
                 existing.calendar = calendar
@@ -380,7 +385,8 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
         fields = dict(uid=parsed.uid, component=parsed.component, data=parsed.text, etag=etag,
                       size=len(parsed.text.encode()), first_start=expansion.first_start,
                       last_end=expansion.last_end, indexed_until=expansion.indexed_until,
-                      has_alarms=parsed.has_alarms)
+                      has_alarms=parsed.has_alarms,
+                      schedule_tag=_schedule_tag(parsed, existing, etag, keep_schedule_tag))
         if existing is None:
             obj = CalendarObject.objects.create(calendar=calendar, account_id=calendar.account_id, name=name,
                                                 **fields)
@@ -406,6 +412,15 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
             scheduling.after_put(calendar, previous, parsed.calendar)
     obj.calendar = calendar
     return PutResult(obj, created=existing is None, changed=True)
+
+
+def _schedule_tag(parsed: ical.Parsed, existing: CalendarObject | None, etag: str, keep: bool) -> str:
+    scheduling = any("ORGANIZER" in comp for comp in parsed.calendar.subcomponents)
+    if not scheduling:
+        return ""
+    if keep and existing is not None and existing.schedule_tag:
+        return existing.schedule_tag
+    return etag
 
 
 def _stored(value: datetime) -> datetime:

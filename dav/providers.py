@@ -58,6 +58,8 @@ class Entry:
     dead_props: dict = field(default_factory=dict)
     acl: list = field(default_factory=list)
     key: object = None        # the store's own handle (a model instance, an id)
+    # Response headers of GET and PUT beyond ETag (CalDAV's Schedule-Tag, RFC 6638 §3.2.10).
+    headers: dict = field(default_factory=dict)
 
 
 class ProviderError(Exception):

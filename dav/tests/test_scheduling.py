@@ -53,7 +53,7 @@ def test_alice_invites_bob_bob_accepts_alice_sees_it_then_cancels(alice, bob):
     got = bob.request("GET", href)
     assert got.status_code == 200
     answered = got.content.decode().replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED")
-    r = put(bob, href, answered.encode(), HTTP_IF_MATCH=got["ETag"])
+    r = put(bob, href, answered.encode(), IF_MATCH=got["ETag"])
     assert r.status_code == 204, body(r)
     mine = CalendarObject.objects.get(account__email_address="alice@example.org", uid="meet-1")
     assert partstats(mine)["bob@example.org"] == "ACCEPTED"
@@ -141,3 +141,26 @@ def test_the_invitation_is_in_bobs_schedule_inbox_and_only_bob_reads_it(alice, b
     assert put(bob, INBOX + "x.ics", invitation()).status_code == 403
     assert bob.request("DELETE", href).status_code == 204
     assert not ScheduleMessage.objects.filter(pk=msg.pk).exists()
+
+
+@pytest.mark.django_db
+def test_schedule_tag_survives_a_reply_and_guards_the_organizers_put(alice, bob):
+    r = put(alice, ALICE_CAL + "meet.ics", invitation())
+    assert r.status_code == 201
+    tag = r["Schedule-Tag"]
+    assert tag and alice.request("GET", ALICE_CAL + "meet.ics")["Schedule-Tag"] == tag
+    href = BOB_CAL + bob_copy().name
+    answered = bob.request("GET", href).content.replace(b"PARTSTAT=NEEDS-ACTION", b"PARTSTAT=ACCEPTED")
+    assert put(bob, href, answered).status_code == 204
+    # The REPLY changed alice's copy (new etag) but not its schedule-tag: her client's update
+    # conditioned on the tag still goes through; a stale tag is refused.
+    got = alice.request("GET", ALICE_CAL + "meet.ics")
+    assert got["Schedule-Tag"] == tag and b"PARTSTAT=ACCEPTED" in got.content
+    r = put(alice, ALICE_CAL + "meet.ics", invitation(extra="LOCATION:Room 2"), IF_SCHEDULE_TAG_MATCH=tag)
+    assert r.status_code == 204, body(r)
+    assert r["Schedule-Tag"] != tag
+    r = put(alice, ALICE_CAL + "meet.ics", invitation(extra="LOCATION:Room 3"), IF_SCHEDULE_TAG_MATCH=tag)
+    assert r.status_code == 412
+    # An object without organizer has no schedule-tag.
+    plain = invitation(uid="plain").replace(b"ORGANIZER:mailto:alice@example.org\r\n", b"")
+    assert "Schedule-Tag" not in put(alice, ALICE_CAL + "plain.ics", plain)
