@@ -8,7 +8,7 @@ from __future__ import annotations
 from calendars.models import ScheduleMessage
 
 from .providers import Entry, ProviderError
-from .xml import CALDAV, element
+from .xml import CALDAV, d, element
 
 C = "{%s}" % CALDAV
 INBOX, OUTBOX = "inbox", "outbox"
@@ -37,7 +37,7 @@ class ScheduleProvider:
             return None
         if not name:
             return _collection(box)
-        stem, dot, ext = name.partition(".")
+        stem, _, ext = name.partition(".")
         if box != INBOX or ext != "ics" or not stem.isdigit() or len(stem) > 18:
             return None
         msg = ScheduleMessage.objects.filter(account=owner, pk=int(stem)).first()
@@ -54,7 +54,7 @@ class ScheduleProvider:
     def put(self, owner, path, body, content_type, if_match, if_none_match):
         # Nobody files a message into an inbox by hand, not even its owner (RFC 6638 §2.2:
         # only the server delivers there).
-        raise ProviderError(403, d_("need-privileges"))
+        raise ProviderError(403, d("need-privileges"))
 
     def delete(self, owner, entry: Entry, if_match) -> None:
         if entry.collection:
@@ -81,20 +81,16 @@ class ScheduleProvider:
         return out
 
     def set_properties(self, owner, entry: Entry, set_: dict, remove: list[str]) -> None:
-        raise ProviderError(403, d_("cannot-modify-protected-property"))
+        raise ProviderError(403, d("cannot-modify-protected-property"))
 
     def reports(self, entry: Entry) -> list[str]:
         return []
 
     def report(self, owner, entry: Entry, root, caller):
-        raise ProviderError(403, d_("supported-report"))
+        raise ProviderError(403, d("supported-report"))
 
     def journal_type(self, owner) -> str:
         return "CalendarScheduleInbox"
 
     def by_ids(self, owner, ids: list[str]) -> list[Entry]:
         return []
-
-
-def d_(name: str) -> str:
-    return "{DAV:}" + name
