@@ -81,6 +81,9 @@ class CalendarObject(models.Model):
     # Only an RRULE without end leaves it set; a query reaching past it reads the object itself.
     indexed_until = models.DateTimeField(null=True)
     has_alarms = models.BooleanField(default=False)
+    # RFC 6638 §3.2.10: set on scheduling objects (those with an ORGANIZER); a client's write
+    # moves it, the server's applying of a REPLY to the organizer's copy does not.
+    schedule_tag = models.CharField(max_length=40, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     modified = models.DateTimeField(auto_now=True)
 
@@ -131,3 +134,26 @@ class Occurrence(models.Model):
 
     def __str__(self):
         return f"{self.start}–{self.end} of object {self.object_id}"
+
+
+class ScheduleMessage(models.Model):
+    """One iTIP message delivered to an account (RFC 6638 §2.2): its scheduling inbox, which
+    the DAV layer serves at the principal's schedule-inbox-URL. Its effect on the account's
+    calendars is already applied; the copy is for clients that show the message itself."""
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    uid = models.CharField(max_length=255)
+    method = models.CharField(max_length=16)
+    sender = models.CharField(max_length=320)
+    data = models.TextField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "created"], name="calendars_inbox_account")]
+
+    def __str__(self):
+        return f"{self.method} {self.uid} for account {self.account_id}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.pk}.ics"

@@ -356,13 +356,17 @@ def index(parsed: ical.Parsed, lim: Limits | None = None, *, now: datetime | Non
 
 
 def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=None,
-               if_none_match=None) -> PutResult:
+               if_none_match=None, schedule: bool = True, if_schedule_tag_match: str | None = None,
+               keep_schedule_tag: bool = False) -> PutResult:
     """Store one calendar object resource (PUT), validated per RFC 4791 §5.3.2.
 
     Refusals: max-resource-size, supported-calendar-data, valid-calendar-data,
     valid-calendar-object-resource, supported-calendar-component, no-uid-conflict (with the
     href of the other object), max-instances, min-date-time, max-date-time,
     max-attendees-per-instance (CalendarError); If-Match / If-None-Match (412 without body).
+
+    With `schedule`, a change of a scheduling object is sent on (iTIP, `scheduling.py`):
+    the store's own deliveries pass False, so that a delivery never schedules again.
     """
     _check_segment(name, "resource", MAX_NAME_LENGTH)
     lim = limits()
@@ -380,6 +384,11 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
             raise not_found("No such calendar.")
         existing = CalendarObject.objects.filter(calendar=calendar, name=name).first()
         _check_conditions(existing, if_match, if_none_match)
+        previous = existing.data if existing is not None else None
+        if if_schedule_tag_match is not None and (
+                existing is None or not existing.schedule_tag
+                or existing.schedule_tag != if_schedule_tag_match.strip().strip('"')):
+            raise precondition_failed("If-Schedule-Tag-Match: the scheduling object has changed.")
         if existing is not None:
             if existing.etag == etag:
                 existing.calendar = calendar
@@ -407,7 +416,8 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
         fields = dict(uid=parsed.uid, component=parsed.component, data=parsed.text, etag=etag,
                       size=size, first_start=expansion.first_start,
                       last_end=expansion.last_end, indexed_until=expansion.indexed_until,
-                      has_alarms=parsed.has_alarms)
+                      has_alarms=parsed.has_alarms,
+                      schedule_tag=_schedule_tag(parsed, existing, etag, keep_schedule_tag))
         if existing is None:
             obj = CalendarObject.objects.create(calendar=calendar, account_id=calendar.account_id, name=name,
                                                 **fields)
@@ -426,8 +436,22 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
                                                               else {"updated": href}))
         Calendar.objects.filter(pk=calendar.pk).update(member_change=int(state))
         calendar.member_change = int(state)
+        if schedule:
+            # One transaction with the write: a delivery that fails undoes nothing of the
+            # organizer's store, but a crash in between leaves neither half behind.
+            from . import scheduling  # noqa: PLC0415 - scheduling calls back into this module
+            scheduling.after_put(calendar, previous, parsed.calendar)
     obj.calendar = calendar
     return PutResult(obj, created=existing is None, changed=True)
+
+
+def _schedule_tag(parsed: ical.Parsed, existing: CalendarObject | None, etag: str, keep: bool) -> str:
+    scheduling = any("ORGANIZER" in comp for comp in parsed.calendar.subcomponents)
+    if not scheduling:
+        return ""
+    if keep and existing is not None and existing.schedule_tag:
+        return existing.schedule_tag
+    return etag
 
 
 def _stored(value: datetime) -> datetime:
@@ -453,28 +477,34 @@ def move_object(calendar: Calendar, name: str, target: Calendar, target_name: st
         if existing is not None and not overwrite:
             raise precondition_failed("The destination exists.")
         if existing is not None:
-            delete_object(target, target_name)
+            delete_object(target, target_name, schedule=False)
         if not copy:
-            delete_object(calendar, name)
-        result = put_object(target, target_name, source.data)
+            delete_object(calendar, name, schedule=False)
+        # A move is not a change of the event: nobody is invited or cancelled again.
+        result = put_object(target, target_name, source.data, schedule=False)
     return PutResult(result.object, created=existing is None, changed=True)
 
 
-def delete_object(calendar: Calendar, name: str, *, if_match=None) -> None:
-    """Delete one object (DELETE), its index and journal tombstone with it."""
+def delete_object(calendar: Calendar, name: str, *, if_match=None, schedule: bool = True) -> None:
+    """Delete one object (DELETE), its index and journal tombstone with it; the organizer's
+    delete is a CANCEL to its attendees (with `schedule`)."""
     with transaction.atomic():
         Calendar.objects.select_for_update().filter(pk=calendar.pk).first()
-        existing = CalendarObject.objects.filter(calendar=calendar, name=name).defer("data").first() \
+        existing = CalendarObject.objects.filter(calendar=calendar, name=name).first() \
             if isinstance(name, str) else None
         if existing is None:
             raise not_found("No such calendar object.")
         _check_conditions(existing, if_match, None)
         pk = existing.pk
+        previous = existing.data
         existing.delete()
         blobs.charge(calendar.account_id, -existing.size)
         state = journal.record(calendar.account_id, EVENT, destroyed={str(pk): f"{calendar.slug}/{name}"})
         Calendar.objects.filter(pk=calendar.pk).update(member_change=int(state))
         calendar.member_change = int(state)
+        if schedule:
+            from . import scheduling  # noqa: PLC0415 - scheduling calls back into this module
+            scheduling.after_delete(calendar, previous)
 
 
 def reindex(obj: CalendarObject, *, now: datetime | None = None) -> None:

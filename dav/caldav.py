@@ -84,7 +84,10 @@ def _item_entry(cal: Calendar, path: str, etag: str, size: int, modified, create
 
 
 def _object_entry(cal: Calendar, obj: CalendarObject) -> Entry:
-    return _item_entry(cal, f"{cal.slug}/{obj.name}", obj.etag, obj.size, obj.modified, obj.created, obj)
+    entry = _item_entry(cal, f"{cal.slug}/{obj.name}", obj.etag, obj.size, obj.modified, obj.created, obj)
+    if obj.schedule_tag:
+        entry.headers["Schedule-Tag"] = f'"{obj.schedule_tag}"'
+    return entry
 
 
 def _fields(props: dict, creating: bool) -> tuple[dict, dict]:
@@ -159,7 +162,7 @@ class CalendarProvider:
         return obj.data.encode(), CONTENT_TYPE
 
     # --- writes ----------------------------------------------------------------------------------
-    def put(self, owner, path, body, content_type, if_match, if_none_match):
+    def put(self, owner, path, body, content_type, if_match, if_none_match, if_schedule_tag_match=None):
         slug, _, name = path.partition("/")
         if not name or "/" in name:
             raise ProviderError(409)
@@ -170,7 +173,8 @@ class CalendarProvider:
         if media and media not in ("text/calendar", "application/octet-stream"):
             raise ProviderError(403, C + "supported-calendar-data")
         try:
-            result = store.put_object(cal, name, body, if_match=if_match, if_none_match=if_none_match)
+            result = store.put_object(cal, name, body, if_match=if_match, if_none_match=if_none_match,
+                                      if_schedule_tag_match=if_schedule_tag_match)
         except CalendarError as exc:
             raise _refusal(exc, owner) from None
         return _object_entry(cal, result.object), result.created
@@ -238,8 +242,11 @@ class CalendarProvider:
             for tag in tags:
                 out[tag] = self._calendar_property(cal, lim, tag)
         else:
+            obj = entry.key[1] if isinstance(entry.key, tuple) else None
             for tag in tags:
                 out[tag] = None
+                if tag == C + "schedule-tag" and obj is not None and obj.schedule_tag:
+                    out[tag] = element(tag, f'"{obj.schedule_tag}"')
         return out
 
     def _calendar_property(self, cal: Calendar, lim, tag: str):

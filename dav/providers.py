@@ -63,6 +63,8 @@ class Entry:
     dead_props: dict = field(default_factory=dict)
     acl: list = field(default_factory=list)
     key: object = None        # the store's own handle (a model instance, an id)
+    # Response headers of GET and PUT beyond ETag (CalDAV's Schedule-Tag, RFC 6638 §3.2.10).
+    headers: dict = field(default_factory=dict)
 
 
 class ProviderError(Exception):
@@ -110,7 +112,7 @@ class CollectionProvider(Protocol):
 
 
 _PROVIDERS: dict[str, CollectionProvider] = {}
-SERVICES = ("cal", "card")
+SERVICES = ("cal", "card", "itip")
 
 
 def register(provider: CollectionProvider) -> None:

@@ -100,8 +100,6 @@ def locate(rest: str, caller: access.Caller) -> Resource | None:
     path = "/".join(parts[2:])
     if service == "file":
         return _file_resource(owner, path, caller, member)
-    if service == "itip":
-        return None  # scheduling comes with the calendar store
     return _provider_resource(service, owner, path, caller, member)
 
 

@@ -670,6 +670,8 @@ def get(q: Request):
         response = HttpResponse(b"" if head else body, content_type=content_type)
         response["Content-Length"] = str(len(body))
         response["ETag"] = res.etag or ""
+        for name, value in res.entry.headers.items():
+            response[name] = value
         return response
     node = res.node
     found = blobs.resolve(res.owner.pk, [node.blob_id]).get(node.blob_id) if node.blob_id else None
@@ -722,9 +724,14 @@ def put(q: Request):
             body = read_body(q.request, settings.DAV_MAX_FILE_SIZE)
         except BodyError:
             return error(413)
+        # RFC 6638 §8.3: only CalDAV knows If-Schedule-Tag-Match.
+        extra = {"if_schedule_tag_match": q.header("If-Schedule-Tag-Match")} \
+            if res.service == "cal" and q.header("If-Schedule-Tag-Match") is not None else {}
         entry, created = prov.put(res.owner, res.path, body, content_type, _etags(q.header("If-Match")),
-                                  _etags(q.header("If-None-Match")))
-        return error(201 if created else 204, headers={"ETag": entry.etag} if entry.etag else None)
+                                  _etags(q.header("If-None-Match")), **extra)
+        headers = {"ETag": entry.etag} if entry.etag else {}
+        headers.update(entry.headers)
+        return error(201 if created else 204, headers=headers or None)
     declared = q.request.META.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > settings.DAV_MAX_FILE_SIZE:
         return error(413)

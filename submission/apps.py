@@ -10,3 +10,6 @@ class SubmissionConfig(AppConfig):
         # The JMAP methods and session capabilities register themselves on import; the module
         # reads models, so it can only be imported once the app registry is ready.
         from . import checks, jmap  # noqa: F401
+        from .imip import register
+
+        register()

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('calendars', '0001_calstore_initial'),
+        ('calendars', '0003_itip_schedule_tag'),
     ]
 
     operations = [

@@ -1,0 +1,137 @@
+"""Implicit scheduling (RFC 6638 §3.2) between the accounts of this server, and iMIP out.
+
+`services.put_object` / `delete_object` call `after_put` / `after_delete` inside their
+transaction. What an account may send is decided by its own address alone: it schedules as
+organizer only when the ORGANIZER is its address, and replies only for the attendees that are
+its address. A delivery never trusts the message either: a REQUEST or CANCEL changes an
+attendee's existing copy only when that copy has the same organizer, and a REPLY changes the
+organizer's copy only when the replier is one of its attendees. So naming another account as
+organizer reaches nobody's calendar but one's own.
+
+Every delivered message is also kept in the recipient's scheduling inbox (`ScheduleMessage`),
+which the DAV layer lists at the principal's schedule-inbox-URL.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import icalendar
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from . import itip, services
+from .errors import CalendarError
+from .models import CalendarObject, ScheduleMessage
+
+
+def own_addresses(account) -> set[str]:
+    return {itip.address(account.email_address)}
+
+
+def _accounts(addresses) -> dict[str, object]:
+    wanted = sorted({a for a in addresses if a})
+    if not wanted:
+        return {}
+    return {itip.address(a.email_address): a
+            for a in get_user_model().objects.filter(email_address__in=wanted)}
+
+
+def _parse(text: str | None) -> icalendar.Calendar | None:
+    if text is None:
+        return None
+    try:
+        return icalendar.Calendar.from_ical(text)
+    except ValueError:
+        return None
+
+
+def after_put(calendar, previous_text: str | None, new_cal: icalendar.Calendar) -> list[itip.Message]:
+    owner = calendar.account
+    own = own_addresses(owner)
+    old = _parse(previous_text)
+    sent = itip.organizer_messages(old, new_cal, own=own)
+    reply = itip.attendee_reply(old, new_cal, own=own)
+    if reply is not None:
+        sent.append(reply)
+    for message in sent:
+        dispatch(message)
+    return sent
+
+
+def after_delete(calendar, previous_text: str) -> list[itip.Message]:
+    old = _parse(previous_text)
+    if old is None:
+        return []
+    sent = itip.organizer_messages(old, None, own=own_addresses(calendar.account))
+    for message in sent:
+        dispatch(message)
+    return sent
+
+
+def dispatch(message: itip.Message) -> dict[str, str]:
+    """Deliver to the local recipients, hand the others to the iMIP sender; {address: status}."""
+    local = _accounts(message.recipients)
+    statuses = {}
+    for rcpt in message.recipients:
+        account = local.get(rcpt)
+        if account is not None:
+            statuses[rcpt] = deliver(account, message)
+    remote = [r for r in message.recipients if r not in local]
+    if remote:
+        # After the commit: a relay that is slow or down must not hold the calendar's lock, and
+        # a write that rolls back must send nothing.
+        statuses.update({r: itip.SENT if itip.can_send() else itip.NO_SCHEDULING for r in remote})
+        transaction.on_commit(lambda: itip.send_remote(message, remote))
+    message.statuses = statuses
+    return statuses
+
+
+def _find(account, uid: str) -> CalendarObject | None:
+    obj = (CalendarObject.objects.filter(account=account, uid=uid).select_related("calendar")
+           .order_by("pk").first())
+    return obj
+
+
+def _name(uid: str) -> str:
+    return hashlib.sha256(uid.encode()).hexdigest()[:32] + ".ics"
+
+
+def deliver(account, message: itip.Message) -> str:
+    """Apply one message to one local account's calendars; the RFC 6638 request-status."""
+    uid = itip.uid(message.calendar)
+    existing = _find(account, uid)
+    stored = _parse(existing.data) if existing is not None else None
+    me = itip.address(account.email_address)
+    if stored is not None and message.method in ("REQUEST", "CANCEL") and itip.organizer(stored) != message.sender:
+        return "3.8"  # not the organizer of the copy it would change
+    try:
+        if message.method == "REQUEST":
+            copy = itip.attendee_copy(message)
+            if stored is not None:
+                itip.keep_partstat(stored, copy, me)
+                services.put_object(existing.calendar, existing.name, copy.to_ical(), schedule=False)
+            else:
+                calendar = services.default_calendar(account)
+                if calendar is None:
+                    return "5.3"
+                services.put_object(calendar, _name(uid), copy.to_ical(), schedule=False)
+        elif message.method == "CANCEL":
+            if stored is None:
+                return itip.DELIVERED
+            for comp in itip.components(stored):
+                comp.pop("STATUS", None)
+                comp.add("STATUS", "CANCELLED")
+            services.put_object(existing.calendar, existing.name, stored.to_ical(), schedule=False)
+        elif message.method == "REPLY":
+            if stored is None or itip.organizer(stored) != me:
+                return "3.7"
+            if itip.apply_reply(stored, message):
+                services.put_object(existing.calendar, existing.name, stored.to_ical(), schedule=False,
+                                    keep_schedule_tag=True)
+        else:
+            return "3.14"
+    except CalendarError:
+        return "5.3"
+    ScheduleMessage.objects.create(account=account, uid=uid[:255], method=message.method,
+                                   sender=message.sender[:320], data=message.to_ical().decode())
+    return itip.DELIVERED
