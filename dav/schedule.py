@@ -28,10 +28,12 @@ def _item(msg: ScheduleMessage) -> Entry:
 class ScheduleProvider:
     service = "itip"
 
-    def collections(self, owner) -> list[Entry]:
+    # `create` is the provider interface's (whether a lookup may make a default collection): the
+    # inbox and outbox are not stored, so there is nothing to create.
+    def collections(self, owner, create: bool = True) -> list[Entry]:
         return [_collection(INBOX), _collection(OUTBOX)]
 
-    def resolve(self, owner, path: str) -> Entry | None:
+    def resolve(self, owner, path: str, create: bool = True) -> Entry | None:
         box, _, name = path.partition("/")
         if box not in TYPES or "/" in name:
             return None
