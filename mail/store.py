@@ -218,6 +218,16 @@ def normalise_keywords(value) -> dict[str, bool]:
     return out
 
 
+# The parsed properties Email/get answers from `Email.summary` without `meta` (all but the
+# headers and the body structure).
+LIST_PROPS = ("messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo", "subject",
+              "sentAt", "hasAttachment", "preview")
+
+
+def summary_of(parsed: dict) -> dict:
+    return {p: parsed[p] for p in LIST_PROPS}
+
+
 # --- emails ---------------------------------------------------------------------------------
 def _thread_digests(parsed: dict) -> list[str]:
     subject = parsed.get("threadSubject") or ""
@@ -305,7 +315,8 @@ def store_message(account_id: int, raw: bytes, *, mailbox_pks, keywords: dict | 
         # Locked after the thread's merge (which locks the mailboxes it counts), as `counting` did.
         pks = _lock_mailboxes(account_id, mailbox_pks)
         email = Email.objects.create(
-            account_id=account_id, blob_id=blob_id or "", thread_id=thread_id, meta=parsed, keywords=keywords,
+            account_id=account_id, blob_id=blob_id or "", thread_id=thread_id, meta=parsed, summary=summary_of(parsed),
+            keywords=keywords,
             received_at=received_at, sent_at=_parse_utc(parsed["sentAtUtc"]), size=parsed["size"],
             sort_from=parsed["sortFrom"][:255], sort_to=parsed["sortTo"][:255],
             sort_subject=parsed["sortSubject"][:255], has_attachment=parsed["hasAttachment"],
