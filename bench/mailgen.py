@@ -266,7 +266,7 @@ def _chunk(account_id: int, batch, thread_of: dict) -> set[int]:
         view_of = {i: v for i, v in zip(fresh, views)}
         emails = Email.objects.bulk_create([
             Email(account_id=account_id, blob_id=view_of[i].jmap_id if i in view_of else "", thread_id=pk_of[i],
-                  meta=parsed, keywords=keywords, received_at=received_at,
+                  meta=parsed, summary=store.summary_of(parsed), keywords=keywords, received_at=received_at,
                   sent_at=store._parse_utc(parsed["sentAtUtc"]), size=parsed["size"],
                   sort_from=parsed["sortFrom"][:255], sort_to=parsed["sortTo"][:255],
                   sort_subject=parsed["sortSubject"][:255], has_attachment=parsed["hasAttachment"],

@@ -219,7 +219,7 @@ def _store(account_id: int, raw: bytes, targets: dict) -> None:
     with transaction.atomic():
         for flags, mailboxes in targets.items():
             store.store_message(account_id, raw, mailbox_pks=sorted(mailboxes), keywords=dict.fromkeys(flags, True),
-                                touched=touched)
+                                touched=touched, savepoint=False)
         touched.record(account_id)
 
 

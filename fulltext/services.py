@@ -64,16 +64,18 @@ def _kind(kind: str) -> str:
     return kind
 
 
-def index(account_id: int, kind: str, doc_id: int, fields: dict[str, str]) -> None:
+def index(account_id: int, kind: str, doc_id: int, fields: dict[str, str], *, new: bool = False) -> None:
     """Index (or re-index: the old words go) one document. Call it inside the transaction that
-    stores the document, with the text the parser computed (`ParsedMessage.search`)."""
+    stores the document, with the text the parser computed (`ParsedMessage.search`). `new`: the
+    document was created in this transaction, so its row is inserted without looking for an
+    old one first (should one exist after all, the unique constraint sends it the usual way)."""
     kind = _kind(kind)
     fields = _clean(fields)
     vector = None if connection.vendor == "sqlite" else text.pg_tsvector(fields)
     for attempt in range(2):
         try:
             with transaction.atomic():
-                _index(account_id, kind, doc_id, fields, vector)
+                _index(account_id, kind, doc_id, fields, vector, new=new and not attempt)
             return
         except IntegrityError:
             # A concurrent first index of the same document won the unique constraint: this
@@ -82,9 +84,9 @@ def index(account_id: int, kind: str, doc_id: int, fields: dict[str, str]) -> No
                 raise
 
 
-def _index(account_id, kind, doc_id, fields, vector):
+def _index(account_id, kind, doc_id, fields, vector, new=False):
     found = Document.objects.filter(account_id=account_id, kind=kind, doc_id=doc_id)
-    row = found.values_list("id", flat=True).first()
+    row = None if new else found.values_list("id", flat=True).first()
     if row is None:
         row = Document.objects.create(account_id=account_id, kind=kind, doc_id=doc_id,
                                       fields=fields, vector=vector).id

@@ -82,7 +82,8 @@ class _BodyOptions:
 def render(meta: dict, props, opts: _BodyOptions, *, email_id: str | None, raw_of=None) -> dict:
     """The parsed properties of a message (stored or just parsed) as Email/get shows them."""
     out = {}
-    parts = mime.parts_by_id(meta["bodyStructure"])
+    # A summary (Email.summary) has no body structure; it is asked for list properties only.
+    parts = mime.parts_by_id(meta["bodyStructure"]) if "bodyStructure" in meta else {}
 
     def blob_id(part):
         return store.part_blob_id(ids.decode(email_id), part["partId"]) if email_id else None
@@ -132,10 +133,16 @@ def email_get(ctx: Context, args: dict) -> dict:
         asked = c.decode_ids(ctx, wanted)
         rows = rows.filter(pk__in=[v for v in asked.values() if v is not None])
     needs_meta = any(p in META_PROPS or p in BODY_PROPS or p.startswith("header:") for p in props)
-    if not needs_meta:
+    # A listing asks only for list properties: they come from the small `summary` document and
+    # the whole `meta` is neither fetched nor decoded.
+    listing = needs_meta and all(p in store.LIST_PROPS for p in props if p in META_PROPS or p in BODY_PROPS
+                                 or p.startswith("header:"))
+    if listing:
         rows = rows.defer("meta", "search")
+    elif not needs_meta:
+        rows = rows.defer("meta", "search", "summary")
     else:
-        rows = rows.defer("search")
+        rows = rows.defer("search", "summary")
     rows = list(rows)
     boxes: dict[int, dict] = {}
     if "mailboxIds" in props and rows:
@@ -171,7 +178,9 @@ def email_get(ctx: Context, args: dict) -> dict:
             elif p == "receivedAt":
                 out[p] = utc(e.received_at)
         if needs_meta:
-            out.update(render(e.meta, [p for p in props if p not in out], opts, email_id=eid,
+            # A row without a summary (written before it existed and not migrated) reads meta.
+            source = (e.summary or e.meta) if listing else e.meta
+            out.update(render(source, [p for p in props if p not in out], opts, email_id=eid,
                               raw_of=lambda e=e: store.raw_message(e, views.get(e.blob_id))))
         listed.append({p: out[p] for p in props if p in out})
     return {"accountId": ids.encode(pk), "state": state, "list": listed, "notFound": not_found}

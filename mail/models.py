@@ -61,6 +61,9 @@ class Email(models.Model):
     thread = models.ForeignKey(Thread, on_delete=models.RESTRICT, related_name="emails")
     # mail.mime.parse(raw).as_dict() minus the search text (that goes to the full-text index).
     meta = models.JSONField()
+    # The list properties of `meta` (store.LIST_PROPS: subject, addresses, preview, …), what a
+    # mailbox listing's Email/get reads: a small document to decode instead of the whole `meta`.
+    summary = models.JSONField(default=dict)
     keywords = models.JSONField(default=dict)
     received_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True)
