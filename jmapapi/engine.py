@@ -7,17 +7,18 @@ same way.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 from accounts.models import Account
 from registry import ids
-from stalwart_site import untrusted
+from stalwart_site import dbretry, untrusted
 from telemetry.metrics import jmap_call
 
 log = logging.getLogger(__name__)
@@ -283,8 +284,7 @@ def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list, *,
         elif account_id != ctx.account_id and not (ctx.principal.has("impersonate")
                                                    and _account_exists(ids.decode(account_id))):
             raise MethodError("accountNotFound", f"Account {account_id} does not exist or is not yours.")
-        with transaction.atomic() if entry.transactional else contextlib.nullcontext():
-            result = entry.fn(ctx, args)
+        result = _run(ctx, entry, args)
     except MethodError as exc:
         ctx.implicit_calls.clear()
         return [["error", exc.to_json(), call_id]]
@@ -297,6 +297,33 @@ def _call(ctx: Context, name: str, args: dict, call_id: str, responses: list, *,
     for implicit_name, implicit_args in implicit_calls:
         out.extend(_call(ctx, implicit_name, implicit_args, call_id, [*responses, *out], implicit=True))
     return out
+
+
+def _run(ctx: Context, entry: Method, args: dict):
+    """The method in its own transaction; run again, from a fresh copy of its arguments, when
+    PostgreSQL rolled the transaction back to break a deadlock with another request (two
+    Email/set calls locking the same mailboxes in opposite orders): both requests succeed, one
+    a few milliseconds later. Still failing after the last attempt, the call answers
+    serverUnavailable (RFC 8620 §3.6.2: try again later), not serverFail."""
+    if not entry.transactional:
+        return entry.fn(ctx, args)
+    for attempt in dbretry.attempts():
+        created_ids = dict(ctx.created_ids)
+        try:
+            with transaction.atomic():
+                return entry.fn(ctx, copy.deepcopy(args))
+        except OperationalError as exc:
+            ctx.created_ids.clear()
+            ctx.created_ids.update(created_ids)
+            ctx.implicit_calls.clear()
+            if attempt.again(exc):
+                log.info("JMAP method %s: transaction rolled back by the database (%s), running it again",
+                         entry.name, getattr(exc.__cause__, "sqlstate", "?"))
+                continue
+            if dbretry.transient(exc):
+                raise MethodError("serverUnavailable", "The server is busy; try again later.") from None
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _account_exists(pk: int) -> bool:
