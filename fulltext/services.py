@@ -22,6 +22,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 
+from stalwart_site.sqlparams import in_slices
+
 from . import text
 from .models import Document
 from .text import ANY, FIELDS, And, Match, Not, Or, TooComplex  # noqa: F401  (the interface)
@@ -138,10 +140,8 @@ def delete(account_id: int, kind: str, doc_ids) -> None:
     """Forget documents (ids of other accounts or never indexed are ignored)."""
     doc_ids = list(doc_ids)
     with transaction.atomic():
-        # SQLite takes at most 32,766 parameters in one statement.
-        for start in range(0, len(doc_ids), 10_000):
-            _drop(Document.objects.filter(account_id=account_id, kind=kind,
-                                          doc_id__in=doc_ids[start:start + 10_000]))
+        for some in in_slices(doc_ids):
+            _drop(Document.objects.filter(account_id=account_id, kind=kind, doc_id__in=some))
 
 
 def purge(account_id: int) -> None:

@@ -8,6 +8,7 @@ from jmapapi.journal_methods import changes as journal_changes
 from jmapapi.journal_methods import query_changes_method
 from journal import services as journal
 from registry import ids
+from stalwart_site.sqlparams import in_slices
 
 from . import jmap_common as c
 from . import store
@@ -252,9 +253,14 @@ def _destroy(pk: int, mb: Mailbox, remove_emails: bool, touched: store.Touched) 
             raise _refuse("mailboxHasEmail", "The mailbox holds emails.")
         email_pks = list(members.values_list("email_id", flat=True))
         # Emails only in this mailbox are destroyed; the others just leave it (RFC 8621 §2.5).
-        elsewhere = set(Membership.objects.filter(email_id__in=email_pks).exclude(mailbox=mb)
-                        .values_list("email_id", flat=True))
-        store.destroy_emails(pk, list(Email.objects.filter(pk__in=set(email_pks) - elsewhere)), touched)
+        elsewhere = set()
+        for some in in_slices(email_pks):
+            elsewhere.update(Membership.objects.filter(email_id__in=some).exclude(mailbox=mb)
+                             .values_list("email_id", flat=True))
+        only_here = []
+        for some in in_slices(sorted(set(email_pks) - elsewhere)):
+            only_here.extend(Email.objects.filter(pk__in=some))
+        store.destroy_emails(pk, only_here, touched)
         touched.emails["updated"].extend(ids.encode(e) for e in elsewhere)
         members.delete()
     touched.mailboxes["destroyed"].append(ids.encode(mb.pk))

@@ -20,6 +20,7 @@ from blobs import services as blobs
 from fulltext import services as ft
 from journal import services as journal
 from registry import ids
+from stalwart_site.sqlparams import in_slices
 
 from . import headers as h
 from . import mime
@@ -82,7 +83,6 @@ def create_role_mailboxes(account_id: int) -> None:
 
 COUNTS = (("totalEmails", "total_emails"), ("unreadEmails", "unread_emails"), ("totalThreads", "total_threads"),
           ("unreadThreads", "unread_threads"))
-_PAIRS_PER_QUERY = 5000  # thread ids per statement: SQLite takes at most 32,766 parameters
 
 
 def _unread():
@@ -116,10 +116,8 @@ def recount(account_id: int, mailbox_pks: list[int] | None = None) -> None:
 def _pair_counts(mailbox_pks, thread_pks) -> dict[tuple[int, int], tuple[int, int]]:
     """{(mailbox, thread): (emails, unread emails)} of the given mailboxes and threads."""
     out = {}
-    threads = sorted(set(thread_pks))
-    for start in range(0, len(threads), _PAIRS_PER_QUERY):
-        rows = (Membership.objects.filter(mailbox_id__in=mailbox_pks,
-                                          email__thread_id__in=threads[start:start + _PAIRS_PER_QUERY])
+    for threads in in_slices(sorted(set(thread_pks))):
+        rows = (Membership.objects.filter(mailbox_id__in=mailbox_pks, email__thread_id__in=threads)
                 .values("mailbox_id", "email__thread_id")
                 .annotate(n=Count("email_id"), unread=Count("email_id", filter=Q(_unread())))
                 .order_by())
@@ -404,21 +402,22 @@ def destroy_emails(account_id: int, emails: list[Email], touched: Touched) -> No
     pks = [e.pk for e in emails]
     thread_pks = {e.thread_id for e in emails}
     mailbox_pks = set()
-    for start in range(0, len(pks), 10_000):
-        mailbox_pks.update(Membership.objects.filter(email_id__in=pks[start:start + 10_000])
-                           .values_list("mailbox_id", flat=True).distinct())
+    for some in in_slices(pks):
+        mailbox_pks.update(Membership.objects.filter(email_id__in=some).values_list("mailbox_id", flat=True).distinct())
     touched.mailboxes["updated"].extend(ids.encode(pk) for pk in mailbox_pks)
     for email in emails:
         blobs.release(account_id, email.blob_id, OWNER, str(email.pk))
     with counting(mailbox_pks, thread_pks):
-        for start in range(0, len(pks), 10_000):
-            Email.objects.filter(pk__in=pks[start:start + 10_000]).delete()
+        for some in in_slices(pks):
+            Email.objects.filter(pk__in=some).delete()
     ft.delete(account_id, search_seam.KIND, pks)
     touched.emails["destroyed"].extend(ids.encode(pk) for pk in pks)
-    alive = set(Email.objects.filter(thread_id__in=thread_pks).values_list("thread_id", flat=True).distinct())
+    alive = set()
+    for some in in_slices(thread_pks):
+        alive.update(Email.objects.filter(thread_id__in=some).values_list("thread_id", flat=True).distinct())
     dead = thread_pks - alive
-    if dead:
-        Thread.objects.filter(pk__in=dead).delete()  # its keys go with it (CASCADE)
+    for some in in_slices(dead):
+        Thread.objects.filter(pk__in=some).delete()  # its keys go with it (CASCADE)
     touched.threads["destroyed"].extend(ids.encode(pk) for pk in dead)
     touched.threads["updated"].extend(ids.encode(pk) for pk in alive)
 
