@@ -8,8 +8,8 @@ Mail From can be forged, so nothing here believes a message unless (docs/calenda
 - the sender is authenticated: the MTA in front of us vouches, in its Authentication-Results
   header (the topmost one with our `CALENDAR_IMIP_AUTHSERV_ID`), for `dmarc=pass` of the From
   domain (`CALENDAR_IMIP_REQUIRE_DMARC`, on by default as in the reference);
-- the From address is one address, not one of this server's (accounts here schedule through the
-  store, never by mail), and the envelope sender, when there is one, is of the same domain;
+- the From address is one address, not one of this server's domains (accounts here schedule
+  through the store, never by mail), and the envelope sender, when there is one, is of the same domain;
 - the From address is the single ATTENDEE of a REPLY, or the ORGANIZER of a REQUEST/CANCEL.
 
 Everything else is the store's rules: a REPLY changes only the PARTSTAT of the sender's own
@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.authz import account_permissions
-from accounts.models import Account, Alias
+from accounts.models import Account, Alias, Domain
 from calendars import ical, itip, scheduling
 from calendars.errors import CalendarError
 from calendars.models import CalendarObject
@@ -63,9 +63,9 @@ def _ignored(method: str, uid: str, reason: str) -> Result:
 
 
 # --- the message ------------------------------------------------------------------------------
-def calendar_parts(msg) -> list[bytes]:
-    """The decoded octets of the parts that may hold an iTIP object: `text/calendar` with a
-    `method` parameter first (RFC 6047 §2.4), else a text/calendar or .ics attachment."""
+def calendar_parts(msg) -> list[tuple[bytes, str]]:
+    """(decoded octets, charset) of the parts that may hold an iTIP object: `text/calendar` with
+    a `method` parameter (RFC 6047 §2.4), else a text/calendar or .ics attachment."""
     primary, other = [], []
     for part in msg.walk():
         if part.is_multipart():
@@ -134,8 +134,9 @@ def dmarc_pass(msg, sender: str) -> bool:
 
 
 def _is_local(address: str) -> bool:
+    """An address of this server: an account's, an alias's, or any of a domain hosted here."""
     local, _, domain = address.rpartition("@")
-    return (Account.objects.filter(email_address=address).exists()
+    return (Domain.objects.filter(name=domain).exists() or Account.objects.filter(email_address=address).exists()
             or Alias.objects.filter(name=local, domain__name=domain).exists())
 
 

@@ -317,3 +317,11 @@ def test_mail_without_a_calendar_costs_no_calendar_query(alice):
     with CaptureQueriesContext(connection) as queries:
         delivered(b"From: carol@remote.example\r\nTo: alice@example.org\r\nSubject: Hi\r\n\r\nHello\r\n")
     assert not [q for q in queries.captured_queries if "calendars_" in q["sql"] or "contacts_" in q["sql"]]
+
+
+def test_no_address_of_a_domain_hosted_here_schedules_by_mail(alice, settings):
+    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    auth = f"Authentication-Results: {MTA}; dmarc=pass header.from=example.org\r\n"
+    forged = invitation(organizer="nobody@example.org", attendees=["ATTENDEE:mailto:alice@example.org"])
+    delivered(outlook_request(forged, sender="nobody@example.org", auth=auth), envelope="nobody@example.org")
+    assert copy_of(alice.account) is None and len(alice.emails("inbox")) == 1
