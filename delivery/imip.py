@@ -19,6 +19,7 @@ kept, and nothing here can fail a delivery.
 """
 from __future__ import annotations
 
+import copy
 import email
 import email.policy
 import hashlib
@@ -35,8 +36,9 @@ from django.db import transaction
 from accounts.authz import account_permissions
 from accounts.models import Account, Alias, Domain
 from calendars import ical, itip, scheduling
+from calendars import services as calendars
 from calendars.errors import CalendarError
-from calendars.models import CalendarObject
+from calendars.models import CalendarObject, ScheduleMessage
 from contacts.models import CardProperty
 
 log = logging.getLogger(__name__)
@@ -203,12 +205,84 @@ def apply_one(account, sender: str, cal: icalendar.Calendar) -> Result:
                 return _ignored(method, uid, "out of date")
         elif method == "CANCEL":
             return _ignored(method, uid, "no copy to cancel")
+        if stored is not None and _instances_only(cal) and any("RECURRENCE-ID" not in c
+                                                               for c in itip.components(stored)):
+            return _apply_instances(account, existing, stored, sender, cal, method)
         elif not (settings.CALENDAR_AUTO_ADD_INVITATIONS or _known_contact(account, sender)):
             return _ignored(method, uid, "an invitation from a stranger (CALENDAR_AUTO_ADD_INVITATIONS)")
     message = itip.Message(method, sender, [itip.address(account.email_address)], cal)
     with transaction.atomic():
         status = scheduling.deliver(account, message)
     return Result(method, uid, status)
+
+
+def _rid(comp):
+    return comp["RECURRENCE-ID"].to_ical() if "RECURRENCE-ID" in comp else None
+
+
+def _instances_only(cal) -> bool:
+    comps = itip.components(cal)
+    return bool(comps) and all("RECURRENCE-ID" in c for c in comps)
+
+
+def _older(incoming, current) -> bool:
+    return _stale(_wrap(copy.deepcopy(incoming)), _wrap(copy.deepcopy(current)))
+
+
+def _apply_instances(account, existing, stored, sender: str, cal, method: str) -> Result:
+    """A REQUEST or CANCEL of some instances of a series the recipient has (what Google and
+    Outlook send when one occurrence changes): merged into the copy, never replacing the series.
+    A changed instance becomes (or replaces) its override; a cancelled one is its override marked
+    cancelled, or an EXDATE of the series."""
+    uid = itip.uid(cal)
+    own = own_addresses(account)
+    by_rid = {_rid(c): c for c in itip.components(stored)}
+    master = by_rid[None]
+    changed = False
+    for comp in itip.components(cal):
+        rid = _rid(comp)
+        current = by_rid.get(rid, master)
+        if _older(comp, current):
+            continue
+        if method == "CANCEL":
+            if rid in by_rid:
+                by_rid[rid].pop("STATUS", None)
+                by_rid[rid].add("STATUS", "CANCELLED")
+            else:
+                master.add("EXDATE", comp["RECURRENCE-ID"].dt)
+        else:
+            item = copy.deepcopy(comp)
+            answered = {}
+            if rid in by_rid and itip.sequence(_wrap(item)) <= itip.sequence(_wrap(current)):
+                answered = {a: p for a, p in itip.attendees(_wrap(current), server_only=False).items() if a in own}
+            props = item.get("ATTENDEE")
+            for prop in props if isinstance(props, list) else [props] if props is not None else []:
+                if itip.address(prop) in answered:
+                    prop.params["PARTSTAT"] = answered[itip.address(prop)]
+                else:
+                    prop.params.setdefault("PARTSTAT", "NEEDS-ACTION")
+            if rid in by_rid:
+                stored.subcomponents[stored.subcomponents.index(by_rid[rid])] = item
+            else:
+                stored.add_component(item)
+            by_rid[rid] = item
+        changed = True
+    if not changed:
+        return _ignored(method, uid, "out of date")
+    try:
+        with transaction.atomic():
+            calendars.put_object(existing.calendar, existing.name, stored.to_ical(), schedule=False)
+            ScheduleMessage.objects.create(account=account, uid=uid[:255], method=method, sender=sender[:320],
+                                           data=cal.to_ical().decode())
+    except CalendarError as exc:
+        return _ignored(method, uid, f"refused by the store ({exc.condition})")
+    return Result(method, uid, itip.DELIVERED)
+
+
+def _wrap(comp):
+    cal = icalendar.Calendar()
+    cal.add_component(comp)
+    return cal
 
 
 # --- the whole message ------------------------------------------------------------------------

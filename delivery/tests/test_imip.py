@@ -325,3 +325,29 @@ def test_no_address_of_a_domain_hosted_here_schedules_by_mail(alice, settings):
     forged = invitation(organizer="nobody@example.org", attendees=["ATTENDEE:mailto:alice@example.org"])
     delivered(outlook_request(forged, sender="nobody@example.org", auth=auth), envelope="nobody@example.org")
     assert copy_of(alice.account) is None and len(alice.emails("inbox")) == 1
+
+
+def test_one_changed_or_cancelled_instance_is_merged_into_the_series(alice):
+    series = event(organizer="dave@remote.example", extra="RRULE:FREQ=WEEKLY;COUNT=4",
+                   attendees=["ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.org"])
+    store(alice.account, series)
+    moved = invitation(sequence=1, summary="Planning (moved)", attendees=["ATTENDEE;RSVP=TRUE:mailto:alice@example.org"],
+                       extra="RECURRENCE-ID:20260112T100000Z").replace("DTSTART:20260105T100000Z",
+                                                                       "DTSTART:20260112T150000Z")
+    moved = moved.replace("DTEND:20260105T110000Z", "DTEND:20260112T160000Z")
+    delivered(outlook_request(moved), envelope="dave@remote.example")
+    master, override = copy_of(alice.account).walk("VEVENT")
+    assert "RRULE" in master and str(override["SUMMARY"]) == "Planning (moved)"
+    assert [str(a.params["PARTSTAT"]) for a in (master["ATTENDEE"], override["ATTENDEE"])] == \
+        ["ACCEPTED", "NEEDS-ACTION"]
+    # The third occurrence is cancelled: an EXDATE of the series, which lives on.
+    cancel = event(method="CANCEL", organizer="dave@remote.example", sequence=1,
+                   attendees=["ATTENDEE:mailto:alice@example.org"], extra="RECURRENCE-ID:20260119T100000Z")
+    delivered(outlook_request(cancel).replace(b"method=REQUEST", b"method=CANCEL"), envelope="dave@remote.example")
+    master, override = copy_of(alice.account).walk("VEVENT")
+    assert "STATUS" not in master and master["EXDATE"].dts[0].dt.isoformat() == "2026-01-19T10:00:00+00:00"
+    # And a late copy of the first change (older SEQUENCE) changes nothing.
+    delivered(outlook_request(moved.replace("SEQUENCE:1", "SEQUENCE:0").replace("(moved)", "(old)")),
+              envelope="dave@remote.example")
+    assert str(copy_of(alice.account).walk("VEVENT")[1]["SUMMARY"]) == "Planning (moved)"
+    assert ScheduleMessage.objects.filter(account=alice.account).count() == 2
