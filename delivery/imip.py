@@ -201,13 +201,12 @@ def apply_one(account, sender: str, cal: icalendar.Calendar) -> Result:
         if stored is not None:
             if itip.organizer(stored) != sender:
                 return _ignored(method, uid, "the copy has another organizer")
+            if _instances_only(cal) and any("RECURRENCE-ID" not in c for c in itip.components(stored)):
+                return _apply_instances(account, existing, stored, sender, cal, method)
             if _stale(cal, stored):
                 return _ignored(method, uid, "out of date")
         elif method == "CANCEL":
             return _ignored(method, uid, "no copy to cancel")
-        if stored is not None and _instances_only(cal) and any("RECURRENCE-ID" not in c
-                                                               for c in itip.components(stored)):
-            return _apply_instances(account, existing, stored, sender, cal, method)
         elif not (settings.CALENDAR_AUTO_ADD_INVITATIONS or _known_contact(account, sender)):
             return _ignored(method, uid, "an invitation from a stranger (CALENDAR_AUTO_ADD_INVITATIONS)")
     message = itip.Message(method, sender, [itip.address(account.email_address)], cal)
