@@ -21,19 +21,36 @@ from django.db import transaction
 
 from . import itip, services
 from .errors import CalendarError
+from accounts.models import Alias
+
 from .models import CalendarObject, ScheduleMessage
 
 
 def own_addresses(account) -> set[str]:
-    return {itip.address(account.email_address)}
+    """The account's address and its enabled aliases (a catch-all `*@domain` is not an address
+    anyone invites)."""
+    own = {itip.address(account.email_address)}
+    for name, domain in (Alias.objects.filter(account=account, enabled=True).exclude(name="*")
+                         .values_list("name", "domain__name")):
+        own.add(itip.address(f"{name}@{domain}"))
+    return own
 
 
 def _accounts(addresses) -> dict[str, object]:
+    """{address: account} of the addresses that are an account's here, or an enabled alias of one."""
     wanted = sorted({a for a in addresses if a})
     if not wanted:
         return {}
-    return {itip.address(a.email_address): a
-            for a in get_user_model().objects.filter(email_address__in=wanted)}
+    found = {itip.address(a.email_address): a for a in get_user_model().objects.filter(email_address__in=wanted)}
+    rest = {a.rpartition("@")[::2]: a for a in wanted if a not in found and "@" in a}
+    if rest:
+        names = {local for local, _ in rest}
+        for alias in (Alias.objects.select_related("account", "domain")
+                      .filter(enabled=True, name__in=names, domain__name__in={d for _, d in rest})):
+            address = rest.get((alias.name.lower(), alias.domain.name.lower()))
+            if address is not None:
+                found[address] = alias.account
+    return found
 
 
 def _parse(text: str | None) -> icalendar.Calendar | None:
@@ -47,6 +64,8 @@ def _parse(text: str | None) -> icalendar.Calendar | None:
 
 def after_put(calendar, previous_text: str | None, new_cal: icalendar.Calendar) -> list[itip.Message]:
     owner = calendar.account
+    if not itip.organizer(new_cal):
+        return []  # not a scheduling object: nothing to send, whatever it was before
     own = own_addresses(owner)
     old = _parse(previous_text)
     sent = itip.organizer_messages(old, new_cal, own=own)
@@ -71,11 +90,14 @@ def after_delete(calendar, previous_text: str) -> list[itip.Message]:
 def dispatch(message: itip.Message) -> dict[str, str]:
     """Deliver to the local recipients, hand the others to the iMIP sender; {address: status}."""
     local = _accounts(message.recipients)
-    statuses = {}
+    statuses, done = {}, {}
     for rcpt in message.recipients:
         account = local.get(rcpt)
         if account is not None:
-            statuses[rcpt] = deliver(account, message)
+            # An account invited by its address and an alias gets the message once.
+            if account.pk not in done:
+                done[account.pk] = deliver(account, message)
+            statuses[rcpt] = done[account.pk]
     remote = [r for r in message.recipients if r not in local]
     if remote:
         # After the commit: a relay that is slow or down must not hold the calendar's lock, and
@@ -101,14 +123,15 @@ def deliver(account, message: itip.Message) -> str:
     uid = itip.uid(message.calendar)
     existing = _find(account, uid)
     stored = _parse(existing.data) if existing is not None else None
-    me = itip.address(account.email_address)
+    own = own_addresses(account)
     if stored is not None and message.method in ("REQUEST", "CANCEL") and itip.organizer(stored) != message.sender:
         return "3.8"  # not the organizer of the copy it would change
     try:
         if message.method == "REQUEST":
             copy = itip.attendee_copy(message)
             if stored is not None:
-                itip.keep_partstat(stored, copy, me)
+                for me in own:
+                    itip.keep_partstat(stored, copy, me)
                 services.put_object(existing.calendar, existing.name, copy.to_ical(), schedule=False)
             else:
                 calendar = services.default_calendar(account)
@@ -123,7 +146,7 @@ def deliver(account, message: itip.Message) -> str:
                 comp.add("STATUS", "CANCELLED")
             services.put_object(existing.calendar, existing.name, stored.to_ical(), schedule=False)
         elif message.method == "REPLY":
-            if stored is None or itip.organizer(stored) != me:
+            if stored is None or itip.organizer(stored) not in own:
                 return "3.7"
             if itip.apply_reply(stored, message):
                 services.put_object(existing.calendar, existing.name, stored.to_ical(), schedule=False,

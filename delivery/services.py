@@ -32,7 +32,7 @@ from mail.models import Mailbox
 from submission import outbound, vacation
 from submission.addresses import send_as
 
-from . import scripts
+from . import imip, scripts
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +281,12 @@ def deliver_to(account: Account, rcpt: str, raw: bytes, envelope_from: str, mess
                 return _over_quota(rcpt)
             raise
         plan.kept = True
+        try:
+            # After the mail is safe, in transactions of its own: a calendar part, whatever it
+            # holds, never costs the message (docs/calendars.md, "Scheduling by mail").
+            imip.receive(account, raw, envelope_from)
+        except Exception:
+            log.exception("delivery: iMIP for account %s", account.pk)
     try:
         _after(account, raw, envelope_from, plan)
     except Exception:  # the message is filed: a failed reply must not make the MTA send it again
