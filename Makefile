@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow bench-mail clean browser promtool pebble cyrus slapd jsclients litmus
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow bench-mail bench-dav clean browser promtool pebble cyrus slapd jsclients litmus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -127,6 +127,16 @@ bench-discovery: install-dev
 # DATABASE_URL=postgres://... make bench-mail.
 bench-mail: install-dev
 	$(BIN)/python bench/mail.py $(BENCH_ARGS)
+
+# /dav/cal at 1,000 and 10,000 events beside Radicale 3.9 (PyPI, in its own venv under var/, made
+# by the script) on the same events: PUT, PROPFIND Depth 1, sync-collection, calendar-query,
+# calendar-multiget, and a wrk line beside the bare server (docs/performance.md); needs wrk.
+# On PostgreSQL: DATABASE_URL=postgres://... make bench-dav.
+bench-dav: install-dev
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	  else echo "wrk is missing: apt-get install wrk (as root)" >&2; exit 1; fi; }
+	$(BIN)/python bench/dav.py $(BENCH_ARGS)
 
 # Throughput with 500 slow clients held open, sync vs asgi serving models, and Core/echo and the
 # session on both in the same run (docs/performance.md); needs wrk.

@@ -8,7 +8,7 @@ adds comes on top.
 In-process, on a throw-away database that Django's test runner creates and drops (a SQLite
 file in a temporary directory by default, `test_<name>` on PostgreSQL). For each size N, one
 calendar gets N events, one a hour from 1 January 2026, 10 % of them weekly for a year
-(COUNT=52), with UTC times as issue 14's generator. Then it times, p50/p99 in milliseconds:
+(COUNT=52), with UTC times: bench/calgen.py, shared with bench/dav.py. Then it times, p50/p99 in milliseconds:
 
 1. put_object() of one new event (what PUT costs, independent of N);
 2. list_objects() and list_etags(): names, etags and sizes of every object (PROPFIND Depth 1 getetag);
@@ -43,19 +43,14 @@ from lxml import etree  # noqa: E402
 from accounts.models import Account, Domain  # noqa: E402
 from calendars import query, services  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calgen import ics  # noqa: E402  (the shared generator)
+
 UTC = timezone.utc
 WEEK = etree.fromstring(
     b'<C:filter xmlns:C="urn:ietf:params:xml:ns:caldav"><C:comp-filter name="VCALENDAR">'
     b'<C:comp-filter name="VEVENT"><C:time-range start="20260601T000000Z" end="20260608T000000Z"/>'
     b'</C:comp-filter></C:comp-filter></C:filter>')
-
-
-def ics(n: int, start: datetime, summary: str = "Event") -> bytes:
-    fmt = "%Y%m%dT%H%M%SZ"
-    rule = "RRULE:FREQ=WEEKLY;COUNT=52\r\n" if n % 10 == 0 else ""
-    return (f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bench//EN\r\nBEGIN:VEVENT\r\nUID:bench-{n}\r\n"
-            f"DTSTAMP:20260101T000000Z\r\nDTSTART:{start:{fmt}}\r\nDTEND:{start + timedelta(hours=1):{fmt}}\r\n"
-            f"{rule}SUMMARY:{summary} {n}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n").encode()
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

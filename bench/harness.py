@@ -147,11 +147,12 @@ def settled_cpu_seconds(limit: float) -> float:
 
 
 def run_wrk(scenario: str, url: str, args, *, method="GET", body="", cookie="", authorization="",
-            content_type=JSON, expect=200, duration: int | None = None) -> Result:
+            content_type=JSON, expect=200, duration: int | None = None, depth: str = "") -> Result:
     """Drive one scenario with wrk and bench/request.lua."""
     duration = args.duration if duration is None else duration
     env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": body, "BENCH_COOKIE": cookie,
-           "BENCH_AUTH": authorization, "BENCH_CONTENT_TYPE": content_type, "BENCH_EXPECT": str(expect)}
+           "BENCH_AUTH": authorization, "BENCH_CONTENT_TYPE": content_type, "BENCH_EXPECT": str(expect),
+           "BENCH_DEPTH": depth}
     cmd = [args.wrk, "-t", str(min(args.threads, args.connections)), "-c", str(args.connections),
            "-d", f"{duration}s", "--timeout", f"{args.timeout}s", "-s", str(LUA), url]
     cpu_before = server_cpu_seconds()

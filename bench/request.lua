@@ -1,8 +1,9 @@
--- wrk script for bench/logins.py and bench/jmap.py: one request, repeated.
+-- wrk script for the bench/ scripts (logins.py, jmap.py, dav.py, ...): one request, repeated.
 --
 -- Environment (set by the bench scripts):
---   BENCH_METHOD  GET or POST (default GET)
---   BENCH_BODY    the body of a POST
+--   BENCH_METHOD  GET, POST, PROPFIND, REPORT, ... (default GET)
+--   BENCH_BODY    the request body (a POST always has one, empty or not)
+--   BENCH_DEPTH   the WebDAV Depth header; none when empty
 --   BENCH_CONTENT_TYPE  its Content-Type (default application/json)
 --   BENCH_AUTH    the Authorization header ("Basic ..." or "Bearer ..."); none when empty
 --   BENCH_COOKIE  the Cookie header; none when empty
@@ -14,9 +15,15 @@
 
 local method = os.getenv("BENCH_METHOD") or "GET"
 wrk.method = method
-if method == "POST" then
-   wrk.body = os.getenv("BENCH_BODY") or ""
+local body = os.getenv("BENCH_BODY") or ""
+-- WebDAV's PROPFIND and REPORT carry a body as POST does (bench/dav.py)
+if method == "POST" or body ~= "" then
+   wrk.body = body
    wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
+end
+local depth = os.getenv("BENCH_DEPTH")
+if depth and depth ~= "" then
+   wrk.headers["Depth"] = depth
 end
 local cookie = os.getenv("BENCH_COOKIE")
 if cookie and cookie ~= "" then

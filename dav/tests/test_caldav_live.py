@@ -1,17 +1,24 @@
 """python `caldav` (a real CalDAV client, PyPI) against /dav/cal on a live gunicorn: discovery
 from the well-known URL, calendars, events (recurring too), date-range search with expand,
-updates with etags, deletion, sync tokens; and what it gets from another account's calendar."""
+updates with etags, deletion, sync tokens; and what it gets from another account's calendar.
+vdirsyncer (PyPI) syncs a calendar both ways with a local directory, a conflict included."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import caldav
 import pytest
 import requests
+from lxml import etree
 from caldav.lib import error as caldav_error
 
 from tests.live import live_server
 from tests.test_jmap_live import STRONG, Site, bootstrap
+
+VDIRSYNCER = Path(sys.executable).with_name("vdirsyncer")
 
 EVENT = """BEGIN:VCALENDAR
 VERSION:2.0
@@ -116,3 +123,91 @@ def test_another_accounts_calendar_is_closed(site):
     r = requests.put(url + "card.vcf", data="BEGIN:VCARD\r\nVERSION:4.0\r\nFN:X\r\nEND:VCARD\r\n",
                      auth=(alice, STRONG), headers={"Content-Type": "text/vcard"})
     assert r.status_code == 403 and "supported-calendar-data" in r.text
+
+
+def vdirsyncer(tmp: Path, url: str, login: str, resolution: str):
+    """A vdirsyncer pair of a local directory (a) and the server's calendars (b)."""
+    config = tmp / "config"
+    config.write_text(f"""
+[general]
+status_path = "{tmp / 'status'}/"
+
+[pair calendars]
+a = "calendars_local"
+b = "calendars_remote"
+collections = ["from b"]
+conflict_resolution = "{resolution}"
+
+[storage calendars_local]
+type = "filesystem"
+path = "{tmp / 'calendars'}/"
+fileext = ".ics"
+
+[storage calendars_remote]
+type = "caldav"
+url = "{url}/"
+username = "{login}"
+password = "{STRONG}"
+""")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([str(VDIRSYNCER), "-c", str(config), *args], capture_output=True, text=True,
+                              input="y\n" * 5, timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp)})
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, out
+        return out
+
+    return run
+
+
+@pytest.mark.skipif(not VDIRSYNCER.exists(), reason="vdirsyncer is missing: pip install -r requirements-dev.txt")
+def test_vdirsyncer_syncs_a_calendar_both_ways_with_a_conflict(site, tmp_path):
+    _, login = site.create_user("vcal")
+    auth = (login, STRONG)
+    calendar = f"{site.url}/dav/cal/{login.replace('@', '%40')}/default/"
+    headers = {"Content-Type": "text/calendar"}
+    assert requests.put(calendar + "remote.ics", event("remote@test", summary="Remote"), auth=auth,
+                        headers=headers).status_code == 201
+    sync = vdirsyncer(tmp_path, site.url, login, "a wins")
+    sync("discover", "calendars")
+    sync("sync")
+    local = tmp_path / "calendars" / "default"
+    (remote_file,) = local.glob("*.ics")
+    assert "SUMMARY:Remote" in remote_file.read_text()
+
+    # A local event reaches the server (found by a time-range query too); a server change comes back.
+    (local / "local.ics").write_text(event("local@test", "20260107T100000Z", "20260107T110000Z", "Local"))
+    sync("sync")
+    listing = requests.request("PROPFIND", calendar, auth=auth, headers={"Depth": "1"})
+    names = sorted(h.text.rsplit("/", 1)[-1] for h in etree.fromstring(listing.content).iter("{DAV:}href"))
+    assert len(names) == 3 and "remote.ics" in names  # the calendar, the remote event, the local one
+    client = caldav.DAVClient(url=calendar, username=login, password=STRONG)
+    week = client.calendar(url=calendar).search(start=datetime(2026, 1, 6, tzinfo=timezone.utc),
+                                                end=datetime(2026, 1, 8, tzinfo=timezone.utc), event=True)
+    assert [str(e.icalendar_component["SUMMARY"]) for e in week] == ["Local"]
+    local_href = str(week[0].url)
+    tag = requests.head(calendar + "remote.ics", auth=auth).headers["ETag"]
+    assert requests.put(calendar + "remote.ics", event("remote@test", summary="Remote Renamed"), auth=auth,
+                        headers={**headers, "If-Match": tag}).status_code == 204
+    sync("sync")
+    assert "SUMMARY:Remote Renamed" in remote_file.read_text()
+
+    # The same event changed on both sides: the local one wins (the pair's policy), so vdirsyncer
+    # overwrites the server's with If-Match on the etag it saw; nothing is duplicated.
+    tag = requests.head(local_href, auth=auth).headers["ETag"]
+    assert requests.put(local_href, event("local@test", "20260107T100000Z", "20260107T110000Z", "Server Side"),
+                        auth=auth, headers={**headers, "If-Match": tag}).status_code == 204
+    local_file = next(p for p in local.glob("*.ics") if "local@test" in p.read_text())
+    local_file.write_text(event("local@test", "20260107T100000Z", "20260107T110000Z", "Client Side"))
+    out = sync("sync")
+    assert "conflict resolution for item local@test" in out and "updating) item local@test to calendars_remote" in out
+    assert "SUMMARY:Client Side" in requests.get(local_href, auth=auth).text
+    assert "SUMMARY:Client Side" in local_file.read_text()
+    assert len(list(local.glob("*.ics"))) == 2
+
+    # A local deletion deletes on the server; then there is nothing left to do.
+    remote_file.unlink()
+    sync("sync")
+    assert requests.get(calendar + "remote.ics", auth=auth).status_code == 404
+    quiet = sync("sync")
+    assert "Copying" not in quiet and "Deleting" not in quiet and "conflict" not in quiet.lower(), quiet
