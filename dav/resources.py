@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timezone as dt_timezone
 from email.utils import format_datetime
-from urllib.parse import quote
 
 from django.conf import settings
 
@@ -60,7 +59,7 @@ class Resource:
         base = f"/dav/{self.service}/{seg}/"
         if not self.path:
             return base
-        return base + quote(self.path, safe="/-._~!$&'()*+,;=:@") + ("/" if self.collection else "")
+        return base + files.quote_path(self.path) + ("/" if self.collection else "")
 
     @property
     def etag(self) -> str | None:
@@ -438,7 +437,7 @@ def _lock_root_href(res: Resource, path: str) -> str:
         return f"/dav/{res.service}/{seg}/"
     node = files.get(res.owner.pk, path) if res.service == "file" else None
     tail = "/" if node is None or node.is_collection else ""
-    return f"/dav/{res.service}/{seg}/" + quote(path, safe="/-._~!$&'()*+,;=:@") + tail
+    return f"/dav/{res.service}/{seg}/" + files.quote_path(path) + tail
 
 
 def acl_element(res: Resource, ctx: Context):
