@@ -6,8 +6,13 @@ See docs/calendars.md.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
+
+from registry.models import SingletonModel
 
 # The components a calendar object resource is about (RFC 4791 §4.1: one type per resource).
 COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY", "VAVAILABILITY")
@@ -157,3 +162,30 @@ class ScheduleMessage(models.Model):
     @property
     def name(self) -> str:
         return f"{self.pk}.ics"
+
+
+rsvp_url_validator = URLValidator(schemes=["http", "https"], message="Enter an absolute http:// or https:// URL.")
+
+
+class CalendarScheduling(SingletonModel):
+    """The reference's `CalendarScheduling` settings this server implements: the HTTP RSVP links
+    put in iMIP invitations and the `/calendar/rsvp` page they lead to (docs/calendar-invitations.md)."""
+
+    http_rsvp_enable = models.BooleanField(
+        default=True, verbose_name="HTTP RSVP enable",
+        help_text="Put Accept / Maybe / Decline links in the invitations mailed to attendees elsewhere, and "
+        "answer them at /calendar/rsvp.")
+    http_rsvp_url = models.CharField(
+        max_length=255, null=True, blank=True, validators=[rsvp_url_validator], verbose_name="HTTP RSVP URL",
+        help_text="The address the links start with, for a proxy that maps another URL onto /calendar/rsvp. "
+        "Empty: the server's public URL followed by /calendar/rsvp.")
+    http_rsvp_link_expiry = models.DurationField(
+        default=timedelta(days=90), validators=[MinValueValidator(timedelta(minutes=1)),
+                                                MaxValueValidator(timedelta(days=3650))],
+        verbose_name="HTTP RSVP link expiry",
+        help_text="How long a link stays valid after the invitation was sent (1 minute to 10 years). "
+        "Shortening it also ends older links.")
+
+    class Meta:
+        verbose_name = "calendar scheduling"
+        verbose_name_plural = "calendar scheduling"
