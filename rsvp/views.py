@@ -166,12 +166,18 @@ def _describe(stored: icalendar.Calendar, claims: tokens.Claims, organizer) -> d
     for who, partstat in everyone.items():
         if who != itip.address(organizer.email_address):
             counts[keys.get(partstat, "pending")] += 1
+    start, end = _when(master.get("DTSTART")), _when(master.get("DTEND") or master.get("DUE"))
+    if start and end and not start.get("all_day"):
+        # An end on the start's day shows its time alone.
+        for key in ("utc", "local"):
+            if end.get(key) and start.get(key) and end[key][:-len(", 00:00")] == start[key][:-len(", 00:00")]:
+                end[key] = end[key][-len("00:00"):]
     return {
         "summary": str(master.get("SUMMARY", "")) or _("(no title)"),
         "location": str(master.get("LOCATION", "")),
         "description": str(master.get("DESCRIPTION", ""))[:4000],
-        "start": _when(master.get("DTSTART")),
-        "end": _when(master.get("DTEND") or master.get("DUE")),
+        "start": start,
+        "end": end,
         "recurring": "RRULE" in master or "RDATE" in master,
         "organizer_name": org_name,
         "organizer_address": itip.organizer(stored),
