@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 
 from registry.models import SingletonModel
@@ -164,6 +165,7 @@ class ScheduleMessage(models.Model):
         return f"{self.pk}.ics"
 
 
+RSVP_EXPIRY_MIN, RSVP_EXPIRY_MAX = timedelta(minutes=1), timedelta(days=3650)
 rsvp_url_validator = URLValidator(schemes=["http", "https"], message="Enter an absolute http:// or https:// URL.")
 
 
@@ -180,8 +182,7 @@ class CalendarScheduling(SingletonModel):
         help_text="The address the links start with, for a proxy that maps another URL onto /calendar/rsvp. "
         "Empty: the server's public URL followed by /calendar/rsvp.")
     http_rsvp_link_expiry = models.DurationField(
-        default=timedelta(days=90), validators=[MinValueValidator(timedelta(minutes=1)),
-                                                MaxValueValidator(timedelta(days=3650))],
+        default=timedelta(days=90),
         verbose_name="HTTP RSVP link expiry",
         help_text="How long a link stays valid after the invitation was sent (1 minute to 10 years). "
         "Shortening it also ends older links.")
@@ -189,3 +190,11 @@ class CalendarScheduling(SingletonModel):
     class Meta:
         verbose_name = "calendar scheduling"
         verbose_name_plural = "calendar scheduling"
+
+    def clean(self):
+        # The bounds as a check rather than field validators: the schema reads validator limits
+        # as numbers, and a duration's are not.
+        expiry = self.http_rsvp_link_expiry
+        if expiry is not None and not RSVP_EXPIRY_MIN <= expiry <= RSVP_EXPIRY_MAX:
+            raise ValidationError({"http_rsvp_link_expiry": ValidationError(
+                "Must be between 1 minute and 3650 days.", code="out_of_range")})

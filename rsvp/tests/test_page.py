@@ -302,3 +302,10 @@ def test_the_token_is_never_logged(invited, alice, browser, caplog):
         browser.post(PATH, {"i": token, "m": "ACCEPTED"})  # the CSRF refusal is logged
     assert caplog.records
     assert not [r for r in caplog.records if token[:40] in r.getMessage()]
+
+
+@pytest.mark.parametrize("bad", [{"httpRsvpLinkExpiry": 1000}, {"httpRsvpLinkExpiry": 3651 * 86400 * 1000},
+                                 {"httpRsvpUrl": "javascript:alert(1)"}, {"httpRsvpUrl": "not a url"}])
+def test_settings_refuse_bad_values(jmap, bad):
+    got = jmap.ok("x:CalendarScheduling/set", {"update": {"singleton": bad}})
+    assert "singleton" in got["notUpdated"], got
