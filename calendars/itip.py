@@ -398,8 +398,13 @@ def send_remote(message: Message, recipients: Iterable[str]) -> dict[str, str]:
         if _sender is None:
             out[rcpt] = NO_SCHEDULING
             continue
+        links = None
+        if _links is not None and message.method == "REQUEST":
+            try:
+                links = _links(message, rcpt)
+            except Exception:  # noqa: BLE001 - an invitation without answer links is still an invitation
+                links = None
         try:
-            links = _links(message, rcpt) if _links is not None and message.method == "REQUEST" else None
             _sender(imip(message, rcpt, links), message.sender, rcpt)
             out[rcpt] = SENT
         except Exception:  # noqa: BLE001 - whatever the transport raises, the status records it
