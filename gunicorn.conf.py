@@ -38,6 +38,8 @@ graceful_timeout = 10
 keepalive = 5
 # Passwords never travel in URLs, and the access log carries no headers: nothing secret is logged.
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
+# The calendar invitations' answer links carry a token in their query: logged as [redacted].
+logger_class = "network.accesslog.RedactingLogger"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

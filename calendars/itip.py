@@ -14,6 +14,7 @@ From one stored version to the next of a scheduling object resource (RFC 6638 §
 from __future__ import annotations
 
 import copy
+import html
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -293,9 +294,42 @@ def set_schedule_status(cal: icalendar.Calendar, statuses: dict[str, str]) -> No
 
 # --- iMIP (RFC 6047) ----------------------------------------------------------------------------
 
-def imip(message: Message, recipient: str) -> EmailMessage:
+def attendee_answer(stored: icalendar.Calendar, attendee: str, partstat: str) -> Message | None:
+    """The REPLY `attendee` would send to set its PARTSTAT in the organizer's copy `stored`
+    (RFC 5546 §3.2.3): every scheduled component with that attendee's line alone, DTSTAMP now,
+    SEQUENCE as it is (a reply never moves it). None when the attendee is not in the object."""
+    org = organizer(stored)
+    who = address(attendee)
+    if not org or partstat not in PARTSTATS or who not in attendees(stored, server_only=False):
+        return None
+    out = _envelope("REPLY", stored)
+    for comp in components(stored):
+        item = _without_alarms(comp)
+        item.pop("ATTENDEE", None)
+        for prop in _list(comp.get("ATTENDEE")):
+            if address(prop) == who:
+                mine = copy.deepcopy(prop)
+                for param in ("SCHEDULE-AGENT", "SCHEDULE-STATUS", "SCHEDULE-FORCE-SEND", "RSVP"):
+                    mine.params.pop(param, None)
+                mine.params["PARTSTAT"] = partstat
+                item.add("ATTENDEE", mine)
+        if "ATTENDEE" not in item:
+            continue  # an overridden instance the attendee is not invited to
+        for drop in ("DESCRIPTION", "LOCATION"):
+            item.pop(drop, None)
+        out.add_component(item)
+    return Message("REPLY", who, [org], out)
+
+
+# The answers an invitation's links offer, in the order the buttons appear.
+RSVP_ANSWERS = (("ACCEPTED", "Accept"), ("TENTATIVE", "Maybe"), ("DECLINED", "Decline"))
+
+
+def imip(message: Message, recipient: str, links: dict[str, str] | None = None) -> EmailMessage:
     """The email of one iTIP message to one recipient: a text/calendar part with the METHOD
-    parameter, and the same object attached as invite.ics (what Outlook and Gmail read)."""
+    parameter, and the same object attached as invite.ics (what Outlook and Gmail read).
+    `links` ({PARTSTAT: URL}, a REQUEST only) adds the answer links, in the text part and in
+    an HTML alternative."""
     comps = components(message.calendar)
     summary = str(comps[0].get("SUMMARY", "")) if comps else ""
     verb = {"REQUEST": "Invitation", "CANCEL": "Cancelled", "REPLY": "Reply"}.get(message.method, message.method)
@@ -303,11 +337,31 @@ def imip(message: Message, recipient: str) -> EmailMessage:
     mail["From"] = message.sender
     mail["To"] = recipient
     mail["Subject"] = f"{verb}: {summary}" if summary else verb
-    mail.set_content(f"{verb}: {summary}\n" if summary else f"{verb}\n")
+    text = f"{verb}: {summary}\n" if summary else f"{verb}\n"
+    answers = [(label, links[partstat]) for partstat, label in RSVP_ANSWERS if links and links.get(partstat)]
+    if answers:
+        text += f"\nReply as {recipient}:\n" + "".join(f"  {label}: {url}\n" for label, url in answers)
+    mail.set_content(text)
+    if answers:
+        mail.add_alternative(_html_body(verb, summary, recipient, answers), subtype="html")
     data = message.to_ical()
     mail.add_alternative(data.decode(), subtype="calendar", params={"method": message.method})
     mail.add_attachment(data, maintype="application", subtype="ics", filename="invite.ics")
     return mail
+
+
+def _html_body(verb: str, summary: str, recipient: str, answers: list[tuple[str, str]]) -> str:
+    colours = {"Accept": "#1a7f37", "Maybe": "#9a6700", "Decline": "#cf222e"}
+    buttons = " ".join(
+        f'<a href="{html.escape(url, quote=True)}" style="display:inline-block;padding:10px 18px;margin:4px;'
+        f'border-radius:6px;color:#fff;background:{colours[label]};text-decoration:none;font-weight:bold">'
+        f'{label}</a>' for label, url in answers)
+    title = html.escape(f"{verb}: {summary}" if summary else verb)
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+            f'<body style="font-family:sans-serif"><h1 style="font-size:20px">{title}</h1>'
+            f'<p>Reply as {html.escape(recipient)}:</p><p>{buttons}</p>'
+            f'<p style="color:#555;font-size:12px">Each link opens a page where you confirm your answer.</p>'
+            f'</body></html>')
 
 
 # The seam to the mail submission layer: `calendars` sits above `submission` and cannot import it,
@@ -327,6 +381,16 @@ def can_send() -> bool:
     return _sender is not None
 
 
+# The seam to the RSVP page: the app that serves /calendar/rsvp registers a callable that gives
+# an invitation's answer links for one recipient ({PARTSTAT: URL}, or None: no links).
+_links: Callable[[Message, str], dict[str, str] | None] | None = None
+
+
+def register_links(func: Callable[[Message, str], dict[str, str] | None] | None) -> None:
+    global _links
+    _links = func
+
+
 def send_remote(message: Message, recipients: Iterable[str]) -> dict[str, str]:
     """Hand the iMIP form of `message` to the registered sender; {recipient: SCHEDULE-STATUS}."""
     out = {}
@@ -334,8 +398,14 @@ def send_remote(message: Message, recipients: Iterable[str]) -> dict[str, str]:
         if _sender is None:
             out[rcpt] = NO_SCHEDULING
             continue
+        links = None
+        if _links is not None and message.method == "REQUEST":
+            try:
+                links = _links(message, rcpt)
+            except Exception:  # noqa: BLE001 - an invitation without answer links is still an invitation
+                links = None
         try:
-            _sender(imip(message, rcpt), message.sender, rcpt)
+            _sender(imip(message, rcpt, links), message.sender, rcpt)
             out[rcpt] = SENT
         except Exception:  # noqa: BLE001 - whatever the transport raises, the status records it
             out[rcpt] = "5.1"

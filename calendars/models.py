@@ -6,8 +6,14 @@ See docs/calendars.md.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
+
+from registry.models import SingletonModel
 
 # The components a calendar object resource is about (RFC 4791 §4.1: one type per resource).
 COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY", "VAVAILABILITY")
@@ -157,3 +163,38 @@ class ScheduleMessage(models.Model):
     @property
     def name(self) -> str:
         return f"{self.pk}.ics"
+
+
+RSVP_EXPIRY_MIN, RSVP_EXPIRY_MAX = timedelta(minutes=1), timedelta(days=3650)
+rsvp_url_validator = URLValidator(schemes=["http", "https"], message="Enter an absolute http:// or https:// URL.")
+
+
+class CalendarScheduling(SingletonModel):
+    """The reference's `CalendarScheduling` settings this server implements: the HTTP RSVP links
+    put in iMIP invitations and the `/calendar/rsvp` page they lead to (docs/calendar-invitations.md)."""
+
+    http_rsvp_enable = models.BooleanField(
+        default=True, verbose_name="HTTP RSVP enable",
+        help_text="Put Accept / Maybe / Decline links in the invitations mailed to attendees elsewhere, and "
+        "answer them at /calendar/rsvp.")
+    http_rsvp_url = models.CharField(
+        max_length=255, null=True, blank=True, validators=[rsvp_url_validator], verbose_name="HTTP RSVP URL",
+        help_text="The address the links start with, for a proxy that maps another URL onto /calendar/rsvp. "
+        "Empty: the server's public URL followed by /calendar/rsvp.")
+    http_rsvp_link_expiry = models.DurationField(
+        default=timedelta(days=90),
+        verbose_name="HTTP RSVP link expiry",
+        help_text="How long a link stays valid after the invitation was sent (1 minute to 10 years). "
+        "Shortening it also ends older links.")
+
+    class Meta:
+        verbose_name = "calendar scheduling"
+        verbose_name_plural = "calendar scheduling"
+
+    def clean(self):
+        # The bounds as a check rather than field validators: the schema reads validator limits
+        # as numbers, and a duration's are not.
+        expiry = self.http_rsvp_link_expiry
+        if expiry is not None and not RSVP_EXPIRY_MIN <= expiry <= RSVP_EXPIRY_MAX:
+            raise ValidationError({"http_rsvp_link_expiry": ValidationError(
+                "Must be between 1 minute and 3650 days.", code="out_of_range")})

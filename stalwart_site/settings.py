@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     # WebDAV: the /dav tree (principals, the file store, the protocol layer for calendars and
     # contacts).
     "dav",
+    # The /calendar/rsvp page the answer links of iMIP invitations open.
+    "rsvp",
     # No models: its `manage.py spectacular` command writes /api/openapi.json to a file.
     "drf_spectacular",
 ]

@@ -50,6 +50,8 @@ urlpatterns = [
     path("", include("telemetry.urls")),
     # WebDAV: principals, the file store, calendar and contact homes (dav/urls.py)
     path("", include("dav.urls")),
+    # The answer links of calendar invitations (rsvp/urls.py)
+    path("", include("rsvp.urls")),
     # Web UI
     path("", account_views.home, name="home"),
     path("account/", include("accounts.urls")),

@@ -17,7 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from network.drf import ApiView
 
 # The pages a person uses in a browser (HTML, sessions, CSRF tokens), not machine endpoints.
-PAGES = {"", "login", "device", "device/"}
+PAGES = {"", "login", "device", "device/", "calendar/rsvp"}
 PAGE_TREES = ("admin/", "account/")
 
 
