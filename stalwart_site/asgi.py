@@ -7,10 +7,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stalwart_site.settings")
 
 import django  # noqa: E402
 from asgiref.sync import SyncToAsync, sync_to_async  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core import signals  # noqa: E402
+from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
 django.setup(set_prefix=False)
 
@@ -28,6 +31,7 @@ class Handler(ASGIHandler):
 
     def load_middleware(self, is_async=False):
         super().load_middleware(is_async=False)
+        self._machine = _machine_handler()
 
     async def handle(self, scope, receive, send):
         """Django's ASGIHandler.handle, with the synchronous work of a request in one hop.
@@ -90,7 +94,8 @@ class Handler(ASGIHandler):
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
-            response = self.get_response(request)
+            machine = self._machine
+            response = (machine if machine is not None and machine.is_machine(request) else self).get_response(request)
         if not response.streaming:
             response.close()
         return response
@@ -105,6 +110,28 @@ class Handler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)
+
+
+def _machine_handler() -> BaseHandler | None:
+    """The same middleware chain without the page middleware (network.middleware.pages_only),
+    for the machine endpoints, which that middleware lets through untouched: each of the eight
+    was a call into it and a prefix test per request, and CSRF's view hook one more. The
+    counters, the edge, the rate limit and the headers are in both chains, in the same order.
+
+    Django builds a chain from settings.MIDDLEWARE only, so the list is narrowed while this one
+    is built, once, when the application is created, and put back."""
+    full = list(settings.MIDDLEWARE)
+    pages = [import_string(path) for path in full if getattr(import_string(path), "pages_only", False)]
+    if not pages:
+        return None
+    handler = BaseHandler()
+    settings.MIDDLEWARE = [path for path in full if not getattr(import_string(path), "pages_only", False)]
+    try:
+        handler.load_middleware(is_async=False)
+    finally:
+        settings.MIDDLEWARE = full
+    handler.is_machine = pages[0].is_machine
+    return handler
 
 
 application = Handler()
