@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CORE = "urn:ietf:params:jmap:core"
 # (Core/echo, singleton /get) per database: measured 2026-12-07 (docs/performance.md, "Less work
-# per request": 938 and 980 on SQLite, 1010 and 1050 on PostgreSQL with Redis) with some headroom;
+# per request": 907 and 949 on SQLite, 979 and 1021 on PostgreSQL with Redis) with some headroom;
 # the code before that change made 1031 and 1073 on SQLite.
 BUDGETS = {"sqlite": (1000, 1050), "postgresql": (1080, 1125)}
 
