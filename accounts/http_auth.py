@@ -18,7 +18,7 @@ from datetime import datetime
 from django.core.cache import cache
 from django.utils import timezone
 
-from registry import context
+from registry import context, memo
 from security import ratelimit
 from security import services as security
 
@@ -27,6 +27,15 @@ from .authz import DEPENDENCIES
 from .models import Account
 
 VERDICT_TTL = 3600
+# The verdicts this worker found, in front of the shared cache: a hit there costs a cache read
+# and unpickling the verdict (a round trip to Redis when it is shared), on every request of a
+# client that re-sends its credentials. They are kept (registry.memo) under the same states as
+# the shared cache's keys, so any change is seen on the next request, for a minute at most
+# (what the states cannot see, a directory's own password change, waits VERDICT_TTL plus that
+# minute), and at most _LOCAL_VERDICTS of them.
+_LOCAL = "http_auth.verdicts"
+_LOCAL_TTL = 60
+_LOCAL_VERDICTS = 4096
 # Directory: a verdict given by an external directory ends when the directory (or the choice
 # of directory, in Authentication) changes.
 STATE_TYPES = (*DEPENDENCIES, "Credential", "Directory")
@@ -186,9 +195,13 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
     digest = hashlib.sha256(f"{remote_ip or ''}\n{header}".encode("utf-8", "surrogatepass")).hexdigest()
     token = ".".join(str(states[name]) for name in STATE_TYPES)
     key = f"httpauth:{digest}:{token}"
-    principal = cache.get(key)
+    local = memo.get(_LOCAL, token, dict, ttl=_LOCAL_TTL)
+    principal = local.get(digest)
+    if principal is None:
+        principal = cache.get(key)
     if principal is not None and principal.expires_at is not None and principal.expires_at <= timezone.now():
         cache.delete(key)
+        local.pop(digest, None)
         principal = None
     if principal is None:
         try:
@@ -203,8 +216,22 @@ def authenticate_header(header: str | None, remote_ip: str | None, states: dict[
             moved = current_states(*STATE_TYPES)
             key = f"httpauth:{digest}:{'.'.join(str(moved[name]) for name in STATE_TYPES)}"
         cache.set(key, Principal(**{**principal.__dict__, "extra": {}}), VERDICT_TTL)
+    else:
+        if digest not in local:
+            if len(local) >= _LOCAL_VERDICTS:
+                local.clear()
+            local[digest] = principal
+        # Each request gets its own: Principal.account keeps the request's Account in `extra`.
+        principal = _copy(principal)
     charge(principal, remote_ip, ctx)
     return principal
+
+
+def _copy(principal: Principal) -> Principal:
+    # Not copy.copy(): that would go through __getstate__, which joins the permissions.
+    fresh = object.__new__(Principal)
+    fresh.__dict__.update(principal.__dict__, extra={})
+    return fresh
 
 
 def charge(principal: Principal, remote_ip: str | None, ctx) -> None:

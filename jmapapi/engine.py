@@ -335,12 +335,26 @@ def session_state(principal) -> str:
     permissions = principal.permissions
     if not isinstance(permissions, frozenset):
         permissions = frozenset(permissions)
-    return _session_state(principal.account_id, principal.name, permissions)
+    # Keyed by the set's identity: cached verdicts share one set per list of permissions
+    # (accounts.http_auth), and an lru_cache keyed by the set itself compared the ~660 names of
+    # an administrator's set with the first one it saw, another object, on every request.
+    key = (principal.account_id, principal.name, id(permissions))
+    hit = _states.get(key)
+    if hit is not None and hit[0] is permissions:
+        return hit[1]
+    if len(_states) >= 1024:
+        _states.clear()
+    state = _session_state(principal.account_id, principal.name, permissions)
+    _states[key] = (permissions, state)  # the set is held, so its id is not reused meanwhile
+    return state
+
+
+_states: dict[tuple[int, str, int], tuple[frozenset[str], str]] = {}
 
 
 @functools.lru_cache(maxsize=1024)
 def _session_state(account_id: int, name: str, permissions: frozenset[str]) -> str:
-    # Sorting an administrator's ~660 permissions is most of the cost: done once per verdict.
+    # Sorting an administrator's ~660 permissions is most of the cost: done once per set.
     basis = f"{account_id}:{name}:{','.join(sorted(permissions))}"
     return f"{zlib.crc32(basis.encode()):08x}"
 

@@ -54,7 +54,10 @@ def pages_only(path: str):
             return self.get_response(request)
         return inner.__call__(self, request)
 
-    attrs = {"__call__": __call__, "__module__": __name__, "__doc__": f"{inner.__name__}, for pages only."}
+    # pages_only and is_machine let the asgi handler (stalwart_site/asgi.py) build the chain of
+    # the machine endpoints without these classes, which they would only pass through.
+    attrs = {"__call__": __call__, "__module__": __name__, "__doc__": f"{inner.__name__}, for pages only.",
+             "pages_only": True, "is_machine": staticmethod(is_machine)}
     if hasattr(inner, "process_view"):
         attrs["process_view"] = lambda self, request, *args: (
             None if is_machine(request) else inner.process_view(self, request, *args))

@@ -1,15 +1,19 @@
 """Django's ASGI handler, as the asgi serving model runs it (gunicorn.conf.py, network/worker.py)."""
 import asyncio
+import contextvars
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stalwart_site.settings")
 
 import django  # noqa: E402
-from asgiref.sync import sync_to_async  # noqa: E402
+from asgiref.sync import SyncToAsync, sync_to_async  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core import signals  # noqa: E402
+from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
 django.setup(set_prefix=False)
 
@@ -27,6 +31,7 @@ class Handler(ASGIHandler):
 
     def load_middleware(self, is_async=False):
         super().load_middleware(is_async=False)
+        self._machine = _machine_handler()
 
     async def handle(self, scope, receive, send):
         """Django's ASGIHandler.handle, with the synchronous work of a request in one hop.
@@ -41,13 +46,22 @@ class Handler(ASGIHandler):
         disconnect could not interrupt a synchronous view anyway; its response is then written
         to a closed transport, which gunicorn drops. A streaming response keeps Django's watch
         for the disconnect, which ends it.
+
+        The hop is a plain executor call into asgiref's one thread (where sync_to_async with
+        thread_sensitive runs everything else, the close of a streaming response included), in
+        a copy of the request's context as sync_to_async would run it. What sync_to_async adds
+        (its wrapper object, copying the context back into the loop's task afterwards, the
+        bookkeeping that lets async_to_sync inside the call find this loop) is unused here:
+        _serve changes nothing the loop reads back, and async_to_sync without that bookkeeping
+        still works, on a loop of its own. It was about a tenth of a Core/echo's function calls.
         """
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
         try:
-            response = await sync_to_async(self._serve, thread_sensitive=True)(scope, body_file)
+            response = await asyncio.get_running_loop().run_in_executor(
+                SyncToAsync.single_thread_executor, contextvars.copy_context().run, self._serve, scope, body_file)
             if not response.streaming:
                 await self.send_response(response, send)
                 return
@@ -80,7 +94,8 @@ class Handler(ASGIHandler):
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
-            response = self.get_response(request)
+            machine = self._machine
+            response = (machine if machine is not None and machine.is_machine(request) else self).get_response(request)
         if not response.streaming:
             response.close()
         return response
@@ -95,6 +110,28 @@ class Handler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)
+
+
+def _machine_handler() -> BaseHandler | None:
+    """The same middleware chain without the page middleware (network.middleware.pages_only),
+    for the machine endpoints, which that middleware lets through untouched: each of the eight
+    was a call into it and a prefix test per request, and CSRF's view hook one more. The
+    counters, the edge, the rate limit and the headers are in both chains, in the same order.
+
+    Django builds a chain from settings.MIDDLEWARE only, so the list is narrowed while this one
+    is built, once, when the application is created, and put back."""
+    full = list(settings.MIDDLEWARE)
+    pages = [import_string(path) for path in full if getattr(import_string(path), "pages_only", False)]
+    if not pages:
+        return None
+    handler = BaseHandler()
+    settings.MIDDLEWARE = [path for path in full if not getattr(import_string(path), "pages_only", False)]
+    try:
+        handler.load_middleware(is_async=False)
+    finally:
+        settings.MIDDLEWARE = full
+    handler.is_machine = pages[0].is_machine
+    return handler
 
 
 application = Handler()

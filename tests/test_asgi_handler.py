@@ -91,3 +91,25 @@ def test_a_refused_request_is_answered_and_closed(signals_seen):
     assert status == 401, content  # no credentials: refused before the body is parsed
     assert headers["content-type"].startswith("application/problem+json")
     assert [name for name, _ in signals_seen] == ["started", "finished"]
+
+
+def test_pages_and_machine_endpoints_each_run_their_whole_chain(builtin_role_rows):
+    """The handler runs machine endpoints through a chain without the page middleware: pages
+    still get theirs (CSRF cookie, clickjacking header), machine endpoints none of it, and both
+    keep the security headers and the request counters."""
+    from telemetry.metrics import HTTP_REQUESTS
+
+    status, headers, _ = call("GET", "/admin/login/")
+    assert status == 200
+    assert "csrftoken=" in headers.get("set-cookie", "")
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+
+    counted = HTTP_REQUESTS.labels("/jmap/session", "401")
+    before = counted._value.get()
+    status, headers, content = call("GET", "/jmap/session")
+    assert status == 401, content
+    assert headers["content-type"].startswith("application/problem+json")
+    assert "set-cookie" not in headers and "x-frame-options" not in headers
+    assert headers["x-content-type-options"] == "nosniff"
+    assert counted._value.get() == before + 1

@@ -405,6 +405,54 @@ class TestLogin:
         with pytest.raises(account_login.AuthFailed):
             http_auth.authenticate_header(header, "192.0.2.5")
 
+    def test_the_workers_own_verdicts_are_per_client_per_request_and_follow_changes(self, bob):
+        """A verdict found in the shared cache is kept in the worker too (accounts.http_auth):
+        the next request costs no cache read, but still gets a Principal of its own, never
+        another address's verdict, and a change of the credentials reaches it at once."""
+        from django.core.cache import cache
+
+        from accounts import http_auth
+        from telemetry.metrics import LOGINS
+
+        def verified() -> float:
+            return LOGINS.labels("success")._value.get()
+
+        cred, token = _create(bob, APP, allowed_ips=["192.0.2.0/24"])
+        header = "Basic " + base64.b64encode(f"bob@example.org:{token}".encode()).decode()
+        before = verified()
+        first = http_auth.authenticate_header(header, "192.0.2.5")
+        second = http_auth.authenticate_header(header, "192.0.2.5")  # from the shared cache
+        assert verified() == before + 1
+        cache.clear()  # from here only the worker's own copy has it
+        second.extra["account"] = "a previous request's account"
+        third = http_auth.authenticate_header(header, "192.0.2.5")
+        assert verified() == before + 1
+        assert third.account_id == bob.pk and third is not second and third.extra == {}
+        assert third.permissions == first.permissions
+        # The same header from elsewhere is verified for that address, and refused.
+        with pytest.raises(account_login.IpUnauthorized):
+            http_auth.authenticate_header(header, IP)
+        credentials.revoke_credential(bob, cred.credential_id, bob)
+        with pytest.raises(account_login.AuthFailed):
+            http_auth.authenticate_header(header, "192.0.2.5")
+
+    def test_an_expired_password_is_not_served_from_the_workers_verdicts(self, bob):
+        import time
+
+        from accounts import http_auth
+        from telemetry.metrics import LOGINS
+
+        header = "Basic " + base64.b64encode(f"bob@example.org:{STRONG_PASSWORD}".encode()).decode()
+        Credential.objects.filter(account=bob, kind=Credential.Kind.PASSWORD).update(
+            expires_at=timezone.now() + timedelta(seconds=1))
+        first = http_auth.authenticate_header(header, IP)
+        assert http_auth.authenticate_header(header, IP).expires_at == first.expires_at  # kept in the worker
+        before = LOGINS.labels("success")._value.get()
+        time.sleep(max(0.0, (first.expires_at - timezone.now()).total_seconds()) + 0.05)
+        # Verified again once expired: the password's verdict no longer carries its expiry.
+        assert http_auth.authenticate_header(header, IP).expires_at is None
+        assert LOGINS.labels("success")._value.get() == before + 1
+
     @pytest.mark.parametrize("kind", [APP, API])
     def test_revoked_credential_stops_working(self, bob, kind):
         cred, token = _create(bob, kind)
