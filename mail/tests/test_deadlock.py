@@ -20,7 +20,9 @@ from submission.tests.test_concurrency import in_thread, wait_for_a_lock_wait
 
 from .test_counters import _check
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True),
+              # An earlier transaction=True test may have emptied the roles that let alice log in.
+              pytest.mark.usefixtures("builtin_role_rows")]
 
 
 @pytest.fixture(autouse=True)
