@@ -36,8 +36,11 @@ else:
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
-# Passwords never travel in URLs, and the access log carries no headers: nothing secret is logged.
+# The access log carries no headers and no query string (gunicorn's default prints the whole
+# request line): an EventSource token travels in the query (docs/push.md), and so may other
+# one-time values. Nothing secret is logged.
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
