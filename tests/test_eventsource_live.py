@@ -292,3 +292,41 @@ def test_the_connection_limit_per_account_and_a_closed_connection_frees_its_slot
     finally:
         first.close()
         second.close()
+
+
+# --- a browser's EventSource ----------------------------------------------------------------------
+PAGE = """<!doctype html><meta charset="utf-8"><title>push</title>
+<script>
+window.events = []; window.errors = 0;
+fetch('/api/token/eventsource', {headers: {'Authorization': AUTH}})
+  .then(r => r.text())
+  .then(token => {
+    const source = new EventSource('/jmap/eventsource/?types=Mailbox&closeafter=no&ping=0&token='
+                                   + encodeURIComponent(token));
+    source.addEventListener('state', e => window.events.push(JSON.parse(e.data)));
+    source.onopen = () => { window.opened = true; };
+    source.onerror = () => { window.errors += 1; };
+  });
+</script>"""
+
+
+def test_a_browser_eventsource_opens_with_a_token_and_hears_a_change(server, chromium):
+    """Chromium's own EventSource, from a page of the server's origin that the test serves
+    itself (Playwright answers for the page's URL: the product has no such page, and a page of
+    another origin would need CORS): the page asks for a token with its credentials, then opens
+    the stream with the token alone, as a browser must."""
+    account, login = server.users[1]
+    context = chromium.new_context()
+    try:
+        context.route(server.url + "/push-test", lambda route: route.fulfill(
+            status=200, content_type="text/html", body=PAGE.replace("AUTH", json.dumps(basic(login)))))
+        page = context.new_page()
+        page.goto(server.url + "/push-test")
+        page.wait_for_function("() => window.opened === true")
+        state = create_mailbox(server, login)
+        page.wait_for_function("() => window.events.length > 0", timeout=WITHIN * 1000 + 500)
+        assert page.evaluate("() => window.events") == [
+            {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}]
+        assert page.evaluate("() => window.errors") == 0
+    finally:
+        context.close()
