@@ -98,6 +98,9 @@ class Hub:
         # One thread, so one database connection per worker, used only while streams are open.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
         self.reads = 0  # queries made, for the tests and the benchmark
+        # The counters each account had at the last read: an account whose counters did not move
+        # is not offered to its streams again (a new stream clears its account's entry).
+        self._seen: dict[int, dict[str, int]] = {}
 
     @property
     def count(self) -> int:
@@ -105,6 +108,7 @@ class Hub:
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers.setdefault(sub.account_id, set()).add(sub)
+        self._seen.pop(sub.account_id, None)
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._redis() if settings.REDIS_URL else self._poll_loop())
@@ -121,6 +125,7 @@ class Hub:
             subs.discard(sub)
             if not subs:
                 del self.subscribers[sub.account_id]
+                self._seen.pop(sub.account_id, None)
         if not self.subscribers:
             for task in (self._task, self._checker):
                 if task is not None and not task.done():
@@ -146,7 +151,9 @@ class Hub:
             return
         self.reads += 1
         for account_id, states in found.items():
-            self.deliver(account_id, states)
+            if self._seen.get(account_id) != states:
+                self._seen[account_id] = states
+                self.deliver(account_id, states)
 
     async def _poll_loop(self) -> None:
         interval = max(settings.EVENTSOURCE_POLL_MS, 10) / 1000
