@@ -4,6 +4,7 @@ streams over HTTP, across workers and with Redis are in tests/test_eventsource_l
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from django.db import connection
@@ -11,6 +12,24 @@ from django.test.utils import CaptureQueriesContext
 
 from jmapapi import push
 from journal import services as journal
+
+
+def run(coroutine_function) -> None:
+    """asyncio.run() in a thread of its own: the browser tests' Playwright leaves an event loop
+    running in the main thread of the session, where asyncio.run() refuses to start."""
+    errors = []
+
+    def target():
+        try:
+            asyncio.run(coroutine_function())
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture
@@ -33,7 +52,7 @@ def test_one_query_reads_the_counters_of_every_account_with_a_stream(accounts, s
 
 
 def test_a_stream_is_told_only_of_its_types_and_only_of_newer_states():
-    async def run():
+    async def scenario():
         sub = push.Subscriber(7, ["Mailbox", "Email"], {"Mailbox": 5, "Email": 0})
         sub.offer({"Mailbox": 5, "Thread": 9})  # no move in its types
         assert not sub.wake.is_set()
@@ -43,14 +62,14 @@ def test_a_stream_is_told_only_of_its_types_and_only_of_newer_states():
         sub.offer({"Mailbox": 4})  # announced late: older than what it was told
         assert not sub.wake.is_set() and sub.take() == {}
 
-    asyncio.run(run())
+    run(scenario)
 
 
 def test_the_last_stream_to_close_stops_the_worker_listener(transactional_db, settings):
     settings.REDIS_URL = ""
     settings.EVENTSOURCE_POLL_MS = 10
 
-    async def run():
+    async def scenario():
         hub = push.Hub()
         subs = [push.Subscriber(n % 2 + 10 ** 6, ["Mailbox"], {}) for n in range(50)]
         for sub in subs:
@@ -68,4 +87,4 @@ def test_the_last_stream_to_close_stops_the_worker_listener(transactional_db, se
         await asyncio.sleep(0.1)
         assert hub.reads == reads  # nothing polls any more
 
-    asyncio.run(run())
+    run(scenario)
