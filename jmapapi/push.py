@@ -52,7 +52,7 @@ def readable_types(permissions) -> list[str]:
 class Subscriber:
     """One open stream: its account, the types it listens to, the states its client knows."""
 
-    __slots__ = ("account_id", "types", "known", "pending", "wake")
+    __slots__ = ("account_id", "types", "known", "pending", "wake", "ending")
 
     def __init__(self, account_id: int, types: Iterable[str], known: dict[str, int]):
         self.account_id = account_id
@@ -60,6 +60,7 @@ class Subscriber:
         self.known = dict(known)
         self.pending: dict[str, int] = {}
         self.wake = asyncio.Event()
+        self.ending = False
 
     def offer(self, states: dict[str, int]) -> None:
         moved = False
@@ -132,6 +133,14 @@ class Hub:
                     task.cancel()
             self._task = self._checker = None
             self._executor.submit(connection.close)
+
+    def end_all(self) -> None:
+        """End every stream (the worker is stopping): their clients reconnect, to another
+        worker, instead of waiting for the graceful timeout to cut them."""
+        for subs in self.subscribers.values():
+            for sub in subs:
+                sub.ending = True
+                sub.wake.set()
 
     def deliver(self, account_id: int, states: dict[str, int]) -> None:
         for sub in tuple(self.subscribers.get(account_id, ())):
@@ -219,6 +228,8 @@ async def stream(sub: Subscriber, account_key: str, *, ping: int, close_after_st
                 except TimeoutError:
                     yield frame("ping", {"interval": ping})
                     continue
+            if sub.ending:
+                return
             wait = last_sent + throttle - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import queue
 import secrets
 import time
@@ -330,3 +332,19 @@ def test_a_browser_eventsource_opens_with_a_token_and_hears_a_change(server, chr
         assert page.evaluate("() => window.errors") == 0
     finally:
         context.close()
+
+
+def test_a_stopping_worker_ends_its_streams_at_once():
+    """A worker told to stop (SIGTERM: a restart, a deploy) ends its streams instead of holding
+    them for the graceful timeout; the client sees the end and reconnects (to another worker)."""
+    with live_server(workers=1) as live:
+        _, login = make_users(live, 1)[0]
+        stream = Stream(url(live, types="*", closeafter="no", ping=0), {"Authorization": basic(login)})
+        try:
+            assert stream.status == 200
+            worker = connection_owner(port_of(live.url), stream.local_port)
+            assert worker is not None
+            os.kill(worker, signal.SIGTERM)
+            assert stream.next(5) == END  # gunicorn's graceful timeout is 10 s
+        finally:
+            stream.close()
