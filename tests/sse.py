@@ -6,6 +6,7 @@ import json
 import queue
 import socket
 import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,7 +42,7 @@ class Stream:
             for line in self.response.iter_lines():
                 if line == "":
                     if data:
-                        self.events.put((event, json.loads("\n".join(data))))
+                        self.events.put((event, json.loads("\n".join(data)), time.monotonic()))
                     event, data = "message", []
                 elif line.startswith(":"):
                     continue
@@ -51,11 +52,23 @@ class Stream:
                     data.append(line[5:].lstrip())
         except Exception:  # the stream closed under us
             pass
-        self.events.put(END)
+        self.events.put((*END, time.monotonic()))
 
     def next(self, timeout: float):
         """The next (event, data), END when the server ended the stream; queue.Empty on timeout."""
+        return self.next_timed(timeout)[:2]
+
+    def next_timed(self, timeout: float):
+        """(event, data, when the reading thread read it): on a busy machine the test's own
+        thread may only look at it later."""
         return self.events.get(timeout=timeout)
+
+    def next_state_timed(self, timeout: float) -> tuple[dict, float]:
+        while True:
+            event, data, at = self.next_timed(timeout)
+            if event == "state":
+                return data, at
+            assert event == "ping", (event, data)
 
     def next_state(self, timeout: float) -> dict:
         while True:

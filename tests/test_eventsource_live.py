@@ -88,6 +88,14 @@ def token_for(server, login: str) -> str:
     return resp.text
 
 
+def told(stream: Stream, since: float, timeout: float = 10) -> dict:
+    """The stream's next StateChange, read by its thread within WITHIN of `since` (taken before
+    the change's request was sent: the commit is later)."""
+    change, arrived = stream.next_state_timed(timeout)
+    assert arrived - since < WITHIN, f"told {arrived - since:.2f} s after the change"
+    return change
+
+
 def streams_on_two_workers(server, make, tries: int = 12) -> list[Stream]:
     """Streams opened until two worker processes hold at least one each."""
     opened, owners = [], set()
@@ -114,10 +122,10 @@ def test_a_committed_change_reaches_streams_on_both_workers_within_a_second(serv
             assert stream.response.headers["cache-control"] == "no-store"
         time.sleep(0.3)  # let every stream settle; nothing is sent before a change
         assert all(stream.events.empty() for stream in streams)
+        sent = time.monotonic()
         state = create_mailbox(server, login)
         for stream in streams:
-            change = stream.next_state(WITHIN)
-            assert change == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
+            assert told(stream, sent) == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
         # The state is the one Mailbox/get reports.
         [[_, got, _]] = jmap(server, login, [["Mailbox/get", {"accountId": account, "ids": []}, "g"]])
         assert got["state"] == state
@@ -133,10 +141,11 @@ def test_a_stream_hears_only_its_own_account_and_the_types_it_asked_for(server):
         time.sleep(0.3)
         create_mailbox(server, login)  # a type it did not ask for
         create_mailbox(server, other)  # another account
+        sent = time.monotonic()
         [[_, made, _]] = jmap(server, login, [["Identity/set", {"accountId": account, "create": {"i": {
             "name": "Push", "email": login}}}, "0"]], using=SUBMISSION)
         assert made["created"], made
-        change = ids_only.next_state(WITHIN + 1)
+        change = told(ids_only, sent)
         assert change == {"@type": "StateChange", "changed": {account: {"Identity": made["newState"]}}}
         with pytest.raises(queue.Empty):
             ids_only.next(0.8)
@@ -147,8 +156,9 @@ def test_closeafter_state_ends_the_stream_after_the_first_state_frame(server):
     with Stream(url(server, types="Mailbox", closeafter="state", ping=0), {"Authorization": basic(login)}) as stream:
         assert stream.status == 200
         time.sleep(0.2)
+        sent = time.monotonic()
         state = create_mailbox(server, login)
-        assert stream.next_state(WITHIN) == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
+        assert told(stream, sent) == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
         assert stream.next(5) == END
 
 
@@ -167,8 +177,9 @@ def test_a_token_opens_the_stream_without_credentials_and_is_never_logged(server
     with Stream(url(server, types="Mailbox", closeafter="state", ping=0, token=token)) as stream:
         assert stream.status == 200
         time.sleep(0.2)
+        sent = time.monotonic()
         state = create_mailbox(server, login)
-        assert stream.next_state(WITHIN) == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
+        assert told(stream, sent) == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
     log = (server.var_dir / "gunicorn.log").read_text()
     assert "/jmap/eventsource/" in log and "/api/token/eventsource" in log
     assert token not in log and quote(token) not in log
@@ -286,9 +297,10 @@ def test_the_connection_limit_per_account_and_a_closed_connection_frees_its_slot
         assert again.status == 200, "the closed stream's slot was never given back"
         try:
             # The stream that replaced it still hears changes; the closed one is gone from the hub.
+            sent = time.monotonic()
             state = create_mailbox(one_worker, login)
-            assert again.next_state(WITHIN) == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
-            assert second.next_state(WITHIN)["changed"][account]["Mailbox"] == state
+            assert told(again, sent) == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
+            assert told(second, sent)["changed"][account]["Mailbox"] == state
         finally:
             again.close()
     finally:
@@ -305,7 +317,7 @@ fetch('/api/token/eventsource', {headers: {'Authorization': AUTH}})
   .then(token => {
     const source = new EventSource('/jmap/eventsource/?types=Mailbox&closeafter=no&ping=0&token='
                                    + encodeURIComponent(token));
-    source.addEventListener('state', e => window.events.push(JSON.parse(e.data)));
+    source.addEventListener('state', e => window.events.push([JSON.parse(e.data), Date.now()]));
     source.onopen = () => { window.opened = true; };
     source.onerror = () => { window.errors += 1; };
   });
@@ -325,10 +337,12 @@ def test_a_browser_eventsource_opens_with_a_token_and_hears_a_change(server, chr
         page = context.new_page()
         page.goto(server.url + "/push-test")
         page.wait_for_function("() => window.opened === true")
+        sent = time.time()  # before the change's request: the commit is later
         state = create_mailbox(server, login)
-        page.wait_for_function("() => window.events.length > 0", timeout=WITHIN * 1000 + 500)
-        assert page.evaluate("() => window.events") == [
-            {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}]
+        page.wait_for_function("() => window.events.length > 0", timeout=10_000)
+        [[change, arrived_ms]] = page.evaluate("() => window.events")
+        assert change == {"@type": "StateChange", "changed": {account: {"Mailbox": state}}}
+        assert arrived_ms / 1000 - sent < WITHIN  # the page's clock is this machine's
         assert page.evaluate("() => window.errors") == 0
     finally:
         context.close()
