@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow bench-mail bench-dav clean browser promtool pebble cyrus slapd jsclients litmus
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow bench-mail bench-dav bench-eventsource clean browser promtool pebble cyrus slapd jsclients litmus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -142,6 +142,12 @@ bench-dav: install-dev
 # session on both in the same run (docs/performance.md); needs wrk.
 bench-slow: install-dev
 	$(BIN)/python bench/slow_clients.py $(BENCH_ARGS)
+
+# 1,000 EventSource streams held: Core/echo with and without them, memory per connection, and the
+# fan-out latency of one change to every stream (docs/performance.md); needs wrk. With REDIS_URL
+# exported, changes travel through Redis.
+bench-eventsource: install-dev
+	$(BIN)/python bench/eventsource.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache tests/js/node_modules

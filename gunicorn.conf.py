@@ -36,9 +36,14 @@ else:
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
-# Passwords never travel in URLs, and the access log carries no headers: nothing secret is logged.
+# The access log carries no credentials and no query string (gunicorn's default prints the whole
+# request line): an EventSource token travels in the query (docs/push.md), and so may other
+# one-time values. Of the headers only the Referer and the User-Agent are logged; the RSVP page
+# sends only its origin as a Referer (Referrer-Policy: strict-origin).
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
-# The calendar invitations' answer links carry a token in their query: logged as [redacted].
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+# The calendar invitations' answer links carry a token in their query: should the format above
+# ever bring the query string back, it is logged as [redacted].
 logger_class = "network.accesslog.RedactingLogger"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from . import notify
 from .models import Counter, Entry
 
 __all__ = ["CannotCalculateChanges", "Change", "Changes", "QueryChanges", "TooManyChanges", "changes",
@@ -138,6 +139,7 @@ def record_many(account_id: int, changes_by_type: Mapping[str, Change]) -> dict[
                                  kind=kind, href=href, at=now)
                            for n, (object_id, kind, href) in enumerate(rows[type]))
         Entry.objects.bulk_create(entries)
+        notify.publish_on_commit(account_id, last)
     out = {type: str(value) for type, value in last.items()}
     if len(out) < len(rows):
         out.update(states(account_id, [type for type in rows if type not in out]))

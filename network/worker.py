@@ -203,6 +203,16 @@ class Worker(gasgi.ASGIWorker):
         gasgi.ASGIProtocol = Protocol
         super().init_process()
 
+    async def _shutdown(self):
+        # why: this module is imported by gunicorn.conf.py in the master, before Django is set
+        # up; the push hub (Django models) is only there once a worker serves.
+        from jmapapi import push
+
+        # Held EventSource streams would keep the worker for the whole graceful timeout: they
+        # end now, and their clients reconnect elsewhere.
+        push.hub.end_all()
+        await super()._shutdown()
+
     def _get_ssl_context(self):
         if not self.cfg.is_ssl:
             return None

@@ -168,6 +168,24 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "stalwart"}}
 
+# --- JMAP push over EventSource (docs/push.md) -------------------------------------------------
+# The Redis channel journaled commits are announced on (one per deployment: the cache prefix).
+PUSH_CHANNEL = f"{env_str('CACHE_KEY_PREFIX', 'stalwart')}:journal"
+# Open EventSource connections per account (across workers when REDIS_URL is set, per worker
+# otherwise); 0 for no limit.
+EVENTSOURCE_MAX_PER_ACCOUNT = env_int("EVENTSOURCE_MAX_PER_ACCOUNT", 25)
+# A requested ping interval below the minimum is raised to it (the reference's 30 s); above the
+# maximum it is refused with 400.
+EVENTSOURCE_MIN_PING = env_int("EVENTSOURCE_MIN_PING", 30)
+EVENTSOURCE_MAX_PING = env_int("EVENTSOURCE_MAX_PING", 3600)
+# State frames of one connection are at least this far apart (the reference's
+# eventSourceThrottle, 1000 ms); changes in between are coalesced.
+EVENTSOURCE_THROTTLE_MS = env_int("EVENTSOURCE_THROTTLE_MS", 1000)
+# Without Redis, how often a worker with open connections reads the journal's counters.
+EVENTSOURCE_POLL_MS = env_int("EVENTSOURCE_POLL_MS", 500)
+# How long a token from /api/token/eventsource may be used to open a stream.
+EVENTSOURCE_TOKEN_TTL = env_int("EVENTSOURCE_TOKEN_TTL", 60)
+
 # --- Authentication -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.Account"
 AUTHENTICATION_BACKENDS = ["accounts.backends.StalwartBackend"]

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 
 from accounts import views as account_views
 from jmapapi import blob_views as jmap_blobs
+from jmapapi import push_views as jmap_push
 from jmapapi import views as jmap
 from network.drf import OpenApiView
 from oauth import api_views as oauth_api
@@ -16,12 +17,16 @@ urlpatterns = [
     path("jmap", jmap.api),
     path("jmap/", jmap.api),
     path("jmap/session", jmap.session),
+    path("jmap/eventsource/", jmap_push.eventsource),
+    path("jmap/eventsource", jmap_push.eventsource),
     path("jmap/upload/<str:account_id>/", jmap_blobs.upload),
     # The name may hold anything, control characters included (blob_views cleans it).
     re_path(r"^jmap/download/(?P<account_id>[^/]+)/(?P<blob_id>[^/]+)/(?P<name>[\s\S]+)$", jmap_blobs.download),
     # The reference's documentation posts JMAP to /api: accept it too.
     path("api", jmap.api),
     path("api/schema", jmap.schema),
+    # Short-lived tokens for live streams a browser opens without an Authorization header.
+    path("api/token/<str:kind>", jmap_push.token),
     path("api/schema/<str:digest>", jmap.schema_document),
     # OpenAPI 3 description of the /api endpoints that run on DRF (docs/api.md).
     path("api/openapi.json", OpenApiView.as_view(), name="openapi"),

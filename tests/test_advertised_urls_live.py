@@ -62,8 +62,7 @@ def test_session_urls_are_where_the_client_connected(server, host):
     echo = follow(session["apiUrl"], method="POST", headers={"Authorization": server.auth},
                   json={"using": [CORE], "methodCalls": [["Core/echo", {"n": 1}, "e"]]})
     assert echo.status_code == 200 and echo.json()["methodResponses"][0][1] == {"n": 1}
-    # Upload and download answer at the advertised addresses; push (issue 15) is not served yet:
-    # its URL still reaches this server, which answers for itself (no connection refused).
+    # Upload, download and push answer at the advertised addresses.
     account = session["primaryAccounts"][CORE]
     upload = session["uploadUrl"].replace("{accountId}", account)
     assert urlsplit(upload).netloc == urlsplit(base).netloc
@@ -77,7 +76,9 @@ def test_session_urls_are_where_the_client_connected(server, host):
     assert got.status_code == 200 and got.content == b"advertised"
     event_source = session["eventSourceUrl"].format(types="*", closeafter="no", ping="0")
     assert urlsplit(event_source).netloc == urlsplit(base).netloc
-    follow(event_source, headers={"Authorization": server.auth})
+    with requests.get(event_source, headers={"Authorization": server.auth}, stream=True, timeout=30) as stream:
+        assert stream.status_code == 200, stream.status_code
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
 
 
 @pytest.mark.parametrize("path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration",

@@ -1,0 +1,173 @@
+"""The EventSource endpoint (RFC 8620 §7.3) and the token a browser opens it with.
+
+`GET /jmap/eventsource/?types=…&closeafter=…&ping=…` authenticates as every endpoint does
+(Basic, Bearer), or with `token=`: what `/api/token/eventsource` hands an authenticated caller.
+A browser's EventSource cannot send an Authorization header, so a page asks for a token with
+its credentials and opens the stream with it. The token is signed (Django's signing, with the
+server's SECRET_KEY and a salt of its own purpose), bound to one account and to the types its
+credential could read, usable for EVENTSOURCE_TOKEN_TTL seconds (60) to open streams, and good
+for nothing else; nothing is stored. The access log never prints query strings
+(gunicorn.conf.py), so the token is not logged.
+
+The view itself is synchronous (checks, the states the stream starts from: one query); the
+stream it returns runs on the worker's event loop (jmapapi.push) and holds no thread and no
+database connection while it waits.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import signing
+from django.http import HttpResponse, StreamingHttpResponse
+
+from accounts.authz import account_permissions
+from accounts.models import Account
+from journal import services as journal
+from network import endpoint
+from registry import ids
+from stalwart_site.problem import problem
+
+from . import inflight, push
+
+TOKEN_SALT = "stalwart.jmap.eventsource-token"
+TOKEN_KIND = "eventsource"
+INVALID = "Invalid parameters"
+
+
+class TokenError(Exception):
+    pass
+
+
+class EventStream(StreamingHttpResponse):
+    """Gives the account's connection slot back when it is closed: the ASGI handler closes every
+    streaming response once it ends, however (stalwart_site.asgi), even one whose stream never
+    started because its client left at once."""
+
+    slot: int | None = None
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            if self.slot is not None:
+                account_id, self.slot = self.slot, None
+                inflight.release("eventsource", account_id)
+
+
+def mint_token(principal) -> str:
+    readable = push.readable_types(principal.permissions)
+    return signing.dumps({"k": TOKEN_KIND, "a": principal.account_id,
+                          "t": [push.DATA_TYPES.index(name) for name in readable]},
+                         salt=TOKEN_SALT, compress=True)
+
+
+def token_caller(token: str) -> tuple[int, list[str]]:
+    """(account id, readable types) of a valid token; TokenError otherwise."""
+    if len(token) > 1024:
+        raise TokenError("The token is not valid.")
+    try:
+        data = signing.loads(token, salt=TOKEN_SALT, max_age=settings.EVENTSOURCE_TOKEN_TTL)
+    except signing.SignatureExpired:
+        raise TokenError("The token has expired; ask /api/token/eventsource for a new one.") from None
+    except (signing.BadSignature, ValueError):
+        raise TokenError("The token is not valid.") from None
+    if not isinstance(data, dict) or data.get("k") != TOKEN_KIND or not isinstance(data.get("a"), int):
+        raise TokenError("The token is not valid.")
+    account = Account.objects.filter(pk=data["a"], is_active=True).first()
+    if account is None:
+        raise TokenError("The token's account cannot log in.")
+    permissions = account_permissions(account)
+    if "authenticate" not in permissions:
+        raise TokenError("The token's account cannot log in.")
+    minted = {push.DATA_TYPES[i] for i in data.get("t", []) if isinstance(i, int) and 0 <= i < len(push.DATA_TYPES)}
+    # The types the credential that minted it could read, and the account can still read.
+    return account.pk, [name for name in push.readable_types(permissions) if name in minted]
+
+
+def _unauthorized(detail: str) -> HttpResponse:
+    response = problem(401, detail)
+    response.headers["WWW-Authenticate"] = endpoint.CHALLENGES
+    return response
+
+
+def _parameters(query) -> tuple[list[str] | None, bool, int] | HttpResponse:
+    raw_types = query.get("types", "*")
+    if raw_types.strip() == "*":
+        types = None
+    else:
+        types = [name.strip() for name in raw_types.split(",")]
+        unknown = [name for name in types if name not in push.DATA_TYPES]
+        if not types or unknown:
+            shown = ", ".join(repr(name) for name in unknown[:5]) or "''"
+            return problem(400, f"Unknown data type {shown} in types: a comma-separated list of "
+                                f"{', '.join(push.DATA_TYPES)}, or *.", title=INVALID)
+    close_after = query.get("closeafter", "no")
+    if close_after not in ("state", "no"):
+        return problem(400, "closeafter must be state or no.", title=INVALID)
+    raw_ping = query.get("ping", "0") or "0"
+    maximum = settings.EVENTSOURCE_MAX_PING
+    if not raw_ping.isascii() or not raw_ping.isdigit() or len(raw_ping) > 9 or int(raw_ping) > maximum:
+        return problem(400, f"ping must be a number of seconds from 0 (no pings) to {maximum}.", title=INVALID)
+    ping = int(raw_ping)
+    if ping:
+        ping = max(ping, settings.EVENTSOURCE_MIN_PING)
+    return types, close_after == "state", ping
+
+
+@endpoint.endpoint("GET", options="bare", refusal="The EventSource endpoint takes GET requests.")
+def eventsource(request):
+    token = request.GET.get("token")
+    header = request.META.get("HTTP_AUTHORIZATION")
+    if token is not None:
+        try:
+            account_id, readable = token_caller(token)
+        except TokenError as exc:
+            return _unauthorized(str(exc))
+        if header:
+            principal, error = endpoint.authenticate(request)
+            if error is not None:
+                return error
+            if principal.account_id != account_id:
+                return problem(403, "The token belongs to another account than the credentials sent with it.")
+    else:
+        principal, error = endpoint.authenticate(request)
+        if error is not None:
+            return error
+        account_id, readable = principal.account_id, push.readable_types(principal.permissions)
+
+    parsed = _parameters(request.GET)
+    if isinstance(parsed, HttpResponse):
+        return parsed
+    types, close_after_state, ping = parsed
+    wanted = [name for name in readable if types is None or name in types]
+
+    limit = settings.EVENTSOURCE_MAX_PER_ACCOUNT or None
+    slot = inflight.acquire("eventsource", account_id, limit)
+    if slot is False:
+        return problem(429, f"This account already has {limit} EventSource connections open.",
+                       title="Too Many Requests", headers={"Retry-After": "30"})
+
+    try:
+        known = {name: int(value) for name, value in journal.states(account_id, wanted).items()}
+    except BaseException:
+        if slot:
+            inflight.release("eventsource", account_id)
+        raise
+    sub = push.Subscriber(account_id, wanted, known)
+    body = push.stream(sub, ids.encode(account_id), ping=ping, close_after_state=close_after_state)
+    response = EventStream(body, content_type="text/event-stream")
+    response.slot = (account_id if slot else None)
+    response["Cache-Control"] = "no-store"
+    # A buffering proxy (nginx) would hold the frames back.
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@endpoint.endpoint(endpoint.ANY, auth=True, options="bare")
+def token(request, kind: str):
+    """A short-lived token for the live stream `kind` (the reference's /api/token/{kind});
+    only `eventsource` here, any other kind is 404."""
+    if kind != TOKEN_KIND:
+        return problem(404, endpoint.NOT_FOUND)
+    response = HttpResponse(mint_token(request.principal), content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return response
