@@ -16,6 +16,7 @@ import re
 from urllib.parse import quote, unquote, urlsplit
 
 from django.conf import settings
+from django.db import OperationalError
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date, parse_http_date_safe
 
@@ -23,6 +24,7 @@ from accounts.models import Account
 from blobs import services as blobs
 from journal import services as journal
 from network.endpoint import ANY, authenticate, endpoint
+from stalwart_site import dbretry
 from stalwart_site.http import BodyError, read_body
 
 from . import access, files, locks
@@ -156,6 +158,13 @@ def dav(request, rest: str | None = None):
         return error(exc.status)
     except provider_registry.ProviderError as exc:
         return error(exc.status, exc.condition, exc.hrefs)
+    except OperationalError as exc:
+        # PostgreSQL rolled the write back to break a deadlock with another request: nothing
+        # was written, and the same request a moment later succeeds. Not run again here: a PUT's
+        # body may have been streamed into the blob store already.
+        if dbretry.transient(exc):
+            return error(503, headers={"Retry-After": "1"})
+        raise
 
 
 def _read_xml(q: Request) -> None:
