@@ -209,18 +209,27 @@ def attendee_reply(old: icalendar.Calendar | None, new: icalendar.Calendar, *, o
     me = sorted(changed)[0]
     out = _envelope("REPLY", new)
     for comp in components(new):
-        item = _without_alarms(comp)
-        item.pop("ATTENDEE", None)
-        for prop in _list(comp.get("ATTENDEE")):
-            if address(prop) == me:
-                mine_prop = copy.deepcopy(prop)
-                for param in ("SCHEDULE-AGENT", "SCHEDULE-STATUS", "SCHEDULE-FORCE-SEND", "RSVP"):
-                    mine_prop.params.pop(param, None)
-                item.add("ATTENDEE", mine_prop)
-        for drop in ("DESCRIPTION", "LOCATION", "VALARM"):
-            item.pop(drop, None)
-        out.add_component(item)
+        out.add_component(_reply_item(comp, me))
     return Message("REPLY", me, [org], out)
+
+
+def _reply_item(comp, who: str, partstat: str | None = None):
+    """One component of a REPLY (RFC 5546 §3.2.3): `who`'s ATTENDEE line alone, its
+    scheduling parameters dropped (and its PARTSTAT set, when given), without alarms,
+    description or location."""
+    item = _without_alarms(comp)
+    item.pop("ATTENDEE", None)
+    for prop in _list(comp.get("ATTENDEE")):
+        if address(prop) == who:
+            line = copy.deepcopy(prop)
+            for param in ("SCHEDULE-AGENT", "SCHEDULE-STATUS", "SCHEDULE-FORCE-SEND", "RSVP"):
+                line.params.pop(param, None)
+            if partstat is not None:
+                line.params["PARTSTAT"] = partstat
+            item.add("ATTENDEE", line)
+    for drop in ("DESCRIPTION", "LOCATION"):
+        item.pop(drop, None)
+    return item
 
 
 def attendee_copy(message: Message) -> icalendar.Calendar:
@@ -304,20 +313,9 @@ def attendee_answer(stored: icalendar.Calendar, attendee: str, partstat: str) ->
         return None
     out = _envelope("REPLY", stored)
     for comp in components(stored):
-        item = _without_alarms(comp)
-        item.pop("ATTENDEE", None)
-        for prop in _list(comp.get("ATTENDEE")):
-            if address(prop) == who:
-                mine = copy.deepcopy(prop)
-                for param in ("SCHEDULE-AGENT", "SCHEDULE-STATUS", "SCHEDULE-FORCE-SEND", "RSVP"):
-                    mine.params.pop(param, None)
-                mine.params["PARTSTAT"] = partstat
-                item.add("ATTENDEE", mine)
-        if "ATTENDEE" not in item:
-            continue  # an overridden instance the attendee is not invited to
-        for drop in ("DESCRIPTION", "LOCATION"):
-            item.pop(drop, None)
-        out.add_component(item)
+        item = _reply_item(comp, who, partstat)
+        if "ATTENDEE" in item:  # else an overridden instance the attendee is not invited to
+            out.add_component(item)
     return Message("REPLY", who, [org], out)
 
 

@@ -237,14 +237,14 @@ def test_two_puts_racing_for_the_last_octets_do_not_both_pass(builtin_role_rows,
 @pytest.mark.django_db
 def test_a_deleted_calendar_frees_its_objects_and_the_admin_page_shows_the_usage(alice, client, make_account):
     pk = account().pk
-    work = "/dav/cal/alice%40example.org/work/"
-    assert alice.request("MKCALENDAR", work, b"").status_code == 201
-    assert alice.put(work + "a.ics", ics("a"), content_type="text/calendar").status_code == 201
+    team = "/dav/cal/alice%40example.org/team/"
+    assert alice.request("MKCALENDAR", team, b"").status_code == 201
+    assert alice.put(team + "a.ics", ics("a"), content_type="text/calendar").status_code == 201
     size = CalendarObject.objects.get(account_id=pk).size
     assert blobs.usage(pk) == size
     make_account("root", roles_mode=Account.RolesMode.ADMIN)
     assert client.login(username="root@example.org", password=STRONG_PASSWORD)
     html = client.get(f"/admin/accounts/account/{pk}/change/").content.decode()
     assert f"{size} bytes (no limit)" in html
-    assert alice.request("DELETE", work).status_code == 204
+    assert alice.request("DELETE", team).status_code == 204
     assert blobs.usage(pk) == 0
