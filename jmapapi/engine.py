@@ -6,7 +6,6 @@ same way.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import logging
@@ -307,6 +306,9 @@ def _run(ctx: Context, entry: Method, args: dict):
     serverUnavailable (RFC 8620 §3.6.2: try again later), not serverFail."""
     if not entry.transactional:
         return entry.fn(ctx, args)
+    if not dbretry.possible():  # SQLite: no copy of the arguments for a retry that cannot come
+        with transaction.atomic():
+            return entry.fn(ctx, args)
     for attempt in dbretry.attempts():
         created_ids = dict(ctx.created_ids)
         try:

@@ -21,13 +21,18 @@ import random
 import time
 from collections.abc import Iterator
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
 ATTEMPTS = 4
 # Between attempts: a random pause below 20, 40, 80 ms, so that the two parties of a deadlock
 # do not meet again at once.
 FIRST_PAUSE = 0.02
+
+
+def possible() -> bool:
+    """Whether the database may roll a transaction back only to let another go on."""
+    return connection.vendor == "postgresql"
 
 
 def transient(exc: BaseException) -> bool:
