@@ -2,14 +2,15 @@
 """Import through LMTP: messages per second into one account, and the memory of the
 `manage.py lmtp` process before and after (issue 13: >= 100 messages/s, memory flat).
 
-    .venv/bin/python bench/lmtp.py [--messages 1000] [--connections 1]
+    .venv/bin/python bench/lmtp.py [--messages 1000] [--connections 2] [--workers 2]
     DATABASE_URL=postgres://… .venv/bin/python bench/lmtp.py
 
 A throw-away database (a live server's, tests/live.py: SQLite file, or its own PostgreSQL
-database), one account, `manage.py lmtp` on a free loopback port, and smtplib.LMTP sending
-N distinct messages of about 2 KB (one in three a reply, so threading works), each on its own
-MAIL/RCPT/DATA in one session. Memory is the listener's resident set (VmRSS) after a warm-up
-of 50 messages and after the run.
+database), one account, `manage.py lmtp --workers W` on a free loopback port, and C sessions of
+smtplib.LMTP at once (an MTA opens several: Postfix's default concurrency per destination is
+20) sending N distinct messages of about 2 KB between them (one in three a reply, so threading
+works), each on its own MAIL/RCPT/DATA. Memory is the resident set (VmRSS) of the listener's
+processes, parent and workers together, after a warm-up of 50 messages and after the run.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,10 +47,15 @@ def message(i: int) -> bytes:
 
 
 def rss_kib(pid: int) -> int:
+    """The resident set of `pid` and its children (the listener's workers)."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+            total += int(line.split()[1])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_kib(int(child))
+    return total
 
 
 def send(port: int, start: int, count: int) -> None:
@@ -59,27 +66,38 @@ def send(port: int, start: int, count: int) -> None:
             assert not refused, refused
 
 
+def send_all(port: int, start: int, count: int, connections: int) -> None:
+    share = -(-count // connections)
+    with ThreadPoolExecutor(connections) as pool:
+        for future in [pool.submit(send, port, first, min(share, start + count - first))
+                       for first in range(start, start + count, share)]:
+            future.result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=2, help="LMTP sessions at once (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="listener processes (default 2, one per core here)")
     args = parser.parse_args()
     with live_server(workers=1) as server:
         server.shell_json(SETUP)
         port = free_port()
-        proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "lmtp", "--port", str(port)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "lmtp", "--port", str(port),
+                                 "--workers", str(args.workers)], cwd=ROOT,
                                 env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=2).close(), proc,
                        lambda: "the LMTP listener did not start", errors=(OSError,), timeout=120)
-            send(port, 0, 50)
+            send_all(port, 0, 50, args.connections)  # every worker warmed up
             before = rss_kib(proc.pid)
             started = time.perf_counter()
-            send(port, 50, args.messages)
+            send_all(port, 50, args.messages, args.connections)
             elapsed = time.perf_counter() - started
             after = rss_kib(proc.pid)
         finally:
             stop_process(proc)
-    print(f"LMTP import: {args.messages} messages in {elapsed:.1f} s = {args.messages / elapsed:.0f} messages/s; "
+    print(f"LMTP import, {args.connections} sessions, {args.workers} workers: {args.messages} messages in {elapsed:.1f} s = {args.messages / elapsed:.0f} messages/s; "
           f"listener RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB")
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.lmtp import LMTP
@@ -69,15 +71,121 @@ class Handler:
         return "\r\n".join(o.reply() for o in outcomes)
 
 
-def serve(host: str, port: int, max_size: int, hostname: str | None = None, ready=None) -> None:
-    """Run the listener until SIGTERM or SIGINT; `ready(sockets)` is called once it listens."""
-    asyncio.run(_serve(host, port, max_size, hostname, ready))
+def bind(host: str | None, port: int) -> list[socket.socket]:
+    """The listening sockets, one per address `host` resolves to (all interfaces when empty),
+    bound before any worker starts so that every worker accepts on the same ones."""
+    sockets = []
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                                  flags=socket.AI_PASSIVE):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
-async def _serve(host, port, max_size, hostname, ready):
+def serve(host: str | None, port: int, max_size: int, hostname: str | None = None, ready=None,
+          workers: int = 1) -> None:
+    """Run the listener until SIGTERM or SIGINT; `ready(sockets)` is called once it listens.
+
+    With several workers the parent binds the sockets and forks that many processes, each with
+    its own event loop, database thread and connection: parsing and filing a message is CPU
+    work under one interpreter lock, so a second process is what lets a second core take the
+    next message while one is being filed (an MTA opens several LMTP connections at once).
+    The parent only supervises: a worker that dies is replaced, and SIGTERM or SIGINT is passed
+    on, each worker finishing the message it is filing before it exits.
+    """
+    hostname = hostname or socket.getfqdn()  # aiosmtpd would look it up per connection
+    sockets = bind(host, port)
+    if ready is not None:
+        ready(sockets)
+    if workers <= 1:
+        asyncio.run(_serve(sockets, max_size, hostname))
+        return
+    _supervise(sockets, max_size, hostname, workers)
+
+
+def _supervise(sockets, max_size, hostname, workers):
+    # A worker must not inherit a database connection or cache client of the parent: two
+    # processes talking over one socket corrupt each other's conversation.
+    from django.core.cache import caches
+    from django.db import connections
+
+    connections.close_all()
+    caches.close_all()
+    stopping = False
+
+    parent = os.getpid()
+
+    def stop(signum, frame):
+        nonlocal stopping
+        if os.getpid() != parent:  # a signal that reached a new worker before it set its own handlers
+            os._exit(0)
+        stopping = True
+        for pid in list(children):
+            _signal(pid, signal.SIGTERM)
+
+    def spawn() -> int:
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                asyncio.run(_serve(sockets, max_size, hostname))
+                status = 0
+            except BaseException:
+                log.exception("lmtp: worker %d failed", os.getpid())
+            finally:
+                os._exit(status)
+        return pid
+
+    children: set[int] = set()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        children.add(spawn())
+    last_spawn = 0.0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        children.discard(pid)
+        if stopping:
+            continue
+        log.error("lmtp: worker %d ended (status %d); starting another", pid, status)
+        # A worker that dies at once (a database that refuses connections) is not restarted in
+        # a tight loop.
+        pause = 1.0 - (time.monotonic() - last_spawn)
+        if pause > 0:
+            time.sleep(pause)
+        last_spawn = time.monotonic()
+        children.add(spawn())
+    for sock in sockets:
+        sock.close()
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+async def _serve(sockets, max_size, hostname):
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmtp-db")
-    # aiosmtpd would look the name up for each connection; once is enough.
-    hostname = hostname or socket.getfqdn()
     handler = Handler(executor)
     loop = asyncio.get_running_loop()
 
@@ -85,16 +193,16 @@ async def _serve(host, port, max_size, hostname, ready):
         return _Lmtp(handler, data_size_limit=max_size, enable_SMTPUTF8=True, hostname=hostname, ident=IDENT,
                     loop=loop)
 
-    server = await loop.create_server(factory, host=host, port=port)
+    servers = [await loop.create_server(factory, sock=sock) for sock in sockets]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready(server.sockets)
     try:
         await stop.wait()
     finally:
-        server.close()
-        await server.wait_closed()
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
         # A message being filed is finished before the process ends: it must not be half-stored.
         executor.shutdown(wait=True)

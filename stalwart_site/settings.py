@@ -3,6 +3,7 @@
 Everything an operator may change comes from environment variables (see docs/configuration.md);
 nothing here needs editing for a deployment.
 """
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -406,6 +407,9 @@ SUBMISSION_GIVE_UP_AFTER = env_int("SUBMISSION_GIVE_UP_AFTER", 5 * 86400)
 # MTA on this machine hands mail over). See docs/mail-delivery.md.
 LMTP_HOST = env_str("LMTP_HOST", "127.0.0.1")
 LMTP_PORT = env_int("LMTP_PORT", 2424)
+# Processes of `manage.py lmtp` (the parent binds, each worker accepts on the same socket): one
+# per core, since filing a message is CPU work under one interpreter lock per process.
+LMTP_WORKERS = env_int("LMTP_WORKERS", min(os.cpu_count() or 1, 8))
 # The largest message LMTP and `deliver` take, in bytes (552 5.3.4 / exit 65, EX_DATAERR, beyond).
 LMTP_MAX_MESSAGE_SIZE = env_int("LMTP_MAX_MESSAGE_SIZE", 50_000_000)
 # How many Sieve scripts an account may store (RFC 9661 maxNumberScripts).
