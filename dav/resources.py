@@ -230,10 +230,42 @@ def _privilege(parent, name: str, ns: str = DAV):
     return priv
 
 
+# The live properties whose value is text alone, the same for every caller: what a client lists
+# a collection's members with. dav/views.py writes them as text for the members of a listing.
+TEXT_PROPS = frozenset({d("creationdate"), d("getlastmodified"), d("getetag"), d("getcontentlength"),
+                        d("getcontenttype")})
+
+
+def text_value(res: Resource, tag: str) -> str | None:
+    """The text of a TEXT_PROPS property of `res` (dead properties aside), None if it has none."""
+    node = res.node
+    entry = res.entry
+    if tag == d("getetag"):
+        return res.etag
+    if tag == d("getlastmodified"):
+        modified = node.modified_at if node is not None else (entry.modified_at if entry else None)
+        return _date(modified) if modified is not None else None
+    if tag == d("creationdate"):
+        created = node.created_at if node is not None else (entry.created_at if entry else None)
+        return created.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if created is not None else None
+    if tag == d("getcontentlength"):
+        if res.kind == "file":
+            return str(node.size)
+        if res.kind == "item":
+            return str(entry.size)
+        return None
+    if tag == d("getcontenttype"):
+        if res.kind == "file":
+            return node.content_type or "application/octet-stream"
+        if res.kind == "item" and entry.content_type:
+            return entry.content_type
+        return None
+    raise ValueError(tag)
+
+
 def value(res: Resource, tag: str, ctx: Context):
     """The property element of `tag` on `res` with its value, or None (404 propstat)."""
     el = element(tag)
-    node = res.node
     entry = res.entry
     owner = res.owner
     if tag == d("resourcetype"):
@@ -252,39 +284,12 @@ def value(res: Resource, tag: str, ctx: Context):
             el.text = owner.description or owner.name
             return el
         return None
-    if tag == d("creationdate"):
-        created = node.created_at if node is not None else (entry.created_at if entry else None)
-        if created is None:
+    if tag in TEXT_PROPS:
+        text = text_value(res, tag)
+        if text is None:
             return None
-        el.text = created.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        el.text = text
         return el
-    if tag == d("getlastmodified"):
-        modified = node.modified_at if node is not None else (entry.modified_at if entry else None)
-        if modified is None:
-            return None
-        el.text = _date(modified)
-        return el
-    if tag == d("getetag"):
-        if res.etag is None:
-            return None
-        el.text = res.etag
-        return el
-    if tag == d("getcontentlength"):
-        if res.kind == "file":
-            el.text = str(node.size)
-            return el
-        if res.kind == "item":
-            el.text = str(entry.size)
-            return el
-        return None
-    if tag == d("getcontenttype"):
-        if res.kind == "file":
-            el.text = node.content_type or "application/octet-stream"
-            return el
-        if res.kind == "item" and entry.content_type:
-            el.text = entry.content_type
-            return el
-        return None
     if tag == d("supportedlock"):
         if res.kind not in ("folder", "file", "collection", "item"):
             return None

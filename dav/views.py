@@ -32,7 +32,8 @@ from . import providers as provider_registry
 from . import resources as R
 from .locks import IfHeaderError
 from .models import FileNode
-from .xml import CALDAV, DAV, XmlError, child, children, d, element, fromstring, serialize, sub, tostring
+from .xml import (CALDAV, DAV, Multistatus, XmlError, child, children, d, dav_text, element, fromstring, serialize, sub,
+                  tostring)
 from .xml import parse as parse_xml
 
 DAV_CLASSES = ("1, 2, 3, access-control, extended-mkcol, calendar-access, calendar-auto-schedule, "
@@ -72,7 +73,8 @@ def refuse(status: int, condition: str | None = None, hrefs=()) -> Refusal:
 
 
 def multistatus(root, status: int = 207, headers: dict | None = None) -> HttpResponse:
-    response = HttpResponse(serialize(root), status=status, content_type="application/xml; charset=utf-8")
+    body = root.tobytes() if isinstance(root, Multistatus) else serialize(root)
+    response = HttpResponse(body, status=status, content_type="application/xml; charset=utf-8")
     for k, v in (headers or {}).items():
         response[k] = v
     return response
@@ -362,6 +364,46 @@ def _response(q: Request, res: R.Resource, mode: str, tags: list[str], *, minima
     return resp
 
 
+_RESOURCETYPE, _DISPLAYNAME = d("resourcetype"), d("displayname")
+_FOUND_TAIL = "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
+_MISSING_TAIL = "</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>"
+
+
+def _response_text(res: R.Resource, tags: list[str], minimal: bool) -> str | None:
+    """`_response(…, "prop", tags)` of a file or a store's item, written as text; None when
+    it is not that simple (dead properties, a property with structure, another namespace):
+    the caller then builds the element."""
+    if res.kind not in ("item", "file") or R.dead_props(res) or (res.entry is not None and res.entry.resourcetype):
+        return None
+    found, missing = [], []
+    for tag in tags:
+        if tag in R.TEXT_PROPS:
+            value = R.text_value(res, tag)
+            if value is None:
+                missing.append(tag[6:])
+                continue
+            text = dav_text(tag[6:], value)
+            if text is None:
+                return None
+            found.append(text)
+        elif tag == _RESOURCETYPE:
+            found.append("<D:resourcetype/>")  # neither is a collection
+        elif tag == _DISPLAYNAME:
+            missing.append("displayname")  # only as a dead property, and there are none
+        else:
+            return None
+    href_ = dav_text("href", res.href)
+    if href_ is None:
+        return None
+    parts = ["<D:response>", href_]
+    if found or minimal or not missing:
+        parts += ["<D:propstat><D:prop>", *found, _FOUND_TAIL]
+    if missing and not minimal:
+        parts += ["<D:propstat><D:prop>", *(f"<D:{local}/>" for local in missing), _MISSING_TAIL]
+    parts.append("</D:response>")
+    return "".join(parts)
+
+
 def _status_response(href_: str, status: str, condition: str | None = None):
     resp = element(d("response"))
     sub(resp, d("href"), href_)
@@ -448,13 +490,14 @@ def propfind(q: Request):
         return error(403, d("need-privileges"))
     mode, tags = _propfind_request(q.xml)
     limit = R.max_results()
-    root = element(d("multistatus"))
+    root = Multistatus()
     minimal = q.minimal
     if "depth-noroot" not in q.prefer or depth == "0":
         root.append(_response(q, res, mode, tags, minimal=minimal))
     members = _members(q, res, depth, limit + 1)
     for member in members[:limit]:
-        root.append(_response(q, member, mode, tags, minimal=minimal))
+        text = _response_text(member, tags, minimal) if mode == "prop" else None
+        root.append(text if text is not None else _response(q, member, mode, tags, minimal=minimal))
     if len(members) > limit:
         root.append(_truncated(res))
     headers = {"Preference-Applied": "return=minimal"} if minimal else None

@@ -9,6 +9,8 @@ the root element only where they are used.
 from __future__ import annotations
 
 import functools
+import re
+from xml.sax.saxutils import escape
 
 import defusedxml
 import defusedxml.ElementTree as SafeET
@@ -120,3 +122,35 @@ def fromstring(text: str) -> etree._Element:
 
 def clark(ns: str | None, name: str) -> str:
     return f"{{{ns}}}{name}" if ns else name
+
+
+# --- a multistatus as text ---------------------------------------------------------------------
+# What XML 1.0 cannot carry (lxml refuses it): a value with any of these is not written as text.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+class Multistatus:
+    """A multistatus body put together as text: a listing of thousands of members costs a
+    tree of six elements per member in lxml, each made in Python, where the response of a
+    member with text properties is one formatted string (`dav_text`). Responses that are
+    not (an error, a property with structure) are appended as lxml elements and serialized
+    on their own, declaring the prefixes they use."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def append(self, item) -> None:
+        self.parts.append(item if isinstance(item, str) else etree.tostring(item, encoding="unicode"))
+
+    def tobytes(self) -> bytes:
+        return ("<?xml version='1.0' encoding='UTF-8'?>\n<D:multistatus xmlns:D=\"DAV:\">" + "".join(self.parts)
+                + "</D:multistatus>").encode()
+
+
+def dav_text(local: str, text: str | None = None) -> str | None:
+    """`<D:local>text</D:local>` (or the empty element), None when the text cannot be XML."""
+    if text is None or text == "":
+        return f"<D:{local}/>" if text is None else f"<D:{local}></D:{local}>"
+    if _NOT_XML.search(text):
+        return None
+    return f"<D:{local}>{escape(text)}</D:{local}>"
