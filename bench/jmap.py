@@ -33,6 +33,7 @@ of issue 11: Core/echo at least twice Cyrus's Core/echo, and every singleton /ge
 from __future__ import annotations
 
 import json
+import random
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -105,10 +106,15 @@ def main() -> int:
         scenarios.append(("GET /jmap/session (Basic)", session, {"authorization": authorization}))
         scenarios += [(f"x:{name}/get (Basic)", api, {"method": "POST", "body": json.dumps(singleton_get(name)),
                                                        "authorization": authorization}) for name in SINGLETONS]
+        fixed, singles = scenarios[:-len(SINGLETONS)], scenarios[-len(SINGLETONS):]
         for number in range(1, args.rounds + 1):
             if args.rounds > 1:
                 print(f"round {number} of {args.rounds}", file=sys.stderr, flush=True)
-            for label, url, kw in scenarios:
+            # The singletons in another order each round (the same orders every run), so that
+            # no one of them always follows the same neighbour or sits at the same time.
+            order = singles[:]
+            random.Random(number).shuffle(order)
+            for label, url, kw in fixed + order:
                 rounds.setdefault(label, []).append(measure(label, url, args, **kw))
     results = [bare] + [median_result(runs) for runs in rounds.values()]
     status = run.report(results, bare)

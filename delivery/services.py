@@ -216,10 +216,11 @@ def _plan(account: Account, rcpt: str, envelope_from: str, message) -> _Plan:
 def _store(account_id: int, raw: bytes, targets: dict) -> None:
     """Every copy the recipient keeps, in one transaction, journaled at its end."""
     touched = store.Touched()
+    prepared = store.prepare(raw)  # before the transaction takes the write lock
     with transaction.atomic():
         for flags, mailboxes in targets.items():
             store.store_message(account_id, raw, mailbox_pks=sorted(mailboxes), keywords=dict.fromkeys(flags, True),
-                                touched=touched, savepoint=False)
+                                touched=touched, savepoint=False, prepared=prepared)
         touched.record(account_id)
 
 

@@ -286,9 +286,33 @@ def _check_mailboxes(account_id: int, mailbox_pks) -> list[int]:
     return pks
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What `store_message` derives from the octets alone: the parse, the text for the
+    full-text index and the header lines for the `header` filter."""
+    parsed: dict
+    text: object
+    search: dict
+
+
+def prepare(raw: bytes) -> Prepared:
+    """The CPU work of filing a message, which needs no database: a caller that holds a write
+    transaction around `store_message` (delivery) does it first, so that the lock is held for
+    the writes alone (on SQLite one writer at a time: a second LMTP worker would wait the
+    whole parse)."""
+    parsed = mime.parse(raw).as_dict()
+    text = parsed.pop("search")
+    # The header filter (RFC 8621 §4.4.1 `header`) matches "name: value" lines, one per field;
+    # the text filters go to the full-text index (mail.search), which keeps the rest.
+    search = {"headers": "".join(f"\n{f['name'].lower()}: {h.unfold(f['value'])[:MAX_HEADER_SEARCH]}"
+                                  for f in parsed["headers"])}
+    return Prepared(parsed, text, search)
+
+
 def store_message(account_id: int, raw: bytes, *, mailbox_pks, keywords: dict | None = None,
                   received_at: datetime | None = None, blob_id: str | None = None,
-                  touched: Touched | None = None, savepoint: bool = True) -> Email:
+                  touched: Touched | None = None, savepoint: bool = True,
+                  prepared: Prepared | None = None) -> Email:
     """Parse `raw` once and file it: the email row, its blob hold, memberships, keywords, thread,
     and (unless the caller journals a larger write through `touched`) the journal entries.
 
@@ -301,12 +325,9 @@ def store_message(account_id: int, raw: bytes, *, mailbox_pks, keywords: dict | 
     touched = touched or Touched()
     received_at = received_at or timezone.now()
     keywords = keywords or {}
-    parsed = mime.parse(raw).as_dict()
-    text = parsed.pop("search")
-    # The header filter (RFC 8621 §4.4.1 `header`) matches "name: value" lines, one per field;
-    # the text filters go to the full-text index (mail.search), which keeps the rest.
-    search = {"headers": "".join(f"\n{f['name'].lower()}: {h.unfold(f['value'])[:MAX_HEADER_SEARCH]}"
-                                  for f in parsed["headers"])}
+    prepared = prepared or prepare(raw)
+    # A copy: the row keeps this dict, and a caller may file the same preparation twice.
+    parsed, text, search = dict(prepared.parsed), prepared.text, prepared.search
     unread = "$seen" not in keywords
     with transaction.atomic(savepoint=savepoint):
         thread_id, new_thread = _assign_thread(account_id, parsed, touched)
