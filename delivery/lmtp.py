@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -28,6 +29,13 @@ class _Lmtp(LMTP):
     # RFC 5321 caps a line at 1000 octets, but real mail breaks it (generated HTML on one
     # line); such a message is stored as it came rather than refused with 500.
     line_length_limit = 64 * 1024
+    on_close = None  # the acceptor's count of open sessions
+
+    def connection_lost(self, exc):
+        super().connection_lost(exc)
+        done, self.on_close = self.on_close, None
+        if done is not None:
+            done()
 
 
 def _in_db_thread(fn, *args):
@@ -123,6 +131,8 @@ def _supervise(sockets, max_size, hostname, workers):
     connections.close_all()
     caches.close_all()
     stopping = False
+    # Open sessions per worker, in memory the workers share (mapped before they fork).
+    counts = multiprocessing.RawArray("i", workers)
 
     parent = os.getpid()
 
@@ -134,14 +144,15 @@ def _supervise(sockets, max_size, hostname, workers):
         for pid in list(children):
             _signal(pid, signal.SIGTERM)
 
-    def spawn() -> int:
+    def spawn(slot: int) -> int:
+        counts[slot] = 0
         pid = os.fork()
         if pid == 0:
             status = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                asyncio.run(_serve(sockets, max_size, hostname))
+                asyncio.run(_serve(sockets, max_size, hostname, counts, slot))
                 status = 0
             except BaseException:
                 log.exception("lmtp: worker %d failed", os.getpid())
@@ -149,11 +160,11 @@ def _supervise(sockets, max_size, hostname, workers):
                 os._exit(status)
         return pid
 
-    children: set[int] = set()
+    children: dict[int, int] = {}  # pid -> slot
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for _ in range(workers):
-        children.add(spawn())
+    for slot in range(workers):
+        children[spawn(slot)] = slot
     last_spawn = 0.0
     while children:
         try:
@@ -162,8 +173,8 @@ def _supervise(sockets, max_size, hostname, workers):
             break
         except InterruptedError:
             continue
-        children.discard(pid)
-        if stopping:
+        slot = children.pop(pid, None)
+        if stopping or slot is None:
             continue
         log.error("lmtp: worker %d ended (status %d); starting another", pid, status)
         # A worker that dies at once (a database that refuses connections) is not restarted in
@@ -172,7 +183,7 @@ def _supervise(sockets, max_size, hostname, workers):
         if pause > 0:
             time.sleep(pause)
         last_spawn = time.monotonic()
-        children.add(spawn())
+        children[spawn(slot)] = slot
     for sock in sockets:
         sock.close()
 
@@ -184,7 +195,84 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
-async def _serve(sockets, max_size, hostname):
+class _Acceptor:
+    """Accepts on the shared sockets, and only while this worker holds no more open sessions
+    than any other (`counts`, shared): an event loop is free to accept while its database
+    thread files a message, so without this one worker would take every connection of an MTA
+    and the others would idle. A worker that may not accept stops watching the sockets and
+    looks again 20 ms later; one with the fewest sessions always may, so none is refused."""
+
+    PAUSE = 0.02
+
+    def __init__(self, loop, sockets, factory, counts=None, slot=0):
+        self.loop, self.sockets, self.factory = loop, sockets, factory
+        self.counts, self.slot = counts, slot
+        self.open = 0
+        self.watching = False
+        self.stopped = False
+
+    def start(self) -> None:
+        self._watch()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._unwatch()
+
+    def _watch(self) -> None:
+        if not self.watching and not self.stopped:
+            for sock in self.sockets:
+                self.loop.add_reader(sock, self._ready, sock)
+            self.watching = True
+
+    def _unwatch(self) -> None:
+        if self.watching:
+            for sock in self.sockets:
+                self.loop.remove_reader(sock)
+            self.watching = False
+
+    def _may_accept(self) -> bool:
+        return self.counts is None or self.counts[self.slot] <= min(self.counts)
+
+    def _pause(self) -> None:
+        self._unwatch()
+        self.loop.call_later(self.PAUSE, self._watch)
+
+    def _ready(self, sock) -> None:
+        if not self._may_accept():
+            self._pause()
+            return
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another worker took it
+        except OSError as exc:  # out of descriptors, say: try again shortly rather than spin
+            log.warning("lmtp: accept failed: %s", exc)
+            self._pause()
+            return
+        conn.setblocking(False)
+        self._count(+1)
+        self.loop.create_task(self._connect(conn))
+
+    async def _connect(self, conn) -> None:
+        def protocol():
+            proto = self.factory()
+            proto.on_close = lambda: self._count(-1)
+            return proto
+
+        try:
+            await self.loop.connect_accepted_socket(protocol, conn)
+        except Exception:
+            log.exception("lmtp: a connection could not be set up")
+            conn.close()
+            self._count(-1)
+
+    def _count(self, delta: int) -> None:
+        self.open += delta
+        if self.counts is not None:
+            self.counts[self.slot] = self.open
+
+
+async def _serve(sockets, max_size, hostname, counts=None, slot=0):
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmtp-db")
     handler = Handler(executor)
     loop = asyncio.get_running_loop()
@@ -193,16 +281,14 @@ async def _serve(sockets, max_size, hostname):
         return _Lmtp(handler, data_size_limit=max_size, enable_SMTPUTF8=True, hostname=hostname, ident=IDENT,
                     loop=loop)
 
-    servers = [await loop.create_server(factory, sock=sock) for sock in sockets]
+    acceptor = _Acceptor(loop, sockets, factory, counts, slot)
+    acceptor.start()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
-        for server in servers:
-            server.close()
-        for server in servers:
-            await server.wait_closed()
+        acceptor.stop()
         # A message being filed is finished before the process ends: it must not be half-stored.
         executor.shutdown(wait=True)

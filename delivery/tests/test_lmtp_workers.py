@@ -114,6 +114,48 @@ def test_workers_share_the_socket_are_replaced_and_stop_together(server):
         stop_process(proc)
 
 
+def serving_pid(client: smtplib.LMTP, workers: set[int]) -> int | None:
+    """The worker whose descriptor table holds the server side of `client`'s connection."""
+    mine, theirs = client.sock.getsockname()[1], client.sock.getpeername()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16), fields[3]
+        if local == theirs and remote == mine and state == "01":  # the server's end, established
+            inode = fields[9]
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def test_sessions_spread_over_the_workers(server):
+    """An idle worker takes the next connection even though a busy one's event loop could
+    accept it too: each session held open, and the next goes to the worker with fewer."""
+    proc, port = start(server, "--workers", "2")
+    try:
+        wait_until(lambda: len(children(proc.pid)) == 2 or None, proc, lambda: "two workers", timeout=30)
+        workers = children(proc.pid)
+        clients = []
+        try:
+            for _ in range(8):
+                client = smtplib.LMTP("127.0.0.1", port)
+                client.ehlo("mta.example.net")
+                clients.append(client)
+            owners = [serving_pid(c, workers) for c in clients]
+            assert None not in owners
+            assert sorted(owners.count(pid) for pid in workers) == [4, 4], owners
+        finally:
+            for client in clients:
+                client.quit()
+    finally:
+        stop_process(proc)
+
+
 def test_one_worker_runs_in_the_listener_itself(server):
     proc, port = start(server, "--workers", "1")
     try:
