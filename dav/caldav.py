@@ -22,7 +22,8 @@ from calendars.models import Calendar, CalendarObject
 
 from . import files
 from .providers import Entry, ProviderError
-from .xml import CALDAV, XmlError, child, children, d, element, fromstring, sub, tostring
+from .xml import (CALDAV, Multistatus, XmlError, child, children, d, element, fromstring, response_text, sub,
+                  text_element, tostring)
 
 APPLE = "http://apple.com/ns/ical/"
 C = "{%s}" % CALDAV
@@ -322,6 +323,31 @@ class CalendarProvider:
         return tags, child(prop, CALENDAR_DATA)
 
     def _response(self, owner, obj: CalendarObject, tags: list[str], spec, tz, timezones: bool):
+        """The object's response: as text (xml.Multistatus) when every value is text, as an
+        element otherwise."""
+        found, missing = [], []
+        for tag in tags:
+            if tag == d("getetag"):
+                text = text_element(tag, obj.quoted_etag)
+            elif tag == CALENDAR_DATA:
+                text = text_element(tag, query.render(obj, spec, tz=tz, timezones=timezones))
+            elif tag == d("getcontenttype"):
+                text = text_element(tag, CONTENT_TYPE)
+            elif tag == d("getcontentlength"):
+                text = text_element(tag, str(obj.size))
+            else:
+                missing.append(tag)
+                continue
+            if text is None:
+                break
+            found.append(text)
+        else:
+            answer = response_text(_href(owner, obj), found, missing)
+            if answer is not None:
+                return answer
+        return self._response_element(owner, obj, tags, spec, tz, timezones)
+
+    def _response_element(self, owner, obj: CalendarObject, tags: list[str], spec, tz, timezones: bool):
         resp = element(d("response"))
         sub(resp, d("href"), _href(owner, obj))
         found, missing = [], []
@@ -353,16 +379,17 @@ class CalendarProvider:
                               timezone_id=(tzid_el.text or "").strip() if tzid_el is not None else None)
         objects = query.calendar_query(cal, filter_el, tz=tz, with_data=CALENDAR_DATA in tags)
         limit = settings.DAV_MAX_RESULTS
-        out = element(d("multistatus"))
+        out = Multistatus()
         if CALENDAR_DATA in tags:
             _load(objects)
         for obj in objects[:limit]:
             out.append(self._response(owner, obj, tags, spec, tz, True))
         if len(objects) > limit:
-            resp = sub(out, d("response"))
+            resp = element(d("response"))
             sub(resp, d("href"), _home(owner) + _quote(cal.slug) + "/")
             sub(resp, d("status"), "HTTP/1.1 507 Insufficient Storage")
             sub(sub(resp, d("error")), d("number-of-matches-within-limits"))
+            out.append(resp)
         return out
 
     def _multiget(self, owner, cal: Calendar, root):
@@ -381,13 +408,14 @@ class CalendarProvider:
             names[raw] = path[len(prefix):] if path.startswith(prefix) and "/" not in path[len(prefix):] else None
         found = store.get_objects(cal, [n for n in names.values() if n], with_data=CALENDAR_DATA in tags)
         tz = query.query_zone(cal)
-        out = element(d("multistatus"))
+        out = Multistatus()
         for raw, name in names.items():
             obj = found.get(name) if name else None
             if obj is None:
-                resp = sub(out, d("response"))
+                resp = element(d("response"))
                 sub(resp, d("href"), raw)
                 sub(resp, d("status"), "HTTP/1.1 404 Not Found")
+                out.append(resp)
                 continue
             out.append(self._response(owner, obj, tags, spec, tz, True))
         return out

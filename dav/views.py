@@ -32,8 +32,8 @@ from . import providers as provider_registry
 from . import resources as R
 from .locks import IfHeaderError
 from .models import FileNode
-from .xml import (CALDAV, DAV, Multistatus, XmlError, child, children, d, dav_text, element, fromstring, serialize, sub,
-                  tostring)
+from .xml import (CALDAV, DAV, Multistatus, XmlError, child, children, d, element, fromstring, response_text,
+                  serialize, sub, text_element, tostring)
 from .xml import parse as parse_xml
 
 DAV_CLASSES = ("1, 2, 3, access-control, extended-mkcol, calendar-access, calendar-auto-schedule, "
@@ -365,14 +365,12 @@ def _response(q: Request, res: R.Resource, mode: str, tags: list[str], *, minima
 
 
 _RESOURCETYPE, _DISPLAYNAME = d("resourcetype"), d("displayname")
-_FOUND_TAIL = "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
-_MISSING_TAIL = "</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>"
 
 
 def _response_text(res: R.Resource, tags: list[str], minimal: bool) -> str | None:
     """`_response(…, "prop", tags)` of a file or a store's item, written as text; None when
-    it is not that simple (dead properties, a property with structure, another namespace):
-    the caller then builds the element."""
+    it is not that simple (dead properties, a property with structure or of another
+    namespace): the caller then builds the element."""
     if res.kind not in ("item", "file") or R.dead_props(res) or (res.entry is not None and res.entry.resourcetype):
         return None
     found, missing = [], []
@@ -380,28 +378,19 @@ def _response_text(res: R.Resource, tags: list[str], minimal: bool) -> str | Non
         if tag in R.TEXT_PROPS:
             value = R.text_value(res, tag)
             if value is None:
-                missing.append(tag[6:])
+                missing.append(tag)
                 continue
-            text = dav_text(tag[6:], value)
+            text = text_element(tag, value)
             if text is None:
                 return None
             found.append(text)
         elif tag == _RESOURCETYPE:
             found.append("<D:resourcetype/>")  # neither is a collection
         elif tag == _DISPLAYNAME:
-            missing.append("displayname")  # only as a dead property, and there are none
+            missing.append(tag)  # only as a dead property, and there are none
         else:
             return None
-    href_ = dav_text("href", res.href)
-    if href_ is None:
-        return None
-    parts = ["<D:response>", href_]
-    if found or minimal or not missing:
-        parts += ["<D:propstat><D:prop>", *found, _FOUND_TAIL]
-    if missing and not minimal:
-        parts += ["<D:propstat><D:prop>", *(f"<D:{local}/>" for local in missing), _MISSING_TAIL]
-    parts.append("</D:response>")
-    return "".join(parts)
+    return response_text(res.href, found, missing, minimal)
 
 
 def _status_response(href_: str, status: str, condition: str | None = None):

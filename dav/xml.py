@@ -132,9 +132,9 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 class Multistatus:
     """A multistatus body put together as text: a listing of thousands of members costs a
     tree of six elements per member in lxml, each made in Python, where the response of a
-    member with text properties is one formatted string (`dav_text`). Responses that are
-    not (an error, a property with structure) are appended as lxml elements and serialized
-    on their own, declaring the prefixes they use."""
+    member with text properties is one formatted string (`response_text`). Responses that are
+    not (an error, a property with structure) are appended as lxml elements and serialized on
+    their own, declaring the prefixes they use."""
 
     def __init__(self):
         self.parts: list[str] = []
@@ -143,14 +143,54 @@ class Multistatus:
         self.parts.append(item if isinstance(item, str) else etree.tostring(item, encoding="unicode"))
 
     def tobytes(self) -> bytes:
-        return ("<?xml version='1.0' encoding='UTF-8'?>\n<D:multistatus xmlns:D=\"DAV:\">" + "".join(self.parts)
-                + "</D:multistatus>").encode()
+        return (_MULTISTATUS_OPEN + "".join(self.parts) + "</D:multistatus>").encode()
 
 
-def dav_text(local: str, text: str | None = None) -> str | None:
-    """`<D:local>text</D:local>` (or the empty element), None when the text cannot be XML."""
-    if text is None or text == "":
-        return f"<D:{local}/>" if text is None else f"<D:{local}></D:{local}>"
+_MULTISTATUS_OPEN = ("<?xml version='1.0' encoding='UTF-8'?>\n<D:multistatus "
+                     + " ".join(f'xmlns:{prefix}="{ns}"' for ns, prefix in PREFIXES.items()) + ">")
+
+
+@functools.lru_cache(maxsize=1024)
+def qname(tag: str) -> str | None:
+    """`D:getetag` for `{DAV:}getetag`; None outside the four namespaces of PREFIXES."""
+    if tag.startswith("{"):
+        ns, local = tag[1:].split("}", 1)
+        prefix = PREFIXES.get(ns)
+        if prefix:
+            return f"{prefix}:{local}"
+    return None
+
+
+def text_element(tag: str, text: str | None = None) -> str | None:
+    """The element `tag` with `text` (empty without), as text; None when it cannot be written
+    so (a namespace without a prefix here, characters XML cannot carry)."""
+    name = qname(tag)
+    if name is None:
+        return None
+    if text is None:
+        return f"<{name}/>"
     if _NOT_XML.search(text):
         return None
-    return f"<D:{local}>{escape(text)}</D:{local}>"
+    # A carriage return is written as a reference, as lxml does: a parser turns a literal CR LF
+    # into LF, and iCalendar and vCard lines end with CR LF.
+    return f"<{name}>{escape(text, _CR)}</{name}>"
+
+
+_CR = {"\r": "&#13;"}
+_FOUND_TAIL = "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
+_MISSING_TAIL = "</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>"
+
+
+def response_text(href_: str, found: list[str], missing: list[str], minimal: bool = False) -> str | None:
+    """A multistatus response: `found` property elements (text) in a 200 propstat, the
+    `missing` tags in a 404 one (none with `minimal`, RFC 7240's return=minimal); None when
+    something cannot be written as text."""
+    parts = ["<D:response>", text_element(d("href"), href_)]
+    if found or minimal or not missing:
+        parts += ["<D:propstat><D:prop>", *found, _FOUND_TAIL]
+    if missing and not minimal:
+        parts += ["<D:propstat><D:prop>", *(text_element(tag) for tag in missing), _MISSING_TAIL]
+    if None in parts:
+        return None
+    parts.append("</D:response>")
+    return "".join(parts)

@@ -11,10 +11,12 @@ from django.test.utils import CaptureQueriesContext
 from lxml import etree
 
 from dav import views
+from dav.caldav import CalendarProvider
 
 from .helpers import NS, hrefs, xml
 
 CAL = "/dav/cal/alice%40example.org/default/"
+A = "urn:ietf:params:xml:ns:caldav"
 PROPS = ["D:getetag", "D:getcontenttype", "D:getcontentlength", "D:resourcetype", "D:displayname",
          "D:creationdate", "D:getlastmodified"]
 
@@ -93,3 +95,36 @@ def test_a_listing_asks_a_fixed_number_of_queries(alice):
         assert len(hrefs(r)) == total + 1
         counts.append(len(queries))
     assert counts[0] == counts[1] <= 12, counts
+
+
+def report_both(dav, monkeypatch, body):
+    fast = dav.report(CAL, body, Depth="1")
+    with monkeypatch.context() as m:
+        m.setattr(CalendarProvider, "_response", CalendarProvider._response_element)
+        slow = dav.report(CAL, body, Depth="1")
+    assert fast.status_code == slow.status_code == 207, fast.content
+    etree.fromstring(fast.content)
+    return fast, slow
+
+
+@pytest.mark.django_db
+def test_calendar_reports_as_text_say_what_the_elements_say(alice, monkeypatch):
+    assert alice.propfind("/dav/cal/alice%40example.org/", ["D:resourcetype"]).status_code == 207
+    for uid in ("one", "two", "three&four"):
+        r = alice.put(CAL + uid.replace("&", "%26") + ".ics", ics(uid), content_type="text/calendar; charset=utf-8")
+        assert r.status_code == 201, r.content
+    props = "<D:getetag/><D:getcontenttype/><D:getcontentlength/><A:calendar-data/><D:displayname/>"
+    query = (f'<A:calendar-query xmlns:D="DAV:" xmlns:A="{A}"><D:prop>{props}</D:prop><A:filter>'
+             '<A:comp-filter name="VCALENDAR"><A:comp-filter name="VEVENT"><A:time-range start="20260101T000000Z" '
+             'end="20260201T000000Z"/></A:comp-filter></A:comp-filter></A:filter></A:calendar-query>')
+    fast, slow = report_both(alice, monkeypatch, query)
+    assert canonical(fast) == canonical(slow) and len(canonical(fast)) == 3
+    data = xml(fast).findall("D:response/D:propstat/D:prop/A:calendar-data", NS)
+    assert len(data) == 3 and all("BEGIN:VCALENDAR" in el.text for el in data)
+    hrefs_ = "".join(f"<D:href>{CAL}{n}</D:href>" for n in ("one.ics", "three%26four.ics", "missing.ics"))
+    multiget = (f'<A:calendar-multiget xmlns:D="DAV:" xmlns:A="{A}"><D:prop>{props}</D:prop>{hrefs_}'
+                '</A:calendar-multiget>')
+    fast, slow = report_both(alice, monkeypatch, multiget)
+    assert etree.tostring(xml(fast), method="c14n") != b"" and canonical(fast) == canonical(slow)
+    statuses = [r.findtext("D:status", namespaces=NS) for r in xml(fast).findall("D:response", NS)]
+    assert statuses == [None, None, "HTTP/1.1 404 Not Found"]
