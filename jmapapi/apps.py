@@ -6,4 +6,4 @@ class JmapConfig(AppConfig):
     verbose_name = "JMAP"
 
     def ready(self):
-        from . import methods  # noqa: F401
+        from . import checks, methods  # noqa: F401

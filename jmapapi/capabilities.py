@@ -12,7 +12,7 @@ from typing import Callable
 @dataclass
 class Capability:
     urn: str
-    # limits -> the session-level object (RFC 8620 §2 "capabilities").
+    # limits -> the session-level object (RFC 8620 §2 "capabilities"), or None to leave it out.
     session: Callable[[object], dict]
     # (principal, limits) -> the account-level object, or None for a session-only capability.
     account: Callable[[object, object], dict] | None = None
@@ -32,7 +32,9 @@ def register(urn: str, session: Callable[[object], dict] | None = None,
 
 
 def session_values(limits) -> dict:
-    return {urn: cap.session(limits) for urn, cap in CAPABILITIES.items()}
+    """Each capability's session value; one whose value is None (not configured) is left out."""
+    values = ((urn, cap.session(limits)) for urn, cap in CAPABILITIES.items())
+    return {urn: value for urn, value in values if value is not None}
 
 
 def account_values(principal, limits) -> dict:

@@ -4,6 +4,7 @@ from registry.declaration import version as registry_version
 
 from . import blob_methods  # noqa: F401  (Blob/* join METHODS when imported)
 from . import quota_methods  # noqa: F401  (Quota/* likewise)
+from . import webpush_methods  # noqa: F401  (PushSubscription/* and the webpush-vapid capability)
 from .account_methods import AccountMethods, ApiKeyMethods, AppPasswordMethods
 from .engine import METHODS, STALWART, Method
 from .registry_methods import RegistryMethods

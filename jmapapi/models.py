@@ -47,3 +47,31 @@ class Jmap(SingletonModel):
 
     def __str__(self):
         return "JMAP settings"
+
+
+class PushSubscription(models.Model):
+    """A Web Push subscription (RFC 8620 §7.2): where to POST an account's StateChanges.
+
+    It belongs to the account that made it; a client sees and changes only its account's
+    subscriptions. Nothing is pushed to it until its client has echoed the verification code
+    the server POSTed to its URL (`verified`)."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="push_subscriptions")
+    device_client_id = models.CharField(max_length=255)
+    url = models.CharField(max_length=2048)
+    # RFC 8291 keys, base64url as the client sent them; empty when the client gave none.
+    p256dh = models.CharField(max_length=128, blank=True, default="")
+    auth = models.CharField(max_length=64, blank=True, default="")
+    verification_code = models.CharField(max_length=64)
+    verified = models.BooleanField(default=False)
+    expires = models.DateTimeField()
+    # The data types to push (null: all), and the ones the creating session could read.
+    types = models.JSONField(null=True, blank=True, default=None)
+    readable = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "verified"])]
+
+    def __str__(self):
+        return f"push subscription {self.pk} of account {self.account_id}"

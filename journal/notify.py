@@ -29,12 +29,38 @@ def channel() -> str:
     return settings.PUSH_CHANNEL
 
 
+# Called in the committing process, after the commit, with (account id, {type: state}): the
+# layers above that act on changes (Web Push) register here, since the journal imports none of them.
+_listeners: list = []
+
+
+def listen(fn) -> None:
+    """Have fn(account_id, states) called after every commit that moved an account's states.
+    It runs in the committing thread right after the commit: it must only hand the work over."""
+    if fn not in _listeners:
+        _listeners.append(fn)
+
+
 def publish_on_commit(account_id: int, states: dict[str, int]) -> None:
-    """Publish `states` of `account_id` once the current transaction commits (Redis only)."""
-    if not settings.REDIS_URL or not states:
+    """Publish `states` of `account_id` once the current transaction commits (Redis only), and
+    tell this process's listeners."""
+    if not states:
+        return
+    if _listeners:
+        frozen = dict(states)
+        transaction.on_commit(lambda: _tell(account_id, frozen))
+    if not settings.REDIS_URL:
         return
     message = json.dumps({"a": account_id, "s": states}, separators=(",", ":"))
     transaction.on_commit(lambda: _publish(message))
+
+
+def _tell(account_id: int, states: dict[str, int]) -> None:
+    for fn in tuple(_listeners):
+        try:
+            fn(account_id, states)
+        except Exception:  # a listener's bug must not turn a committed write into an error
+            log.exception("journal: a change listener failed")
 
 
 def decode(raw: bytes | str) -> tuple[int, dict[str, int]] | None:

@@ -187,6 +187,31 @@ EVENTSOURCE_POLL_MS = env_int("EVENTSOURCE_POLL_MS", 500)
 # How long a token from /api/token/eventsource may be used to open a stream.
 EVENTSOURCE_TOKEN_TTL = env_int("EVENTSOURCE_TOKEN_TTL", 60)
 
+# --- JMAP push over Web Push (RFC 8620 §7.2, RFC 8030/8291/8292; docs/push.md) -----------------
+# The VAPID key (a P-256 private key, PEM): given in the variable itself or as a file's path.
+# Without one, pushes carry no Authorization and the session advertises no webpush-vapid.
+WEBPUSH_VAPID_KEY = env_str("WEBPUSH_VAPID_KEY")
+WEBPUSH_VAPID_KEY_FILE = env_str("WEBPUSH_VAPID_KEY_FILE")
+# The VAPID `sub` claim (the reference's webPushContact): empty for mailto:postmaster@<domain>.
+WEBPUSH_CONTACT = env_str("WEBPUSH_CONTACT")
+# Push subscriptions per account (the reference's maxSubscriptions, 15).
+WEBPUSH_MAX_SUBSCRIPTIONS = env_int("WEBPUSH_MAX_SUBSCRIPTIONS", 15)
+# The latest `expires` a subscription may have, in seconds from now (the reference's 7 days).
+WEBPUSH_MAX_EXPIRES = env_int("WEBPUSH_MAX_EXPIRES", 7 * 24 * 3600)
+# Attempts per message (the reference's pushMaxAttempts); after the last one fails the
+# subscription is removed. The wait before attempt n+1 is WEBPUSH_RETRY_WAIT_MS * 2**(n-1).
+WEBPUSH_MAX_ATTEMPTS = env_int("WEBPUSH_MAX_ATTEMPTS", 3)
+WEBPUSH_RETRY_WAIT_MS = env_int("WEBPUSH_RETRY_WAIT_MS", 1000)
+# Changes of one account within this window go out as one StateChange (the reference's pushThrottle).
+WEBPUSH_THROTTLE_MS = env_int("WEBPUSH_THROTTLE_MS", 1000)
+# Connect and read timeout of one push request, in seconds (the reference's pushRequestTimeout).
+WEBPUSH_TIMEOUT = env_int("WEBPUSH_TIMEOUT", 10)
+# The TTL header: how long the push service keeps a message for an offline device, in seconds.
+WEBPUSH_TTL = env_int("WEBPUSH_TTL", 86400)
+# Networks that URLs given by users (push endpoints) may reach although they are not public
+# (loopback, private, link-local): CIDRs, comma-separated. Empty by default: none.
+EGRESS_ALLOWED_NETWORKS = env_list("EGRESS_ALLOWED_NETWORKS", [])
+
 # --- Authentication -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.Account"
 AUTHENTICATION_BACKENDS = ["accounts.backends.StalwartBackend"]
