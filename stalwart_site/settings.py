@@ -185,6 +185,9 @@ EVENTSOURCE_THROTTLE_MS = env_int("EVENTSOURCE_THROTTLE_MS", 1000)
 EVENTSOURCE_POLL_MS = env_int("EVENTSOURCE_POLL_MS", 500)
 # How long a token from /api/token/eventsource may be used to open a stream.
 EVENTSOURCE_TOKEN_TTL = env_int("EVENTSOURCE_TOKEN_TTL", 60)
+# JMAP over WebSocket (docs/push.md#websocket): open connections per account (0: no limit). Its
+# push uses the EventSource throttle, and its tokens (/api/token/websocket) the same TTL.
+WEBSOCKET_MAX_PER_ACCOUNT = env_int("WEBSOCKET_MAX_PER_ACCOUNT", 25)
 
 # --- Authentication -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.Account"
