@@ -22,7 +22,11 @@ SERVER_MODEL = os.environ.get("SERVER_MODEL", "asgi").strip().lower() or "asgi"
 if SERVER_MODEL == "asgi":
     from network.worker import limits as _limits
 
-    _limits()  # a bad HTTP_* value stops the master here, not each worker at boot
+    # A bad HTTP_* value stops the master here, not each worker at boot. A WebSocket message is
+    # held whole in memory, as a request body is: the same largest size (HTTP_MAX_BODY), above
+    # the JMAP maxSizeRequest, so that a JMAP message over that is answered with the limit error
+    # (jmapapi.websocket) instead of a close.
+    websocket_max_message_size = _limits()["max_body"]
     worker_class = "network.worker.Worker"
     wsgi_app = "stalwart_site.asgi:application"
     asgi_loop = "asyncio"

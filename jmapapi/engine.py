@@ -144,7 +144,7 @@ class Request(dict):
     may_hold_nul = False
 
 
-def parse(body: bytes, limits) -> dict:
+def parse(body: bytes, limits) -> Request:
     if len(body) > limits.max_request_size:
         raise RequestError("urn:ietf:params:jmap:error:limit", "The request is larger than the server accepts.",
                            limit="maxSizeRequest")
@@ -155,6 +155,12 @@ def parse(body: bytes, limits) -> dict:
             raise RequestError("urn:ietf:params:jmap:error:notJSON",
                                f"The request body is nested more than {MAX_NESTING} levels deep.") from None
         raise RequestError("urn:ietf:params:jmap:error:notJSON", f"The request body is not I-JSON: {exc}") from None
+    return check(request, limits, untrusted.may_hold_nul(body))
+
+
+def check(request, limits, may_hold_nul: bool) -> Request:
+    """A parsed request envelope checked for shape and limits (HTTP's body, or the Request of a
+    WebSocket message without its @type and id); RequestError when it is not one."""
     if not isinstance(request, dict):
         raise RequestError("urn:ietf:params:jmap:error:notRequest", "The request must be a JSON object.")
     using, calls = request.get("using"), request.get("methodCalls")
@@ -180,7 +186,7 @@ def parse(body: bytes, limits) -> dict:
                                     and all(isinstance(k, str) and isinstance(v, str) for k, v in created.items())):
         raise RequestError("urn:ietf:params:jmap:error:notRequest", '"createdIds" must map strings to ids.')
     request = Request(request)
-    request.may_hold_nul = untrusted.may_hold_nul(body)
+    request.may_hold_nul = may_hold_nul
     return request
 
 

@@ -19,14 +19,17 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpResponse, StreamingHttpResponse
 
+from accounts import login
 from accounts.authz import account_permissions
 from accounts.models import Account
 from journal import services as journal
 from network import endpoint
-from registry import ids
+from registry import context, ids
+from registry import services as registry_services
 from stalwart_site.problem import problem
 
-from . import inflight, push
+from . import inflight, push, websocket as ws
+from .models import Jmap
 
 TOKEN_SALT = "stalwart.jmap.eventsource-token"
 TOKEN_KIND = "eventsource"
@@ -162,12 +165,71 @@ def eventsource(request):
     return response
 
 
+@endpoint.endpoint("GET", options="bare", refusal="The JMAP WebSocket endpoint takes GET requests (an upgrade).")
+def websocket(request):
+    """The upgrade request of a JMAP WebSocket (RFC 8887), which the ASGI handler runs through the
+    HTTP chain before it opens the connection (jmapapi.websocket): the answer names the caller
+    to serve (`jmap_websocket`), or is sent back as the refusal. Without an upgrade (a plain GET,
+    or the sync serving model, which has no WebSocket), 400."""
+    if not (getattr(request, "scope", None) or {}).get(ws.HANDSHAKE):
+        return problem(400, "This is the JMAP WebSocket endpoint: open it with a WebSocket upgrade and the "
+                            "subprotocol jmap.", title=INVALID)
+    token = request.GET.get("token")
+    header = request.META.get("HTTP_AUTHORIZATION")
+    remote_ip = endpoint.client_ip(request)
+    if token is not None:
+        try:
+            account_id, granted = ws.token_grant(token)
+        except ws.TokenError as exc:
+            return _unauthorized(str(exc))
+        if header:
+            principal, error = endpoint.authenticate(request)
+            if error is not None:
+                return error
+            if principal.account_id != account_id:
+                return problem(403, "The token belongs to another account than the credentials sent with it.")
+        caller = ws.Caller(account_id, remote_ip, granted=granted)
+        try:
+            caller.verify()
+        except login.AuthError as exc:
+            return endpoint.auth_problem(exc)
+    else:
+        principal, error = endpoint.authenticate(request)
+        if error is not None:
+            return error
+        caller = ws.Caller(principal.account_id, remote_ip, header=header)
+    caller.max_size = jmap_limits().max_request_size
+    edge = context.current()
+    caller.account_limit = edge.account_limit if edge is not None else None
+
+    limit = settings.WEBSOCKET_MAX_PER_ACCOUNT or None
+    slot = inflight.acquire(ws.TOKEN_KIND, caller.account_id, limit)
+    if slot is False:
+        return problem(429, f"This account already has {limit} WebSocket connections open.",
+                       title="Too Many Requests", headers={"Retry-After": "30"})
+    caller.slot = bool(slot)
+    response = HttpResponse(status=200)
+    response.jmap_websocket = caller
+    return response
+
+
+def jmap_limits():
+    return registry_services.current(Jmap)
+
+
 @endpoint.endpoint(endpoint.ANY, auth=True, options="bare")
 def token(request, kind: str):
-    """A short-lived token for the live stream `kind` (the reference's /api/token/{kind});
-    only `eventsource` here, any other kind is 404."""
-    if kind != TOKEN_KIND:
+    """A short-lived token for the live stream `kind` (the reference's /api/token/{kind}):
+    `eventsource` and `websocket` here, any other kind is 404. Each opens only its own."""
+    if kind == TOKEN_KIND:
+        minted = mint_token(request.principal)
+    elif kind == ws.TOKEN_KIND:
+        try:
+            minted = ws.mint_token(request.principal)
+        except ws.TokenError as exc:
+            return problem(403, str(exc))
+    else:
         return problem(404, endpoint.NOT_FOUND)
-    response = HttpResponse(mint_token(request.principal), content_type="text/plain; charset=utf-8")
+    response = HttpResponse(minted, content_type="text/plain; charset=utf-8")
     response["Cache-Control"] = "no-store"
     return response

@@ -15,7 +15,7 @@ from registry import services as registry_services
 from registry.schema import document
 from stalwart_site.problem import problem
 
-from . import capabilities, engine, inflight
+from . import capabilities, engine, inflight, websocket
 from . import blob_views  # noqa: F401  (registers the blob capability with its methods)
 from .blob_methods import max_size_upload
 from .models import Jmap
@@ -107,6 +107,8 @@ def session_document(principal, request=None) -> dict:
             **capabilities.session_values(limits),
             # Our own limits on /query filters (the reference advertises none here).
             STALWART_CAP: dict(FILTER_LIMITS),
+            # RFC 8887: the same address as the others, its scheme ws or wss (jmapapi.websocket).
+            websocket.CAPABILITY: {"url": "ws" + base.removeprefix("http") + websocket.PATHS[0], "supportsPush": True},
         },
         "accounts": {
             account_id: {"name": principal.name, "isPersonal": True, "isReadOnly": False,

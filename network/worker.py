@@ -22,6 +22,11 @@ What is added to gunicorn's protocol (gunicorn.asgi.protocol.ASGIProtocol), and 
   this limit (jmapapi.blob_methods.max_size_upload).
 - **Connections per worker.** gunicorn's asgi worker counts connections but never refuses
   one; over `worker_connections` a new connection gets 503 and is closed at once.
+- **WebSocket refusals with a body.** gunicorn refuses an upgrade the application does not
+  accept with a bare 403; here the application may answer with any HTTP response (ASGI's
+  websocket denial response), so a JMAP client is told 401 with the challenges, or 429, as on
+  every other endpoint. And a message's unmasking is one XOR of two big integers instead of a
+  Python loop over its bytes (a 10 MB message held the event loop for about a second).
 - **TLS fails closed.** gunicorn serves plain HTTP on a TLS listener whose context it could
   not build; this worker stops instead.
 
@@ -37,6 +42,7 @@ from http import HTTPStatus
 
 from gunicorn import sock
 from gunicorn.asgi import protocol as gunicorn_protocol
+from gunicorn.asgi import websocket as gunicorn_websocket
 from gunicorn.workers import gasgi
 
 # gunicorn's event-loop protocol knows the reason phrases of 37 statuses and writes "Unknown" for
@@ -192,6 +198,55 @@ class Protocol(gunicorn_protocol.ASGIProtocol):
             self._request_ready.set()
 
 
+class WebSocket(gunicorn_websocket.WebSocketProtocol):
+    def __init__(self, transport, scope, app, log, **kwargs):
+        scope.setdefault("extensions", {})["websocket.http.response"] = {}
+        super().__init__(transport, scope, app, log, **kwargs)
+        self._denial: tuple[int, list, list] | None = None
+
+    async def _send(self, message):
+        kind = message["type"]
+        if kind == "websocket.http.response.start":
+            if self.accepted or self._denied or self._denial is not None:
+                raise RuntimeError("The WebSocket was already answered")
+            self._denial = (int(message["status"]), list(message.get("headers") or []), [])
+            return
+        if kind == "websocket.http.response.body":
+            if self._denial is None or self._denied:
+                raise RuntimeError("websocket.http.response.body before its start")
+            self._denial[2].append(bytes(message.get("body", b"")))
+            if not message.get("more_body"):
+                self._write_denial(*self._denial)
+            return
+        await super()._send(message)
+
+    def _write_denial(self, status: int, headers: list, chunks: list) -> None:
+        self._denied = True
+        self.closed = True
+        self._close_event.set()
+        body = b"".join(chunks)
+        headers = [(name.decode("latin-1") if isinstance(name, bytes) else name,
+                    value.decode("latin-1") if isinstance(value, bytes) else value) for name, value in headers
+                   if (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
+                   not in ("content-length", "connection", "transfer-encoding")]
+        gunicorn_protocol._validate_response_headers(headers)
+        phrase = gunicorn_protocol._REASON_PHRASES.get(status, "Unknown")
+        head = f"HTTP/1.1 {status} {phrase}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers)
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        try:
+            self.transport.write(head.encode("latin-1") + body)
+            self.transport.close()
+        except (OSError, RuntimeError):
+            pass
+
+    def _unmask(self, payload, masking_key):
+        length = len(payload)
+        if not length:
+            return payload
+        mask = (masking_key * (length // 4 + 1))[:length]
+        return (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(length, "big")
+
+
 class Worker(gasgi.ASGIWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -201,16 +256,20 @@ class Worker(gasgi.ASGIWorker):
         # gunicorn's worker builds its protocol by the module-level name; this process only
         # ever runs this worker class, so the name is pointed at ours before serving starts.
         gasgi.ASGIProtocol = Protocol
+        # Read where gunicorn's protocol opens a WebSocket, at each upgrade.
+        gunicorn_websocket.WebSocketProtocol = WebSocket
         super().init_process()
 
     async def _shutdown(self):
         # why: this module is imported by gunicorn.conf.py in the master, before Django is set
         # up; the push hub (Django models) is only there once a worker serves.
-        from jmapapi import push
+        from jmapapi import push, websocket
 
-        # Held EventSource streams would keep the worker for the whole graceful timeout: they
-        # end now, and their clients reconnect elsewhere.
+        # Held EventSource streams and WebSockets would keep the worker for the whole graceful
+        # timeout: they end now (a WebSocket with 1001, going away), and their clients reconnect
+        # elsewhere.
         push.hub.end_all()
+        websocket.end_all()
         await super()._shutdown()
 
     def _get_ssl_context(self):

@@ -1,6 +1,7 @@
 """Django's ASGI handler, as the asgi serving model runs it (gunicorn.conf.py, network/worker.py)."""
 import asyncio
 import contextvars
+import io
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stalwart_site.settings")
@@ -16,6 +17,8 @@ from django.urls import set_script_prefix  # noqa: E402
 from django.utils.module_loading import import_string  # noqa: E402
 
 django.setup(set_prefix=False)
+
+from jmapapi import websocket  # noqa: E402  (needs the apps loaded)
 
 
 class Handler(ASGIHandler):
@@ -100,12 +103,19 @@ class Handler(ASGIHandler):
             response.close()
         return response
 
+    async def handshake(self, scope):
+        """The upgrade request of a WebSocket, as an ordinary GET through the whole HTTP chain
+        (the edge's checks, the view's authentication), marked so that only the view of
+        jmapapi.websocket's path takes it for an upgrade; Django's response comes back."""
+        http_scope = {**scope, "type": "http", "method": "GET",
+                      "scheme": "https" if scope.get("scheme") == "wss" else "http", websocket.HANDSHAKE: True}
+        return await asyncio.get_running_loop().run_in_executor(
+            SyncToAsync.single_thread_executor, contextvars.copy_context().run, self._serve, http_scope, io.BytesIO())
+
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket":
-            # No WebSocket endpoint yet: closing before accepting refuses the upgrade with a
-            # 403 (ASGI spec), instead of the 500 Django's ValueError would give.
-            await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": 1008})
+            # JMAP over WebSocket (RFC 8887) is the only WebSocket served; any other path is refused.
+            await websocket.serve(scope, receive, send, self.handshake)
             return
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")

@@ -186,6 +186,9 @@ EVENTSOURCE_THROTTLE_MS = env_int("EVENTSOURCE_THROTTLE_MS", 1000)
 EVENTSOURCE_POLL_MS = env_int("EVENTSOURCE_POLL_MS", 500)
 # How long a token from /api/token/eventsource may be used to open a stream.
 EVENTSOURCE_TOKEN_TTL = env_int("EVENTSOURCE_TOKEN_TTL", 60)
+# JMAP over WebSocket (docs/push.md#websocket): open connections per account (0: no limit). Its
+# push uses the EventSource throttle, and its tokens (/api/token/websocket) the same TTL.
+WEBSOCKET_MAX_PER_ACCOUNT = env_int("WEBSOCKET_MAX_PER_ACCOUNT", 25)
 
 # --- JMAP push over Web Push (RFC 8620 §7.2, RFC 8030/8291/8292; docs/push.md) -----------------
 # The VAPID key (a P-256 private key, PEM): given in the variable itself or as a file's path.

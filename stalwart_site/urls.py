@@ -19,6 +19,8 @@ urlpatterns = [
     path("jmap/session", jmap.session),
     path("jmap/eventsource/", jmap_push.eventsource),
     path("jmap/eventsource", jmap_push.eventsource),
+    path("jmap/ws", jmap_push.websocket),
+    path("jmap/ws/", jmap_push.websocket),
     path("jmap/upload/<str:account_id>/", jmap_blobs.upload),
     # The name may hold anything, control characters included (blob_views cleans it).
     re_path(r"^jmap/download/(?P<account_id>[^/]+)/(?P<blob_id>[^/]+)/(?P<name>[\s\S]+)$", jmap_blobs.download),

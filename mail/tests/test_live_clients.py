@@ -175,6 +175,25 @@ def test_jmap_jam_with_an_oauth_bearer_token(site):
     assert (name, err["type"]) == ("error", "accountNotFound")
 
 
+def test_jmap_jam_event_source_hears_a_change_made_over_http(site):
+    """jmap-jam's connectEventSource (tests/js/jam_eventsource.mjs), with the `eventsource`
+    package as Node's EventSource and a token from /api/token/eventsource in its URL."""
+    node = shutil.which("node")
+    if node is None or not (JS / "node_modules" / "eventsource").is_dir():
+        pytest.skip("jmap-jam and eventsource are not installed: `make test` runs `npm ci` in tests/js")
+    user_id, login = site.create_user("jamsse")
+    token = oauth_token(site, login)
+    proc = subprocess.run([node, str(JS / "jam_eventsource.mjs")], cwd=JS, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "JMAP_SESSION_URL": site.url + "/jmap/session",
+                                            "JMAP_BEARER": token})
+    assert proc.returncode == 0, proc.stderr[-4000:] + proc.stdout[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["accountId"] == user_id
+    # The state jam was told is the one the server reports.
+    [(_, got, _)] = mail_call(site, f"Bearer {token}", [["Mailbox/get", {"accountId": user_id, "ids": []}, "g"]])
+    assert got["state"] == summary["state"]
+
+
 # --- 2. jmaplib -------------------------------------------------------------------------------
 def test_jmaplib_runs_a_mail_clients_day(site):
     from jmap.core.patch import keyword_patch, mailbox_patch

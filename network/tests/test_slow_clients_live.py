@@ -182,12 +182,13 @@ def test_the_pipeline_sees_the_listener_and_client_under_asgi(site):
         site.manage("update", "systemsettings", "--field", "proxyTrustedNetworks={}")
 
 
-def test_a_websocket_upgrade_is_refused_not_a_server_error(site):
-    """No WebSocket endpoint exists yet: the upgrade gets 403, and nothing is logged as an error."""
-    status, _ = raw_http(site.url, b"GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         b"Sec-WebSocket-Version: 13\r\n\r\n", timeout=10)
-    assert status == 403
+def test_a_websocket_upgrade_without_the_jmap_subprotocol_is_refused_not_a_server_error(site):
+    """The one WebSocket served is JMAP's (tests/test_websocket_live.py): an upgrade that does not
+    ask for its subprotocol gets 400, and nothing is logged as an error."""
+    status, body = raw_http(site.url, b"GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            b"Sec-WebSocket-Version: 13\r\n\r\n", timeout=10)
+    assert status == 400, body
     assert "Traceback" not in (site.var_dir / "gunicorn.log").read_text()
 
 
