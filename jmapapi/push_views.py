@@ -26,7 +26,7 @@ from network import endpoint
 from registry import ids
 from stalwart_site.problem import problem
 
-from . import inflight, push
+from . import inflight, live_tokens, push
 
 TOKEN_SALT = "stalwart.jmap.eventsource-token"
 TOKEN_KIND = "eventsource"
@@ -164,8 +164,16 @@ def eventsource(request):
 
 @endpoint.endpoint(endpoint.ANY, auth=True, options="bare")
 def token(request, kind: str):
-    """A short-lived token for the live stream `kind` (the reference's /api/token/{kind});
-    only `eventsource` here, any other kind is 404."""
+    """A short-lived token for the live stream `kind` (the reference's /api/token/{kind}):
+    `eventsource`, or a kind of live_tokens.KINDS to whom holds its permission; any other kind
+    is 404."""
+    if kind in live_tokens.KINDS:
+        if not request.principal.has(live_tokens.KINDS[kind]):
+            return problem(403, f"You do not have the {live_tokens.KINDS[kind]} permission.")
+        response = HttpResponse(live_tokens.mint(kind, request.principal.account_id))
+        del response["Content-Type"]  # the reference sets none
+        response["Cache-Control"] = "no-cache"
+        return response
     if kind != TOKEN_KIND:
         return problem(404, endpoint.NOT_FOUND)
     response = HttpResponse(mint_token(request.principal), content_type="text/plain; charset=utf-8")
