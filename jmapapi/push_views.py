@@ -28,7 +28,7 @@ from registry import context, ids
 from registry import services as registry_services
 from stalwart_site.problem import problem
 
-from . import inflight, push, websocket as ws
+from . import inflight, live_tokens, push, websocket as ws
 from .models import Jmap
 
 TOKEN_SALT = "stalwart.jmap.eventsource-token"
@@ -220,7 +220,15 @@ def jmap_limits():
 @endpoint.endpoint(endpoint.ANY, auth=True, options="bare")
 def token(request, kind: str):
     """A short-lived token for the live stream `kind` (the reference's /api/token/{kind}):
-    `eventsource` and `websocket` here, any other kind is 404. Each opens only its own."""
+    `eventsource` and `websocket` here, and the kinds of live_tokens.KINDS to whom holds their
+    permission; any other kind is 404. Each opens only its own."""
+    if kind in live_tokens.KINDS:
+        if not request.principal.has(live_tokens.KINDS[kind]):
+            return problem(403, f"You do not have the {live_tokens.KINDS[kind]} permission.")
+        response = HttpResponse(live_tokens.mint(kind, request.principal.account_id))
+        del response["Content-Type"]  # the reference sets none
+        response["Cache-Control"] = "no-cache"
+        return response
     if kind == TOKEN_KIND:
         minted = mint_token(request.principal)
     elif kind == ws.TOKEN_KIND:

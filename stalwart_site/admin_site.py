@@ -56,6 +56,8 @@ class LoginForm(AuthenticationForm):
 # Pages with no declaration (the audit log) and where they go in the menu.
 UNDECLARED_PLACES = {"registry.auditevent": ("Management", "Audit log")}
 TOP_ORDER = {"Settings": 0, "Management": 1}
+# Pages that are no object's (group, label, URL name, who sees them in the menu).
+PAGES = [("Management", "Test delivery", "delivery-test", admin_views.can_test_delivery)]
 
 
 def menu_place(model, app_name: str) -> tuple[str, str]:
@@ -150,6 +152,11 @@ class StalwartAdminSite(admin.AdminSite):
                     entry["name"] = name
                     entry["search_terms"] = search_terms(model["model"], name, group, fields)
                     groups.setdefault(group, []).append(entry)
+        for group, label, url_name, allowed in PAGES:
+            if allowed(request.user):
+                groups.setdefault(group, []).append({
+                    "name": label, "object_name": slugify(label).replace("-", ""), "admin_url": reverse(f"admin:{url_name}"),
+                    "search_terms": f"{group} | {label}".lower(), "add_url": None, "view_only": True})
         out = []
         for name in sorted(groups, key=menu_order):
             out.append({
@@ -164,8 +171,13 @@ class StalwartAdminSite(admin.AdminSite):
         return [
             path("logout/", self.logout, name="logout"),
             path("rule-check/", self.admin_view(admin_views.rule_check), name="rule-check"),
+            path("delivery-test/", self.admin_view(self.delivery_test), name="delivery-test"),
+            path("delivery-test/token/", self.admin_view(admin_views.delivery_test_token), name="delivery-test-token"),
             *super().get_urls(),
         ]
+
+    def delivery_test(self, request):
+        return admin_views.delivery_test(request, self)
 
     def index(self, request, extra_context=None):
         """The dashboard, above the menu's pages (as Django's index lists them)."""

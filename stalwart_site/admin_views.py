@@ -1,11 +1,16 @@
-"""Small JSON endpoints behind the admin pages' widgets."""
+"""Small JSON endpoints behind the admin pages' widgets, and the pages that are no settings object."""
 from __future__ import annotations
 
 from django.apps import apps
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.http import JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
+from jmapapi import live_tokens
 from network.expr import MAX_SOURCE_LENGTH, ExprError, compile_expression
+from submission import deliverytest
 
 
 def rule_check(request):
@@ -36,3 +41,35 @@ def rule_check(request):
         return JsonResponse({"ok": False, "error": exc.message, "position": exc.position},
                             status=400 if exc.limit else 200)
     return JsonResponse({"ok": True})
+
+
+# --- Test delivery: the page, and the token its script opens the stream with -----------------
+DELIVERY_PERMISSION = live_tokens.KINDS["delivery"]
+
+
+def can_test_delivery(user) -> bool:
+    return user.is_staff and user.has_stalwart_perm(DELIVERY_PERMISSION)
+
+
+def delivery_test(request, site):
+    """Management › Test delivery: a form with the target; the stages appear as the stream
+    (/api/live/delivery/<target>?token=…) sends them (static/stalwart/delivery-test.js)."""
+    if not can_test_delivery(request.user):
+        raise PermissionDenied
+    context = {**site.each_context(request), "title": "Test delivery",
+               "token_url": reverse("admin:delivery-test-token")}
+    return TemplateResponse(request, "admin/delivery_test.html", context)
+
+
+@require_POST
+def delivery_test_token(request):
+    """A token for one delivery test stream, to a page of this session (CSRF-checked POST: another
+    site cannot have a browser mint one). It is good for LIVE_TOKEN_TTL seconds."""
+    if not can_test_delivery(request.user):
+        return JsonResponse({"error": f"You do not have the {DELIVERY_PERMISSION} permission."}, status=403)
+    try:
+        deliverytest.parse_target(request.POST.get("target", ""))
+    except deliverytest.TargetError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    # Never cached: admin_view marks every admin answer no-store.
+    return JsonResponse({"token": live_tokens.mint("delivery", request.user.pk)})

@@ -215,6 +215,25 @@ WEBPUSH_TTL = env_int("WEBPUSH_TTL", 86400)
 # (loopback, private, link-local): CIDRs, comma-separated. Empty by default: none.
 EGRESS_ALLOWED_NETWORKS = env_list("EGRESS_ALLOWED_NETWORKS", [])
 
+# How long a token from /api/token/<kind> of the live streams (/api/live/...) may be used.
+LIVE_TOKEN_TTL = env_int("LIVE_TOKEN_TTL", 60)
+
+# --- The delivery test, /api/live/delivery/<target> (docs/mail-delivery.md) --------------------
+# The port the test speaks SMTP to on each mail exchanger (25; another for a lab's MX).
+DELIVERY_TEST_SMTP_PORT = env_int("DELIVERY_TEST_SMTP_PORT", 25)
+# Connect to loopback, private and other non-public addresses too (tests, labs). Off: the target
+# is chosen by the caller, and the test must not become a way to reach the server's own network.
+DELIVERY_TEST_ALLOW_PRIVATE = env_bool("DELIVERY_TEST_ALLOW_PRIVATE", False)
+# At most this many mail exchangers, and addresses of each, are tried.
+DELIVERY_TEST_MAX_MX = env_int("DELIVERY_TEST_MAX_MX", 5)
+DELIVERY_TEST_MAX_IPS = env_int("DELIVERY_TEST_MAX_IPS", 4)
+# A stage waits at most ?timeout= seconds (default 30, at most DELIVERY_TEST_MAX_TIMEOUT); the
+# whole test at most DELIVERY_TEST_MAX_SECONDS.
+DELIVERY_TEST_MAX_TIMEOUT = env_int("DELIVERY_TEST_MAX_TIMEOUT", 60)
+DELIVERY_TEST_MAX_SECONDS = env_int("DELIVERY_TEST_MAX_SECONDS", 120)
+# Delivery tests one account may run at once (across workers with REDIS_URL); 0 for no limit.
+DELIVERY_TEST_MAX_PER_ACCOUNT = env_int("DELIVERY_TEST_MAX_PER_ACCOUNT", 2)
+
 # --- Authentication -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.Account"
 AUTHENTICATION_BACKENDS = ["accounts.backends.StalwartBackend"]

@@ -10,6 +10,7 @@ from network.drf import OpenApiView
 from oauth import api_views as oauth_api
 from oauth import registration as oauth_registration
 from oauth import views as oauth
+from submission import live_views as submission_live
 
 urlpatterns = [
     # JMAP
@@ -29,6 +30,8 @@ urlpatterns = [
     path("api/schema", jmap.schema),
     # Short-lived tokens for live streams a browser opens without an Authorization header.
     path("api/token/<str:kind>", jmap_push.token),
+    # The delivery test, streamed (?token= from /api/token/delivery).
+    path("api/live/delivery/<str:target>", submission_live.delivery),
     path("api/schema/<str:digest>", jmap.schema_document),
     # OpenAPI 3 description of the /api endpoints that run on DRF (docs/api.md).
     path("api/openapi.json", OpenApiView.as_view(), name="openapi"),
