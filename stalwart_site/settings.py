@@ -186,6 +186,14 @@ EVENTSOURCE_POLL_MS = env_int("EVENTSOURCE_POLL_MS", 500)
 # How long a token from /api/token/eventsource may be used to open a stream.
 EVENTSOURCE_TOKEN_TTL = env_int("EVENTSOURCE_TOKEN_TTL", 60)
 
+# --- Live telemetry: /api/live/tracing and /api/live/metrics (docs/telemetry.md) ---------------
+# The Redis channel trace events travel on (with REDIS_URL; a file under var/trace otherwise).
+TRACE_CHANNEL = f"{env_str('CACHE_KEY_PREFIX', 'stalwart')}:trace"
+# Without Redis, how often a worker with live tracing streams reads new events from the file.
+TRACE_POLL_MS = env_int("TRACE_POLL_MS", 250)
+# Open live tracing/metrics streams per worker; 0 for no limit.
+LIVE_MAX_STREAMS = env_int("LIVE_MAX_STREAMS", 50)
+
 # --- Authentication -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.Account"
 AUTHENTICATION_BACKENDS = ["accounts.backends.StalwartBackend"]
