@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from registry import ids
 from registry import services as registry
+from telemetry import trace
 
 from .models import AcmeChallenge, AcmeProvider, Certificate
 
@@ -348,6 +349,9 @@ def renew_due(*, actor="acme", ca_bundle: str | None = None, now=None) -> list[O
         except AcmeFailure as exc:
             log.warning("ACME provider %s: %s", ids.encode(provider.pk), exc)
             out.append(Outcome(provider, "failed", f"{reason}: {exc}"))
+            trace.emit("acme.error", id=ids.encode(provider.pk), reason=reason, details=str(exc))
         else:
             out.append(Outcome(provider, "renewed", reason, cert))
+            trace.emit("acme.order-completed", id=ids.encode(provider.pk), reason=reason,
+                       domain=list(getattr(cert, "names", None) or []))
     return out

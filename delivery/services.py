@@ -31,6 +31,7 @@ from mail import store
 from mail.models import Mailbox
 from submission import outbound, vacation
 from submission.addresses import send_as
+from telemetry import trace
 
 from . import imip, scripts
 
@@ -305,6 +306,15 @@ def deliver(raw: bytes, envelope_from: str, recipients) -> list[Outcome]:
         return parsed[0]
 
     envelope_from = normalise(envelope_from)
+    span = trace.start_span()
+    try:
+        outcomes = _deliver_all(raw, envelope_from, recipients, message)
+    finally:
+        trace.end_span(span)
+    return outcomes
+
+
+def _deliver_all(raw: bytes, envelope_from: str, recipients, message) -> list[Outcome]:
     outcomes, by_account = [], {}
     for rcpt in recipients:
         try:
@@ -324,4 +334,8 @@ def deliver(raw: bytes, envelope_from: str, recipients) -> list[Outcome]:
         outcomes.append(outcome)
     for outcome in outcomes:
         log.info("delivery from <%s> to <%s>: %s", envelope_from, outcome.recipient, outcome.reply())
+        # The reference's events of a message filed (ham) or refused.
+        trace.emit("message-ingest.ham" if outcome.status == DELIVERED else "message-ingest.error",
+                   **{"from": envelope_from, "to": outcome.recipient, "status": outcome.status,
+                      "code": outcome.code, "size": len(raw)})
     return outcomes

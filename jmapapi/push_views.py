@@ -16,28 +16,23 @@ database connection while it waits.
 from __future__ import annotations
 
 from django.conf import settings
-from django.core import signing
 from django.http import HttpResponse, StreamingHttpResponse
 
 from accounts import login
-from accounts.authz import account_permissions
-from accounts.models import Account
 from journal import services as journal
-from network import endpoint
+from network import endpoint, live_token
 from registry import context, ids
 from registry import services as registry_services
 from stalwart_site.problem import problem
 
-from . import inflight, live_tokens, push, websocket as ws
+from . import inflight, live_tokens, push
+from . import websocket as ws
 from .models import Jmap
 
-TOKEN_SALT = "stalwart.jmap.eventsource-token"
-TOKEN_KIND = "eventsource"
+EVENTSOURCE = live_token.KINDS["eventsource"]
+TOKEN_SALT = EVENTSOURCE.salt
 INVALID = "Invalid parameters"
-
-
-class TokenError(Exception):
-    pass
+TokenError = live_token.TokenError
 
 
 class EventStream(StreamingHttpResponse):
@@ -56,34 +51,26 @@ class EventStream(StreamingHttpResponse):
                 inflight.release("eventsource", account_id)
 
 
+def _claims(kind: live_token.Kind, permissions) -> dict:
+    """What a token of `kind` carries besides its account: an eventsource token, the types the
+    credential that minted it could read."""
+    if kind is EVENTSOURCE:
+        return {"t": [push.DATA_TYPES.index(name) for name in push.readable_types(permissions)]}
+    return {}
+
+
 def mint_token(principal) -> str:
-    readable = push.readable_types(principal.permissions)
-    return signing.dumps({"k": TOKEN_KIND, "a": principal.account_id,
-                          "t": [push.DATA_TYPES.index(name) for name in readable]},
-                         salt=TOKEN_SALT, compress=True)
+    return live_token.mint(EVENTSOURCE, principal.account_id, _claims(EVENTSOURCE, principal.permissions))
 
 
 def token_caller(token: str) -> tuple[int, list[str]]:
-    """(account id, readable types) of a valid token; TokenError otherwise."""
-    if len(token) > 1024:
-        raise TokenError("The token is not valid.")
-    try:
-        data = signing.loads(token, salt=TOKEN_SALT, max_age=settings.EVENTSOURCE_TOKEN_TTL)
-    except signing.SignatureExpired:
-        raise TokenError("The token has expired; ask /api/token/eventsource for a new one.") from None
-    except (signing.BadSignature, ValueError):
-        raise TokenError("The token is not valid.") from None
-    if not isinstance(data, dict) or data.get("k") != TOKEN_KIND or not isinstance(data.get("a"), int):
-        raise TokenError("The token is not valid.")
-    account = Account.objects.filter(pk=data["a"], is_active=True).first()
-    if account is None:
-        raise TokenError("The token's account cannot log in.")
-    permissions = account_permissions(account)
-    if "authenticate" not in permissions:
-        raise TokenError("The token's account cannot log in.")
-    minted = {push.DATA_TYPES[i] for i in data.get("t", []) if isinstance(i, int) and 0 <= i < len(push.DATA_TYPES)}
+    """(account id, readable types) of a valid eventsource token; TokenError otherwise."""
+    caller = live_token.verify(EVENTSOURCE.name, token)
+    raw = caller.claims.get("t", [])
+    minted = {push.DATA_TYPES[i] for i in (raw if isinstance(raw, list) else [])
+              if isinstance(i, int) and 0 <= i < len(push.DATA_TYPES)}
     # The types the credential that minted it could read, and the account can still read.
-    return account.pk, [name for name in push.readable_types(permissions) if name in minted]
+    return caller.account.pk, [name for name in push.readable_types(caller.permissions) if name in minted]
 
 
 def _unauthorized(detail: str) -> HttpResponse:
@@ -217,27 +204,103 @@ def jmap_limits():
     return registry_services.current(Jmap)
 
 
-@endpoint.endpoint(endpoint.ANY, auth=True, options="bare")
+def _session_caller(request):
+    """(account id, permissions) of the browser session whose cookie came with a POST that
+    carries the page's CSRF token; the problem to answer otherwise.
+
+    The machine endpoints run without the session middleware (network.middleware.pages_only), so
+    the session is read here as a page would read it, with the same checks (the session
+    credential's scope, revoked app passwords, an expired password). A token is a credential:
+    only a same-origin page may have one minted with its cookie. A cross-site page can make a
+    browser send the cookie (a form POST; SameSite=Lax keeps it off cross-site subrequests in
+    current browsers, not in every one), but it cannot read the CSRF token, and the check
+    below refuses a POST without it or from a foreign Origin. A GET is never enough with a
+    cookie, although reading its answer cross-origin would need CORS with credentials, which
+    /api never grants: the token must not depend on that staying true."""
+    # why: only this path reads a session on a machine endpoint; the others never load it.
+    from importlib import import_module
+
+    from django.contrib import auth
+    from django.middleware.csrf import CsrfViewMiddleware
+
+    from accounts.authz import password_expired, session_permissions
+    from accounts.middleware import ExpiredPasswordMiddleware
+
+    if request.method != "POST":
+        return problem(405, "A token is minted with the session cookie only by a POST with the page's CSRF "
+                            "token (X-CSRFToken); send an Authorization header otherwise.",
+                       headers={"Allow": "POST"})
+    refused = CsrfViewMiddleware(lambda r: None).process_view(request, _session_caller, (), {})
+    if refused is not None:
+        return problem(403, "The CSRF check failed: send the page's CSRF token in X-CSRFToken, from the "
+                            "server's own origin.")
+    engine = import_module(settings.SESSION_ENGINE)
+    request.session = engine.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+    request.user = auth.get_user(request)
+    ExpiredPasswordMiddleware._restore_session_credential(request)
+    user = request.user
+    if not user.is_authenticated:
+        return _unauthorized("The session has ended; log in again.")
+    if password_expired(user):
+        return problem(403, "The password has expired; change it before anything else.")
+    return user.pk, session_permissions(user)
+
+
+@endpoint.endpoint(endpoint.ANY, options="bare")
 def token(request, kind: str):
-    """A short-lived token for the live stream `kind` (the reference's /api/token/{kind}):
-    `eventsource` and `websocket` here, and the kinds of live_tokens.KINDS to whom holds their
-    permission; any other kind is 404. Each opens only its own."""
+    """A short-lived token for the live stream `kind` (the reference's /api/token/{kind}, with the
+    kinds of network.live_token.KINDS), for the caller's Authorization header or, from the
+    administration pages, for their session (a POST with the CSRF token)."""
+    if kind == ws.TOKEN_KIND:
+        return _websocket_token(request)
     if kind in live_tokens.KINDS:
-        if not request.principal.has(live_tokens.KINDS[kind]):
-            return problem(403, f"You do not have the {live_tokens.KINDS[kind]} permission.")
-        response = HttpResponse(live_tokens.mint(kind, request.principal.account_id))
-        del response["Content-Type"]  # the reference sets none
-        response["Cache-Control"] = "no-cache"
-        return response
-    if kind == TOKEN_KIND:
-        minted = mint_token(request.principal)
-    elif kind == ws.TOKEN_KIND:
-        try:
-            minted = ws.mint_token(request.principal)
-        except ws.TokenError as exc:
-            return problem(403, str(exc))
-    else:
+        return _live_token(request, kind)
+    entry = live_token.KINDS.get(kind)
+    if entry is None:
         return problem(404, endpoint.NOT_FOUND)
+    if not request.META.get("HTTP_AUTHORIZATION") and settings.SESSION_COOKIE_NAME in request.COOKIES:
+        found = _session_caller(request)
+        if isinstance(found, HttpResponse):
+            return found
+        account_id, permissions = found
+    else:
+        principal, error = endpoint.authenticate(request)
+        if error is not None:
+            return error
+        account_id, permissions = principal.account_id, principal.permissions
+    if not live_token.may_mint(entry, permissions):
+        return problem(403, f"A {kind} token needs the {entry.permission} permission.")
+    response = HttpResponse(live_token.mint(entry, account_id, _claims(entry, permissions)),
+                            content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _websocket_token(request):
+    """A WebSocket token (jmapapi.websocket): it carries the permissions of the credential that
+    asked, not one kind's, so it is minted from an Authorization header only."""
+    principal, error = endpoint.authenticate(request)
+    if error is not None:
+        return error
+    try:
+        minted = ws.mint_token(principal)
+    except ws.TokenError as exc:
+        return problem(403, str(exc))
     response = HttpResponse(minted, content_type="text/plain; charset=utf-8")
     response["Cache-Control"] = "no-store"
+    return response
+
+
+def _live_token(request, kind: str):
+    """A token of the delivery test's stream (jmapapi.live_tokens), to whom holds its permission;
+    answered in the reference's shape (no Content-Type, no-cache)."""
+    principal, error = endpoint.authenticate(request)
+    if error is not None:
+        return error
+    permission = live_tokens.KINDS[kind]
+    if not principal.has(permission):
+        return problem(403, f"You do not have the {permission} permission.")
+    response = HttpResponse(live_tokens.mint(kind, principal.account_id))
+    del response["Content-Type"]  # the reference sets none
+    response["Cache-Control"] = "no-cache"
     return response

@@ -176,4 +176,4 @@ def ban(address: str, reason: str, period: timedelta | None, actor="fail-to-ban"
                 # Logged like any change, so that x:BlockedIp/changes can answer past it.
                 registry_services.touch("BlockedIp", ids.encode(existing))
     drop_lists()
-    count_ban(reason)
+    count_ban(reason, address)

@@ -131,5 +131,11 @@ def context(user) -> dict:
             Bar(", ".join(c["cert"].names[:1]) or "-", max(c["days"], 0), "bar-bad" if c["soon"] else "bar-ok")
             for c in certificates])))
 
+    # The live chart and log (static/stalwart/live.js) show the whole server: not to a tenant's
+    # administrator, whatever their role says.
+    server_wide = services.actor_tenant(user) is None
+    has = getattr(user, "has_stalwart_perm", None)
+    live_metrics = bool(has and server_wide and has("liveMetrics"))
+    live_tracing = bool(has and server_wide and has("liveTracing"))
     return {"cards": cards, "charts": charts, "certificates": certificates,
-            "expiry_warning_days": EXPIRY_WARNING_DAYS}
+            "expiry_warning_days": EXPIRY_WARNING_DAYS, "live_metrics": live_metrics, "live_tracing": live_tracing}

@@ -234,6 +234,14 @@ DELIVERY_TEST_MAX_SECONDS = env_int("DELIVERY_TEST_MAX_SECONDS", 120)
 # Delivery tests one account may run at once (across workers with REDIS_URL); 0 for no limit.
 DELIVERY_TEST_MAX_PER_ACCOUNT = env_int("DELIVERY_TEST_MAX_PER_ACCOUNT", 2)
 
+# --- Live telemetry: /api/live/tracing and /api/live/metrics (docs/telemetry.md) ---------------
+# The Redis channel trace events travel on (with REDIS_URL; a file under var/trace otherwise).
+TRACE_CHANNEL = f"{env_str('CACHE_KEY_PREFIX', 'stalwart')}:trace"
+# Without Redis, how often a worker with live tracing streams reads new events from the file.
+TRACE_POLL_MS = env_int("TRACE_POLL_MS", 250)
+# Open live tracing/metrics streams per worker; 0 for no limit.
+LIVE_MAX_STREAMS = env_int("LIVE_MAX_STREAMS", 50)
+
 # --- Authentication -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.Account"
 AUTHENTICATION_BACKENDS = ["accounts.backends.StalwartBackend"]

@@ -13,9 +13,12 @@ import gc
 
 
 def settle() -> None:
+    # why: gunicorn.conf.py calls this in the bare servers of bench/ too, where Django is not set
+    # up; nothing of Django is imported before it is needed.
     from django.conf import settings
 
     if settings.configured:  # not in the bare servers bench/ measures beside the project
+        # why: as above; the URL resolver only once settings exist.
         from django.urls import get_resolver
 
         get_resolver().url_patterns  # noqa: B018 - imports every view module now

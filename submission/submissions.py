@@ -35,6 +35,7 @@ from journal import services as journal
 from mail.models import Email
 from registry import ids
 from registry.errors import InvalidProperties, NotFound, SetError
+from telemetry import trace
 
 from . import addresses, outbound, senders
 from .models import EmailSubmission, Identity
@@ -453,6 +454,9 @@ def _finish(sub: EmailSubmission, token: str, results, now: datetime) -> Outcome
             journal.record(sub.account_id, TYPE, updated=[ids.encode(sub.pk)])
     log.info("submission %s: %d sent, %d to retry, %d refused%s", sub.pk, outcome.sent, outcome.temporary,
              outcome.permanent, f"; next attempt {next_attempt:%Y-%m-%d %H:%M:%S}" if next_attempt else "")
+    trace.emit("delivery.completed" if not outcome.temporary else "delivery.attempt-end", id=ids.encode(sub.pk),
+               accountId=ids.encode(sub.account_id), sent=outcome.sent, temporary=outcome.temporary,
+               permanent=outcome.permanent)
     return outcome
 
 

@@ -15,11 +15,14 @@ scrape, whichever worker answers it, adds them up (MultiProcessCollector). Witho
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 
 import prometheus_client
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client import multiprocess
+
+from . import trace
 
 # The `_created` companion of every counter doubles the series and is not aggregated across
 # workers: leave it out in either mode, so both expose the same families.
@@ -76,12 +79,29 @@ def jmap_call(name: str, response: list) -> None:
         # Only methods that exist are named: an unknown name is whatever the client sent.
         method = "unknown" if response[1].get("type") == "unknownMethod" else name.replace("\\/", "/")
         _series(JMAP_CALLS, method, "error").inc()
+        if trace.listening():
+            trace.emit("jmap.method-call", name=name[:128], result="error", reason=str(response[1].get("type", "")))
     else:
         _series(JMAP_CALLS, response[0], "ok").inc()
+        if trace.listening():
+            trace.emit("jmap.method-call", name=response[0], result="ok")
+
+
+# AuthError.reason -> the trace event of the failure (the reference's auth.* and security.*).
+LOGIN_EVENTS = {"mfaRequired": "auth.mfa-required", "banned": "security.ip-blocked", "error": "auth.error",
+                "unavailable": "auth.error"}
 
 
 def counts_logins(fn):
-    """Count the outcome of each call of a login function: success, or the AuthError's reason."""
+    """Count the outcome of each call of a login function: success, or the AuthError's reason;
+    and trace it (the login name and address, never the secret) when anyone watches."""
+    parameters = list(inspect.signature(fn).parameters)
+
+    def argument(name, args, kwargs):
+        if name in kwargs:
+            return kwargs[name]
+        at = parameters.index(name) if name in parameters else len(args)
+        return args[at] if at < len(args) else None
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -91,15 +111,31 @@ def counts_logins(fn):
             reason = getattr(exc, "reason", None)
             if isinstance(reason, str):
                 LOGINS.labels(LOGIN_RESULTS.get(reason, "other")).inc()
+                if trace.listening():
+                    trace.emit(LOGIN_EVENTS.get(reason, "auth.failed"), accountName=argument("login", args, kwargs),
+                               remoteIp=argument("remote_ip", args, kwargs), reason=reason)
             raise
         LOGINS.labels("success").inc()
+        if trace.listening() and result is not None:
+            account = getattr(result, "account", None)
+            trace.emit("auth.success", accountName=getattr(account, "email_address", None) or getattr(account, "name", None),
+                       accountId=getattr(account, "pk", None), remoteIp=argument("remote_ip", args, kwargs))
         return result
 
     return wrapper
 
 
-def ban(reason: str) -> None:
+# BlockedIp reason -> the reference's event type of such a ban.
+BAN_EVENTS = {
+    "authFailure": "security.authentication-ban", "rcptToFailure": "security.abuse-ban",
+    "loitering": "security.loiter-ban", "portScanning": "security.scan-ban", "manual": "security.manual-ban",
+    "other": "security.manual-ban",
+}
+
+
+def ban(reason: str, address: str | None = None) -> None:
     BANS.labels(reason if reason in BAN_REASONS else "other").inc()
+    trace.emit(BAN_EVENTS.get(reason, "security.manual-ban"), remoteIp=address, reason=reason)
 
 
 # --- exposition -----------------------------------------------------------------------------

@@ -1,9 +1,18 @@
-"""Counts every answered request in stalwart_http_requests_total{endpoint, status}."""
+"""Counts every answered request in stalwart_http_requests_total{endpoint, status}, and traces it
+for the live tracing streams when anyone watches (telemetry.trace)."""
+import time
+
 from django.conf import settings
 from django_prometheus.middleware import PrometheusAfterMiddleware
 from django_prometheus.utils import Time
 
+from . import trace
 from .metrics import count_request
+
+# WebDAV methods, each its own trace event type (webdav.propfind, …): a fixed set, never what a
+# client sends.
+DAV_METHODS = frozenset({"PROPFIND", "PROPPATCH", "GET", "HEAD", "REPORT", "MKCOL", "MKCALENDAR", "DELETE",
+                         "PUT", "POST", "PATCH", "COPY", "MOVE", "LOCK", "UNLOCK", "ACL", "OPTIONS"})
 
 
 class RequestMetricsMiddleware:
@@ -17,16 +26,36 @@ class RequestMetricsMiddleware:
         self.static_prefix = settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL
 
     def __call__(self, request):
-        response = self.get_response(request)
-        match = getattr(request, "resolver_match", None)
-        if match is not None:
-            endpoint = "/" + match.route
-        elif request.path_info.startswith(self.static_prefix):
-            endpoint = "static"
-        else:
-            endpoint = "unmatched"
-        count_request(endpoint, response.status_code)
+        span = trace.start_span()
+        started = time.monotonic() if span is not None else 0.0
+        try:
+            response = self.get_response(request)
+            match = getattr(request, "resolver_match", None)
+            if match is not None:
+                endpoint = "/" + match.route
+            elif request.path_info.startswith(self.static_prefix):
+                endpoint = "static"
+            else:
+                endpoint = "unmatched"
+            count_request(endpoint, response.status_code)
+            if span is not None:
+                self.trace(request, response, endpoint, started)
+        finally:
+            trace.end_span(span)
         return response
+
+    @staticmethod
+    def trace(request, response, endpoint: str, started: float) -> None:
+        """The request's event: its path without the query string (which may hold a live stream's
+        token or an RSVP link's), never a header."""
+        elapsed = round((time.monotonic() - started) * 1000)
+        address = request.META.get("REMOTE_ADDR")
+        method = request.method if request.method in DAV_METHODS else "other"
+        if request.path_info.startswith("/dav/"):
+            trace.emit(f"webdav.{method.lower()}", url=request.path, code=response.status_code,
+                       remoteIp=address, elapsed=elapsed)
+        trace.emit("http.request-url", method=request.method[:16], url=request.path, endpoint=endpoint,
+                   code=response.status_code, remoteIp=address, elapsed=elapsed)
 
 
 class PrometheusAfter(PrometheusAfterMiddleware):

@@ -185,12 +185,15 @@ def test_a_token_opens_the_stream_without_credentials_and_is_never_logged(server
     assert token not in log and quote(token) not in log
 
 
-def test_the_token_endpoint_needs_credentials_and_knows_one_kind(server):
+def test_the_token_endpoint_needs_credentials_and_a_known_kind(server):
     _, login = server.users[0]
     resp = requests.get(server.url + "/api/token/eventsource", timeout=30)
     assert resp.status_code == 401 and resp.headers["Content-Type"] == "application/problem+json"
-    resp = requests.get(server.url + "/api/token/tracing", headers={"Authorization": basic(login)}, timeout=30)
+    resp = requests.get(server.url + "/api/token/nope", headers={"Authorization": basic(login)}, timeout=30)
     assert resp.status_code == 404
+    # The live telemetry kinds need their permission, which a user does not have.
+    resp = requests.get(server.url + "/api/token/tracing", headers={"Authorization": basic(login)}, timeout=30)
+    assert resp.status_code == 403 and resp.headers["Content-Type"] == "application/problem+json"
 
 
 def minted(server, login: str, code: str) -> str:
