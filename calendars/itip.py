@@ -263,7 +263,12 @@ def keep_partstat(previous: icalendar.Calendar, updated: icalendar.Calendar, who
 
 def apply_reply(stored: icalendar.Calendar, reply: Message) -> bool:
     """Write a REPLY's PARTSTAT into the organizer's copy; True when it changed. A REPLY from an
-    address that is not an attendee of the stored object changes nothing (RFC 5546 §3.2.3)."""
+    address that is not an attendee of the stored object changes nothing (RFC 5546 §3.2.3).
+
+    A component whose PARTSTAT changed gets DTSTAMP (and LAST-MODIFIED, when it has one) set to
+    now: in an object without METHOD they say when the store last revised it (RFC 5545
+    §3.8.7.2, §3.8.7.3). SEQUENCE stays: an attendee's answer is not a change of the event
+    (RFC 5546 §2.1.4), and raising it would make every attendee's copy out of date."""
     sender = reply.sender
     answers = {}
     for comp in components(reply.calendar):
@@ -279,12 +284,17 @@ def apply_reply(stored: icalendar.Calendar, reply: Message) -> bool:
         partstat = answers.get(_rid(comp), answers.get(None))
         if partstat is None:
             continue
+        revised = False
         for prop in _list(comp.get("ATTENDEE")):
-            if address(prop) == sender:
-                if str(prop.params.get("PARTSTAT", "")).upper() != partstat:
-                    prop.params["PARTSTAT"] = partstat
-                    changed = True
-                prop.params["SCHEDULE-STATUS"] = "2.0"
+            if address(prop) == sender and str(prop.params.get("PARTSTAT", "")).upper() != partstat:
+                prop.params["PARTSTAT"] = partstat
+                revised = True
+        if revised:
+            _stamp(comp)
+            if "LAST-MODIFIED" in comp:
+                comp.pop("LAST-MODIFIED")
+                comp.add("LAST-MODIFIED", datetime.now(timezone.utc).replace(microsecond=0))
+            changed = True
     return changed
 
 
@@ -293,9 +303,20 @@ def _rid(comp):
 
 
 def set_schedule_status(cal: icalendar.Calendar, statuses: dict[str, str]) -> None:
-    """RFC 6638 §3.2.9: the organizer's copy records, per attendee, how its message went."""
+    """RFC 6638 §3.2.9: the organizer's copy records, per attendee, how its message went (an
+    attendee the client schedules itself is left as the client wrote it)."""
     for comp in components(cal):
         for prop in _list(comp.get("ATTENDEE")):
+            status = statuses.get(address(prop))
+            if status and not _client_scheduled(prop):
+                prop.params["SCHEDULE-STATUS"] = status
+
+
+def set_organizer_status(cal: icalendar.Calendar, statuses: dict[str, str]) -> None:
+    """RFC 6638 §3.2.9: the attendee's copy records on ORGANIZER how its REPLY went."""
+    for comp in components(cal):
+        prop = comp.get("ORGANIZER")
+        if prop is not None and not _client_scheduled(prop):
             status = statuses.get(address(prop))
             if status:
                 prop.params["SCHEDULE-STATUS"] = status

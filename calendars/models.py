@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
+from django.core.validators import MinValueValidator, URLValidator
 from django.db import models
 
 from registry.models import SingletonModel
@@ -170,8 +170,28 @@ rsvp_url_validator = URLValidator(schemes=["http", "https"], message="Enter an a
 
 
 class CalendarScheduling(SingletonModel):
-    """The reference's `CalendarScheduling` settings this server implements: the HTTP RSVP links
-    put in iMIP invitations and the `/calendar/rsvp` page they lead to (docs/calendar-invitations.md)."""
+    """The reference's `CalendarScheduling` settings this server implements: scheduling on or off,
+    its limits, what iMIP arriving by mail may do (docs/calendars.md), and the HTTP RSVP links put
+    in iMIP invitations with the `/calendar/rsvp` page they lead to (docs/calendar-invitations.md)."""
+
+    enable = models.BooleanField(
+        default=True, verbose_name="Enable scheduling",
+        help_text="Send and receive invitations: the server schedules the events its accounts organize "
+        "or answer (RFC 6638), and applies those arriving by mail (iMIP). Off: events are stored as "
+        "they are written, and nobody is invited.")
+    auto_add_invitations = models.BooleanField(
+        default=False, verbose_name="Auto-add invitations",
+        help_text="Add an invitation arriving by mail for an event not yet known to the recipient's "
+        "calendar, from any authenticated sender. Off: only from the senders in the recipient's contacts; "
+        "the others' invitations are left in the scheduling inbox (and the mail).")
+    itip_max_size = models.PositiveIntegerField(
+        default=524_288, validators=[MinValueValidator(100)], verbose_name="iTIP max size",
+        help_text="Largest calendar part of an incoming iMIP message that is applied, in bytes; a larger "
+        "one is ignored (the mail is still delivered).")
+    max_recipients = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(1)], verbose_name="Max recipients",
+        help_text="Most recipients one change of an event may send invitations or cancellations to; "
+        "a change that would send to more is refused.")
 
     http_rsvp_enable = models.BooleanField(
         default=True, verbose_name="HTTP RSVP enable",
@@ -190,6 +210,9 @@ class CalendarScheduling(SingletonModel):
     class Meta:
         verbose_name = "calendar scheduling"
         verbose_name_plural = "calendar scheduling"
+
+    def __str__(self):
+        return "Calendar scheduling settings"
 
     def clean(self):
         # The bounds as a check rather than field validators: the schema reads validator limits

@@ -10,6 +10,10 @@ organizer reaches nobody's calendar but one's own.
 
 Every delivered message is also kept in the recipient's scheduling inbox (`ScheduleMessage`),
 which the DAV layer lists at the principal's schedule-inbox-URL.
+
+`x:CalendarScheduling` governs all of it: `enable` off sends and applies nothing, and
+`maxRecipients` refuses a change that would send to more (the whole write, as the reference).
+How each message went is written back on the storing copy (`schedule_statuses`, RFC 6638 §3.2.9).
 """
 from __future__ import annotations
 
@@ -21,9 +25,15 @@ from django.db import transaction
 
 from . import itip, services
 from .errors import CalendarError
-from accounts.models import Alias
+from accounts.models import Alias, Domain
+from registry import services as registry
 
-from .models import CalendarObject, ScheduleMessage
+from .models import CalendarObject, CalendarScheduling, ScheduleMessage
+
+
+def config() -> CalendarScheduling:
+    """The `x:CalendarScheduling` settings as they are now (read once per change of them)."""
+    return registry.current(CalendarScheduling)
 
 
 def own_addresses(account) -> set[str]:
@@ -66,9 +76,13 @@ def after_put(calendar, previous_text: str | None, new_cal: icalendar.Calendar) 
     owner = calendar.account
     if not itip.organizer(new_cal):
         return []  # not a scheduling object: nothing to send, whatever it was before
+    conf = config()
+    if not conf.enable:
+        return []
     own = own_addresses(owner)
     old = _parse(previous_text)
     sent = itip.organizer_messages(old, new_cal, own=own)
+    _check_recipients(sent, conf)
     reply = itip.attendee_reply(old, new_cal, own=own)
     if reply is not None:
         sent.append(reply)
@@ -81,10 +95,39 @@ def after_delete(calendar, previous_text: str) -> list[itip.Message]:
     old = _parse(previous_text)
     if old is None:
         return []
+    conf = config()
+    if not conf.enable:
+        return []
+    # No maxRecipients here: refusing the delete of an event invited under a higher limit would
+    # keep it forever; its CANCEL goes to the people invited already.
     sent = itip.organizer_messages(old, None, own=own_addresses(calendar.account))
     for message in sent:
         dispatch(message)
     return sent
+
+
+def _check_recipients(sent: list[itip.Message], conf: CalendarScheduling) -> None:
+    """`maxRecipients`: a change that would invite or cancel more people than that is refused as a
+    whole (CalDAV's max-attendees-per-instance, as the reference answers), before anything is sent."""
+    count = sum(len(m.recipients) for m in sent)
+    if count > conf.max_recipients:
+        raise CalendarError("max-attendees-per-instance",
+                            f"This change would send to {count} recipients; the server sends to at most "
+                            f"{conf.max_recipients} at once (CalendarScheduling maxRecipients).")
+
+
+def schedule_statuses(cal: icalendar.Calendar, sent: list[itip.Message]) -> bool:
+    """RFC 6638 §3.2.9: write how each message went into the copy that caused it, the organizer's
+    (SCHEDULE-STATUS on each ATTENDEE it invited) or the attendee's (on the ORGANIZER it replied
+    to). True when the copy changed, so that the stored object is no longer the one the client
+    sent."""
+    before = cal.to_ical()
+    for message in sent:
+        if message.method == "REQUEST":
+            itip.set_schedule_status(cal, message.statuses)
+        elif message.method == "REPLY":
+            itip.set_organizer_status(cal, message.statuses)
+    return cal.to_ical() != before
 
 
 def dispatch(message: itip.Message) -> dict[str, str]:
@@ -99,6 +142,11 @@ def dispatch(message: itip.Message) -> dict[str, str]:
                 done[account.pk] = deliver(account, message)
             statuses[rcpt] = done[account.pk]
     remote = [r for r in message.recipients if r not in local]
+    # An address of a domain hosted here that is nobody's: no mail would reach anyone (RFC 6638
+    # §7.3, 3.7 "invalid calendar user"), so none is sent.
+    for rcpt in _unknown_local(remote):
+        statuses[rcpt] = "3.7"
+        remote.remove(rcpt)
     if remote:
         # After the commit: a relay that is slow or down must not hold the calendar's lock, and
         # a write that rolls back must send nothing.
@@ -106,6 +154,25 @@ def dispatch(message: itip.Message) -> dict[str, str]:
         transaction.on_commit(lambda: itip.send_remote(message, remote))
     message.statuses = statuses
     return statuses
+
+
+def _unknown_local(addresses: list[str]) -> list[str]:
+    """The addresses of a domain of this server that mail delivery would give to nobody: no
+    account or alias has it, nor its `+detail`-less form (RFC 5233), and the domain has no
+    catch-all (the rules of `delivery.services.resolve`, which sits above this app)."""
+    domains = {a.rpartition("@")[2] for a in addresses if "@" in a}
+    hosted = set(Domain.objects.filter(name__in=domains).values_list("name", flat=True)) if domains else set()
+    if not hosted:
+        return []
+    hosted -= set(Alias.objects.filter(enabled=True, name="*", domain__name__in=hosted)
+                  .values_list("domain__name", flat=True))
+    candidates = [a for a in addresses if a.rpartition("@")[2] in hosted]
+    if not candidates:
+        return []
+    bases = {a: a.split("+", 1)[0] + "@" + a.rpartition("@")[2] if "+" in a.rpartition("@")[0] else a
+             for a in candidates}
+    known = set(_accounts(set(bases.values())))
+    return [a for a in candidates if bases[a] not in known]
 
 
 def _find(account, uid: str) -> CalendarObject | None:

@@ -269,6 +269,9 @@ class PutResult:
     object: CalendarObject
     created: bool  # 201, else 204
     changed: bool  # False: the same octets were already stored (nothing written)
+    # True: the server changed the object after the client's octets (SCHEDULE-STATUS written by
+    # scheduling), so the response must not carry an ETag (RFC 4791 §5.3.4, RFC 6638 §3.2.9).
+    transformed: bool = False
 
 
 def _etags(value) -> list[str] | None:
@@ -436,13 +439,31 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
                                                               else {"updated": href}))
         Calendar.objects.filter(pk=calendar.pk).update(member_change=int(state))
         calendar.member_change = int(state)
+        transformed = False
         if schedule:
             # One transaction with the write: a delivery that fails undoes nothing of the
             # organizer's store, but a crash in between leaves neither half behind.
             from . import scheduling  # noqa: PLC0415 - scheduling calls back into this module
-            scheduling.after_put(calendar, previous, parsed.calendar)
+            sent = scheduling.after_put(calendar, previous, parsed.calendar)
+            if sent and scheduling.schedule_statuses(parsed.calendar, sent):
+                _rewrite(obj, parsed.calendar.to_ical().decode())
+                transformed = True
     obj.calendar = calendar
-    return PutResult(obj, created=existing is None, changed=True)
+    return PutResult(obj, created=existing is None, changed=True, transformed=transformed)
+
+
+def _rewrite(obj: CalendarObject, text: str) -> None:
+    """Store the server's own change of an object just written in this transaction (its
+    SCHEDULE-STATUS): the text, etag and size move; the index, the journal entry and the
+    Schedule-Tag of the write stand, since no date and no scheduling content changed."""
+    size = len(text.encode())
+    try:
+        blobs.charge(obj.account_id, size - obj.size)
+    except blobs.OverQuota:
+        raise CalendarError("quota-not-exceeded", "The account's storage quota would be exceeded.",
+                            status=507, namespace="dav") from None
+    obj.data, obj.etag, obj.size = text, digest(text), size
+    obj.save(update_fields=["data", "etag", "size"])
 
 
 def _schedule_tag(parsed: ical.Parsed, existing: CalendarObject | None, etag: str, keep: bool) -> str:

@@ -178,7 +178,12 @@ class CalendarProvider:
                                       if_schedule_tag_match=if_schedule_tag_match)
         except CalendarError as exc:
             raise _refusal(exc, owner) from None
-        return _object_entry(cal, result.object), result.created
+        entry = _object_entry(cal, result.object)
+        if result.transformed:
+            # The stored object is not the one sent (the server wrote SCHEDULE-STATUS): no ETag in
+            # the answer (RFC 4791 §5.3.4, RFC 6638 §3.2.9), so that the client fetches it again.
+            entry.etag = ""
+        return entry, result.created
 
     def delete(self, owner, entry: Entry, if_match) -> None:
         try:

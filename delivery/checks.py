@@ -26,8 +26,4 @@ def delivery_settings(app_configs=None, **kwargs):
     if not isinstance(count, int) or count < 1:
         errors.append(checks.Error(f"SIEVE_MAX_SCRIPTS must be a positive number, not {count!r}.",
                                    id="delivery.E004"))
-    itip_size = getattr(settings, "CALENDAR_ITIP_MAX_SIZE", 524_288)
-    if not isinstance(itip_size, int) or itip_size < 1:
-        errors.append(checks.Error(f"CALENDAR_ITIP_MAX_SIZE must be a positive number of bytes, not {itip_size!r}.",
-                                   id="delivery.E005"))
     return errors

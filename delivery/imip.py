@@ -4,7 +4,8 @@ calendars by the store's own scheduling (`calendars.scheduling.deliver`), beside
 Mail From can be forged, so nothing here believes a message unless (docs/calendars.md,
 "Scheduling by mail"):
 
-- ingestion is on (`CALENDAR_IMIP_INBOUND`) and the account has `calendarSchedulingReceive`;
+- scheduling is on (`x:CalendarScheduling` `enable`), ingestion is on (`CALENDAR_IMIP_INBOUND`)
+  and the account has `calendarSchedulingReceive`;
 - the sender is authenticated: the MTA in front of us vouches, in its Authentication-Results
   header (the topmost one with our `CALENDAR_IMIP_AUTHSERV_ID`), for `dmarc=pass` of the From
   domain (`CALENDAR_IMIP_REQUIRE_DMARC`, on by default as in the reference);
@@ -14,8 +15,10 @@ Mail From can be forged, so nothing here believes a message unless (docs/calenda
 
 Everything else is the store's rules: a REPLY changes only the PARTSTAT of the sender's own
 ATTENDEE line in a copy the recipient organizes; a REQUEST/CANCEL changes only a copy with the
-same organizer. A malformed, oversized or hostile calendar part is skipped: the mail is always
-kept, and nothing here can fail a delivery.
+same organizer. An invitation for an event the recipient does not have yet is added only from a
+sender in its contacts, or from anyone with `autoAddInvitations`; otherwise it is only filed in the
+scheduling inbox. A malformed, oversized (`itipMaxSize`) or hostile calendar part is skipped: the
+mail is always kept, and nothing here can fail a delivery.
 """
 from __future__ import annotations
 
@@ -168,7 +171,8 @@ def _stale(incoming, stored) -> bool:
         return False
 
 
-def apply_one(account, sender: str, cal: icalendar.Calendar) -> Result:
+def apply_one(account, sender: str, cal: icalendar.Calendar, conf=None) -> Result:
+    conf = conf or scheduling.config()
     method = str(cal.get("METHOD", "")).strip().upper()
     uid = itip.uid(cal)
     if method not in METHODS:
@@ -207,8 +211,13 @@ def apply_one(account, sender: str, cal: icalendar.Calendar) -> Result:
                 return _ignored(method, uid, "out of date")
         elif method == "CANCEL":
             return _ignored(method, uid, "no copy to cancel")
-        elif not (settings.CALENDAR_AUTO_ADD_INVITATIONS or _known_contact(account, sender)):
-            return _ignored(method, uid, "an invitation from a stranger (CALENDAR_AUTO_ADD_INVITATIONS)")
+        elif not (conf.auto_add_invitations or _known_contact(account, sender)):
+            # Left where the account's client shows it, for its user to take or leave; the
+            # calendar is not touched (the reference's autoAddInvitations off).
+            ScheduleMessage.objects.create(account=account, uid=uid[:255], method=method, sender=sender[:320],
+                                           data=cal.to_ical().decode())
+            return Result(method, uid, "inbox", "an invitation from a stranger: scheduling inbox only "
+                          "(autoAddInvitations off)")
     message = itip.Message(method, sender, [itip.address(account.email_address)], cal)
     with transaction.atomic():
         status = scheduling.deliver(account, message)
@@ -298,7 +307,8 @@ def receive(account, raw: bytes, envelope_from: str) -> list[Result]:
         return []
     if not parts:
         return []
-    if PERMISSION not in account_permissions(account):
+    conf = scheduling.config()
+    if not conf.enable or PERMISSION not in account_permissions(account):
         return []
     sender = sender_of(msg)
     if sender is None:
@@ -311,7 +321,7 @@ def receive(account, raw: bytes, envelope_from: str) -> list[Result]:
     if _is_local(sender):
         return [_ignored("", "", "the sender is an account of this server")]
     results, seen = [], set()
-    max_size = settings.CALENDAR_ITIP_MAX_SIZE
+    max_size = conf.itip_max_size
     for payload, charset in parts:
         if len(payload) > max_size:
             results.append(_ignored("", "", "the calendar part is too large"))
@@ -326,7 +336,7 @@ def receive(account, raw: bytes, envelope_from: str) -> list[Result]:
         seen.add(key)
         try:
             cal = ical.parse(text.encode("utf-8"), max_size=max_size)
-            results.append(apply_one(account, sender, cal))
+            results.append(apply_one(account, sender, cal, conf))
         except CalendarError as exc:
             results.append(_ignored("", "", f"invalid iCalendar ({exc.condition})"))
         except Exception:  # noqa: BLE001 - a hostile object must never cost the mail

@@ -72,10 +72,10 @@ def check(token: str, config: CalendarScheduling | None = None) -> Claims:
 
 
 def links(message: itip.Message, recipient: str) -> dict[str, str] | None:
-    """The answer links of one invitation to one recipient (itip's seam), or None when RSVP is
-    off or the organizer is not an account of this server."""
+    """The answer links of one invitation to one recipient (itip's seam), or None when RSVP (or
+    scheduling as a whole) is off or the organizer is not an account of this server."""
     config = settings_now()
-    if not config.http_rsvp_enable:
+    if not (config.enable and config.http_rsvp_enable):
         return None
     uid = itip.uid(message.calendar)
     organizer = get_user_model().objects.filter(email_address=message.sender).only("pk").first()

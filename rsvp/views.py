@@ -28,7 +28,7 @@ from stalwart_site.csp import strict_csp
 from . import tokens
 
 # The languages the page is translated into (rsvp/locale); the first is the fallback.
-LANGUAGES = ("en", "de")
+LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl")
 LABELS = {"ACCEPTED": gettext_lazy("Accept"), "TENTATIVE": gettext_lazy("Maybe"),
           "DECLINED": gettext_lazy("Decline")}
 DONE = {"ACCEPTED": gettext_lazy("You accepted this invitation."),
@@ -76,7 +76,7 @@ def rsvp(request):
 
 def _answer(request):
     config = tokens.settings_now()
-    if not config.http_rsvp_enable:
+    if not (config.enable and config.http_rsvp_enable):
         raise Refusal(404, _("Answers are not taken here"),
                       _("This server does not take answers to invitations on the web. Reply from your calendar "
                         "application instead."))

@@ -413,13 +413,11 @@ CALENDAR_INDEX_HORIZON_DAYS = env_int("CALENDAR_INDEX_HORIZON_DAYS", 730)
 # "<display name> (<address>)".
 CALENDAR_DEFAULT_HREF_NAME = env_str("CALENDAR_DEFAULT_HREF_NAME", "default")
 CALENDAR_DEFAULT_DISPLAY_NAME = env_str("CALENDAR_DEFAULT_DISPLAY_NAME", "Stalwart Calendar")
-# iMIP arriving by mail (docs/calendars.md "Scheduling by mail"): the reference's
-# CalendarScheduling itipMaxSize and autoAddInvitations, an off switch for applying invitations
-# and replies found in delivered mail, and whose word that the sender is genuine counts: the
-# DMARC result of the Authentication-Results header the MTA in front adds under this authserv-id.
+# iMIP arriving by mail (docs/calendars.md "Scheduling by mail"): an off switch for applying
+# invitations and replies found in delivered mail, and whose word that the sender is genuine
+# counts: the DMARC result of the Authentication-Results header the MTA in front adds under this
+# authserv-id. (The reference's itipMaxSize and autoAddInvitations are x:CalendarScheduling's.)
 CALENDAR_IMIP_INBOUND = env_bool("CALENDAR_IMIP_INBOUND", True)
-CALENDAR_ITIP_MAX_SIZE = env_int("CALENDAR_ITIP_MAX_SIZE", 524_288)
-CALENDAR_AUTO_ADD_INVITATIONS = env_bool("CALENDAR_AUTO_ADD_INVITATIONS", False)
 CALENDAR_IMIP_REQUIRE_DMARC = env_bool("CALENDAR_IMIP_REQUIRE_DMARC", True)
 CALENDAR_IMIP_AUTHSERV_ID = env_str("CALENDAR_IMIP_AUTHSERV_ID", "")
 # --- WebDAV (dav app) -------------------------------------------------------------------------

@@ -125,6 +125,54 @@ def test_another_accounts_calendar_is_closed(site):
     assert r.status_code == 403 and "supported-calendar-data" in r.text
 
 
+def test_python_caldav_client_invites_and_sees_schedule_status(site):
+    """RFC 6638 with a real client: the organizer's save is scheduled, the copy it reads back has
+    each attendee's SCHEDULE-STATUS (the PUT carried no ETag, so the client must fetch); the
+    attendee's client answers and the organizer's copy shows it with a new DTSTAMP, the same
+    SEQUENCE and the same Schedule-Tag."""
+    _, org = site.create_user("org")
+    _, att = site.create_user("att")
+    ghost = f"ghost{org.split('@')[0]}@example.org"
+    people = (f"ORGANIZER:mailto:{org}\nATTENDEE;PARTSTAT=ACCEPTED:mailto:{org}\n"
+              f"ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{att}\n"
+              f"ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{ghost}\nSEQUENCE:2\n")
+    ics = event("invite@test", "20270105T100000Z", "20270105T110000Z", "Review", people)
+    organizer = caldav.DAVClient(url=f"{site.url}/dav/cal/", username=org, password=STRONG).principal()
+    cal = organizer.calendars()[0]
+
+    # Raw HTTP first: the answer to the organizer's PUT.
+    url = str(cal.url) + "raw.ics"
+    raw = requests.put(url, data=ics.replace("invite@test", "raw@test"), auth=(org, STRONG),
+                       headers={"Content-Type": "text/calendar"})
+    assert raw.status_code == 201, raw.text
+    assert "ETag" not in raw.headers and raw.headers.get("Schedule-Tag")
+    fetched = requests.get(url, auth=(org, STRONG))
+    assert f"SCHEDULE-STATUS=1.2:mailto:{att}" in fetched.text.replace("\r\n ", "")
+    assert f"SCHEDULE-STATUS=3.7:mailto:{ghost}" in fetched.text.replace("\r\n ", "")
+    assert fetched.headers["Schedule-Tag"] == raw.headers["Schedule-Tag"]
+
+    saved = cal.save_event(ics)
+    saved.load()
+    statuses = {str(a).lower().removeprefix("mailto:"): a.params.get("SCHEDULE-STATUS")
+                for a in saved.icalendar_component["ATTENDEE"]}
+    assert statuses == {org: None, att: "1.2", ghost: "3.7"}
+    stamp = saved.icalendar_component["DTSTAMP"].dt
+    sequence = int(saved.icalendar_component["SEQUENCE"])  # caldav's save raises it itself
+    tag = requests.get(str(saved.url), auth=(org, STRONG)).headers["Schedule-Tag"]
+
+    attendee = caldav.DAVClient(url=f"{site.url}/dav/cal/", username=att, password=STRONG).principal()
+    (mine,) = [e for e in attendee.calendars()[0].events() if "UID:invite@test" in e.data]
+    mine.data = mine.data.replace(f"PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{att}",
+                                  f"PARTSTAT=ACCEPTED;RSVP=TRUE:mailto:{att}")
+    mine.save()
+    saved.load()
+    comp = saved.icalendar_component
+    answers = {str(a).lower().removeprefix("mailto:"): a.params.get("PARTSTAT") for a in comp["ATTENDEE"]}
+    assert answers[att] == "ACCEPTED"
+    assert comp["DTSTAMP"].dt > stamp and int(comp["SEQUENCE"]) == sequence
+    assert requests.get(str(saved.url), auth=(org, STRONG)).headers["Schedule-Tag"] == tag
+
+
 def vdirsyncer(tmp: Path, url: str, login: str, resolution: str):
     """A vdirsyncer pair of a local directory (a) and the server's calendars (b)."""
     config = tmp / "config"

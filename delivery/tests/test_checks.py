@@ -20,5 +20,4 @@ def test_bad_settings_are_refused(settings):
     settings.LMTP_MAX_MESSAGE_SIZE = 10
     settings.SIEVE_LIMITS = {"max_steps": 10, "no_such_limit": 1}
     settings.SIEVE_MAX_SCRIPTS = 0
-    settings.CALENDAR_ITIP_MAX_SIZE = 0
-    assert ids() == {"delivery.E001", "delivery.E002", "delivery.E003", "delivery.E004", "delivery.E005"}
+    assert ids() == {"delivery.E001", "delivery.E002", "delivery.E003", "delivery.E004"}

@@ -5,6 +5,7 @@ trust rules, with the mail always kept. Mails are shaped as Google and Outlook s
 from __future__ import annotations
 
 import base64
+from datetime import datetime, timedelta, timezone
 
 import icalendar
 import pytest
@@ -13,9 +14,10 @@ from django.test.utils import CaptureQueriesContext
 
 from calendars import itip
 from calendars import services as calendars
-from calendars.models import CalendarObject, ScheduleMessage
+from calendars.models import CalendarObject, CalendarScheduling, ScheduleMessage
 from contacts import services as contacts
 from delivery import services
+from registry import services as registry
 
 from .conftest import Who
 
@@ -30,8 +32,13 @@ AUTH_OK = f"Authentication-Results: {MTA}; spf=pass smtp.mailfrom=remote.example
 def trusted_mta(settings):
     settings.CALENDAR_IMIP_AUTHSERV_ID = MTA
     settings.CALENDAR_IMIP_REQUIRE_DMARC = True
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = False
     settings.CALENDAR_IMIP_INBOUND = True
+
+
+def scheduling(**values):
+    """Set x:CalendarScheduling fields as an administrator would (its state moves, so the
+    cached settings are read again)."""
+    registry.update(CalendarScheduling._declaration, None, values, "test")
 
 
 def event(uid="meet-1", organizer="alice@example.org", sequence=0, summary="Planning", carol="NEEDS-ACTION",
@@ -106,6 +113,24 @@ def test_google_reply_sets_the_senders_partstat_and_nothing_else(alice):
     assert str(copy_of(alice.account).walk("VEVENT")[0]["SUMMARY"]) == "Planning"
     assert ScheduleMessage.objects.filter(account=alice.account, method="REPLY").count() == 1  # not twice
     assert len(alice.emails("inbox")) == 1
+
+
+def test_a_reply_revises_the_organizers_dtstamp_never_its_sequence(alice):
+    store(alice.account, event(sequence=4, extra="LAST-MODIFIED:20260101T000000Z"))
+    before = CalendarObject.objects.get(account=alice.account)
+    delivered(google_reply(event(method="REPLY", sequence=4, dtstamp="20260102T000000Z", attendees=[
+        "ATTENDEE;PARTSTAT=TENTATIVE:mailto:carol@remote.example"])))
+    comp = copy_of(alice.account).walk("VEVENT")[0]
+    start = datetime.now(timezone.utc) - timedelta(minutes=5)
+    # The store's time of the revision (RFC 5545 §3.8.7.2, §3.8.7.3), not the reply's DTSTAMP.
+    assert comp["DTSTAMP"].dt > start and comp["LAST-MODIFIED"].dt > start
+    assert int(comp["SEQUENCE"]) == 4
+    after = CalendarObject.objects.get(account=alice.account)
+    assert after.schedule_tag == before.schedule_tag and after.etag != before.etag
+    # The same answer again revises nothing.
+    delivered(google_reply(event(method="REPLY", sequence=4, dtstamp="20260103T000000Z", attendees=[
+        "ATTENDEE;PARTSTAT=TENTATIVE:mailto:carol@remote.example"])))
+    assert CalendarObject.objects.get(account=alice.account).etag == after.etag
 
 
 def test_a_reply_naming_another_attendee_too_is_ignored(alice):
@@ -201,12 +226,46 @@ def invitation(**kw):
 
 def test_an_invitation_from_a_stranger_is_not_added_unless_configured(alice, settings):
     delivered(outlook_request(invitation()), envelope="dave@remote.example")
+    # autoAddInvitations off: the mail, and the invitation in the scheduling inbox, not the calendar.
     assert copy_of(alice.account) is None and len(alice.emails("inbox")) == 1
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    (filed,) = ScheduleMessage.objects.filter(account=alice.account)
+    assert (filed.method, filed.uid, filed.sender) == ("REQUEST", "meet-1", "dave@remote.example")
+    assert "METHOD:REQUEST" in filed.data
+    scheduling(auto_add_invitations=True)
     delivered(outlook_request(invitation()), envelope="dave@remote.example")
     assert partstats(alice.account)["alice@example.org"] == "NEEDS-ACTION"
     assert "METHOD" not in CalendarObject.objects.get(uid="meet-1").data
-    assert ScheduleMessage.objects.filter(account=alice.account, method="REQUEST").count() == 1
+    assert ScheduleMessage.objects.filter(account=alice.account, method="REQUEST").count() == 2
+
+
+def test_the_scheduling_inbox_lists_a_strangers_invitation_over_caldav(alice):
+    delivered(outlook_request(invitation()), envelope="dave@remote.example")
+    (filed,) = ScheduleMessage.objects.filter(account=alice.account)
+    got = alice.jmap.client.generic("GET", f"/dav/itip/alice%40example.org/inbox/{filed.name}",
+                                    HTTP_AUTHORIZATION=alice.jmap.auth)
+    assert got.status_code == 200 and b"METHOD:REQUEST" in got.content and b"UID:meet-1" in got.content
+    assert copy_of(alice.account) is None
+
+
+def test_itip_max_size_is_the_objects(alice):
+    scheduling(auto_add_invitations=True, itip_max_size=400)
+    big = invitation(extra="DESCRIPTION:" + "x" * 500)
+    delivered(outlook_request(big), envelope="dave@remote.example")
+    assert copy_of(alice.account) is None and not ScheduleMessage.objects.exists()
+    assert len(alice.emails("inbox")) == 1
+    scheduling(itip_max_size=524_288)
+    delivered(outlook_request(big), envelope="dave@remote.example")
+    assert copy_of(alice.account) is not None
+
+
+def test_scheduling_off_applies_nothing_by_mail(alice):
+    store(alice.account, event())
+    scheduling(enable=False, auto_add_invitations=True)
+    delivered(google_reply(event(method="REPLY", attendees=["ATTENDEE;PARTSTAT=ACCEPTED:mailto:carol@remote.example"])))
+    delivered(outlook_request(invitation(uid="meet-2")), envelope="dave@remote.example")
+    assert partstats(alice.account)["carol@remote.example"] == "NEEDS-ACTION"
+    assert not CalendarObject.objects.filter(uid="meet-2").exists() and not ScheduleMessage.objects.exists()
+    assert len(alice.emails("inbox")) == 2
 
 
 def test_an_invitation_from_a_contact_is_added(alice):
@@ -218,10 +277,10 @@ def test_an_invitation_from_a_contact_is_added(alice):
 
 
 def test_updates_follow_sequence_and_keep_the_answer_then_cancel(alice, settings):
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    scheduling(auto_add_invitations=True)
     delivered(outlook_request(invitation(sequence=1)), envelope="dave@remote.example")
     # Once the invitation is in the calendar, its updates need no auto-add.
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = False
+    scheduling(auto_add_invitations=False)
     # Alice accepts in her client.
     obj = CalendarObject.objects.get(account=alice.account, uid="meet-1")
     calendars.put_object(obj.calendar, obj.name, obj.data.replace("RSVP=TRUE", "PARTSTAT=ACCEPTED;RSVP=TRUE"),
@@ -243,7 +302,7 @@ def test_updates_follow_sequence_and_keep_the_answer_then_cancel(alice, settings
 
 
 def test_a_request_cannot_take_over_a_copy_someone_else_organizes(alice, settings):
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    scheduling(auto_add_invitations=True)
     store(alice.account, event(organizer="dave@remote.example", attendees=["ATTENDEE:mailto:alice@example.org"]))
     auth = f"Authentication-Results: {MTA}; dmarc=pass header.from=evil.example\r\n"
     hijack = invitation(organizer="eve@evil.example", summary="Hijacked", sequence=9,
@@ -254,7 +313,7 @@ def test_a_request_cannot_take_over_a_copy_someone_else_organizes(alice, setting
 
 
 def test_a_request_naming_a_local_user_as_organizer_does_not_overwrite_her_event(alice, settings):
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    scheduling(auto_add_invitations=True)
     store(alice.account, event())  # alice organizes meet-1
     auth = f"Authentication-Results: {MTA}; dmarc=pass header.from=evil.example\r\n"
     forged = invitation(organizer="alice@example.org", summary="Hijacked", sequence=5,
@@ -268,7 +327,7 @@ def test_a_request_naming_a_local_user_as_organizer_does_not_overwrite_her_event
 
 
 def test_a_request_that_does_not_invite_the_recipient_is_ignored(alice, settings):
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    scheduling(auto_add_invitations=True)
     delivered(outlook_request(invitation(attendees=["ATTENDEE:mailto:someone@remote.example"])),
               envelope="dave@remote.example")
     assert copy_of(alice.account) is None
@@ -280,12 +339,12 @@ def test_a_request_that_does_not_invite_the_recipient_is_ignored(alice, settings
     "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\n" + "BEGIN:VEVENT\r\n" * 50 + "END:VEVENT\r\n" * 50 + "END:VCALENDAR\r\n",
     invitation(extra="RRULE:FREQ=SECONDLY"),                               # endless, every second
     invitation(extra="RRULE:FREQ=DAILY;COUNT=1000000"),                    # a million instances
-    invitation(extra="DESCRIPTION:" + "x" * 600_000),                      # past CALENDAR_ITIP_MAX_SIZE
+    invitation(extra="DESCRIPTION:" + "x" * 600_000),                      # past itipMaxSize
     invitation(extra="DTSTART:not-a-date"),
     invitation().replace("UID:meet-1", "UID:" + "u" * 300),                # UID too long for the store
 ])
 def test_a_hostile_calendar_part_is_ignored_and_the_mail_kept(alice, settings, ics):
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    scheduling(auto_add_invitations=True)
     delivered(outlook_request(ics), envelope="dave@remote.example")
     assert not CalendarObject.objects.filter(account=alice.account).exists()
     assert not ScheduleMessage.objects.exists()
@@ -293,7 +352,7 @@ def test_a_hostile_calendar_part_is_ignored_and_the_mail_kept(alice, settings, i
 
 
 def test_a_part_in_an_unknown_charset_is_ignored(alice, settings):
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    scheduling(auto_add_invitations=True)
     raw = outlook_request(invitation()).replace(b'charset="utf-8"; method', b'charset="x-no-such"; method')
     delivered(raw, envelope="dave@remote.example")
     assert copy_of(alice.account) is None and len(alice.emails("inbox")) == 1
@@ -322,7 +381,7 @@ def test_mail_without_a_calendar_costs_no_calendar_query(alice):
 
 
 def test_no_address_of_a_domain_hosted_here_schedules_by_mail(alice, settings):
-    settings.CALENDAR_AUTO_ADD_INVITATIONS = True
+    scheduling(auto_add_invitations=True)
     auth = f"Authentication-Results: {MTA}; dmarc=pass header.from=example.org\r\n"
     forged = invitation(organizer="nobody@example.org", attendees=["ATTENDEE:mailto:alice@example.org"])
     delivered(outlook_request(forged, sender="nobody@example.org", auth=auth), envelope="nobody@example.org")

@@ -133,7 +133,9 @@ def _bob_objects(server):
 
 
 def test_an_invitation_through_deliver_then_its_cancellation(server):
-    env = {**server.env, "CALENDAR_AUTO_ADD_INVITATIONS": "true"}
+    # An invitation from a stranger is added to the calendar only with autoAddInvitations on.
+    server.manage("update", "calendarscheduling", "--field", "autoAddInvitations=true")
+    env = server.env
 
     def deliver(data):
         done = subprocess.run([sys.executable, str(ROOT / "manage.py"), "deliver", "-f", "dave@remote.example",

@@ -4,6 +4,7 @@ refusal (docs/calendar-invitations.md)."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import email
 import json
 import logging
@@ -153,6 +154,35 @@ def test_german_by_accept_language(invited, client):
     assert english["Content-Language"] == "en" and "Accept" in english.content.decode()
 
 
+# (Accept-Language, the answer button, the submit button, the refusal of a broken link)
+TRANSLATED = {
+    "fr": ("fr-FR,fr;q=0.9", "Accepter", "Envoyer ma réponse", "Ce lien n’est pas valide"),
+    "es": ("es-ES", "Aceptar", "Enviar mi respuesta", "Este enlace no es válido"),
+    "it": ("it-IT,it;q=0.8,en;q=0.5", "Accetta", "Invia la mia risposta", "Questo link non è valido"),
+    "pt": ("pt-BR", "Aceitar", "Enviar a minha resposta", "Este link não é válido"),
+    "nl": ("nl-BE,nl;q=0.9", "Accepteren", "Mijn antwoord versturen", "Deze link is niet geldig"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(TRANSLATED))
+def test_page_in_each_language(invited, client, lang):
+    header, accept, send, invalid = TRANSLATED[lang]
+    token = token_of(links_of(invited[1][CAROL])["ACCEPTED"])
+    resp = client.get(PATH, {"i": token, "m": "ACCEPTED"}, HTTP_ACCEPT_LANGUAGE=header)
+    page = resp.content.decode()
+    assert resp.status_code == 200 and resp["Content-Language"] == lang and f'lang="{lang}"' in page
+    assert accept in page and send in page
+    assert "Send my answer" not in page and "Answers so far" not in page
+    refused = client.get(PATH, {"i": token + "x", "m": "ACCEPTED"}, HTTP_ACCEPT_LANGUAGE=header)
+    assert refused.status_code == 400 and refused["Content-Language"] == lang and invalid in refused.content.decode()
+
+
+def test_scheduling_off_closes_the_page(invited, client, jmap):
+    token = token_of(links_of(invited[1][CAROL])["ACCEPTED"])
+    jmap.ok("x:CalendarScheduling/set", {"update": {"singleton": {"enable": False}}})
+    assert client.get(PATH, {"i": token, "m": "ACCEPTED"}).status_code == 404
+
+
 # --- POST records the answer ---------------------------------------------------------------------
 def test_accept_records_partstat_through_the_store(invited, alice, browser):
     obj, mails = invited
@@ -164,6 +194,8 @@ def test_accept_records_partstat_through_the_store(invited, alice, browser):
     cal = icalendar.Calendar.from_ical(after.data)
     assert itip.attendees(cal, server_only=False) == {CAROL: "ACCEPTED", DAN: "ACCEPTED"}
     assert itip.sequence(cal) == 2, "a reply does not move SEQUENCE"
+    # The organizer's copy was revised by the store: its DTSTAMP says when (RFC 5545 §3.8.7.2).
+    assert itip.components(cal)[0]["DTSTAMP"].dt > dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     assert after.etag != obj.etag and after.schedule_tag == obj.schedule_tag
     assert Entry.objects.filter(account=alice).count() > entries, "journaled, so clients sync it"
     [reply] = ScheduleMessage.objects.filter(account=alice)

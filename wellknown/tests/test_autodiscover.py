@@ -65,6 +65,18 @@ def test_outlook_answer(client, system):
         "Type", "Server", "Port", "LoginName", "AuthRequired", "DirectoryPort", "ReferralPort", "SSL", "SPA"]
 
 
+def test_calendars_and_contacts_are_not_in_outlook_autodiscover_but_at_the_rfc_6764_well_knowns(client, system):
+    """Outlook's schema has protocol types for mail only (no CalDAV or CardDAV type exists), so
+    even with both advertised the answer lists mail; clients find calendars and contacts at
+    /.well-known/caldav and /.well-known/carddav (docs/discovery.md)."""
+    system(services={"imap": {}, "smtp": {}, "caldav": {}, "carddav": {}})
+    doc = parse_xml(post(client, outlook_request()))
+    assert [p["Type"] for p in protocols(doc)] == ["IMAP", "SMTP"]
+    for kind, target in (("caldav", "/dav/cal"), ("carddav", "/dav/card")):
+        resp = client.generic("PROPFIND", f"/.well-known/{kind}", HTTP_DEPTH="0")
+        assert resp.status_code == 307 and resp["Location"] == target
+
+
 @pytest.mark.parametrize("body", [
     # no namespace at all
     outlook_request(ns="").replace(' xmlns=""', ""),
