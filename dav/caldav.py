@@ -78,10 +78,12 @@ def _calendar_entry(cal: Calendar) -> Entry:
                  created_at=cal.created, modified_at=cal.modified, key=cal, acl=list(cal.acl or ()))
 
 
-def _item_entry(cal: Calendar, path: str, etag: str, size: int, modified, created=None, obj=None) -> Entry:
-    # An object has no grants of its own: it carries its calendar's, which decide who reads it.
+def _item_entry(cal: Calendar, path: str, etag: str, size: int, modified, created=None, obj=None,
+                acl: list | None = None) -> Entry:
+    # An object has no grants of its own: it carries its calendar's, which decide who reads it
+    # (a listing passes one copy for all its members).
     return Entry(path, False, etag=f'"{etag}"', content_type=CONTENT_TYPE, size=size, created_at=created,
-                 modified_at=modified, key=(cal, obj), acl=list(cal.acl or ()))
+                 modified_at=modified, key=(cal, obj), acl=acl if acl is not None else list(cal.acl or ()))
 
 
 def _object_entry(cal: Calendar, obj: CalendarObject) -> Entry:
@@ -151,7 +153,9 @@ class CalendarProvider:
         if not entry.collection:
             return []
         cal = entry.key
-        return [_item_entry(cal, f"{cal.slug}/{name}", etag, size, modified)
+        acl = list(cal.acl or ())
+        prefix = f"{cal.slug}/"
+        return [_item_entry(cal, prefix + name, etag, size, modified, acl=acl)
                 for name, etag, size, modified in store.list_etags(cal)]
 
     def get(self, owner, entry: Entry) -> tuple[bytes, str]:

@@ -169,6 +169,10 @@ def text_element(tag: str, text: str | None = None) -> str | None:
         return None
     if text is None:
         return f"<{name}/>"
+    if text.isascii() and text.isprintable():  # an etag, an href, a date: the common case, in C
+        if "&" in text or "<" in text or ">" in text:
+            text = escape(text)
+        return f"<{name}>{text}</{name}>"
     if _NOT_XML.search(text):
         return None
     # A carriage return is written as a reference, as lxml does: a parser turns a literal CR LF
