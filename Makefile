@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export HOST PORT
 
-.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow bench-mail bench-dav bench-eventsource clean browser promtool pebble cyrus slapd jsclients litmus
+.PHONY: run serve install install-dev migrate test test-fast bench bench-jmap bench-directory bench-oauth bench-ratelimit bench-discovery bench-slow bench-mail bench-dav bench-eventsource bench-soak bench-lmtp clean browser promtool pebble cyrus slapd jsclients litmus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -148,6 +148,16 @@ bench-slow: install-dev
 # exported, changes travel through Redis.
 bench-eventsource: install-dev
 	$(BIN)/python bench/eventsource.py $(BENCH_ARGS)
+
+# Ten minutes of EventSource churn (200 clients opening and closing streams, a change a second):
+# the workers' memory must stay flat and no connection may be left (docs/performance.md).
+bench-soak: install-dev
+	$(BIN)/python bench/eventsource_soak.py $(BENCH_ARGS)
+
+# Import through LMTP: messages per second over several sessions into `manage.py lmtp --workers`,
+# and the listener's memory before and after (docs/performance.md). BENCH_ARGS="--messages 10000".
+bench-lmtp: install-dev
+	$(BIN)/python bench/lmtp.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache tests/js/node_modules
