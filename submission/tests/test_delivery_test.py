@@ -7,6 +7,7 @@ test_delivery_test_live.py.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import json
 import time
 
@@ -50,10 +51,17 @@ def lab(settings, monkeypatch, ca, exchangers, dns_server):
     return exchangers
 
 
+def in_own_loop(coro):
+    """asyncio.run() in a thread of its own: the session's browser (tests/browser.py) keeps a
+    running loop in the main thread once any browser test has run."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def run(target: str, timeout: float = 3) -> list[dict]:
     async def collect():
         return [stage async for stage in deliverytest.run(target, timeout)]
-    return asyncio.run(collect())
+    return in_own_loop(collect())
 
 
 def types(stages: list[dict]) -> list[str]:
@@ -299,7 +307,7 @@ def test_bad_requests_are_4xx_never_5xx(client, users):
 def read_frames(response) -> list[tuple[str, list]]:
     async def collect():
         return b"".join([chunk async for chunk in response.streaming_content])
-    body = asyncio.run(collect()).decode()
+    body = in_own_loop(collect()).decode()
     frames = []
     for block in body.split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
