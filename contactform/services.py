@@ -104,12 +104,22 @@ def _tld_ok(domain: str) -> bool:
     return (tld.isalpha() and len(tld) >= 2) or tld.startswith("xn--")
 
 
-def _resolver():
+def configure(resolver):
+    """`resolver` (dnspython's, sync or asyncio, made with configure=not bool(DNS_SERVERS)) asking
+    DNS_SERVERS when they are set; the system's resolvers are read otherwise. The one reading of
+    the setting, shared by the MX check here and the delivery test (submission.deliverytest)."""
     servers = getattr(settings, "DNS_SERVERS", None) or []
-    resolver = dns.resolver.Resolver(configure=not servers)
     if servers:
         resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in map(_host_port, servers)]
     return resolver
+
+
+def system_resolver_wanted() -> bool:
+    return not (getattr(settings, "DNS_SERVERS", None) or [])
+
+
+def _resolver():
+    return configure(dns.resolver.Resolver(configure=system_resolver_wanted()))
 
 
 def _host_port(server: str) -> tuple[str, int]:

@@ -44,6 +44,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
+from contactform import services as contactform
+
 from . import addresses
 
 # RFC 8461 §3.3: a policy body larger than this is not a policy.
@@ -103,24 +105,11 @@ def refusal(ip) -> str:
 
 def _resolver() -> dns.asyncresolver.Resolver:
     """The resolver of the contact form's MX check: DNS_SERVERS, else the system's."""
-    servers = settings.DNS_SERVERS or []
-    resolver = dns.asyncresolver.Resolver(configure=not servers)
-    if servers:
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in map(_host_port, servers)]
+    resolver = contactform.configure(dns.asyncresolver.Resolver(configure=contactform.system_resolver_wanted()))
     # DNSSEC: the resolver's AD bit says whether it validated an answer (DANE needs it).
     resolver.use_edns(0, dns.flags.DO, 1232)
     resolver.flags = dns.flags.RD | dns.flags.AD
     return resolver
-
-
-def _host_port(server: str) -> tuple[str, int]:
-    if server.startswith("["):
-        host, _, rest = server[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 53
-    if server.count(":") == 1:
-        host, port = server.split(":")
-        return host, int(port)
-    return server, 53
 
 
 def _reason(exc: BaseException) -> str:
