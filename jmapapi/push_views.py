@@ -25,7 +25,7 @@ from registry import context, ids
 from registry import services as registry_services
 from stalwart_site.problem import problem
 
-from . import inflight, live_tokens, push
+from . import inflight, push
 from . import websocket as ws
 from .models import Jmap
 
@@ -253,8 +253,6 @@ def token(request, kind: str):
     administration pages, for their session (a POST with the CSRF token)."""
     if kind == ws.TOKEN_KIND:
         return _websocket_token(request)
-    if kind in live_tokens.KINDS:
-        return _live_token(request, kind)
     entry = live_token.KINDS.get(kind)
     if entry is None:
         return problem(404, endpoint.NOT_FOUND)
@@ -290,17 +288,3 @@ def _websocket_token(request):
     response["Cache-Control"] = "no-store"
     return response
 
-
-def _live_token(request, kind: str):
-    """A token of the delivery test's stream (jmapapi.live_tokens), to whom holds its permission;
-    answered in the reference's shape (no Content-Type, no-cache)."""
-    principal, error = endpoint.authenticate(request)
-    if error is not None:
-        return error
-    permission = live_tokens.KINDS[kind]
-    if not principal.has(permission):
-        return problem(403, f"You do not have the {permission} permission.")
-    response = HttpResponse(live_tokens.mint(kind, principal.account_id))
-    del response["Content-Type"]  # the reference sets none
-    response["Cache-Control"] = "no-cache"
-    return response

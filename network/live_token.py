@@ -36,6 +36,7 @@ KINDS = {kind.name: kind for kind in (
     Kind("eventsource", None, "stalwart.jmap.eventsource-token"),
     Kind("tracing", "liveTracing", "stalwart.live.tracing-token"),
     Kind("metrics", "liveMetrics", "stalwart.live.metrics-token"),
+    Kind("delivery", "liveDeliveryTest", "stalwart.api.live-delivery-token"),
 )}
 
 

@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from jmapapi import live_tokens
+from network import live_token
 from network.expr import MAX_SOURCE_LENGTH, ExprError, compile_expression
 from submission import deliverytest
 
@@ -44,7 +44,7 @@ def rule_check(request):
 
 
 # --- Test delivery: the page, and the token its script opens the stream with -----------------
-DELIVERY_PERMISSION = live_tokens.KINDS["delivery"]
+DELIVERY_PERMISSION = live_token.KINDS["delivery"].permission
 
 
 def can_test_delivery(user) -> bool:
@@ -64,7 +64,7 @@ def delivery_test(request, site):
 @require_POST
 def delivery_test_token(request):
     """A token for one delivery test stream, to a page of this session (CSRF-checked POST: another
-    site cannot have a browser mint one). It is good for LIVE_TOKEN_TTL seconds."""
+    site cannot have a browser mint one). It is good for EVENTSOURCE_TOKEN_TTL seconds, as every live token."""
     if not can_test_delivery(request.user):
         return JsonResponse({"error": f"You do not have the {DELIVERY_PERMISSION} permission."}, status=403)
     try:
@@ -72,4 +72,4 @@ def delivery_test_token(request):
     except deliverytest.TargetError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     # Never cached: admin_view marks every admin answer no-store.
-    return JsonResponse({"token": live_tokens.mint("delivery", request.user.pk)})
+    return JsonResponse({"token": live_token.mint(live_token.KINDS["delivery"], request.user.pk)})

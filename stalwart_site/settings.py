@@ -215,9 +215,6 @@ WEBPUSH_TTL = env_int("WEBPUSH_TTL", 86400)
 # (loopback, private, link-local): CIDRs, comma-separated. Empty by default: none.
 EGRESS_ALLOWED_NETWORKS = env_list("EGRESS_ALLOWED_NETWORKS", [])
 
-# How long a token from /api/token/<kind> of the live streams (/api/live/...) may be used.
-LIVE_TOKEN_TTL = env_int("LIVE_TOKEN_TTL", 60)
-
 # --- The delivery test, /api/live/delivery/<target> (docs/mail-delivery.md) --------------------
 # The port the test speaks SMTP to on each mail exchanger (25; another for a lab's MX).
 DELIVERY_TEST_SMTP_PORT = env_int("DELIVERY_TEST_SMTP_PORT", 25)

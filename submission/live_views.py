@@ -15,7 +15,8 @@ import logging
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
-from jmapapi import inflight, live_tokens
+from jmapapi import inflight
+from network import live_token
 from network import endpoint
 from stalwart_site.problem import problem
 
@@ -24,7 +25,7 @@ from . import deliverytest
 log = logging.getLogger(__name__)
 
 KIND = "delivery"
-PERMISSION = live_tokens.KINDS[KIND]
+PERMISSION = live_token.KINDS[KIND].permission
 DEFAULT_TIMEOUT = 30
 
 
@@ -72,10 +73,11 @@ def delivery(request, target: str):
     token = request.GET.get("token")
     if token is not None:
         try:
-            account_id = live_tokens.caller(KIND, token)
-        except live_tokens.LiveTokenError as exc:
-            response = problem(401, str(exc))
-            response.headers["WWW-Authenticate"] = endpoint.CHALLENGES
+            account_id = live_token.verify(KIND, token).account.pk
+        except live_token.TokenError as exc:
+            response = problem(exc.status, str(exc))
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = endpoint.CHALLENGES
             return response
     else:
         principal, error = endpoint.authenticate(request)

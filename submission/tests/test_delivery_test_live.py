@@ -70,7 +70,7 @@ def stage_types(frames) -> list[str]:
 def test_the_stages_stream_in_order_to_an_sse_client(lab):
     lab.exchangers.tls.commands.clear()
     minted = token(lab, lab.admin)
-    assert minted.status_code == 200 and minted.headers["cache-control"] == "no-cache"
+    assert minted.status_code == 200 and minted.headers["cache-control"] == "no-store"
     kinds = stage_types(stream(lab, "jane@tls.test", token=minted.text, timeout=5))
     assert kinds == [
         "mxLookupStart", "mxLookupSuccess", "mtaStsFetchStart", "mtaStsNotFound", "tlsRptLookupStart",
