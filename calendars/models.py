@@ -132,10 +132,19 @@ class Occurrence(models.Model):
     end = models.DateTimeField()
     floating = models.BooleanField(default=False)
     busy = models.PositiveSmallIntegerField(choices=Busy.choices, default=Busy.BUSY)
+    # Longer than LONG_SPAN. A time range finds the others by their start alone (they start at
+    # most LONG_SPAN before it), a short scan of the start index whatever the calendar's size;
+    # the few long ones have an index of their own, by end.
+    long = models.BooleanField(default=False)
+
+    # Floating spans are stored as if in UTC and may move by up to 14 hours either way, so the
+    # bound leaves room for an all-day event (a day) plus that slack.
+    LONG_SPAN = timedelta(days=2)
 
     class Meta:
         indexes = [
-            models.Index(fields=["calendar", "end", "start"], name="calendars_occurrence_span"),
+            models.Index(fields=["calendar", "start"], name="calendars_occurrence_start"),
+            models.Index(fields=["calendar", "end"], condition=models.Q(long=True), name="calendars_occurrence_long"),
         ]
 
     def __str__(self):

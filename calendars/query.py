@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import icalendar
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, Q, When
 
 from . import ical
 from .errors import CALDAV, CalendarError
@@ -250,12 +250,52 @@ def _index_answers(root: CompFilter) -> bool:
             and not main.comp_filters)
 
 
+def _window(rows, low: datetime, high: datetime):
+    """The occurrence rows of `rows` that may overlap [low, high): floating ones within
+    FLOAT_SLACK of it, for the caller to place in its time zone, and fixed ones within the same
+    slack, for the caller to compare exactly.
+
+    A short span (Occurrence.long unset) that ends after `low` starts at most LONG_SPAN before
+    it, so the start index reads only the rows near the range, and the long spans are read by
+    their own index: the cost follows the range, not the calendar's size.
+    """
+    low, high = _add(low, -ical.FLOAT_SLACK), _add(high, ical.FLOAT_SLACK)
+    # A UNION, not an OR: each half then has its own index range on SQLite and PostgreSQL.
+    near = rows.filter(start__gte=_add(low, -Occurrence.LONG_SPAN), start__lt=high, end__gt=low)
+    return near.union(rows.filter(long=True, end__gt=low, start__lt=high), all=True)
+
+
+def _hits(rows, tr: TimeRange, tz) -> set[int]:
+    """The objects of (object_id, start, end) rows with an instance in `tr`: a row without
+    times is a fixed span the query found in it, one with times a floating span, placed in `tz`."""
+    hits = set()
+    for object_id, start, end in rows:
+        if object_id in hits:
+            continue
+        if start is None:
+            hits.add(object_id)
+            continue
+        start, end = ical.to_utc(start.replace(tzinfo=None), tz), ical.to_utc(end.replace(tzinfo=None), tz)
+        if tr.overlaps(start, end):
+            hits.add(object_id)
+    return hits
+
+
+# Up to this many objects found by the index are fetched by id; more, and the calendar's objects
+# of the component are read and picked here (an IN list of tens of thousands is slower and, on
+# SQLite, past its limit of bound parameters).
+_IDS_BY_KEY = 1000
+# The columns of an object that a listing without calendar-data reads.
+_LISTED = ("id", "calendar_id", "name", "component", "etag", "size", "indexed_until", "schedule_tag")
+
+
 def calendar_query(calendar: Calendar, filter_element, *, tz=None, with_data: bool = False) -> list[CalendarObject]:
     """The objects of `calendar` matching a CALDAV:filter, in name order.
 
-    Query count does not depend on the calendar's size: one query for the candidates, at most
-    one for the floating occurrences of those the index alone cannot place, at most one for
-    the iCalendar of those that must be parsed.
+    Query count does not depend on the calendar's size: one query for the occurrence rows near
+    the time range, one for the objects, at most one for the iCalendar of those that must be
+    parsed (an open-ended series past its indexed instances, or a filter the index cannot
+    answer alone).
     """
     root = parse_filter(filter_element)
     tz = tz or query_zone(calendar)
@@ -267,47 +307,41 @@ def calendar_query(calendar: Calendar, filter_element, *, tz=None, with_data: bo
     tr = main.time_range if main else None
     if main is not None:
         qs = qs.filter(component=main.name)
+    if exact and not with_data:
+        # What a listing of etags reads (dav.caldav); the dates alone would double its cost.
+        qs = qs.only(*_LISTED)
+    hits: set[int] = set()
     if tr is not None:
-        slack = ical.FLOAT_SLACK
-        fixed = Occurrence.objects.filter(calendar=calendar, floating=False, start__lt=tr.end, end__gt=tr.start)
-        floating = Occurrence.objects.filter(calendar=calendar, floating=True,
-                                             start__lt=_add(tr.end, slack), end__gt=_add(tr.start, -slack))
-        qs = qs.filter(Q(pk__in=fixed.values("object_id")) | Q(pk__in=floating.values("object_id"))
-                       | Q(indexed_until__lt=_add(tr.end, slack)))
-        qs = qs.annotate(fixed_hit=Exists(fixed.filter(object=OuterRef("pk"))))
-    if not (exact and with_data is False):
-        candidates = list(qs.order_by("name"))
+        # Fixed spans are compared in the query; only floating ones bring their times here.
+        rows = (Occurrence.objects.filter(calendar=calendar)
+                .filter(Q(floating=True) | Q(start__lt=tr.end, end__gt=tr.start))
+                .values_list("object_id", Case(When(floating=True, then="start")),
+                             Case(When(floating=True, then="end"))))
+        hits = _hits(_window(rows, tr.start, tr.end), tr, tz)
+        horizon = _add(tr.end, ical.FLOAT_SLACK)
+        if len(hits) <= _IDS_BY_KEY:
+            # Sorted here: an ORDER BY would have SQLite walk the name index of the whole
+            # calendar rather than fetch by key.
+            candidates = sorted(qs.filter(pk__in=hits).union(qs.filter(indexed_until__lt=horizon)),
+                                key=lambda obj: obj.name)
+        else:
+            candidates = [obj for obj in qs.order_by("name") if obj.pk in hits
+                          or (obj.indexed_until is not None and obj.indexed_until < horizon)]
     else:
-        candidates = list(qs.defer("data").order_by("name"))
+        candidates = list(qs.order_by("name"))
+    cache_calendar = CalendarObject.calendar.field.set_cached_value
     for obj in candidates:
-        obj.calendar = calendar
+        cache_calendar(obj, calendar)
     if exact and tr is None:
         return candidates
-    matched: dict[int, bool] = {}
     if exact:
-        undecided = []
-        for obj in candidates:
-            if obj.fixed_hit:
-                matched[obj.pk] = True
-            else:
-                undecided.append(obj)
-        beyond = [o for o in undecided if o.indexed_until is not None and o.indexed_until < _add(tr.end, ical.FLOAT_SLACK)]
-        float_ids = [o.pk for o in undecided if o not in beyond]
-        if float_ids:
-            rows = Occurrence.objects.filter(object_id__in=float_ids, floating=True,
-                                             start__lt=_add(tr.end, ical.FLOAT_SLACK),
-                                             end__gt=_add(tr.start, -ical.FLOAT_SLACK))
-            for object_id, start, end in rows.values_list("object_id", "start", "end"):
-                low = ical.to_utc(start.replace(tzinfo=None), tz)
-                high = ical.to_utc(end.replace(tzinfo=None), tz)
-                if tr.overlaps(low, high):
-                    matched[object_id] = True
-        if beyond:
-            _load_data(beyond)
-            for obj in beyond:
-                if obj.pk not in matched:
-                    matched[obj.pk] = evaluate(_parse_stored(obj), root, tz)
-        return [obj for obj in candidates if matched.get(obj.pk)]
+        # Found by the index, or an open-ended series whose later instances are not indexed.
+        beyond = [obj for obj in candidates if obj.pk not in hits]
+        if not beyond:
+            return candidates
+        _load_data(beyond)
+        keep = {obj.pk for obj in beyond if evaluate(_parse_stored(obj), root, tz)}
+        return [obj for obj in candidates if obj.pk in hits or obj.pk in keep]
     return [obj for obj in candidates if evaluate(_parse_stored(obj), root, tz)]
 
 
@@ -707,10 +741,9 @@ def free_busy(calendars: list[Calendar], start: datetime, end: datetime, *, tz=N
                                                           "FREE": []}
     if opaque:
         slack = ical.FLOAT_SLACK
-        rows = Occurrence.objects.filter(calendar__in=opaque, busy__gt=0).filter(
-            Q(floating=False, start__lt=end, end__gt=start)
-            | Q(floating=True, start__lt=_add(end, slack), end__gt=_add(start, -slack)))
-        for s, e, floating, busy in rows.values_list("start", "end", "floating", "busy"):
+        rows = _window(Occurrence.objects.filter(calendar__in=opaque, busy__gt=0)
+                       .values_list("start", "end", "floating", "busy"), start, end)
+        for s, e, floating, busy in rows:
             if floating:
                 s, e = ical.to_utc(s.replace(tzinfo=None), tz), ical.to_utc(e.replace(tzinfo=None), tz)
             if window.overlaps(s, e):

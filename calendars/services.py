@@ -430,10 +430,7 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
                 setattr(obj, key, value)
             obj.save()
             Occurrence.objects.filter(object=obj).delete()
-        Occurrence.objects.bulk_create(
-            [Occurrence(object=obj, calendar_id=calendar.pk, start=_stored(span.start),
-                        end=_stored(span.end), floating=span.floating, busy=span.busy)
-             for span in expansion.spans], batch_size=500)
+        Occurrence.objects.bulk_create(_occurrences(obj, calendar.pk, expansion.spans), batch_size=500)
         href = {str(obj.pk): f"{calendar.slug}/{name}"}
         state = journal.record(calendar.account_id, EVENT, **({"created": href} if existing is None
                                                               else {"updated": href}))
@@ -478,6 +475,15 @@ def _schedule_tag(parsed: ical.Parsed, existing: CalendarObject | None, etag: st
 def _stored(value: datetime) -> datetime:
     """A span end as the index stores it: floating (naive) moments as if they were UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=ical.UTC)
+
+
+def _occurrences(obj: CalendarObject, calendar_id: int, spans) -> list[Occurrence]:
+    out = []
+    for span in spans:
+        start, end = _stored(span.start), _stored(span.end)
+        out.append(Occurrence(object=obj, calendar_id=calendar_id, start=start, end=end, floating=span.floating,
+                              busy=span.busy, long=end - start > Occurrence.LONG_SPAN))
+    return out
 
 
 def move_object(calendar: Calendar, name: str, target: Calendar, target_name: str, *, overwrite: bool = True,
@@ -543,9 +549,7 @@ def reindex(obj: CalendarObject, *, now: datetime | None = None) -> None:
                                                        last_end=expansion.last_end,
                                                        indexed_until=expansion.indexed_until)
         Occurrence.objects.filter(object=obj).delete()
-        Occurrence.objects.bulk_create(
-            [Occurrence(object=obj, calendar_id=obj.calendar_id, start=_stored(s.start), end=_stored(s.end),
-                        floating=s.floating, busy=s.busy) for s in expansion.spans], batch_size=500)
+        Occurrence.objects.bulk_create(_occurrences(obj, obj.calendar_id, expansion.spans), batch_size=500)
 
 
 # --- sync -------------------------------------------------------------------------------------

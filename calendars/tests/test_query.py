@@ -4,11 +4,14 @@ from datetime import datetime, timedelta, timezone
 
 import icalendar
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 import recurring_ical_events
 from lxml import etree
 
 from calendars import query, services
 from calendars.errors import CalendarError
+from calendars.models import Occurrence
 
 from .conftest import event, sample
 
@@ -239,3 +242,47 @@ def test_time_range_over_1000_events_is_a_constant_number_of_queries(work, djang
     assert 20 < len(found) < 60
     # The same answer as recurring-ical-events on the raw data.
     assert names(found) == oracle(work, "20260301T000000Z", "20260308T000000Z")
+
+
+def test_spans_of_every_length_around_a_range(work, django_assert_max_num_queries):
+    """The index reads short spans by their start near the range and long ones by their own
+    index: a span starting weeks before the range, one just over the LONG_SPAN bound, a
+    floating all-day one and a short one ending at the range's start must each be placed."""
+    cases = {
+        "month": (":20260510T090000Z", ":20260610T090000Z"),        # long, started weeks before
+        "just-long": (":20260530T000000Z", ":20260601T010000Z"),    # a little over two days
+        "just-short": (":20260530T020000Z", ":20260601T010000Z"),   # a little under two days
+        "allday": (";VALUE=DATE:20260531", ";VALUE=DATE:20260602"),  # floating, two days
+        "before": (":20260531T230000Z", ":20260601T000000Z"),       # ends as the range starts
+        "after": (":20260608T000000Z", ":20260608T010000Z"),        # starts as it ends
+        "far": (":20260401T000000Z", ":20260402T000000Z"),
+    }
+    for uid, (start, end) in cases.items():
+        services.put_object(work, f"{uid}.ics", event(uid, start, end))
+    assert set(Occurrence.objects.filter(long=True).values_list("object__uid", flat=True)) == {"month", "just-long"}
+    flt = time_filter("20260601T000000Z", "20260608T000000Z")
+    with django_assert_max_num_queries(2):
+        found = query.calendar_query(work, flt)
+    assert names(found) == ["allday.ics", "just-long.ics", "just-short.ics", "month.ics"]
+    assert names(found) == oracle(work, "20260601T000000Z", "20260608T000000Z")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_marks_the_long_spans_stored_before_it(make_account):
+    account = make_account("olduser")
+    cal = services.create_calendar(account, "old")
+    services.put_object(cal, "week.ics", event("week", ";VALUE=DATE:20260601", ";VALUE=DATE:20260608"))
+    services.put_object(cal, "hour.ics", event("hour", ":20260601T090000Z", ":20260601T100000Z"))
+    executor = MigrationExecutor(connection)
+    target = [("calendars", "0006_calendarscheduling_scheduling_fields")]
+    executor.migrate(target)
+    try:
+        old = executor.loader.project_state(target).apps.get_model("calendars", "Occurrence")
+        assert old.objects.count() == 2  # the rows survive the way back, without the column
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    assert dict(Occurrence.objects.values_list("object__uid", "long")) == {"week": True, "hour": False}
+    found = query.calendar_query(cal, time_filter("20260606T000000Z", "20260607T000000Z"))
+    assert names(found) == ["week.ics"]
