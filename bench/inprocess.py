@@ -2,7 +2,7 @@
 """The CPU cost of one JMAP request in process, independent of the machine's load.
 
     .venv/bin/python bench/inprocess.py [--requests 400] [--rounds 5] [--var DIR] [--calls]
-                                        [--profile N] [--scenario echo|session|NAME ...]
+                                        [--profile N] [--scenario echo|session|NAME ...] [--redis URL]
 
 One process holds the whole server side as a gunicorn asgi worker runs it: the project's worker
 protocol (network/worker.py, gunicorn's HTTP/1.1 parser and response writer under it), the ASGI
@@ -163,10 +163,12 @@ def main() -> int:
     p.add_argument("--profile", type=int, default=0, metavar="N")
     p.add_argument("--sort", default="tottime", help="the profile's order (tottime, cumulative, calls)")
     p.add_argument("--scenario", action="append", help="echo, session, or a singleton's name (Http, …)")
+    p.add_argument("--redis", metavar="URL", default="",
+                   help="REDIS_URL for the server side (the scale-out cache and limits; default: none)")
     args = p.parse_args()
 
     var = Path(args.var)
-    os.environ.update({"STALWART_VAR_DIR": str(var), "DEBUG": "false", "REDIS_URL": "", "HOST": "127.0.0.1",
+    os.environ.update({"STALWART_VAR_DIR": str(var), "DEBUG": "false", "REDIS_URL": args.redis, "HOST": "127.0.0.1",
                        "PORT": "8080", "PUBLIC_URL": "http://127.0.0.1:8080"})
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("DJANGO_SETTINGS_MODULE", None)
