@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import icalendar
-from django.db.models import Case, Q, When
+from django.db.models import Q, Value
 
 from . import ical
 from .errors import CALDAV, CalendarError
@@ -281,9 +281,9 @@ def _hits(rows, tr: TimeRange, tz) -> set[int]:
     return hits
 
 
-# Up to this many objects found by the index are fetched by id; more, and the calendar's objects
-# of the component are read and picked here (an IN list of tens of thousands is slower and, on
-# SQLite, past its limit of bound parameters).
+# Up to this many objects with a floating instance in the range are fetched by id; more, and
+# the calendar's objects of the component are read and picked here (an IN list of tens of
+# thousands is slow and, on SQLite, past its limit of bound parameters).
 _IDS_BY_KEY = 1000
 # The columns of an object that a listing without calendar-data reads.
 _LISTED = ("id", "calendar_id", "name", "component", "etag", "size", "indexed_until", "schedule_tag")
@@ -312,19 +312,30 @@ def calendar_query(calendar: Calendar, filter_element, *, tz=None, with_data: bo
         qs = qs.only(*_LISTED)
     hits: set[int] = set()
     if tr is not None:
-        # Fixed spans are compared in the query; only floating ones bring their times here.
-        rows = (Occurrence.objects.filter(calendar=calendar)
-                .filter(Q(floating=True) | Q(start__lt=tr.end, end__gt=tr.start))
-                .values_list("object_id", Case(When(floating=True, then="start")),
-                             Case(When(floating=True, then="end"))))
-        hits = _hits(_window(rows, tr.start, tr.end), tr, tz)
+        occurrences = Occurrence.objects.filter(calendar=calendar)
+        # Fixed spans are compared in the objects' query itself; floating ones are placed in
+        # the query's time zone here first (a calendar usually has few).
+        floating = _hits(_window(occurrences.filter(floating=True).values_list("object_id", "start", "end"),
+                                 tr.start, tr.end), tr, tz)
+        fixed = _window(occurrences.filter(floating=False, start__lt=tr.end, end__gt=tr.start)
+                        .values_list("object_id", flat=True), tr.start, tr.end)
         horizon = _add(tr.end, ical.FLOAT_SLACK)
-        if len(hits) <= _IDS_BY_KEY:
-            # Sorted here: an ORDER BY would have SQLite walk the name index of the whole
-            # calendar rather than fetch by key.
-            candidates = sorted(qs.filter(pk__in=hits).union(qs.filter(indexed_until__lt=horizon)),
-                                key=lambda obj: obj.name)
+        if len(floating) <= _IDS_BY_KEY:
+            found = [qs.filter(pk__in=fixed).annotate(hit=Value(True)),
+                     qs.filter(indexed_until__lt=horizon).annotate(hit=Value(False))]
+            if floating:
+                found.append(qs.filter(pk__in=floating).annotate(hit=Value(True)))
+            by_pk: dict[int, CalendarObject] = {}
+            # One object may come from two parts (found, and an open-ended series): it keeps
+            # its hit. Sorted here: an ORDER BY would have SQLite walk the name index of the
+            # whole calendar rather than fetch by key.
+            for obj in found[0].union(*found[1:]):
+                by_pk.setdefault(obj.pk, obj)
+                if obj.hit:
+                    hits.add(obj.pk)
+            candidates = sorted(by_pk.values(), key=lambda obj: obj.name)
         else:
+            hits = floating | set(fixed)
             candidates = [obj for obj in qs.order_by("name") if obj.pk in hits
                           or (obj.indexed_until is not None and obj.indexed_until < horizon)]
     else:
