@@ -63,14 +63,19 @@ def mint_token(principal) -> str:
     return live_token.mint(EVENTSOURCE, principal.account_id, _claims(EVENTSOURCE, principal.permissions))
 
 
+def _readable(permissions, claims: dict) -> list[str]:
+    """The types an eventsource token lets its stream hear: those the credential that minted it
+    could read (its claims), and the account can still read."""
+    raw = claims.get("t", [])
+    minted = {push.DATA_TYPES[i] for i in (raw if isinstance(raw, list) else [])
+              if isinstance(i, int) and 0 <= i < len(push.DATA_TYPES)}
+    return [name for name in push.readable_types(permissions) if name in minted]
+
+
 def token_caller(token: str) -> tuple[int, list[str]]:
     """(account id, readable types) of a valid eventsource token; TokenError otherwise."""
     caller = live_token.verify(EVENTSOURCE.name, token)
-    raw = caller.claims.get("t", [])
-    minted = {push.DATA_TYPES[i] for i in (raw if isinstance(raw, list) else [])
-              if isinstance(i, int) and 0 <= i < len(push.DATA_TYPES)}
-    # The types the credential that minted it could read, and the account can still read.
-    return caller.account.pk, [name for name in push.readable_types(caller.permissions) if name in minted]
+    return caller.account.pk, _readable(caller.permissions, caller.claims)
 
 
 def _unauthorized(detail: str) -> HttpResponse:
@@ -105,24 +110,14 @@ def _parameters(query) -> tuple[list[str] | None, bool, int] | HttpResponse:
 
 @endpoint.endpoint("GET", options="bare", refusal="The EventSource endpoint takes GET requests.")
 def eventsource(request):
-    token = request.GET.get("token")
-    header = request.META.get("HTTP_AUTHORIZATION")
-    if token is not None:
-        try:
-            account_id, readable = token_caller(token)
-        except TokenError as exc:
-            return _unauthorized(str(exc))
-        if header:
-            principal, error = endpoint.authenticate(request)
-            if error is not None:
-                return error
-            if principal.account_id != account_id:
-                return problem(403, "The token belongs to another account than the credentials sent with it.")
+    caller = live_token.stream_caller(request, EVENTSOURCE.name)
+    if isinstance(caller, HttpResponse):
+        return caller
+    account_id = caller.account_id
+    if caller.by_token:
+        readable = _readable(caller.permissions, caller.claims)
     else:
-        principal, error = endpoint.authenticate(request)
-        if error is not None:
-            return error
-        account_id, readable = principal.account_id, push.readable_types(principal.permissions)
+        readable = push.readable_types(caller.permissions)
 
     parsed = _parameters(request.GET)
     if isinstance(parsed, HttpResponse):
