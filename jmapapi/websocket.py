@@ -75,6 +75,12 @@ class TokenError(Exception):
     pass
 
 
+def served() -> bool:
+    """Whether this server opens WebSockets: the `asgi` serving model does, `sync` (WSGI) has no
+    upgrade at all, so its session must not send clients there."""
+    return settings.SERVER_MODEL == "asgi"
+
+
 # --- who is calling ------------------------------------------------------------------------------
 def _catalogue_digest(names: list[str]) -> int:
     return zlib.crc32("\n".join(names).encode())

@@ -118,6 +118,26 @@ def test_the_session_advertises_the_websocket_where_the_client_connected(server)
     assert session["capabilities"]["urn:ietf:params:jmap:websocket"] == {"url": ws_url(server), "supportsPush": True}
 
 
+def test_the_sync_serving_model_advertises_no_websocket_and_serves_none():
+    with live_server(workers=1, extra_env={"SERVER_MODEL": "sync"}) as sync:
+        name = f"ws{secrets.token_hex(3)}"
+        login = sync.shell_json(f"""
+from accounts import services
+from accounts.models import Domain
+from registry import services as registry
+dom = Domain.objects.filter(name={DOMAIN!r}).first() or registry.create(
+    Domain._declaration, {{"name": {DOMAIN!r}, "description": "ws tests"}}, "test")
+result = services.create_account({{"name": {name!r}, "domain": dom.pk, "roles_mode": "user", "kind": "user"}},
+                                 "test", password={PASSWORD!r}).email_address
+""")
+        session = requests.get(sync.url + "/jmap/session", headers={"Authorization": basic(login)}, timeout=30)
+        assert session.status_code == 200
+        assert "urn:ietf:params:jmap:websocket" not in session.json()["capabilities"]
+        assert session.json()["eventSourceUrl"].startswith(sync.url + "/jmap/eventsource/")
+        # What a client that tried anyway gets: the upgrade is refused.
+        assert refused(sync, authorization=basic(login)).response.status_code == 400
+
+
 def test_requests_and_responses_over_basic_auth(server):
     account, login = server.users[0]
     with open_ws(server, basic(login)) as ws:
