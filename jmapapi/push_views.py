@@ -16,7 +16,7 @@ database connection while it waits.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 
 from accounts import login
 from journal import services as journal
@@ -33,22 +33,6 @@ EVENTSOURCE = live_token.KINDS["eventsource"]
 TOKEN_SALT = EVENTSOURCE.salt
 INVALID = "Invalid parameters"
 TokenError = live_token.TokenError
-
-
-class EventStream(StreamingHttpResponse):
-    """Gives the account's connection slot back when it is closed: the ASGI handler closes every
-    streaming response once it ends, however (stalwart_site.asgi), even one whose stream never
-    started because its client left at once."""
-
-    slot: int | None = None
-
-    def close(self):
-        try:
-            super().close()
-        finally:
-            if self.slot is not None:
-                account_id, self.slot = self.slot, None
-                inflight.release("eventsource", account_id)
 
 
 def _claims(kind: live_token.Kind, permissions) -> dict:
@@ -139,12 +123,7 @@ def eventsource(request):
         raise
     sub = push.Subscriber(account_id, wanted, known)
     body = push.stream(sub, ids.encode(account_id), ping=ping, close_after_state=close_after_state)
-    response = EventStream(body, content_type="text/event-stream")
-    response.slot = (account_id if slot else None)
-    response["Cache-Control"] = "no-store"
-    # A buffering proxy (nginx) would hold the frames back.
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return inflight.SlotStream(body, "eventsource", account_id, slot)
 
 
 @endpoint.endpoint("GET", options="bare", refusal="The JMAP WebSocket endpoint takes GET requests (an upgrade).")

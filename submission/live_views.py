@@ -13,7 +13,7 @@ import json
 import logging
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 
 from jmapapi import inflight
 from network import endpoint, live_token
@@ -25,20 +25,6 @@ log = logging.getLogger(__name__)
 
 KIND = "delivery"
 DEFAULT_TIMEOUT = 30
-
-
-class DeliveryStream(StreamingHttpResponse):
-    """Gives the account's slot back when closed (the ASGI handler closes every streaming response)."""
-
-    slot: int | None = None
-
-    def close(self):
-        try:
-            super().close()
-        finally:
-            if self.slot is not None:
-                account_id, self.slot = self.slot, None
-                inflight.release("delivery-test", account_id)
 
 
 def frame(stage: dict) -> bytes:
@@ -84,8 +70,4 @@ def delivery(request, target: str):
     if slot is False:
         return problem(429, f"This account already runs {limit} delivery tests.", title="Too Many Requests",
                        headers={"Retry-After": "30"})
-    response = DeliveryStream(stages(target, timeout), content_type="text/event-stream")
-    response.slot = account_id if slot else None
-    response["Cache-Control"] = "no-store"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return inflight.SlotStream(stages(target, timeout), "delivery-test", account_id, slot)
