@@ -29,6 +29,7 @@ from django.db import connection
 
 from journal import notify
 from journal.models import Counter
+from stalwart_site import pubsub
 
 log = logging.getLogger(__name__)
 
@@ -176,31 +177,14 @@ class Hub:
             await self._read(accounts)
 
     async def _redis(self) -> None:
-        # why: redis is needed only when REDIS_URL is set; the embedded default never loads it.
-        import redis.asyncio as aioredis
+        # At each subscription, the accounts are read once: what committed before it took effect.
+        await pubsub.listen(notify.channel(), self._heard, running=lambda: bool(self.subscribers), label="push",
+                            on_subscribed=lambda: self._read(list(self.subscribers)))
 
-        while self.subscribers:
-            client = aioredis.Redis.from_url(settings.REDIS_URL)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(notify.channel())
-                # What committed before the subscription took effect.
-                await self._read(list(self.subscribers))
-                async for message in pubsub.listen():
-                    decoded = notify.decode(message.get("data", b""))
-                    if decoded is not None:
-                        self.deliver(*decoded)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("push: lost the Redis channel (%s); listening again in 1 s", exc.__class__.__name__)
-                await asyncio.sleep(1)
-            finally:
-                try:
-                    await pubsub.aclose()
-                    await client.aclose()
-                except Exception:  # closing a connection that is already gone
-                    pass
+    def _heard(self, data: bytes) -> None:
+        decoded = notify.decode(data)
+        if decoded is not None:
+            self.deliver(*decoded)
 
 
 hub = Hub()

@@ -16,7 +16,7 @@ database connection while it waits.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 
 from accounts import login
 from journal import services as journal
@@ -35,22 +35,6 @@ INVALID = "Invalid parameters"
 TokenError = live_token.TokenError
 
 
-class EventStream(StreamingHttpResponse):
-    """Gives the account's connection slot back when it is closed: the ASGI handler closes every
-    streaming response once it ends, however (stalwart_site.asgi), even one whose stream never
-    started because its client left at once."""
-
-    slot: int | None = None
-
-    def close(self):
-        try:
-            super().close()
-        finally:
-            if self.slot is not None:
-                account_id, self.slot = self.slot, None
-                inflight.release("eventsource", account_id)
-
-
 def _claims(kind: live_token.Kind, permissions) -> dict:
     """What a token of `kind` carries besides its account: an eventsource token, the types the
     credential that minted it could read."""
@@ -63,14 +47,19 @@ def mint_token(principal) -> str:
     return live_token.mint(EVENTSOURCE, principal.account_id, _claims(EVENTSOURCE, principal.permissions))
 
 
+def _readable(permissions, claims: dict) -> list[str]:
+    """The types an eventsource token lets its stream hear: those the credential that minted it
+    could read (its claims), and the account can still read."""
+    raw = claims.get("t", [])
+    minted = {push.DATA_TYPES[i] for i in (raw if isinstance(raw, list) else [])
+              if isinstance(i, int) and 0 <= i < len(push.DATA_TYPES)}
+    return [name for name in push.readable_types(permissions) if name in minted]
+
+
 def token_caller(token: str) -> tuple[int, list[str]]:
     """(account id, readable types) of a valid eventsource token; TokenError otherwise."""
     caller = live_token.verify(EVENTSOURCE.name, token)
-    raw = caller.claims.get("t", [])
-    minted = {push.DATA_TYPES[i] for i in (raw if isinstance(raw, list) else [])
-              if isinstance(i, int) and 0 <= i < len(push.DATA_TYPES)}
-    # The types the credential that minted it could read, and the account can still read.
-    return caller.account.pk, [name for name in push.readable_types(caller.permissions) if name in minted]
+    return caller.account.pk, _readable(caller.permissions, caller.claims)
 
 
 def _unauthorized(detail: str) -> HttpResponse:
@@ -105,24 +94,14 @@ def _parameters(query) -> tuple[list[str] | None, bool, int] | HttpResponse:
 
 @endpoint.endpoint("GET", options="bare", refusal="The EventSource endpoint takes GET requests.")
 def eventsource(request):
-    token = request.GET.get("token")
-    header = request.META.get("HTTP_AUTHORIZATION")
-    if token is not None:
-        try:
-            account_id, readable = token_caller(token)
-        except TokenError as exc:
-            return _unauthorized(str(exc))
-        if header:
-            principal, error = endpoint.authenticate(request)
-            if error is not None:
-                return error
-            if principal.account_id != account_id:
-                return problem(403, "The token belongs to another account than the credentials sent with it.")
+    caller = live_token.stream_caller(request, EVENTSOURCE.name)
+    if isinstance(caller, HttpResponse):
+        return caller
+    account_id = caller.account_id
+    if caller.by_token:
+        readable = _readable(caller.permissions, caller.claims)
     else:
-        principal, error = endpoint.authenticate(request)
-        if error is not None:
-            return error
-        account_id, readable = principal.account_id, push.readable_types(principal.permissions)
+        readable = push.readable_types(caller.permissions)
 
     parsed = _parameters(request.GET)
     if isinstance(parsed, HttpResponse):
@@ -144,12 +123,7 @@ def eventsource(request):
         raise
     sub = push.Subscriber(account_id, wanted, known)
     body = push.stream(sub, ids.encode(account_id), ping=ping, close_after_state=close_after_state)
-    response = EventStream(body, content_type="text/event-stream")
-    response.slot = (account_id if slot else None)
-    response["Cache-Control"] = "no-store"
-    # A buffering proxy (nginx) would hold the frames back.
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return inflight.SlotStream(body, "eventsource", account_id, slot)
 
 
 @endpoint.endpoint("GET", options="bare", refusal="The JMAP WebSocket endpoint takes GET requests (an upgrade).")

@@ -107,8 +107,10 @@ def session_document(principal, request=None) -> dict:
             **capabilities.session_values(limits),
             # Our own limits on /query filters (the reference advertises none here).
             STALWART_CAP: dict(FILTER_LIMITS),
-            # RFC 8887: the same address as the others, its scheme ws or wss (jmapapi.websocket).
-            websocket.CAPABILITY: {"url": "ws" + base.removeprefix("http") + websocket.PATHS[0], "supportsPush": True},
+            # RFC 8887: the same address as the others, its scheme ws or wss (jmapapi.websocket);
+            # only where the serving model has WebSockets at all.
+            **({websocket.CAPABILITY: {"url": "ws" + base.removeprefix("http") + websocket.PATHS[0],
+                                       "supportsPush": True}} if websocket.served() else {}),
         },
         "accounts": {
             account_id: {"name": principal.name, "isPersonal": True, "isReadOnly": False,

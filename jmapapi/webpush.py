@@ -6,6 +6,9 @@ commits, for the push subscriptions of the accounts it changed.
   thread of this module's own (`Dispatcher`) takes it from there. Only the process that
   committed a change hears of it, so each change is pushed once whatever the number of workers
   and nodes; there is no claim to take.
+- An account without a verified subscription costs nothing: each worker keeps the set of accounts
+  that have one, under a registry state that every verification and removal moves
+  (`subscribed_accounts`), and a change of another account is dropped before it is queued.
 - Changes of one account within WEBPUSH_THROTTLE_MS are coalesced into one StateChange; each
   verified, unexpired subscription of the account gets the types it asked for and may read.
 - A message is POSTed (`stalwart_site.egress`: https only, public addresses only, no redirect
@@ -37,11 +40,12 @@ import urllib3
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from journal import notify
-from registry import ids
+from registry import context, ids, memo
+from registry import services as registry_services
 from stalwart_site import egress
 
 from .models import PushSubscription
@@ -293,8 +297,47 @@ class Dispatcher:
 dispatcher = Dispatcher()
 
 
+# --- which accounts have subscriptions -------------------------------------------------------
+# A registry state that every change to the set of verified subscriptions moves (a verification,
+# a destroy, a drop): every worker and process keeps the set below under it and builds it again
+# (in its sending thread) when it moved. Every request reads it at its edge with the others, in
+# the one query it makes.
+STATE = "PushSubscriptionAccounts"
+context.needs(STATE)
+_MEMO = "webpush.accounts"
+
+
+def subscriptions_changed() -> None:
+    """Move STATE; call it inside the transaction that changes which accounts have a verified
+    subscription."""
+    registry_services.bump_state(STATE)
+
+
+def subscribed_accounts() -> frozenset[int]:
+    """The accounts with a verified subscription, kept in the worker under STATE (one query each
+    time it moves). A superset: a subscription that merely expired stays counted until the next
+    change, which costs a needless read of its account's subscriptions, never a missed push."""
+    token = context.states(STATE)[STATE]
+    return memo.get(_MEMO, token, lambda: frozenset(
+        PushSubscription.objects.filter(verified=True).values_list("account_id", flat=True).distinct()))
+
+
+def changed(account_id: int, states: dict[str, int]) -> None:
+    """journal.notify's listener, in the committing thread: it must make no query. In a request
+    (HTTP or WebSocket) the edge has read STATE with the others, so while the worker's set is
+    current an account outside it is dropped here, before it is queued. Otherwise (no request:
+    LMTP, commands; or the set not built under this state yet) the sending thread looks, and
+    builds the set (deliver_changes)."""
+    ctx = context.current()
+    if ctx is not None and STATE in ctx.states:
+        known = memo.peek(_MEMO, ctx.states[STATE])
+        if known is not None and account_id not in known:
+            return
+    dispatcher.changed(account_id, states)
+
+
 def install() -> None:
-    notify.listen(dispatcher.changed)
+    notify.listen(changed)
 
 
 # --- what the sending threads do --------------------------------------------------------------
@@ -310,6 +353,8 @@ def state_change(sub, account_key: str, states: dict[str, int]) -> dict | None:
 
 
 def deliver_changes(account_id: int, states: dict[str, int]) -> None:
+    if account_id not in subscribed_accounts():
+        return
     now = timezone.now()
     subs = list(PushSubscription.objects.filter(account_id=account_id, verified=True, expires__gt=now)
                 .order_by("pk"))
@@ -343,4 +388,6 @@ def attempt(sub_id: int, message: dict, number: int) -> None:
         dispatcher.later(wait, functools.partial(attempt, sub_id, message, number + 1))
         return
     log.info("webpush: subscription %s of account %s removed after %d attempt(s)", sub.pk, sub.account_id, number)
-    PushSubscription.objects.filter(pk=sub.pk).delete()
+    with transaction.atomic():
+        PushSubscription.objects.filter(pk=sub.pk).delete()
+        subscriptions_changed()

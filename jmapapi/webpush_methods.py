@@ -207,6 +207,8 @@ def _update(ctx: Context, account_id: int, sub_id: str, patch) -> dict | None:
     if changes:
         with transaction.atomic():
             PushSubscription.objects.filter(pk=sub.pk).update(**changes)
+            if changes.get("verified") and not sub.verified:
+                webpush.subscriptions_changed()  # its account may now be pushed to
     return out or None
 
 
@@ -216,6 +218,8 @@ def _destroy(ctx: Context, account_id: int, sub_id: str) -> None:
         raise SetError("forbidden", "You are not authorized to destroy push subscriptions.")
     with transaction.atomic():
         deleted, _ = PushSubscription.objects.filter(pk=pk, account_id=account_id).delete() if pk else (0, {})
+        if deleted:
+            webpush.subscriptions_changed()
     if not deleted:
         raise SetError("notFound", f"Push subscription {sub_id} not found.")
 

@@ -17,7 +17,9 @@ Each text message is one of RFC 8887's:
   push hub (jmapapi.push), the one EventSource streams use, with the same throttle.
 
 Whatever goes wrong with a message is answered with a `RequestError` (RFC 8887 §4.3.4), and the
-connection stays usable.
+connection stays usable. A connection with no push subscription that sends nothing for
+WEBSOCKET_IDLE_TIMEOUT seconds is closed; the worker pings every connection and drops one whose
+client no longer answers (network.worker.WebSocket).
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ CAPABILITY = "urn:ietf:params:jmap:websocket"
 TOKEN_SALT = "stalwart.jmap.websocket-token"
 TOKEN_KIND = "websocket"
 # Close codes (RFC 6455 §7.4.1).
+NORMAL = 1000
 GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
 
@@ -70,6 +73,12 @@ connections: set[Connection] = set()
 
 class TokenError(Exception):
     pass
+
+
+def served() -> bool:
+    """Whether this server opens WebSockets: the `asgi` serving model does, `sync` (WSGI) has no
+    upgrade at all, so its session must not send clients there."""
+    return settings.SERVER_MODEL == "asgi"
 
 
 # --- who is calling ------------------------------------------------------------------------------
@@ -228,8 +237,18 @@ class Connection:
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
+        # A connection that neither asks anything nor listens for pushes holds a slot of its
+        # account's WEBSOCKET_MAX_PER_ACCOUNT and a socket of the worker for nothing: after
+        # WEBSOCKET_IDLE_TIMEOUT seconds of that, it is closed (1000). The keep-alive pings of the
+        # worker (network.worker) do not count: they show the client is there, not that it uses
+        # the connection.
+        idle = max(settings.WEBSOCKET_IDLE_TIMEOUT, 0) or None
         while not self.closing:
-            message = await self.receive()
+            try:
+                message = await asyncio.wait_for(self.receive(), idle if self.sub is None else None)
+            except TimeoutError:
+                await self.close(NORMAL, f"Idle for {idle} s: no request and no push subscription.")
+                return
             kind = message["type"]
             if kind == "websocket.disconnect":
                 return

@@ -7,7 +7,9 @@ is signed with a salt of its own, so a token of one kind is not valid for anothe
 eventsource token never opens live tracing, nor the other way round). Nothing is stored: a token
 is Django's signing of {kind, account, claims}, usable for EVENTSOURCE_TOKEN_TTL seconds (60).
 
-Adding a kind is one entry in KINDS; the face that serves its stream calls `verify(kind, token)`.
+Adding a kind is one entry in KINDS; the view that serves its stream asks `stream_caller(request,
+kind)` who opens it: every live stream takes its token, its credentials, and both at once, the
+same way, with the same answers.
 """
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
+from django.http import HttpResponse
 
 from accounts import login
 from accounts.authz import RECOVERY_ID, account_permissions, recovery_credentials
 from accounts.models import Account
+from stalwart_site.problem import problem
+
+from . import endpoint
 
 MAX_TOKEN = 1024
 
@@ -95,3 +101,44 @@ def verify(kind_name: str, token: str) -> Caller:
             raise TokenError(f"The token's account no longer has the {kind.permission} permission.", 403)
         permissions = frozenset({kind.permission})
     return Caller(account, permissions, data)
+
+
+@dataclass(frozen=True)
+class StreamCaller:
+    """Who opens a live stream: the account, its permissions (a token's: only its kind's, when
+    the kind names one), and the claims of the token it came with (by_token) or none."""
+
+    account_id: int
+    permissions: frozenset[str]
+    claims: dict
+    by_token: bool
+
+
+def stream_caller(request, kind_name: str) -> StreamCaller | HttpResponse:
+    """Who opens the live stream `kind_name`: the `?token=` of that kind, or the request's
+    credentials (Basic, Bearer), which must hold the kind's permission. A token sent with
+    credentials must be the same account's. Otherwise the problem to answer: 401 with the
+    challenges (no valid token, no valid credentials), or 403."""
+    kind = KINDS[kind_name]
+    token = request.GET.get("token")
+    if token is not None:
+        try:
+            caller = verify(kind_name, token)
+        except TokenError as exc:
+            response = problem(exc.status, str(exc))
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = endpoint.CHALLENGES
+            return response
+        if request.META.get("HTTP_AUTHORIZATION"):
+            principal, error = endpoint.authenticate(request)
+            if error is not None:
+                return error
+            if principal.account_id != caller.account.pk:
+                return problem(403, "The token belongs to another account than the credentials sent with it.")
+        return StreamCaller(caller.account.pk, frozenset(caller.permissions), caller.claims, True)
+    principal, error = endpoint.authenticate(request)
+    if error is not None:
+        return error
+    if not may_mint(kind, principal.permissions):
+        return problem(403, f"The live {kind_name} stream needs the {kind.permission} permission.")
+    return StreamCaller(principal.account_id, frozenset(principal.permissions), {}, False)

@@ -27,14 +27,20 @@ What is added to gunicorn's protocol (gunicorn.asgi.protocol.ASGIProtocol), and 
   websocket denial response), so a JMAP client is told 401 with the challenges, or 429, as on
   every other endpoint. And a message's unmasking is one XOR of two big integers instead of a
   Python loop over its bytes (a 10 MB message held the event loop for about a second).
+- **WebSocket keep-alive.** gunicorn answers a client's pings but sends none, so a connection
+  whose client vanished without closing it stayed open. Here the server pings every
+  `WEBSOCKET_PING_INTERVAL` and drops a connection whose pong does not come back within
+  `WEBSOCKET_PING_TIMEOUT` (close 1011, the application sees the disconnect).
 - **TLS fails closed.** gunicorn serves plain HTTP on a TLS listener whose context it could
   not build; this worker stops instead.
 
 The limits come from the environment (gunicorn.conf.py reads and checks them at start-up:
-HTTP_READ_TIMEOUT, HTTP_BODY_TIMEOUT, HTTP_MAX_BODY, WORKER_CONNECTIONS).
+HTTP_READ_TIMEOUT, HTTP_BODY_TIMEOUT, HTTP_MAX_BODY, WORKER_CONNECTIONS, WEBSOCKET_PING_INTERVAL,
+WEBSOCKET_PING_TIMEOUT).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 
@@ -73,6 +79,9 @@ def limits() -> dict:
         "body_timeout": number("HTTP_BODY_TIMEOUT", 120, 0.1),
         "max_body": int(number("HTTP_MAX_BODY", 16 * 1024 * 1024, 1)),
         "max_upload": int(number("HTTP_MAX_UPLOAD_BODY", DEFAULT_MAX_UPLOAD_BODY, 1)),
+        # A WebSocket's keep-alive (WebSocket.keepalive, below): 0 sends no pings.
+        "ping_interval": number("WEBSOCKET_PING_INTERVAL", 30, 0),
+        "ping_timeout": number("WEBSOCKET_PING_TIMEOUT", 20, 0.1),
     }
 
 
@@ -199,10 +208,80 @@ class Protocol(gunicorn_protocol.ASGIProtocol):
 
 
 class WebSocket(gunicorn_websocket.WebSocketProtocol):
+    # Seconds between pings and for a pong to come back; set from the limits when the worker
+    # starts (Worker.init_process). An interval of 0 sends no pings.
+    ping_interval: float = 0.0
+    ping_timeout: float = 20.0
+
     def __init__(self, transport, scope, app, log, **kwargs):
         scope.setdefault("extensions", {})["websocket.http.response"] = {}
         super().__init__(transport, scope, app, log, **kwargs)
         self._denial: tuple[int, list, list] | None = None
+        self._pong = asyncio.Event()
+        self._keepalive_task: asyncio.Task | None = None
+        self._chunks = 0  # pieces of data received: a client still sending is alive
+
+    # -- keep-alive ---------------------------------------------------------------------------
+    # gunicorn answers the client's pings but sends none: a client whose network path died (a
+    # laptop suspended, a NAT entry dropped) would hold its connection, its push subscription and
+    # its account's WebSocket slot until the worker restarts. A ping goes out every
+    # `ping_interval`; a connection that has not answered, nor sent anything, within
+    # `ping_timeout` is dropped (close 1011, and the socket closed without waiting for the
+    # closing handshake, which a dead peer would never finish), and the application sees it
+    # disconnect.
+    async def _send_accept(self, message):
+        await super()._send_accept(message)
+        if self.ping_interval > 0:
+            self._keepalive_task = asyncio.get_running_loop().create_task(self._keepalive())
+
+    async def run(self):
+        try:
+            await super().run()
+        finally:
+            if self._keepalive_task is not None:
+                self._keepalive_task.cancel()
+                self._keepalive_task = None
+
+    def feed_data(self, data):
+        self._chunks += 1
+        super().feed_data(data)
+
+    async def _read_frame(self):
+        frame = await super()._read_frame()
+        if frame is not None and frame[0] == gunicorn_websocket.OPCODE_PONG:
+            self._pong.set()  # any pong will do (RFC 6455 §5.5.3 allows unsolicited ones)
+        return frame
+
+    def _ended(self) -> bool:
+        return self.closed or self._close_sent
+
+    async def _keepalive(self) -> None:
+        try:
+            while not self._ended():
+                await asyncio.sleep(self.ping_interval)
+                if self._ended():
+                    return
+                self._pong.clear()
+                chunks = self._chunks
+                await self._send_frame(gunicorn_websocket.OPCODE_PING, b"stalwart")
+                try:
+                    await asyncio.wait_for(self._pong.wait(), self.ping_timeout)
+                except TimeoutError:
+                    if self._ended():
+                        return
+                    if self._chunks != chunks:
+                        # Its pong may be queued behind a large message still arriving.
+                        continue
+                    self.log.info("WebSocket: no pong within %g s; the connection is dropped", self.ping_timeout)
+                    await self._send_close(gunicorn_websocket.CLOSE_INTERNAL_ERROR, "No pong in time.")
+                    self.closed = True
+                    self._close_event.set()
+                    # Sent if the socket still takes it, then closed; aborted if even that hangs.
+                    self.transport.close()
+                    asyncio.get_running_loop().call_later(self.ping_timeout, self.transport.abort)
+                    return
+        except (OSError, RuntimeError):  # the connection went away while a frame was written
+            return
 
     async def _send(self, message):
         kind = message["type"]
@@ -258,6 +337,8 @@ class Worker(gasgi.ASGIWorker):
         gasgi.ASGIProtocol = Protocol
         # Read where gunicorn's protocol opens a WebSocket, at each upgrade.
         gunicorn_websocket.WebSocketProtocol = WebSocket
+        WebSocket.ping_interval = self.limits["ping_interval"]
+        WebSocket.ping_timeout = self.limits["ping_timeout"]
         super().init_process()
 
     async def _shutdown(self):

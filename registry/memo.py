@@ -72,18 +72,31 @@ def _valid(marker: _Pending | None) -> bool:
     return connection.in_atomic_block and any(func is marker for _s, func, _r in connection.run_on_commit)
 
 
+def _fresh(entry, token: Hashable) -> bool:
+    return (entry is not None and entry[0] == token and (entry[1] is None or entry[1] > time.monotonic())
+            and _valid(entry[3]))
+
+
 def get(key: Hashable, token: Hashable, build: Callable[[], T], ttl: float | None = None) -> T:
     """The value kept under `key` for `token`, built (and kept) when missing, stale or expired.
 
     Values are shared by every request of the worker: callers must treat them as read-only.
     """
     entry = _entries.get(key)
+    # The check of _fresh(), inline: this is on every request's path.
     if (entry is not None and entry[0] == token and (entry[1] is None or entry[1] > time.monotonic())
             and _valid(entry[3])):
         return entry[2]  # type: ignore[return-value]
     value = build()
     _entries[key] = (token, time.monotonic() + ttl if ttl else None, value, _pending())
     return value
+
+
+def peek(key: Hashable, token: Hashable):
+    """The value kept under `key` for `token`, or None when there is none (or it is stale): never
+    built here, for a caller that must not query (it falls back on the slower path)."""
+    entry = _entries.get(key)
+    return entry[2] if _fresh(entry, token) else None  # type: ignore[index]
 
 
 def forget(key: Hashable) -> None:

@@ -189,6 +189,13 @@ EVENTSOURCE_TOKEN_TTL = env_int("EVENTSOURCE_TOKEN_TTL", 60)
 # JMAP over WebSocket (docs/push.md#websocket): open connections per account (0: no limit). Its
 # push uses the EventSource throttle, and its tokens (/api/token/websocket) the same TTL.
 WEBSOCKET_MAX_PER_ACCOUNT = env_int("WEBSOCKET_MAX_PER_ACCOUNT", 25)
+# The serving model gunicorn runs (gunicorn.conf.py reads the same variable; docs/http-service.md):
+# only `asgi` serves WebSockets, so only there does the JMAP session advertise them.
+SERVER_MODEL = env_str("SERVER_MODEL", "asgi").lower() or "asgi"
+if SERVER_MODEL not in ("asgi", "sync"):
+    raise ImproperlyConfigured(f"SERVER_MODEL must be asgi or sync, got {SERVER_MODEL!r}")
+# Seconds a JMAP WebSocket may stay open with no push subscription and no message (0: forever).
+WEBSOCKET_IDLE_TIMEOUT = env_int("WEBSOCKET_IDLE_TIMEOUT", 300)
 
 # --- JMAP push over Web Push (RFC 8620 §7.2, RFC 8030/8291/8292; docs/push.md) -----------------
 # The VAPID key (a P-256 private key, PEM): given in the variable itself or as a file's path.

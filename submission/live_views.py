@@ -13,11 +13,10 @@ import json
 import logging
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse
 
 from jmapapi import inflight
-from network import live_token
-from network import endpoint
+from network import endpoint, live_token
 from stalwart_site.problem import problem
 
 from . import deliverytest
@@ -25,22 +24,7 @@ from . import deliverytest
 log = logging.getLogger(__name__)
 
 KIND = "delivery"
-PERMISSION = live_token.KINDS[KIND].permission
 DEFAULT_TIMEOUT = 30
-
-
-class DeliveryStream(StreamingHttpResponse):
-    """Gives the account's slot back when closed (the ASGI handler closes every streaming response)."""
-
-    slot: int | None = None
-
-    def close(self):
-        try:
-            super().close()
-        finally:
-            if self.slot is not None:
-                account_id, self.slot = self.slot, None
-                inflight.release("delivery-test", account_id)
 
 
 def frame(stage: dict) -> bytes:
@@ -70,22 +54,10 @@ async def stages(target: str, timeout: int):
 def delivery(request, target: str):
     if request.method != "GET":
         return problem(404, endpoint.NOT_FOUND)
-    token = request.GET.get("token")
-    if token is not None:
-        try:
-            account_id = live_token.verify(KIND, token).account.pk
-        except live_token.TokenError as exc:
-            response = problem(exc.status, str(exc))
-            if exc.status == 401:
-                response.headers["WWW-Authenticate"] = endpoint.CHALLENGES
-            return response
-    else:
-        principal, error = endpoint.authenticate(request)
-        if error is not None:
-            return error
-        if not principal.has(PERMISSION):
-            return problem(403, f"You do not have the {PERMISSION} permission.")
-        account_id = principal.account_id
+    caller = live_token.stream_caller(request, KIND)
+    if isinstance(caller, HttpResponse):
+        return caller
+    account_id = caller.account_id
 
     try:
         deliverytest.parse_target(target)
@@ -98,8 +70,4 @@ def delivery(request, target: str):
     if slot is False:
         return problem(429, f"This account already runs {limit} delivery tests.", title="Too Many Requests",
                        headers={"Retry-After": "30"})
-    response = DeliveryStream(stages(target, timeout), content_type="text/event-stream")
-    response.slot = account_id if slot else None
-    response["Cache-Control"] = "no-store"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return inflight.SlotStream(stages(target, timeout), "delivery-test", account_id, slot)

@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
+from stalwart_site import pubsub
+
 from . import metrics, trace
 
 log = logging.getLogger(__name__)
@@ -304,28 +306,8 @@ class TraceHub:
                 fh.close()
 
     async def _redis(self) -> None:
-        # why: redis is needed only when REDIS_URL is set; the embedded default never loads it.
-        import redis.asyncio as aioredis
-
-        while self.subscribers:
-            client = aioredis.Redis.from_url(settings.REDIS_URL)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(trace.channel())
-                async for message in pubsub.listen():
-                    self.deliver(message.get("data", b""))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("live tracing: lost the Redis channel (%s); listening again in 1 s",
-                            exc.__class__.__name__)
-                await asyncio.sleep(1)
-            finally:
-                try:
-                    await pubsub.aclose()
-                    await client.aclose()
-                except Exception:  # closing a connection that is already gone
-                    pass
+        await pubsub.listen(trace.channel(), self.deliver, running=lambda: bool(self.subscribers),
+                            label="live tracing")
 
 
 hub = TraceHub()

@@ -40,28 +40,10 @@ class LiveStream(StreamingHttpResponse):
                 _open -= 1
 
 
-def _unauthorized(detail: str) -> HttpResponse:
-    response = problem(401, detail)
-    response.headers["WWW-Authenticate"] = endpoint.CHALLENGES
-    return response
-
-
 def _refusal(request, kind: str) -> HttpResponse | None:
     """None when the caller may open the `kind` stream; the problem to answer otherwise."""
-    token = request.GET.get("token")
-    if token is not None:
-        try:
-            live_token.verify(kind, token)
-        except live_token.TokenError as exc:
-            return _unauthorized(str(exc)) if exc.status == 401 else problem(exc.status, str(exc))
-        return None
-    principal, error = endpoint.authenticate(request)
-    if error is not None:
-        return error
-    permission = live_token.KINDS[kind].permission
-    if permission not in principal.permissions:
-        return problem(403, f"The live {kind} stream needs the {permission} permission.")
-    return None
+    caller = live_token.stream_caller(request, kind)
+    return caller if isinstance(caller, HttpResponse) else None
 
 
 def _stream(body) -> HttpResponse:

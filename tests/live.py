@@ -290,6 +290,48 @@ def connection_owner(server_port: int, client_port: int, wait: float = 5) -> int
         time.sleep(0.05)
 
 
+def _stopped(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] in "Tt"
+
+
+@contextmanager
+def paused(pid: int):
+    """The process stopped (SIGSTOP) until the block ends (SIGCONT). It is seen stopped before
+    the block starts: a worker that cannot accept, so that the connections opened meanwhile go to
+    the other workers, whichever the kernel would have picked."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 5
+        while not _stopped(pid):
+            assert time.monotonic() < deadline, f"process {pid} never stopped"
+            time.sleep(0.005)
+        yield
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def on_two_workers(server_url: str, open_one, port_of_one) -> list:
+    """Two connections held by two different worker processes of the server at `server_url`:
+    open_one() opens one, port_of_one(it) is its local port. The first goes wherever the kernel
+    puts it; its worker is then paused while the second opens, so the second cannot be on it."""
+    server_port = host_port(server_url)[1]
+    first = open_one()
+    owner = connection_owner(server_port, port_of_one(first))
+    assert owner is not None, "the first connection's worker was not found"
+    with paused(owner):
+        second = open_one()
+        other = connection_owner(server_port, port_of_one(second))
+    assert other is not None and other != owner, (owner, other)
+    return [first, second]
+
+
 @contextmanager
 def stalled_connection(url: str):
     """A connection whose request headers never end, and the worker that accepted it held until

@@ -16,8 +16,7 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from .live import connection_owner, live_server
-from .sse import port_of
+from .live import live_server, on_two_workers
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = [CORE, "urn:ietf:params:jmap:mail"]
@@ -116,6 +115,26 @@ def test_the_session_advertises_the_websocket_where_the_client_connected(server)
     _, login = server.users[0]
     session = requests.get(server.url + "/jmap/session", headers={"Authorization": basic(login)}, timeout=30).json()
     assert session["capabilities"]["urn:ietf:params:jmap:websocket"] == {"url": ws_url(server), "supportsPush": True}
+
+
+def test_the_sync_serving_model_advertises_no_websocket_and_serves_none():
+    with live_server(workers=1, extra_env={"SERVER_MODEL": "sync"}) as sync:
+        name = f"ws{secrets.token_hex(3)}"
+        login = sync.shell_json(f"""
+from accounts import services
+from accounts.models import Domain
+from registry import services as registry
+dom = Domain.objects.filter(name={DOMAIN!r}).first() or registry.create(
+    Domain._declaration, {{"name": {DOMAIN!r}, "description": "ws tests"}}, "test")
+result = services.create_account({{"name": {name!r}, "domain": dom.pk, "roles_mode": "user", "kind": "user"}},
+                                 "test", password={PASSWORD!r}).email_address
+""")
+        session = requests.get(sync.url + "/jmap/session", headers={"Authorization": basic(login)}, timeout=30)
+        assert session.status_code == 200
+        assert "urn:ietf:params:jmap:websocket" not in session.json()["capabilities"]
+        assert session.json()["eventSourceUrl"].startswith(sync.url + "/jmap/eventsource/")
+        # What a client that tried anyway gets: the upgrade is refused.
+        assert refused(sync, authorization=basic(login)).response.status_code == 400
 
 
 def test_requests_and_responses_over_basic_auth(server):
@@ -293,16 +312,10 @@ def test_an_account_never_hears_of_another_accounts_changes(server):
 
 def test_a_change_reaches_connections_on_both_workers(server):
     account, login = server.users[1]
-    opened, owners = [], set()
     with ExitStack() as stack:
-        for _ in range(12):
-            ws = stack.enter_context(open_ws(server, basic(login)))
-            opened.append(ws)
-            owners.add(connection_owner(port_of(server.url), ws.socket.getsockname()[1]))
-            if len(owners - {None}) >= 2:
-                break
-        else:
-            pytest.fail(f"every connection went to the same worker: {owners}")
+        # The second opens while the first one's worker is paused: held by the other worker.
+        opened = on_two_workers(server.url, lambda: stack.enter_context(open_ws(server, basic(login))),
+                                lambda ws: ws.socket.getsockname()[1])
         for ws in opened:
             ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Mailbox"]}))
             assert ask(ws, echo("ready"))["requestId"] == "ready"

@@ -6,7 +6,9 @@ import pytest
 
 from registry import services as registry
 
-from .servers import DnsServer, SmtpServer
+from tests.mailservers import DnsServer, SmtpServer
+
+from .zone import SILENT, ZONE
 
 RECIPIENTS = ["sales@example.org", "support@example.org"]
 
@@ -14,7 +16,7 @@ RECIPIENTS = ["sales@example.org", "support@example.org"]
 @pytest.fixture(autouse=True)
 def dns_server(settings):
     """Every MX lookup of these tests goes to this server, never to the machine's resolver."""
-    with DnsServer() as server:
+    with DnsServer(ZONE, SILENT) as server:
         settings.DNS_SERVERS = [f"127.0.0.1:{server.port}"]
         settings.DNS_TIMEOUT = 1
         yield server

@@ -373,12 +373,9 @@ class TestRateLimit:
 
 def test_relay_login_is_used(client, enabled, smtp, settings):
     """EMAIL_HOST_USER/PASSWORD reach the relay (AUTH over the loopback connection)."""
-    from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from tests.live import free_port
-
-    from .servers import SmtpSink
+    from tests.mailservers import SmtpServer
 
     seen = []
 
@@ -386,19 +383,12 @@ def test_relay_login_is_used(client, enabled, smtp, settings):
         seen.append((mechanism, auth_data.login, auth_data.password))
         return AuthResult(success=auth_data.password == b"relay-pass")
 
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, authenticator=authenticator,
-                            auth_require_tls=False)
-    controller.start()
-    try:
-        settings.EMAIL_PORT = port
+    with SmtpServer(authenticator=authenticator, auth_require_tls=False) as relay:
+        settings.EMAIL_PORT = relay.port
         settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "relay", "relay-pass"
         assert post(client).status_code == 200
         assert seen and seen[0][1:] == (b"relay", b"relay-pass")
-        assert len(sink.envelopes) == 1
-    finally:
-        controller.stop()
+        assert len(relay.envelopes) == 1
 
 
 # --- final hostile-input pass (issue 10) ------------------------------------------------------

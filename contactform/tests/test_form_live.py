@@ -10,8 +10,9 @@ import pytest
 import requests
 
 from tests.live import live_server
+from tests.mailservers import DnsServer, SmtpServer
 
-from .servers import DnsServer, SmtpServer
+from .zone import SILENT, ZONE
 
 ENABLE = """
 from registry import services
@@ -25,7 +26,7 @@ result = True
 
 @pytest.fixture(scope="module")
 def mail_stack():
-    with SmtpServer() as smtp, DnsServer() as dns_server:
+    with SmtpServer() as smtp, DnsServer(ZONE, SILENT) as dns_server:
         env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp.port), "EMAIL_TIMEOUT": "5",
                "DNS_SERVERS": f"127.0.0.1:{dns_server.port}", "DNS_TIMEOUT": "2"}
         with live_server(workers=1, extra_env=env) as server:

@@ -56,6 +56,20 @@ def test_session_document(jmap, admin_account):
     assert isinstance(doc["state"], str) and doc["state"]
 
 
+@pytest.mark.parametrize("model, served", [("asgi", True), ("sync", False)])
+def test_the_websocket_is_advertised_only_by_the_model_that_serves_it(jmap, settings, model, served):
+    settings.SERVER_MODEL = model
+    doc = jmap.client.get("/jmap/session", HTTP_AUTHORIZATION=jmap.auth).json()
+    websocket = doc["capabilities"].get("urn:ietf:params:jmap:websocket")
+    if served:
+        assert websocket == {"url": doc["apiUrl"].replace("http", "ws", 1).removesuffix("/jmap/") + "/jmap/ws",
+                             "supportsPush": True}
+    else:
+        assert websocket is None
+    # Everything else is the same under both.
+    assert doc["eventSourceUrl"].endswith("/jmap/eventsource/?types={types}&closeafter={closeafter}&ping={ping}")
+
+
 def test_limits_come_from_the_jmap_settings(jmap):
     registry.update(JmapSettings._declaration, None, {"max_method_calls": 3, "get_max_results": 2}, "t")
     doc = jmap.client.get("/jmap/session", HTTP_AUTHORIZATION=jmap.auth).json()

@@ -104,8 +104,88 @@ def test_listeners_hear_a_write_after_its_commit_and_the_request_makes_no_query_
 
 
 def test_web_push_hears_the_journal_and_queues_without_a_query(db):
-    assert webpush.dispatcher.changed in notify._listeners
-    # An account with no subscription: the dispatcher's thread finds nothing to send.
+    assert webpush.changed in notify._listeners
+    # Outside a request (LMTP, a command): queued without a query; the sending thread looks.
     with CaptureQueriesContext(connection) as queries:
-        webpush.dispatcher.changed(10 ** 9, {"Mailbox": 5})
+        webpush.changed(10 ** 9, {"Mailbox": 5})
     assert len(queries) == 0
+
+
+def _subscribe(account, verified=True):
+    """A subscription as PushSubscription/set leaves it once its code was echoed."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from jmapapi.models import PushSubscription
+
+    with transaction.atomic():
+        PushSubscription.objects.create(account=account, device_client_id="d", url="https://push.example/x",
+                                        verification_code="c", verified=verified,
+                                        expires=timezone.now() + dt.timedelta(days=1))
+        webpush.subscriptions_changed()
+
+
+def _seen(account_id) -> bool:
+    """Whether the dispatcher was ever handed the account (queued, due, or already sent)."""
+    d = webpush.dispatcher
+    with d._cond:
+        return account_id in d._pending or account_id in d._due or account_id in d._last
+
+
+@pytest.fixture
+def own_dispatcher(monkeypatch):
+    """A dispatcher of this test's own: what it was handed is this test's alone."""
+    monkeypatch.setattr(webpush, "dispatcher", webpush.Dispatcher())
+    return webpush.dispatcher
+
+
+def test_an_account_without_a_subscription_costs_no_query(make_account, own_dispatcher):
+    from registry import context
+
+    subscribed, other, unverified = make_account("wpsub"), make_account("wpnone"), make_account("wpunver")
+    _subscribe(subscribed)
+    _subscribe(unverified, verified=False)
+    # The sending thread builds the worker's set of subscribed accounts (one state read, one
+    # query for the set), then only reads the state: never another account's subscriptions.
+    with CaptureQueriesContext(connection) as queries:
+        webpush.deliver_changes(other.pk, {"Mailbox": 1})
+    assert len(queries) == 2
+    assert webpush.subscribed_accounts() == {subscribed.pk}
+    with CaptureQueriesContext(connection) as queries:
+        webpush.deliver_changes(other.pk, {"Mailbox": 2})
+    from jmapapi.models import PushSubscription
+
+    assert len(queries) == 1 and PushSubscription._meta.db_table not in queries[0]["sql"]
+    # In a request, whose edge read the state with the others (its one query), the changes of
+    # accounts outside the set cost nothing, whatever their number, and are never queued.
+    ctx, token = context.begin()
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            for account in (other, unverified, other):
+                webpush.changed(account.pk, {"Mailbox": 3})
+        assert len(queries) == 0
+    finally:
+        context.end(token)
+    assert not _seen(other.pk) and not _seen(unverified.pk)
+
+
+def test_a_verification_elsewhere_reaches_the_set(make_account, own_dispatcher):
+    from registry import context
+
+    account, other = make_account("wplater"), make_account("wpother")
+    assert account.pk not in webpush.subscribed_accounts()
+    # Verified by another worker or process: the state it moved is read at the next request's
+    # edge, where the set, stale, is not used: a change of any account is queued (still without a
+    # query), even one the stale set would drop...
+    _subscribe(account)
+    ctx, token = context.begin()
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            webpush.changed(other.pk, {"Mailbox": 1})
+        assert len(queries) == 0
+    finally:
+        context.end(token)
+    assert _seen(other.pk)
+    # ... and the sending thread builds it again, with the account.
+    assert account.pk in webpush.subscribed_accounts()

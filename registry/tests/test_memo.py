@@ -71,3 +71,20 @@ def test_a_value_built_before_any_change_is_kept_across_a_rollback():
     with CaptureQueriesContext(connection) as queries:
         assert memo.get("test-memo-2", token, lambda: "rebuilt") == "committed"
     assert len(queries) == 0
+
+
+def test_peek_serves_only_a_fresh_value_and_never_builds():
+    token = context.read("Http")["Http"]
+    assert memo.peek("test-memo-3", token) is None  # nothing kept: nothing built either
+    assert memo.peek("test-memo-3", token) is None
+    memo.get("test-memo-3", token, lambda: "kept")
+    assert memo.peek("test-memo-3", token) == "kept"
+    assert memo.peek("test-memo-3", token + 1) is None  # kept under another state
+    # A value built in a transaction that rolled back is not peeked at either.
+    with pytest.raises(Refused), transaction.atomic():
+        registry_services.bump_state("Http")
+        moved = context.read("Http")["Http"]
+        memo.get("test-memo-3", moved, lambda: "uncommitted")
+        assert memo.peek("test-memo-3", moved) == "uncommitted"  # its own transaction sees it
+        raise Refused
+    assert memo.peek("test-memo-3", moved) is None

@@ -1,9 +1,9 @@
-"""Real servers on loopback for the delivery test's tests: an authoritative DNS server (dnspython's
-wire format, in a thread) answering from a zone, with the AD bit on the names the zone calls
-DNSSEC-secure; aiosmtpd mail exchangers with and without STARTTLS, on one port and several
-loopback addresses (127.0.0.1, 127.0.0.2, ...), recording the commands they were sent; a port
-that accepts connections and never greets; and a certificate authority whose file, given as
-SSL_CERT_FILE, makes the exchanger's certificate verify.
+"""Real servers on loopback for the delivery test's tests, on tests.mailservers: the zone its DNS
+server answers from, with the AD bit on the names the zone calls DNSSEC-secure; mail exchangers
+with and without STARTTLS, on one port and several loopback addresses (127.0.0.1, 127.0.0.2,
+...), recording the commands they were sent; a port that accepts connections and never greets;
+and a certificate authority whose file, given as SSL_CERT_FILE, makes the exchanger's
+certificate verify.
 """
 from __future__ import annotations
 
@@ -11,23 +11,17 @@ import datetime as dt
 import hashlib
 import socket
 import ssl
-import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
-from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.live import free_port
+from tests.mailservers import SmtpServer
 
 TLS_IP, PLAIN_IP, CLOSED_IP, SILENT_IP, STS_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.4"
 MX_TLS = "mx.tls.test"
@@ -110,54 +104,6 @@ def zone(port: int, spki_sha256: str) -> dict:
     }
 
 
-class DnsServer:
-    """UDP on 127.0.0.1:<port>, answering from a zone (NXDOMAIN for names it does not hold)."""
-
-    def __init__(self, records: dict):
-        self.zone = records
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.queries: list[tuple[str, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                query = dns.message.from_wire(data)
-            except Exception:  # noqa: BLE001  (not DNS: ignore it)
-                continue
-            question = query.question[0]
-            name, rdtype = question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype)
-            self.queries.append((name, rdtype))
-            response = dns.message.make_response(query)
-            response.flags |= dns.flags.AA
-            if name in self.zone.get("secure", ()):
-                response.flags |= dns.flags.AD
-            if name not in self.zone:
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            elif rdtype in self.zone[name]:
-                response.answer.append(dns.rrset.from_text(name, 300, "IN", rdtype, *self.zone[name][rdtype]))
-            self.sock.sendto(response.to_wire(), peer)
-
-
 @dataclass
 class Exchanger:
     """An aiosmtpd handler: refuses `nobody@…` at RCPT, records every command it sees."""
@@ -207,10 +153,7 @@ class Exchangers:
     def __enter__(self):
         for handler, ip, kwargs in ((self.tls, TLS_IP, {"tls_context": self.ca.server_context()}),
                                     (self.plain, PLAIN_IP, {})):
-            controller = Controller(handler, hostname=ip, port=self.port, ready_timeout=10,
-                                    server_hostname=MX_TLS, **kwargs)
-            controller.start()
-            self._stack.callback(controller.stop)
+            self._stack.enter_context(SmtpServer(handler, ip, self.port, server_hostname=MX_TLS, **kwargs))
         silent = socket.socket()
         silent.bind((SILENT_IP, self.port))
         silent.listen(4)

@@ -10,14 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.live import free_port
+from tests.mailservers import SmtpServer
 
 USER, PASSWORD = "relay-user", "Sm7p-relay-S3cret"
 
@@ -86,17 +85,11 @@ def sink(*, starttls: ssl.SSLContext | None = None, implicit: ssl.SSLContext | N
          mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"), handler: Sink | None = None):
     """Run a sink (a new Sink, or `handler`); yields (Sink, port)."""
     handler = handler or Sink()
-    port = free_port()
     kwargs = {}
     if starttls is not None:
         kwargs.update(tls_context=starttls, require_starttls=True)
     if auth:
         kwargs.update(authenticator=handler.authenticator, auth_required=True,
                       auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in mechanisms])
-    controller = Controller(handler, hostname="127.0.0.1", port=port, ssl_context=implicit, ready_timeout=10,
-                            **kwargs)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with SmtpServer(handler, ssl_context=implicit, **kwargs) as server:
+        yield handler, server.port

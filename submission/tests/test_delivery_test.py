@@ -17,8 +17,9 @@ from django.core import signing
 from network import live_token
 from submission import deliverytest
 from tests.clients import basic
+from tests.mailservers import DnsServer
 
-from .delivery_servers import MX_TLS, DnsServer, Exchangers, authority, zone
+from .delivery_servers import MX_TLS, Exchangers, authority, zone
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ from playwright.sync_api import expect
 from tests.browser import log_in_admin_form
 from tests.clients import STRONG_PASSWORD, basic
 from tests.live import live_server
+from tests.mailservers import DnsServer
 
-from .delivery_servers import MX_TLS, DnsServer, Exchangers, authority, zone
+from .delivery_servers import MX_TLS, Exchangers, authority, zone
 
 SEED = """
 from accounts import services

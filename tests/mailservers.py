@@ -1,5 +1,7 @@
-"""Real servers on loopback for the contact form tests: an SMTP server (aiosmtpd) that keeps
-what it receives, and a small authoritative DNS server (dnspython's wire format) for the MX check.
+"""Real mail servers on loopback for the tests of every app that speaks to one: an SMTP server
+(aiosmtpd's Controller, with any handler) and a small authoritative DNS server (dnspython's wire
+format, in a thread). The contact form's tests and the delivery test's use these same two; each
+brings its own zone and handlers.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ class SmtpSink:
     def __init__(self):
         self.envelopes = []
 
-    async def handle_DATA(self, server, session, envelope):
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
         self.envelopes.append(envelope)
         return "250 Message accepted for delivery"
 
@@ -33,10 +35,13 @@ class SmtpSink:
 
 
 class SmtpServer:
-    def __init__(self):
-        self.sink = SmtpSink()
-        self.port = free_port()
-        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
+    """aiosmtpd on `hostname`:`port` (a free port by default) with `handler` (an SmtpSink by
+    default); `controller` takes the Controller's other arguments (tls_context, authenticator…)."""
+
+    def __init__(self, handler=None, hostname: str = "127.0.0.1", port: int | None = None, **controller):
+        self.sink = SmtpSink() if handler is None else handler
+        self.port = port or free_port()
+        self.controller = Controller(self.sink, hostname=hostname, port=self.port, ready_timeout=10, **controller)
 
     def __enter__(self):
         self.controller.start()
@@ -53,22 +58,15 @@ class SmtpServer:
         return self.sink.messages()
 
 
-# name -> {type: [rdata text]}; a name with no entry for a type answers NOERROR with no records.
-ZONE = {
-    "example.com.": {"MX": ["10 mx.example.com."], "A": ["192.0.2.10"]},
-    "mx.example.com.": {"A": ["192.0.2.10"]},
-    "a-only.example.net.": {"A": ["192.0.2.20"]},
-    "null-mx.example.org.": {"MX": ["0 ."]},
-    "no-mail.example.org.": {"TXT": ['"nothing here"']},
-}
-SILENT = {"slow.example.com."}  # never answered: the resolver times out
-
-
 class DnsServer:
-    """UDP on 127.0.0.1:<port>, answering from ZONE (NXDOMAIN for unknown names)."""
+    """UDP on 127.0.0.1:<port>, answering from a zone: name -> {type: [rdata text]}. A name it
+    does not hold is NXDOMAIN, a type the name lacks is NOERROR with no records; the names of
+    the zone's `secure` entry are answered with the AD bit (DNSSEC-validated), and the names of
+    `silent` never (the resolver times out)."""
 
-    def __init__(self, zone=None):
-        self.zone = zone or ZONE
+    def __init__(self, zone: dict, silent=frozenset()):
+        self.zone = zone
+        self.silent = frozenset(silent)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
@@ -101,10 +99,12 @@ class DnsServer:
             question = query.question[0]
             name, rdtype = question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype)
             self.queries.append((name, rdtype))
-            if name in SILENT:
+            if name in self.silent:
                 continue
             response = dns.message.make_response(query)
             response.flags |= dns.flags.AA
+            if name in self.zone.get("secure", ()):
+                response.flags |= dns.flags.AD
             if name not in self.zone:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             elif rdtype in self.zone[name]:
