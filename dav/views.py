@@ -1432,7 +1432,7 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
             out.append(_status_response(gone, "HTTP/1.1 404 Not Found"))
     if found.has_more_changes or (cfound is not None and cfound.has_more_changes):
         out.append(_truncated(res))
-    out.append(element(d("sync-token"), token_text(int(found.new_state), int(cfound.new_state) if cfound else None)))
+    out.append(text_element(d("sync-token"), token_text(int(found.new_state), int(cfound.new_state) if cfound else None)))
     return multistatus(out)
 
 
@@ -1445,7 +1445,7 @@ def _sync_page(out: Multistatus, res: R.Resource, more: bool, token: str, next_t
     """The end of a page of an initial sync: truncated with the next page's token, or done."""
     if more:
         out.append(_truncated(res))
-    out.append(element(d("sync-token"), next_token if more else token))
+    out.append(text_element(d("sync-token"), next_token if more else token))
     return multistatus(out)
 
 
