@@ -51,3 +51,21 @@ class Hold(models.Model):
         constraints = [models.UniqueConstraint(fields=["account_blob", "owner_kind", "owner_id"],
                                                name="blobs_one_hold_per_owner")]
         indexes = [models.Index(fields=["owner_kind", "owner_id"])]
+
+
+class StoreUsage(models.Model):
+    """What a store outside blobs keeps for an account (a data type registered with
+    `register_usage(…, counted=True)`): its octets and items, moved by the store's own writes
+    (`count_usage`), so that a quota check or an item limit reads one row, whatever the number
+    of items. No row yet: measured once, by the first write that moves it."""
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    data_type = models.CharField(max_length=32)
+    octets = models.BigIntegerField(default=0)
+    items = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "data_type"], name="blobs_one_usage_per_type")]
+
+    def __str__(self):
+        return f"{self.data_type} of account {self.account_id}"

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Count, Exists, ExpressionWrapper, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import BigIntegerField, Count, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -40,7 +40,7 @@ from accounts.models import Account
 from journal import services as journal
 from registry import ids
 
-from .models import AccountBlob, Blob, Hold
+from .models import AccountBlob, Blob, Hold, StoreUsage
 
 log = logging.getLogger(__name__)
 
@@ -216,10 +216,44 @@ def _live_holds():
 # app may not import them.
 # `name` is the JMAP data type the Quota object lists in its `types` (RFC 9425 §4.1).
 USAGE_SOURCES: dict[str, Callable[[], Subquery]] = {}
+# The sources whose store keeps their StoreUsage row up to date (count_usage).
+COUNTED: set[str] = set()
 
 
-def register_usage(name: str, octets: Callable[[], Subquery]) -> None:
+def register_usage(name: str, octets: Callable[[], Subquery], counted: bool = False) -> None:
+    """`counted`: the store calls count_usage() at each write, so the usage reads its one
+    StoreUsage row; `octets` then only measures an account that has none yet."""
     USAGE_SOURCES[name] = octets
+    (COUNTED.add if counted else COUNTED.discard)(name)
+
+
+def _counted_octets(name: str) -> Subquery:
+    return Subquery(StoreUsage.objects.filter(account_id=OuterRef("pk"), data_type=name).values("octets")[:1])
+
+
+def counted_items(account_id: int, name: str) -> int | None:
+    """The items of a counted source the account holds; None before its first counted write."""
+    return (StoreUsage.objects.filter(account_id=account_id, data_type=name).values_list("items", flat=True)
+            .first())
+
+
+def count_usage(account_id: int, name: str, octets: int, items: int, measure: Callable[[], tuple[int, int]]) -> None:
+    """A counted store wrote, in the caller's transaction: its usage moves by `octets` and
+    `items`. `measure()` is the (octets, items) the store holds now, this write included: it
+    is asked once, for an account without a row yet (then, of two first writers, the one that
+    loses the insert adds its own change to the winner's measure)."""
+    rows = StoreUsage.objects.filter(account_id=account_id, data_type=name)
+    if not octets and not items:
+        if rows.exists():
+            return
+    elif rows.update(octets=F("octets") + octets, items=F("items") + items):
+        return
+    total, count = measure()
+    try:
+        with transaction.atomic():
+            StoreUsage.objects.create(account_id=account_id, data_type=name, octets=total, items=count)
+    except IntegrityError:
+        rows.update(octets=F("octets") + octets, items=F("items") + items)
 
 
 def usage_types() -> list[str]:
@@ -290,8 +324,9 @@ def usage_expression():
     """The usage of the account of the outer query's row (`OuterRef("pk")`), as an
     expression: a list of accounts with their usage in one query."""
     total = Coalesce(_blob_octets(), Value(0), output_field=BigIntegerField())
-    for octets in USAGE_SOURCES.values():
-        total = total + Coalesce(octets(), Value(0), output_field=BigIntegerField())
+    for name, octets in USAGE_SOURCES.items():
+        total = total + (Coalesce(_counted_octets(name), octets(), Value(0), output_field=BigIntegerField())
+                         if name in COUNTED else Coalesce(octets(), Value(0), output_field=BigIntegerField()))
     return ExpressionWrapper(total, output_field=BigIntegerField())
 
 

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import CharField, Count, Sum, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from blobs import services as blobs
@@ -254,7 +256,10 @@ def delete_calendar(calendar: Calendar) -> None:
         gone = {str(pk): f"{calendar.slug}/{name}"
                 for pk, name in CalendarObject.objects.filter(calendar=calendar).values_list("pk", "name")}
         slug, pk = calendar.slug, calendar.pk
+        octets = CalendarObject.objects.filter(calendar=calendar).aggregate(total=Sum("size"))["total"] or 0
         calendar.delete()
+        if gone:
+            _count(calendar.account_id, -octets, -len(gone))
         changes = {CALENDAR: journal.Change(destroyed={str(pk): f"{slug}/"})}
         if gone:
             changes[EVENT] = journal.Change(destroyed=gone)
@@ -263,6 +268,20 @@ def delete_calendar(calendar: Calendar) -> None:
 
 
 # --- objects ----------------------------------------------------------------------------------
+def _object_count(account_id: int) -> int:
+    """The account's calendar objects, from its usage row (one indexed read at any number)."""
+    count = blobs.counted_items(account_id, EVENT)
+    return count if count is not None else CalendarObject.objects.filter(account_id=account_id).count()
+
+
+def _count(account_id: int, octets: int, items: int) -> None:
+    """Move the account's usage row by a write of this transaction (blobs.count_usage)."""
+    def measure():
+        row = CalendarObject.objects.filter(account_id=account_id).aggregate(octets=Sum("size"), items=Count("pk"))
+        return row["octets"] or 0, row["items"]
+
+    blobs.count_usage(account_id, EVENT, octets, items, measure)
+
 
 @dataclass
 class PutResult:
@@ -341,6 +360,25 @@ def list_etags(calendar: Calendar) -> list[tuple[str, str, int, datetime]]:
                 .values_list("name", "etag", "size", "modified"))
 
 
+# The column a listing reads for each field it may ask (`object_rows`).
+ROW_COLUMNS = {"etag": "quoted", "size": "size", "modified": "modified", "created": "created"}
+
+
+def object_rows(calendar: Calendar, fields: Sequence[str], limit: int | None = None,
+                pks: Iterable[int] | None = None) -> list[tuple]:
+    """(name, *fields) of the objects of `calendar` (those of `pks` only, if given) in name
+    order, at most `limit`; fields among ROW_COLUMNS, the etag as HTTP sends it (quoted, by the
+    database). A listing reads only the columns its properties need: one query, no model
+    instance."""
+    rows = CalendarObject.objects.filter(calendar=calendar).order_by("name")
+    if pks is not None:
+        rows = rows.filter(pk__in=list(pks))
+    if "etag" in fields:
+        rows = rows.annotate(quoted=Concat(Value('"'), "etag", Value('"'), output_field=CharField()))
+    rows = rows.values_list("name", *(ROW_COLUMNS[field] for field in fields))
+    return list(rows[:limit] if limit is not None else rows)
+
+
 def _check_dates(expansion: ical.Expansion, lim: Limits) -> None:
     for span in expansion.spans:
         start, end = span.utc(ical.UTC)
@@ -406,13 +444,13 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
         if clash is not None:
             raise CalendarError("no-uid-conflict", "Another resource of this calendar has that UID.",
                                 href=f"{calendar.slug}/{clash}")
-        if existing is None and lim.max_objects and \
-                CalendarObject.objects.filter(account_id=calendar.account_id).count() >= lim.max_objects:
+        if existing is None and lim.max_objects and _object_count(calendar.account_id) >= lim.max_objects:
             raise CalendarError("max-events", f"An account holds at most {lim.max_objects} calendar objects.",
                                 status=507, namespace=None)
         size = len(parsed.text.encode())
+        moved = size - (existing.size if existing is not None else 0)
         try:
-            blobs.charge(calendar.account_id, size - (existing.size if existing is not None else 0))
+            blobs.charge(calendar.account_id, moved)
         except blobs.OverQuota:
             raise CalendarError("quota-not-exceeded", "The account's storage quota would be exceeded.",
                                 status=507, namespace="dav") from None
@@ -430,6 +468,7 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
                 setattr(obj, key, value)
             obj.save()
             Occurrence.objects.filter(object=obj).delete()
+        _count(calendar.account_id, moved, int(existing is None))
         Occurrence.objects.bulk_create(_occurrences(obj, calendar.pk, expansion.spans), batch_size=500)
         href = {str(obj.pk): f"{calendar.slug}/{name}"}
         state = journal.record(calendar.account_id, EVENT, **({"created": href} if existing is None
@@ -459,8 +498,10 @@ def _rewrite(obj: CalendarObject, text: str) -> None:
     except blobs.OverQuota:
         raise CalendarError("quota-not-exceeded", "The account's storage quota would be exceeded.",
                             status=507, namespace="dav") from None
+    moved = size - obj.size
     obj.data, obj.etag, obj.size = text, digest(text), size
     obj.save(update_fields=["data", "etag", "size"])
+    _count(obj.account_id, moved, 0)
 
 
 def _schedule_tag(parsed: ical.Parsed, existing: CalendarObject | None, etag: str, keep: bool) -> str:
@@ -526,6 +567,7 @@ def delete_object(calendar: Calendar, name: str, *, if_match=None, schedule: boo
         previous = existing.data
         existing.delete()
         blobs.charge(calendar.account_id, -existing.size)
+        _count(calendar.account_id, -existing.size, -1)
         state = journal.record(calendar.account_id, EVENT, destroyed={str(pk): f"{calendar.slug}/{name}"})
         Calendar.objects.filter(pk=calendar.pk).update(member_change=int(state))
         calendar.member_change = int(state)

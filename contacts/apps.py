@@ -13,11 +13,12 @@ class ContactsConfig(AppConfig):
         from . import checks  # noqa: F401
 
         # The octets of the vCards count toward the account's one disk quota (blobs owns
-        # it and may not import this app); models are ready only now.
+        # it and may not import this app); models are ready only now. The store keeps its count
+        # (services._count), so that a write's quota check reads one row, at any number of cards.
         from blobs import services as blobs
 
         from .models import Card
 
         blobs.register_usage("ContactCard", lambda: Subquery(
             Card.objects.filter(book__account_id=OuterRef("pk")).values("book__account_id")
-            .annotate(total=Sum("size")).values("total")[:1]))
+            .annotate(total=Sum("size")).values("total")[:1]), counted=True)

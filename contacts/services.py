@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F, Sum
 
 from accounts.models import Account
 from blobs import services as blobs
@@ -224,9 +224,11 @@ def delete_book(book: AddressBook) -> None:
             raise NotFound("No such address book.")
         cards = {ids.encode(pk): card_href(book, name)
                  for pk, name in Card.objects.filter(book=book).values_list("pk", "name")}
+        octets = Card.objects.filter(book=book).aggregate(total=Sum("size"))["total"] or 0
         AddressBook.objects.filter(pk=book.pk).delete()
         changes = {BOOK: journal.Change(destroyed={book_id(book): book_href(book)})}
         if cards:
+            _count(book.account_id, -octets, -len(cards))
             changes[CARD] = journal.Change(destroyed=cards)
             blobs.usage_moved([book.account_id])  # the cards' octets are free again
         journal.record_many(book.account_id, changes)
@@ -314,8 +316,9 @@ def put_card(book: AddressBook, name: str, data: bytes | str, *, if_match=None, 
             transaction.set_rollback(True)  # the revision bump: nothing changed
             return PutResult(existing, created=False, changed=False)
         size = len(text.encode("utf-8", "surrogatepass"))
+        moved = size - (existing.size if existing is not None else 0)
         try:
-            blobs.charge(book.account_id, size - (existing.size if existing is not None else 0))
+            blobs.charge(book.account_id, moved)
         except blobs.OverQuota:
             raise QuotaExceeded("The account's storage quota would be exceeded.") from None
         card = existing or Card(book=book, name=name)
@@ -323,12 +326,23 @@ def put_card(book: AddressBook, name: str, data: bytes | str, *, if_match=None, 
         card.kind, card.fn = parsed.kind, parsed.fn[:255]
         card.etag, card.size = etag_of(text), size
         card.save()
+        _count(book.account_id, moved, int(existing is None))
         if existing is not None:
             CardProperty.objects.filter(card=card).delete()
         _index(card, parsed)
         href = {card_id(card): card_href(book, name)}
         journal.record(book.account_id, CARD, **({"updated": href} if existing else {"created": href}))
     return PutResult(card, created=existing is None)
+
+
+def _count(account_id: int, octets: int, items: int) -> None:
+    """Move the account's usage row by a write of this transaction (blobs.count_usage): a
+    write's quota check reads one row, at any number of cards."""
+    def measure():
+        row = Card.objects.filter(book__account_id=account_id).aggregate(octets=Sum("size"), items=Count("pk"))
+        return row["octets"] or 0, row["items"]
+
+    blobs.count_usage(account_id, CARD, octets, items, measure)
 
 
 def _index(card: Card, parsed: vcard.VCard) -> None:
@@ -372,6 +386,7 @@ def delete_card(book: AddressBook, name: str, *, if_match=None) -> None:
         destroyed = {card_id(card): card_href(book, name)}
         card.delete()
         blobs.charge(book.account_id, -card.size)
+        _count(book.account_id, -card.size, -1)
         journal.record(book.account_id, CARD, destroyed=destroyed)
 
 
@@ -401,6 +416,21 @@ def move_card(book: AddressBook, name: str, target: AddressBook, target_name: st
 def listing(book: AddressBook) -> list[tuple[str, str, int, object]]:
     """(name, etag, size, modified_at) of every card of the book, by name: one query."""
     return list(Card.objects.filter(book=book).order_by("name").values_list("name", "etag", "size", "modified_at"))
+
+
+# The column a listing reads for each field it may ask (`card_rows`).
+ROW_COLUMNS = {"etag": "etag", "size": "size", "modified": "modified_at", "created": "created_at"}
+
+
+def card_rows(book: AddressBook, fields, limit: int | None = None, pks=None) -> list[tuple]:
+    """(name, *fields) of the cards of `book` (those of `pks` only, if given) in name order, at
+    most `limit`; fields among ROW_COLUMNS (the etag is stored as HTTP sends it). A listing
+    reads only the columns its properties need: one query, no model instance."""
+    rows = Card.objects.filter(book=book).order_by("name")
+    if pks is not None:
+        rows = rows.filter(pk__in=list(pks))
+    rows = rows.values_list("name", *(ROW_COLUMNS[f] for f in fields))
+    return list(rows[:limit] if limit is not None else rows)
 
 
 def multiget(book: AddressBook, names, *, with_data: bool = True) -> dict[str, Card]:

@@ -21,7 +21,7 @@ from calendars.errors import CalendarError
 from calendars.models import Calendar, CalendarObject
 
 from . import files
-from .providers import Entry, ProviderError
+from .providers import ITEM_FIELDS, Entry, ProviderError
 from .xml import (CALDAV, Multistatus, XmlError, child, children, d, element, fromstring, response_text, sub,
                   text_element, tostring)
 
@@ -155,8 +155,18 @@ class CalendarProvider:
         cal = entry.key
         acl = list(cal.acl or ())
         prefix = f"{cal.slug}/"
-        return [_item_entry(cal, prefix + name, etag, size, modified, acl=acl)
-                for name, etag, size, modified in store.list_etags(cal)]
+        return [Entry(prefix + name, False, etag=etag, content_type=CONTENT_TYPE, size=size, created_at=created,
+                      modified_at=modified, key=(cal, None), acl=acl)
+                for name, etag, size, modified, created in store.object_rows(cal, ITEM_FIELDS)]
+
+    # An object has no dead property, no resourcetype of its own and its calendar's grants:
+    # a listing writes its members from these rows (dav.views).
+    item_content_type = CONTENT_TYPE
+
+    def item_rows(self, owner, entry: Entry, fields, limit: int | None = None, ids=None) -> list[tuple]:
+        if not entry.collection:
+            return []
+        return store.object_rows(entry.key, fields, limit, pks=None if ids is None else _pks(ids))
 
     def get(self, owner, entry: Entry) -> tuple[bytes, str]:
         cal, _ = entry.key
@@ -460,9 +470,14 @@ class CalendarProvider:
         return [_calendar_entry(c) for c in Calendar.objects.filter(account=owner, pk__in=pks)]
 
     def by_ids(self, owner, ids: list[str]) -> list[Entry]:
-        pks = [int(i) for i in ids if str(i).isdigit()]
-        objs = CalendarObject.objects.filter(account=owner, pk__in=pks).defer("data").select_related("calendar")
+        objs = (CalendarObject.objects.filter(account=owner, pk__in=_pks(ids)).defer("data").select_related("calendar")
+                .order_by("calendar__slug", "name"))
         return [_object_entry(o.calendar, o) for o in objs]
+
+
+def _pks(ids) -> list[int]:
+    """The object keys of the journal's ids (the object's primary key, in decimal)."""
+    return [int(i) for i in ids if str(i).isdigit()]
 
 
 def _quote(path: str) -> str:

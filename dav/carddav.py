@@ -22,7 +22,7 @@ from registry import ids
 
 from . import access
 from . import resources as R
-from .providers import Entry, ProviderError
+from .providers import ITEM_FIELDS, Entry, ProviderError
 from .xml import CARDDAV, child, children, d, element, fromstring, sub, tostring
 
 BOOK_TYPE = f"{{{CARDDAV}}}addressbook"
@@ -68,6 +68,11 @@ def _card_entry(slug: str, name: str, etag: str, size: int, modified, created=No
                  created_at=created or modified, modified_at=modified, key=card, acl=list(acl or ()))
 
 
+def _pks(object_ids) -> list[int]:
+    """The card keys of the journal's ids (registry.ids)."""
+    return [pk for pk in (ids.decode(i) for i in object_ids) if pk is not None]
+
+
 def _home_href(owner) -> str:
     return R.Resource("card", "home", owner).href
 
@@ -98,11 +103,20 @@ class CardProvider:
 
     def children(self, owner, entry: Entry) -> list[Entry]:
         book = entry.key
-        return [_card_entry(book.slug, name, etag, size, modified, acl=book.acl)
-                for name, etag, size, modified in contacts.listing(book)]
+        return [_card_entry(book.slug, name, etag, size, modified, created, acl=book.acl)
+                for name, etag, size, modified, created in contacts.card_rows(book, ITEM_FIELDS)]
+
+    # A card has no dead property, no resourcetype of its own and its book's grants: a listing
+    # writes its members from these rows (dav.views).
+    item_content_type = CONTENT_TYPE
+
+    def item_rows(self, owner, entry: Entry, fields, limit: int | None = None, ids=None) -> list[tuple]:
+        if not entry.collection:
+            return []
+        return contacts.card_rows(entry.key, fields, limit, pks=None if ids is None else _pks(ids))
 
     def by_ids(self, owner, object_ids: list[str]) -> list[Entry]:
-        pks = [pk for pk in (ids.decode(i) for i in object_ids) if pk is not None]
+        pks = _pks(object_ids)
         cards = (Card.objects.filter(pk__in=pks, book__account_id=owner.pk).select_related("book")
                  .defer("data").order_by("book__slug", "name"))
         return [_card_entry(c.book.slug, c.name, c.etag, c.size, c.modified_at, c.created_at, acl=c.book.acl)
@@ -121,7 +135,7 @@ class CardProvider:
         return contacts.BOOK
 
     def collections_by_ids(self, owner, object_ids: list[str]) -> list[Entry]:
-        pks = [pk for pk in (ids.decode(i) for i in object_ids) if pk is not None]
+        pks = _pks(object_ids)
         return [_book_entry(b) for b in AddressBook.objects.filter(pk__in=pks, account_id=owner.pk).order_by("slug")]
 
     def journal_type(self, owner) -> str:

@@ -70,6 +70,11 @@ PATH_SAFE = "/-._~!$&'()*+,;=:@"
 _ALREADY_SAFE = re.compile(r"[A-Za-z0-9/\-._~!$&'()*+,;=:@]*\Z")
 
 
+def plain_path(path: str) -> bool:
+    """Whether `path` goes into an href as it is."""
+    return _ALREADY_SAFE.match(path) is not None
+
+
 def quote_path(path: str) -> str:
     """`path` percent-encoded for an href; most names need nothing, and a match is cheaper
     than quote() once per entry of a listing of thousands."""

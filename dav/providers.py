@@ -37,6 +37,13 @@ the ACLs it keeps, so every decision is made with the same rules. See docs/dav.m
   of journal object ids, so sync-collection works unchanged;
 - `collection_journal_type(owner)` and `collections_by_ids(owner, ids)` (optional): the same for
   the collections themselves, so that a sync of the home reports created and removed ones;
+- `item_rows(owner, entry, fields, limit=None, ids=None)` and `item_content_type` (optional):
+  the items of a collection (those of these journal ids only, if given) as tuples
+  `(name, *fields)` in name order, `fields` among ITEM_FIELDS (the etag as HTTP sends it, the
+  size, the last change, the creation), for a store whose items have no dead property, no
+  resourcetype of their own, the collection's grants and one content type: a Depth 1 listing
+  or a sync-collection writes its members straight from them (`by_ids` then lists a
+  collection's items in name order too, so that both write the same);
 - `shared_owners(account_ids)` (optional): the accounts with a collection granting something to
   one of these ids (the homes a grantee sees listed).
 """
@@ -45,6 +52,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+
+# The fields of `item_rows`, in the order `children` reads them.
+ITEM_FIELDS = ("etag", "size", "modified", "created")
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timezone as dt_timezone
-from email.utils import format_datetime
 
 from django.conf import settings
 
@@ -220,8 +219,22 @@ def sync_token(state: str) -> str:
     return f"{locks.SYNC_PREFIX}{int(state):x}"
 
 
-def _date(dt) -> str:
-    return format_datetime(dt.astimezone(dt_timezone.utc), usegmt=True)
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(dt) -> str:
+    """getlastmodified's form (RFC 9110 IMF-fixdate): email.utils.format_datetime(…, usegmt=True)
+    of the UTC moment, at a third of its cost (a listing writes one per member)."""
+    if dt.tzinfo is not dt_timezone.utc:
+        dt = dt.astimezone(dt_timezone.utc)
+    return (f"{_DAYS[dt.weekday()]}, {dt.day:02d} {_MONTHS[dt.month - 1]} {dt.year:04d} "
+            f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d} GMT")
+
+
+def creation_date(dt) -> str:
+    """creationdate's form (RFC 3339, UTC)."""
+    return dt.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _privilege(parent, name: str, ns: str = DAV):
@@ -244,10 +257,10 @@ def text_value(res: Resource, tag: str) -> str | None:
         return res.etag
     if tag == d("getlastmodified"):
         modified = node.modified_at if node is not None else (entry.modified_at if entry else None)
-        return _date(modified) if modified is not None else None
+        return http_date(modified) if modified is not None else None
     if tag == d("creationdate"):
         created = node.created_at if node is not None else (entry.created_at if entry else None)
-        return created.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if created is not None else None
+        return creation_date(created) if created is not None else None
     if tag == d("getcontentlength"):
         if res.kind == "file":
             return str(node.size)

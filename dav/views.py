@@ -13,6 +13,7 @@ defined, the precondition element in a `DAV:error` body; never a 5xx for bad inp
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from urllib.parse import quote, unquote, urlsplit
 
 from django.conf import settings
@@ -32,8 +33,8 @@ from . import providers as provider_registry
 from . import resources as R
 from .locks import IfHeaderError
 from .models import FileNode
-from .xml import (CALDAV, DAV, Multistatus, XmlError, child, children, d, element, fromstring, response_text,
-                  serialize, sub, text_element, tostring)
+from .xml import (CALDAV, DAV, Multistatus, XmlError, child, children, d, element, fromstring, qname,
+                  response_text, serialize, sub, text_element, tostring)
 from .xml import parse as parse_xml
 
 DAV_CLASSES = ("1, 2, 3, access-control, extended-mkcol, calendar-access, calendar-auto-schedule, "
@@ -393,6 +394,113 @@ def _response_text(res: R.Resource, tags: list[str], minimal: bool) -> str | Non
     return response_text(res.href, found, missing, minimal)
 
 
+# The properties a listing writes from a provider's rows (`item_rows`), by the field each reads.
+_ROW_FIELD = {d("getetag"): "etag", d("getcontentlength"): "size", d("getlastmodified"): "modified",
+              d("creationdate"): "created"}
+_ROW_TEXT = {"etag": str, "size": str, "modified": R.http_date, "created": R.creation_date}
+_GETCONTENTTYPE = d("getcontenttype")
+
+
+def _plain(text: str) -> bool:
+    """Whether `text` goes into XML as it is (no character to escape, none XML refuses)."""
+    return text.isascii() and text.isprintable() and "&" not in text and "<" not in text and ">" not in text
+
+
+class _RowWriter:
+    """The responses of a provider's items to a "prop" request, written from its rows
+    (`item_rows`): what `_response_text` writes for each item's Entry and Resource, without
+    them, reading only the columns the properties need. `fields` is None when the request is
+    not for plain text properties alone (the general path answers)."""
+
+    def __init__(self, res: R.Resource, tags: list[str], minimal: bool):
+        self.fields = None
+        prov = provider_registry.provider(res.service)
+        if res.kind != "collection" or res.entry is None or not hasattr(prov, "item_rows"):
+            return
+        fields, plan, found, missing = [], [], [], []
+        for tag in tags:
+            field = _ROW_FIELD.get(tag)
+            if field is not None:
+                if field not in fields:
+                    fields.append(field)
+                plan.append((tag, 1 + fields.index(field), _ROW_TEXT[field]))
+                name = qname(tag)
+                found.append(f"<{name}>{{}}</{name}>")
+                continue
+            if tag == _GETCONTENTTYPE and prov.item_content_type:
+                text = text_element(tag, prov.item_content_type)
+            elif tag == _RESOURCETYPE:
+                text = "<D:resourcetype/>"  # an item is not a collection
+            elif tag in (_DISPLAYNAME, _GETCONTENTTYPE):
+                text = None  # only as a dead property, and items have none
+            else:
+                return
+            if text is None:
+                missing.append(tag)
+            else:
+                found.append(text.replace("{", "{{").replace("}", "}}"))
+            plan.append((tag, None, text))
+        template = response_text("{}", found, missing, minimal)
+        if template is None:
+            return
+        self.prov, self.res, self.minimal, self.plan, self.template = prov, res, minimal, plan, template
+        self.getters = [(index, fmt) for _, index, fmt in plan if index is not None]
+        self.fields = fields
+
+    def rows(self, limit: int | None = None, ids: list[str] | None = None) -> list[tuple]:
+        if ids is not None:
+            return self.prov.item_rows(self.res.owner, self.res.entry, self.fields, limit, ids=ids)
+        return self.prov.item_rows(self.res.owner, self.res.entry, self.fields, limit)
+
+    def texts(self, rows) -> list[str] | None:
+        """One response per row; None when one cannot be written as text."""
+        if not rows:
+            return []
+        columns = list(zip(*rows))
+        names = columns[0]
+        base = self.res.href
+        # Checked over whole columns at once (in C): most listings need no quoting, no escaping
+        # and have every value, and then each row is one format of the template.
+        hrefs = ([base + name for name in names] if files.plain_path("".join(names))
+                 else [base + files.quote_path(name) for name in names])
+        values = [hrefs]
+        plain = "&" not in "".join(hrefs)
+        for index, fmt in self.getters:
+            column = columns[index]
+            if not plain or None in column or "" in column:
+                plain = False
+                break
+            column = column if fmt is str and isinstance(column[0], str) else [fmt(v) for v in column]
+            plain = _plain("".join(column))
+            values.append(column)
+        if plain:
+            return [self.template.format(*row) for row in zip(*values)]
+        out = []
+        for href_, row in zip(hrefs, rows):
+            text = self._text(href_, row)
+            if text is None:
+                return None
+            out.append(text)
+        return out
+
+    def _text(self, href_: str, row: tuple) -> str | None:
+        """A row with a missing value or one to escape, property by property."""
+        found, missing = [], []
+        for tag, index, fmt in self.plan:
+            if index is None:
+                text = fmt
+            else:
+                value = row[index]
+                text = text_element(tag, fmt(value)) if value is not None and value != "" else None
+                if text is None and value is not None and value != "":
+                    return None  # a value XML cannot carry: the element writer decides
+            if text is None:
+                missing.append(tag)
+            else:
+                found.append(text)
+        return response_text(href_, found, missing, self.minimal)
+
+
 def _status_response(href_: str, status: str, condition: str | None = None):
     resp = element(d("response"))
     sub(resp, d("href"), href_)
@@ -460,6 +568,19 @@ def _truncated(res: R.Resource):
     return resp
 
 
+def _listing(res: R.Resource, depth: str, mode: str, tags: list[str], minimal: bool, limit: int):
+    """(responses, truncated) of the items of a store's collection, written from its rows; None
+    when the general path answers (another kind of resource or request)."""
+    if depth == "0" or mode != "prop":
+        return None
+    writer = _RowWriter(res, tags, minimal)
+    if writer.fields is None:
+        return None
+    rows = writer.rows(limit + 1)
+    texts = writer.texts(rows[:limit])
+    return (texts, len(rows) > limit) if texts is not None else None
+
+
 def propfind(q: Request):
     _permit(q, "PROPFIND")
     res = q.res
@@ -483,11 +604,17 @@ def propfind(q: Request):
     minimal = q.minimal
     if "depth-noroot" not in q.prefer or depth == "0":
         root.append(_response(q, res, mode, tags, minimal=minimal))
-    members = _members(q, res, depth, limit + 1)
-    for member in members[:limit]:
-        text = _response_text(member, tags, minimal) if mode == "prop" else None
-        root.append(text if text is not None else _response(q, member, mode, tags, minimal=minimal))
-    if len(members) > limit:
+    listed = _listing(res, depth, mode, tags, minimal, limit)
+    if listed is not None:
+        texts, more = listed
+        root.parts += texts
+    else:
+        members = _members(q, res, depth, limit + 1)
+        for member in members[:limit]:
+            text = _response_text(member, tags, minimal) if mode == "prop" else None
+            root.append(text if text is not None else _response(q, member, mode, tags, minimal=minimal))
+        more = len(members) > limit
+    if more:
         root.append(_truncated(res))
     headers = {"Preference-Applied": "return=minimal"} if minimal else None
     return multistatus(root, headers=headers)
@@ -1206,7 +1333,7 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
     # At the home, the collections' own journal too (created and removed calendars or books).
     ctype = prov.collection_journal_type(owner) if (
         res.kind == "home" and hasattr(prov, "collection_journal_type")) else None
-    out = element(d("multistatus"))
+    out = Multistatus()
 
     def token_text(state: int, cstate: int | None, cursor: str = "") -> str:
         text = f"{locks.SYNC_PREFIX}{state:x}" + (f"-{cstate:x}" if cstate is not None else "")
@@ -1232,6 +1359,21 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
             after = bytes.fromhex(token[1]).decode("utf-8", "replace") if token is not None else ""
         except ValueError:
             return error(403, d("valid-sync-token"))
+        writer = _RowWriter(res, tags, False)
+        if writer.fields is not None:
+            # A collection's items, written from its rows: they all have its grants. In code
+            # point order, as the cursor compares (a database's collation may differ).
+            prefix = res.entry.path + "/"
+            rows = sorted(writer.rows(), key=itemgetter(0))
+            if after:
+                rows = [row for row in rows if prefix + row[0] > after]
+            page = rows[:limit]
+            texts = writer.texts(page) if res.member or access.READ in res.rights else []
+            if texts is not None:
+                out.parts += texts
+                last = prefix + page[-1][0] if page else ""
+                return _sync_page(out, res, len(rows) > limit, token_text(state, cstate),
+                                  token_text(state, cstate, last.encode().hex()))
         if res.kind == "home":
             entries = list(prov.collections(owner, create=res.member))
             if infinite:
@@ -1243,13 +1385,9 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
         for entry in page:
             r = entry_resource(entry)
             if r.member or access.READ in r.rights:
-                out.append(_response(q, r, "prop", tags))
-        if more:
-            out.append(_truncated(res))
-            sub(out, d("sync-token"), token_text(state, cstate, page[-1].path.encode().hex()))
-        else:
-            sub(out, d("sync-token"), token_text(state, cstate))
-        return multistatus(out)
+                out.append(_member_response(q, r, tags))
+        return _sync_page(out, res, more, token_text(state, cstate),
+                          token_text(state, cstate, page[-1].path.encode().hex()) if more else "")
     try:
         found = journal.changes(owner.pk, jtype, str(token[0]), limit)
     except journal.CannotCalculateChanges:
@@ -1264,14 +1402,24 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
         except journal.CannotCalculateChanges:
             return error(403, d("valid-sync-token"))
     live = set()
-    entries = prov.by_ids(owner, [*found.created, *found.updated])
-    if cfound is not None:
-        entries = prov.collections_by_ids(owner, [*cfound.created, *cfound.updated]) + entries
-    for entry in entries:
-        r = entry_resource(entry)
-        if (r.member or access.READ in r.rights) and _in_scope(res.href, r.href, infinite):
-            live.add(r.href)
-            out.append(_response(q, r, "prop", tags))
+    writer = _RowWriter(res, tags, False)
+    texts = None
+    if writer.fields is not None:
+        # A collection's changed items, written from their rows as the initial listing is.
+        rows = writer.rows(ids=[*found.created, *found.updated])
+        texts = writer.texts(rows) if res.member or access.READ in res.rights else []
+        if texts:
+            out.parts += texts
+            live = {res.href + files.quote_path(row[0]) for row in rows}
+    if texts is None:
+        entries = prov.by_ids(owner, [*found.created, *found.updated])
+        if cfound is not None:
+            entries = prov.collections_by_ids(owner, [*cfound.created, *cfound.updated]) + entries
+        for entry in entries:
+            r = entry_resource(entry)
+            if (r.member or access.READ in r.rights) and _in_scope(res.href, r.href, infinite):
+                live.add(r.href)
+                out.append(_member_response(q, r, tags))
     home = R.Resource(res.service, "home", owner).href
     gones = [found.hrefs.get(object_id) for object_id in found.destroyed]
     if cfound is not None:
@@ -1284,7 +1432,20 @@ def _provider_sync(q: Request, prov, token, infinite: bool, tags: list[str], lim
             out.append(_status_response(gone, "HTTP/1.1 404 Not Found"))
     if found.has_more_changes or (cfound is not None and cfound.has_more_changes):
         out.append(_truncated(res))
-    sub(out, d("sync-token"), token_text(int(found.new_state), int(cfound.new_state) if cfound else None))
+    out.append(text_element(d("sync-token"), token_text(int(found.new_state), int(cfound.new_state) if cfound else None)))
+    return multistatus(out)
+
+
+def _member_response(q: Request, r: R.Resource, tags: list[str]):
+    text = _response_text(r, tags, False)
+    return text if text is not None else _response(q, r, "prop", tags)
+
+
+def _sync_page(out: Multistatus, res: R.Resource, more: bool, token: str, next_token: str) -> HttpResponse:
+    """The end of a page of an initial sync: truncated with the next page's token, or done."""
+    if more:
+        out.append(_truncated(res))
+    out.append(text_element(d("sync-token"), next_token if more else token))
     return multistatus(out)
 
 

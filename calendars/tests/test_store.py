@@ -3,7 +3,10 @@ occurrence index, the journal (ctag, sync, tombstones), and the attacker's input
 from datetime import datetime, timezone
 
 import pytest
+from django.db.models import Count, Sum
 
+from blobs import services as blobs
+from blobs.models import StoreUsage
 from calendars import services
 from calendars.errors import CalendarError
 from calendars.models import Calendar, CalendarObject, Occurrence
@@ -346,3 +349,47 @@ def test_reindex_moves_the_index_of_open_series_forward(work, settings):
     obj.refresh_from_db()
     assert Occurrence.objects.filter(object=obj).count() > before + 40
     assert obj.indexed_until is not None and obj.last_end is None
+
+
+# --- the usage row ------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_the_usage_row_follows_every_write(jane, work):
+    def check():
+        real = CalendarObject.objects.filter(account=jane).aggregate(octets=Sum("size"), items=Count("pk"))
+        assert blobs.counted_items(jane.pk, "CalendarEvent") == real["items"]
+        assert blobs.usage(jane.pk) == (real["octets"] or 0)
+
+    default = services.create_calendar(jane, "home")
+    services.put_object(work, "a.ics", event("a", ":20260101T100000Z"))
+    check()
+    services.put_object(work, "b.ics", event("b", ":20260101T100000Z"))
+    services.put_object(work, "a.ics", event("a", ":20260101T100000Z", extra="SUMMARY:a longer one"))
+    services.put_object(work, "a.ics", event("a", ":20260101T100000Z", extra="SUMMARY:a longer one"))  # unchanged
+    check()
+    services.move_object(work, "a.ics", default, "a.ics")
+    services.move_object(default, "a.ics", work, "c.ics", copy=True)
+    check()
+    services.delete_object(work, "b.ics")
+    check()
+    # An account from before the row (or one whose row is lost) is measured, then counted again.
+    StoreUsage.objects.filter(account=jane).delete()
+    assert blobs.counted_items(jane.pk, "CalendarEvent") is None
+    assert blobs.usage(jane.pk) == CalendarObject.objects.filter(account=jane).aggregate(s=Sum("size"))["s"]
+    services.put_object(work, "d.ics", event("d", ":20260101T100000Z"))
+    check()
+    other = services.create_calendar(jane, "other")
+    services.put_object(other, "e.ics", event("e", ":20260101T100000Z"))
+    services.delete_calendar(other)
+    check()
+    assert StoreUsage.objects.get(account=jane).items == 3
+
+
+@pytest.mark.django_db
+def test_max_events_reads_the_usage_row(work, settings):
+    settings.CALENDAR_MAX_EVENTS = 2
+    services.put_object(work, "a.ics", event("a", ":20260101T100000Z"))
+    services.put_object(work, "b.ics", event("b", ":20260101T100000Z"))
+    refused("max-events", services.put_object, work, "c.ics", event("c", ":20260101T100000Z"))
+    services.delete_object(work, "b.ics")
+    services.put_object(work, "c.ics", event("c", ":20260101T100000Z"))

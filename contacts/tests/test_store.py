@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.db.models import Count, Sum
 from django.test.utils import CaptureQueriesContext
 
+from blobs import services as blobs
+from blobs.models import StoreUsage
 from contacts import services
 from contacts.models import AddressBook, Card, CardProperty
 from contacts.services import Precondition, PreconditionFailed
@@ -295,3 +298,28 @@ def test_deleting_an_account_takes_its_books_cards_and_index(alice, bob):
     assert list(AddressBook.objects.values_list("account_id", flat=True)) == [bob.pk]
     assert list(Card.objects.values_list("name", flat=True)) == ["b.vcf"]
     assert set(CardProperty.objects.values_list("card__name", flat=True)) == {"b.vcf"}
+
+
+def test_the_usage_row_follows_every_write(alice):
+    def check():
+        real = Card.objects.filter(book__account=alice).aggregate(octets=Sum("size"), items=Count("pk"))
+        assert blobs.counted_items(alice.pk, "ContactCard") == real["items"]
+        assert blobs.usage(alice.pk) == (real["octets"] or 0)
+
+    book = services.default_book(alice.pk)
+    other = services.create_book(alice.pk, "other")
+    services.put_card(book, "a.vcf", simple_card("a"))
+    services.put_card(book, "b.vcf", simple_card("b"))
+    services.put_card(book, "a.vcf", simple_card("a", fn="Somebody with a longer name"))
+    check()
+    services.move_card(book, "a.vcf", other, "a.vcf")
+    services.move_card(other, "a.vcf", book, "c.vcf", copy=True)
+    services.delete_card(book, "b.vcf")
+    check()
+    StoreUsage.objects.filter(account=alice).delete()
+    assert blobs.usage(alice.pk) == Card.objects.filter(book__account=alice).aggregate(s=Sum("size"))["s"]
+    services.put_card(book, "d.vcf", simple_card("d"))
+    check()
+    services.delete_book(other)
+    check()
+    assert StoreUsage.objects.get(account=alice).items == 2
