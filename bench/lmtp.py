@@ -4,6 +4,7 @@
 
     .venv/bin/python bench/lmtp.py [--messages 1000] [--connections 2] [--workers 2]
     DATABASE_URL=postgres://… .venv/bin/python bench/lmtp.py
+    .venv/bin/python bench/lmtp.py --cost [--messages 500] [--profile]   # queries and CPU per message
 
 A throw-away database (a live server's, tests/live.py: SQLite file, or its own PostgreSQL
 database), one account, `manage.py lmtp --workers W` on a free loopback port, and C sessions of
@@ -15,6 +16,7 @@ processes, parent and workers together, after a warm-up of 50 messages and after
 from __future__ import annotations
 
 import argparse
+import inspect
 import smtplib
 import socket
 import subprocess
@@ -74,12 +76,61 @@ def send_all(port: int, start: int, count: int, connections: int) -> None:
             future.result()
 
 
+# The figures that do not depend on the machine's load: deliver() called in one process (no
+# LMTP), the statements of each delivery counted, then the process's CPU time per delivery
+# without the query log (which costs CPU of its own), optionally with a profile of that pass.
+COST = """
+import cProfile, io, pstats, time
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from delivery import services
+%s
+FILLER = %r
+def deliver(i):
+    assert services.deliver(message(i), "s@example.net", ["bench@example.org"])[0].status == "delivered"
+for i in range(20):
+    deliver(i)
+with CaptureQueriesContext(connection) as ctx:
+    for i in range(20, 20 + %d):
+        deliver(i)
+queries = len(ctx.captured_queries) / %d
+first = 20 + %d
+profile = cProfile.Profile() if %r else None
+started = time.process_time()
+if profile: profile.enable()
+for i in range(first, first + %d):
+    deliver(i)
+if profile: profile.disable()
+cpu = (time.process_time() - started) / %d
+out = io.StringIO()
+if profile: pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(40)
+result = {"queries": queries, "cpu_ms": cpu * 1000, "profile": out.getvalue()}
+"""
+
+
+def cost(counted: int, timed: int, profile: bool) -> None:
+    source = inspect.getsource(message)
+    with live_server(workers=1) as server:
+        server.shell_json(SETUP)
+        got = server.shell_json(COST % (source, FILLER, counted, counted, counted, profile, timed, timed))
+    if profile:
+        print(got["profile"])
+    print(f"deliver() in process: {got['queries']:.1f} queries per message ({counted} counted), "
+          f"{got['cpu_ms']:.2f} ms CPU per message ({timed} timed, query log off)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=2, help="LMTP sessions at once (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="listener processes (default 2, one per core here)")
+    parser.add_argument("--cost", action="store_true",
+                        help="instead: queries and CPU time per deliver() in one process (200 counted, --messages timed)")
+    parser.add_argument("--profile", action="store_true", help="with --cost: a profile of the timed deliveries")
     args = parser.parse_args()
+    if args.cost:
+        cost(200, args.messages, args.profile)
+        return
     with live_server(workers=1) as server:
         server.shell_json(SETUP)
         port = free_port()

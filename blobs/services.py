@@ -3,6 +3,8 @@ protocol: the JMAP face (jmapapi) and, later, the mail store and Sieve call thes
 
 - `spool()` streams bytes to a temporary file, hashing and counting while it writes.
 - `ingest()` files a spooled blob under an account, with a first reference (who holds it).
+- `staging()` and `attach()` do the same in two steps for a caller that holds a write lock
+  (delivery): the file before its transaction, the rows in it (three statements, no savepoint).
 - `hold()` / `release()` add and remove references; `resolve()` answers which of an account's
   blob ids it may read; `chunks()` streams the content (or a range of it).
 - `collect()` deletes what nothing references any more (expired uploads, released blobs,
@@ -23,12 +25,14 @@ import logging
 import os
 import secrets
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
 from django.db.models import BigIntegerField, Count, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum, Value
@@ -39,6 +43,7 @@ from django.utils.crypto import salted_hmac
 from accounts.models import Account
 from journal import services as journal
 from registry import ids
+from stalwart_site.inserts import Insert
 
 from .models import AccountBlob, Blob, Hold, StoreUsage
 
@@ -143,8 +148,12 @@ def jmap_id(account_id: int, digest: str) -> str:
     return base64.b32encode(mac[:20]).decode().lower()
 
 
+def _name(digest: str) -> str:
+    return f"{digest[:2]}/{digest[2:4]}/{digest}.{secrets.token_hex(8)}"
+
+
 def _store(sp: Spool) -> str:
-    name = f"{sp.digest[:2]}/{sp.digest[2:4]}/{sp.digest}.{secrets.token_hex(8)}"
+    name = _name(sp.digest)
     with open(sp.path, "rb") as fh:
         return storage().save(name, _Spooled(fh, name=name))
 
@@ -179,6 +188,83 @@ def ingest(account_id: int, sp: Spool, owner_kind: str, owner_id: str, expires_a
 
 def put(account_id: int, data: bytes, owner_kind: str, owner_id: str, expires_at: datetime | None = None) -> AccountBlob:
     return ingest(account_id, spool_bytes(data), owner_kind, owner_id, expires_at)
+
+
+# --- staged: the file before the transaction (delivery) ---------------------------------------
+@dataclass
+class Staged:
+    """Bytes written to the storage under a name of their own before the transaction that files
+    them (`attach()`): the write lock of that transaction is not held for the file's write.
+    `kept`: a row of this transaction names this file (else the content was stored already)."""
+
+    digest: str
+    size: int
+    name: str
+    kept: bool = False
+
+
+_BLOB_ROW = Insert(Blob, ["digest", "size", "name", "created_at"], conflict=["digest"], update=["size"],
+                   returning=["id", "name"])
+_VIEW_ROW = Insert(AccountBlob, ["account", "blob", "jmap_id", "created_at"], conflict=["account", "blob"],
+                   update=["jmap_id"], returning=["id"])
+_HOLD_ROW = Insert(Hold, ["account_blob", "owner_kind", "owner_id", "expires_at", "created_at"],
+                   conflict=["account_blob", "owner_kind", "owner_id"], update=["expires_at"])
+
+
+@contextmanager
+def staging(data: bytes) -> Iterator[Staged]:
+    """Write `data` to the storage now, outside any transaction, for `attach()` in the one the
+    block then runs:
+
+        with blobs.staging(raw) as staged:
+            with transaction.atomic():
+                ...
+                blobs.attach(account_id, staged, "email", str(pk))
+
+    When the block ends, the file goes unless a row names it (the content was stored already,
+    or the transaction failed). A crash in between leaves a file no row names, which
+    `collect()` deletes after ORPHAN_GRACE."""
+    digest = hashlib.sha256(data).hexdigest()
+    name = storage().save(_name(digest), ContentFile(data))
+    staged = Staged(digest, len(data), name)
+    try:
+        yield staged
+    except BaseException:
+        # Checked rather than assumed: the transaction may have committed before the failure.
+        try:
+            named = Blob.objects.filter(name=name).exists()
+        except Exception:  # noqa: BLE001 - a broken connection: leave the file to collect()
+            named = True
+        if not named:
+            _delete_file(name)
+        raise
+    if not staged.kept:
+        _delete_file(name)
+
+
+def attach(account_id: int, staged: Staged, owner_kind: str, owner_id: str, expires_at: datetime | None = None,
+           *, unlimited: bool = False) -> str:
+    """File staged bytes under an account, held by (owner_kind, owner_id), in the caller's
+    transaction, without a savepoint (a failure fails the caller's transaction); their blob id.
+
+    Three statements: the content, the account's view and the hold, each an INSERT … ON
+    CONFLICT that also locks an existing row (what `collect()` locks before deleting). The
+    account's disk quota is checked as `ingest()` does, under a lock of its row, unless the
+    caller read just before its transaction that the account has no limit (`unlimited`): a
+    limit set in between applies from the next write, as if this one had come first."""
+    quota = None if unlimited else _lock_account(account_id)
+    now = timezone.now()
+    ((blob_pk, name),) = _BLOB_ROW.run([(staged.digest, staged.size, staged.name, now)])
+    staged.kept = staged.kept or name == staged.name
+    blob_id = jmap_id(account_id, staged.digest)
+    ((view_pk,),) = _VIEW_ROW.run([(account_id, blob_pk, blob_id, now)])
+    held = quota is not None and Hold.objects.filter(_live(), account_blob_id=view_pk).exists()
+    if quota is not None and not held and usage(account_id) + staged.size > quota:
+        raise OverQuota("The account's storage quota would be exceeded.")
+    _HOLD_ROW.run([(view_pk, owner_kind, str(owner_id), expires_at, now)])
+    if quota is not None and not held:
+        usage_moved([account_id], limited=True)
+    return blob_id
 
 
 def _lock_account(account_id: int) -> int | None:

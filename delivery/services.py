@@ -27,6 +27,7 @@ from django.utils import timezone
 import sieve
 from accounts.authz import account_permissions
 from accounts.models import Account, Alias
+from blobs import services as blobs
 from mail import store
 from mail.models import Mailbox
 from submission import outbound, vacation
@@ -214,15 +215,20 @@ def _plan(account: Account, rcpt: str, envelope_from: str, message) -> _Plan:
     return plan
 
 
-def _store(account_id: int, raw: bytes, targets: dict) -> None:
-    """Every copy the recipient keeps, in one transaction, journaled at its end."""
+def _store(account: Account, raw: bytes, targets: dict) -> None:
+    """Every copy the recipient keeps, in one transaction, journaled at its end. The parse and
+    the blob's file come before it, so that the write lock (SQLite's, or PostgreSQL's row locks
+    of the inbox and the journal) is held for the writes alone; a failure leaves at most a file
+    no row names, which the blob store's collection removes."""
     touched = store.Touched()
-    prepared = store.prepare(raw)  # before the transaction takes the write lock
-    with transaction.atomic():
-        for flags, mailboxes in targets.items():
-            store.store_message(account_id, raw, mailbox_pks=sorted(mailboxes), keywords=dict.fromkeys(flags, True),
-                                touched=touched, savepoint=False, prepared=prepared)
-        touched.record(account_id)
+    prepared = store.prepare(raw)
+    with blobs.staging(raw) as staged:
+        with transaction.atomic():
+            for flags, mailboxes in targets.items():
+                store.store_message(account.pk, raw, mailbox_pks=sorted(mailboxes),
+                                    keywords=dict.fromkeys(flags, True), touched=touched, savepoint=False,
+                                    prepared=prepared, staged=staged, unlimited=account.max_disk_quota is None)
+            touched.record(account.pk)
 
 
 def vacation_reply(action: sieve.Vacation) -> bytes:
@@ -258,7 +264,7 @@ def _after(account: Account, raw: bytes, envelope_from: str, plan: _Plan) -> Non
             log.warning("delivery: redirect of account %s to %s failed: %s", account.pk, address,
                         result.recipients[0].message if result.recipients else "")
     if plan.redirects and lost:
-        _store(account.pk, raw, {(): {_inbox(account.pk)}})
+        _store(account, raw, {(): {_inbox(account.pk)}})
     for action in plan.vacations:
         if not vacation.claim_reply(account.pk, action.tracking_key, action.period_seconds):
             continue
@@ -277,7 +283,7 @@ def deliver_to(account: Account, rcpt: str, raw: bytes, envelope_from: str, mess
         return Outcome(rcpt, PERMANENT, 550, "5.7.1", _one_line(plan.reject.reason))
     if plan.targets:
         try:
-            _store(account.pk, raw, plan.targets)
+            _store(account, raw, plan.targets)
         except store.StoreError as exc:
             if exc.type == "overQuota":
                 return _over_quota(rcpt)

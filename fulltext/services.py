@@ -1,6 +1,7 @@
 """Full-text search: the one interface every store calls. No protocol here.
 
     index(account_id, kind, doc_id, fields)      # in the store's transaction; replaces
+    add(account_id, kind, doc_id, prepare(fields))  # the same in two steps, the words split first
     delete(account_id, kind, doc_ids)
     purge(account_id)                             # an account's every document
     q(account_id, kind, query, field="pk") -> Q   # combine with the caller's own ORM filter
@@ -16,12 +17,14 @@ from __future__ import annotations
 import html
 import json
 import math
+from dataclasses import dataclass
 
 from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 
+from stalwart_site.inserts import Insert
 from stalwart_site.sqlparams import in_slices
 
 from . import text
@@ -84,6 +87,38 @@ def index(account_id: int, kind: str, doc_id: int, fields: dict[str, str], *, ne
             # one becomes the update (the savepoint keeps the caller's transaction usable).
             if attempt:
                 raise
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A document's fields checked and its words split (`prepare()`), ready for `add()`."""
+    fields: dict
+    vector: str | None
+    fts5: list | None
+
+
+def prepare(fields: dict[str, str]) -> Prepared:
+    """The CPU work of indexing, which needs no database: a caller that holds a write
+    transaction (delivery) does it before, so that the lock is held for the writes alone."""
+    fields = _clean(fields)
+    if connection.vendor == "sqlite":
+        return Prepared(fields, None, text.fts5_row(fields))
+    return Prepared(fields, text.pg_tsvector(fields), None)
+
+
+_DOCUMENT_ROW = Insert(Document, ["account_id", "kind", "doc_id", "fields", "vector"],
+                       conflict=["account_id", "kind", "doc_id"], update=["fields", "vector"], returning=["id"])
+
+
+def add(account_id: int, kind: str, doc_id: int, prepared: Prepared) -> None:
+    """Index one document (replacing an older version, if any) in the caller's transaction,
+    without a savepoint: an INSERT … ON CONFLICT DO UPDATE (a concurrent first index of the
+    same document waits for the other and then replaces it), and on SQLite its FTS5 row. Two
+    statements on SQLite, one on PostgreSQL."""
+    ((row,),) = _DOCUMENT_ROW.run([(account_id, _kind(kind), doc_id, prepared.fields, prepared.vector)])
+    if prepared.fts5 is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(_FTS5_INSERT, [row, *prepared.fts5])
 
 
 def _index(account_id, kind, doc_id, fields, vector, new=False):

@@ -35,6 +35,8 @@ from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from stalwart_site.inserts import Insert
+
 from . import notify
 from .models import Counter, Entry
 
@@ -135,15 +137,19 @@ def record_many(account_id: int, changes_by_type: Mapping[str, Change]) -> dict[
         entries = []
         for type, count in moving.items():
             first = last[type] - count + 1
-            entries.extend(Entry(account_id=account_id, type=type, change=first + n, object_id=object_id,
-                                 kind=kind, href=href, at=now)
+            entries.extend((account_id, type, first + n, object_id, kind, href, now)
                            for n, (object_id, kind, href) in enumerate(rows[type]))
-        Entry.objects.bulk_create(entries)
+        _ENTRY_ROWS.run(entries)
         notify.publish_on_commit(account_id, last)
     out = {type: str(value) for type, value in last.items()}
     if len(out) < len(rows):
         out.update(states(account_id, [type for type in rows if type not in out]))
     return out
+
+
+# The entries' INSERT, its SQL built once (stalwart_site.inserts): the journal is written by every
+# write of every data type, delivery's included.
+_ENTRY_ROWS = Insert(Entry, ["account", "type", "change", "object_id", "kind", "href", "at"])
 
 
 def _items(ids: Ids, kind: int) -> list[tuple[str, int, str]]:

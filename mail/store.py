@@ -6,12 +6,13 @@ and refusals; LMTP and `deliver` will call `import_raw()`. Messages are parsed o
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -20,6 +21,7 @@ from blobs import services as blobs
 from fulltext import services as ft
 from journal import services as journal
 from registry import ids
+from stalwart_site.inserts import Insert
 from stalwart_site.sqlparams import in_slices
 
 from . import headers as h
@@ -172,30 +174,57 @@ class counting:
         return False
 
 
-def _lock_mailboxes(account_id: int, mailbox_pks) -> list[int]:
-    """The account's mailboxes of `mailbox_pks`, locked in pk order (inside a transaction) and
-    checked in the same statement: StoreError if one is not the account's."""
+def _count_new_email(account_id: int, mailbox_pks, thread_id: int, *, new_thread: bool, unread: bool) -> list[int]:
+    """Lock, check and count the mailboxes a new email enters, in pk order (each writer's lock
+    order): StoreError if one is not the account's. Its change of the counters is known (+1
+    email, +1 unread unless $seen, +1 thread if the thread had no email there, +1 unread thread
+    if it had no unread one there): one UPDATE per mailbox, which is also its lock and its
+    check, and for a thread that existed before this write one read of the thread's "before"
+    under those locks, and an UPDATE more where the thread's counts move. Call it before the
+    email's memberships are written."""
     pks = sorted(set(mailbox_pks))
     if not pks:
         raise StoreError("invalidProperties", "An email must be in at least one mailbox.", ["mailboxIds"])
-    rows = Mailbox.objects.filter(account_id=account_id, pk__in=pks).order_by("pk")
-    if transaction.get_connection().in_atomic_block:
-        rows = rows.select_for_update()
-    if len(list(rows.values_list("pk", flat=True))) < len(pks):
-        raise StoreError("invalidProperties", "A mailbox of mailboxIds does not exist.", ["mailboxIds"])
+    add = _counter_update_sql()
+    with connection.cursor() as cursor:
+        for pk in pks:
+            cursor.execute(add, [1, int(unread), int(new_thread), int(new_thread and unread), pk, account_id])
+            if cursor.rowcount != 1:
+                raise StoreError("invalidProperties", "A mailbox of mailboxIds does not exist.", ["mailboxIds"])
+        if not new_thread:
+            cursor.execute(_thread_pairs_sql(len(pks)), ["$seen", *pks, thread_id])
+            before = {mailbox: (emails, unread_emails) for mailbox, emails, unread_emails in cursor.fetchall()}
+            for pk in pks:
+                b_emails, b_unread = before.get(pk, (0, 0))
+                threads, unread_threads = int(b_emails == 0), int(unread and b_unread == 0)
+                if threads or unread_threads:
+                    cursor.execute(add, [0, 0, threads, unread_threads, pk, account_id])
     return pks
 
 
-def _count_new_email(mailbox_pks: list[int], thread_id: int, *, new_thread: bool, unread: bool) -> None:
-    """The counters of a new email entering `mailbox_pks` (locked by the caller): its delta is
-    known (+1 email, +1 unread unless $seen, +1 thread if the thread had no email there, +1
-    unread thread if it had no unread one there), so only the "before" of `counting` is asked,
-    and not even that for a thread created by this write."""
-    before = {} if new_thread else _pair_counts(mailbox_pks, [thread_id])
-    for pk in mailbox_pks:
-        b_emails, b_unread = before.get((pk, thread_id), (0, 0))
-        delta = (1, int(unread), int(b_emails == 0), int(unread and b_unread == 0))
-        Mailbox.objects.filter(pk=pk).update(**{column: F(column) + d for (_, column), d in zip(COUNTS, delta) if d})
+# The statements of a new email's counters, as text: the ORM's compilation of them cost more
+# than their run, while the writer holds the mailbox's lock (SQLite: the database's).
+@functools.cache
+def _counter_sql(vendor: str, what: str, size: int = 0) -> str:
+    qn = connection.ops.quote_name
+    if what == "update":
+        sets = ", ".join(f"{qn(c)} = {qn(c)} + %s" for _, c in COUNTS)
+        return f"UPDATE {qn(Mailbox._meta.db_table)} SET {sets} WHERE {qn('id')} = %s AND {qn('account_id')} = %s"
+    # (mailbox, emails, unread emails) of one thread in the given mailboxes; at most one
+    # Keyword row per email and keyword (unique), so the join counts each email once.
+    return (f"SELECT m.{qn('mailbox_id')}, COUNT(*), SUM(CASE WHEN k.{qn('id')} IS NULL THEN 1 ELSE 0 END) "
+            f"FROM {qn(Membership._meta.db_table)} m JOIN {qn(Email._meta.db_table)} e ON e.{qn('id')} = m.{qn('email_id')} "
+            f"LEFT JOIN {qn(Keyword._meta.db_table)} k ON k.{qn('email_id')} = m.{qn('email_id')} AND k.{qn('keyword')} = %s "
+            f"WHERE m.{qn('mailbox_id')} IN ({', '.join(['%s'] * size)}) AND e.{qn('thread_id')} = %s "
+            f"GROUP BY m.{qn('mailbox_id')}")
+
+
+def _counter_update_sql() -> str:
+    return _counter_sql(connection.vendor, "update")
+
+
+def _thread_pairs_sql(size: int) -> str:
+    return _counter_sql(connection.vendor, "pairs", size)
 
 
 # --- keywords -------------------------------------------------------------------------------
@@ -233,7 +262,7 @@ def _thread_digests(parsed: dict) -> list[str]:
             for key in parsed.get("threadIds") or ()]
 
 
-def _assign_thread(account_id: int, parsed: dict, touched: Touched) -> tuple[int, bool]:
+def _assign_thread(account_id: int, parsed: dict, touched: Touched, digests: list[str] | None = None) -> tuple[int, bool]:
     """RFC 5322 threading as the keys mail.mime computed: the thread of any earlier message that
     shares a message id (Message-ID, In-Reply-To, References) and the base subject; else a new one.
 
@@ -241,13 +270,10 @@ def _assign_thread(account_id: int, parsed: dict, touched: Touched) -> tuple[int
     threaded apart until now) bridges them: they merge into the oldest, whose emails, keys and
     id survive; the others are destroyed and their emails updated (their threadId moved).
     Returns the thread and whether it was created now."""
-    digests = _thread_digests(parsed)
-    found = set()
-    if digests:
-        found = set(ThreadKey.objects.filter(account_id=account_id, digest__in=digests)
-                    .values_list("thread_id", flat=True))
+    digests = _thread_digests(parsed) if digests is None else digests
+    found = _threads_of_keys(account_id, digests)
     if not found:
-        target = Thread.objects.create(account_id=account_id).pk
+        ((target,),) = _THREAD_ROW.run([(account_id,)])
         touched.threads["created"].append(ids.encode(target))
     else:
         target = min(found)
@@ -266,10 +292,24 @@ def _assign_thread(account_id: int, parsed: dict, touched: Touched) -> tuple[int
             Thread.objects.filter(account_id=account_id, pk__in=others).delete()
             touched.threads["destroyed"].extend(ids.encode(pk) for pk in others)
             touched.emails["updated"].extend(ids.encode(pk) for pk in moved)
-    if digests:
-        ThreadKey.objects.bulk_create([ThreadKey(account_id=account_id, digest=d, thread_id=target) for d in digests],
-                                      ignore_conflicts=True)
+    _THREAD_KEY_ROWS.run([(account_id, d, target) for d in digests])
     return target, not found
+
+
+_THREAD_ROW = Insert(Thread, ["account"], returning=["id"])
+_THREAD_KEY_ROWS = Insert(ThreadKey, ["account", "digest", "thread"], conflict=["account", "digest"])
+
+
+def _threads_of_keys(account_id: int, digests: list[str]) -> set[int]:
+    qn = connection.ops.quote_name
+    found = set()
+    with connection.cursor() as cursor:
+        for some in in_slices(digests):
+            cursor.execute(f"SELECT DISTINCT {qn('thread_id')} FROM {qn(ThreadKey._meta.db_table)} "
+                           f"WHERE {qn('account_id')} = %s AND {qn('digest')} IN ({', '.join(['%s'] * len(some))})",
+                           [account_id, *some])
+            found.update(row[0] for row in cursor.fetchall())
+    return found
 
 
 def _parse_utc(value: str | None):
@@ -288,11 +328,13 @@ def _check_mailboxes(account_id: int, mailbox_pks) -> list[int]:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What `store_message` derives from the octets alone: the parse, the text for the
-    full-text index and the header lines for the `header` filter."""
+    """What `store_message` derives from the octets alone: the parse, the full-text index's
+    document (its words split), the header lines for the `header` filter and the threading
+    keys."""
     parsed: dict
-    text: object
+    fulltext: ft.Prepared
     search: dict
+    digests: list
 
 
 def prepare(raw: bytes) -> Prepared:
@@ -306,54 +348,76 @@ def prepare(raw: bytes) -> Prepared:
     # the text filters go to the full-text index (mail.search), which keeps the rest.
     search = {"headers": "".join(f"\n{f['name'].lower()}: {h.unfold(f['value'])[:MAX_HEADER_SEARCH]}"
                                   for f in parsed["headers"])}
-    return Prepared(parsed, text, search)
+    return Prepared(parsed, ft.prepare(text), search, _thread_digests(parsed))
+
+
+_EMAIL_COLUMNS = ("account", "blob_id", "thread", "meta", "summary", "keywords", "received_at", "sent_at", "size",
+                  "sort_from", "sort_to", "sort_subject", "has_attachment", "message_id", "search")
+_EMAIL_ROW = Insert(Email, _EMAIL_COLUMNS, returning=["id"])
+_MEMBERSHIP_ROWS = Insert(Membership, ["mailbox", "email", "received_at"])
+_KEYWORD_ROWS = Insert(Keyword, ["email", "keyword"])
 
 
 def store_message(account_id: int, raw: bytes, *, mailbox_pks, keywords: dict | None = None,
                   received_at: datetime | None = None, blob_id: str | None = None,
                   touched: Touched | None = None, savepoint: bool = True,
-                  prepared: Prepared | None = None) -> Email:
+                  prepared: Prepared | None = None, staged: blobs.Staged | None = None,
+                  unlimited: bool = False) -> Email:
     """Parse `raw` once and file it: the email row, its blob hold, memberships, keywords, thread,
     and (unless the caller journals a larger write through `touched`) the journal entries.
 
     `blob_id` names a blob the account holds already (an upload being imported); otherwise the
-    octets are filed in the blob store under the account's quota (blobs.OverQuota).
-    `savepoint=False` for a caller whose transaction fails as a whole when one message does
-    (delivery): two statements fewer per message.
+    octets are filed in the blob store under the account's quota (StoreError overQuota): from
+    `staged`, the file the caller wrote before its transaction (`blobs.staging`), or from a
+    file written here. `unlimited`: the caller read before its transaction that the account
+    has no disk quota (`blobs.attach`). `savepoint=False` for a caller whose transaction fails
+    as a whole when one message does (delivery): two statements fewer per message.
     """
+    if blob_id or staged is not None:
+        return _store_message(account_id, raw, mailbox_pks, keywords, received_at, blob_id, touched, savepoint,
+                              prepared, staged, unlimited)
+    with blobs.staging(raw) as staged:
+        return _store_message(account_id, raw, mailbox_pks, keywords, received_at, blob_id, touched, savepoint,
+                              prepared, staged, unlimited)
+
+
+def _store_message(account_id, raw, mailbox_pks, keywords, received_at, blob_id, touched, savepoint, prepared,
+                   staged, unlimited) -> Email:
     own = touched is None
     touched = touched or Touched()
     received_at = received_at or timezone.now()
     keywords = keywords or {}
     prepared = prepared or prepare(raw)
-    # A copy: the row keeps this dict, and a caller may file the same preparation twice.
-    parsed, text, search = dict(prepared.parsed), prepared.text, prepared.search
+    # A copy: the returned row keeps this dict, and a caller may file the same preparation twice.
+    parsed = dict(prepared.parsed)
     unread = "$seen" not in keywords
+    email = Email(account_id=account_id, blob_id=blob_id or blobs.jmap_id(account_id, staged.digest), meta=parsed,
+                  summary=summary_of(parsed), keywords=keywords, received_at=received_at,
+                  sent_at=_parse_utc(parsed["sentAtUtc"]), size=parsed["size"], sort_from=parsed["sortFrom"][:255],
+                  sort_to=parsed["sortTo"][:255], sort_subject=parsed["sortSubject"][:255],
+                  has_attachment=parsed["hasAttachment"],
+                  message_id=(parsed["messageId"] or [None])[0] and parsed["messageId"][0][:255],
+                  search=prepared.search)
     with transaction.atomic(savepoint=savepoint):
-        thread_id, new_thread = _assign_thread(account_id, parsed, touched)
-        # Locked after the thread's merge (which locks the mailboxes it counts), as `counting` did.
-        pks = _lock_mailboxes(account_id, mailbox_pks)
-        email = Email.objects.create(
-            account_id=account_id, blob_id=blob_id or "", thread_id=thread_id, meta=parsed, summary=summary_of(parsed),
-            keywords=keywords,
-            received_at=received_at, sent_at=_parse_utc(parsed["sentAtUtc"]), size=parsed["size"],
-            sort_from=parsed["sortFrom"][:255], sort_to=parsed["sortTo"][:255],
-            sort_subject=parsed["sortSubject"][:255], has_attachment=parsed["hasAttachment"],
-            message_id=(parsed["messageId"] or [None])[0] and parsed["messageId"][0][:255], search=search)
+        email.thread_id, new_thread = _assign_thread(account_id, parsed, touched, prepared.digests)
+        ((email.pk,),) = _EMAIL_ROW.run([[getattr(email, Email._meta.get_field(name).attname)
+                                          for name in _EMAIL_COLUMNS]])
+        email._state.adding, email._state.db = False, connection.alias
         try:
             if blob_id:
                 blobs.hold(account_id, blob_id, OWNER, str(email.pk))
             else:
-                email.blob_id = blobs.put(account_id, raw, OWNER, str(email.pk)).jmap_id
-                Email.objects.filter(pk=email.pk).update(blob_id=email.blob_id)
+                blobs.attach(account_id, staged, OWNER, str(email.pk), unlimited=unlimited)
         except blobs.OverQuota as exc:
             raise StoreError("overQuota", str(exc)) from None
         except blobs.NotFound:
             raise StoreError("blobNotFound", f"Blob {blob_id} not found.") from None
-        _count_new_email(pks, thread_id, new_thread=new_thread, unread=unread)
-        Membership.objects.bulk_create([Membership(mailbox_id=pk, email=email, received_at=received_at) for pk in pks])
-        Keyword.objects.bulk_create([Keyword(email=email, keyword=k) for k in keywords])
-        ft.index(account_id, search_seam.KIND, email.pk, text, new=True)
+        ft.add(account_id, search_seam.KIND, email.pk, prepared.fulltext)
+        # The mailboxes last (on PostgreSQL their row locks are held from here to the commit,
+        # and a second writer to the same inbox waits that long), before their memberships.
+        pks = _count_new_email(account_id, mailbox_pks, email.thread_id, new_thread=new_thread, unread=unread)
+        _MEMBERSHIP_ROWS.run([(pk, email.pk, received_at) for pk in pks])
+        _KEYWORD_ROWS.run([(email.pk, k) for k in keywords])
         touched.emails["created"].append(ids.encode(email.pk))
         touched.mailboxes["updated"].extend(ids.encode(pk) for pk in pks)
         if own:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
+from django.db import transaction
 from django.utils import timezone
 
 from blobs import services as blobs
@@ -138,3 +139,49 @@ def test_orphan_files_are_collected_after_the_grace_period(two, commit):
     assert done.files == 0 and st.exists(orphan)  # young: it may be an upload in flight
     done = commit(blobs.collect, now=timezone.now() + blobs.ORPHAN_GRACE + timedelta(minutes=1))
     assert done.files == 1 and not st.exists(orphan) and st.exists(kept)
+
+
+def _files() -> list[str]:
+    return sorted(blobs._walk(blobs.storage()))
+
+
+def test_staged_bytes_are_filed_in_the_transaction_after_their_file(two):
+    a, b = two
+    with blobs.staging(b"delivered") as staged:
+        assert _files() == [staged.name]  # written before any transaction
+        with transaction.atomic():
+            blob_id = blobs.attach(a, staged, "email", "1", unlimited=True)
+            assert blobs.attach(a, staged, "email", "2") == blob_id  # a second copy: the same view
+    assert _files() == [Blob.objects.get().name] == [staged.name]
+    assert blob_id == blobs.jmap_id(a, staged.digest)
+    assert sorted(Hold.objects.values_list("owner_id", flat=True)) == ["1", "2"]
+    assert blobs.read(blobs.resolve(a, [blob_id])[blob_id].blob) == b"delivered"
+    # Content stored already: the row keeps its file and the staged copy goes.
+    first = Blob.objects.get().name
+    with blobs.staging(b"delivered") as staged:
+        with transaction.atomic():
+            other = blobs.attach(b, staged, "email", "3", unlimited=True)
+    assert _files() == [first] and Blob.objects.count() == 1
+    assert other != blob_id and set(blobs.resolve(b, [blob_id, other])) == {other}
+
+
+def test_a_failed_transaction_leaves_no_staged_file_and_no_row(two):
+    a, _ = two
+    with pytest.raises(RuntimeError):
+        with blobs.staging(b"lost") as staged:
+            with transaction.atomic():
+                blobs.attach(a, staged, "email", "1", unlimited=True)
+                raise RuntimeError("the rest of the delivery failed")
+    assert _files() == [] and not Blob.objects.exists() and not AccountBlob.objects.exists()
+
+
+def test_attach_keeps_the_disk_quota(make_account):
+    pk = make_account("carol", max_disk_quota=10).pk
+    blobs.put(pk, b"12345", "upload", "1")
+    with blobs.staging(b"12345") as staged, transaction.atomic():  # held already: no more usage
+        blobs.attach(pk, staged, "email", "1")
+    with pytest.raises(blobs.OverQuota):
+        with blobs.staging(b"678901") as staged:
+            with transaction.atomic():
+                blobs.attach(pk, staged, "email", "2")
+    assert blobs.usage(pk) == 5 and Blob.objects.count() == 1 and len(_files()) == 1

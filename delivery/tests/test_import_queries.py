@@ -15,8 +15,9 @@ from .conftest import message
 
 pytestmark = pytest.mark.django_db
 
-# 37 before this change (SQLite; PostgreSQL has no FTS5 statement and the same count minus one).
-NEW_THREAD = 31
+# SQLite; PostgreSQL has no FTS5 statement and the same count minus one. 37, then 31 before the
+# blob store's, the full-text index's and the counters' upserts without savepoints (2026-12-07).
+NEW_THREAD = 20
 
 
 def _deliver(raw):

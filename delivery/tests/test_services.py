@@ -8,8 +8,11 @@ from email.policy import default as default_policy
 import pytest
 
 from accounts.models import Alias
+from blobs import services as blobs
+from blobs.models import Blob, Hold
 from delivery import services
 from journal.models import Entry
+from mail import store
 from mail.models import Email, Mailbox, Thread
 
 from .conftest import MAIL, break_store_of, message
@@ -75,6 +78,25 @@ def test_fileinto_with_flags_discard_and_a_missing_mailbox(alice):
     assert len(alice.emails()) == 3
 
 
+def test_two_copies_of_one_message_share_its_blob(alice):
+    """A script that files a read copy and keeps another: two emails in one transaction, one
+    blob (one file, written before the transaction), the counters those of a recount."""
+    invoices = Mailbox.objects.create(account_id=alice.pk, name="Invoices")
+    alice.install('require ["fileinto", "imap4flags"];\r\nfileinto :flags ["\\\\Seen"] "Invoices";\r\nkeep;\r\n')
+    assert replies(services.deliver(message(subject="Invoice 43"), "c@example.net", ["alice@example.org"])) == [
+        "250 2.0.0 Delivered"]
+    (read,), (kept,) = alice.emails("Invoices"), alice.emails("inbox")
+    assert (read.keywords, kept.keywords) == ({"$seen": True}, {})
+    assert read.blob_id == kept.blob_id and read.thread_id == kept.thread_id
+    held = Hold.objects.filter(owner_kind=store.OWNER).values_list("account_blob__blob_id", "owner_id")
+    assert sorted(held) == sorted((blob, str(pk)) for blob in {b for b, _ in held} for pk in (read.pk, kept.pk))
+    assert files_without_rows() == []
+    counts = store.mailbox_counts(alice.pk, [invoices.pk, kept.memberships.get().mailbox_id])
+    assert {pk: {n: getattr(box, c) for n, c in store.COUNTS} for pk, box in
+            Mailbox.objects.in_bulk(list(counts)).items()} == counts
+    assert counts[invoices.pk] == {"totalEmails": 1, "unreadEmails": 0, "totalThreads": 1, "unreadThreads": 0}
+
+
 def test_reject_and_ereject_refuse_with_the_reason_and_store_nothing(alice, bob):
     alice.install('require ["reject"];\r\nreject "I do not want\r\nthis.";\r\n')
     bob.install('require ["ereject"];\r\nereject "Go away";\r\n')
@@ -93,6 +115,7 @@ def test_over_quota_is_a_temporary_failure_and_nothing_is_kept(alice, bob):
     assert not bob.emails() and not Thread.objects.filter(account_id=bob.pk).exists()
     assert set(Entry.objects.filter(account_id=bob.pk).values_list("pk", flat=True)) == before
     assert len(alice.emails()) == 1
+    assert files_without_rows() == []
 
 
 def test_a_database_failure_answers_451_and_leaves_nothing(alice, bob):
@@ -103,6 +126,15 @@ def test_a_database_failure_answers_451_and_leaves_nothing(alice, bob):
     assert not Thread.objects.filter(account_id=bob.pk).exists()
     assert not Entry.objects.filter(account_id=bob.pk).exists()
     assert len(alice.emails()) == 1
+    # Bob's copy of the file, written before his transaction, went with it; Alice's stays.
+    assert files_without_rows() == [] and Blob.objects.count() == 1
+
+
+def files_without_rows() -> list[str]:
+    """The blob files no Blob row names: delivery writes the file before its transaction and
+    must remove it when that fails (or when the content was stored already)."""
+    named = set(Blob.objects.values_list("name", flat=True))
+    return [name for name in blobs._walk(blobs.storage()) if name not in named]
 
 
 def test_malformed_messages_are_stored(alice):

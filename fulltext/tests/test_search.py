@@ -170,6 +170,18 @@ def test_delete_and_reindex(docs):
     assert found(And()) == set()
 
 
+def test_add_prepared_in_one_or_two_statements_replaces_an_older_version(docs):
+    prepared = ft.prepare({"subject": "Fresh arrivals", "body": "nul\x00here"})  # no database
+    with CaptureQueriesContext(connection) as ctx:
+        ft.add(A, "email", 50, prepared)
+    assert len(ctx.captured_queries) == (2 if connection.vendor == "sqlite" else 1)  # no savepoint
+    assert found(Match("subject", "arrivals")) == {50} and found(Match("body", "here")) == {50}
+    ft.add(A, "email", 2, ft.prepare({"subject": "Dinner instead"}))  # indexed before: replaced
+    assert found(Match("text", "lunch")) == set()
+    assert found(Match("subject", "dinner")) == {2}
+    assert ft.snippet(A, "email", 2, Match("subject", "dinner"))["subject"] == "<mark>Dinner</mark> instead"
+
+
 def test_broken_text_is_stored():
     """A broken message's NUL and lone surrogates (which PostgreSQL's jsonb refuses)."""
     ft.index(A, "email", 11, {"subject": "nul\x00here", "body": "half \ud800 pair\udfff ok"})
