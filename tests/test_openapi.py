@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +55,6 @@ def server():
 
 def test_schemathesis_finds_no_server_error(server, tmp_path):
     login, password = server.creds
-    started = time.monotonic()
     run = subprocess.run(
         [str(ST), "run", server.url + "/api/openapi.json", "--checks", "not_a_server_error",
          "--auth", f"{login}:{password}", "--max-examples", "12", "--seed", "11", "--no-shrink",
@@ -67,4 +65,3 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
     # Every operation was exercised (a schema that failed to load would test nothing).
     report = next(tmp_path.glob("*.xml")).read_text()
     assert report.count("<testcase") >= len(DRF_PATHS), report[:2000]
-    assert time.monotonic() - started < 90
