@@ -460,14 +460,13 @@ def expand(cal: icalendar.Calendar, component: str, *, max_instances: int, horiz
         if not finite and _too_frequent(cal, component):
             raise CalendarError("max-instances", "An endless recurrence may not repeat more often than hourly.")
         try:
-            query = recurring_ical_events.of(cal, components=[component])
             if finite:
-                instances = query.all()
+                window_end = MAX - timedelta(days=2)
             else:
                 cut = _cut(cal, component, max_instances)
                 window_end = horizon if cut is None else min(horizon, cut.replace(tzinfo=UTC) + timedelta(days=1))
                 window_end = min(window_end, MAX - timedelta(days=2))
-                instances = sorted(query.between(MIN + timedelta(days=2), window_end), key=_start_key)
+            instances = _occurrences(cal, component, MIN + timedelta(days=2), window_end)
         except CalendarError:
             raise
         except Exception:  # noqa: BLE001 - the library's errors on broken rules vary
@@ -475,7 +474,7 @@ def expand(cal: icalendar.Calendar, component: str, *, max_instances: int, horiz
     count = 0
     try:
         for comp in itertools.islice(instances, max_instances + 1):
-            span = span_of(comp)
+            span = comp.span if isinstance(comp, _Instance) else span_of(comp)
             if span is None:
                 continue
             count += 1
@@ -507,6 +506,61 @@ def expand(cal: icalendar.Calendar, component: str, *, max_instances: int, horiz
     elif not finite and out.indexed_until is not None:
         out.first_start = out.indexed_until
     return out
+
+
+class _Instance:
+    """One instance of a series as `span_of` reads it, without building its component.
+
+    recurring-ical-events turns each occurrence into a copy of its source component with
+    DTSTART set to the instance's start, DURATION removed and the end property (DTEND, DUE)
+    set to the instance's end (`ComponentAdapter.as_component`). Building that copy is most
+    of the cost of storing a series, and the index needs only the span: this reads the same
+    values from the occurrence and its source. `test_instance_spans_match_the_library`
+    holds the two to the same answers.
+    """
+
+    __slots__ = ("name", "_source", "_set", "span", "key")
+
+    def __init__(self, occurrence):
+        # why: the library has no public accessor for an occurrence's adapter; its version is pinned.
+        adapter = occurrence._adapter
+        source = adapter._component
+        self.name = source.name
+        self._source = source
+        self._set = {"DTSTART": occurrence.start}
+        if adapter.end_property is not None:
+            self._set[adapter.end_property] = occurrence.end
+        self.span = span_of(self)
+        self.key = MIN if self.span is None else self.span.utc(UTC)[0]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._set or (name != "DURATION" and name in self._source)
+
+    def decoded(self, name: str):
+        if name in self._set:
+            return self._set[name]
+        if name == "DURATION":
+            raise KeyError(name)
+        return self._source.decoded(name)
+
+    def get(self, name: str, default=None):
+        if name in self._set or name == "DURATION":
+            raise KeyError(f"{name} is read with decoded()")
+        return self._source.get(name, default)
+
+
+def _occurrences(cal: icalendar.Calendar, component: str, start: datetime, end: datetime) -> list[_Instance]:
+    """The instances of `component` in [start, end), once each, in order of start.
+
+    One window for the whole range: the library's `all()` walks forward from 1970 in windows
+    that halve around each instance (about twenty per instance), and misses what comes before
+    1970. The callers bound the range so that it holds at most the instance limit.
+    """
+    query = recurring_ical_events.of(cal, components=[component])
+    # why: `_occurrences_between` is the step `between()` takes before building components;
+    # the pinned version's public calls all build them.
+    found = {occurrence.id: occurrence for occurrence in query._occurrences_between(start, end)}
+    return sorted((_Instance(occurrence) for occurrence in found.values()), key=lambda i: i.key)
 
 
 def _start_key(comp) -> datetime:
