@@ -73,13 +73,12 @@ def _parse(text: str | None) -> icalendar.Calendar | None:
 
 
 def after_put(calendar, previous_text: str | None, new_cal: icalendar.Calendar) -> list[itip.Message]:
-    owner = calendar.account
     if not itip.organizer(new_cal):
         return []  # not a scheduling object: nothing to send, whatever it was before
     conf = config()
     if not conf.enable:
         return []
-    own = own_addresses(owner)
+    own = own_addresses(calendar.account)
     old = _parse(previous_text)
     sent = itip.organizer_messages(old, new_cal, own=own)
     _check_recipients(sent, conf)

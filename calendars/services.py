@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from blobs import services as blobs
 from journal import services as journal
+from stalwart_site.inserts import Insert
 
 from . import ical
 from .errors import CalendarError, not_found, precondition_failed
@@ -469,7 +470,7 @@ def put_object(calendar: Calendar, name: str, data: bytes | str, *, if_match=Non
             obj.save()
             Occurrence.objects.filter(object=obj).delete()
         _count(calendar.account_id, moved, int(existing is None))
-        Occurrence.objects.bulk_create(_occurrences(obj, calendar.pk, expansion.spans), batch_size=500)
+        _index_rows(obj, calendar.pk, expansion.spans)
         href = {str(obj.pk): f"{calendar.slug}/{name}"}
         state = journal.record(calendar.account_id, EVENT, **({"created": href} if existing is None
                                                               else {"updated": href}))
@@ -518,13 +519,18 @@ def _stored(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=ical.UTC)
 
 
-def _occurrences(obj: CalendarObject, calendar_id: int, spans) -> list[Occurrence]:
-    out = []
+# A series stores up to the instance limit of rows: their INSERT is built once per row count
+# (`Insert`), not compiled by the ORM per row as bulk_create() does (a third of a 52-instance PUT).
+_OCCURRENCE_ROWS = Insert(Occurrence, ["object", "calendar", "start", "end", "floating", "busy", "long"], batch=100)
+
+
+def _index_rows(obj: CalendarObject, calendar_id: int, spans) -> None:
+    rows = []
     for span in spans:
         start, end = _stored(span.start), _stored(span.end)
-        out.append(Occurrence(object=obj, calendar_id=calendar_id, start=start, end=end, floating=span.floating,
-                              busy=span.busy, long=end - start > Occurrence.LONG_SPAN))
-    return out
+        rows.append((obj.pk, calendar_id, start, end, span.floating, span.busy, end - start > Occurrence.LONG_SPAN))
+    if rows:
+        _OCCURRENCE_ROWS.run(rows)
 
 
 def move_object(calendar: Calendar, name: str, target: Calendar, target_name: str, *, overwrite: bool = True,
@@ -591,7 +597,7 @@ def reindex(obj: CalendarObject, *, now: datetime | None = None) -> None:
                                                        last_end=expansion.last_end,
                                                        indexed_until=expansion.indexed_until)
         Occurrence.objects.filter(object=obj).delete()
-        Occurrence.objects.bulk_create(_occurrences(obj, obj.calendar_id, expansion.spans), batch_size=500)
+        _index_rows(obj, obj.calendar_id, expansion.spans)
 
 
 # --- sync -------------------------------------------------------------------------------------

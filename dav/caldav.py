@@ -133,9 +133,11 @@ class CalendarProvider:
 
     def _calendar(self, owner, slug: str, create: bool = True) -> Calendar | None:
         try:
-            return store.get_calendar(owner, slug, create=create)
+            cal = store.get_calendar(owner, slug, create=create)
         except CalendarError:
             return None
+        cal.account = owner  # the store's own account lookups (scheduling) reuse the row at hand
+        return cal
 
     def resolve(self, owner, path: str, create: bool = True) -> Entry | None:
         slug, _, name = path.partition("/")
@@ -148,6 +150,16 @@ class CalendarProvider:
             return _calendar_entry(cal)
         obj = CalendarObject.objects.filter(calendar=cal, name=name).defer("data").first()
         return _object_entry(cal, obj) if obj is not None else None
+
+    def lookup(self, owner, path: str, create: bool = True) -> tuple[Entry | None, Entry | None]:
+        """(the object at "<calendar>/<name>", or None; its calendar's entry, or None), from one
+        read of the calendar."""
+        slug, _, name = path.partition("/")
+        cal = self._calendar(owner, slug, create)
+        if cal is None:
+            return None, None
+        obj = CalendarObject.objects.filter(calendar=cal, name=name).defer("data").first()
+        return (_object_entry(cal, obj) if obj is not None else None), _calendar_entry(cal)
 
     def children(self, owner, entry: Entry) -> list[Entry]:
         if not entry.collection:
@@ -177,11 +189,12 @@ class CalendarProvider:
         return obj.data.encode(), CONTENT_TYPE
 
     # --- writes ----------------------------------------------------------------------------------
-    def put(self, owner, path, body, content_type, if_match, if_none_match, if_schedule_tag_match=None):
+    def put(self, owner, path, body, content_type, if_match, if_none_match, if_schedule_tag_match=None,
+            collection: Entry | None = None):
         slug, _, name = path.partition("/")
         if not name or "/" in name:
             raise ProviderError(409)
-        cal = self._calendar(owner, slug)
+        cal = collection.key if collection is not None and collection.path == slug else self._calendar(owner, slug)
         if cal is None:
             raise ProviderError(409)
         media = (content_type or "").split(";")[0].strip().lower()

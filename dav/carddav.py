@@ -101,6 +101,21 @@ class CardProvider:
         return _card_entry(book.slug, card.name, card.etag, card.size, card.modified_at, card.created_at, card,
                            book.acl)
 
+    def lookup(self, owner, path: str, create: bool = True) -> tuple[Entry | None, Entry | None]:
+        """(the card at "<book>/<name>", or None; its book's entry, or None), from one read of
+        the book."""
+        slug, _, name = path.partition("/")
+        try:
+            book = contacts.get_book(owner.pk, slug, create=create)
+        except contacts.NotFound:
+            return None, None
+        try:
+            card = contacts.get_card(book, name)
+        except contacts.NotFound:
+            return None, _book_entry(book)
+        return (_card_entry(book.slug, card.name, card.etag, card.size, card.modified_at, card.created_at, card,
+                            book.acl), _book_entry(book))
+
     def children(self, owner, entry: Entry) -> list[Entry]:
         book = entry.key
         return [_card_entry(book.slug, name, etag, size, modified, created, acl=book.acl)
@@ -165,17 +180,20 @@ class CardProvider:
         content_type = CONTENT_TYPE if version is None else f"text/vcard; charset=utf-8; version={version}"
         return text.encode("utf-8", "surrogatepass"), content_type
 
-    def put(self, owner, path, body, content_type, if_match, if_none_match):
+    def put(self, owner, path, body, content_type, if_match, if_none_match, collection: Entry | None = None):
         slug, _, name = path.partition("/")
         if not name or "/" in name:
             raise ProviderError(409)
         media = (content_type or "").split(";")[0].strip().lower()
         if media not in VCARD_TYPES:
             raise ProviderError(403, cr("supported-address-data"))
-        try:
-            book = contacts.get_book(owner.pk, slug)
-        except contacts.NotFound:
-            raise ProviderError(409) from None
+        if collection is not None and collection.path == slug:
+            book = collection.key
+        else:
+            try:
+                book = contacts.get_book(owner.pk, slug)
+            except contacts.NotFound:
+                raise ProviderError(409) from None
         try:
             result = contacts.put_card(book, name, body, if_match=_star(if_match),
                                        if_none_match=_star(if_none_match))

@@ -125,19 +125,30 @@ def live(service: str, account_id: int) -> list[Lock]:
     return list(Lock.objects.filter(_live(), service=service, account_id=account_id))
 
 
-def covering(service: str, account_id: int, path: str, *, descendants: bool = False) -> list[Lock]:
+def covering(service: str, account_id: int, path: str, *, descendants: bool = False,
+             parent: bool = False) -> list[Lock]:
     """Live locks on `path`, on an ancestor with Depth infinity and, with `descendants`, on
-    anything below it (a DELETE or MOVE of a folder disturbs them all)."""
+    anything below it (a DELETE or MOVE of a folder disturbs them all); with `parent`, also a
+    Depth 0 lock on the parent collection (it locks the parent's membership, RFC 4918 §7.5),
+    listed after the others."""
     q = Q(path=path) | Q(path__in=_ancestors(path), infinite=True)
     if descendants:
         q |= Q(path__startswith=f"{path}/") if path else ~Q(path="")
-    return list(Lock.objects.filter(_live(), q, service=service, account_id=account_id))
+    parent_path = path.rpartition("/")[0] if parent and path else None
+    if parent_path is not None:
+        q |= Q(path=parent_path)
+    found = list(Lock.objects.filter(_live(), q, service=service, account_id=account_id))
+    if parent_path is None:
+        return found
+    # Stable: the locks of `path` itself keep their order, the parent's Depth 0 ones come last.
+    return sorted(found, key=lambda lock: lock.path == parent_path and not lock.infinite)
 
 
 def check_write(service: str, account_id: int, path: str, holder_id: int, tokens: set[str], *,
-                descendants: bool = False) -> Lock | None:
-    """The first lock that forbids this write (its token not submitted by its holder), or None."""
-    for lock in covering(service, account_id, path, descendants=descendants):
+                descendants: bool = False, parent: bool = False) -> Lock | None:
+    """The first lock that forbids this write (its token not submitted by its holder), or None;
+    with `parent`, a write that adds or removes a member of the parent collection (one query)."""
+    for lock in covering(service, account_id, path, descendants=descendants, parent=parent):
         if lock.token not in tokens or lock.holder_id != holder_id:
             return lock
     return None

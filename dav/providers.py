@@ -105,6 +105,11 @@ class CollectionProvider(Protocol):
     def put(self, owner, path: str, body: bytes, content_type: str, if_match: list[str] | None,
             if_none_match: list[str] | None) -> tuple[Entry, bool]: ...
 
+    # Optional: a provider may also define
+    #   lookup(owner, path, create=True) -> (entry or None, its collection's entry or None)
+    # for a "<collection>/<name>" path, reading the collection once for both; its `put` is then
+    # given that collection's entry as `collection=`, so that it need not read it again.
+
     def delete(self, owner, entry: Entry, if_match: list[str] | None) -> None: ...
 
     def mkcol(self, owner, name: str, props: dict) -> Entry: ...

@@ -41,6 +41,8 @@ class Resource:
     rights: frozenset = frozenset()
     member: bool = False
     acl_chain: list = field(default_factory=list)
+    # The entry of the collection a provider's item (or unmapped name) is in, when it was read.
+    parent_entry: provider_registry.Entry | None = None
 
     @property
     def exists(self) -> bool:
@@ -126,15 +128,22 @@ def _provider_resource(service, owner, path, caller, member) -> Resource | None:
         return None
     # Only the owner's own requests create its default collection on first use: a lookup by
     # anyone else must not write to the account before its rights are even known.
-    entry = prov.resolve(owner, path, create=member)
+    parent_entry = None
+    if path.count("/") == 1 and hasattr(prov, "lookup"):
+        entry, parent_entry = prov.lookup(owner, path, create=member)
+    else:
+        entry = prov.resolve(owner, path, create=member)
     if entry is None:
         parent = path.rpartition("/")[0]
-        parent_entry = prov.resolve(owner, parent, create=member) if parent else None
+        if parent_entry is None and parent:
+            parent_entry = prov.resolve(owner, parent, create=member)
         acl_chain = [parent_entry.acl] if parent_entry is not None else []
         return Resource(service, "unmapped", owner, path, member=member,
-                        rights=access.rights(caller, owner.pk, acl_chain), acl_chain=acl_chain)
+                        rights=access.rights(caller, owner.pk, acl_chain), acl_chain=acl_chain,
+                        parent_entry=parent_entry)
     return Resource(service, "collection" if entry.collection else "item", owner, path, entry=entry, member=member,
-                    rights=access.rights(caller, owner.pk, [entry.acl]), acl_chain=[entry.acl])
+                    rights=access.rights(caller, owner.pk, [entry.acl]), acl_chain=[entry.acl],
+                    parent_entry=parent_entry)
 
 
 def child_resource(parent: Resource, node: FileNode, caller: access.Caller) -> Resource:

@@ -300,12 +300,7 @@ def _check_locks(q: Request, res: R.Resource, tokens: set[str], *, descendants: 
     if res.owner is None:
         return
     locked = locks.check_write(res.service, res.owner.pk, res.path, q.caller.account_id, tokens,
-                               descendants=descendants)
-    if locked is None and parent and res.path:
-        parent_path = res.path.rpartition("/")[0]
-        locked = next((lock for lock in locks.covering(res.service, res.owner.pk, parent_path)
-                       if lock.path == parent_path and (lock.token not in tokens
-                                                        or lock.holder_id != q.caller.account_id)), None)
+                               descendants=descendants, parent=parent)
     if locked is not None:
         raise refuse(423, d("lock-token-submitted"), [R._lock_root_href(res, locked.path)])
 
@@ -895,6 +890,8 @@ def put(q: Request):
         # RFC 6638 §8.3: only CalDAV knows If-Schedule-Tag-Match.
         extra = {"if_schedule_tag_match": q.header("If-Schedule-Tag-Match")} \
             if res.service == "cal" and q.header("If-Schedule-Tag-Match") is not None else {}
+        if res.parent_entry is not None and hasattr(prov, "lookup"):
+            extra["collection"] = res.parent_entry
         entry, created = prov.put(res.owner, res.path, body, content_type, _etags(q.header("If-Match")),
                                   _etags(q.header("If-None-Match")), **extra)
         headers = {"ETag": entry.etag} if entry.etag else {}

@@ -30,8 +30,11 @@ from .sqlparams import slice_size
 
 class Insert:
     def __init__(self, model, fields: Sequence[str], *, conflict: Sequence[str] = (), update: Sequence[str] = (),
-                 returning: Sequence[str] = ()):
+                 returning: Sequence[str] = (), batch: int | None = None):
         self.model = model
+        # At most this many rows per statement: the SQL is kept per row count, so a caller
+        # whose row counts vary widely bounds how many statements are kept.
+        self.batch = batch
         self.names = tuple(fields)
         self.conflict, self.update, self.returning = tuple(conflict), tuple(update), tuple(returning)
         self._fields = None
@@ -70,6 +73,8 @@ class Insert:
         NOTHING, none for a row that conflicted)."""
         fields = self.fields()
         per = max(1, slice_size() // len(fields))  # SQLite's limit of parameters per statement
+        if self.batch:
+            per = min(per, self.batch)
         out = []
         with connection.cursor() as cursor:
             for start in range(0, len(rows), per):

@@ -63,3 +63,21 @@ def test_a_put_asks_the_same_statements_at_any_size(alice, settings, service):
             # its measure for an account without one is never reached).
             assert not (f'COUNT("{table}"' in sql or f"COUNT(*) AS \"__count\" FROM \"{table}\"" in sql), sql
     assert counts[0] == counts[1], counts
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("service, table", [("cal", "calendars_calendar"), ("card", "contacts_addressbook")])
+def test_a_put_reads_its_collection_and_the_locks_once(alice, service, table):
+    """The resource lookup reads the collection for both the new name and its parent, the PUT
+    reuses that row, and one query answers the locks of the name and of its parent."""
+    assert alice.propfind(f"/dav/{service}/alice%40example.org/", ["D:resourcetype"]).status_code == 207
+    url, body, media = ((CAL, ics, "text/calendar") if service == "cal" else (BOOK, vcf, "text/vcard"))
+    ext = ".ics" if service == "cal" else ".vcf"
+    assert alice.put(f"{url}warm{ext}", body("warm"), content_type=media).status_code == 201
+    with CaptureQueriesContext(connection) as queries:
+        assert alice.put(f"{url}new{ext}", body("new"), content_type=media).status_code == 201
+    sql = statements(queries)
+    reads = [s for s in sql if s.startswith("SELECT") and f'FROM "{table}"' in s]
+    # One read to find the resource; the calendar's PUT locks its row once more in the transaction.
+    assert len(reads) == (2 if service == "cal" else 1), reads
+    assert len([s for s in sql if 'FROM "dav_lock"' in s]) == 1
