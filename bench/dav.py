@@ -137,6 +137,9 @@ class Client:
         return found.group(1).decode()
 
 
+SHOW_SAMPLES = False
+
+
 def hrefs_in(resp: requests.Response) -> int:
     return len(re.findall(rb"<(?:\w+:)?href>", resp.content))
 
@@ -162,6 +165,8 @@ def run_server(client: Client, size: int, repeat: int, notes: list[str]) -> list
             request()
             figure.samples.append(time.perf_counter() - began)
         figure.cpu_seconds = server_cpu_seconds() - cpu
+        if SHOW_SAMPLES:
+            print("   samples (ms):", " ".join(f"{v * 1000:.1f}" for v in figure.samples), file=sys.stderr)
         print(f"  {client.label:9} {size:>6,}  {scenario:36} p50 {figure.p50:8.1f} ms  p99 {figure.p99:8.1f} ms  "
               f"CPU {figure.cpu_ms:7.1f} ms", file=sys.stderr, flush=True)
         return figure
@@ -333,7 +338,11 @@ def main() -> int:
     p.add_argument("--radicale-repeat", type=int, default=10,
                    help="timed requests per scenario on Radicale, whose take up to seconds (default 10)")
     p.add_argument("--no-radicale", action="store_true", help="our server only")
+    p.add_argument("--samples", action="store_true",
+                   help="print every timed request's latency, in order (where a tail comes from)")
     args = parse(p)
+    global SHOW_SAMPLES
+    SHOW_SAMPLES = args.samples
     if args.repeat < 2 or args.radicale_repeat < 2:
         p.error("--repeat and --radicale-repeat must be at least 2")
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
