@@ -50,7 +50,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calgen import BASE, ics, name  # noqa: E402
-from harness import ROOT, Run, basic, measure, parse, parser, server_cpu_seconds, table  # noqa: E402
+from harness import ROOT, Run, basic, measure, parse, parser, server_cpu_seconds  # noqa: E402
 
 from tests.live import free_port, live_server, stop_process, wait_until  # noqa: E402
 
@@ -150,10 +150,8 @@ def run_server(client: Client, size: int, repeat: int, notes: list[str]) -> list
     since = client.token()
     for n in range(100):  # 100 changes for the sync-collection
         client.put(n, "Changed", new=False)
-    first = ""
 
     def timed(scenario: str, request, check=None) -> Figure:
-        nonlocal first
         figure = Figure(client.label, size, scenario)
         for _ in range(2):  # unreported: first requests of each kind in the process
             resp = request()
