@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
+from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calgen import BASE, ics, name  # noqa: E402
@@ -131,17 +131,17 @@ class Client:
 
     def token(self) -> str:
         resp = self.send("REPORT", self.url, sync_body(""), Depth="1")
-        found = re.search(rb"<(?:\w+:)?sync-token>([^<]+)</", resp.content)
+        found = etree.fromstring(resp.content).findtext("{DAV:}sync-token")
         if not found:
             raise RuntimeError(f"{self.label}: no sync-token in {resp.text[-500:]}")
-        return found.group(1).decode()
+        return found.strip()
 
 
 SHOW_SAMPLES = False
 
 
 def hrefs_in(resp: requests.Response) -> int:
-    return len(re.findall(rb"<(?:\w+:)?href>", resp.content))
+    return len(etree.fromstring(resp.content).findall("{DAV:}response/{DAV:}href"))
 
 
 def run_server(client: Client, size: int, repeat: int, notes: list[str]) -> list[Figure]:
