@@ -29,9 +29,15 @@ class AccountBlob(models.Model):
     blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="holders")
     jmap_id = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Never earlier than the latest expiry given to a reference of this view (an upload's end);
+    # may be later (that reference released since). The usage measures the content held by
+    # uploads alone live, from the account's views whose `held_until` is still ahead (an
+    # index range), not from all its views.
+    held_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "blob"], name="blobs_one_view_per_account")]
+        indexes = [models.Index(fields=["account", "held_until"], name="blobs_view_held_until")]
 
     def __str__(self):
         return self.jmap_id
@@ -54,10 +60,11 @@ class Hold(models.Model):
 
 
 class StoreUsage(models.Model):
-    """What a store outside blobs keeps for an account (a data type registered with
-    `register_usage(…, counted=True)`): its octets and items, moved by the store's own writes
-    (`count_usage`), so that a quota check or an item limit reads one row, whatever the number
-    of items. No row yet: measured once, by the first write that moves it."""
+    """What a store keeps for an account: a data type registered with
+    `register_usage(…, counted=True)`, or the blobs themselves (`services.BLOB_USAGE`: the
+    content the account holds by a lasting reference). Its octets and items are moved by the
+    store's own writes (`count_usage`), so that a quota check or an item limit reads one row,
+    whatever the number of items. No row yet: measured once, by the first write that moves it."""
 
     account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     data_type = models.CharField(max_length=32)

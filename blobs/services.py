@@ -4,11 +4,14 @@ protocol: the JMAP face (jmapapi) and, later, the mail store and Sieve call thes
 - `spool()` streams bytes to a temporary file, hashing and counting while it writes.
 - `ingest()` files a spooled blob under an account, with a first reference (who holds it).
 - `staging()` and `attach()` do the same in two steps for a caller that holds a write lock
-  (delivery): the file before its transaction, the rows in it (three statements, no savepoint).
+  (delivery): the file before its transaction, the rows in it (four statements, no savepoint).
 - `hold()` / `release()` add and remove references; `resolve()` answers which of an account's
   blob ids it may read; `chunks()` streams the content (or a range of it).
 - `collect()` deletes what nothing references any more (expired uploads, released blobs,
   content no account holds, files no row names).
+- `usage()` is the account's disk usage: its content held by lasting references read from one
+  counted row (`BLOB_USAGE`), moved by the writes above under the lock of the account's view
+  (`AccountBlob`) of the content; plus its live uploads; plus the stores above.
 
 Concurrency: a reference is added under a row lock of the content (`Blob`) and of the
 account's view (`AccountBlob`); collection deletes a row only under the same lock, after checking
@@ -44,6 +47,7 @@ from accounts.models import Account
 from journal import services as journal
 from registry import ids
 from stalwart_site.inserts import Insert
+from stalwart_site.sqlparams import in_slices
 
 from .models import AccountBlob, Blob, Hold, StoreUsage
 
@@ -247,24 +251,62 @@ def attach(account_id: int, staged: Staged, owner_kind: str, owner_id: str, expi
     """File staged bytes under an account, held by (owner_kind, owner_id), in the caller's
     transaction, without a savepoint (a failure fails the caller's transaction); their blob id.
 
-    Three statements: the content, the account's view and the hold, each an INSERT … ON
-    CONFLICT that also locks an existing row (what `collect()` locks before deleting). The
-    account's disk quota is checked as `ingest()` does, under a lock of its row, unless the
-    caller read just before its transaction that the account has no limit (`unlimited`): a
-    limit set in between applies from the next write, as if this one had come first."""
+    The content, the account's view and the hold are each an INSERT … ON CONFLICT that also
+    locks an existing row (what `collect()` locks before deleting); the account's counted usage
+    moves by one UPDATE (unless the content counted already). The account's disk quota is
+    checked as `ingest()` does, under a lock of its row, unless the caller read just before its
+    transaction that the account has no limit (`unlimited`): a limit set in between applies
+    from the next write, as if this one had come first."""
     quota = None if unlimited else _lock_account(account_id)
     now = timezone.now()
     ((blob_pk, name),) = _BLOB_ROW.run([(staged.digest, staged.size, staged.name, now)])
     staged.kept = staged.kept or name == staged.name
     blob_id = jmap_id(account_id, staged.digest)
     ((view_pk,),) = _VIEW_ROW.run([(account_id, blob_pk, blob_id, now)])
-    held = quota is not None and Hold.objects.filter(_live(), account_blob_id=view_pk).exists()
+    hold_row = [(view_pk, owner_kind, str(owner_id), expires_at, now)]
+    if quota is None and expires_at is None:
+        # A delivery to an account without a limit: one statement moves the row, unless the
+        # content counts already (or the account has no row yet: then the longer way).
+        moved = (StoreUsage.objects.filter(account_id=account_id, data_type=BLOB_USAGE)
+                 .filter(~Exists(Hold.objects.filter(account_blob_id=view_pk, expires_at__isnull=True)))
+                 .update(octets=F("octets") + staged.size, items=F("items") + 1))
+        lasting = True if moved else _flags(view_pk)[1]
+        _HOLD_ROW.run(hold_row)
+        if not lasting:
+            count_blobs(account_id, staged.size, 1)
+        return blob_id
+    held, lasting = _flags(view_pk)
     if quota is not None and not held and usage(account_id) + staged.size > quota:
         raise OverQuota("The account's storage quota would be exceeded.")
-    _HOLD_ROW.run([(view_pk, owner_kind, str(owner_id), expires_at, now)])
+    _HOLD_ROW.run(hold_row)
+    _held(account_id, view_pk, staged.size, lasting, expires_at)
     if quota is not None and not held:
         usage_moved([account_id], limited=True)
     return blob_id
+
+
+def _flags(view_pk: int) -> tuple[bool, bool]:
+    """(live, lasting): whether the view has a live reference, and one without expiry. A
+    statement of its own after the view's lock, so that it reads what a writer that held the
+    lock before committed (a locking SELECT's own subqueries read its older snapshot)."""
+    holds = Hold.objects.filter(account_blob_id=view_pk)
+    return (AccountBlob.objects.filter(pk=view_pk)
+            .annotate(live=Exists(holds.filter(_live())), lasting=Exists(holds.filter(expires_at__isnull=True)))
+            .values_list("live", "lasting").get())
+
+
+def _held(account_id: int, view_pk: int, size: int, lasting: bool, expires_at: datetime | None) -> None:
+    """One hold of the view was written (under the view's lock), `lasting`: whether the view had
+    a reference without expiry before. Moves the counted row when the view gained its first
+    one, or lost its last (a hold given an expiry); keeps `held_until` ahead of an expiry."""
+    if expires_at is None:
+        if not lasting:
+            count_blobs(account_id, size, 1)
+        return
+    (AccountBlob.objects.filter(Q(held_until__isnull=True) | Q(held_until__lt=expires_at), pk=view_pk)
+     .update(held_until=expires_at))
+    if lasting and not Hold.objects.filter(account_blob_id=view_pk, expires_at__isnull=True).exists():
+        count_blobs(account_id, -size, -1)
 
 
 def _lock_account(account_id: int) -> int | None:
@@ -294,6 +336,19 @@ def _live() -> Q:
 
 def _live_holds():
     return Hold.objects.filter(_live(), account_blob=OuterRef("pk"))
+
+
+def _lasting_holds():
+    return Hold.objects.filter(account_blob=OuterRef("pk"), expires_at__isnull=True)
+
+
+# The blobs' part of the usage. The content an account holds by a lasting reference (one
+# without expiry: an email, a file, a script) is counted in its StoreUsage row of this name
+# (not a JMAP type), moved by the write that gives a view its first lasting reference or takes
+# its last, under the view's row lock, so a quota check reads one row at any size of the
+# account. Content held by uploads alone is not in the row: an upload stops counting when it
+# expires, with no write to move a row, so it is measured live (`_upload_octets`).
+BLOB_USAGE = "blobs"
 
 
 # Stores above this one that keep an account's data outside blobs (calendar objects, vCards)
@@ -347,9 +402,40 @@ def usage_types() -> list[str]:
     return sorted(USAGE_SOURCES)
 
 
-def _blob_octets() -> Subquery:
-    return Subquery(AccountBlob.objects.filter(account_id=OuterRef("pk")).filter(Exists(_live_holds()))
+def _lasting_octets() -> Subquery:
+    return Subquery(AccountBlob.objects.filter(account_id=OuterRef("pk")).filter(Exists(_lasting_holds()))
                     .values("account_id").annotate(total=Sum("blob__size")).values("total")[:1])
+
+
+def _upload_octets() -> Subquery:
+    # Content held by uploads alone, not expired: the account's views with `held_until` ahead
+    # (an index range: the uploads of the last upload lifetime, not every view it holds).
+    now = timezone.now()
+    return Subquery(AccountBlob.objects.filter(account_id=OuterRef("pk"), held_until__gt=now)
+                    .filter(Exists(Hold.objects.filter(account_blob=OuterRef("pk"), expires_at__gt=now)),
+                            ~Exists(_lasting_holds()))
+                    .values("account_id").annotate(total=Sum("blob__size")).values("total")[:1])
+
+
+def _blob_octets():
+    """Each distinct content the account references live, once: its counted row (measured while
+    it has none), plus what uploads alone hold."""
+    return (Coalesce(_counted_octets(BLOB_USAGE), _lasting_octets(), Value(0), output_field=BigIntegerField())
+            + Coalesce(_upload_octets(), Value(0), output_field=BigIntegerField()))
+
+
+def _measure_blobs(account_id: int) -> tuple[int, int]:
+    row = (AccountBlob.objects.filter(account_id=account_id).filter(Exists(_lasting_holds()))
+           .aggregate(n=Count("pk"), total=Sum("blob__size")))
+    return row["total"] or 0, row["n"]
+
+
+def count_blobs(account_id: int, octets: int, items: int) -> None:
+    """Content the account holds by a lasting reference grew (or shrank) by `items` contents of
+    `octets` in all, in the caller's transaction, under the locks of their views (or, for a
+    bulk loader, of rows no one else sees yet)."""
+    if octets or items:
+        count_usage(account_id, BLOB_USAGE, octets, items, lambda: _measure_blobs(account_id))
 
 
 def usage(account_id: int) -> int:
@@ -370,16 +456,19 @@ def _attach(account_id: int, blob: Blob, owner_kind: str, owner_id: str, expires
     """Give the account a (new) reference to `blob`; the caller holds the account's and the
     blob's row locks."""
     view = AccountBlob.objects.select_for_update().filter(account_id=account_id, blob=blob).first()
-    held = view is not None and view.holds.filter(_live()).exists()
+    held, lasting = _flags(view.pk) if view is not None else (False, False)
     if not held and quota is not None and usage(account_id) + blob.size > quota:
         raise OverQuota("The account's storage quota would be exceeded.")
     if view is None:
-        view = AccountBlob.objects.create(account_id=account_id, blob=blob, jmap_id=jmap_id(account_id, blob.digest))
+        view = AccountBlob.objects.create(account_id=account_id, blob=blob, jmap_id=jmap_id(account_id, blob.digest),
+                                          held_until=expires_at)
         # A new view has no holds yet: no need to look for one to update.
         Hold.objects.create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id), expires_at=expires_at)
+        if expires_at is None:
+            count_blobs(account_id, blob.size, 1)
     else:
-        Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),
-                                      defaults={"expires_at": expires_at})
+        _HOLD_ROW.run([(view.pk, owner_kind, str(owner_id), expires_at, timezone.now())])
+        _held(account_id, view.pk, blob.size, lasting, expires_at)
     if not held and quota is not None:
         usage_moved([account_id], limited=True)
     view.blob = blob
@@ -409,7 +498,7 @@ def check_quota(account_id: int, extra: int = 0) -> None:
 def usage_expression():
     """The usage of the account of the outer query's row (`OuterRef("pk")`), as an
     expression: a list of accounts with their usage in one query."""
-    total = Coalesce(_blob_octets(), Value(0), output_field=BigIntegerField())
+    total = _blob_octets()
     for name, octets in USAGE_SOURCES.items():
         total = total + (Coalesce(_counted_octets(name), octets(), Value(0), output_field=BigIntegerField())
                          if name in COUNTED else Coalesce(octets(), Value(0), output_field=BigIntegerField()))
@@ -458,15 +547,16 @@ def hold(account_id: int, blob_id: str, owner_kind: str, owner_id: str, expires_
         quota = _lock_account(account_id) if expires_at is None else None
         view = (AccountBlob.objects.select_for_update().select_related("blob")
                 .filter(account_id=account_id, jmap_id=blob_id).first()) if well_formed(blob_id) else None
-        if view is None or not view.holds.filter(_live()).exists():
+        held, lasting = _flags(view.pk) if view is not None else (False, False)
+        if not held:
             raise NotFound(f"Blob {blob_id} not found.")
         # The content is counted already (an upload holds it); a lasting reference is still
         # refused while the account is past its quota (lowered since the upload), so that an
         # import never leaves the account over it.
         if quota is not None and usage(account_id) > quota:
             raise OverQuota("The account is over its storage quota.")
-        Hold.objects.update_or_create(account_blob=view, owner_kind=owner_kind, owner_id=str(owner_id),
-                                      defaults={"expires_at": expires_at})
+        _HOLD_ROW.run([(view.pk, owner_kind, str(owner_id), expires_at, timezone.now())])
+        _held(account_id, view.pk, view.blob.size, lasting, expires_at)
         return view
 
 
@@ -486,29 +576,66 @@ def copy(from_account_id: int, to_account_id: int, blob_id: str, owner_kind: str
 
 def release(account_id: int, blob_id: str, owner_kind: str, owner_id: str) -> bool:
     """Remove one reference; the content goes at the next collection if nothing else holds it."""
-    deleted, _ = Hold.objects.filter(account_blob__account_id=account_id, account_blob__jmap_id=blob_id,
-                                     owner_kind=owner_kind, owner_id=str(owner_id)).delete()
-    if deleted and not Hold.objects.filter(_live(), account_blob__account_id=account_id,
-                                           account_blob__jmap_id=blob_id).exists():
-        usage_moved([account_id])
-    return bool(deleted)
+    if not well_formed(blob_id):
+        return False
+    return bool(_release(AccountBlob.objects.filter(account_id=account_id, jmap_id=blob_id),
+                         Q(owner_kind=owner_kind, owner_id=str(owner_id))))
 
 
 def release_owners(account_id: int, owner_kind: str, owner_ids: Iterable[str]) -> int:
     """Remove the references of many owners of one kind at once (a folder of files deleted)."""
-    deleted, _ = Hold.objects.filter(account_blob__account_id=account_id, owner_kind=owner_kind,
-                                     owner_id__in=[str(o) for o in owner_ids]).delete()
+    owners = [str(o) for o in owner_ids]
+    deleted = 0
+    for some in in_slices(owners):
+        deleted += _release(AccountBlob.objects.filter(account_id=account_id),
+                            Q(owner_kind=owner_kind, owner_id__in=some))
     return deleted
 
 
 def release_owner(owner_kind: str, owner_id: str) -> int:
     """Remove every reference an owner holds (an email destroyed)."""
-    held = list(Hold.objects.filter(owner_kind=owner_kind, owner_id=str(owner_id))
-                .values_list("account_blob_id", "account_blob__account_id"))
-    deleted, _ = Hold.objects.filter(owner_kind=owner_kind, owner_id=str(owner_id)).delete()
-    still = set(Hold.objects.filter(_live(), account_blob_id__in=[v for v, _ in held])
-                .values_list("account_blob_id", flat=True))
-    usage_moved(a for v, a in held if v not in still)
+    return _release(AccountBlob.objects.all(), Q(owner_kind=owner_kind, owner_id=str(owner_id)))
+
+
+def _states(pks: list[int]) -> dict[int, tuple[int, int, bool, bool]]:
+    """view -> (account, size, live, lasting), read after the views' locks (see _flags)."""
+    out = {}
+    for some in in_slices(pks):
+        rows = (AccountBlob.objects.filter(pk__in=some)
+                .annotate(live=Exists(_live_holds()), lasting=Exists(_lasting_holds()))
+                .values_list("pk", "account_id", "blob__size", "live", "lasting"))
+        out.update((pk, rest) for pk, *rest in rows)
+    return out
+
+
+def _release(views, holds: Q) -> int:
+    """Delete the holds (`holds`) of these views, under the views' locks (taken in one order,
+    by id); the counted rows of their accounts move by the content that lost its last lasting
+    reference, and the accounts whose usage fell have their Quota journaled."""
+    # No savepoint: inside a caller's transaction (an Email/destroy), a failure fails it whole.
+    with transaction.atomic(savepoint=False):
+        pks = list(views.filter(pk__in=Hold.objects.filter(holds).values("account_blob_id"))
+                   .select_for_update().order_by("pk").values_list("pk", flat=True))
+        if not pks:
+            return 0
+        before = _states(pks)
+        deleted = 0
+        for some in in_slices(pks):
+            deleted += Hold.objects.filter(holds, account_blob_id__in=some).delete()[0]
+        after = _states(pks)
+        lost: dict[int, list[int]] = {}
+        fell = set()
+        for pk, (account_id, size, live, lasting) in before.items():
+            _, _, live_now, lasting_now = after[pk]
+            if lasting and not lasting_now:
+                moved = lost.setdefault(account_id, [0, 0])
+                moved[0] -= size
+                moved[1] -= 1
+            if live and not live_now:
+                fell.add(account_id)
+        for account_id in sorted(lost):
+            count_blobs(account_id, *lost[account_id])
+        usage_moved(fell)
     return deleted
 
 
@@ -599,7 +726,8 @@ def collect(now: datetime | None = None, orphans: bool = True) -> Collected:
     with transaction.atomic():
         accounts = set(expired.values_list("account_blob__account_id", flat=True).distinct())
         done.holds, _ = expired.delete()
-        # Their usage fell when the holds expired; the journal learns it now.
+        # Their usage fell when the holds expired; the journal learns it now. (An expiring
+        # hold is never a lasting one: the counted rows do not move.)
         usage_moved(accounts)
     for pk in list(AccountBlob.objects.filter(~Exists(Hold.objects.filter(account_blob=OuterRef("pk"))))
                    .values_list("pk", flat=True)):

@@ -7,6 +7,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import Account
+from blobs import services as blobs
+from blobs.models import AccountBlob, StoreUsage
 from delivery import services
 from mail import store
 from mail.models import Mailbox
@@ -16,8 +19,13 @@ from .conftest import message
 pytestmark = pytest.mark.django_db
 
 # SQLite; PostgreSQL has no FTS5 statement and the same count minus one. 37, then 31 before the
-# blob store's, the full-text index's and the counters' upserts without savepoints (2026-12-07).
-NEW_THREAD = 20
+# blob store's, the full-text index's and the counters' upserts without savepoints (2026-12-07);
+# 20 before the blobs' counted usage row (its UPDATE).
+NEW_THREAD = 21
+# With a disk quota: the account's row lock, whether the view holds the content already, the
+# usage (one query: the counted row), the Quota's journal entry (2). 25 before the counted row,
+# the same at any size but its SUM over every blob the account held.
+QUOTA_NEW_THREAD = 26
 
 
 def _deliver(raw):
@@ -55,3 +63,23 @@ def test_a_reply_counts_against_its_thread_with_the_same_budget(alice):
     (box,) = Mailbox.objects.filter(account_id=alice.pk, role="inbox")
     assert (box.total_emails, box.total_threads) == (3, 2)
     _check_counters(alice.pk)
+
+
+def test_a_delivery_under_a_quota_costs_the_same_at_one_and_fifty_blobs_held(alice):
+    # The quota check reads the account's counted row (blobs.StoreUsage), not a SUM over what it
+    # holds: the statements are the same whatever the mailbox's size.
+    Account.objects.filter(pk=alice.pk).update(max_disk_quota=10**9)
+    _deliver(message(subject="Warm-up", body="fills the per-process caches"))
+    assert AccountBlob.objects.filter(account_id=alice.pk).count() == 1
+    one = _deliver(message(subject="At one", body="one blob held"))
+    for n in range(48):
+        blobs.put(alice.pk, f"stored {n}".encode(), "note", str(n))
+    assert AccountBlob.objects.filter(account_id=alice.pk).count() == 50
+    fifty = _deliver(message(subject="At fifty", body="fifty blobs held"))
+    assert one == fifty == QUOTA_NEW_THREAD - (connection.vendor != "sqlite"), (one, fifty)
+    assert blobs.usage(alice.pk) == sum(AccountBlob.objects.filter(account_id=alice.pk)
+                                        .values_list("blob__size", flat=True))
+    # What the check reads is the row: one octet short of the limit there refuses the next one.
+    StoreUsage.objects.filter(account_id=alice.pk, data_type=blobs.BLOB_USAGE).update(octets=10**9 - 1)
+    got = services.deliver(message(subject="Over", body="x"), "carol@example.net", ["alice@example.org"])
+    assert [o.reply() for o in got] == ["452 4.2.2 Mailbox over quota."]
