@@ -88,8 +88,12 @@ litmus:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends litmus >/dev/null; \
 	  else echo "litmus is missing: apt-get install litmus (as root)" >&2; exit 1; fi; }
 
+# TEST_WORKERS=2 runs the suite on two pytest-xdist workers (much of it waits on servers,
+# browsers and clients it starts); each has its own databases, Redis database and var directory
+# (tests/workers.py). One process (0) until the parallel run is green on PostgreSQL too.
+TEST_WORKERS ?= 0
 test: install-dev browser promtool pebble slapd jsclients litmus
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Logins per second per password hash algorithm (docs/performance.md); needs wrk (apt-get install wrk).
 # Options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--duration 5 --workers 3".

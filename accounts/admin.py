@@ -72,8 +72,19 @@ class AccountForm(forms.ModelForm):
         return data
 
 
+class LabelledDeleteFormSet(forms.BaseInlineFormSet):
+    """Each row's Delete box named for screen readers: a table's inputs have column headings but
+    no labels, and the box is there only on rows that exist (an account with aliases or keys)."""
+
+    @classmethod
+    def get_deletion_widget(cls):
+        return forms.CheckboxInput(attrs={"aria-label": "Delete"})
+
+
 class AccountPartInline(admin.TabularInline):
     """A part of an account (its credentials, its aliases): read with the account, changed with it."""
+
+    formset = LabelledDeleteFormSet
 
     def has_change_permission(self, request, obj=None):
         return request.user.has_stalwart_perm("sysAccountUpdate")

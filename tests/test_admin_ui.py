@@ -232,6 +232,10 @@ def test_aliases_are_edited_on_the_account_page(admin_client, make_account, doma
     assert resp.status_code == 302, resp.content.decode()[:3000]
     assert [str(a) for a in carol.aliases.all()] == ["sales@example.org"]
     assert AuditEvent.objects.filter(object_type="Account", field="aliases").exists()
+    # The stored alias's row has a Delete box; like the row's other inputs, it is named.
+    html = admin_client.get(url).content.decode()
+    delete = re.search(r'<input[^>]*name="aliases-0-DELETE"[^>]*>', html)
+    assert delete and 'aria-label="Delete"' in delete.group(0), html[:3000]
 
 
 def test_an_alias_that_is_another_accounts_address_is_refused_on_the_form(admin_client, make_account, domain):

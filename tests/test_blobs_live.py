@@ -24,7 +24,8 @@ from .test_jmap_live import STRONG, Jmap, PlainHttpAdapter, Site, answered, basi
 
 CORE = "urn:ietf:params:jmap:core"
 BLOB = "urn:ietf:params:jmap:blob"
-REDIS = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
+# The run's Redis, or without one (the SQLite run) the live tests' own (tests/workers.py).
+REDIS = os.environ.get("REDIS_URL") or os.environ["LIVE_REDIS_URL"]
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import os
 import re
 import secrets
 import select
@@ -420,8 +421,10 @@ def test_basic_credentials_are_verified_once_and_a_changed_password_is_refused_e
 # --- 4. maxConcurrentRequests across workers (shared cache) ----------------------------------
 @contextmanager
 def _redis_site(**env):
-    """Two workers sharing a Redis cache (database 15, a key prefix of their own)."""
-    with live_server(workers=2, extra_env={"REDIS_URL": "redis://127.0.0.1:6379/15", **env}) as server:
+    """Two workers sharing a Redis cache (this test process's LIVE_REDIS_URL, tests/workers.py;
+    a key prefix of their own)."""
+    url = os.environ["LIVE_REDIS_URL"]
+    with live_server(workers=2, extra_env={"REDIS_URL": url, **env}) as server:
         creds = bootstrap(server)
         assert creds
         try:
@@ -429,7 +432,7 @@ def _redis_site(**env):
         finally:
             import redis
 
-            client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
+            client = redis.Redis.from_url(url)
             for key in client.scan_iter(match=server.env["CACHE_KEY_PREFIX"] + ":*"):
                 client.delete(key)
 
