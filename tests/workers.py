@@ -1,7 +1,7 @@
 """What each test process needs of its own, set in the environment before Django reads its settings.
 
 pytest.ini loads this module with `-p`, so it is imported before pytest-django sets Django up (a
-conftest.py would come too late). `make test` runs the suite on two pytest-xdist workers: two
+conftest.py would come too late). `make test TEST_WORKERS=2` runs the suite on two pytest-xdist workers: two
 processes, each with its own test database (pytest-django suffixes its name with the worker's
 id), and, from here:
 
