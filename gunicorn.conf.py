@@ -76,6 +76,13 @@ def post_worker_init(worker):
     from stalwart_site.settle import settle
 
     settle()
+    from django.conf import settings
+
+    if settings.configured:  # not in the bare servers of bench/
+        # why: as settle; Django is set up by now in the project's workers only.
+        from stalwart_site import checkpoint
+
+        checkpoint.start()  # SQLite's WAL checkpoint off the request path
 
 
 def child_exit(server, worker):

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from aiosmtpd.lmtp import LMTP
 from django.db import close_old_connections
 
+from stalwart_site import checkpoint
+
 from . import services
 
 log = logging.getLogger(__name__)
@@ -273,6 +275,7 @@ class _Acceptor:
 
 
 async def _serve(sockets, max_size, hostname, counts=None, slot=0):
+    checkpoint.start()  # SQLite's WAL checkpoint off the delivery's commits
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmtp-db")
     handler = Handler(executor)
     loop = asyncio.get_running_loop()

@@ -129,8 +129,14 @@ DATABASE_URL = env_str("DATABASE_URL")
 # lock at BEGIN, so that concurrent writers queue (up to `timeout` seconds, SQLite's busy
 # timeout) instead of failing mid-way with "database is locked" when a transaction that began
 # by reading tries to write after another writer committed.
+# A serving process checkpoints the WAL from a thread of its own every
+# SQLITE_CHECKPOINT_INTERVAL seconds (stalwart_site/checkpoint.py; 0: never), so that no request
+# pays for it; a commit still checkpoints past SQLITE_WAL_AUTOCHECKPOINT pages (of 4 KiB).
+SQLITE_CHECKPOINT_INTERVAL = env_int("SQLITE_CHECKPOINT_INTERVAL", 1)
+SQLITE_WAL_AUTOCHECKPOINT = env_int("SQLITE_WAL_AUTOCHECKPOINT", 10000)
 SQLITE_OPTIONS = {
-    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                     f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT};"),
     "transaction_mode": "IMMEDIATE",
     "timeout": env_int("SQLITE_BUSY_TIMEOUT", 20),
 }
