@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connections
@@ -62,7 +63,9 @@ def _run(path: str, interval: float, stop: threading.Event | None = None) -> Non
     while not stop.wait(interval):
         try:
             if db is None:
-                db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                # mode=rw: a database file that went away is not made again, empty.
+                db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                     check_same_thread=False)
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             failing = False
         except sqlite3.Error as exc:

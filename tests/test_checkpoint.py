@@ -102,3 +102,14 @@ def test_nothing_to_do_without_a_database_file(settings):
     # The test database of a run is in memory on SQLite, a server on PostgreSQL: no thread.
     assert checkpoint.database_file() is None
     assert checkpoint.start(interval=1) is None
+
+
+def test_a_database_file_that_went_away_is_not_made_again(tmp_path):
+    path = tmp_path / "gone.sqlite3"
+    stop = threading.Event()
+    thread = threading.Thread(target=checkpoint._run, args=(str(path), 0.02, stop), daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    stop.set()
+    thread.join(5)
+    assert not path.exists()
