@@ -3,57 +3,29 @@ two PUTs at once is stored once and the other gets no-uid-conflict (never a data
 the default book is created once however many first uses race; a sync client sees every card."""
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from contacts import services
 from contacts.models import AddressBook, Card
+from tests.threads import run_together, skip_on_memory_sqlite
 
 from .conftest import simple_card
 
 WRITERS = 6
 
 
-def _skip_on_memory_sqlite():
-    if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith("file:memorydb"):
-        pytest.skip("the in-memory test database cannot be shared by threads (see journal's concurrency test)")
-
-
-def _run(target, count: int) -> list:
-    start = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(n: int):
-        try:
-            start.wait()
-            results[n] = target(n)
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            results[n] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 def test_first_uses_race_to_one_default_book(builtin_role_rows, make_account):
-    _skip_on_memory_sqlite()
+    skip_on_memory_sqlite()
     account = make_account("alice").pk
-    results = _run(lambda n: services.books(account)[0].pk, WRITERS)
+    results = run_together(lambda n: services.books(account)[0].pk, WRITERS)
     assert all(isinstance(r, int) for r in results), results
     assert len(set(results)) == 1 and AddressBook.objects.filter(account_id=account).count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
 def test_one_uid_raced_by_several_puts_is_stored_once(builtin_role_rows, make_account):
-    _skip_on_memory_sqlite()
+    skip_on_memory_sqlite()
     account = make_account("alice").pk
     book = services.default_book(account)
     start = services.sync_state(account)
@@ -62,7 +34,7 @@ def test_one_uid_raced_by_several_puts_is_stored_once(builtin_role_rows, make_ac
         services.put_card(book, f"unique-{n}.vcf", simple_card(f"u{n}"))
         return services.put_card(book, f"same-{n}.vcf", simple_card("contested"))
 
-    results = _run(put, WRITERS)
+    results = run_together(put, WRITERS)
     winners = [r for r in results if isinstance(r, services.PutResult)]
     losers = [r for r in results if isinstance(r, services.Precondition)]
     assert len(winners) == 1 and len(losers) == WRITERS - 1, results

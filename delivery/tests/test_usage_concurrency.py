@@ -4,41 +4,18 @@ writers race to create it or find it, and a content whose last references are re
 several writers at once leaves the row once."""
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 from django.db.models import Exists, OuterRef, Sum
 
 from accounts.models import Account
 from blobs import services as blobs
 from blobs.models import AccountBlob, Hold, StoreUsage
 from delivery import services
+from tests.threads import run_together, skip_on_memory_sqlite
 
 from .conftest import message
 
 WRITERS = 6
-
-
-def _run(target, count: int) -> list:
-    start = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(n: int):
-        try:
-            start.wait()
-            results[n] = target(n)
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            results[n] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return results
 
 
 @pytest.mark.django_db(transaction=True)
@@ -46,8 +23,7 @@ def _run(target, count: int) -> list:
 @pytest.mark.parametrize("limit", [None, 10**9], ids=["no-quota", "quota"])
 def test_concurrent_deliveries_and_releases_keep_the_row_equal_to_the_sum(builtin_role_rows, make_account, first,
                                                                           limit):
-    if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith("file:memorydb"):
-        pytest.skip("the in-memory test database cannot be shared by threads")
+    skip_on_memory_sqlite()
     account = make_account("alice")
     a = account.pk
     shared = blobs.put(a, b"shared" * 10, "note", "base")
@@ -67,7 +43,7 @@ def test_concurrent_deliveries_and_releases_keep_the_row_equal_to_the_sum(builti
             assert [o.status for o in got] == ["delivered"], [o.reply() for o in got]
         return blobs.release(a, shared.jmap_id, "note", f"h{n}")
 
-    results = _run(write, WRITERS)
+    results = run_together(write, WRITERS)
     assert results == [True] * WRITERS, results
     lasting = (AccountBlob.objects.filter(account_id=a)
                .filter(Exists(Hold.objects.filter(account_blob=OuterRef("pk"), expires_at__isnull=True))))
