@@ -5,7 +5,6 @@ DAV quota properties all read the same usage; two PUTs racing for the last octet
 pass (PostgreSQL)."""
 from __future__ import annotations
 
-import threading
 
 import pytest
 from django.db import connection
@@ -18,6 +17,7 @@ from calendars.models import CalendarObject
 from contacts.models import Card
 from registry import ids
 from tests.clients import STRONG_PASSWORD, Jmap, basic
+from tests.threads import run_together, skip_on_memory_sqlite
 
 from .helpers import Dav, NS, prop, xml
 from .test_caldav import ics
@@ -190,14 +190,9 @@ def test_another_account_cannot_fill_or_read_the_quota(alice, bob):
 
 
 # --- concurrency ---------------------------------------------------------------------------------
-def _skip_on_memory_sqlite():
-    if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith("file:memorydb"):
-        pytest.skip("the in-memory test database cannot be shared by threads")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_two_puts_racing_for_the_last_octets_do_not_both_pass(builtin_role_rows, make_account):
-    _skip_on_memory_sqlite()
+    skip_on_memory_sqlite()
     make_account("alice")
     writers = 4
     cards = [vcard(f"u{n}", f"Person {n}") for n in range(writers)]
@@ -211,24 +206,11 @@ def test_two_puts_racing_for_the_last_octets_do_not_both_pass(builtin_role_rows,
     owner = Dav(Client(), "alice@example.org")
     for n in range(writers):
         assert owner.request("MKCOL", f"{home}b{n}/", mkcol).status_code == 201
-    start = threading.Barrier(writers)
-    results: list = [None] * writers
+    def put(n):
+        dav = Dav(Client(), "alice@example.org")
+        return dav.put(f"{home}b{n}/c.vcf", cards[n], content_type="text/vcard").status_code
 
-    def run(n):
-        try:
-            dav = Dav(Client(), "alice@example.org")
-            start.wait()
-            results[n] = dav.put(f"{home}b{n}/c.vcf", cards[n], content_type="text/vcard").status_code
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            results[n] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    results = run_together(put, writers)
     assert sorted(results) == [201] + [507] * (writers - 1), results
     assert Card.objects.count() == 1
     assert blobs.usage(account().pk) <= account().max_disk_quota
