@@ -7,7 +7,8 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
@@ -188,3 +189,25 @@ def test_the_quota_is_refused_at_the_exact_octet(two, counted):
         blobs.put(a, b"p", "note", "3")
     _deliver(a, b"o" * 60, "4")  # the same content: nothing more
     _check(a)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_the_uploads_stored_before_it_their_latest_expiry(make_account):
+    a = make_account("olduploads").pk
+    soon, later = timezone.now() + timedelta(hours=1), timezone.now() + timedelta(hours=5)
+    upload = blobs.put(a, b"u" * 7, "upload", "u1", expires_at=soon)
+    blobs.hold(a, upload.jmap_id, "upload", "u2", expires_at=later)
+    kept = blobs.put(a, b"k" * 11, "email", "e1")
+    executor = MigrationExecutor(connection)
+    target = [("blobs", "0002_store_usage")]
+    executor.migrate(target)
+    try:
+        old = executor.loader.project_state(target).apps.get_model("blobs", "AccountBlob")
+        assert old.objects.filter(account_id=a).count() == 2  # the views survive the way back
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    held = dict(AccountBlob.objects.filter(account_id=a).values_list("pk", "held_until"))
+    assert held == {upload.pk: later, kept.pk: None}
+    assert blobs.usage(a) == 7 + 11  # the upload is found through the new index
